@@ -1,0 +1,27 @@
+//! The pure half of brownout: everything that decides *what* harm to do, and none of
+//! the sockets that do it.
+//!
+//! Keeping this crate free of I/O means every timing rule (dists, ramps, phase clocks,
+//! queues) can be unit-tested under paused tokio time, and the proxy, the drill and
+//! the simulator all share one definition of a profile.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod clock;
+pub mod decide;
+pub mod dist;
+pub mod duration;
+pub mod explain;
+pub mod glob;
+pub mod limit;
+pub mod matcher;
+pub mod presets;
+pub mod profile;
+pub mod release;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
+
+pub use api::{ApiKind, Endpoint, RequestFacts};
+pub use dist::Dist;
+pub use profile::{FaultSpec, Match, Phase, Probability, Profile, Rule};
