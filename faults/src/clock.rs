@@ -1,1 +1,126 @@
-//! (stub)
+//! The phase clock (DESIGN "The phase clock").
+//!
+//! Phases are a timeline measured from an origin: the moment the profile was applied,
+//! or `start_at` so that many sidecars agree. The origin is an atomic offset so the
+//! hot path reads the current phase without a lock, and the admin API can jump
+//! phases by moving the origin.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Where the clock stands at some instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhaseAt {
+    /// Index of the current phase; `None` before `start_at` or when there are no phases.
+    pub index: Option<usize>,
+    /// Time since the current phase began.
+    pub in_phase: Duration,
+    /// Fraction of the current phase elapsed, clamped to [0, 1] (1 for the last phase
+    /// once its duration has passed: it stays active).
+    pub fraction: f64,
+}
+
+/// A timeline of phase durations with a movable origin.
+#[derive(Debug)]
+pub struct PhaseClock {
+    base: Instant,
+    /// Origin as signed nanoseconds from `base` (negative when `start_at` is in the past).
+    origin_ns: AtomicI64,
+    durations: Vec<Duration>,
+}
+
+impl PhaseClock {
+    /// A clock whose first phase begins `offset` from `now` (negative: already running).
+    pub fn new(durations: Vec<Duration>, now: Instant, offset_ns: i64) -> Self {
+        PhaseClock { base: now, origin_ns: AtomicI64::new(offset_ns), durations }
+    }
+
+    pub fn phase_count(&self) -> usize {
+        self.durations.len()
+    }
+
+    /// Start of phase `index` relative to the origin.
+    pub fn phase_start(&self, index: usize) -> Duration {
+        self.durations.iter().take(index).sum()
+    }
+
+    /// Where the clock stands at `now`.
+    pub fn at(&self, now: Instant) -> PhaseAt {
+        let none = PhaseAt { index: None, in_phase: Duration::ZERO, fraction: 0.0 };
+        if self.durations.is_empty() {
+            return none;
+        }
+        let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
+        let t = since_base - self.origin_ns.load(Ordering::Relaxed) as i128;
+        if t < 0 {
+            return none;
+        }
+        let mut t = Duration::from_nanos(t.min(u64::MAX as i128) as u64);
+        let last = self.durations.len() - 1;
+        for (i, d) in self.durations.iter().enumerate() {
+            if t < *d || i == last {
+                let fraction = if d.is_zero() { 1.0 } else { (t.as_secs_f64() / d.as_secs_f64()).min(1.0) };
+                return PhaseAt { index: Some(i), in_phase: t, fraction };
+            }
+            t -= *d;
+        }
+        none
+    }
+
+    /// Move the origin so that phase `index` begins at `now`.
+    pub fn jump_to(&self, index: usize, now: Instant) {
+        let start = self.phase_start(index.min(self.durations.len().saturating_sub(1)));
+        let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
+        let origin = since_base - start.as_nanos() as i128;
+        self.origin_ns.store(origin.clamp(i64::MIN as i128, i64::MAX as i128) as i64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn phases_advance_and_last_stays() {
+        let now = Instant::now();
+        let c = PhaseClock::new(vec![ms(100), ms(200), ms(50)], now, 0);
+        assert_eq!(c.at(now).index, Some(0));
+        tokio::time::advance(ms(150)).await;
+        let at = c.at(Instant::now());
+        assert_eq!(at.index, Some(1));
+        assert_eq!(at.in_phase, ms(50));
+        assert!((at.fraction - 0.25).abs() < 1e-9);
+        tokio::time::advance(ms(10_000)).await;
+        let at = c.at(Instant::now());
+        assert_eq!(at.index, Some(2));
+        assert_eq!(at.fraction, 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_in_future_and_jump() {
+        let now = Instant::now();
+        let c = PhaseClock::new(vec![ms(100), ms(100)], now, ms(500).as_nanos() as i64);
+        assert_eq!(c.at(now).index, None);
+        tokio::time::advance(ms(550)).await;
+        assert_eq!(c.at(Instant::now()).index, Some(0));
+        c.jump_to(1, Instant::now());
+        let at = c.at(Instant::now());
+        assert_eq!(at.index, Some(1));
+        assert_eq!(at.in_phase, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_start_is_already_running() {
+        let now = Instant::now();
+        let c = PhaseClock::new(vec![ms(100), ms(100)], now, -(ms(150).as_nanos() as i64));
+        let at = c.at(now);
+        assert_eq!(at.index, Some(1));
+        assert_eq!(at.in_phase, ms(50));
+    }
+}

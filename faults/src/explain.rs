@@ -1,9 +1,417 @@
 //! `brownout explain`: a profile in plain words.
-//! (stub: to be implemented)
+//!
+//! A profile is a small program that will hurt real traffic; reading it back in
+//! sentences ("for chat requests to models matching gpt-4o*, with probability ramping
+//! from 5% to 40% …") is the cheapest review before a game day, and catches a `match`
+//! that is broader or narrower than intended.
 
-use crate::profile::Profile;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::duration::format_duration;
+use crate::profile::{ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule};
 
 /// Describe what the profile will do, phase by phase.
 pub fn explain(profile: &Profile) -> String {
-    format!("profile {}\n", profile.name)
+    let mut out = String::new();
+    let _ = write!(out, "Profile `{}`", profile.name);
+    match &profile.description {
+        Some(d) if !d.trim().is_empty() => {
+            let _ = writeln!(out, ": {}", d.trim());
+        }
+        _ => out.push_str(".\n"),
+    }
+    match profile.seed {
+        Some(seed) => {
+            let _ = writeln!(
+                out,
+                "Seed {seed}: the same sequence of requests gets the same decisions on every run \
+                 (`--seed`, BROWNOUT_SEED or the config's `seed` override it)."
+            );
+        }
+        None => out.push_str(
+            "No seed in the profile: decisions use the seed from `--seed`, BROWNOUT_SEED or the config.\n",
+        ),
+    }
+    if let Some(start) = &profile.start_at {
+        let _ = writeln!(
+            out,
+            "The phase clock starts at {start} (`start_at`), so every proxy using this profile changes phase at the same moment."
+        );
+    } else if !profile.phases.is_empty() {
+        out.push_str("The phase clock starts when the profile is applied.\n");
+    }
+    if let Some(exp) = profile.expires_after {
+        let _ = writeln!(
+            out,
+            "Faults turn off by themselves {} after the profile is applied (`expires_after`), as with the kill switch.",
+            format_duration(exp.0)
+        );
+    }
+    out.push('\n');
+
+    if profile.rules.is_empty() {
+        if profile.phases.is_empty() {
+            out.push_str("No rules: every request passes through untouched.\n");
+        }
+    } else {
+        out.push_str(if profile.phases.is_empty() {
+            "Always (no phases):\n"
+        } else {
+            "In every phase:\n"
+        });
+        for (i, rule) in profile.rules.iter().enumerate() {
+            let _ = writeln!(out, "  - {}.", rule_sentence(rule, &rule_name(rule, i, None)));
+        }
+        out.push('\n');
+    }
+
+    let mut start = Duration::ZERO;
+    let last = profile.phases.len().saturating_sub(1);
+    for (pi, phase) in profile.phases.iter().enumerate() {
+        let end = start + phase.duration.0;
+        let when = if pi == last {
+            format!(
+                "{}, from {} on; being the last phase, it stays active after {}",
+                format_duration(phase.duration.0),
+                clock(start),
+                clock(end)
+            )
+        } else {
+            format!("{}, from {} to {}", format_duration(phase.duration.0), clock(start), clock(end))
+        };
+        let _ = write!(out, "Phase {} `{}` ({when}): ", pi + 1, phase.name);
+        phase_body(&mut out, phase, !profile.rules.is_empty());
+        start = end;
+    }
+    out
+}
+
+fn phase_body(out: &mut String, phase: &Phase, has_global: bool) {
+    let extra = if has_global { " beyond the rules for every phase" } else { "" };
+    match phase.rules.as_slice() {
+        [] => {
+            let _ = writeln!(out, "no faults{extra}.");
+        }
+        [rule] => {
+            let _ = writeln!(out, "{}.", rule_sentence(rule, &rule_name(rule, 0, Some(&phase.name))));
+        }
+        rules => {
+            out.push('\n');
+            for (i, rule) in rules.iter().enumerate() {
+                let _ = writeln!(out, "  - {}.", rule_sentence(rule, &rule_name(rule, i, Some(&phase.name))));
+            }
+        }
+    }
+}
+
+fn rule_name(rule: &Rule, index: usize, phase: Option<&str>) -> String {
+    match (&rule.name, phase) {
+        (Some(n), _) => n.clone(),
+        (None, None) => format!("rule-{}", index + 1),
+        (None, Some(p)) => format!("{p}-{}", index + 1),
+    }
+}
+
+/// `0:30`, `1:30`, `1:02:03`; sub-second offsets fall back to `1.5s`.
+fn clock(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        return format_duration(d);
+    }
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn percent(p: f64) -> String {
+    let v = format!("{:.2}", p * 100.0);
+    format!("{}%", v.trim_end_matches('0').trim_end_matches('.'))
+}
+
+fn bytes(n: u64) -> String {
+    const K: u64 = 1024;
+    if n >= K * K && n % (K * K) == 0 {
+        format!("{} MiB", n / (K * K))
+    } else if n >= K && n % K == 0 {
+        format!("{} KiB", n / K)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn rule_sentence(rule: &Rule, name: &str) -> String {
+    let mut s = format!("rule `{name}` — {}", match_words(&rule.matches));
+    match rule.probability {
+        Probability::Fixed(p) if p >= 1.0 => s.push_str(", every time"),
+        Probability::Fixed(p) if p <= 0.0 => s.push_str(", never (probability 0)"),
+        Probability::Fixed(p) => {
+            let _ = write!(s, ", with probability {}", percent(p));
+        }
+        Probability::Ramp { from, to } => {
+            let _ = write!(s, ", with probability ramping from {} to {}", percent(from), percent(to));
+        }
+    }
+    if let Some(max) = rule.max_active {
+        let _ = write!(s, ", at most {max} at once");
+    }
+    if rule.mark == Some(false) {
+        s.push_str(", without the x-brownout-fault header");
+    }
+    s.push_str(": ");
+    let faults: Vec<String> = rule.faults.iter().map(fault_words).collect();
+    s.push_str(&faults.join(", then "));
+    let terminal = rule.faults.iter().position(|f| {
+        matches!(f, FaultSpec::Error { .. } | FaultSpec::Reset { after_bytes: None } | FaultSpec::Hang { .. })
+    });
+    if let Some(t) = terminal {
+        if t + 1 < rule.faults.len() {
+            let _ = write!(
+                s,
+                " (`{}` ends the exchange, so the faults listed after it never apply)",
+                rule.faults[t].kind()
+            );
+        }
+    }
+    s
+}
+
+fn match_words(m: &Match) -> String {
+    let mut adjectives = Vec::new();
+    match m.stream {
+        Some(true) => adjectives.push("streaming".to_string()),
+        Some(false) => adjectives.push("non-streaming".to_string()),
+        None => {}
+    }
+    if let Some(method) = &m.method {
+        adjectives.push(method.to_ascii_uppercase());
+    }
+    let noun = match m.endpoint {
+        Some(e) => format!("{} requests", enum_name(&e)),
+        None => "requests".to_string(),
+    };
+    let mut words = if adjectives.is_empty() && m == &Match::default() {
+        "for every request".to_string()
+    } else {
+        format!("for {}", [adjectives, vec![noun]].concat().join(" "))
+    };
+    if let Some(l) = &m.listener {
+        let _ = write!(words, " on listener `{l}`");
+    }
+    if let Some(api) = &m.api {
+        let _ = write!(words, " to the {} API", enum_name(api));
+    }
+    if let Some(p) = &m.path {
+        let _ = write!(words, " to paths matching {p}");
+    }
+    if let Some(model) = &m.model {
+        let _ = write!(words, " to models matching {model}");
+    }
+    for (h, v) in &m.headers {
+        let _ = write!(words, " with header {h} matching {v}");
+    }
+    if let Some(r) = &m.prompt_tokens {
+        match (r.min, r.max) {
+            (Some(a), Some(b)) => {
+                let _ = write!(words, " with prompts of {a} to {b} tokens (estimated)");
+            }
+            (Some(a), None) => {
+                let _ = write!(words, " with prompts of at least {a} tokens (estimated)");
+            }
+            (None, Some(b)) => {
+                let _ = write!(words, " with prompts of at most {b} tokens (estimated)");
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some(c) = &m.clients {
+        let by = match c.by.as_deref() {
+            Some(b) => match b.strip_prefix("header:") {
+                Some(h) => format!("by the {h} header"),
+                None => "by client IP".to_string(),
+            },
+            None => "by client IP".to_string(),
+        };
+        let _ = write!(words, " from a sticky {}% of clients (chosen {by})", trim_num(c.percent));
+    }
+    words
+}
+
+fn trim_num(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The snake_case name of a unit enum (`Endpoint::Chat` → "chat"), via its Debug form.
+fn enum_name<T: std::fmt::Debug>(v: &T) -> String {
+    let debug = format!("{v:?}");
+    let mut out = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn preset_words(name: &str) -> String {
+    match crate::presets::lookup(name) {
+        Some(p) => format!("preset {name} ({})", p.status),
+        None => format!("preset {name}"),
+    }
+}
+
+fn fault_words(f: &FaultSpec) -> String {
+    match f {
+        FaultSpec::Delay { duration } => format!("wait {duration} before forwarding"),
+        FaultSpec::Error { status, body, headers, preset, retry_after } => {
+            let mut s = match (preset, status) {
+                (Some(p), None) => format!("answer with {}", preset_words(p)),
+                (Some(p), Some(st)) => format!("answer with {} but status {st}", preset_words(p)),
+                (None, Some(st)) => format!("answer {st}"),
+                (None, None) => "answer with an error".to_string(),
+            };
+            match body {
+                Some(ErrorBody::Text(_)) => s.push_str(" with a custom text body"),
+                Some(ErrorBody::Json(_)) => s.push_str(" with a custom JSON body"),
+                None => {}
+            }
+            if !headers.is_empty() {
+                let names: Vec<&str> = headers.keys().map(String::as_str).collect();
+                let _ = write!(s, " plus header(s) {}", names.join(", "));
+            }
+            if let Some(r) = retry_after {
+                let _ = write!(s, " and retry-after {}", format_duration(r.0));
+            }
+            s.push_str(" without calling the upstream");
+            s
+        }
+        FaultSpec::Reset { after_bytes: None } => {
+            "reset the connection before any response".to_string()
+        }
+        FaultSpec::Reset { after_bytes: Some(n) } => {
+            format!("reset the connection after {} of the response body", bytes(*n))
+        }
+        FaultSpec::Hang { duration: Some(d) } => {
+            format!("hold the request for {d}, then answer 504")
+        }
+        FaultSpec::Hang { duration: None } => {
+            "hold the request until the client gives up or faults are turned off".to_string()
+        }
+        FaultSpec::Bandwidth { bytes_per_second } => {
+            format!("throttle the response body to {}/s", bytes(*bytes_per_second))
+        }
+        FaultSpec::ConcurrencyLimit { max, queue, queue_timeout, preset } => {
+            let mut s = format!("let at most {max} run at once");
+            match queue {
+                Some(q) if *q > 0 => {
+                    let _ = write!(s, ", queue up to {q} more");
+                    if let Some(t) = queue_timeout {
+                        let _ = write!(s, " for at most {} each", format_duration(t.0));
+                    }
+                    s.push_str(" and reject the rest");
+                }
+                _ => s.push_str(" and reject the rest at once"),
+            }
+            match preset {
+                Some(p) => {
+                    let _ = write!(s, " with {}", preset_words(p));
+                }
+                None => s.push_str(" with the API's overload error"),
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_reads_well() {
+        let src = "\
+version: 1
+name: openai-429-storm
+description: A rate-limit storm on chat completions, then recovery.
+seed: 7
+start_at: 2026-12-01T10:00:00Z
+expires_after: 30m
+phases:
+  - name: baseline
+    duration: 30s
+  - name: storm
+    duration: 60s
+    rules:
+      - name: throttle-chat
+        match: {endpoint: chat, model: \"gpt-4o*\"}
+        probability: {from: 0.05, to: 0.4}
+        max_active: 100
+        faults:
+          - type: error
+            preset: openai.rate_limit_requests
+            retry_after: 2s
+  - name: recovery
+    duration: 30s
+";
+        let p: Profile = crate::yaml::from_str(src, "t").unwrap();
+        let text = explain(&p);
+        assert!(text.contains("Seed 7"), "{text}");
+        assert!(text.contains("2026-12-01T10:00:00Z"), "{text}");
+        assert!(text.contains("30m after the profile is applied"), "{text}");
+        assert!(text.contains("Phase 1 `baseline` (30s, from 0:00 to 0:30): no faults."), "{text}");
+        assert!(
+            text.contains(
+                "Phase 2 `storm` (1m, from 0:30 to 1:30): rule `throttle-chat` — for chat requests to models \
+                 matching gpt-4o*, with probability ramping from 5% to 40%, at most 100 at once: answer with \
+                 preset openai.rate_limit_requests"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("and retry-after 2s"), "{text}");
+        assert!(text.contains("Phase 3 `recovery` (30s, from 1:30 on; being the last phase, it stays active after 2:00)"), "{text}");
+    }
+
+    #[test]
+    fn every_fault_has_words() {
+        let src = "\
+version: 1
+name: all
+rules:
+  - match: {stream: true, method: post, clients: {percent: 20, by: 'header:authorization'}, prompt_tokens: {min: 1000}}
+    probability: 0.125
+    faults:
+      - {type: delay, duration: {lognormal: {median: 200ms, p99: 2s}}}
+      - {type: reset, after_bytes: 65536}
+      - {type: hang}
+      - {type: hang, duration: 5s}
+      - {type: bandwidth, bytes_per_second: 1024}
+      - {type: concurrency_limit, max: 4, queue: 8, queue_timeout: 2s}
+      - {type: error, status: 503, body: oops}
+";
+        let p: Profile = crate::yaml::from_str(src, "t").unwrap();
+        let text = explain(&p);
+        for want in [
+            "Always (no phases):",
+            "rule `rule-1` — for streaming POST requests with prompts of at least 1000 tokens (estimated) from a sticky 20% of clients (chosen by the authorization header)",
+            "with probability 12.5%",
+            "wait median 200ms, p99 2s (lognormal) before forwarding",
+            "reset the connection after 64 KiB of the response body",
+            "hold the request until the client gives up",
+            "hold the request for 5s, then answer 504",
+            "throttle the response body to 1 KiB/s",
+            "let at most 4 run at once, queue up to 8 more for at most 2s each and reject the rest",
+            "answer 503 with a custom text body",
+            "(`hang` ends the exchange, so the faults listed after it never apply).",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+    }
 }

@@ -1,1 +1,398 @@
-//! (stub)
+//! Profiles compiled for the hot path: globs built, header names parsed, per-rule
+//! state attached.
+//!
+//! The proxy holds one [`CompiledProfile`] behind an atomic pointer; a request reads
+//! it without locking, walks the rules of the current phase in file order and asks
+//! each [`CompiledMatch`] whether it holds. Rule state (ordinals, active counts,
+//! limiters) lives in an `Arc` keyed by rule name so that a hot reload that leaves a
+//! rule unchanged keeps its queues and counters (DESIGN "Hot reload").
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, Method};
+use tokio::time::Instant;
+
+use crate::api::{client_share, ApiKind, Endpoint, RequestFacts};
+use crate::clock::PhaseClock;
+use crate::glob::Glob;
+use crate::limit::ConcurrencyLimiter;
+use crate::profile::{FaultSpec, Match, Probability, Profile, Rule};
+
+/// What a request offers to be matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchInput<'a> {
+    pub listener: &'a str,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub facts: &'a RequestFacts,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Whose share `clients.percent` picks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientBy {
+    Ip,
+    Header(HeaderName),
+}
+
+/// A `match` block ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledMatch {
+    listener: Option<String>,
+    api: Option<ApiKind>,
+    endpoint: Option<Endpoint>,
+    method: Option<Method>,
+    path: Option<Glob>,
+    headers: Vec<(HeaderName, Glob)>,
+    model: Option<Glob>,
+    stream: Option<bool>,
+    prompt_tokens: Option<(Option<u64>, Option<u64>)>,
+    clients: Option<(f64, ClientBy)>,
+}
+
+/// Why a profile could not be compiled (validation normally catches these first).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("rule `{rule}`: {message}")]
+    Rule { rule: String, message: String },
+}
+
+impl CompiledMatch {
+    fn compile(m: &Match, rule: &str) -> Result<Self, CompileError> {
+        let err = |message: String| CompileError::Rule { rule: rule.to_string(), message };
+        let glob = |p: &Option<String>| -> Result<Option<Glob>, CompileError> {
+            p.as_deref().map(|p| Glob::new(p).map_err(|e| err(format!("glob `{p}`: {e}")))).transpose()
+        };
+        let mut headers = Vec::with_capacity(m.headers.len());
+        for (name, pat) in &m.headers {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|e| err(format!("header name `{name}`: {e}")))?;
+            headers.push((name, Glob::new(pat).map_err(|e| err(format!("glob `{pat}`: {e}")))?));
+        }
+        let method = m
+            .method
+            .as_deref()
+            .map(|s| Method::from_bytes(s.to_ascii_uppercase().as_bytes()).map_err(|e| err(format!("method `{s}`: {e}"))))
+            .transpose()?;
+        let clients = match &m.clients {
+            None => None,
+            Some(c) => {
+                let by = match c.by.as_deref() {
+                    None | Some("client_ip") => ClientBy::Ip,
+                    Some(other) => match other.strip_prefix("header:") {
+                        Some(h) => ClientBy::Header(
+                            HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                                .map_err(|e| err(format!("clients.by header `{h}`: {e}")))?,
+                        ),
+                        None => return Err(err(format!("clients.by `{other}`: use client_ip or header:NAME"))),
+                    },
+                };
+                Some((c.percent, by))
+            }
+        };
+        Ok(CompiledMatch {
+            listener: m.listener.clone(),
+            api: m.api,
+            endpoint: m.endpoint,
+            method,
+            path: glob(&m.path)?,
+            headers,
+            model: glob(&m.model)?,
+            stream: m.stream,
+            prompt_tokens: m.prompt_tokens.as_ref().map(|r| (r.min, r.max)),
+            clients,
+        })
+    }
+
+    /// Whether this condition needs facts from the request body.
+    pub fn needs_body(&self) -> bool {
+        self.model.is_some() || self.stream.is_some() || self.prompt_tokens.is_some()
+    }
+
+    /// Every condition given must hold. Body conditions never hold for a body that
+    /// was not inspected (over `inspect_limit`, not JSON).
+    pub fn matches(&self, input: &MatchInput<'_>, seed: u64) -> bool {
+        if let Some(l) = &self.listener {
+            if l != input.listener {
+                return false;
+            }
+        }
+        if let Some(a) = self.api {
+            if a != input.facts.api {
+                return false;
+            }
+        }
+        if let Some(e) = self.endpoint {
+            if e != input.facts.endpoint {
+                return false;
+            }
+        }
+        if let Some(m) = &self.method {
+            if m != input.method {
+                return false;
+            }
+        }
+        if let Some(p) = &self.path {
+            if !p.matches(input.path) {
+                return false;
+            }
+        }
+        for (name, glob) in &self.headers {
+            match input.headers.get(name).and_then(|v| v.to_str().ok()) {
+                Some(v) if glob.matches(v) => {}
+                _ => return false,
+            }
+        }
+        if self.needs_body() && !input.facts.body_inspected {
+            return false;
+        }
+        if let Some(g) = &self.model {
+            match &input.facts.model {
+                Some(m) if g.matches(m) => {}
+                _ => return false,
+            }
+        }
+        if let Some(s) = self.stream {
+            if input.facts.stream.unwrap_or(false) != s {
+                return false;
+            }
+        }
+        if let Some((min, max)) = self.prompt_tokens {
+            let Some(n) = input.facts.prompt_tokens else { return false };
+            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+                return false;
+            }
+        }
+        if let Some((percent, by)) = &self.clients {
+            let share = match by {
+                ClientBy::Ip => match input.client_ip {
+                    Some(ip) => client_share(seed, &ip.to_string()),
+                    None => return false,
+                },
+                ClientBy::Header(h) => match input.headers.get(h).and_then(|v| v.to_str().ok()) {
+                    Some(v) => client_share(seed, v),
+                    None => return false,
+                },
+            };
+            if share >= *percent {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Runtime state of one rule; carried over hot reloads while the rule is unchanged.
+#[derive(Debug, Default)]
+pub struct RuleState {
+    /// Requests this rule has matched so far: the ordinal for seeded decisions.
+    pub ordinal: AtomicU64,
+    /// Requests this rule is harming right now, for `max_active`.
+    pub active: AtomicU32,
+    /// One limiter per `concurrency_limit` fault, by fault index.
+    pub limiters: Vec<Option<Arc<ConcurrencyLimiter>>>,
+}
+
+impl RuleState {
+    fn for_rule(rule: &Rule) -> Self {
+        let limiters = rule
+            .faults
+            .iter()
+            .map(|f| match f {
+                FaultSpec::ConcurrencyLimit { max, queue, queue_timeout, .. } => Some(Arc::new(
+                    ConcurrencyLimiter::new(*max, queue.unwrap_or(0), queue_timeout.map(|d| d.0)),
+                )),
+                _ => None,
+            })
+            .collect();
+        RuleState { limiters, ..Default::default() }
+    }
+
+    /// Claim an active slot under `max_active`; `false` when the rule is at its cap.
+    pub fn try_activate(&self, max_active: Option<u32>) -> bool {
+        match max_active {
+            None => {
+                self.active.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            Some(cap) => self
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| (a < cap).then_some(a + 1))
+                .is_ok(),
+        }
+    }
+
+    pub fn deactivate(&self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A rule ready for the hot path.
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub name: Arc<str>,
+    /// Stable id of the name: the decision stream.
+    pub id: u64,
+    pub cond: CompiledMatch,
+    pub probability: Probability,
+    pub max_active: Option<u32>,
+    pub mark: Option<bool>,
+    pub faults: Vec<FaultSpec>,
+    /// Identity of the rule's parameters, for carrying state over reloads.
+    fingerprint: String,
+    pub state: Arc<RuleState>,
+}
+
+/// One phase of the timeline.
+#[derive(Debug)]
+pub struct CompiledPhase {
+    pub name: Arc<str>,
+    pub duration: Duration,
+    pub rules: Vec<CompiledRule>,
+}
+
+/// A profile ready for the hot path, with its running phase clock.
+#[derive(Debug)]
+pub struct CompiledProfile {
+    pub name: Arc<str>,
+    pub seed: u64,
+    pub top: Vec<CompiledRule>,
+    pub phases: Vec<CompiledPhase>,
+    pub clock: PhaseClock,
+    /// Whether any rule looks at the request body (then bodies are inspected).
+    pub needs_body: bool,
+    pub expires_after: Option<Duration>,
+    /// When the profile was applied.
+    pub applied_at: Instant,
+    pub source: Profile,
+}
+
+/// The rules in force right now and the phase they belong to.
+pub struct Active<'a> {
+    pub phase: Option<&'a CompiledPhase>,
+    /// Fraction of the phase elapsed (for ramps).
+    pub fraction: f64,
+    pub rules: std::iter::Chain<std::slice::Iter<'a, CompiledRule>, std::slice::Iter<'a, CompiledRule>>,
+}
+
+impl CompiledProfile {
+    /// A profile with no rules: pure pass-through.
+    pub fn empty(seed: u64) -> Self {
+        let now = Instant::now();
+        CompiledProfile {
+            name: Arc::from("none"),
+            seed,
+            top: Vec::new(),
+            phases: Vec::new(),
+            clock: PhaseClock::new(Vec::new(), now, 0),
+            needs_body: false,
+            expires_after: None,
+            applied_at: now,
+            source: Profile {
+                version: 1,
+                name: "none".into(),
+                description: None,
+                seed: None,
+                start_at: None,
+                expires_after: None,
+                rules: Vec::new(),
+                phases: Vec::new(),
+            },
+        }
+    }
+
+    /// Whether no rule exists at all (the proxy then skips matching entirely).
+    pub fn is_empty(&self) -> bool {
+        self.top.is_empty() && self.phases.iter().all(|p| p.rules.is_empty())
+    }
+
+    /// The rules in force at `now`.
+    pub fn active(&self, now: Instant) -> Active<'_> {
+        let at = self.clock.at(now);
+        let phase = at.index.and_then(|i| self.phases.get(i));
+        let phase_rules: &[CompiledRule] = phase.map(|p| p.rules.as_slice()).unwrap_or(&[]);
+        Active { phase, fraction: at.fraction, rules: self.top.iter().chain(phase_rules.iter()) }
+    }
+
+    /// Every rule, top level first, for reports and carry-over.
+    pub fn all_rules(&self) -> impl Iterator<Item = &CompiledRule> {
+        self.top.iter().chain(self.phases.iter().flat_map(|p| p.rules.iter()))
+    }
+
+    /// Compile `profile`. `seed` is the effective seed (flag > env > config > profile).
+    /// State of rules unchanged since `previous` carries over. `start_offset_ns` is
+    /// where the phase clock's origin lies relative to `now` (from `start_at`).
+    pub fn compile(
+        profile: &Profile,
+        seed: u64,
+        previous: Option<&CompiledProfile>,
+        now: Instant,
+        start_offset_ns: i64,
+    ) -> Result<Self, CompileError> {
+        let mut carry: HashMap<&str, (&str, &Arc<RuleState>)> = HashMap::new();
+        if let Some(prev) = previous {
+            for r in prev.all_rules() {
+                carry.insert(&r.name, (&r.fingerprint, &r.state));
+            }
+        }
+        let build = |rule: &Rule, default_name: String| -> Result<CompiledRule, CompileError> {
+            let name = rule.name.clone().unwrap_or(default_name);
+            let fingerprint = format!("{:?}|{:?}|{:?}|{:?}|{:?}", rule.matches, rule.probability, rule.max_active, rule.mark, rule.faults);
+            let state = match carry.get(name.as_str()) {
+                Some((fp, st)) if *fp == fingerprint => Arc::clone(st),
+                _ => Arc::new(RuleState::for_rule(rule)),
+            };
+            Ok(CompiledRule {
+                id: crate::decide::rule_id(&name),
+                cond: CompiledMatch::compile(&rule.matches, &name)?,
+                name: Arc::from(name),
+                probability: rule.probability.clone(),
+                max_active: rule.max_active,
+                mark: rule.mark,
+                faults: rule.faults.clone(),
+                fingerprint,
+                state,
+            })
+        };
+        let top = profile
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| build(r, format!("rule-{}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let phases = profile
+            .phases
+            .iter()
+            .map(|p| {
+                Ok(CompiledPhase {
+                    name: Arc::from(p.name.as_str()),
+                    duration: p.duration.0,
+                    rules: p
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| build(r, format!("{}-{}", p.name, i + 1)))
+                        .collect::<Result<Vec<_>, _>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, CompileError>>()?;
+        let needs_body =
+            top.iter().chain(phases.iter().flat_map(|p| p.rules.iter())).any(|r| r.cond.needs_body());
+        Ok(CompiledProfile {
+            name: Arc::from(profile.name.as_str()),
+            seed,
+            clock: PhaseClock::new(phases.iter().map(|p| p.duration).collect(), now, start_offset_ns),
+            top,
+            phases,
+            needs_body,
+            expires_after: profile.expires_after.map(|d| d.0),
+            applied_at: now,
+            source: profile.clone(),
+        })
+    }
+}

@@ -21,9 +21,11 @@ use crate::duration::DurationStr;
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Format version; only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Shown in status, metrics (`phase_info`) and records.
     pub name: String,
+    /// One or two sentences for people: what this profile simulates.
     #[serde(default)]
     pub description: Option<String>,
     /// Seed for every random decision; `--seed`, `BROWNOUT_SEED` and the config file
@@ -32,10 +34,10 @@ pub struct Profile {
     pub seed: Option<u64>,
     /// RFC 3339 origin of the phase clock, so many sidecars move through phases together.
     #[serde(default)]
+    #[schemars(example = "2026-12-01T10:00:00Z")]
     pub start_at: Option<String>,
     /// Dead-man switch: faults turn off by themselves this long after the profile applies.
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
     pub expires_after: Option<DurationStr>,
     /// Rules active in every phase, evaluated before the current phase's rules.
     #[serde(default)]
@@ -49,9 +51,12 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
+    /// Unique within the profile; shown in status, records and `phase_info`, and used
+    /// by `brownout ctl phase NAME`.
     pub name: String,
-    #[schemars(with = "String")]
+    /// How long the phase lasts; must be positive.
     pub duration: DurationStr,
+    /// Rules active only during this phase, evaluated after the top-level rules.
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
@@ -65,16 +70,23 @@ pub struct Rule {
     /// `<phase>-N`.
     #[serde(default)]
     pub name: Option<String>,
+    /// Which requests this rule applies to; every condition given must hold. Empty
+    /// or absent: every request.
     #[serde(default, rename = "match")]
     pub matches: Match,
+    /// How often the rule fires for a matching request (default 1: always).
     #[serde(default)]
     pub probability: Probability,
     /// Blast-radius cap: at most this many requests harmed by this rule at once.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub max_active: Option<u32>,
     /// Whether injected responses carry `x-brownout-fault` (default: config's `mark_injected`).
     #[serde(default)]
     pub mark: Option<bool>,
+    /// Applied in order; the first terminal fault (error, reset, hang, an overflowing
+    /// limit) ends the exchange.
+    #[schemars(length(min = 1))]
     pub faults: Vec<FaultSpec>,
 }
 
@@ -82,12 +94,16 @@ pub struct Rule {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
+    /// The listener's `name` from the runtime config.
     #[serde(default)]
     pub listener: Option<String>,
+    /// The listener's API family.
     #[serde(default)]
     pub api: Option<ApiKind>,
+    /// What the request does, as the listener's API adapter classifies it.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
+    /// HTTP method, e.g. `POST`.
     #[serde(default)]
     pub method: Option<String>,
     /// Glob over the request path (`*` within a segment, `**` across segments, `?`).
@@ -99,19 +115,25 @@ pub struct Match {
     /// Glob over the model named in the request body.
     #[serde(default)]
     pub model: Option<String>,
+    /// Whether the request asked for a streamed response.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Estimated prompt size (characters / 4), inclusive bounds.
     #[serde(default)]
     pub prompt_tokens: Option<TokenRange>,
+    /// A sticky, hash-chosen share of clients.
     #[serde(default)]
     pub clients: Option<ClientsMatch>,
 }
 
+/// Inclusive bounds on the estimated prompt size; either may be left out.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRange {
+    /// At least this many tokens.
     #[serde(default)]
     pub min: Option<u64>,
+    /// At most this many tokens.
     #[serde(default)]
     pub max: Option<u64>,
 }
@@ -120,15 +142,20 @@ pub struct TokenRange {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientsMatch {
+    /// Share of clients picked, 0 to 100.
+    #[schemars(range(min = 0, max = 100))]
     pub percent: f64,
     /// `client_ip` (default) or `header:NAME`.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
     pub by: Option<String>,
 }
 
 /// How often a matching rule fires.
-#[derive(Debug, Clone, PartialEq, JsonSchema)]
-#[schemars(untagged)]
+///
+/// Written as a number in `[0, 1]`, or inside a phase as `{from, to}` to ramp a fault
+/// up (or down) over the phase, which is how real incidents build.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Probability {
     Fixed(f64),
     /// Linear ramp from `from` at the phase's start to `to` at its end.
@@ -159,13 +186,20 @@ pub enum ErrorBody {
 #[schemars(tag = "type")]
 pub enum FaultSpec {
     /// Wait before forwarding the request.
-    Delay { duration: Dist },
+    Delay {
+        /// How long, as a fixed duration or a distribution.
+        duration: Dist,
+    },
     /// Answer at once without calling the upstream.
     Error {
+        /// HTTP status; overrides the preset's.
         #[serde(default)]
+        #[schemars(range(min = 100, max = 599))]
         status: Option<u16>,
+        /// Response body; overrides the preset's.
         #[serde(default)]
         body: Option<ErrorBody>,
+        /// Extra response headers, added to (and overriding) the preset's.
         #[serde(default)]
         headers: BTreeMap<String, String>,
         /// A provider's real error (status, body, headers); see `brownout profiles --presets`.
@@ -173,7 +207,6 @@ pub enum FaultSpec {
         preset: Option<String>,
         /// Sets `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
         #[serde(default)]
-        #[schemars(with = "Option<String>")]
         retry_after: Option<DurationStr>,
     },
     /// Close the connection abruptly: TCP RST on HTTP/1.1, RST_STREAM on HTTP/2.
@@ -185,19 +218,26 @@ pub enum FaultSpec {
     /// Hold the request; with `duration`, answer 504 afterwards, else hold until the
     /// client gives up or the kill switch releases it.
     Hang {
+        /// How long to hold before answering 504; absent: hold until released.
         #[serde(default)]
         duration: Option<Dist>,
     },
     /// Throttle the response body.
-    Bandwidth { bytes_per_second: u64 },
+    Bandwidth {
+        #[schemars(range(min = 1))]
+        bytes_per_second: u64,
+    },
     /// Cap in-flight requests matched by this rule; queue or reject the rest.
     ConcurrencyLimit {
+        /// Requests allowed in flight at once.
+        #[schemars(range(min = 1))]
         max: u32,
         /// How many may wait for a slot (default 0: reject at once).
         #[serde(default)]
         queue: Option<u32>,
+        /// How long a queued request waits before it is rejected (default: as long
+        /// as it takes).
         #[serde(default)]
-        #[schemars(with = "Option<String>")]
         queue_timeout: Option<DurationStr>,
         /// Error answered on rejection (default `openai.overloaded`-style 429 from the listener's api).
         #[serde(default)]
@@ -224,8 +264,73 @@ pub fn dur(d: &DurationStr) -> Duration {
     d.0
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RampFields {
+    from: f64,
+    to: f64,
+}
+
+struct ProbabilityVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ProbabilityVisitor {
+    type Value = Probability;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a probability between 0 and 1, or a ramp {from: 0.05, to: 0.4}")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Probability, E> {
+        Ok(Probability::Fixed(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Probability, E> {
+        Ok(Probability::Fixed(v as f64))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Probability, E> {
+        Ok(Probability::Fixed(v as f64))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Probability, E> {
+        Err(E::custom(format!(
+            "expected a probability, found the text \"{v}\"{}write a number between 0 and 1 without quotes or `%`, e.g. 0.25, or a ramp {{from: 0.05, to: 0.4}}",
+            crate::yaml::HINT_SEPARATOR
+        )))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Probability, A::Error> {
+        let r = RampFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Probability::Ramp { from: r.from, to: r.to })
+    }
+}
+
 impl<'de> Deserialize<'de> for Probability {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        f64::deserialize(d).map(Probability::Fixed)
+        d.deserialize_any(ProbabilityVisitor)
+    }
+}
+
+impl JsonSchema for Probability {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Probability".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How often a matching rule fires: a number in [0, 1], or (inside a phase only) a linear ramp over the phase.",
+            "oneOf": [
+                {"type": "number", "minimum": 0, "maximum": 1},
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "number", "minimum": 0, "maximum": 1},
+                        "to": {"type": "number", "minimum": 0, "maximum": 1}
+                    },
+                    "required": ["from", "to"],
+                    "additionalProperties": false
+                }
+            ]
+        })
     }
 }

@@ -1,22 +1,548 @@
 //! Parse, then check what serde cannot: ramps only inside phases, probabilities in
-//! range, unique rule names, known presets.
-//! (stub: to be implemented)
+//! range, unique names, globs that compile, known presets.
+//!
+//! A profile that fails here is never applied (and on hot reload the previous one stays
+//! in force), so these checks are the last line between a typo and a drill that
+//! silently tests nothing. They collect *every* problem, each with the position of the
+//! value at fault, so one `brownout validate` run is enough to fix a file.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-use crate::profile::Profile;
-use crate::yaml::Diagnostic;
+use crate::dist::Dist;
+use crate::duration::format_duration;
+use crate::profile::{ClientsMatch, FaultSpec, Match, Probability, Profile, Rule};
+use crate::yaml::{closest, parse_tree, Diagnostic, Node, PathSeg};
 
-/// Load and fully validate a profile from text.
+/// Load and fully validate a profile from text (YAML or JSON).
+///
+/// On success, rules without a `name` have their default names filled in (see
+/// [`default_rule_names`]). On failure, every problem found is returned, sorted by
+/// position.
 pub fn load_profile(src: &str, file: &str) -> Result<Profile, Vec<Diagnostic>> {
-    crate::yaml::from_str(src, file).map_err(|d| vec![d])
+    let tree = parse_tree(src, file).map_err(|d| vec![d])?;
+    let mut profile: Profile = crate::yaml::from_node(&tree, file).map_err(|d| vec![d])?;
+    let diags = validate_profile(&profile, &tree, file);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    default_rule_names(&mut profile);
+    Ok(profile)
 }
 
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic { file: file.clone(), line: 0, column: 0, message: format!("cannot read: {e}"), hint: None }]
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the profile: {e}"),
+            hint: Some("check the path and that the file is readable".into()),
+        }]
     })?;
     load_profile(&src, &file)
+}
+
+/// Fill in missing rule names: `rule-N` at top level, `<phase>-N` inside a phase
+/// (1-based, counting every rule in that list).
+///
+/// Names key rule state across hot reloads and label metrics, so every rule needs one
+/// even when the author did not bother.
+pub fn default_rule_names(profile: &mut Profile) {
+    for (i, rule) in profile.rules.iter_mut().enumerate() {
+        if rule.name.is_none() {
+            rule.name = Some(format!("rule-{}", i + 1));
+        }
+    }
+    for phase in &mut profile.phases {
+        for (i, rule) in phase.rules.iter_mut().enumerate() {
+            if rule.name.is_none() {
+                rule.name = Some(format!("{}-{}", phase.name, i + 1));
+            }
+        }
+    }
+}
+
+/// The name a rule has after [`default_rule_names`].
+fn effective_name(rule: &Rule, index: usize, phase: Option<&str>) -> String {
+    match (&rule.name, phase) {
+        (Some(n), _) => n.clone(),
+        (None, None) => format!("rule-{}", index + 1),
+        (None, Some(p)) => format!("{p}-{}", index + 1),
+    }
+}
+
+/// Every semantic problem in an already deserialized profile, positioned using the
+/// tree it was read from.
+pub fn validate_profile(profile: &Profile, tree: &Node, file: &str) -> Vec<Diagnostic> {
+    let mut cx = Cx { tree, file, diags: Vec::new() };
+    cx.profile(profile);
+    cx.diags.sort_by_key(|d| (d.line, d.column));
+    cx.diags
+}
+
+struct Cx<'a> {
+    tree: &'a Node,
+    file: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
+    let mut p = base.to_vec();
+    p.extend_from_slice(more);
+    p
+}
+
+use PathSeg::{Index as I, Key as K};
+
+impl Cx<'_> {
+    fn err(&mut self, path: &[PathSeg<'_>], message: impl Into<String>, hint: impl Into<Option<String>>) {
+        let node = self.tree.nearest(path);
+        self.diags.push(Diagnostic::at(self.file, node, message, hint.into()));
+    }
+
+    fn line_of(&self, path: &[PathSeg<'_>]) -> usize {
+        self.tree.nearest(path).line
+    }
+
+    fn profile(&mut self, p: &Profile) {
+        if p.version != 1 {
+            self.err(
+                &[K("version")],
+                format!("unsupported profile version {}", p.version),
+                Some("only version 1 exists; write `version: 1`".to_string()),
+            );
+        }
+        if p.name.trim().is_empty() {
+            self.err(
+                &[K("name")],
+                "the profile name is empty",
+                Some("name it after the scenario, e.g. `name: openai-429-storm`".to_string()),
+            );
+        }
+        if let Some(start) = &p.start_at {
+            if let Err(e) = time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339) {
+                self.err(
+                    &[K("start_at")],
+                    format!("`start_at` is not an RFC 3339 time: {e}"),
+                    Some("write a full UTC or offset time, e.g. 2026-12-01T10:00:00Z".to_string()),
+                );
+            }
+        }
+        if let Some(exp) = p.expires_after {
+            if exp.0.is_zero() {
+                self.err(
+                    &[K("expires_after")],
+                    "`expires_after` must be longer than zero",
+                    Some("give the dead-man switch time to run, e.g. `expires_after: 30m`".to_string()),
+                );
+            }
+        }
+
+        // Rule names, effective ones included, must be unique across the profile:
+        // they key state across reloads and label metrics.
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (i, rule) in p.rules.iter().enumerate() {
+            let base = [K("rules"), I(i)];
+            self.rule(rule, &base, false);
+            self.unique_rule(&mut names, rule, effective_name(rule, i, None), &base);
+        }
+        let mut phases: HashMap<&str, usize> = HashMap::new();
+        for (pi, phase) in p.phases.iter().enumerate() {
+            let base = [K("phases"), I(pi)];
+            let name_path = join(&base, &[K("name")]);
+            if phase.name.trim().is_empty() {
+                self.err(
+                    &name_path,
+                    "the phase name is empty",
+                    Some("name phases for what happens in them, e.g. `baseline`, `storm`".to_string()),
+                );
+            } else if let Some(first) = phases.get(phase.name.as_str()) {
+                let first = *first;
+                self.err(
+                    &name_path,
+                    format!("phase name `{}` is used twice", phase.name),
+                    Some(format!("it is already used at line {first}; phase names must be unique")),
+                );
+            } else {
+                let line = self.line_of(&name_path);
+                phases.insert(&phase.name, line);
+            }
+            if phase.duration.0.is_zero() {
+                self.err(
+                    &join(&base, &[K("duration")]),
+                    "a phase must last longer than zero",
+                    Some("e.g. `duration: 30s`".to_string()),
+                );
+            }
+            for (ri, rule) in phase.rules.iter().enumerate() {
+                let rbase = join(&base, &[K("rules"), I(ri)]);
+                self.rule(rule, &rbase, true);
+                self.unique_rule(&mut names, rule, effective_name(rule, ri, Some(&phase.name)), &rbase);
+            }
+        }
+    }
+
+    fn unique_rule(&mut self, names: &mut HashMap<String, usize>, rule: &Rule, name: String, base: &[PathSeg<'_>]) {
+        let explicit = rule.name.is_some();
+        let path = if explicit { join(base, &[K("name")]) } else { base.to_vec() };
+        if let Some(first) = names.get(&name) {
+            let first = *first;
+            let hint = format!(
+                "rule names must be unique across the profile (they label metrics and keep state across reloads); `{name}` is already used at line {first}"
+            );
+            if explicit {
+                self.err(&path, format!("rule name `{name}` is used twice"), Some(hint));
+            } else {
+                self.err(
+                    &path,
+                    format!("this rule's default name `{name}` is already taken"),
+                    Some(format!("give this rule its own `name:`; {hint}")),
+                );
+            }
+        } else {
+            let line = self.line_of(&path);
+            names.insert(name, line);
+        }
+    }
+
+    fn rule(&mut self, rule: &Rule, base: &[PathSeg<'_>], in_phase: bool) {
+        if let Some(name) = &rule.name {
+            if name.trim().is_empty() {
+                self.err(&join(base, &[K("name")]), "the rule name is empty", Some("e.g. `name: throttle-chat`".to_string()));
+            }
+        }
+        let prob = join(base, &[K("probability")]);
+        match rule.probability {
+            Probability::Fixed(p) => self.probability(&prob, p),
+            Probability::Ramp { from, to } => {
+                if in_phase {
+                    self.probability(&join(&prob, &[K("from")]), from);
+                    self.probability(&join(&prob, &[K("to")]), to);
+                } else {
+                    self.err(
+                        &prob,
+                        "a probability ramp `{from, to}` is only allowed inside a phase",
+                        Some(format!(
+                            "a ramp runs over its phase's duration, and top-level rules have none; use a fixed probability such as `probability: {to}`, or move this rule into a phase"
+                        )),
+                    );
+                }
+            }
+        }
+        if rule.max_active == Some(0) {
+            self.err(
+                &join(base, &[K("max_active")]),
+                "`max_active` must be at least 1",
+                Some("it caps how many requests this rule harms at once; remove it for no cap".to_string()),
+            );
+        }
+        self.matches(&rule.matches, &join(base, &[K("match")]));
+        if rule.faults.is_empty() {
+            self.err(
+                &join(base, &[K("faults")]),
+                "this rule has no faults, so it would do nothing",
+                Some("add at least one, e.g. `faults: [{type: delay, duration: 250ms}]`".to_string()),
+            );
+        }
+        for (i, fault) in rule.faults.iter().enumerate() {
+            self.fault(fault, &join(base, &[K("faults"), I(i)]));
+        }
+    }
+
+    fn probability(&mut self, path: &[PathSeg<'_>], p: f64) {
+        if !(0.0..=1.0).contains(&p) {
+            let hint = if (1.0..=100.0).contains(&p) {
+                format!("probabilities are fractions: for {p}% write {}", p / 100.0)
+            } else {
+                "write a number from 0 (never) to 1 (always), e.g. 0.25".to_string()
+            };
+            self.err(path, format!("probability {p} is not between 0 and 1"), Some(hint));
+        }
+    }
+
+    fn glob(&mut self, path: &[PathSeg<'_>], what: &str, pattern: &str) {
+        if let Err(e) = crate::glob::Glob::new(pattern) {
+            self.err(
+                path,
+                format!("invalid {what} glob `{pattern}`: {e}"),
+                Some("globs use `*` (within a path segment), `**` (across segments) and `?`".to_string()),
+            );
+        }
+    }
+
+    fn matches(&mut self, m: &Match, base: &[PathSeg<'_>]) {
+        if let Some(path) = &m.path {
+            self.glob(&join(base, &[K("path")]), "path", path);
+        }
+        if let Some(model) = &m.model {
+            self.glob(&join(base, &[K("model")]), "model", model);
+        }
+        for (name, value) in &m.headers {
+            let p = join(base, &[K("headers"), K(name.as_str())]);
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.err(
+                    &p,
+                    format!("`{name}` is not a valid header name"),
+                    Some("header names are letters, digits and `-`, e.g. `x-tenant`".to_string()),
+                );
+            }
+            self.glob(&p, "header", value);
+        }
+        if let Some(method) = &m.method {
+            if method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err() {
+                self.err(
+                    &join(base, &[K("method")]),
+                    format!("`{method}` is not an HTTP method"),
+                    Some("e.g. `method: POST`".to_string()),
+                );
+            }
+        }
+        if let Some(range) = &m.prompt_tokens {
+            if let (Some(min), Some(max)) = (range.min, range.max) {
+                if min > max {
+                    self.err(
+                        &join(base, &[K("prompt_tokens"), K("max")]),
+                        format!("`prompt_tokens.max` ({max}) is below `min` ({min})"),
+                        Some("swap them, or drop one bound".to_string()),
+                    );
+                }
+            }
+        }
+        if let Some(clients) = &m.clients {
+            self.clients(clients, &join(base, &[K("clients")]));
+        }
+    }
+
+    fn clients(&mut self, c: &ClientsMatch, base: &[PathSeg<'_>]) {
+        if !(0.0..=100.0).contains(&c.percent) {
+            self.err(
+                &join(base, &[K("percent")]),
+                format!("`percent` {} is not between 0 and 100", c.percent),
+                Some("it is the share of clients picked, e.g. `percent: 20`".to_string()),
+            );
+        }
+        if let Some(by) = &c.by {
+            let ok = match by.strip_prefix("header:") {
+                Some(name) => !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                None => by == "client_ip",
+            };
+            if !ok {
+                self.err(
+                    &join(base, &[K("by")]),
+                    format!("`by: {by}` is not a way to tell clients apart"),
+                    Some("use `client_ip` or `header:NAME`, e.g. `by: header:authorization`".to_string()),
+                );
+            }
+        }
+    }
+
+    fn preset(&mut self, path: &[PathSeg<'_>], name: &str) {
+        if crate::presets::lookup(name).is_some() {
+            return;
+        }
+        let names = crate::presets::names();
+        let hint = if let Some(c) = closest(name, &names) {
+            format!("did you mean `{c}`?")
+        } else {
+            let provider = name.split('.').next().unwrap_or("");
+            let same: Vec<&str> = names.iter().copied().filter(|n| n.starts_with(&format!("{provider}."))).collect();
+            let list = if same.is_empty() { names.clone() } else { same };
+            if list.is_empty() {
+                "presets are named `provider.error`, e.g. `openai.rate_limit_requests`".to_string()
+            } else {
+                format!("known presets: {}", list.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+            }
+        };
+        self.err(path, format!("unknown error preset `{name}`"), Some(hint));
+    }
+
+    fn dist(&mut self, d: &Dist, base: &[PathSeg<'_>]) {
+        match d {
+            Dist::Uniform(lo, hi) if lo > hi => self.err(
+                &join(base, &[K("uniform")]),
+                format!(
+                    "uniform bounds are reversed: {} is above {}",
+                    format_duration(*lo),
+                    format_duration(*hi)
+                ),
+                Some(format!("write the low bound first: [{}, {}]", format_duration(*hi), format_duration(*lo))),
+            ),
+            Dist::LogNormal { median, p99 } => {
+                if median.is_zero() {
+                    self.err(
+                        &join(base, &[K("lognormal"), K("median")]),
+                        "a lognormal median must be longer than zero",
+                        Some("e.g. `{lognormal: {median: 200ms, p99: 2s}}`".to_string()),
+                    );
+                } else if p99 < median {
+                    self.err(
+                        &join(base, &[K("lognormal"), K("p99")]),
+                        format!(
+                            "the p99 ({}) is below the median ({})",
+                            format_duration(*p99),
+                            format_duration(*median)
+                        ),
+                        Some("the p99 is the slow tail, so it must be at least the median".to_string()),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fault(&mut self, f: &FaultSpec, base: &[PathSeg<'_>]) {
+        match f {
+            FaultSpec::Delay { duration } => self.dist(duration, &join(base, &[K("duration")])),
+            FaultSpec::Hang { duration } => {
+                if let Some(d) = duration {
+                    self.dist(d, &join(base, &[K("duration")]));
+                }
+            }
+            FaultSpec::Reset { .. } => {}
+            FaultSpec::Error { status, preset, headers, retry_after, .. } => {
+                if status.is_none() && preset.is_none() {
+                    self.err(
+                        base,
+                        "an `error` fault needs a `status` or a `preset`",
+                        Some("e.g. `preset: openai.rate_limit_requests`, or `status: 503`".to_string()),
+                    );
+                }
+                if let Some(s) = status {
+                    if !(100..=599).contains(s) {
+                        self.err(
+                            &join(base, &[K("status")]),
+                            format!("{s} is not an HTTP status"),
+                            Some("use a status from 100 to 599, e.g. 429 or 503".to_string()),
+                        );
+                    }
+                }
+                if let Some(p) = preset {
+                    self.preset(&join(base, &[K("preset")]), p);
+                }
+                for (name, value) in headers {
+                    let p = join(base, &[K("headers"), K(name.as_str())]);
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        self.err(
+                            &p,
+                            format!("`{name}` is not a valid header name"),
+                            Some("header names are letters, digits and `-`".to_string()),
+                        );
+                    } else if http::HeaderValue::from_str(value).is_err() {
+                        self.err(
+                            &p,
+                            format!("the value of header `{name}` is not valid"),
+                            Some("header values are visible ASCII text on one line".to_string()),
+                        );
+                    }
+                }
+                if let Some(r) = retry_after {
+                    if r.0 > Duration::from_secs(86_400) {
+                        self.err(
+                            &join(base, &[K("retry_after")]),
+                            format!("`retry_after` of {} is longer than a day", format_duration(r.0)),
+                            Some("clients would give up long before; use seconds or minutes".to_string()),
+                        );
+                    }
+                }
+            }
+            FaultSpec::Bandwidth { bytes_per_second } => {
+                if *bytes_per_second == 0 {
+                    self.err(
+                        &join(base, &[K("bytes_per_second")]),
+                        "`bytes_per_second` must be at least 1",
+                        Some("to stop a body entirely, use `hang` or `reset` instead".to_string()),
+                    );
+                }
+            }
+            FaultSpec::ConcurrencyLimit { max, preset, .. } => {
+                if *max == 0 {
+                    self.err(
+                        &join(base, &[K("max")]),
+                        "`max` must be at least 1",
+                        Some("to refuse every request, use an `error` fault instead".to_string()),
+                    );
+                }
+                if let Some(p) = preset {
+                    self.preset(&join(base, &[K("preset")]), p);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names() {
+        let src = "version: 1\nname: t\nrules:\n  - faults: [{type: reset}]\n  - name: x\n    faults: [{type: reset}]\nphases:\n  - name: storm\n    duration: 1s\n    rules:\n      - faults: [{type: reset}]\n";
+        let p = load_profile(src, "t.yaml").unwrap();
+        assert_eq!(p.rules[0].name.as_deref(), Some("rule-1"));
+        assert_eq!(p.rules[1].name.as_deref(), Some("x"));
+        assert_eq!(p.phases[0].rules[0].name.as_deref(), Some("storm-1"));
+    }
+
+    #[test]
+    fn collects_every_error() {
+        let src = "\
+version: 2
+name: t
+start_at: yesterday
+rules:
+  - name: a
+    probability: 1.5
+    max_active: 0
+    faults: []
+  - name: a
+    faults:
+      - type: error
+      - type: bandwidth
+        bytes_per_second: 0
+      - type: delay
+        duration: {uniform: [2s, 1s]}
+phases:
+  - name: p
+    duration: 0s
+    rules:
+      - probability: {from: 0.1, to: 2}
+        match: {clients: {percent: 120, by: cookie}}
+        faults:
+          - type: delay
+            duration: {lognormal: {median: 2s, p99: 1s}}
+          - type: concurrency_limit
+            max: 0
+  - name: p
+    duration: 1s
+";
+        let errs = load_profile(src, "t.yaml").unwrap_err();
+        let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.line, d.column, d.message)).collect();
+        let want = [
+            "1:10 unsupported profile version 2",
+            "3:11 `start_at` is not an RFC 3339 time",
+            "6:18 probability 1.5 is not between 0 and 1",
+            "7:17 `max_active` must be at least 1",
+            "8:13 this rule has no faults",
+            "9:11 rule name `a` is used twice",
+            "11:9 an `error` fault needs a `status` or a `preset`",
+            "13:27 `bytes_per_second` must be at least 1",
+            "15:29 uniform bounds are reversed",
+            "18:15 a phase must last longer than zero",
+            "20:38 probability 2 is not between 0 and 1",
+            "21:36 `percent` 120 is not between 0 and 100",
+            "21:45 `by: cookie`",
+            "24:53 the p99 (1s) is below the median (2s)",
+            "26:18 `max` must be at least 1",
+            "27:11 phase name `p` is used twice",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.starts_with(w), "got `{g}`, want `{w}…`");
+        }
+        assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+    }
 }

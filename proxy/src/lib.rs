@@ -1,1 +1,29 @@
-//! placeholder
+//! brownout: a chaos and fault-injection reverse proxy for AI services.
+//!
+//! The crate is a library so that integration tests and the demo can run the proxy
+//! in-process; `main.rs` is only the command line around it.
+//!
+//! The path of a request: [`server`] accepts and speaks HTTP/1.1 and HTTP/2 →
+//! [`service`] classifies it, matches the profile's rules and decides faults →
+//! [`inject`] turns request-side decisions into behaviour → [`upstream`] forwards →
+//! [`body`] wraps the response frame by frame (measuring, and applying body faults) →
+//! the [`record`] guard writes one record when the exchange ends, however it ends.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod exchange;
+pub mod inject;
+pub mod metrics;
+pub mod net;
+pub mod record;
+pub mod reload;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+
+pub use server::{start, Running, StartOptions};

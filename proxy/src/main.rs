@@ -1,1 +1,376 @@
-fn main() {}
+//! The `brownout` command line (DESIGN §2).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use brownout::config::{env_overrides, load, FileConfig, ListenerConfig, Overrides};
+use brownout::{start, StartOptions};
+use clap::{Parser, Subcommand};
+
+/// The demo's profile, built into the binary so `brownout demo` needs no files.
+const DEMO_PROFILE: &str = include_str!("../../profiles/demo.yaml");
+
+/// Built-in profiles: (file name, text).
+const BUILTIN: &[(&str, &str)] = &[
+    ("demo", DEMO_PROFILE),
+    ("openai-429-storm", include_str!("../../profiles/openai-429-storm.yaml")),
+    ("slow-upstream", include_str!("../../profiles/slow-upstream.yaml")),
+    ("flaky-network", include_str!("../../profiles/flaky-network.yaml")),
+    ("overload", include_str!("../../profiles/overload.yaml")),
+];
+
+#[derive(Parser, Debug)]
+#[command(name = "brownout", version, about = "A chaos and fault-injection reverse proxy for AI services")]
+struct Cli {
+    /// Log format: `text` (default) or `json`.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the proxy.
+    Serve(ServeArgs),
+    /// Run a simulated upstream.
+    Sim {
+        #[arg(long, default_value = "openai")]
+        api: String,
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+        /// Time to first token.
+        #[arg(long, default_value = "30ms")]
+        ttft: String,
+        /// Time between tokens.
+        #[arg(long, default_value = "10ms")]
+        itl: String,
+        #[arg(long)]
+        gpu: Option<String>,
+    },
+    /// Simulated upstream + proxy + a short drill on the built-in demo profile.
+    Demo {
+        /// Total length; the profile's phases are scaled to fit (e.g. 15s).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Requests per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where the report goes.
+        #[arg(long, default_value = "brownout-report")]
+        report_dir: PathBuf,
+    },
+    /// Check profiles or configs; errors give file:line:column and a hint.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Say in plain words what a profile will do, phase by phase.
+    Explain { profile: String },
+    /// List the built-in profiles.
+    Profiles {
+        /// Print one built-in profile's text.
+        #[arg(long)]
+        show: Option<String>,
+        /// List the error presets instead.
+        #[arg(long)]
+        presets: bool,
+    },
+    /// Print the JSON Schema of the profile format.
+    Schema,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long)]
+    upstream: Option<String>,
+    #[arg(long)]
+    api: Option<String>,
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    #[arg(long)]
+    admin: Option<String>,
+    #[arg(long)]
+    record: Option<PathBuf>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.cmd {
+        Cmd::Validate { files } => validate(&files),
+        Cmd::Explain { profile } => explain(&profile),
+        Cmd::Profiles { show, presets } => profiles(show.as_deref(), presets),
+        Cmd::Schema => {
+            println!("{}", brownout_faults::schema::profile_schema_json());
+            ExitCode::SUCCESS
+        }
+        cmd => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async_main(cmd))
+        }
+    }
+}
+
+async fn async_main(cmd: Cmd) -> ExitCode {
+    let r = match cmd {
+        Cmd::Serve(a) => serve(a).await,
+        Cmd::Sim { api, listen, ttft, itl, gpu } => sim(&api, &listen, &ttft, &itl, gpu).await,
+        Cmd::Demo { duration, rate, seed, report_dir } => demo(duration.as_deref(), rate, seed, &report_dir).await,
+        _ => Ok(ExitCode::SUCCESS),
+    };
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
+    let flags = Overrides {
+        config: a.config.clone(),
+        listen: a.listen,
+        upstream: a.upstream,
+        api: a.api,
+        profile: a.profile,
+        admin: a.admin,
+        record: a.record,
+        seed: a.seed,
+    };
+    let env = env_overrides(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let config = load(&flags, &env).map_err(|e| e.to_string())?;
+    let admin_token = std::env::var(&config.admin.token_env).ok().filter(|t| !t.is_empty());
+    let running = start(StartOptions {
+        config,
+        config_path: a.config,
+        builtin_profile: None,
+        admin_token,
+        no_admin: false,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_dur(what: &str, s: &str) -> Result<Duration, String> {
+    brownout_faults::duration::parse_duration(s).map_err(|e| format!("{what} `{s}`: {e}"))
+}
+
+async fn sim(api: &str, listen: &str, ttft: &str, itl: &str, gpu: Option<String>) -> Result<ExitCode, String> {
+    if gpu.is_some() {
+        return Err("--gpu is not available yet in this version".into());
+    }
+    let addr = brownout::config::parse_addr("listen", listen).map_err(|e| e.to_string())?;
+    let cfg = brownout_sim::SimConfig {
+        api: api.parse().map_err(|e| format!("{e}"))?,
+        ttft: parse_dur("--ttft", ttft)?,
+        itl: parse_dur("--itl", itl)?,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    eprintln!("simulated {api} upstream on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    brownout_sim::serve(listener, cfg, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(duration: Option<&str>, rate: f64, seed: u64, report_dir: &std::path::Path) -> Result<ExitCode, String> {
+    let profile = brownout_faults::validate::load_profile(DEMO_PROFILE, "profiles/demo.yaml")
+        .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))?;
+    let total: Duration = profile.phases.iter().map(|p| p.duration.0).sum();
+    let scale = match duration {
+        Some(d) => parse_dur("--duration", d)?.as_secs_f64() / total.as_secs_f64().max(0.001),
+        None => 1.0,
+    };
+    // Scale the phases, then run the proxy on the scaled profile.
+    let mut scaled = profile.clone();
+    for p in &mut scaled.phases {
+        p.duration.0 = Duration::from_secs_f64(p.duration.0.as_secs_f64() * scale);
+    }
+    let sim = brownout_sim::spawn("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?, brownout_sim::SimConfig::default())
+        .await
+        .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
+    let config = FileConfig {
+        listeners: vec![ListenerConfig {
+            name: Some("llm".into()),
+            listen: "127.0.0.1:0".into(),
+            upstream: format!("http://{}", sim.addr),
+            api: Some(brownout_faults::ApiKind::Openai),
+            tls: None,
+            upstream_ca: None,
+        }],
+        seed: Some(seed),
+        mark_injected: true,
+        ..Default::default()
+    };
+    let running = start(StartOptions { config, no_admin: true, ..Default::default() })
+        .await
+        .map_err(|e| e.to_string())?;
+    running.shared.apply(&scaled, Some(DEMO_PROFILE.to_string()), brownout::state::ProfileSource::Builtin)?;
+    let addr = running.addr(None).ok_or("the proxy did not start")?;
+    eprintln!(
+        "brownout demo: simulated OpenAI upstream on {}, proxy on {addr}, profile `{}` ({} phases, {:.0}s, {rate} req/s)",
+        sim.addr,
+        scaled.name,
+        scaled.phases.len(),
+        total.as_secs_f64() * scale
+    );
+    let mut plan = brownout_drill::LoadPlan::new(format!("http://{addr}").parse().map_err(|e| format!("{e}"))?);
+    plan.rate_per_sec = rate;
+    plan.seed = seed;
+    plan.phases =
+        scaled.phases.iter().map(|p| brownout_drill::PhasePlan::new(p.name.clone(), p.duration.0)).collect();
+    let result = brownout_drill::run(plan, brownout_drill::StderrProgress::new()).await.map_err(|e| e.to_string())?;
+    let baseline = scaled.phases.first().map(|p| p.name.clone());
+    println!("\n{}", brownout_drill::render_table(&result, baseline.as_deref()));
+    running.shutdown().await;
+    sim.shutdown().await;
+    brownout_drill::write_report_with_baseline(report_dir, &result, baseline.as_deref())
+        .map_err(|e| format!("cannot write the report to {}: {e}", report_dir.display()))?;
+    println!("report written to {}/ (report.json, summary.md)", report_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut bad = 0;
+    for f in files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: cannot read: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let is_config = text.lines().any(|l| l.starts_with("listeners:"));
+        let result = if is_config {
+            brownout_faults::yaml::from_str::<FileConfig>(&text, &name).map(|_| ()).map_err(|d| vec![d])
+        } else {
+            brownout_faults::validate::load_profile(&text, &name).map(|_| ())
+        };
+        match result {
+            Ok(()) => println!("{name}: ok ({})", if is_config { "config" } else { "profile" }),
+            Err(diags) => {
+                bad += 1;
+                for d in diags {
+                    eprintln!("{d}");
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn explain(arg: &str) -> ExitCode {
+    let (name, text) = match BUILTIN.iter().find(|(n, _)| *n == arg) {
+        Some((n, t)) => (format!("<built-in {n}>"), t.to_string()),
+        None => match std::fs::read_to_string(arg) {
+            Ok(t) => (arg.to_string(), t),
+            Err(e) => {
+                eprintln!("{arg}: cannot read: {e} (and no built-in profile has that name; see `brownout profiles`)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match brownout_faults::validate::load_profile(&text, &name) {
+        Ok(p) => {
+            print!("{}", brownout_faults::explain::explain(&p));
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn profiles(show: Option<&str>, presets: bool) -> ExitCode {
+    if presets {
+        for p in brownout_faults::presets::all() {
+            println!("{:<28} {}  {}", p.name, p.status, p.summary);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(name) = show {
+        return match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((_, t)) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("no built-in profile `{name}`; see `brownout profiles`");
+                ExitCode::from(2)
+            }
+        };
+    }
+    for (name, text) in BUILTIN {
+        let desc = brownout_faults::validate::load_profile(text, name)
+            .ok()
+            .and_then(|p| p.description)
+            .unwrap_or_default();
+        let first = desc.lines().next().unwrap_or("");
+        println!("{name:<20} {first}");
+    }
+    ExitCode::SUCCESS
+}

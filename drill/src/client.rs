@@ -1,0 +1,200 @@
+//! Sending one request and measuring it.
+//!
+//! The client is hyper-util's pooled HTTP/1.1 client with keep-alive, like the
+//! httpx pools behind the official SDKs, so a fault that closes connections shows up
+//! as reconnects here too. No retries yet: each request is one attempt.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+use tokio::time::{timeout_at, Instant};
+
+use crate::meter::StreamMeter;
+use crate::sample::{Outcome, Sample, TokensSource};
+
+const USER_AGENT_VALUE: &str = concat!("brownout-drill/", env!("CARGO_PKG_VERSION"));
+
+/// Non-streaming bodies larger than this are not kept (the usage is then unknown);
+/// a drill never needs to hold more.
+const MAX_JSON_BODY: usize = 16 << 20;
+
+/// A pooled HTTP client bound to one request URI.
+#[derive(Debug, Clone)]
+pub struct DrillClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    stream: bool,
+    timeout: Duration,
+}
+
+/// Where and when a request goes: its sequence number, phase and scheduled time.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    /// Sequence number, sent as `x-brownout-seq`.
+    pub seq: u64,
+    /// The phase in which it was scheduled.
+    pub phase: usize,
+    /// The scheduled send time; every latency is measured from here.
+    pub scheduled: Instant,
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    choices: Option<serde::de::IgnoredAny>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    completion_tokens: Option<u64>,
+}
+
+impl DrillClient {
+    /// A client for `uri`; `timeout` bounds each request from its scheduled time.
+    pub fn new(uri: Uri, stream: bool, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self {
+            client,
+            uri,
+            stream,
+            timeout,
+        }
+    }
+
+    /// Send `body` as request `slot.seq` and measure it. Never fails: every way a
+    /// request can end is an [`Outcome`].
+    pub async fn exchange(&self, slot: Slot, body: Bytes) -> Sample {
+        let send_lag = Instant::now().saturating_duration_since(slot.scheduled);
+        let deadline = slot.scheduled + self.timeout;
+        let mut sample = Sample {
+            seq: slot.seq,
+            phase: slot.phase,
+            outcome: Outcome::Ok,
+            e2e: Duration::ZERO,
+            ttft: None,
+            itl: Vec::new(),
+            output_tokens: None,
+            tokens_source: None,
+            send_lag,
+        };
+        let outcome = self.attempt(&mut sample, slot, body, deadline).await;
+        sample.outcome = outcome;
+        sample.e2e = Instant::now().saturating_duration_since(slot.scheduled);
+        sample
+    }
+
+    async fn attempt(
+        &self,
+        sample: &mut Sample,
+        slot: Slot,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Outcome {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
+
+        let resp = match timeout_at(deadline, self.client.request(req)).await {
+            Err(_) => return Outcome::Timeout,
+            Ok(Err(e)) => {
+                tracing::debug!(seq = slot.seq, error = %e, "drill: request failed");
+                return Outcome::TransportError;
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        let mut body = resp.into_body();
+
+        if !status.is_success() {
+            // Read the error body to the end so the connection can be reused, as an
+            // SDK does; its content does not matter here.
+            loop {
+                match timeout_at(deadline, body.frame()).await {
+                    Err(_) | Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(_))) => {}
+                }
+            }
+            return Outcome::HttpError(status.as_u16());
+        }
+
+        if self.stream {
+            let mut meter = StreamMeter::new(slot.scheduled);
+            let (timed_out, failed) = loop {
+                match timeout_at(deadline, body.frame()).await {
+                    Err(_) => break (true, false),
+                    Ok(None) => break (false, false),
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(seq = slot.seq, error = %e, "drill: stream body failed");
+                        break (false, true);
+                    }
+                    Ok(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            meter.feed(data, Instant::now());
+                        }
+                    }
+                }
+            };
+            let summary = meter.finish(failed);
+            sample.ttft = summary.ttft;
+            sample.itl = summary.itl;
+            if let Some((n, src)) = summary.output_tokens {
+                sample.output_tokens = Some(n);
+                sample.tokens_source = Some(src);
+            }
+            if timed_out {
+                Outcome::Timeout
+            } else {
+                summary.outcome
+            }
+        } else {
+            let mut buf = Vec::new();
+            let mut overflow = false;
+            loop {
+                match timeout_at(deadline, body.frame()).await {
+                    Err(_) => return Outcome::Timeout,
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) => return Outcome::Truncated,
+                    Ok(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            if buf.len() + data.len() <= MAX_JSON_BODY {
+                                buf.extend_from_slice(data);
+                            } else {
+                                overflow = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if overflow {
+                return Outcome::Ok;
+            }
+            match serde_json::from_slice::<Completion>(&buf) {
+                Ok(c) if c.choices.is_some() => {
+                    if let Some(n) = c.usage.and_then(|u| u.completion_tokens) {
+                        sample.output_tokens = Some(n);
+                        sample.tokens_source = Some(TokensSource::Usage);
+                    }
+                    Outcome::Ok
+                }
+                _ => Outcome::Corrupt,
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Reading an OpenAI-compatible SSE stream as it arrives: TTFT, ITL, tokens, end.
+//!
+//! TTFT is the first event that carries content (text, reasoning, or tool-call
+//! arguments), never the first byte or the role-only first chunk: counting those
+//! would report a fast TTFT for a server that has not produced a token yet.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::sample::{Outcome, TokensSource};
+use crate::sse::{SseEvent, SseParser};
+
+/// Measures one stream, fed frame by frame.
+#[derive(Debug)]
+pub struct StreamMeter {
+    parser: SseParser,
+    scratch: Vec<SseEvent>,
+    scheduled: Instant,
+    first_content: Option<Instant>,
+    last_content: Option<Instant>,
+    itl: Vec<Duration>,
+    content_events: u64,
+    usage_tokens: Option<u64>,
+    done: bool,
+    error_event: bool,
+    malformed: bool,
+}
+
+/// What a finished stream measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSummary {
+    /// Scheduled send → first content event.
+    pub ttft: Option<Duration>,
+    /// Gaps between content events.
+    pub itl: Vec<Duration>,
+    /// Output tokens and where the count came from.
+    pub output_tokens: Option<(u64, TokensSource)>,
+    /// Whether `[DONE]` arrived.
+    pub done: bool,
+    /// The outcome, given how the body ended (`body_failed`).
+    pub outcome: Outcome,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    delta: Option<Delta>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall {
+    function: Option<Function>,
+}
+
+#[derive(Deserialize)]
+struct Function {
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    completion_tokens: Option<u64>,
+}
+
+fn non_empty(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+impl Chunk {
+    fn has_content(&self) -> bool {
+        self.choices.iter().any(|c| {
+            non_empty(&c.text)
+                || c.delta.as_ref().is_some_and(|d| {
+                    non_empty(&d.content)
+                        || non_empty(&d.reasoning_content)
+                        || non_empty(&d.reasoning)
+                        || d.tool_calls
+                            .iter()
+                            .any(|t| t.function.as_ref().is_some_and(|f| non_empty(&f.arguments)))
+                })
+        })
+    }
+}
+
+impl StreamMeter {
+    /// A meter for a request scheduled at `scheduled`.
+    pub fn new(scheduled: Instant) -> Self {
+        Self {
+            parser: SseParser::new(),
+            scratch: Vec::new(),
+            scheduled,
+            first_content: None,
+            last_content: None,
+            itl: Vec::new(),
+            content_events: 0,
+            usage_tokens: None,
+            done: false,
+            error_event: false,
+            malformed: false,
+        }
+    }
+
+    /// Feed one body frame that arrived at `now`.
+    pub fn feed(&mut self, chunk: &[u8], now: Instant) {
+        let mut events = std::mem::take(&mut self.scratch);
+        self.parser.feed(chunk, &mut events);
+        for ev in events.drain(..) {
+            self.on_event(&ev, now);
+        }
+        self.scratch = events;
+    }
+
+    fn on_event(&mut self, ev: &SseEvent, now: Instant) {
+        if self.done {
+            return;
+        }
+        let data = ev.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(_) => {
+                self.malformed = true;
+                return;
+            }
+        };
+        if chunk.error.is_some() {
+            self.error_event = true;
+        }
+        if let Some(n) = chunk.usage.as_ref().and_then(|u| u.completion_tokens) {
+            self.usage_tokens = Some(n);
+        }
+        if chunk.has_content() {
+            self.content_events += 1;
+            if self.first_content.is_none() {
+                self.first_content = Some(now);
+            }
+            if let Some(prev) = self.last_content {
+                self.itl.push(now.saturating_duration_since(prev));
+            }
+            self.last_content = Some(now);
+        }
+    }
+
+    /// Close the meter. `body_failed` says the body ended with an error rather than
+    /// a clean end of stream.
+    pub fn finish(self, body_failed: bool) -> StreamSummary {
+        let outcome = if self.error_event {
+            Outcome::StreamError
+        } else if self.malformed {
+            Outcome::Corrupt
+        } else if body_failed || !self.done {
+            Outcome::Truncated
+        } else {
+            Outcome::Ok
+        };
+        let output_tokens = match (self.usage_tokens, self.content_events) {
+            (Some(n), _) => Some((n, TokensSource::Usage)),
+            (None, 0) => None,
+            (None, n) => Some((n, TokensSource::Counted)),
+        };
+        StreamSummary {
+            ttft: self
+                .first_content
+                .map(|t| t.saturating_duration_since(self.scheduled)),
+            itl: self.itl,
+            output_tokens,
+            done: self.done,
+            outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+
+    fn content(t: &str) -> String {
+        format!(
+            r#"data: {{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{{"content":"{t}"}},"finish_reason":null}}]}}"#
+        )
+    }
+
+    const FINISH: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+    const USAGE: &str = r#"data: {"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn role_chunk_is_not_ttft() {
+        let t0 = Instant::now();
+        let mut m = StreamMeter::new(t0);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        m.feed(format!("{ROLE}\n\n").as_bytes(), Instant::now());
+        tokio::time::advance(Duration::from_millis(25)).await;
+        m.feed(format!("{}\n\n", content("Hi")).as_bytes(), Instant::now());
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // The second token split across two frames, with the finish chunk.
+        let second = format!("{}\n\n{FINISH}\n\n", content(" there"));
+        let (a, b) = second.as_bytes().split_at(17);
+        m.feed(a, Instant::now());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        m.feed(b, Instant::now());
+        m.feed(b"data: [DONE]\n\n", Instant::now());
+        let s = m.finish(false);
+        assert_eq!(s.ttft, Some(Duration::from_millis(30)));
+        assert_eq!(s.itl, vec![Duration::from_millis(12)]);
+        assert_eq!(s.output_tokens, Some((2, TokensSource::Counted)));
+        assert_eq!(s.outcome, Outcome::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_wins_over_counting_and_missing_done_truncates() {
+        let t0 = Instant::now();
+        let mut m = StreamMeter::new(t0);
+        let body = format!(
+            "{ROLE}\r\n\r\n: ping\r\n\r\n{}\r\n\r\n{FINISH}\r\n\r\n{USAGE}\r\n\r\n",
+            content("x")
+        );
+        m.feed(body.as_bytes(), Instant::now());
+        let s = m.finish(false);
+        assert_eq!(s.output_tokens, Some((7, TokensSource::Usage)));
+        assert_eq!(s.outcome, Outcome::Truncated);
+        assert!(!s.done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn error_event_and_bad_json() {
+        let mut m = StreamMeter::new(Instant::now());
+        m.feed(
+            b"data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: [DONE]\n\n",
+            Instant::now(),
+        );
+        assert_eq!(m.finish(false).outcome, Outcome::StreamError);
+
+        let mut m = StreamMeter::new(Instant::now());
+        m.feed(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}\n\ndata: [DONE]\n\n",
+            Instant::now(),
+        );
+        assert_eq!(m.finish(false).outcome, Outcome::Corrupt);
+
+        let mut m = StreamMeter::new(Instant::now());
+        m.feed(b"data: [DONE]\n\n", Instant::now());
+        assert_eq!(m.finish(true).outcome, Outcome::Truncated);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn legacy_text_and_tool_calls_count_as_content() {
+        let mut m = StreamMeter::new(Instant::now());
+        m.feed(b"data: {\"choices\":[{\"text\":\"\"}]}\n\n", Instant::now());
+        m.feed(
+            b"data: {\"choices\":[{\"text\":\"a\"}]}\n\n",
+            Instant::now(),
+        );
+        m.feed(
+            b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}]}}]}\n\n",
+            Instant::now(),
+        );
+        m.feed(b"data: [DONE]\n\n", Instant::now());
+        let s = m.finish(false);
+        assert_eq!(s.output_tokens, Some((2, TokensSource::Counted)));
+        assert!(s.ttft.is_some());
+    }
+}

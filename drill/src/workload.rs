@@ -1,0 +1,135 @@
+//! What each request says: synthetic prompts and OpenAI request bodies.
+//!
+//! Prompts repeat from a small fixed set so that answers can be compared across
+//! phases (the simulator answers each prompt the same way every time); which prompt
+//! the N-th request gets depends only on the seed and N.
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::plan::LoadPlan;
+
+/// The synthetic prompts a drill without a prompt file sends.
+pub const PROMPTS: &[&str] = &[
+    "Summarise the causes of tail latency in model serving in two sentences.",
+    "Write a haiku about a GPU running out of memory.",
+    "Explain exponential backoff with jitter to a new engineer.",
+    "List three ways a streaming API can fail halfway through an answer.",
+    "What is the difference between time to first token and time per output token?",
+    "Give a short checklist for a resilience game day.",
+    "Translate 'the service is degraded but available' into French.",
+    "Why does continuous batching raise throughput but also inter-token latency?",
+];
+
+/// The request shape, from the path: chat completions or legacy completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestShape {
+    /// `/v1/chat/completions`: `messages`, answers in `delta.content`.
+    Chat,
+    /// `/v1/completions`: `prompt`, answers in `choices[].text`.
+    Completion,
+}
+
+impl RequestShape {
+    /// Legacy completions for a path ending in `/completions` that is not chat; chat
+    /// otherwise.
+    pub fn from_path(path: &str) -> Self {
+        let p = path.trim_end_matches('/');
+        if p.ends_with("/completions") && !p.ends_with("/chat/completions") {
+            RequestShape::Completion
+        } else {
+            RequestShape::Chat
+        }
+    }
+}
+
+/// Pre-built request bodies, one per prompt, and the seeded choice among them.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    bodies: Vec<Bytes>,
+    rng: ChaCha8Rng,
+}
+
+impl Workload {
+    /// Bodies for `plan`; the prompt sequence is seeded by `plan.seed` on its own
+    /// ChaCha stream, so it does not disturb the arrival schedule.
+    pub fn new(plan: &LoadPlan) -> Self {
+        let shape = RequestShape::from_path(&plan.path);
+        let bodies = PROMPTS
+            .iter()
+            .map(|p| Bytes::from(request_body(shape, plan, p).to_string()))
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        rng.set_stream(1);
+        Self { bodies, rng }
+    }
+
+    /// The body of the next request (call once per request, in sequence order),
+    /// with the index of its prompt in [`PROMPTS`].
+    pub fn next_body(&mut self) -> (usize, Bytes) {
+        let i = self.rng.random_range(0..self.bodies.len());
+        (i, self.bodies[i].clone())
+    }
+}
+
+fn request_body(shape: RequestShape, plan: &LoadPlan, prompt: &str) -> serde_json::Value {
+    let mut body = match shape {
+        RequestShape::Chat => json!({
+            "model": plan.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": plan.max_tokens,
+        }),
+        RequestShape::Completion => json!({
+            "model": plan.model,
+            "prompt": prompt,
+            "max_tokens": plan.max_tokens,
+        }),
+    };
+    if plan.stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_from_path() {
+        assert_eq!(
+            RequestShape::from_path("/v1/chat/completions"),
+            RequestShape::Chat
+        );
+        assert_eq!(
+            RequestShape::from_path("/v1/completions"),
+            RequestShape::Completion
+        );
+        assert_eq!(
+            RequestShape::from_path("/v1/completions/"),
+            RequestShape::Completion
+        );
+    }
+
+    #[test]
+    fn prompt_sequence_is_seeded() {
+        let plan = LoadPlan::new("http://127.0.0.1:1".parse().unwrap());
+        let seq = |plan: &LoadPlan| {
+            let mut w = Workload::new(plan);
+            (0..50).map(|_| w.next_body().0).collect::<Vec<_>>()
+        };
+        let a = seq(&plan);
+        assert_eq!(a, seq(&plan));
+        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 3);
+        let mut other = plan.clone();
+        other.seed = 99;
+        assert_ne!(a, seq(&other));
+        let body: serde_json::Value =
+            serde_json::from_slice(&Workload::new(&plan).next_body().1).unwrap();
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["max_tokens"], 32);
+    }
+}

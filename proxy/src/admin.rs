@@ -1,0 +1,186 @@
+//! The admin API (DESIGN §8): health, readiness, metrics, the kill switch, status.
+//!
+//! `/healthz`, `/readyz` and `/metrics` stay open for orchestrators and Prometheus;
+//! with a token configured every `/api/v1` call needs `Authorization: Bearer`,
+//! compared in constant time. Mutating calls reject cross-site `Origin`s so a web
+//! page cannot drive a loopback admin.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::metrics::Gauges;
+use crate::state::Shared;
+
+/// Accept admin connections until stopped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Option<String>, mut stop: watch::Receiver<u8>) {
+    let token: Option<Arc<str>> = token.map(Arc::from);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            // Keep answering /readyz (503) during a graceful stop; end only on abort.
+            r = stop.changed() => { if r.is_err() || *stop.borrow() == 2 { return } else { continue } }
+        };
+        let (shared, token) = (shared.clone(), token.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let (shared, token) = (shared.clone(), token.clone());
+                async move { Ok::<_, Infallible>(route(req, &shared, token.as_deref()).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>, ctype: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+    r
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    text(status, v.to_string(), "application/json")
+}
+
+/// Constant-time comparison, so response timing leaks nothing about the token.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    ct_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// A mutating call from a browser page on another origin is refused.
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+}
+
+async fn route(req: Request<Incoming>, shared: &Arc<Shared>, token: Option<&str>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n", "text/plain"),
+        (&Method::GET, "/readyz") => {
+            return if shared.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n", "text/plain")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let profile = shared.profile.load();
+            let phase = profile.active(Instant::now()).phase.map(|p| p.name.clone());
+            let body = shared.metrics.render(&Gauges {
+                faults_enabled: shared.release.faults_enabled(),
+                profile: &profile.name,
+                phase: phase.as_deref(),
+                records_dropped: shared.recorder.dropped(),
+            });
+            return text(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8");
+        }
+        _ => {}
+    }
+    if !path.starts_with("/api/v1/") {
+        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not found"}));
+    }
+    if !authorized(&req, token) {
+        let mut r = json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "missing or wrong admin token"}));
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    if method != Method::GET && !same_origin(&req) {
+        return json(StatusCode::FORBIDDEN, serde_json::json!({"error": "cross-origin request refused"}));
+    }
+    match (&method, path.as_str()) {
+        (&Method::POST, "/api/v1/faults/off") => {
+            shared.release.turn_off();
+            tracing::warn!("kill switch: faults off");
+            json(StatusCode::OK, serde_json::json!({"faults": "off"}))
+        }
+        (&Method::POST, "/api/v1/faults/on") => {
+            shared.release.turn_on();
+            tracing::info!("faults on");
+            json(StatusCode::OK, serde_json::json!({"faults": "on"}))
+        }
+        (&Method::GET, "/api/v1/status") => json(StatusCode::OK, status(shared)),
+        (&Method::GET, "/api/v1/records") => {
+            let limit = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100usize);
+            let recs = shared.recorder.recent(limit);
+            match serde_json::to_value(&recs) {
+                Ok(v) => json(StatusCode::OK, v),
+                Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()})),
+            }
+        }
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("no such endpoint: {method} {path}")})),
+    }
+}
+
+/// `GET /api/v1/status`.
+pub fn status(shared: &Shared) -> serde_json::Value {
+    let profile = shared.profile.load();
+    let now = Instant::now();
+    let at = profile.clock.at(now);
+    let phase = at.index.and_then(|i| profile.phases.get(i)).map(|p| p.name.to_string());
+    let meta = shared.meta.lock().map(|m| m.clone()).ok();
+    serde_json::json!({
+        "profile": profile.name.as_ref(),
+        "source": meta.as_ref().map(|m| m.source),
+        "last_reload_error": meta.as_ref().and_then(|m| m.last_reload_error.clone()),
+        "phase": phase,
+        "time_in_phase_s": at.index.map(|_| at.in_phase.as_secs_f64()),
+        "phases": profile.phases.iter().map(|p| serde_json::json!({"name": p.name.as_ref(), "duration_s": p.duration.as_secs_f64()})).collect::<Vec<_>>(),
+        "faults_enabled": shared.release.faults_enabled(),
+        "seed": profile.seed,
+        "uptime_s": shared.started.elapsed().as_secs_f64(),
+        "records": {"submitted": shared.recorder.submitted(), "dropped": shared.recorder.dropped()},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret1"));
+        assert!(!ct_eq(b"", b"x"));
+        assert!(ct_eq(b"", b""));
+    }
+}

@@ -1,0 +1,338 @@
+//! Bodies, frame by frame, in both directions.
+//!
+//! [`ReqBody`] forwards the client's body to the upstream unchanged (after the
+//! inspected prefix, if matching read one). [`ProxyBody`] carries every response to
+//! the client: the upstream's body as it arrives, or an injected/gateway answer. It
+//! measures as it goes (first byte, bytes, end), applies body faults (bandwidth,
+//! reset after N bytes), enforces the upstream idle timeout, and owns the
+//! [`Exchange`] guard so the record is written exactly when the client is done,
+//! whether the body ended, failed, or the client went away.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::exchange::Exchange;
+use crate::net::ConnInfo;
+use crate::record::Outcome;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body sent upstream.
+#[derive(Debug)]
+pub enum ReqBody {
+    /// Untouched client body.
+    Incoming(Incoming),
+    /// The part read for matching, then whatever remains of the client's body.
+    Prefixed { prefix: Option<Bytes>, rest: Option<Incoming> },
+    Empty,
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Prefixed { prefix, rest } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                match rest {
+                    Some(r) => Pin::new(r).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+            ReqBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Incoming(b) => b.is_end_stream(),
+            ReqBody::Prefixed { prefix, rest } => prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
+            ReqBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Incoming(b) => b.size_hint(),
+            ReqBody::Prefixed { prefix, rest } => {
+                let p = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                match rest {
+                    None => SizeHint::with_exact(p),
+                    Some(r) => {
+                        let h = r.size_hint();
+                        let mut s = SizeHint::new();
+                        s.set_lower(h.lower() + p);
+                        if let Some(u) = h.upper() {
+                            s.set_upper(u + p);
+                        }
+                        s
+                    }
+                }
+            }
+            ReqBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Faults that act on the response body.
+#[derive(Debug, Default)]
+pub struct BodyFaults {
+    /// Throttle to this many bytes per second.
+    pub bandwidth: Option<u64>,
+    /// Reset the connection/stream after this many body bytes.
+    pub reset_after: Option<u64>,
+    /// The rule whose reset it is, recorded when the reset fires.
+    pub reset_rule: Option<Arc<str>>,
+}
+
+impl BodyFaults {
+    pub fn is_empty(&self) -> bool {
+        self.bandwidth.is_none() && self.reset_after.is_none()
+    }
+}
+
+#[derive(Debug)]
+struct BodyFaultState {
+    faults: BodyFaults,
+    next_at: Option<Instant>,
+    pending: Option<Bytes>,
+    pace: Option<Pin<Box<Sleep>>>,
+    reset_now: bool,
+    conn: Arc<ConnInfo>,
+    http2: bool,
+}
+
+/// What a body carries.
+#[derive(Debug)]
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// Every response body brownout sends.
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+    ex: Option<Exchange>,
+    faults: Option<Box<BodyFaultState>>,
+    idle: Option<Pin<Box<Sleep>>>,
+    idle_timeout: Duration,
+}
+
+/// Longest single sleep while pacing, so the kill switch is noticed promptly.
+const MAX_PACE_SLEEP: Duration = Duration::from_millis(200);
+
+impl ProxyBody {
+    /// A complete body (injected errors, gateway errors, admin answers).
+    pub fn full(bytes: Bytes, ex: Option<Exchange>) -> Self {
+        ProxyBody { kind: Kind::Full(Some(bytes)), ex, faults: None, idle: None, idle_timeout: Duration::MAX }
+    }
+
+    /// The upstream's body, measured and possibly harmed.
+    pub fn upstream(
+        body: Incoming,
+        ex: Exchange,
+        faults: BodyFaults,
+        conn: &Arc<ConnInfo>,
+        http2: bool,
+        idle_timeout: Duration,
+    ) -> Self {
+        let faults = (!faults.is_empty()).then(|| {
+            Box::new(BodyFaultState {
+                faults,
+                next_at: None,
+                pending: None,
+                pace: None,
+                reset_now: false,
+                conn: conn.clone(),
+                http2,
+            })
+        });
+        ProxyBody { kind: Kind::Upstream(body), ex: Some(ex), faults, idle: None, idle_timeout }
+    }
+
+    fn finish(&mut self, outcome: Option<Outcome>, error: Option<String>) {
+        if let Some(mut ex) = self.ex.take() {
+            ex.finish_body(outcome, error);
+        }
+    }
+
+    fn count(&mut self, n: usize) {
+        if let Some(ex) = self.ex.as_mut() {
+            ex.on_body_bytes(n);
+        }
+    }
+
+    /// Emit (part of) `data`, applying reset and bandwidth faults. `None`: must wait.
+    fn shape(&mut self, cx: &mut Context<'_>, mut data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let enabled = self.ex.as_ref().is_none_or(|e| e.faults_enabled());
+        let Some(st) = self.faults.as_deref_mut() else {
+            self.count(data.len());
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        };
+        if enabled {
+            if let Some(limit) = st.faults.reset_after {
+                let sent = self.ex.as_ref().map_or(0, |e| e.bytes_out());
+                let room = limit.saturating_sub(sent);
+                if (data.len() as u64) >= room {
+                    data.truncate(room as usize);
+                    st.reset_now = true;
+                    st.pending = None;
+                    if data.is_empty() {
+                        return self.do_reset();
+                    }
+                }
+            }
+            if let Some(bps) = st.faults.bandwidth {
+                let now = Instant::now();
+                let at = *st.next_at.get_or_insert(now);
+                if at > now {
+                    // Not yet: keep the bytes and wait (in short naps, to notice the kill switch).
+                    st.pending = Some(data);
+                    let wake = at.min(now + MAX_PACE_SLEEP);
+                    match st.pace.as_mut() {
+                        Some(s) => s.as_mut().reset(wake),
+                        None => st.pace = Some(Box::pin(tokio::time::sleep_until(wake))),
+                    }
+                    if let Some(s) = st.pace.as_mut() {
+                        if s.as_mut().poll(cx).is_ready() {
+                            cx.waker().wake_by_ref();
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                let chunk = (bps / 10).max(1) as usize;
+                if data.len() > chunk {
+                    st.pending = Some(data.split_off(chunk));
+                }
+                st.next_at = Some(at.max(now) + Duration::from_secs_f64(data.len() as f64 / bps as f64));
+            }
+        }
+        self.count(data.len());
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn do_reset(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(st) = self.faults.as_deref() {
+            if !st.http2 {
+                st.conn.request_reset();
+            }
+            if let (Some(rule), Some(ex)) = (st.faults.reset_rule.as_ref(), self.ex.as_mut()) {
+                ex.applied(rule, "reset");
+            }
+        }
+        self.finish(Some(Outcome::Reset), None);
+        Poll::Ready(Some(Err("reset by brownout fault".into())))
+    }
+}
+
+use std::future::Future as _;
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        // Body faults first: a pending reset or paced remainder.
+        if let Some(st) = this.faults.as_deref_mut() {
+            if st.reset_now && st.pending.is_none() {
+                return this.do_reset();
+            }
+            if let Some(p) = st.pending.take() {
+                return this.shape(cx, p);
+            }
+        }
+        let polled = match &mut this.kind {
+            Kind::Full(b) => match b.take() {
+                Some(b) => {
+                    this.count(b.len());
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                None => Poll::Ready(None),
+            },
+            Kind::Upstream(inc) => Pin::new(inc).poll_frame(cx),
+        };
+        match polled {
+            Poll::Pending => {
+                let timeout = this.idle_timeout;
+                if timeout == Duration::MAX {
+                    return Poll::Pending;
+                }
+                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    let msg = format!("upstream sent nothing for {timeout:?} (upstream_idle_timeout)");
+                    this.finish(Some(Outcome::Timeout), Some(msg.clone()));
+                    return Poll::Ready(Some(Err(msg.into())));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                this.finish(None, None);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = format!("upstream body failed: {}", crate::error::chain(&e));
+                this.finish(Some(Outcome::UpstreamError), Some(msg));
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.as_mut().reset(Instant::now() + this.idle_timeout);
+                }
+                match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.shape(cx, data);
+                        if let Kind::Upstream(inc) = &this.kind {
+                            if inc.is_end_stream() && this.faults.as_ref().is_none_or(|s| s.pending.is_none() && !s.reset_now) {
+                                this.finish(None, None);
+                            }
+                        }
+                        out
+                    }
+                    // Trailers pass through untouched.
+                    Err(frame) => Poll::Ready(Some(Ok(frame))),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if self.faults.as_ref().is_some_and(|s| s.pending.is_some() || s.reset_now) {
+            return false;
+        }
+        match &self.kind {
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // A body with nothing left to send (HEAD, 204, 304, or fully sent) that hyper
+        // dropped without polling to the end is complete, not abandoned.
+        if self.ex.is_some() && self.is_end_stream() {
+            self.finish(None, None);
+        }
+    }
+}

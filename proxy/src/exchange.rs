@@ -1,0 +1,193 @@
+//! The record guard: one [`Exchange`] per request, written when it is dropped.
+//!
+//! Whatever path an exchange takes (answered, injected, reset, timed out, or the
+//! client vanished and hyper dropped our future), the guard's `Drop` writes exactly
+//! one record. That is how "records equal exchanges" holds without every code path
+//! having to remember to log.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use brownout_faults::matcher::RuleState;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use crate::record::{FaultRef, Outcome, Record, Timestamp, UpstreamTiming};
+use crate::state::Shared;
+
+/// A request in flight and what will be recorded about it.
+#[derive(Debug)]
+pub struct Exchange {
+    shared: Arc<Shared>,
+    rec: Option<Box<Record>>,
+    start: Instant,
+    upstream_start: Option<Instant>,
+    active: Arc<AtomicI64>,
+    /// Rules whose `max_active` slot this exchange holds.
+    activated: Vec<Arc<RuleState>>,
+    /// Concurrency-limit slots held until the response body is done.
+    pub permits: Vec<OwnedSemaphorePermit>,
+    done: bool,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+impl Exchange {
+    pub fn new(shared: Arc<Shared>, active: Arc<AtomicI64>, rec: Box<Record>) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        Exchange {
+            shared,
+            rec: Some(rec),
+            start: Instant::now(),
+            upstream_start: None,
+            active,
+            activated: Vec::new(),
+            permits: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// A blank record for a new request.
+    pub fn blank_record(id: u64, listener: Arc<str>) -> Box<Record> {
+        Box::new(Record {
+            ts: Timestamp(SystemTime::now()),
+            id,
+            listener,
+            api: "generic",
+            endpoint: "other",
+            phase: None,
+            method: String::new(),
+            path: String::new(),
+            model: None,
+            stream: None,
+            rules: Vec::new(),
+            faults: Vec::new(),
+            faults_skipped: Vec::new(),
+            attempt: None,
+            status: None,
+            outcome: Outcome::ClientClosed,
+            ttfb_ms: None,
+            ttft_ms: None,
+            e2e_ms: 0.0,
+            itl_ms: None,
+            tpot_ms: None,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_source: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            upstream: None,
+            gpu: None,
+            results: None,
+            error: None,
+        })
+    }
+
+    /// The record being filled in (always present until the exchange is dropped).
+    pub fn rec(&mut self) -> &mut Record {
+        self.rec.get_or_insert_with(|| Exchange::blank_record(0, Arc::from("")))
+    }
+
+    pub fn faults_enabled(&self) -> bool {
+        self.shared.release.faults_enabled()
+    }
+
+    /// Hold a `max_active` slot of `rule` until the exchange ends.
+    pub fn hold_rule(&mut self, rule: Arc<RuleState>) {
+        self.activated.push(rule);
+    }
+
+    pub fn applied(&mut self, rule: &Arc<str>, fault: &'static str) {
+        self.rec().faults.push(FaultRef { rule: rule.clone(), fault, reason: None });
+    }
+
+    pub fn skipped(&mut self, rule: &Arc<str>, fault: &'static str, reason: &'static str) {
+        self.rec().faults_skipped.push(FaultRef { rule: rule.clone(), fault, reason: Some(reason) });
+    }
+
+    pub fn upstream_called(&mut self) {
+        self.upstream_start = Some(Instant::now());
+    }
+
+    /// Upstream response headers arrived.
+    pub fn upstream_headers(&mut self, status: u16) {
+        let ttfb = self.upstream_start.map(|t| ms(t.elapsed()));
+        self.rec().upstream = Some(UpstreamTiming { status: Some(status), ttfb_ms: ttfb, e2e_ms: None });
+        self.rec().status = Some(status);
+    }
+
+    /// The answer the client gets does not come from the upstream.
+    pub fn local_answer(&mut self, status: u16, outcome: Outcome) {
+        self.rec().status = Some(status);
+        self.rec().outcome = outcome;
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.rec.as_ref().map_or(0, |r| r.bytes_out)
+    }
+
+    pub fn on_body_bytes(&mut self, n: usize) {
+        let start = self.start;
+        let r = self.rec();
+        if r.ttfb_ms.is_none() {
+            r.ttfb_ms = Some(ms(start.elapsed()));
+        }
+        r.bytes_out += n as u64;
+    }
+
+    /// The response body ended (`outcome` None: cleanly, judged by status).
+    pub fn finish_body(&mut self, outcome: Option<Outcome>, error: Option<String>) {
+        if self.done {
+            return;
+        }
+        let outcome = outcome.unwrap_or_else(|| {
+            let r = self.rec();
+            if r.outcome == Outcome::InjectedError {
+                Outcome::InjectedError
+            } else {
+                match r.status {
+                    Some(s) if s >= 400 => Outcome::HttpError,
+                    _ => Outcome::Ok,
+                }
+            }
+        });
+        let upstream_start = self.upstream_start;
+        if let (Some(up), Some(t)) = (self.rec().upstream.as_mut(), upstream_start) {
+            up.e2e_ms = Some(ms(t.elapsed()));
+        }
+        self.rec().outcome = outcome;
+        if error.is_some() {
+            self.rec().error = error;
+        }
+        self.done = true;
+    }
+
+    /// Ended without a body to send (reset before the response).
+    pub fn finish(&mut self, outcome: Outcome, error: Option<String>) {
+        self.rec().outcome = outcome;
+        self.rec().error = error;
+        self.done = true;
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        for r in self.activated.drain(..) {
+            r.deactivate();
+        }
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let Some(mut rec) = self.rec.take() else { return };
+        if !self.done {
+            // hyper dropped the exchange before it ended: the client went away.
+            rec.outcome = Outcome::ClientClosed;
+        }
+        rec.e2e_ms = ms(self.start.elapsed());
+        if rec.ttfb_ms.is_none() && rec.bytes_out > 0 {
+            rec.ttfb_ms = Some(rec.e2e_ms);
+        }
+        self.shared.recorder.submit(rec);
+    }
+}

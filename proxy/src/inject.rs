@@ -1,0 +1,201 @@
+//! The one place where a decision becomes behaviour (request side).
+//!
+//! [`request_side`] walks the decided rules in file order and, within each rule, its
+//! faults in the order listed. Holding faults (delay, hang, queues) wait on the
+//! shared release signal; the first terminal fault (error, reset, hang with a
+//! duration, an overflowing limit) ends the exchange and the faults after it are
+//! not applied. Body faults (bandwidth, reset after N bytes) are collected for the
+//! response wrapper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brownout_faults::limit::{Admission, Rejected};
+use brownout_faults::matcher::CompiledRule;
+use brownout_faults::profile::{ErrorBody, FaultSpec};
+use brownout_faults::release::Held;
+use brownout_faults::ApiKind;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::body::BodyFaults;
+use crate::exchange::Exchange;
+use crate::state::Shared;
+
+/// A rule that fired for this request, with its decision stream.
+pub struct Decided<'a> {
+    pub rule: &'a CompiledRule,
+    pub rng: ChaCha8Rng,
+}
+
+/// What to do after the request-side faults.
+pub enum Step {
+    /// Forward upstream (body faults may still apply).
+    Forward,
+    /// Answer with this (an injected error); the upstream is not called.
+    Respond { status: StatusCode, headers: HeaderMap, body: Bytes },
+    /// Reset the connection (HTTP/1.1) or stream (HTTP/2) before any response.
+    Reset,
+}
+
+/// An error answer built from a preset and/or explicit fields.
+pub fn error_answer(
+    preset: Option<&str>,
+    status: Option<u16>,
+    body: Option<&ErrorBody>,
+    headers: &std::collections::BTreeMap<String, String>,
+    retry_after: Option<Duration>,
+    rng: &mut ChaCha8Rng,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut h = HeaderMap::new();
+    let mut st = StatusCode::INTERNAL_SERVER_ERROR;
+    let mut b;
+    let preset = preset.and_then(brownout_faults::presets::lookup);
+    if let Some(p) = preset {
+        let ctx = brownout_faults::presets::RenderCtx {
+            retry_after,
+            request_id: rng.random(),
+            ..Default::default()
+        };
+        let r = p.render(&ctx);
+        st = r.status;
+        h = r.headers;
+        b = r.body;
+    } else {
+        b = Bytes::from_static(br#"{"error":{"message":"error injected by brownout","type":"brownout_injected"}}"#);
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(ra) = retry_after {
+            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            h.insert("retry-after-ms", HeaderValue::from(ra.as_millis() as u64));
+        }
+    }
+    if let Some(s) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        st = s;
+    }
+    match body {
+        Some(ErrorBody::Text(t)) => {
+            b = Bytes::from(t.clone());
+            let ct = if serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok() {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        Some(ErrorBody::Json(v)) => {
+            b = Bytes::from(v.to_string());
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        None => {}
+    }
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(k, v);
+        }
+    }
+    (st, h, b)
+}
+
+/// Apply the request-side faults of every decided rule, in order.
+pub async fn request_side(
+    shared: &Arc<Shared>,
+    api: ApiKind,
+    ex: &mut Exchange,
+    decided: &mut [Decided<'_>],
+    body_faults: &mut BodyFaults,
+) -> Step {
+    for d in decided.iter_mut() {
+        let rule = d.rule;
+        for (i, fault) in rule.faults.iter().enumerate() {
+            let kind = fault.kind();
+            if !shared.release.faults_enabled() {
+                ex.skipped(&rule.name, kind, "faults_off");
+                continue;
+            }
+            match fault {
+                FaultSpec::Delay { duration } => {
+                    let wait = duration.sample(&mut d.rng);
+                    ex.applied(&rule.name, kind);
+                    let _ = shared.release.hold(Some(wait)).await;
+                }
+                FaultSpec::Error { status, body, headers, preset, retry_after } => {
+                    ex.applied(&rule.name, kind);
+                    let (status, headers, body) = error_answer(
+                        preset.as_deref(),
+                        *status,
+                        body.as_ref(),
+                        headers,
+                        retry_after.map(|d| d.0),
+                        &mut d.rng,
+                    );
+                    return Step::Respond { status, headers, body };
+                }
+                FaultSpec::Reset { after_bytes: None } => {
+                    ex.applied(&rule.name, kind);
+                    return Step::Reset;
+                }
+                FaultSpec::Reset { after_bytes: Some(n) } => {
+                    body_faults.reset_after = Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
+                    body_faults.reset_rule = Some(rule.name.clone());
+                }
+                FaultSpec::Hang { duration } => {
+                    let wait = duration.as_ref().map(|dist| dist.sample(&mut d.rng));
+                    ex.applied(&rule.name, kind);
+                    if shared.release.hold(wait).await == Held::Elapsed && wait.is_some() {
+                        let body = Bytes::from_static(
+                            br#"{"error":{"message":"upstream did not answer in time (hang injected by brownout)","type":"timeout"}}"#,
+                        );
+                        let mut h = HeaderMap::new();
+                        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        return Step::Respond { status: StatusCode::GATEWAY_TIMEOUT, headers: h, body };
+                    }
+                }
+                FaultSpec::Bandwidth { bytes_per_second } => {
+                    ex.applied(&rule.name, kind);
+                    let bps = (*bytes_per_second).max(1);
+                    body_faults.bandwidth = Some(body_faults.bandwidth.map_or(bps, |b| b.min(bps)));
+                }
+                FaultSpec::ConcurrencyLimit { preset, .. } => {
+                    let Some(Some(limiter)) = rule.state.limiters.get(i) else {
+                        ex.skipped(&rule.name, kind, "no_limiter");
+                        continue;
+                    };
+                    let queued_before = limiter.queued();
+                    match limiter.acquire(&shared.release).await {
+                        Admission::Admitted(permit) => {
+                            if queued_before > 0 || limiter.queued() > 0 {
+                                ex.applied(&rule.name, kind);
+                            }
+                            ex.permits.push(permit);
+                        }
+                        Admission::Released => {}
+                        Admission::Rejected(why) => {
+                            ex.applied(&rule.name, kind);
+                            let name = preset
+                                .clone()
+                                .unwrap_or_else(|| brownout_faults::presets::default_overload_for(api).to_string());
+                            let (status, mut headers, body) = error_answer(
+                                Some(&name),
+                                None,
+                                None,
+                                &Default::default(),
+                                None,
+                                &mut d.rng,
+                            );
+                            let reason = match why {
+                                Rejected::QueueFull => "queue_full",
+                                Rejected::QueueTimeout => "queue_timeout",
+                            };
+                            headers.insert("x-brownout-limit", HeaderValue::from_static(reason));
+                            return Step::Respond { status, headers, body };
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Step::Forward
+}

@@ -1,0 +1,286 @@
+//! One record per exchange (DESIGN §7), written off the hot path.
+//!
+//! The request path fills a [`Record`] and hands it to a bounded queue with a
+//! non-blocking send: traffic is never held back for the recorder. A background
+//! thread serializes records as JSON lines, updates the Prometheus metrics and keeps
+//! the most recent ones for the admin API. Should the queue ever overflow, the loss
+//! is counted in `brownout_records_dropped_total` and logged.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// A wall-clock instant, formatted (off the hot path) as RFC 3339 with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub std::time::SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = time::OffsetDateTime::from(self.0);
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        match t.format(&fmt) {
+            Ok(v) => s.serialize_str(&v),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
+    }
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    HttpError,
+    InjectedError,
+    Truncated,
+    Reset,
+    Timeout,
+    ClientClosed,
+    UpstreamError,
+    Corrupt,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::HttpError => "http_error",
+            Outcome::InjectedError => "injected_error",
+            Outcome::Truncated => "truncated",
+            Outcome::Reset => "reset",
+            Outcome::Timeout => "timeout",
+            Outcome::ClientClosed => "client_closed",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// A fault named in a record: `rule/fault`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaultRef {
+    pub rule: Arc<str>,
+    pub fault: &'static str,
+    /// Why it was skipped (only in `faults_skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// Latency of the upstream leg.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamTiming {
+    pub status: Option<u16>,
+    pub ttfb_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+}
+
+/// Inter-token latency summary (filled by the LLM adapters).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ItlSummary {
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+/// One exchange, however it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Wall-clock time the request arrived (RFC 3339 in files).
+    pub ts: Timestamp,
+    pub id: u64,
+    pub listener: Arc<str>,
+    pub api: &'static str,
+    pub endpoint: &'static str,
+    pub phase: Option<Arc<str>>,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub stream: Option<bool>,
+    pub rules: Vec<Arc<str>>,
+    pub faults: Vec<FaultRef>,
+    pub faults_skipped: Vec<FaultRef>,
+    pub attempt: Option<u32>,
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    pub ttfb_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub e2e_ms: f64,
+    pub itl_ms: Option<ItlSummary>,
+    pub tpot_ms: Option<f64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub tokens_source: Option<&'static str>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub upstream: Option<UpstreamTiming>,
+    pub gpu: Option<serde_json::Value>,
+    pub results: Option<serde_json::Value>,
+    /// Why brownout itself failed the exchange (`x-brownout-error`), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The hot path's handle to the recorder.
+#[derive(Debug)]
+pub struct Recorder {
+    sender: SyncSender<Msg>,
+    dropped: AtomicU64,
+    sent: AtomicU64,
+    written: Arc<AtomicU64>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    recent: Arc<Mutex<VecDeque<Arc<Record>>>>,
+}
+
+#[derive(Debug)]
+enum Msg {
+    Rec(Box<Record>),
+    Close,
+}
+
+/// How many recent records the admin API can show.
+const RECENT: usize = 1000;
+
+impl Recorder {
+    /// Start the writer thread. `path`: where JSON lines go (none: metrics only).
+    pub fn start(path: Option<&Path>, queue: usize, metrics: Arc<Metrics>) -> std::io::Result<Arc<Recorder>> {
+        let file = match path {
+            Some(p) => Some(BufWriter::with_capacity(
+                64 * 1024,
+                OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot open record file {}: {e}", p.display()))
+                })?,
+            )),
+            None => None,
+        };
+        let (tx, rx) = sync_channel::<Msg>(queue.max(1));
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
+        let written = Arc::new(AtomicU64::new(0));
+        let (recent2, written2) = (recent.clone(), written.clone());
+        let handle = std::thread::Builder::new()
+            .name("brownout-recorder".into())
+            .spawn(move || writer_loop(rx, file, metrics, recent2, written2))?;
+        Ok(Arc::new(Recorder {
+            sender: tx,
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            written,
+            writer: Mutex::new(Some(handle)),
+            recent,
+        }))
+    }
+
+    /// Queue a record; never blocks.
+    pub fn submit(&self, record: Box<Record>) {
+        match self.sender.try_send(Msg::Rec(record)) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(dropped = n, "record queue overflowed; records were dropped");
+                }
+            }
+        }
+    }
+
+    /// Records lost to a full queue (`brownout_records_dropped_total`).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records accepted into the queue.
+    pub fn submitted(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Records the writer has finished with.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// The most recent records, newest last.
+    pub fn recent(&self, limit: usize) -> Vec<Arc<Record>> {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = r.len().saturating_sub(limit);
+        r.iter().skip(skip).cloned().collect()
+    }
+
+    /// Wait (up to `timeout`) until every record submitted so far has been handled.
+    pub fn settle(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.written() < self.submitted() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Stop the writer after it has written and synced everything queued so far.
+    pub fn close(&self) {
+        // A blocking send: at shutdown, waiting for room is right.
+        let _ = self.sender.send(Msg::Close);
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(
+    rx: Receiver<Msg>,
+    mut file: Option<BufWriter<File>>,
+    metrics: Arc<Metrics>,
+    recent: Arc<Mutex<VecDeque<Arc<Record>>>>,
+    written: Arc<AtomicU64>,
+) {
+    let mut line = Vec::with_capacity(1024);
+    let mut write_failed = false;
+    loop {
+        let rec = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Msg::Rec(r)) => r,
+            Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: make what was written visible to readers of the file.
+                if let Some(f) = file.as_mut() {
+                    let _ = f.flush();
+                }
+                continue;
+            }
+        };
+        metrics.observe(&rec);
+        if let Some(f) = file.as_mut() {
+            line.clear();
+            if serde_json::to_writer(&mut line, &*rec).is_ok() {
+                line.push(b'\n');
+                if let Err(e) = f.write_all(&line) {
+                    if !write_failed {
+                        tracing::error!(error = %e, "cannot write records");
+                        write_failed = true;
+                    }
+                }
+            }
+        }
+        {
+            let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(Arc::from(rec));
+        }
+        written.fetch_add(1, Ordering::AcqRel);
+    }
+    if let Some(f) = file.as_mut() {
+        let _ = f.flush();
+        let _ = f.get_ref().sync_data();
+    }
+}

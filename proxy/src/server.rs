@@ -1,0 +1,363 @@
+//! Start-up and shutdown: parse → validate → build everything, then bind and serve.
+//!
+//! Each listener accepts TCP (optionally TLS with ALPN) and serves HTTP/1.1 and
+//! HTTP/2 on the same port (h2c is detected from the connection preface). Shutdown
+//! is graceful: readiness fails at once, accepting stops, in-flight exchanges get
+//! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use brownout_faults::matcher::CompiledProfile;
+use brownout_faults::release::Release;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{parse_addr, relative_to, FileConfig};
+use crate::metrics::Metrics;
+use crate::net::{Cidr, ConnInfo, ConnIo};
+use crate::record::Recorder;
+use crate::service::{ListenerCtx, ProxyService};
+use crate::state::{ProfileMeta, ProfileSource, Shared};
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub config: FileConfig,
+    /// The config file, to resolve relative paths in it.
+    pub config_path: Option<PathBuf>,
+    /// A profile given as text instead of a file (the demo's built-in one).
+    pub builtin_profile: Option<String>,
+    /// Admin token (from the env var the config names).
+    pub admin_token: Option<String>,
+    /// Start without the admin listener (tests, the demo).
+    pub no_admin: bool,
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Running {
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<u8>,
+    conns: Arc<Semaphore>,
+    max_conns: usize,
+    grace: Duration,
+    tasks: Vec<JoinHandle<()>>,
+    _watcher: Option<crate::reload::Watcher>,
+}
+
+const STOP_ACCEPTING: u8 = 1;
+const ABORT: u8 = 2;
+
+impl Running {
+    /// The address of listener `name` (or the first listener).
+    pub fn addr(&self, name: Option<&str>) -> Option<SocketAddr> {
+        match name {
+            Some(n) => self.listeners.iter().find(|(l, _)| l == n).map(|(_, a)| *a),
+            None => self.listeners.first().map(|(_, a)| *a),
+        }
+    }
+
+    /// Graceful shutdown: not ready, stop accepting, let in-flight work finish within
+    /// the grace period, cut the rest, flush records.
+    pub async fn shutdown(self) {
+        self.shared.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(STOP_ACCEPTING);
+        let deadline = Instant::now() + self.grace;
+        let all_closed = |s: &Semaphore| s.available_permits() >= self.max_conns;
+        while !all_closed(&self.conns) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !all_closed(&self.conns) {
+            tracing::warn!("shutdown grace expired; closing remaining connections");
+            // Held requests continue unharmed rather than hang to the end.
+            self.shared.release.turn_off();
+            let _ = self.stop.send(ABORT);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !all_closed(&self.conns) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        let recorder = self.shared.recorder.clone();
+        let _ = tokio::task::spawn_blocking(move || recorder.close()).await;
+    }
+}
+
+/// Parse, validate and build everything, then bind and serve.
+pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
+    let cfg = &opts.config;
+    let base = opts.config_path.as_deref();
+    // Parse and build every listener before binding anything.
+    struct Planned {
+        name: String,
+        addr: SocketAddr,
+        ctx_parts: (brownout_faults::ApiKind, crate::upstream::Upstream, crate::upstream::UpstreamClient),
+        tls: Option<TlsAcceptor>,
+    }
+    let mut planned = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let name = l.name.clone().unwrap_or_else(|| if i == 0 { "default".into() } else { format!("listener-{}", i + 1) });
+        let cerr = |m: String| StartError::Config(format!("listener `{name}`: {m}"));
+        let addr = parse_addr("listen", &l.listen).map_err(|e| cerr(e.to_string()))?;
+        let upstream = crate::upstream::Upstream::parse(&l.upstream).map_err(|e| cerr(e.to_string()))?;
+        let ca = l.upstream_ca.as_ref().map(|p| relative_to(base, p));
+        let client = crate::upstream::client(ca.as_deref()).map_err(|e| cerr(e.to_string()))?;
+        let tls = match &l.tls {
+            Some(t) => Some(TlsAcceptor::from(
+                crate::tls::server_config(&relative_to(base, &t.cert), &relative_to(base, &t.key))
+                    .map_err(|e| cerr(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let api = l.api.unwrap_or(brownout_faults::ApiKind::Generic);
+        planned.push(Planned { name, addr, ctx_parts: (api, upstream, client), tls });
+    }
+    let trusted = cfg
+        .trusted_proxies
+        .iter()
+        .map(|s| s.parse::<Cidr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Config(format!("trusted_proxies: {e}")))?;
+
+    // The profile: parse and validate before serving.
+    let profile_path = cfg.profile.as_ref().map(|p| relative_to(base, p));
+    let (profile, text, source) = match (&opts.builtin_profile, &profile_path) {
+        (Some(text), _) => {
+            let p = brownout_faults::validate::load_profile(text, "<built-in>").map_err(diag)?;
+            (Some(p), Some(text.clone()), ProfileSource::Builtin)
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Config(format!("cannot read profile {}: {e}", path.display())))?;
+            let p = brownout_faults::validate::load_profile(&text, &path.display().to_string()).map_err(diag)?;
+            (Some(p), Some(text), ProfileSource::File)
+        }
+        (None, None) => (None, None, ProfileSource::None),
+    };
+
+    let admin_addr = parse_addr("admin", &cfg.admin.listen).map_err(|e| StartError::Config(e.to_string()))?;
+    if !opts.no_admin && !admin_addr.ip().is_loopback() && opts.admin_token.is_none() {
+        return Err(StartError::Config(format!(
+            "refusing to serve the admin API on non-loopback {admin_addr} without a token: set {} or bind it to 127.0.0.1",
+            cfg.admin.token_env
+        )));
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let record_path = cfg.record.jsonl.as_ref().map(|p| relative_to(base, p));
+    let recorder = Recorder::start(record_path.as_deref(), cfg.record.queue, metrics.clone())?;
+    let seed_override = cfg.seed;
+    let shared = Arc::new(Shared {
+        profile: ArcSwap::from_pointee(CompiledProfile::empty(seed_override.unwrap_or(0))),
+        meta: Mutex::new(ProfileMeta { source: ProfileSource::None, text: None, last_reload_error: None, generation: 0 }),
+        release: Release::new(true),
+        recorder,
+        metrics: metrics.clone(),
+        inspect_limit: cfg.limits.inspect_limit.0 as usize,
+        upstream_timeout: cfg.limits.upstream_timeout.0,
+        upstream_idle_timeout: cfg.limits.upstream_idle_timeout.0,
+        mark_injected: cfg.mark_injected,
+        allow_header_faults: cfg.allow_header_faults,
+        trusted_proxies: trusted,
+        seed_override,
+        profile_path: profile_path.clone(),
+        ready: AtomicBool::new(false),
+        next_id: AtomicU64::new(1),
+        started: Instant::now(),
+    });
+    if let Some(p) = &profile {
+        shared.apply(p, text, source).map_err(StartError::Config)?;
+    }
+
+    // Bind.
+    let (stop_tx, stop_rx) = watch::channel(0u8);
+    let max_conns = cfg.limits.max_connections.max(1);
+    let conns = Arc::new(Semaphore::new(max_conns));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.limits.header_timeout.0)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    let builder = Arc::new(builder);
+    let mut tasks = Vec::new();
+    let mut bound = Vec::new();
+    for p in planned {
+        let listener = TcpListener::bind(p.addr)
+            .await
+            .map_err(|e| StartError::Bind { what: format!("listener `{}`", p.name), addr: p.addr, source: e })?;
+        let addr = listener.local_addr()?;
+        let (api, upstream, client) = p.ctx_parts;
+        tracing::info!(listener = %p.name, %addr, upstream = %upstream.display, tls = p.tls.is_some(), "listening");
+        let ctx = Arc::new(ListenerCtx {
+            active: metrics.active_gauge(&p.name),
+            name: Arc::from(p.name.as_str()),
+            api,
+            upstream,
+            client,
+            shared: shared.clone(),
+        });
+        bound.push((p.name, addr));
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            ctx,
+            p.tls,
+            builder.clone(),
+            conns.clone(),
+            stop_rx.clone(),
+            cfg.limits.tls_handshake_timeout.0,
+        )));
+    }
+    let admin = if opts.no_admin {
+        None
+    } else {
+        let listener = TcpListener::bind(admin_addr)
+            .await
+            .map_err(|e| StartError::Bind { what: "admin API".into(), addr: admin_addr, source: e })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin API listening");
+        tasks.push(tokio::spawn(crate::admin::serve(listener, shared.clone(), opts.admin_token.clone(), stop_rx.clone())));
+        Some(addr)
+    };
+    let watcher = match (&profile_path, &opts.builtin_profile) {
+        (Some(path), None) => crate::reload::watch(path.clone(), shared.clone()),
+        _ => None,
+    };
+    shared.ready.store(true, Ordering::Release);
+    Ok(Running {
+        listeners: bound,
+        admin,
+        shared,
+        stop: stop_tx,
+        conns,
+        max_conns,
+        grace: cfg.limits.shutdown_grace.0,
+        tasks,
+        _watcher: watcher,
+    })
+}
+
+fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
+    StartError::Config(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<u8>,
+    handshake_timeout: Duration,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let (ctx, tls, builder, stop) = (ctx.clone(), tls.clone(), builder.clone(), stop.clone());
+        tokio::spawn(async move {
+            serve_conn(stream, peer, ctx, tls, builder, stop, handshake_timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stop: watch::Receiver<u8>,
+    handshake_timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    let info = ConnInfo::new(peer);
+    let io = ConnIo::new(stream, info.clone());
+    let svc = ProxyService { ctx, conn: info };
+    match tls {
+        None => drive(builder.serve_connection(TokioIo::new(io), svc), stop).await,
+        Some(acceptor) => {
+            let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            drive(builder.serve_connection(TokioIo::new(tls_stream), svc), stop).await
+        }
+    }
+}
+
+/// Poll a connection until it ends, shutting it down gracefully on stop and
+/// dropping it on abort.
+async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>)
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut graceful = false;
+    loop {
+        if *stop.borrow() == ABORT {
+            return;
+        }
+        if *stop.borrow() == STOP_ACCEPTING && !graceful {
+            conn.as_mut().graceful_shutdown();
+            graceful = true;
+        }
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            r = stop.changed() => if r.is_err() { return },
+        }
+    }
+}
+

@@ -1,0 +1,328 @@
+//! The per-request pipeline: classify → match → decide → request-side faults →
+//! upstream → response wrapper.
+//!
+//! With no profile rules (or faults off) the path is: classify by path, forward,
+//! wrap the body for measurement. Nothing is buffered and nothing is locked; the
+//! profile is read through an atomic pointer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use brownout_faults::api::{classify, inspect_request};
+use brownout_faults::decide::decide;
+use brownout_faults::matcher::MatchInput;
+use brownout_faults::{ApiKind, Endpoint, RequestFacts};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::error::ProxyError;
+use crate::exchange::Exchange;
+use crate::inject::{request_side, Decided, Step};
+use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
+use crate::record::Outcome;
+use crate::state::Shared;
+use crate::upstream::{Upstream, UpstreamClient};
+
+/// One listener's forwarding context.
+#[derive(Debug)]
+pub struct ListenerCtx {
+    pub name: Arc<str>,
+    pub api: ApiKind,
+    pub upstream: Upstream,
+    pub client: UpstreamClient,
+    pub shared: Arc<Shared>,
+    pub active: Arc<AtomicI64>,
+}
+
+/// The service hyper calls for each request on one connection.
+#[derive(Debug, Clone)]
+pub struct ProxyService {
+    pub ctx: Arc<ListenerCtx>,
+    pub conn: Arc<ConnInfo>,
+}
+
+/// Returned to hyper to make it abort the connection (HTTP/1.1) or reset the stream
+/// (HTTP/2): that is how an injected `reset` reaches the client.
+#[derive(Debug, thiserror::Error)]
+#[error("reset by brownout fault")]
+pub struct ResetAbort;
+
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ProxyBody>;
+    type Error = ResetAbort;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        Box::pin(handle(self.ctx.clone(), self.conn.clone(), req))
+    }
+}
+
+pub fn api_str(a: ApiKind) -> &'static str {
+    match a {
+        ApiKind::Openai => "openai",
+        ApiKind::Anthropic => "anthropic",
+        ApiKind::Vllm => "vllm",
+        ApiKind::Tgi => "tgi",
+        ApiKind::Ollama => "ollama",
+        ApiKind::Triton => "triton",
+        ApiKind::Qdrant => "qdrant",
+        ApiKind::Chroma => "chroma",
+        ApiKind::Milvus => "milvus",
+        ApiKind::Weaviate => "weaviate",
+        ApiKind::Pinecone => "pinecone",
+        ApiKind::Generic => "generic",
+    }
+}
+
+pub fn endpoint_str(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Chat => "chat",
+        Endpoint::Completion => "completion",
+        Endpoint::Responses => "responses",
+        Endpoint::Messages => "messages",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Search => "search",
+        Endpoint::Query => "query",
+        Endpoint::Upsert => "upsert",
+        Endpoint::Other => "other",
+    }
+}
+
+/// Read up to `limit` bytes of a body for matching. Returns what was read and, if
+/// the body was longer, the unread rest (then the body counts as not inspected).
+async fn read_prefix(mut body: Incoming, limit: usize) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+    let mut buf = BytesMut::new();
+    loop {
+        if body.is_end_stream() {
+            return Ok((buf.freeze(), None));
+        }
+        match body.frame().await {
+            None => return Ok((buf.freeze(), None)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    if buf.len() > limit {
+                        return Ok((buf.freeze(), Some(body)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read and discard the request body (up to `limit`) so an injected answer leaves
+/// the connection reusable, as a real server's would.
+async fn drain(body: Option<ReqBody>, limit: usize) {
+    let Some(mut body) = body else { return };
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        seen += d.len();
+                        if seen > limit {
+                            break;
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+}
+
+fn local_response(
+    ex: Exchange,
+    status: StatusCode,
+    mut headers: http::HeaderMap,
+    body: Bytes,
+    mark: Option<&HeaderValue>,
+) -> Response<ProxyBody> {
+    if let Some(m) = mark {
+        headers.insert("x-brownout-fault", m.clone());
+    }
+    let mut resp = Response::new(ProxyBody::full(body, Some(ex)));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+async fn handle(
+    ctx: Arc<ListenerCtx>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ResetAbort> {
+    let shared = &ctx.shared;
+    let (mut parts, incoming) = req.into_parts();
+    let endpoint = classify(ctx.api, &parts.method, parts.uri.path());
+    let mut rec = Exchange::blank_record(shared.next_id(), ctx.name.clone());
+    rec.api = api_str(ctx.api);
+    rec.endpoint = endpoint_str(endpoint);
+    rec.method = parts.method.as_str().to_owned();
+    rec.path = parts.uri.path().to_owned();
+    rec.attempt = parts
+        .headers
+        .get("x-stainless-retry-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
+    let mut ex = Exchange::new(shared.clone(), ctx.active.clone(), rec);
+    let http2 = parts.version == Version::HTTP_2;
+
+    let profile = shared.profile.load_full();
+    let active = profile.active(Instant::now());
+    ex.rec().phase = active.phase.map(|p| p.name.clone());
+    let mut req_body = Some(ReqBody::Incoming(incoming));
+    let mut decided: Vec<Decided<'_>> = Vec::new();
+    let mut body_faults = BodyFaults::default();
+    let mut mark: Option<HeaderValue> = None;
+
+    if shared.release.faults_enabled() && !profile.is_empty() {
+        let mut facts = RequestFacts { api: ctx.api, endpoint, ..Default::default() };
+        if profile.needs_body && !parts.method.is_safe() {
+            if let Some(ReqBody::Incoming(b)) = req_body.take() {
+                let limit = shared.inspect_limit;
+                let too_big = b.size_hint().lower() > limit as u64;
+                if too_big {
+                    req_body = Some(ReqBody::Incoming(b));
+                } else {
+                    match read_prefix(b, limit).await {
+                        Ok((prefix, rest)) => {
+                            if rest.is_none() {
+                                facts = inspect_request(ctx.api, &parts.method, parts.uri.path(), Some(&prefix));
+                            }
+                            ex.rec().bytes_in = prefix.len() as u64;
+                            req_body = Some(ReqBody::Prefixed { prefix: Some(prefix), rest });
+                        }
+                        Err(e) => {
+                            // The client's body broke while we read it: nothing to forward.
+                            ex.finish(Outcome::ClientClosed, Some(format!("request body: {e}")));
+                            return Err(ResetAbort);
+                        }
+                    }
+                }
+            }
+            ex.rec().model = facts.model.clone();
+            ex.rec().stream = facts.stream;
+            ex.rec().input_tokens = facts.prompt_tokens;
+            if facts.prompt_tokens.is_some() {
+                ex.rec().tokens_source = Some("estimated");
+            }
+        }
+        let ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
+        let seq: Option<u64> =
+            parts.headers.get("x-brownout-seq").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        let input = MatchInput {
+            listener: &ctx.name,
+            method: &parts.method,
+            path: parts.uri.path(),
+            headers: &parts.headers,
+            facts: &facts,
+            client_ip: Some(ip),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for rule in active.rules {
+            if !rule.cond.matches(&input, profile.seed) {
+                continue;
+            }
+            let ordinal = seq.unwrap_or_else(|| rule.state.ordinal.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let Some(rng) = decide(profile.seed, rule.id, ordinal, rule.probability.at(active.fraction)) else {
+                continue;
+            };
+            if !rule.state.try_activate(rule.max_active) {
+                for f in &rule.faults {
+                    ex.skipped(&rule.name, f.kind(), "max_active");
+                }
+                continue;
+            }
+            ex.hold_rule(rule.state.clone());
+            ex.rec().rules.push(rule.name.clone());
+            if rule.mark.unwrap_or(shared.mark_injected) {
+                names.extend(rule.faults.iter().map(|f| format!("{}/{}", rule.name, f.kind())));
+            }
+            decided.push(Decided { rule, rng });
+        }
+        if !names.is_empty() {
+            mark = HeaderValue::from_str(&names.join(", ")).ok();
+        }
+    }
+
+    if !decided.is_empty() {
+        match request_side(shared, ctx.api, &mut ex, &mut decided, &mut body_faults).await {
+            Step::Forward => {}
+            Step::Respond { status, headers, body } => {
+                drain(req_body.take(), shared.inspect_limit).await;
+                ex.local_answer(status.as_u16(), Outcome::InjectedError);
+                return Ok(local_response(ex, status, headers, body, mark.as_ref()));
+            }
+            Step::Reset => {
+                ex.finish(Outcome::Reset, None);
+                if !http2 {
+                    conn.request_reset();
+                }
+                return Err(ResetAbort);
+            }
+        }
+    }
+
+    // Forward upstream.
+    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let uri = match ctx.upstream.uri_for(pq) {
+        Ok(u) => u,
+        Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
+    };
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(http::header::HOST, ctx.upstream.host.clone());
+    parts.headers.remove("x-brownout-seq");
+    if shared.allow_header_faults {
+        parts.headers.remove("x-brownout-fault");
+    }
+    let body = req_body.take().unwrap_or(ReqBody::Empty);
+    let up_req = Request::from_parts(parts, body);
+    ex.upstream_called();
+    let resp = match tokio::time::timeout(shared.upstream_timeout, ctx.client.request(up_req)).await {
+        Err(_) => {
+            let e = ProxyError::Timeout { upstream: ctx.upstream.display.clone(), timeout: shared.upstream_timeout };
+            return Ok(gateway_error(ex, e));
+        }
+        Ok(Err(e)) => {
+            let e = ProxyError::Unreachable { upstream: ctx.upstream.display.clone(), source: Box::new(e) };
+            return Ok(gateway_error(ex, e));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    ex.upstream_headers(rparts.status.as_u16());
+    strip_hop_by_hop(&mut rparts.headers);
+    if let Some(m) = mark {
+        rparts.headers.insert("x-brownout-fault", m);
+    }
+    let body = ProxyBody::upstream(rbody, ex, body_faults, &conn, http2, shared.upstream_idle_timeout);
+    Ok(Response::from_parts(rparts, body))
+}
+
+fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
+    tracing::warn!(error = %crate::error::chain(&e), "forwarding failed");
+    ex.local_answer(e.status().as_u16(), e.outcome());
+    ex.rec().error = Some(crate::error::chain(&e));
+    let (parts, body) = e.to_response().into_parts();
+    // The answer itself is complete: record the outcome, not a client disconnect.
+    ex.finish_body(Some(e.outcome()), None);
+    Response::from_parts(parts, ProxyBody::full(body, Some(ex)))
+}
+
+/// Keep `Infallible` referenced for services that never fail (admin).
+pub type NeverFails = Infallible;

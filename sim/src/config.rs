@@ -1,0 +1,95 @@
+//! What a simulated upstream is and how fast it answers.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which provider API the simulator speaks. One variant for now; Anthropic, Qdrant
+/// and Chroma come later, so callers (the `sim` command's `--api`) already choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimApi {
+    /// OpenAI-compatible: chat completions, legacy completions, models.
+    #[default]
+    Openai,
+}
+
+impl SimApi {
+    /// The name used on the command line and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimApi::Openai => "openai",
+        }
+    }
+}
+
+impl fmt::Display for SimApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `--api` value the simulator does not (yet) speak.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown simulated api `{0}`; expected one of: openai")]
+pub struct UnknownApi(pub String);
+
+impl FromStr for SimApi {
+    type Err = UnknownApi;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "openai" => Ok(SimApi::Openai),
+            _ => Err(UnknownApi(s.to_owned())),
+        }
+    }
+}
+
+/// Pacing and sizing of simulated answers.
+///
+/// The timing is that of a model server decoding one token at a time: the first
+/// token after `ttft`, then one every `itl`. A non-streaming answer is sent when the
+/// last token would have been, so streaming and non-streaming e2e agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Which API to serve.
+    pub api: SimApi,
+    /// Time from the request to the first content token.
+    pub ttft: Duration,
+    /// Gap between consecutive content tokens.
+    pub itl: Duration,
+    /// Relative jitter on every wait: each is multiplied by a factor drawn uniformly
+    /// from `[1 - jitter, 1 + jitter]` (clamped at zero). 0 gives exact timing.
+    pub jitter: f64,
+    /// Answer length when the request gives no `max_tokens`.
+    pub max_tokens_default: u32,
+    /// Upper bound on any answer's length, so a huge `max_tokens` cannot hold a
+    /// connection for minutes.
+    pub max_tokens_limit: u32,
+    /// Seed for the jitter; with the same seed and request order, timings repeat.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            api: SimApi::Openai,
+            ttft: Duration::from_millis(30),
+            itl: Duration::from_millis(10),
+            jitter: 0.0,
+            max_tokens_default: 32,
+            max_tokens_limit: 4096,
+            seed: 0,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The number of tokens to generate for a request that asked for `requested`.
+    pub fn answer_len(&self, requested: Option<u64>) -> u32 {
+        let n = match requested {
+            Some(r) => u32::try_from(r).unwrap_or(u32::MAX),
+            None => self.max_tokens_default,
+        };
+        n.clamp(1, self.max_tokens_limit.max(1))
+    }
+}

@@ -1,0 +1,632 @@
+//! The OpenAI-compatible API: chat completions, legacy completions and models.
+//!
+//! Bodies are byte-for-byte OpenAI's wire format (field order included, via
+//! structs rather than `json!`, whose maps sort keys), because the proxy's SSE
+//! transformers and the drill's parser are tested against this simulator and must
+//! behave the same against the real service.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::SimConfig;
+use crate::pacing::{token_offsets, PacedBody};
+use crate::text::{answer_tokens, estimate_tokens};
+
+/// The response body type of every simulated endpoint.
+pub(crate) type SimBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Requests larger than this are refused; the simulator never needs big prompts.
+const MAX_REQUEST_BYTES: usize = 8 << 20;
+
+/// The models `GET /v1/models` lists. Any model name is accepted in requests, so
+/// drills can use whatever their profiles match on.
+pub const MODELS: &[&str] = &[
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-3.5-turbo-instruct",
+    "sim-llm-1",
+];
+
+/// Created timestamp reported for the listed models (OpenAI's for gpt-4o-mini).
+const MODEL_CREATED: u64 = 1_721_172_741;
+
+const SYSTEM_FINGERPRINT: &str = "fp_brownout_sim";
+
+/// Shared state of one simulated server.
+pub(crate) struct OpenaiSim {
+    cfg: SimConfig,
+    /// Request ordinal: names responses and selects each request's jitter stream.
+    next_ordinal: AtomicU64,
+}
+
+impl OpenaiSim {
+    pub(crate) fn new(cfg: SimConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            next_ordinal: AtomicU64::new(0),
+        })
+    }
+
+    /// Route one request. Never fails: bad requests get OpenAI-shaped errors.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<SimBody>, Infallible> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let resp = match (&method, path.as_str()) {
+            (&Method::POST, "/v1/chat/completions") => {
+                self.completion(req, start, Kind::Chat).await
+            }
+            (&Method::POST, "/v1/completions") => self.completion(req, start, Kind::Legacy).await,
+            (&Method::GET, "/v1/models") => list_models(),
+            (&Method::GET, p) if p.starts_with("/v1/models/") => {
+                get_model(&p["/v1/models/".len()..])
+            }
+            _ => error_response(
+                StatusCode::NOT_FOUND,
+                ApiError {
+                    message: format!("Invalid URL ({method} {path})"),
+                    kind: "invalid_request_error",
+                    param: None,
+                    code: None,
+                },
+            ),
+        };
+        Ok(resp)
+    }
+
+    async fn completion(
+        &self,
+        req: Request<Incoming>,
+        start: Instant,
+        kind: Kind,
+    ) -> Response<SimBody> {
+        let ordinal = self.next_ordinal.fetch_add(1, Ordering::Relaxed);
+        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ApiError::invalid(format!("Could not read the request body: {e}"), None),
+                )
+            }
+        };
+        let parsed = match parse_request(&body, kind) {
+            Ok(p) => p,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+        };
+        let n = self.cfg.answer_len(parsed.max_tokens);
+        let tokens = answer_tokens(&parsed.model, &parsed.prompt, n);
+        let offsets = token_offsets(&self.cfg, n, ordinal);
+        let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
+        let ids = Ids::new(kind, ordinal, self.cfg.seed);
+        if parsed.stream {
+            let events = stream_events(&ids, kind, &parsed, &tokens, &offsets, usage);
+            let mut resp = Response::new(PacedBody::new(start, events).boxed_unsync());
+            set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
+            resp
+        } else {
+            let done_at = offsets.last().copied().unwrap_or_default();
+            tokio::time::sleep_until(start + done_at).await;
+            let text = tokens.concat();
+            let json = match kind {
+                Kind::Chat => serde_json::to_vec(&ChatCompletion {
+                    id: &ids.id,
+                    object: "chat.completion",
+                    created: ids.created,
+                    model: &parsed.model,
+                    choices: [ChatChoice {
+                        index: 0,
+                        message: Message {
+                            role: "assistant",
+                            content: &text,
+                            refusal: None,
+                        },
+                        logprobs: None,
+                        finish_reason: "stop",
+                    }],
+                    usage,
+                    system_fingerprint: SYSTEM_FINGERPRINT,
+                }),
+                Kind::Legacy => serde_json::to_vec(&TextCompletion {
+                    id: &ids.id,
+                    object: "text_completion",
+                    created: ids.created,
+                    model: &parsed.model,
+                    choices: [TextChoice {
+                        text: &text,
+                        index: 0,
+                        logprobs: None,
+                        finish_reason: Some("stop"),
+                    }],
+                    usage: Some(Some(usage)),
+                    system_fingerprint: SYSTEM_FINGERPRINT,
+                }),
+            };
+            json_response(StatusCode::OK, json, Some(&ids))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Legacy,
+}
+
+/// The parts of a request that shape the answer.
+struct Parsed {
+    model: String,
+    prompt: String,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<u64>,
+}
+
+/// The prompt text of a chat request: every message's text, joined by newlines.
+/// Content may be a string or an array of parts (`{"type":"text","text":...}`);
+/// other parts (images) do not contribute. Exposed so that tests can predict the
+/// answer to a request with [`crate::answer_text`].
+pub fn chat_prompt_text(messages: &[Value]) -> String {
+    let mut parts = Vec::new();
+    for m in messages {
+        match m.get("content") {
+            Some(Value::String(s)) => parts.push(s.as_str()),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    if let Some(Value::String(t)) = item.get("text") {
+                        parts.push(t.as_str());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    parts.join("\n")
+}
+
+/// The prompt text of a legacy completions request: a string, or strings joined by
+/// newlines. Token-array prompts contribute nothing.
+pub fn legacy_prompt_text(prompt: Option<&Value>) -> String {
+    match prompt {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn parse_request(body: &[u8], kind: Kind) -> Result<Parsed, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        ApiError::invalid(
+            "We could not parse the JSON body of your request. The OpenAI API expects a \
+             JSON payload, but what was sent was not valid JSON."
+                .to_owned(),
+            None,
+        )
+    })?;
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::invalid(
+            "Invalid type for request body: expected an object.".to_owned(),
+            None,
+        ));
+    };
+    let model = match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::missing("model"))
+        }
+        Some(_) => return Err(ApiError::bad_type("model", "a string")),
+    };
+    let prompt = match kind {
+        Kind::Chat => match obj.get("messages") {
+            Some(Value::Array(msgs)) if !msgs.is_empty() => chat_prompt_text(msgs),
+            Some(Value::Array(_)) => {
+                return Err(ApiError::invalid(
+                    "Invalid 'messages': empty array. Expected an array with minimum length 1."
+                        .to_owned(),
+                    Some("messages"),
+                ))
+            }
+            None | Some(Value::Null) => return Err(ApiError::missing("messages")),
+            Some(_) => return Err(ApiError::bad_type("messages", "an array")),
+        },
+        Kind::Legacy => legacy_prompt_text(obj.get("prompt")),
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_type("stream", "a boolean")),
+    };
+    let include_usage = obj
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut max_tokens = None;
+    for key in ["max_completion_tokens", "max_tokens"] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) => {
+                    max_tokens = Some(n);
+                    break;
+                }
+                None => return Err(ApiError::bad_type(key, "a non-negative integer")),
+            },
+        }
+    }
+    Ok(Parsed {
+        model,
+        prompt,
+        stream,
+        include_usage,
+        max_tokens,
+    })
+}
+
+/// Response identity: id, creation time and request id.
+struct Ids {
+    id: String,
+    request_id: String,
+    created: u64,
+}
+
+impl Ids {
+    fn new(kind: Kind, ordinal: u64, seed: u64) -> Self {
+        let tag = crate::text::prompt_hash(&seed.to_string(), &ordinal.to_string());
+        let prefix = match kind {
+            Kind::Chat => "chatcmpl",
+            Kind::Legacy => "cmpl",
+        };
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            id: format!("{prefix}-sim{tag:016x}"),
+            request_id: format!("req_sim{tag:016x}"),
+            created,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+impl Usage {
+    fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChatChoice<'a>; 1],
+    usage: Usage,
+    system_fingerprint: &'static str,
+}
+
+#[derive(Serialize)]
+struct ChatChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<()>,
+}
+
+/// One `chat.completion.chunk`. `usage` is omitted without `include_usage`, and is
+/// `null` on every chunk but the last with it, as OpenAI sends.
+#[derive(Serialize)]
+struct ChatChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+/// A legacy `text_completion`, whole or as a stream chunk.
+#[derive(Serialize)]
+struct TextCompletion<'a, C: Serialize> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: C,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+    system_fingerprint: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    text: &'a str,
+    index: u32,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+fn sse(json: Result<Vec<u8>, serde_json::Error>) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // Serializing these plain structs cannot fail; an empty object keeps the event
+    // well-formed should it ever.
+    match json {
+        Ok(j) => out.extend_from_slice(&j),
+        Err(_) => out.extend_from_slice(b"{}"),
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Every SSE event of a streamed answer with the offset at which it is due: the
+/// role chunk at once (chat only), a chunk per token, the finish chunk and the
+/// usage chunk with the last token, then `[DONE]`.
+fn stream_events(
+    ids: &Ids,
+    kind: Kind,
+    req: &Parsed,
+    tokens: &[String],
+    offsets: &[Duration],
+    usage: Usage,
+) -> Vec<(Duration, Bytes)> {
+    let usage_field = |last: bool| match (req.include_usage, last) {
+        (false, _) => None,
+        (true, false) => Some(None),
+        (true, true) => Some(Some(usage)),
+    };
+    let chat = |role: Option<&'static str>, content: Option<&str>, finish, last: bool| {
+        let choices = if last {
+            Vec::new()
+        } else {
+            vec![ChunkChoice {
+                index: 0,
+                delta: Delta { role, content },
+                logprobs: None,
+                finish_reason: finish,
+            }]
+        };
+        sse(serde_json::to_vec(&ChatChunk {
+            id: &ids.id,
+            object: "chat.completion.chunk",
+            created: ids.created,
+            model: &req.model,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage: usage_field(last),
+        }))
+    };
+    let legacy = |text: &str, finish, last: bool| {
+        let choices: Vec<TextChoice<'_>> = if last {
+            Vec::new()
+        } else {
+            vec![TextChoice {
+                text,
+                index: 0,
+                logprobs: None,
+                finish_reason: finish,
+            }]
+        };
+        sse(serde_json::to_vec(&TextCompletion {
+            id: &ids.id,
+            object: "text_completion",
+            created: ids.created,
+            model: &req.model,
+            choices,
+            usage: usage_field(last),
+            system_fingerprint: SYSTEM_FINGERPRINT,
+        }))
+    };
+
+    let end = offsets.last().copied().unwrap_or_default();
+    let mut events = Vec::with_capacity(tokens.len() + 4);
+    if kind == Kind::Chat {
+        events.push((
+            Duration::ZERO,
+            chat(Some("assistant"), Some(""), None, false),
+        ));
+    }
+    for (tok, at) in tokens.iter().zip(offsets) {
+        let ev = match kind {
+            Kind::Chat => chat(None, Some(tok), None, false),
+            Kind::Legacy => legacy(tok, None, false),
+        };
+        events.push((*at, ev));
+    }
+    let finish = match kind {
+        Kind::Chat => chat(None, None, Some("stop"), false),
+        Kind::Legacy => legacy("", Some("stop"), false),
+    };
+    events.push((end, finish));
+    if req.include_usage {
+        let ev = match kind {
+            Kind::Chat => chat(None, None, None, true),
+            Kind::Legacy => legacy("", None, true),
+        };
+        events.push((end, ev));
+    }
+    events.push((end, Bytes::from_static(b"data: [DONE]\n\n")));
+    events
+}
+
+/// An OpenAI error body: `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Serialize)]
+struct ApiError {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn invalid(message: String, param: Option<&'static str>) -> Self {
+        Self {
+            message,
+            kind: "invalid_request_error",
+            param,
+            code: None,
+        }
+    }
+
+    fn missing(param: &'static str) -> Self {
+        Self {
+            message: format!("Missing required parameter: '{param}'."),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: Some("missing_required_parameter"),
+        }
+    }
+
+    fn bad_type(param: &'static str, expected: &str) -> Self {
+        Self {
+            message: format!("Invalid type for '{param}': expected {expected}."),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: Some("invalid_type"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope {
+    error: ApiError,
+}
+
+fn error_response(status: StatusCode, error: ApiError) -> Response<SimBody> {
+    json_response(status, serde_json::to_vec(&ErrorEnvelope { error }), None)
+}
+
+fn json_response(
+    status: StatusCode,
+    json: Result<Vec<u8>, serde_json::Error>,
+    ids: Option<&Ids>,
+) -> Response<SimBody> {
+    let body = json.unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *resp.status_mut() = status;
+    match ids {
+        Some(ids) => set_headers(&mut resp, "application/json", ids),
+        None => {
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    resp
+}
+
+fn set_headers(resp: &mut Response<SimBody>, content_type: &'static str, ids: &Ids) {
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
+        h.insert("x-request-id", v);
+    }
+    h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+}
+
+#[derive(Serialize)]
+struct Model<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+impl<'a> Model<'a> {
+    fn new(id: &'a str) -> Self {
+        Self {
+            id,
+            object: "model",
+            created: MODEL_CREATED,
+            owned_by: "brownout-sim",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<Model<'a>>,
+}
+
+fn list_models() -> Response<SimBody> {
+    let list = ModelList {
+        object: "list",
+        data: MODELS.iter().map(|m| Model::new(m)).collect(),
+    };
+    json_response(StatusCode::OK, serde_json::to_vec(&list), None)
+}
+
+fn get_model(id: &str) -> Response<SimBody> {
+    match MODELS.iter().find(|m| **m == id) {
+        Some(m) => json_response(StatusCode::OK, serde_json::to_vec(&Model::new(m)), None),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            ApiError {
+                message: format!("The model '{id}' does not exist"),
+                kind: "invalid_request_error",
+                param: Some("model"),
+                code: Some("model_not_found"),
+            },
+        ),
+    }
+}
