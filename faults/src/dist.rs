@@ -204,7 +204,9 @@ impl<'de> Visitor<'de> for DistVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Dist, E> {
-        crate::duration::parse_duration(v).map(Dist::Fixed).map_err(E::custom)
+        crate::duration::parse_duration(v)
+            .map(Dist::Fixed)
+            .map_err(E::custom)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dist, E> {
@@ -242,11 +244,23 @@ impl<'de> Visitor<'de> for DistVisitor {
             }
             DistForm::Normal => {
                 let p: NormalParams = map.next_value()?;
-                (Dist::Normal { mean: p.mean.0, stddev: p.stddev.0 }, "normal")
+                (
+                    Dist::Normal {
+                        mean: p.mean.0,
+                        stddev: p.stddev.0,
+                    },
+                    "normal",
+                )
             }
             DistForm::Lognormal => {
                 let p: LogNormalParams = map.next_value()?;
-                (Dist::LogNormal { median: p.median.0, p99: p.p99.0 }, "lognormal")
+                (
+                    Dist::LogNormal {
+                        median: p.median.0,
+                        p99: p.p99.0,
+                    },
+                    "lognormal",
+                )
             }
             DistForm::Exponential => {
                 let p: ExponentialParams = map.next_value()?;
@@ -341,7 +355,9 @@ mod tests {
     /// Sorted samples in milliseconds.
     fn draw(d: &Dist) -> Vec<f64> {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
-        let mut v: Vec<f64> = (0..N).map(|_| d.sample(&mut rng).as_secs_f64() * 1e3).collect();
+        let mut v: Vec<f64> = (0..N)
+            .map(|_| d.sample(&mut rng).as_secs_f64() * 1e3)
+            .collect();
         v.sort_by(f64::total_cmp);
         v
     }
@@ -376,7 +392,10 @@ mod tests {
 
     #[test]
     fn normal_centres_on_mean() {
-        let v = draw(&Dist::Normal { mean: ms(200), stddev: ms(50) });
+        let v = draw(&Dist::Normal {
+            mean: ms(200),
+            stddev: ms(50),
+        });
         close(pct(&v, 0.5), 200.0, 0.02);
         // mean + 1.2816 sd at p90
         close(pct(&v, 0.9), 264.08, 0.03);
@@ -386,14 +405,20 @@ mod tests {
 
     #[test]
     fn normal_clamps_at_zero() {
-        let v = draw(&Dist::Normal { mean: ms(10), stddev: ms(100) });
+        let v = draw(&Dist::Normal {
+            mean: ms(10),
+            stddev: ms(100),
+        });
         assert_eq!(v[0], 0.0);
         assert!(v.iter().all(|x| *x >= 0.0));
     }
 
     #[test]
     fn lognormal_hits_median_and_p99() {
-        let v = draw(&Dist::LogNormal { median: ms(200), p99: ms(2000) });
+        let v = draw(&Dist::LogNormal {
+            median: ms(200),
+            p99: ms(2000),
+        });
         close(pct(&v, 0.5), 200.0, 0.04);
         close(pct(&v, 0.99), 2000.0, 0.12);
         assert!(v[0] > 0.0);
@@ -411,19 +436,46 @@ mod tests {
     #[test]
     fn degenerate_parameters_do_not_panic() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(Dist::Exponential { mean: Duration::ZERO }.sample(&mut rng), Duration::ZERO);
         assert_eq!(
-            Dist::LogNormal { median: Duration::ZERO, p99: ms(1) }.sample(&mut rng),
+            Dist::Exponential {
+                mean: Duration::ZERO
+            }
+            .sample(&mut rng),
             Duration::ZERO
         );
-        assert_eq!(Dist::LogNormal { median: ms(5), p99: ms(1) }.sample(&mut rng), ms(5));
+        assert_eq!(
+            Dist::LogNormal {
+                median: Duration::ZERO,
+                p99: ms(1)
+            }
+            .sample(&mut rng),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Dist::LogNormal {
+                median: ms(5),
+                p99: ms(1)
+            }
+            .sample(&mut rng),
+            ms(5)
+        );
         assert_eq!(Dist::Uniform(ms(5), ms(5)).sample(&mut rng), ms(5));
-        assert_eq!(Dist::Normal { mean: ms(5), stddev: Duration::ZERO }.sample(&mut rng), ms(5));
+        assert_eq!(
+            Dist::Normal {
+                mean: ms(5),
+                stddev: Duration::ZERO
+            }
+            .sample(&mut rng),
+            ms(5)
+        );
     }
 
     #[test]
     fn same_seed_same_draws() {
-        let d = Dist::LogNormal { median: ms(200), p99: ms(2000) };
+        let d = Dist::LogNormal {
+            median: ms(200),
+            p99: ms(2000),
+        };
         assert_eq!(draw(&d), draw(&d));
     }
 
@@ -431,7 +483,10 @@ mod tests {
     fn summaries() {
         assert_eq!(Dist::Uniform(ms(100), ms(300)).median(), ms(200));
         assert_eq!(Dist::Exponential { mean: ms(100) }.mean(), ms(100));
-        let ln = Dist::LogNormal { median: ms(200), p99: ms(2000) };
+        let ln = Dist::LogNormal {
+            median: ms(200),
+            p99: ms(2000),
+        };
         assert_eq!(ln.median(), ms(200));
         assert!(ln.mean() > ms(200));
         assert_eq!(ln.to_string(), "median 200ms, p99 2s (lognormal)");

@@ -51,7 +51,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("empty duration{HINT_SEPARATOR}{DURATION_HINT}"));
     }
     if text.parse::<f64>().is_ok() {
-        return Err(format!("`{text}` has no unit{HINT_SEPARATOR}{DURATION_HINT}"));
+        return Err(format!(
+            "`{text}` has no unit{HINT_SEPARATOR}{DURATION_HINT}"
+        ));
     }
     let mut rest = text;
     let mut total = 0f64;
@@ -62,7 +64,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .map(|(i, _)| i)
             .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("`{text}` is not a duration{HINT_SEPARATOR}{DURATION_HINT}"));
+            return Err(format!(
+                "`{text}` is not a duration{HINT_SEPARATOR}{DURATION_HINT}"
+            ));
         }
         let number: f64 = rest[..num_len]
             .parse()
@@ -166,7 +170,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" => 1e12,
         "tib" => 1024f64.powi(4),
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`{HINT_SEPARATOR}{hint}")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}`{HINT_SEPARATOR}{hint}"
+            ))
+        }
     };
     let bytes = number * factor;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
@@ -195,15 +203,21 @@ impl serde::de::Visitor<'_> for DurationVisitor {
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Err(E::custom(format!("`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}")))
+        Err(E::custom(format!(
+            "`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}"
+        )))
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Err(E::custom(format!("`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}")))
+        Err(E::custom(format!(
+            "`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}"
+        )))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Err(E::custom(format!("`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}")))
+        Err(E::custom(format!(
+            "`{v}` has no unit{HINT_SEPARATOR}{DURATION_HINT}"
+        )))
     }
 }
 
@@ -237,7 +251,10 @@ mod tests {
         assert_eq!(parse_duration("100µs").unwrap(), Duration::from_micros(100));
         assert_eq!(parse_duration("7ns").unwrap(), Duration::from_nanos(7));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1h 2m 3s").unwrap(), Duration::from_secs(3723));
+        assert_eq!(
+            parse_duration("1h 2m 3s").unwrap(),
+            Duration::from_secs(3723)
+        );
         assert_eq!(parse_duration(" 0s ").unwrap(), Duration::ZERO);
     }
 
@@ -246,7 +263,9 @@ mod tests {
         let e = parse_duration("250").unwrap_err();
         assert!(e.contains("durations need a unit, e.g. 250ms"), "{e}");
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("2 seconds").unwrap_err().contains("unknown unit `seconds`"));
+        assert!(parse_duration("2 seconds")
+            .unwrap_err()
+            .contains("unknown unit `seconds`"));
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("1.2.3s").is_err());
         assert!(parse_duration("-1s").is_err());
@@ -270,7 +289,9 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for ms in [1u64, 10, 250, 999, 1000, 1500, 59_000, 60_000, 90_000, 3_600_000, 3_723_500] {
+        for ms in [
+            1u64, 10, 250, 999, 1000, 1500, 59_000, 60_000, 90_000, 3_600_000, 3_723_500,
+        ] {
             let d = Duration::from_millis(ms);
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{ms}ms");
         }
@@ -285,6 +306,8 @@ mod tests {
         assert_eq!(parse_bytes("1.5 KB").unwrap(), 1500);
         assert_eq!(parse_bytes("2GiB").unwrap(), 2 * 1024 * 1024 * 1024);
         assert!(parse_bytes("ten").is_err());
-        assert!(parse_bytes("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("10 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
     }
 }

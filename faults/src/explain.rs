@@ -61,7 +61,11 @@ pub fn explain(profile: &Profile) -> String {
             "In every phase:\n"
         });
         for (i, rule) in profile.rules.iter().enumerate() {
-            let _ = writeln!(out, "  - {}.", rule_sentence(rule, &rule_name(rule, i, None)));
+            let _ = writeln!(
+                out,
+                "  - {}.",
+                rule_sentence(rule, &rule_name(rule, i, None))
+            );
         }
         out.push('\n');
     }
@@ -78,9 +82,14 @@ pub fn explain(profile: &Profile) -> String {
                 clock(end)
             )
         } else {
-            format!("{}, from {} to {}", format_duration(phase.duration.0), clock(start), clock(end))
+            format!(
+                "{}, from {} to {}",
+                format_duration(phase.duration.0),
+                clock(start),
+                clock(end)
+            )
         };
-        let _ = write!(out, "Phase {} `{}` ({when}): ", pi + 1, phase.name);
+        let _ = write!(out, "Phase {} `{}` ({when}):", pi + 1, phase.name);
         phase_body(&mut out, phase, !profile.rules.is_empty());
         start = end;
     }
@@ -88,18 +97,30 @@ pub fn explain(profile: &Profile) -> String {
 }
 
 fn phase_body(out: &mut String, phase: &Phase, has_global: bool) {
-    let extra = if has_global { " beyond the rules for every phase" } else { "" };
+    let extra = if has_global {
+        " beyond the rules for every phase"
+    } else {
+        ""
+    };
     match phase.rules.as_slice() {
         [] => {
-            let _ = writeln!(out, "no faults{extra}.");
+            let _ = writeln!(out, " no faults{extra}.");
         }
         [rule] => {
-            let _ = writeln!(out, "{}.", rule_sentence(rule, &rule_name(rule, 0, Some(&phase.name))));
+            let _ = writeln!(
+                out,
+                " {}.",
+                rule_sentence(rule, &rule_name(rule, 0, Some(&phase.name)))
+            );
         }
         rules => {
             out.push('\n');
             for (i, rule) in rules.iter().enumerate() {
-                let _ = writeln!(out, "  - {}.", rule_sentence(rule, &rule_name(rule, i, Some(&phase.name))));
+                let _ = writeln!(
+                    out,
+                    "  - {}.",
+                    rule_sentence(rule, &rule_name(rule, i, Some(&phase.name)))
+                );
             }
         }
     }
@@ -133,9 +154,9 @@ fn percent(p: f64) -> String {
 
 fn bytes(n: u64) -> String {
     const K: u64 = 1024;
-    if n >= K * K && n % (K * K) == 0 {
+    if n >= K * K && n.trailing_zeros() >= 20 {
         format!("{} MiB", n / (K * K))
-    } else if n >= K && n % K == 0 {
+    } else if n >= K && n.trailing_zeros() >= 10 {
         format!("{} KiB", n / K)
     } else {
         format!("{n} bytes")
@@ -151,7 +172,12 @@ fn rule_sentence(rule: &Rule, name: &str) -> String {
             let _ = write!(s, ", with probability {}", percent(p));
         }
         Probability::Ramp { from, to } => {
-            let _ = write!(s, ", with probability ramping from {} to {}", percent(from), percent(to));
+            let _ = write!(
+                s,
+                ", with probability ramping from {} to {}",
+                percent(from),
+                percent(to)
+            );
         }
     }
     if let Some(max) = rule.max_active {
@@ -164,7 +190,12 @@ fn rule_sentence(rule: &Rule, name: &str) -> String {
     let faults: Vec<String> = rule.faults.iter().map(fault_words).collect();
     s.push_str(&faults.join(", then "));
     let terminal = rule.faults.iter().position(|f| {
-        matches!(f, FaultSpec::Error { .. } | FaultSpec::Reset { after_bytes: None } | FaultSpec::Hang { .. })
+        matches!(
+            f,
+            FaultSpec::Error { .. }
+                | FaultSpec::Reset { after_bytes: None }
+                | FaultSpec::Hang { .. }
+        )
     });
     if let Some(t) = terminal {
         if t + 1 < rule.faults.len() {
@@ -234,7 +265,11 @@ fn match_words(m: &Match) -> String {
             },
             None => "by client IP".to_string(),
         };
-        let _ = write!(words, " from a sticky {}% of clients (chosen {by})", trim_num(c.percent));
+        let _ = write!(
+            words,
+            " from a sticky {}% of clients (chosen {by})",
+            trim_num(c.percent)
+        );
     }
     words
 }
@@ -271,7 +306,13 @@ fn preset_words(name: &str) -> String {
 fn fault_words(f: &FaultSpec) -> String {
     match f {
         FaultSpec::Delay { duration } => format!("wait {duration} before forwarding"),
-        FaultSpec::Error { status, body, headers, preset, retry_after } => {
+        FaultSpec::Error {
+            status,
+            body,
+            headers,
+            preset,
+            retry_after,
+        } => {
             let mut s = match (preset, status) {
                 (Some(p), None) => format!("answer with {}", preset_words(p)),
                 (Some(p), Some(st)) => format!("answer with {} but status {st}", preset_words(p)),
@@ -296,8 +337,13 @@ fn fault_words(f: &FaultSpec) -> String {
         FaultSpec::Reset { after_bytes: None } => {
             "reset the connection before any response".to_string()
         }
-        FaultSpec::Reset { after_bytes: Some(n) } => {
-            format!("reset the connection after {} of the response body", bytes(*n))
+        FaultSpec::Reset {
+            after_bytes: Some(n),
+        } => {
+            format!(
+                "reset the connection after {} of the response body",
+                bytes(*n)
+            )
         }
         FaultSpec::Hang { duration: Some(d) } => {
             format!("hold the request for {d}, then answer 504")
@@ -306,9 +352,17 @@ fn fault_words(f: &FaultSpec) -> String {
             "hold the request until the client gives up or faults are turned off".to_string()
         }
         FaultSpec::Bandwidth { bytes_per_second } => {
-            format!("throttle the response body to {}/s", bytes(*bytes_per_second))
+            format!(
+                "throttle the response body to {}/s",
+                bytes(*bytes_per_second)
+            )
         }
-        FaultSpec::ConcurrencyLimit { max, queue, queue_timeout, preset } => {
+        FaultSpec::ConcurrencyLimit {
+            max,
+            queue,
+            queue_timeout,
+            preset,
+        } => {
             let mut s = format!("let at most {max} run at once");
             match queue {
                 Some(q) if *q > 0 => {
@@ -366,7 +420,10 @@ phases:
         assert!(text.contains("Seed 7"), "{text}");
         assert!(text.contains("2026-12-01T10:00:00Z"), "{text}");
         assert!(text.contains("30m after the profile is applied"), "{text}");
-        assert!(text.contains("Phase 1 `baseline` (30s, from 0:00 to 0:30): no faults."), "{text}");
+        assert!(
+            text.contains("Phase 1 `baseline` (30s, from 0:00 to 0:30): no faults."),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "Phase 2 `storm` (1m, from 0:30 to 1:30): rule `throttle-chat` — for chat requests to models \

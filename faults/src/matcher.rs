@@ -41,7 +41,7 @@ pub enum ClientBy {
 }
 
 /// A `match` block ready to evaluate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CompiledMatch {
     listener: Option<String>,
     api: Option<ApiKind>,
@@ -246,6 +246,77 @@ pub struct CompiledRule {
     /// Identity of the rule's parameters, for carrying state over reloads.
     fingerprint: String,
     pub state: Arc<RuleState>,
+}
+
+impl CompiledRule {
+    /// A rule that matches everything, for faults asked for per request
+    /// (`x-brownout-fault` headers) rather than written in the profile.
+    pub fn adhoc(name: &str, faults: Vec<FaultSpec>) -> Self {
+        let rule = Rule {
+            name: Some(name.to_string()),
+            matches: Match::default(),
+            probability: Probability::Fixed(1.0),
+            max_active: None,
+            mark: None,
+            faults: faults.clone(),
+        };
+        CompiledRule {
+            name: Arc::from(name),
+            id: crate::decide::rule_id(name),
+            cond: CompiledMatch::default(),
+            probability: Probability::Fixed(1.0),
+            max_active: None,
+            mark: None,
+            state: Arc::new(RuleState::for_rule(&rule)),
+            faults,
+            fingerprint: String::new(),
+        }
+    }
+}
+
+/// Parse an `x-brownout-fault` request header (`error=openai.rate_limit_requests`,
+/// `error=503`, `delay=500ms`, `hang=5s`, `reset`, `reset=2048`), comma-separated.
+/// Returns the faults understood and the items that were not.
+pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
+    use crate::duration::parse_duration;
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (item, None),
+        };
+        let f = match (k, v) {
+            ("error", Some(v)) => match v.parse::<u16>() {
+                Ok(status) => Some(FaultSpec::Error {
+                    status: Some(status),
+                    body: None,
+                    headers: Default::default(),
+                    preset: None,
+                    retry_after: None,
+                }),
+                Err(_) if crate::presets::lookup(v).is_some() => Some(FaultSpec::Error {
+                    status: None,
+                    body: None,
+                    headers: Default::default(),
+                    preset: Some(v.to_string()),
+                    retry_after: None,
+                }),
+                Err(_) => None,
+            },
+            ("delay", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Delay { duration: crate::dist::Dist::Fixed(d) }),
+            ("hang", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Hang { duration: Some(crate::dist::Dist::Fixed(d)) }),
+            ("hang", None) => Some(FaultSpec::Hang { duration: None }),
+            ("reset", None) => Some(FaultSpec::Reset { after_bytes: None }),
+            ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset { after_bytes: Some(n) }),
+            _ => None,
+        };
+        match f {
+            Some(f) => ok.push(f),
+            None => bad.push(item.to_string()),
+        }
+    }
+    (ok, bad)
 }
 
 /// One phase of the timeline.

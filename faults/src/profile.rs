@@ -159,7 +159,10 @@ pub struct ClientsMatch {
 pub enum Probability {
     Fixed(f64),
     /// Linear ramp from `from` at the phase's start to `to` at its end.
-    Ramp { from: f64, to: f64 },
+    Ramp {
+        from: f64,
+        to: f64,
+    },
 }
 
 impl Default for Probability {
@@ -301,7 +304,10 @@ impl<'de> serde::de::Visitor<'de> for ProbabilityVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Probability, A::Error> {
         let r = RampFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Probability::Ramp { from: r.from, to: r.to })
+        Ok(Probability::Ramp {
+            from: r.from,
+            to: r.to,
+        })
     }
 }
 

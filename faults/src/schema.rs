@@ -35,7 +35,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn committed_path() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(SCHEMA_PATH)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(SCHEMA_PATH)
     }
 
     /// Fails when `docs/profile.schema.json` is stale. Regenerate it with
@@ -70,12 +72,29 @@ mod tests {
             .iter()
             .map(|v| {
                 assert_eq!(v["additionalProperties"], false, "{v}");
-                assert!(v["required"].as_array().unwrap().iter().any(|r| r == "type"), "{v}");
+                assert!(
+                    v["required"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r == "type"),
+                    "{v}"
+                );
                 v["properties"]["type"]["const"].as_str().unwrap()
             })
             .collect();
         types.sort_unstable();
-        assert_eq!(types, ["bandwidth", "concurrency_limit", "delay", "error", "hang", "reset"]);
+        assert_eq!(
+            types,
+            [
+                "bandwidth",
+                "concurrency_limit",
+                "delay",
+                "error",
+                "hang",
+                "reset"
+            ]
+        );
     }
 
     #[test]
@@ -97,7 +116,14 @@ mod tests {
     fn shipped_profiles_use_known_fault_types() {
         let schema = profile_schema();
         let text = schema.to_string();
-        for t in ["delay", "error", "reset", "hang", "bandwidth", "concurrency_limit"] {
+        for t in [
+            "delay",
+            "error",
+            "reset",
+            "hang",
+            "bandwidth",
+            "concurrency_limit",
+        ] {
             assert!(text.contains(&format!("\"const\":\"{t}\"")), "{t}");
         }
     }

@@ -78,7 +78,11 @@ fn effective_name(rule: &Rule, index: usize, phase: Option<&str>) -> String {
 /// Every semantic problem in an already deserialized profile, positioned using the
 /// tree it was read from.
 pub fn validate_profile(profile: &Profile, tree: &Node, file: &str) -> Vec<Diagnostic> {
-    let mut cx = Cx { tree, file, diags: Vec::new() };
+    let mut cx = Cx {
+        tree,
+        file,
+        diags: Vec::new(),
+    };
     cx.profile(profile);
     cx.diags.sort_by_key(|d| (d.line, d.column));
     cx.diags
@@ -99,9 +103,15 @@ fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
 use PathSeg::{Index as I, Key as K};
 
 impl Cx<'_> {
-    fn err(&mut self, path: &[PathSeg<'_>], message: impl Into<String>, hint: impl Into<Option<String>>) {
+    fn err(
+        &mut self,
+        path: &[PathSeg<'_>],
+        message: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         let node = self.tree.nearest(path);
-        self.diags.push(Diagnostic::at(self.file, node, message, hint.into()));
+        self.diags
+            .push(Diagnostic::at(self.file, node, message, hint.into()));
     }
 
     fn line_of(&self, path: &[PathSeg<'_>]) -> usize {
@@ -124,7 +134,9 @@ impl Cx<'_> {
             );
         }
         if let Some(start) = &p.start_at {
-            if let Err(e) = time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339) {
+            if let Err(e) =
+                time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339)
+            {
                 self.err(
                     &[K("start_at")],
                     format!("`start_at` is not an RFC 3339 time: {e}"),
@@ -137,7 +149,10 @@ impl Cx<'_> {
                 self.err(
                     &[K("expires_after")],
                     "`expires_after` must be longer than zero",
-                    Some("give the dead-man switch time to run, e.g. `expires_after: 30m`".to_string()),
+                    Some(
+                        "give the dead-man switch time to run, e.g. `expires_after: 30m`"
+                            .to_string(),
+                    ),
                 );
             }
         }
@@ -158,14 +173,19 @@ impl Cx<'_> {
                 self.err(
                     &name_path,
                     "the phase name is empty",
-                    Some("name phases for what happens in them, e.g. `baseline`, `storm`".to_string()),
+                    Some(
+                        "name phases for what happens in them, e.g. `baseline`, `storm`"
+                            .to_string(),
+                    ),
                 );
             } else if let Some(first) = phases.get(phase.name.as_str()) {
                 let first = *first;
                 self.err(
                     &name_path,
                     format!("phase name `{}` is used twice", phase.name),
-                    Some(format!("it is already used at line {first}; phase names must be unique")),
+                    Some(format!(
+                        "it is already used at line {first}; phase names must be unique"
+                    )),
                 );
             } else {
                 let line = self.line_of(&name_path);
@@ -181,21 +201,40 @@ impl Cx<'_> {
             for (ri, rule) in phase.rules.iter().enumerate() {
                 let rbase = join(&base, &[K("rules"), I(ri)]);
                 self.rule(rule, &rbase, true);
-                self.unique_rule(&mut names, rule, effective_name(rule, ri, Some(&phase.name)), &rbase);
+                self.unique_rule(
+                    &mut names,
+                    rule,
+                    effective_name(rule, ri, Some(&phase.name)),
+                    &rbase,
+                );
             }
         }
     }
 
-    fn unique_rule(&mut self, names: &mut HashMap<String, usize>, rule: &Rule, name: String, base: &[PathSeg<'_>]) {
+    fn unique_rule(
+        &mut self,
+        names: &mut HashMap<String, usize>,
+        rule: &Rule,
+        name: String,
+        base: &[PathSeg<'_>],
+    ) {
         let explicit = rule.name.is_some();
-        let path = if explicit { join(base, &[K("name")]) } else { base.to_vec() };
+        let path = if explicit {
+            join(base, &[K("name")])
+        } else {
+            base.to_vec()
+        };
         if let Some(first) = names.get(&name) {
             let first = *first;
             let hint = format!(
                 "rule names must be unique across the profile (they label metrics and keep state across reloads); `{name}` is already used at line {first}"
             );
             if explicit {
-                self.err(&path, format!("rule name `{name}` is used twice"), Some(hint));
+                self.err(
+                    &path,
+                    format!("rule name `{name}` is used twice"),
+                    Some(hint),
+                );
             } else {
                 self.err(
                     &path,
@@ -212,7 +251,11 @@ impl Cx<'_> {
     fn rule(&mut self, rule: &Rule, base: &[PathSeg<'_>], in_phase: bool) {
         if let Some(name) = &rule.name {
             if name.trim().is_empty() {
-                self.err(&join(base, &[K("name")]), "the rule name is empty", Some("e.g. `name: throttle-chat`".to_string()));
+                self.err(
+                    &join(base, &[K("name")]),
+                    "the rule name is empty",
+                    Some("e.g. `name: throttle-chat`".to_string()),
+                );
             }
         }
         let prob = join(base, &[K("probability")]);
@@ -237,7 +280,10 @@ impl Cx<'_> {
             self.err(
                 &join(base, &[K("max_active")]),
                 "`max_active` must be at least 1",
-                Some("it caps how many requests this rule harms at once; remove it for no cap".to_string()),
+                Some(
+                    "it caps how many requests this rule harms at once; remove it for no cap"
+                        .to_string(),
+                ),
             );
         }
         self.matches(&rule.matches, &join(base, &[K("match")]));
@@ -245,7 +291,9 @@ impl Cx<'_> {
             self.err(
                 &join(base, &[K("faults")]),
                 "this rule has no faults, so it would do nothing",
-                Some("add at least one, e.g. `faults: [{type: delay, duration: 250ms}]`".to_string()),
+                Some(
+                    "add at least one, e.g. `faults: [{type: delay, duration: 250ms}]`".to_string(),
+                ),
             );
         }
         for (i, fault) in rule.faults.iter().enumerate() {
@@ -260,7 +308,11 @@ impl Cx<'_> {
             } else {
                 "write a number from 0 (never) to 1 (always), e.g. 0.25".to_string()
             };
-            self.err(path, format!("probability {p} is not between 0 and 1"), Some(hint));
+            self.err(
+                path,
+                format!("probability {p} is not between 0 and 1"),
+                Some(hint),
+            );
         }
     }
 
@@ -269,7 +321,10 @@ impl Cx<'_> {
             self.err(
                 path,
                 format!("invalid {what} glob `{pattern}`: {e}"),
-                Some("globs use `*` (within a path segment), `**` (across segments) and `?`".to_string()),
+                Some(
+                    "globs use `*` (within a path segment), `**` (across segments) and `?`"
+                        .to_string(),
+                ),
             );
         }
     }
@@ -327,14 +382,19 @@ impl Cx<'_> {
         }
         if let Some(by) = &c.by {
             let ok = match by.strip_prefix("header:") {
-                Some(name) => !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                Some(name) => {
+                    !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                }
                 None => by == "client_ip",
             };
             if !ok {
                 self.err(
                     &join(base, &[K("by")]),
                     format!("`by: {by}` is not a way to tell clients apart"),
-                    Some("use `client_ip` or `header:NAME`, e.g. `by: header:authorization`".to_string()),
+                    Some(
+                        "use `client_ip` or `header:NAME`, e.g. `by: header:authorization`"
+                            .to_string(),
+                    ),
                 );
             }
         }
@@ -349,12 +409,22 @@ impl Cx<'_> {
             format!("did you mean `{c}`?")
         } else {
             let provider = name.split('.').next().unwrap_or("");
-            let same: Vec<&str> = names.iter().copied().filter(|n| n.starts_with(&format!("{provider}."))).collect();
+            let same: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| n.starts_with(&format!("{provider}.")))
+                .collect();
             let list = if same.is_empty() { names.clone() } else { same };
             if list.is_empty() {
                 "presets are named `provider.error`, e.g. `openai.rate_limit_requests`".to_string()
             } else {
-                format!("known presets: {}", list.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "known presets: {}",
+                    list.iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         };
         self.err(path, format!("unknown error preset `{name}`"), Some(hint));
@@ -369,7 +439,11 @@ impl Cx<'_> {
                     format_duration(*lo),
                     format_duration(*hi)
                 ),
-                Some(format!("write the low bound first: [{}, {}]", format_duration(*hi), format_duration(*lo))),
+                Some(format!(
+                    "write the low bound first: [{}, {}]",
+                    format_duration(*hi),
+                    format_duration(*lo)
+                )),
             ),
             Dist::LogNormal { median, p99 } => {
                 if median.is_zero() {
@@ -386,7 +460,10 @@ impl Cx<'_> {
                             format_duration(*p99),
                             format_duration(*median)
                         ),
-                        Some("the p99 is the slow tail, so it must be at least the median".to_string()),
+                        Some(
+                            "the p99 is the slow tail, so it must be at least the median"
+                                .to_string(),
+                        ),
                     );
                 }
             }
@@ -403,12 +480,21 @@ impl Cx<'_> {
                 }
             }
             FaultSpec::Reset { .. } => {}
-            FaultSpec::Error { status, preset, headers, retry_after, .. } => {
+            FaultSpec::Error {
+                status,
+                preset,
+                headers,
+                retry_after,
+                ..
+            } => {
                 if status.is_none() && preset.is_none() {
                     self.err(
                         base,
                         "an `error` fault needs a `status` or a `preset`",
-                        Some("e.g. `preset: openai.rate_limit_requests`, or `status: 503`".to_string()),
+                        Some(
+                            "e.g. `preset: openai.rate_limit_requests`, or `status: 503`"
+                                .to_string(),
+                        ),
                     );
                 }
                 if let Some(s) = status {
@@ -443,8 +529,14 @@ impl Cx<'_> {
                     if r.0 > Duration::from_secs(86_400) {
                         self.err(
                             &join(base, &[K("retry_after")]),
-                            format!("`retry_after` of {} is longer than a day", format_duration(r.0)),
-                            Some("clients would give up long before; use seconds or minutes".to_string()),
+                            format!(
+                                "`retry_after` of {} is longer than a day",
+                                format_duration(r.0)
+                            ),
+                            Some(
+                                "clients would give up long before; use seconds or minutes"
+                                    .to_string(),
+                            ),
                         );
                     }
                 }
@@ -520,7 +612,10 @@ phases:
     duration: 1s
 ";
         let errs = load_profile(src, "t.yaml").unwrap_err();
-        let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.line, d.column, d.message)).collect();
+        let got: Vec<String> = errs
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
         let want = [
             "1:10 unsupported profile version 2",
             "3:11 `start_at` is not an RFC 3339 time",

@@ -43,7 +43,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -85,7 +89,10 @@ pub enum NodeKind {
     /// Entries in file order; keys are nodes so that their positions survive.
     Map(Vec<(Node, Node)>),
     Seq(Vec<Node>),
-    Scalar { text: String, style: ScalarStyle },
+    Scalar {
+        text: String,
+        style: ScalarStyle,
+    },
     /// An empty value, `~` or `null`.
     Null,
 }
@@ -227,7 +234,13 @@ impl Builder {
                 }
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, line, column, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries,
+                key,
+                line,
+                column,
+                ..
+            }) => match key.take() {
                 None => {
                     // A block mapping's start event is marked just after its first
                     // key; the mapping really starts where that key does.
@@ -272,16 +285,25 @@ impl MarkedEventReceiver for Builder {
                         if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
                             NodeKind::Null
                         } else {
-                            NodeKind::Scalar { text, style: ScalarStyle::Plain }
+                            NodeKind::Scalar {
+                                text,
+                                style: ScalarStyle::Plain,
+                            }
                         }
                     }
-                    _ => NodeKind::Scalar { text, style: ScalarStyle::Quoted },
+                    _ => NodeKind::Scalar {
+                        text,
+                        style: ScalarStyle::Quoted,
+                    },
                 };
                 self.push(Node { kind, line, column }, anchor);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { items: Vec::new(), line, column, anchor })
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                items: Vec::new(),
+                line,
+                column,
+                anchor,
+            }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 entries: Vec::new(),
                 key: None,
@@ -290,12 +312,33 @@ impl MarkedEventReceiver for Builder {
                 anchor,
             }),
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, line, column, anchor }) => {
-                    self.push(Node { kind: NodeKind::Seq(items), line, column }, anchor)
-                }
-                Some(Frame::Map { entries, line, column, anchor, .. }) => {
-                    self.push(Node { kind: NodeKind::Map(entries), line, column }, anchor)
-                }
+                Some(Frame::Seq {
+                    items,
+                    line,
+                    column,
+                    anchor,
+                }) => self.push(
+                    Node {
+                        kind: NodeKind::Seq(items),
+                        line,
+                        column,
+                    },
+                    anchor,
+                ),
+                Some(Frame::Map {
+                    entries,
+                    line,
+                    column,
+                    anchor,
+                    ..
+                }) => self.push(
+                    Node {
+                        kind: NodeKind::Map(entries),
+                        line,
+                        column,
+                    },
+                    anchor,
+                ),
                 None => {}
             },
             Event::Alias(id) => match self.anchors.get(&id) {
@@ -307,7 +350,14 @@ impl MarkedEventReceiver for Builder {
                     if self.error.is_none() {
                         self.error = Some((line, column, "unknown alias".into(), None));
                     }
-                    self.push(Node { kind: NodeKind::Null, line, column }, 0);
+                    self.push(
+                        Node {
+                            kind: NodeKind::Null,
+                            line,
+                            column,
+                        },
+                        0,
+                    );
                 }
             },
             Event::Nothing
@@ -341,7 +391,11 @@ fn syntax_hint(info: &str) -> Option<String> {
 /// The parser reports some tab errors at the end of the previous line; point at the
 /// tab itself instead.
 fn tab_position(src: &str, from: usize) -> Option<(usize, usize)> {
-    let from = src.char_indices().map(|(i, _)| i).find(|i| *i >= from).unwrap_or(src.len());
+    let from = src
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|i| *i >= from)
+        .unwrap_or(src.len());
     let start = src[..from].rfind('\n').map_or(0, |i| i + 1);
     let at = start + src.get(start..)?.find('\t')?;
     let before = &src[..at];
@@ -373,9 +427,19 @@ pub fn parse_tree(src: &str, file: &str) -> Result<Node, Diagnostic> {
         });
     }
     if let Some((line, column, message, hint)) = builder.error {
-        return Err(Diagnostic { file: file.into(), line, column, message, hint });
+        return Err(Diagnostic {
+            file: file.into(),
+            line,
+            column,
+            message,
+            hint,
+        });
     }
-    Ok(builder.root.unwrap_or(Node { kind: NodeKind::Null, line: 1, column: 1 }))
+    Ok(builder.root.unwrap_or(Node {
+        kind: NodeKind::Null,
+        line: 1,
+        column: 1,
+    }))
 }
 
 /// Deserialize `T` from YAML (or JSON) text, reporting the position of any error.
@@ -408,7 +472,13 @@ pub struct Error {
 
 impl Error {
     fn new(message: String, hint: Option<String>) -> Self {
-        Error { pos: None, message, hint, unknown_variant: None, from_tag: false }
+        Error {
+            pos: None,
+            message,
+            hint,
+            unknown_variant: None,
+            from_tag: false,
+        }
     }
 
     /// Stamp the node's position unless an inner node already did.
@@ -421,7 +491,13 @@ impl Error {
 
     fn into_diagnostic(self, file: &str, root: &Node) -> Diagnostic {
         let (line, column) = self.pos.unwrap_or((root.line, root.column));
-        Diagnostic { file: file.into(), line, column, message: self.message, hint: self.hint }
+        Diagnostic {
+            file: file.into(),
+            line,
+            column,
+            message: self.message,
+            hint: self.hint,
+        }
     }
 }
 
@@ -445,13 +521,15 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -473,7 +551,10 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 fn backticked(list: &[&str]) -> String {
-    list.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "did you mean `x`?" or the list of what is allowed.
@@ -513,17 +594,20 @@ fn expected_text(exp: &str) -> (String, Option<String>) {
         "a sequence" | "a tuple of size 2" => {
             ("a list", "write `[a, b]`, or one `- item` per line")
         }
-        "u8" | "u16" | "u32" | "u64" | "usize" => {
-            ("a whole number", "write a number without quotes or units, e.g. 100")
-        }
-        "i8" | "i16" | "i32" | "i64" | "isize" => {
-            ("a whole number", "write a number without quotes or units, e.g. -1 or 100")
-        }
+        "u8" | "u16" | "u32" | "u64" | "usize" => (
+            "a whole number",
+            "write a number without quotes or units, e.g. 100",
+        ),
+        "i8" | "i16" | "i32" | "i64" | "isize" => (
+            "a whole number",
+            "write a number without quotes or units, e.g. -1 or 100",
+        ),
         "f32" | "f64" => ("a number", "write a number without quotes, e.g. 0.25"),
         "a boolean" => ("true or false", "write true or false, without quotes"),
-        "a string" | "a borrowed string" | "string or map" => {
-            ("text", "write a value like `name: my-rule`; quote it if it contains `: ` or starts with `*`")
-        }
+        "a string" | "a borrowed string" | "string or map" => (
+            "text",
+            "write a value like `name: my-rule`; quote it if it contains `: ` or starts with `*`",
+        ),
         _ => return (exp.to_string(), None),
     };
     (what.to_string(), Some(hint.to_string()))
@@ -540,7 +624,10 @@ impl de::Error for Error {
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         let (what, hint) = expected_text(&exp.to_string());
-        Error::new(format!("expected {what}, found {}", unexpected_text(&unexp)), hint)
+        Error::new(
+            format!("expected {what}, found {}", unexpected_text(&unexp)),
+            hint,
+        )
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
@@ -552,11 +639,17 @@ impl de::Error for Error {
             "u64" | "usize" => Some("must be 0 or more".into()),
             _ => hint,
         };
-        Error::new(format!("invalid value {}: expected {what}", unexpected_text(&unexp)), hint)
+        Error::new(
+            format!("invalid value {}: expected {what}", unexpected_text(&unexp)),
+            hint,
+        )
     }
 
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
-        Error::new(format!("wrong number of items ({len}): expected {exp}"), None)
+        Error::new(
+            format!("wrong number of items ({len}): expected {exp}"),
+            None,
+        )
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -670,8 +763,15 @@ fn is_core_float(s: &str) -> bool {
 struct NodeDe<'a>(&'a Node);
 
 impl<'a> NodeDe<'a> {
-    fn visit_seq_items<'de, V: Visitor<'de>>(self, items: &'a [Node], visitor: V) -> Result<V::Value, Error> {
-        let mut access = SeqAcc { iter: items.iter(), count: 0 };
+    fn visit_seq_items<'de, V: Visitor<'de>>(
+        self,
+        items: &'a [Node],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let mut access = SeqAcc {
+            iter: items.iter(),
+            count: 0,
+        };
         let value = visitor.visit_seq(&mut access)?;
         let rest = access.iter.len();
         if rest > 0 {
@@ -690,7 +790,10 @@ impl<'a> NodeDe<'a> {
         entries: &'a [(Node, Node)],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor.visit_map(MapAcc { iter: entries.iter(), value: None })
+        visitor.visit_map(MapAcc {
+            iter: entries.iter(),
+            value: None,
+        })
     }
 }
 
@@ -711,8 +814,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeKind::Null => visitor.visit_unit(),
             NodeKind::Map(entries) => self.visit_map_entries(entries, visitor),
             NodeKind::Seq(items) => self.visit_seq_items(items, visitor),
-            NodeKind::Scalar { text, style: ScalarStyle::Quoted } => visitor.visit_str(text),
-            NodeKind::Scalar { text, style: ScalarStyle::Plain } => match resolve_plain(text) {
+            NodeKind::Scalar {
+                text,
+                style: ScalarStyle::Quoted,
+            } => visitor.visit_str(text),
+            NodeKind::Scalar {
+                text,
+                style: ScalarStyle::Plain,
+            } => match resolve_plain(text) {
                 Plain::Bool(b) => visitor.visit_bool(b),
                 Plain::U64(v) => visitor.visit_u64(v),
                 Plain::I64(v) => visitor.visit_i64(v),
@@ -733,7 +842,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.kind {
             // A plain scalar asked for as text is text: `version: 1.0` as a string is "1.0".
-            NodeKind::Scalar { text, .. } => visitor.visit_str(text).map_err(|e: Error| e.locate(self.0)),
+            NodeKind::Scalar { text, .. } => {
+                visitor.visit_str(text).map_err(|e: Error| e.locate(self.0))
+            }
             _ => self.deserialize_any(visitor),
         }
     }
@@ -771,7 +882,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self).map_err(|e| e.locate(self.0))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e| e.locate(self.0))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -783,7 +896,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         .map_err(|e| e.locate(self.0))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
@@ -822,7 +939,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     ) -> Result<V::Value, Error> {
         let node = self.0;
         let access = match &node.kind {
-            NodeKind::Scalar { .. } => EnumAcc { tag: node, body: Body::None },
+            NodeKind::Scalar { .. } => EnumAcc {
+                tag: node,
+                body: Body::None,
+            },
             NodeKind::Map(entries) => {
                 if let Some((_, tag)) = entries.iter().find(|(k, _)| k.as_str() == Some("type")) {
                     let rest: Vec<(Node, Node)> = entries
@@ -830,11 +950,21 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                         .filter(|(k, _)| k.as_str() != Some("type"))
                         .cloned()
                         .collect();
-                    let body = Node { kind: NodeKind::Map(rest), line: node.line, column: node.column };
-                    EnumAcc { tag, body: Body::Owned(body) }
+                    let body = Node {
+                        kind: NodeKind::Map(rest),
+                        line: node.line,
+                        column: node.column,
+                    };
+                    EnumAcc {
+                        tag,
+                        body: Body::Owned(body),
+                    }
                 } else if let [(key, value)] = entries.as_slice() {
                     if key.as_str().is_some_and(|k| variants.contains(&k)) {
-                        EnumAcc { tag: key, body: Body::Node(value) }
+                        EnumAcc {
+                            tag: key,
+                            body: Body::Node(value),
+                        }
                     } else {
                         return Err(missing_type(name, variants, node));
                     }
@@ -843,7 +973,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 }
             }
             _ => {
-                let what = if name == "FaultSpec" { "a fault" } else { "one of the allowed values" };
+                let what = if name == "FaultSpec" {
+                    "a fault"
+                } else {
+                    "one of the allowed values"
+                };
                 let (_, example) = enum_words(name, variants);
                 return Err(Error::new(
                     format!("expected {what}, found {}", node.describe()),
@@ -897,7 +1031,10 @@ fn enum_words(name: &str, variants: &[&str]) -> (&'static str, String) {
             ),
         )
     } else {
-        ("value", format!("expected one of: {}", backticked(variants)))
+        (
+            "value",
+            format!("expected one of: {}", backticked(variants)),
+        )
     }
 }
 
@@ -914,7 +1051,10 @@ struct SeqAcc<'a> {
 impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.iter.next() {
             Some(node) => {
                 self.count += 1;
@@ -937,11 +1077,16 @@ struct MapAcc<'a> {
 impl<'de> de::MapAccess<'de> for MapAcc<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(NodeDe(k)).map(Some).map_err(|e| e.locate(k))
+                seed.deserialize(NodeDe(k))
+                    .map(Some)
+                    .map_err(|e| e.locate(k))
             }
             None => Ok(None),
         }
@@ -982,9 +1127,9 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAcc<'a> {
         let value = match &tag.kind {
             NodeKind::Scalar { .. } => seed.deserialize(NodeDe(tag)),
             _ => Err(Error::new(
-                    format!("expected a name, found {}", tag.describe()),
-                    Some("write the name as plain text, e.g. `type: delay`".into()),
-                )),
+                format!("expected a name, found {}", tag.describe()),
+                Some("write the name as plain text, e.g. `type: delay`".into()),
+            )),
         }
         .map_err(|mut e| {
             e.from_tag = e.unknown_variant.is_some();
@@ -1045,7 +1190,10 @@ impl<'de> de::VariantAccess<'de> for Body<'_> {
             Body::Node(n) => de::Deserializer::deserialize_map(NodeDe(n), visitor),
             Body::Owned(n) => de::Deserializer::deserialize_map(NodeDe(&n), visitor),
             // `- reset` alone: a fault with no fields.
-            Body::None => visitor.visit_map(MapAcc { iter: [].iter(), value: None }),
+            Body::None => visitor.visit_map(MapAcc {
+                iter: [].iter(),
+                value: None,
+            }),
         }
     }
 }
@@ -1062,18 +1210,28 @@ mod tests {
         assert_eq!((t.line, t.column), (1, 1));
         let b = t.at_path(&[PathSeg::Key("a"), PathSeg::Key("b")]).unwrap();
         assert_eq!((b.line, b.column), (2, 6));
-        let x = t.at_path(&[PathSeg::Key("a"), PathSeg::Key("b"), PathSeg::Index(1)]).unwrap();
+        let x = t
+            .at_path(&[PathSeg::Key("a"), PathSeg::Key("b"), PathSeg::Index(1)])
+            .unwrap();
         assert_eq!((x.line, x.column), (2, 10));
-        assert_eq!(x.kind, NodeKind::Scalar { text: "x".into(), style: ScalarStyle::Quoted });
+        assert_eq!(
+            x.kind,
+            NodeKind::Scalar {
+                text: "x".into(),
+                style: ScalarStyle::Quoted
+            }
+        );
         let k = t.get("a").unwrap().key("b").unwrap();
         assert_eq!((k.line, k.column), (2, 3));
     }
 
     #[test]
     fn core_schema_resolution() {
-        let v: serde_json::Value =
-            from_str("[~, null, true, False, 12, -3, 0x1f, 1.5, 1e3, .inf, '12', abc, 1.2.3, '']", "f")
-                .unwrap();
+        let v: serde_json::Value = from_str(
+            "[~, null, true, False, 12, -3, 0x1f, 1.5, 1e3, .inf, '12', abc, 1.2.3, '']",
+            "f",
+        )
+        .unwrap();
         let text = v.to_string();
         assert_eq!(
             text,
@@ -1096,7 +1254,11 @@ mod tests {
     fn quoted_number_is_not_a_number() {
         let e = from_str::<BTreeMap<String, u32>>("a: '5'\n", "f").unwrap_err();
         assert_eq!((e.line, e.column), (1, 4));
-        assert!(e.message.contains("expected a whole number"), "{}", e.message);
+        assert!(
+            e.message.contains("expected a whole number"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

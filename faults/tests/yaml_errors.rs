@@ -32,8 +32,15 @@ fn check(d: &Diagnostic, line: usize, column: usize, message: &str, hint: &str) 
         d.message,
         d.hint
     );
-    assert!(d.message.contains(message), "message `{}` lacks `{message}`", d.message);
-    let h = d.hint.as_deref().unwrap_or_else(|| panic!("no hint for `{}`", d.message));
+    assert!(
+        d.message.contains(message),
+        "message `{}` lacks `{message}`",
+        d.message
+    );
+    let h = d
+        .hint
+        .as_deref()
+        .unwrap_or_else(|| panic!("no hint for `{}`", d.message));
     assert!(h.contains(hint), "hint `{h}` lacks `{hint}`");
 }
 
@@ -41,14 +48,23 @@ fn ok(body: &str) -> Profile {
     let src = format!("{HEAD}{body}");
     match load_profile(&src, "p.yaml") {
         Ok(p) => p,
-        Err(errs) => panic!("{}", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+        Err(errs) => panic!(
+            "{}",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
     }
 }
 
 /// Parse (without the semantic checks, so that preset names need not resolve) a
 /// profile with one rule holding one fault.
 fn one_fault(fault_yaml: &str) -> FaultSpec {
-    let body = format!("rules:\n  - faults:\n      - {}\n", fault_yaml.replace('\n', "\n        "));
+    let body = format!(
+        "rules:\n  - faults:\n      - {}\n",
+        fault_yaml.replace('\n', "\n        ")
+    );
     let src = format!("{HEAD}{body}");
     let mut p: Profile = match brownout_faults::yaml::from_str(&src, "p.yaml") {
         Ok(p) => p,
@@ -66,7 +82,13 @@ fn ms(v: u64) -> Duration {
 #[test]
 fn unknown_field_in_nested_fault() {
     let d = first_error("rules:\n  - faults:\n      - type: delay\n        duraton: 250ms\n");
-    check(&d, 6, 9, "unknown field `duraton`", "did you mean `duration`?");
+    check(
+        &d,
+        6,
+        9,
+        "unknown field `duraton`",
+        "did you mean `duration`?",
+    );
 }
 
 #[test]
@@ -84,7 +106,13 @@ fn unknown_top_level_field() {
 #[test]
 fn bad_duration_needs_a_unit() {
     let d = first_error("rules:\n  - faults:\n      - type: delay\n        duration: 250\n");
-    check(&d, 6, 19, "`250` has no unit", "durations need a unit, e.g. 250ms");
+    check(
+        &d,
+        6,
+        19,
+        "`250` has no unit",
+        "durations need a unit, e.g. 250ms",
+    );
 }
 
 #[test]
@@ -95,27 +123,50 @@ fn bad_duration_unknown_unit() {
 
 #[test]
 fn bad_duration_inside_a_distribution() {
-    let d = first_error("rules:\n  - faults:\n      - type: delay\n        duration: {uniform: [100ms, 3]}\n");
+    let d = first_error(
+        "rules:\n  - faults:\n      - type: delay\n        duration: {uniform: [100ms, 3]}\n",
+    );
     check(&d, 6, 37, "`3` has no unit", "durations need a unit");
 }
 
 #[test]
 fn unknown_distribution_form() {
-    let d = first_error("rules:\n  - faults:\n      - type: delay\n        duration: {gaussian: {mean: 1s}}\n");
+    let d = first_error(
+        "rules:\n  - faults:\n      - type: delay\n        duration: {gaussian: {mean: 1s}}\n",
+    );
     check(&d, 6, 20, "unknown distribution `gaussian`", "`normal`");
 }
 
 #[test]
 fn unknown_fault_type() {
     let d = first_error("rules:\n  - faults:\n      - type: dealy\n        duration: 1s\n");
-    check(&d, 5, 15, "unknown fault type `dealy`", "did you mean `delay`?");
-    assert!(d.hint.as_deref().unwrap_or("").contains("`concurrency_limit`"), "{:?}", d.hint);
+    check(
+        &d,
+        5,
+        15,
+        "unknown fault type `dealy`",
+        "did you mean `delay`?",
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("`concurrency_limit`"),
+        "{:?}",
+        d.hint
+    );
 }
 
 #[test]
 fn unknown_fault_type_lists_types() {
     let d = first_error("rules:\n  - faults:\n      - type: gpu_meltdown\n");
-    check(&d, 5, 15, "unknown fault type `gpu_meltdown`", "fault types: `delay`, `error`");
+    check(
+        &d,
+        5,
+        15,
+        "unknown fault type `gpu_meltdown`",
+        "fault types: `delay`, `error`",
+    );
 }
 
 #[test]
@@ -127,7 +178,13 @@ fn fault_without_type() {
 #[test]
 fn wrong_type_number() {
     let d = first_error("rules:\n  - max_active: many\n    faults: [{type: reset}]\n");
-    check(&d, 4, 17, "expected a whole number, found the text \"many\"", "e.g. 100");
+    check(
+        &d,
+        4,
+        17,
+        "expected a whole number, found the text \"many\"",
+        "e.g. 100",
+    );
 }
 
 #[test]
@@ -151,7 +208,13 @@ fn wrong_type_bool() {
 #[test]
 fn unknown_enum_value() {
     let d = first_error("rules:\n  - match: {endpoint: chatt}\n    faults: [{type: reset}]\n");
-    check(&d, 4, 23, "unknown endpoint `chatt`", "did you mean `chat`?");
+    check(
+        &d,
+        4,
+        23,
+        "unknown endpoint `chatt`",
+        "did you mean `chat`?",
+    );
 }
 
 #[test]
@@ -171,8 +234,15 @@ fn missing_top_level_field() {
 
 #[test]
 fn top_level_ramp_is_an_error() {
-    let d = first_error("rules:\n  - probability: {from: 0.1, to: 0.5}\n    faults: [{type: reset}]\n");
-    check(&d, 4, 18, "only allowed inside a phase", "move this rule into a phase");
+    let d =
+        first_error("rules:\n  - probability: {from: 0.1, to: 0.5}\n    faults: [{type: reset}]\n");
+    check(
+        &d,
+        4,
+        18,
+        "only allowed inside a phase",
+        "move this rule into a phase",
+    );
 }
 
 #[test]
@@ -186,7 +256,13 @@ fn ramp_with_unknown_key() {
 #[test]
 fn probability_out_of_range() {
     let d = first_error("rules:\n  - probability: 25\n    faults: [{type: reset}]\n");
-    check(&d, 4, 18, "probability 25 is not between 0 and 1", "for 25% write 0.25");
+    check(
+        &d,
+        4,
+        18,
+        "probability 25 is not between 0 and 1",
+        "for 25% write 0.25",
+    );
 }
 
 #[test]
@@ -194,7 +270,10 @@ fn bad_yaml_syntax_keeps_position() {
     let d = first_error("rules:\n  - name: a\n   faults: []\n");
     assert_eq!(d.line, 5, "{d}");
     assert!(d.message.starts_with("invalid YAML"), "{d}");
-    assert!(d.hint.as_deref().unwrap_or("").contains("indentation"), "{d}");
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("indentation"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -214,18 +293,27 @@ fn tab_indentation_points_at_the_tab() {
 #[test]
 fn duplicate_key() {
     let d = first_error("description: a\nrules: []\ndescription: b\n");
-    check(&d, 5, 1, "duplicate key `description`", "already set at line 3");
+    check(
+        &d,
+        5,
+        1,
+        "duplicate key `description`",
+        "already set at line 3",
+    );
 }
 
 #[test]
 fn duplicate_key_nested() {
-    let d = first_error("rules:\n  - faults: [{type: reset}]\n    max_active: 1\n    max_active: 2\n");
+    let d =
+        first_error("rules:\n  - faults: [{type: reset}]\n    max_active: 1\n    max_active: 2\n");
     check(&d, 6, 5, "duplicate key `max_active`", "line 5");
 }
 
 #[test]
 fn unknown_preset() {
-    let d = first_error("rules:\n  - faults:\n      - type: error\n        preset: openai.no_such_thing\n");
+    let d = first_error(
+        "rules:\n  - faults:\n      - type: error\n        preset: openai.no_such_thing\n",
+    );
     check(&d, 6, 17, "unknown error preset `openai.no_such_thing`", "");
 }
 
@@ -233,7 +321,10 @@ fn unknown_preset() {
 fn display_format() {
     let d = first_error("rules:\n  - faults:\n      - type: dealy\n");
     let text = d.to_string();
-    assert!(text.starts_with("p.yaml:5:15: unknown fault type `dealy`\n  hint: did you mean `delay`?"), "{text}");
+    assert!(
+        text.starts_with("p.yaml:5:15: unknown fault type `dealy`\n  hint: did you mean `delay`?"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -253,7 +344,9 @@ fn every_problem_is_reported_at_once() {
 fn parses_delay() {
     assert_eq!(
         one_fault("type: delay\nduration: 250ms"),
-        FaultSpec::Delay { duration: Dist::Fixed(ms(250)) }
+        FaultSpec::Delay {
+            duration: Dist::Fixed(ms(250))
+        }
     );
 }
 
@@ -262,26 +355,52 @@ fn parses_error() {
     let f = one_fault(
         "type: error\nstatus: 503\npreset: openai.server_error\nretry_after: 2s\nheaders: {x-a: '1'}\nbody: {error: {message: down}}",
     );
-    let FaultSpec::Error { status, body, headers, preset, retry_after } = f else {
+    let FaultSpec::Error {
+        status,
+        body,
+        headers,
+        preset,
+        retry_after,
+    } = f
+    else {
         panic!("{f:?}")
     };
     assert_eq!(status, Some(503));
     assert_eq!(preset.as_deref(), Some("openai.server_error"));
     assert_eq!(retry_after, Some(DurationStr(Duration::from_secs(2))));
-    assert_eq!(headers, BTreeMap::from([("x-a".to_string(), "1".to_string())]));
-    assert_eq!(body, Some(ErrorBody::Json(serde_json::json!({"error": {"message": "down"}}))));
+    assert_eq!(
+        headers,
+        BTreeMap::from([("x-a".to_string(), "1".to_string())])
+    );
+    assert_eq!(
+        body,
+        Some(ErrorBody::Json(
+            serde_json::json!({"error": {"message": "down"}})
+        ))
+    );
 }
 
 #[test]
 fn parses_error_text_body() {
     let f = one_fault("type: error\nstatus: 500\nbody: upstream exploded");
-    assert!(matches!(f, FaultSpec::Error { body: Some(ErrorBody::Text(ref t)), .. } if t == "upstream exploded"), "{f:?}");
+    assert!(
+        matches!(f, FaultSpec::Error { body: Some(ErrorBody::Text(ref t)), .. } if t == "upstream exploded"),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn parses_reset() {
-    assert_eq!(one_fault("type: reset"), FaultSpec::Reset { after_bytes: None });
-    assert_eq!(one_fault("type: reset\nafter_bytes: 1024"), FaultSpec::Reset { after_bytes: Some(1024) });
+    assert_eq!(
+        one_fault("type: reset"),
+        FaultSpec::Reset { after_bytes: None }
+    );
+    assert_eq!(
+        one_fault("type: reset\nafter_bytes: 1024"),
+        FaultSpec::Reset {
+            after_bytes: Some(1024)
+        }
+    );
 }
 
 #[test]
@@ -289,7 +408,9 @@ fn parses_hang() {
     assert_eq!(one_fault("type: hang"), FaultSpec::Hang { duration: None });
     assert_eq!(
         one_fault("type: hang\nduration: 30s"),
-        FaultSpec::Hang { duration: Some(Dist::Fixed(Duration::from_secs(30))) }
+        FaultSpec::Hang {
+            duration: Some(Dist::Fixed(Duration::from_secs(30)))
+        }
     );
 }
 
@@ -297,7 +418,9 @@ fn parses_hang() {
 fn parses_bandwidth() {
     assert_eq!(
         one_fault("type: bandwidth\nbytes_per_second: 2048"),
-        FaultSpec::Bandwidth { bytes_per_second: 2048 }
+        FaultSpec::Bandwidth {
+            bytes_per_second: 2048
+        }
     );
 }
 
@@ -320,10 +443,31 @@ fn parses_every_dist_form() {
         ("250ms", Dist::Fixed(ms(250))),
         ("\"1.5s\"", Dist::Fixed(ms(1500))),
         ("{uniform: [100ms, 300ms]}", Dist::Uniform(ms(100), ms(300))),
-        ("{normal: {mean: 200ms, stddev: 50ms}}", Dist::Normal { mean: ms(200), stddev: ms(50) }),
-        ("{lognormal: {median: 200ms, p99: 2s}}", Dist::LogNormal { median: ms(200), p99: ms(2000) }),
-        ("{exponential: {mean: 100ms}}", Dist::Exponential { mean: ms(100) }),
-        ("\n  lognormal:\n    median: 1s\n    p99: 1m", Dist::LogNormal { median: ms(1000), p99: ms(60_000) }),
+        (
+            "{normal: {mean: 200ms, stddev: 50ms}}",
+            Dist::Normal {
+                mean: ms(200),
+                stddev: ms(50),
+            },
+        ),
+        (
+            "{lognormal: {median: 200ms, p99: 2s}}",
+            Dist::LogNormal {
+                median: ms(200),
+                p99: ms(2000),
+            },
+        ),
+        (
+            "{exponential: {mean: 100ms}}",
+            Dist::Exponential { mean: ms(100) },
+        ),
+        (
+            "\n  lognormal:\n    median: 1s\n    p99: 1m",
+            Dist::LogNormal {
+                median: ms(1000),
+                p99: ms(60_000),
+            },
+        ),
     ];
     for (text, want) in cases {
         let f = one_fault(&format!("type: delay\nduration: {text}"));
@@ -366,12 +510,21 @@ phases:
     let p: Profile = brownout_faults::yaml::from_str(src, "p.yaml").unwrap();
     assert_eq!(p.seed, Some(7));
     assert_eq!(p.start_at.as_deref(), Some("2026-12-01T10:00:00Z"));
-    assert_eq!(p.expires_after, Some(DurationStr(Duration::from_secs(1800))));
+    assert_eq!(
+        p.expires_after,
+        Some(DurationStr(Duration::from_secs(1800)))
+    );
     assert_eq!(p.phases.len(), 3);
     let rule = &p.phases[1].rules[0];
     assert_eq!(rule.matches.endpoint, Some(Endpoint::Chat));
     assert_eq!(rule.matches.model.as_deref(), Some("gpt-4o*"));
-    assert_eq!(rule.probability, Probability::Ramp { from: 0.05, to: 0.4 });
+    assert_eq!(
+        rule.probability,
+        Probability::Ramp {
+            from: 0.05,
+            to: 0.4
+        }
+    );
     assert_eq!(rule.max_active, Some(100));
     assert_eq!(rule.mark, Some(true));
 }
@@ -397,7 +550,9 @@ fn json_errors_keep_positions() {
 fn externally_tagged_fault_form_also_works() {
     assert_eq!(
         one_fault("delay: {duration: 1s}"),
-        FaultSpec::Delay { duration: Dist::Fixed(Duration::from_secs(1)) }
+        FaultSpec::Delay {
+            duration: Dist::Fixed(Duration::from_secs(1))
+        }
     );
 }
 

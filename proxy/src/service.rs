@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{classify, inspect_request};
 use brownout_faults::decide::decide;
-use brownout_faults::matcher::MatchInput;
+use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -184,11 +184,17 @@ async fn handle(
     let active = profile.active(Instant::now());
     ex.rec().phase = active.phase.map(|p| p.name.clone());
     let mut req_body = Some(ReqBody::Incoming(incoming));
+    // Faults a client asked for on this request (only with allow_header_faults).
+    let header_rule = if shared.allow_header_faults {
+        header_faults(&parts.headers)
+    } else {
+        None
+    };
     let mut decided: Vec<Decided<'_>> = Vec::new();
     let mut body_faults = BodyFaults::default();
     let mut mark: Option<HeaderValue> = None;
 
-    if shared.release.faults_enabled() && !profile.is_empty() {
+    if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
         let mut facts = RequestFacts { api: ctx.api, endpoint, ..Default::default() };
         if profile.needs_body && !parts.method.is_safe() {
             if let Some(ReqBody::Incoming(b)) = req_body.take() {
@@ -253,6 +259,16 @@ async fn handle(
             }
             decided.push(Decided { rule, rng });
         }
+        if let Some(rule) = header_rule.as_ref() {
+            let ordinal = seq.unwrap_or_else(|| ex.rec().id);
+            if let Some(rng) = decide(profile.seed, rule.id, ordinal, 1.0) {
+                ex.rec().rules.push(rule.name.clone());
+                if shared.mark_injected {
+                    names.extend(rule.faults.iter().map(|f| format!("{}/{}", rule.name, f.kind())));
+                }
+                decided.push(Decided { rule, rng });
+            }
+        }
         if !names.is_empty() {
             mark = HeaderValue::from_str(&names.join(", ")).ok();
         }
@@ -312,6 +328,16 @@ async fn handle(
     }
     let body = ProxyBody::upstream(rbody, ex, body_faults, &conn, http2, shared.upstream_idle_timeout);
     Ok(Response::from_parts(rparts, body))
+}
+
+/// The ad-hoc rule for an `x-brownout-fault` request header.
+fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
+    let v = headers.get("x-brownout-fault")?.to_str().ok()?;
+    let (faults, bad) = parse_header_faults(v);
+    if !bad.is_empty() {
+        tracing::warn!(items = ?bad, "ignoring x-brownout-fault items that are not understood");
+    }
+    (!faults.is_empty()).then(|| CompiledRule::adhoc("header", faults))
 }
 
 fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {

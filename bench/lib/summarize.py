@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Summarize passthrough.sh runs: medians per target and mode, ratios vs nginx.
+
+usage: summarize.py RESULTS.jsonl IDLE.json OUT.json key=value...
+Prints markdown tables on stdout and writes OUT.json (meta, summary, idle, raw runs).
+"""
+import json
+import statistics
+import sys
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    idle = json.load(open(sys.argv[2]))
+    out_path = sys.argv[3]
+    meta = dict(kv.split("=", 1) for kv in sys.argv[4:])
+
+    targets = []
+    for r in runs:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+    summary = {}
+    for mode in ("saturation", "fixed-rate"):
+        rows = {}
+        for t in targets:
+            rs = [r for r in runs if r["target"] == t and r["mode"] == mode]
+            if not rs:
+                continue
+            rows[t] = {
+                "rounds": len(rs),
+                "rps": med(r["rps"] for r in rs),
+                "p50_ms": med(r["lat_p50_us"] / 1e3 for r in rs),
+                "p99_ms": med(r["lat_p99_us"] / 1e3 for r in rs),
+                "proxy_cpu_us_per_req": med(r["proxy_cpu_us_per_req"] for r in rs),
+                "upstream_cpu_us_per_req": med(r["upstream_cpu_us_per_req"] for r in rs),
+                "errors": sum(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"] for r in rs),
+            }
+        ng = rows.get("nginx")
+        for t, row in rows.items():
+            row["rps_vs_nginx"] = row["rps"] / ng["rps"] if ng and ng["rps"] else None
+            row["p50_vs_nginx"] = row["p50_ms"] / ng["p50_ms"] if ng and ng["p50_ms"] else None
+            row["p99_vs_nginx"] = row["p99_ms"] / ng["p99_ms"] if ng and ng["p99_ms"] else None
+            row["cpu_vs_nginx"] = (row["proxy_cpu_us_per_req"] / ng["proxy_cpu_us_per_req"]
+                                   if ng and ng["proxy_cpu_us_per_req"] and row["proxy_cpu_us_per_req"] is not None else None)
+        summary[mode] = rows
+
+    for mode, rows in summary.items():
+        title = "saturation (wrk -c%s)" % meta.get("conns", "?") if mode == "saturation" else \
+            "fixed rate %s req/s (%s x nginx saturation)" % (meta.get("fixed_rate", "?"), meta.get("rate_fraction", "?"))
+        print(f"\n### {title}\n")
+        print("| target | req/s | ratio vs nginx | p50 ms | p99 ms | p99 vs nginx | CPU µs/request | ratio vs nginx | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t, r in rows.items():
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                t, fmt(r["rps"], ".0f"), fmt(r["rps_vs_nginx"], ".2f"), fmt(r["p50_ms"], ".3f"),
+                fmt(r["p99_ms"], ".3f"), fmt(r["p99_vs_nginx"], ".2f"), fmt(r["proxy_cpu_us_per_req"], ".1f"),
+                fmt(r["cpu_vs_nginx"], ".2f"), r["errors"]))
+    if idle:
+        ng = next((i for i in idle if i["target"] == "nginx"), None)
+        print(f"\n### memory per idle keep-alive connection ({idle[0]['idle_conns']} connections)\n")
+        print("| target | PSS before (KiB) | PSS after (KiB) | KiB per idle connection | ratio vs nginx |")
+        print("|---|---:|---:|---:|---:|")
+        for i in idle:
+            ratio = i["pss_bytes_per_conn"] / ng["pss_bytes_per_conn"] if ng and ng["pss_bytes_per_conn"] > 0 else None
+            print("| %s | %d | %d | %.1f | %s |" % (i["target"], i["pss_before_kib"], i["pss_after_kib"],
+                                                   i["pss_bytes_per_conn"] / 1024, fmt(ratio, ".2f")))
+    with open(out_path, "w") as f:
+        json.dump({"meta": meta, "summary": summary, "idle": idle, "runs": runs}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

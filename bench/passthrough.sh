@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# Pass-through cost of brownout with no fault active, side by side with nginx and
+# HAProxy as reverse proxies in front of the same upstream, in one run.
+#
+# Targets (all on loopback, all forwarding to one nginx upstream that returns a
+# fixed ~200-byte JSON body):
+#   direct              wrk -> upstream (the floor)
+#   nginx               wrk -> nginx reverse proxy -> upstream
+#   haproxy             wrk -> HAProxy (mode http)  -> upstream
+#   brownout            wrk -> brownout serve (no profile) -> upstream
+#   brownout-50-rules   wrk -> brownout serve with 50 rules that never match -> upstream
+#
+# For each target: a saturation run (wrk -t1 -c$CONNS), then a fixed-rate run at
+# RATE_FRACTION (default 0.5) of nginx's saturation throughput. For each run: req/s,
+# p50/p99 latency and the proxy's CPU time per request (utime+stime from
+# /proc/PID/stat, summed over every process of the proxy, before/after the run).
+# Before the load runs, memory per idle keep-alive connection (PSS delta with
+# $IDLE_CONNS idle connections open).
+#
+# Environment knobs (defaults in brackets):
+#   BROWNOUT [target/release/brownout]   DUR [10] seconds per measured wrk run
+#   WARM [2] warm-up seconds per run     CONNS [32] wrk connections
+#   REPEAT [1] rounds (targets interleaved; medians reported)
+#   RATE_FRACTION [0.5]                  IDLE_CONNS [1000] (0 skips the idle test)
+#   TARGETS ["direct nginx haproxy brownout brownout-50-rules"]
+#   REQUEST [get]: `get` = GET /; `chat` = POST /v1/chat/completions with a small
+#                  JSON body (brownout then runs with --api openai)
+#   PROXY_CORES [nproc]: nginx worker_processes / HAProxy nbthread /
+#                  brownout tokio worker threads (TOKIO_WORKER_THREADS)
+#   OUT_DIR [bench/out]
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BROWNOUT=${BROWNOUT:-$ROOT/target/release/brownout}
+DUR=${DUR:-10}
+WARM=${WARM:-2}
+CONNS=${CONNS:-32}
+REPEAT=${REPEAT:-1}
+RATE_FRACTION=${RATE_FRACTION:-0.5}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+TARGETS=${TARGETS:-"direct nginx haproxy brownout brownout-50-rules"}
+REQUEST=${REQUEST:-get}
+NCPU=$(nproc)
+PROXY_CORES=${PROXY_CORES:-$NCPU}
+OUT_DIR=${OUT_DIR:-$HERE/out}
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "passthrough.sh: $*" >&2; exit 2; }
+for cmd in wrk nginx haproxy python3 curl; do
+  command -v "$cmd" >/dev/null || die "needs \`$cmd\` (Debian: apt-get install -y wrk nginx-light haproxy python3 curl)"
+done
+[[ -x $BROWNOUT ]] || die "no brownout binary at $BROWNOUT (cargo build --release -p brownout, or set BROWNOUT=)"
+case $REQUEST in get|chat) ;; *) die "REQUEST must be get or chat" ;; esac
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/brownout-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http NAME PORT: wait (max 10 s) until GET / on PORT answers 200.
+wait_http() {
+  local name=$1 port=$2
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null | grep -q '^200$'; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "--- $name logs:" >&2; cat "$WORK"/"$name".* >&2 2>/dev/null || true
+  die "$name on port $port did not come up"
+}
+
+# All PIDs of a process tree (the process and its descendants).
+tree_pids() {
+  local pid=$1 child
+  echo "$pid"
+  for child in $(cat "/proc/$pid/task/"*/children 2>/dev/null); do tree_pids "$child"; done
+}
+
+# CPU ticks (utime+stime) summed over a process tree; 0 for "none".
+cpu_ticks() {
+  local root=$1 total=0 pid stat rest
+  [[ $root == none ]] && { echo 0; return; }
+  for pid in $(tree_pids "$root"); do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    rest=${stat##*) }
+    total=$(( total + $(awk '{print $12 + $13}' <<<"$rest") ))
+  done
+  echo "$total"
+}
+
+# ---------------------------------------------------------------- configuration
+BODY='{"id":"bench-0001","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"'
+PAD=$(( 200 - ${#BODY} - 6 ))
+BODY+=$(printf 'x%.0s' $(seq 1 $PAD))'"}}]}'
+USER_LINE=""
+[[ $EUID -eq 0 ]] && USER_LINE="user root;"
+
+UP=$(free_port)
+cat >"$WORK/upstream.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $WORK/upstream.pid;
+error_log $WORK/upstream.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $WORK/ub; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/uf;
+  uwsgi_temp_path $WORK/uu; scgi_temp_path $WORK/us;
+  server {
+    listen 127.0.0.1:$UP backlog=4096;
+    location / {
+      default_type application/json;
+      return 200 '$BODY';
+    }
+  }
+}
+EOF
+
+NG=$(free_port)
+cat >"$WORK/nginx.conf" <<EOF
+$USER_LINE
+worker_processes $PROXY_CORES;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $WORK/nb; proxy_temp_path $WORK/np; fastcgi_temp_path $WORK/nf;
+  uwsgi_temp_path $WORK/nu; scgi_temp_path $WORK/ns;
+  upstream up {
+    server 127.0.0.1:$UP;
+    keepalive 64;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:$NG backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+HP=$(free_port)
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread $PROXY_CORES
+  maxconn 20000
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+frontend fe
+  bind 127.0.0.1:$HP
+  default_backend be
+backend be
+  server up 127.0.0.1:$UP
+EOF
+
+PROFILE=$WORK/bench-50-rules.yaml
+{
+  echo "version: 1"
+  echo "name: bench-50-nonmatching"
+  echo "description: 50 rules whose path never matches, to measure the cost of matching."
+  echo "rules:"
+  for i in $(seq 1 50); do
+    echo "  - name: never-$i"
+    echo "    match: {path: \"/never/$i/*\"}"
+    echo "    faults:"
+    echo "      - type: delay"
+    echo "        duration: 100ms"
+  done
+} >"$PROFILE"
+"$BROWNOUT" validate "$PROFILE" >"$WORK/validate.out" 2>&1 || { cat "$WORK/validate.out" >&2; die "the generated 50-rule profile does not validate"; }
+
+# ---------------------------------------------------------------- start everything
+# Never let a caller's BROWNOUT_* environment change what is measured.
+unset BROWNOUT_LISTEN BROWNOUT_UPSTREAM BROWNOUT_API BROWNOUT_PROFILE BROWNOUT_ADMIN \
+      BROWNOUT_ADMIN_TOKEN BROWNOUT_RECORD BROWNOUT_SEED
+
+nginx -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
+UP_PID=$!; PIDS+=("$UP_PID")
+wait_http upstream "$UP"
+
+nginx -p "$WORK" -c "$WORK/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+NG_PID=$!; PIDS+=("$NG_PID")
+
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
+HP_PID=$!; PIDS+=("$HP_PID")
+
+API_ARGS=()
+[[ $REQUEST == chat ]] && API_ARGS=(--api openai)
+BP=$(free_port); BA=$(free_port)
+TOKIO_WORKER_THREADS=$PROXY_CORES "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" \
+  --listen "127.0.0.1:$BP" --admin "127.0.0.1:$BA" "${API_ARGS[@]}" >"$WORK/brownout.out" 2>&1 &
+BP_PID=$!; PIDS+=("$BP_PID")
+
+BR=$(free_port); BRA=$(free_port)
+TOKIO_WORKER_THREADS=$PROXY_CORES "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" \
+  --listen "127.0.0.1:$BR" --admin "127.0.0.1:$BRA" --profile "$PROFILE" "${API_ARGS[@]}" \
+  >"$WORK/brownout-50-rules.out" 2>&1 &
+BR_PID=$!; PIDS+=("$BR_PID")
+
+wait_http nginx "$NG"; wait_http haproxy "$HP"; wait_http brownout "$BP"; wait_http brownout-50-rules "$BR"
+
+declare -A PORT=([direct]=$UP [nginx]=$NG [haproxy]=$HP [brownout]=$BP [brownout-50-rules]=$BR)
+declare -A PPID_OF=([direct]=none [nginx]=$NG_PID [haproxy]=$HP_PID [brownout]=$BP_PID [brownout-50-rules]=$BR_PID)
+
+# Same body through every target?
+want=$(curl -s "http://127.0.0.1:$UP/")
+for t in $TARGETS; do
+  got=$(curl -s "http://127.0.0.1:${PORT[$t]}/")
+  [[ $got == "$want" ]] || die "$t does not return the upstream's body (got: ${got:0:200})"
+done
+
+# ---------------------------------------------------------------- wrk runs
+WRK_SCRIPT=$WORK/wrk.lua
+cp "$HERE/lib/report.lua" "$WRK_SCRIPT"
+if [[ $REQUEST == chat ]]; then
+  cat >>"$WRK_SCRIPT" <<'EOF'
+wrk.method = "POST"
+wrk.path = "/v1/chat/completions"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
+EOF
+fi
+
+RESULTS=$WORK/results.jsonl
+: >"$RESULTS"
+
+# run_wrk TARGET MODE RATE ROUND: one warm-up run, then one measured run.
+run_wrk() {
+  local t=$1 mode=$2 rate=$3 round=$4 port=${PORT[$1]} ppid=${PPID_OF[$1]}
+  local c0 c1 u0 u1 out line
+  WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  c0=$(cpu_ticks "$ppid"); u0=$(cpu_ticks "$UP_PID")
+  out=$(WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" 2>&1) || {
+    echo "$out" >&2; die "wrk failed against $t"; }
+  c1=$(cpu_ticks "$ppid"); u1=$(cpu_ticks "$UP_PID")
+  line=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || { echo "$out" >&2; die "no summary from wrk for $t"; }
+  python3 - "$line" "$t" "$mode" "$rate" "$round" $((c1 - c0)) $((u1 - u0)) "$CLK_TCK" >>"$RESULTS" <<'EOF'
+import json, sys
+w = json.loads(sys.argv[1])
+t, mode, rate, rnd, ticks, up_ticks, hz = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+n = max(w["requests"], 1)
+w.update(target=t, mode=mode, target_rate=float(rate or 0), round=rnd,
+         rps=w["requests"] / (w["duration_us"] / 1e6),
+         proxy_cpu_s=ticks / hz if t != "direct" else None,
+         proxy_cpu_us_per_req=(ticks / hz * 1e6 / n) if t != "direct" else None,
+         upstream_cpu_us_per_req=up_ticks / hz * 1e6 / n)
+print(json.dumps(w))
+EOF
+  python3 - "$RESULTS" <<'EOF'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])][-1]
+cpu = "-" if r["proxy_cpu_us_per_req"] is None else "%.1f" % r["proxy_cpu_us_per_req"]
+errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
+print("  %-18s %-10s round %d: %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %s us/req  errors %d"
+      % (r["target"], r["mode"], r["round"], r["rps"], r["lat_p50_us"] / 1e3, r["lat_p99_us"] / 1e3, cpu, errs),
+      file=sys.stderr)
+EOF
+}
+
+echo "brownout pass-through benchmark: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r)" >&2
+echo "  request: $REQUEST; wrk -t1 -c$CONNS -d${DUR}s (+${WARM}s warm-up); $REPEAT round(s), targets interleaved" >&2
+echo "  fairness: nginx worker_processes $PROXY_CORES, HAProxy nbthread $PROXY_CORES, brownout TOKIO_WORKER_THREADS=$PROXY_CORES;" >&2
+echo "            upstream nginx worker_processes 1; all keep-alive to the upstream; no access logs" >&2
+
+# Idle connection memory (before any load, so nothing is warmed up yet).
+IDLE_JSON=$WORK/idle.json
+echo "[]" >"$IDLE_JSON"
+if (( IDLE_CONNS > 0 )); then
+  echo "idle connections: $IDLE_CONNS per target" >&2
+  args=()
+  for t in $TARGETS; do [[ $t == direct ]] || args+=("$t:${PORT[$t]}:${PPID_OF[$t]}"); done
+  python3 "$HERE/lib/idle_mem.py" "$IDLE_CONNS" "${args[@]}" >"$IDLE_JSON"
+fi
+
+echo "saturation runs" >&2
+for round in $(seq 1 "$REPEAT"); do
+  for t in $TARGETS; do run_wrk "$t" saturation "" "$round"; done
+done
+
+NGINX_RPS=$(python3 - "$RESULTS" <<'EOF'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+v = [r["rps"] for r in rs if r["target"] == "nginx" and r["mode"] == "saturation"]
+print(statistics.median(v) if v else 0)
+EOF
+)
+if [[ $NGINX_RPS == 0 ]]; then
+  NGINX_RPS=$(python3 - "$RESULTS" <<'EOF'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+print(statistics.median([r["rps"] for r in rs]))
+EOF
+)
+fi
+RATE=$(python3 -c "print(int(float('$NGINX_RPS') * float('$RATE_FRACTION')))")
+echo "fixed-rate runs at $RATE req/s ($RATE_FRACTION x nginx saturation; paced by bench/lib/report.lua)" >&2
+for round in $(seq 1 "$REPEAT"); do
+  for t in $TARGETS; do run_wrk "$t" fixed-rate "$RATE" "$round"; done
+done
+
+# ---------------------------------------------------------------- report
+mkdir -p "$OUT_DIR"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$OUT_DIR/passthrough-$STAMP.json
+python3 "$HERE/lib/summarize.py" "$RESULTS" "$IDLE_JSON" "$OUT" \
+  "request=$REQUEST" "dur_s=$DUR" "warm_s=$WARM" "conns=$CONNS" "repeat=$REPEAT" \
+  "rate_fraction=$RATE_FRACTION" "fixed_rate=$RATE" "proxy_cores=$PROXY_CORES" \
+  "nproc=$NCPU" "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
+  "kernel=$(uname -r)" "brownout=$("$BROWNOUT" --version 2>/dev/null || echo unknown)" \
+  "nginx=$(nginx -v 2>&1 | sed 's/.*: //')" "haproxy=$(haproxy -v | head -1 | awk '{print $3}')" \
+  "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+echo "raw numbers: $OUT" >&2
