@@ -170,7 +170,7 @@ HP=$(free_port)
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread $PROXY_CORES
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   option http-keep-alive

@@ -405,27 +405,33 @@ impl Cx<'_> {
             return;
         }
         let names = crate::presets::names();
-        let hint = if let Some(c) = closest(name, &names) {
+        let family = name.split('.').next().unwrap_or("");
+        let same: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| n.split('.').next() == Some(family))
+            .collect();
+        let list = |v: &[&str]| {
+            v.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let longer: Vec<&str> = same
+            .iter()
+            .copied()
+            .filter(|n| n.starts_with(name))
+            .collect();
+        let hint = if !longer.is_empty() {
+            format!("did you mean {}?", list(&longer).replace(", ", " or "))
+        } else if let Some(c) = closest(name, &same).or_else(|| closest(name, &names)) {
             format!("did you mean `{c}`?")
+        } else if !same.is_empty() {
+            format!("known {family} presets: {}", list(&same))
+        } else if !names.is_empty() {
+            format!("known presets: {}", list(&names))
         } else {
-            let provider = name.split('.').next().unwrap_or("");
-            let same: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| n.starts_with(&format!("{provider}.")))
-                .collect();
-            let list = if same.is_empty() { names.clone() } else { same };
-            if list.is_empty() {
-                "presets are named `provider.error`, e.g. `openai.rate_limit_requests`".to_string()
-            } else {
-                format!(
-                    "known presets: {}",
-                    list.iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            "presets are named `provider.error`, e.g. `openai.rate_limit_requests`".to_string()
         };
         self.err(path, format!("unknown error preset `{name}`"), Some(hint));
     }

@@ -640,7 +640,10 @@ impl de::Error for Error {
             _ => hint,
         };
         Error::new(
-            format!("invalid value {}: expected {what}", unexpected_text(&unexp)),
+            format!(
+                "{} is not valid here: expected {what}",
+                unexpected_text(&unexp)
+            ),
             hint,
         )
     }

@@ -562,3 +562,38 @@ fn loading_fills_default_rule_names() {
     assert_eq!(p.rules[0].name.as_deref(), Some("rule-1"));
     assert_eq!(p.phases[0].rules[1].name.as_deref(), Some("storm-2"));
 }
+
+#[test]
+fn unknown_preset_suggests_the_same_provider() {
+    let d = first_error(
+        "rules:\n  - faults:\n      - type: error\n        preset: openai.rate_limit\n",
+    );
+    check(
+        &d,
+        6,
+        17,
+        "unknown error preset `openai.rate_limit`",
+        "`openai.rate_limit_requests` or `openai.rate_limit_tokens`",
+    );
+    let d = first_error("rules:\n  - faults:\n      - type: concurrency_limit\n        max: 2\n        preset: anthropic.overload\n");
+    check(
+        &d,
+        7,
+        17,
+        "unknown error preset",
+        "did you mean `anthropic.overloaded`?",
+    );
+}
+
+#[test]
+fn negative_number_for_unsigned_field() {
+    let d =
+        first_error("rules:\n  - faults:\n      - type: bandwidth\n        bytes_per_second: -5\n");
+    check(
+        &d,
+        6,
+        27,
+        "the number -5 is not valid here",
+        "must be 0 or more",
+    );
+}

@@ -18,11 +18,13 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Set by a `reset` fault: the socket closes with SO_LINGER 0 (an RST, not a FIN).
     pub rst: AtomicBool,
+    /// Set once the first request's headers arrived (for `header_timeout`).
+    pub first_request: AtomicBool,
 }
 
 impl ConnInfo {
     pub fn new(peer: SocketAddr) -> Arc<Self> {
-        Arc::new(ConnInfo { peer, rst: AtomicBool::new(false) })
+        Arc::new(ConnInfo { peer, rst: AtomicBool::new(false), first_request: AtomicBool::new(false) })
     }
 
     pub fn request_reset(&self) {

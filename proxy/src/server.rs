@@ -207,7 +207,10 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.limits.header_timeout.0)
+        // hyper's header timer also runs while a keep-alive connection waits for its
+        // next request, so it implements `idle_timeout`; the first request's
+        // `header_timeout` is enforced per connection in `drive`.
+        .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
     let builder = Arc::new(builder);
@@ -237,6 +240,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             conns.clone(),
             stop_rx.clone(),
             cfg.limits.tls_handshake_timeout.0,
+            cfg.limits.header_timeout.0,
         )));
     }
     let admin = if opts.no_admin {
@@ -280,6 +284,7 @@ async fn accept_loop(
     conns: Arc<Semaphore>,
     mut stop: watch::Receiver<u8>,
     handshake_timeout: Duration,
+    header_timeout: Duration,
 ) {
     loop {
         let permit = tokio::select! {
@@ -300,7 +305,7 @@ async fn accept_loop(
         };
         let (ctx, tls, builder, stop) = (ctx.clone(), tls.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
-            serve_conn(stream, peer, ctx, tls, builder, stop, handshake_timeout).await;
+            serve_conn(stream, peer, ctx, tls, builder, stop, handshake_timeout, header_timeout).await;
             drop(permit);
         });
     }
@@ -314,13 +319,15 @@ async fn serve_conn(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stop: watch::Receiver<u8>,
     handshake_timeout: Duration,
+    header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
     let io = ConnIo::new(stream, info.clone());
-    let svc = ProxyService { ctx, conn: info };
+    let svc = ProxyService { ctx, conn: info.clone() };
+    let first = FirstRequest { info, timeout: header_timeout };
     match tls {
-        None => drive(builder.serve_connection(TokioIo::new(io), svc), stop).await,
+        None => drive(builder.serve_connection(TokioIo::new(io), svc), stop, first).await,
         Some(acceptor) => {
             let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
                 Ok(Ok(s)) => s,
@@ -333,19 +340,28 @@ async fn serve_conn(
                     return;
                 }
             };
-            drive(builder.serve_connection(TokioIo::new(tls_stream), svc), stop).await
+            drive(builder.serve_connection(TokioIo::new(tls_stream), svc), stop, first).await
         }
     }
 }
 
-/// Poll a connection until it ends, shutting it down gracefully on stop and
-/// dropping it on abort.
-async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>)
+/// `header_timeout` for a connection's first request.
+struct FirstRequest {
+    info: Arc<ConnInfo>,
+    timeout: Duration,
+}
+
+/// Poll a connection until it ends, shutting it down gracefully on stop, dropping
+/// it on abort, and dropping it when no first request arrives within `header_timeout`.
+async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>, first: FirstRequest)
 where
     C: hyper_util::server::graceful::GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;
+    let first_deadline = tokio::time::sleep(first.timeout);
+    tokio::pin!(first_deadline);
+    let mut waiting_first = true;
     loop {
         if *stop.borrow() == ABORT {
             return;
@@ -357,6 +373,13 @@ where
         tokio::select! {
             _ = conn.as_mut() => return,
             r = stop.changed() => if r.is_err() { return },
+            _ = &mut first_deadline, if waiting_first => {
+                if !first.info.first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(peer = %first.info.peer, "no request headers within header_timeout");
+                    return;
+                }
+                waiting_first = false;
+            }
         }
     }
 }

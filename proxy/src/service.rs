@@ -61,6 +61,9 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if !self.conn.first_request.load(std::sync::atomic::Ordering::Relaxed) {
+            self.conn.first_request.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Box::pin(handle(self.ctx.clone(), self.conn.clone(), req))
     }
 }
