@@ -34,7 +34,11 @@ pub struct PhaseClock {
 impl PhaseClock {
     /// A clock whose first phase begins `offset` from `now` (negative: already running).
     pub fn new(durations: Vec<Duration>, now: Instant, offset_ns: i64) -> Self {
-        PhaseClock { base: now, origin_ns: AtomicI64::new(offset_ns), durations }
+        PhaseClock {
+            base: now,
+            origin_ns: AtomicI64::new(offset_ns),
+            durations,
+        }
     }
 
     pub fn phase_count(&self) -> usize {
@@ -48,7 +52,11 @@ impl PhaseClock {
 
     /// Where the clock stands at `now`.
     pub fn at(&self, now: Instant) -> PhaseAt {
-        let none = PhaseAt { index: None, in_phase: Duration::ZERO, fraction: 0.0 };
+        let none = PhaseAt {
+            index: None,
+            in_phase: Duration::ZERO,
+            fraction: 0.0,
+        };
         if self.durations.is_empty() {
             return none;
         }
@@ -61,8 +69,16 @@ impl PhaseClock {
         let last = self.durations.len() - 1;
         for (i, d) in self.durations.iter().enumerate() {
             if t < *d || i == last {
-                let fraction = if d.is_zero() { 1.0 } else { (t.as_secs_f64() / d.as_secs_f64()).min(1.0) };
-                return PhaseAt { index: Some(i), in_phase: t, fraction };
+                let fraction = if d.is_zero() {
+                    1.0
+                } else {
+                    (t.as_secs_f64() / d.as_secs_f64()).min(1.0)
+                };
+                return PhaseAt {
+                    index: Some(i),
+                    in_phase: t,
+                    fraction,
+                };
             }
             t -= *d;
         }
@@ -74,7 +90,10 @@ impl PhaseClock {
         let start = self.phase_start(index.min(self.durations.len().saturating_sub(1)));
         let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
         let origin = since_base - start.as_nanos() as i128;
-        self.origin_ns.store(origin.clamp(i64::MIN as i128, i64::MAX as i128) as i64, Ordering::Relaxed);
+        self.origin_ns.store(
+            origin.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -64,23 +64,39 @@ mod tests {
 
     #[test]
     fn same_inputs_same_decisions() {
-        let a: Vec<bool> = (0..1000).map(|i| decide(42, rule_id("r"), i, 0.3).is_some()).collect();
-        let b: Vec<bool> = (0..1000).map(|i| decide(42, rule_id("r"), i, 0.3).is_some()).collect();
+        let a: Vec<bool> = (0..1000)
+            .map(|i| decide(42, rule_id("r"), i, 0.3).is_some())
+            .collect();
+        let b: Vec<bool> = (0..1000)
+            .map(|i| decide(42, rule_id("r"), i, 0.3).is_some())
+            .collect();
         assert_eq!(a, b);
-        let c: Vec<bool> = (0..1000).map(|i| decide(43, rule_id("r"), i, 0.3).is_some()).collect();
+        let c: Vec<bool> = (0..1000)
+            .map(|i| decide(43, rule_id("r"), i, 0.3).is_some())
+            .collect();
         assert_ne!(a, c, "a different seed must change decisions");
-        let d: Vec<bool> = (0..1000).map(|i| decide(42, rule_id("other"), i, 0.3).is_some()).collect();
+        let d: Vec<bool> = (0..1000)
+            .map(|i| decide(42, rule_id("other"), i, 0.3).is_some())
+            .collect();
         assert_ne!(a, d, "rules draw from independent streams");
     }
 
     #[test]
     fn fires_at_the_configured_rate() {
         let n = 20_000;
-        let hits = (0..n).filter(|i| decide(7, rule_id("x"), *i, 0.25).is_some()).count();
+        let hits = (0..n)
+            .filter(|i| decide(7, rule_id("x"), *i, 0.25).is_some())
+            .count();
         let rate = hits as f64 / n as f64;
         assert!((rate - 0.25).abs() < 0.015, "rate {rate}");
-        assert_eq!((0..100).filter(|i| decide(7, 1, *i, 0.0).is_some()).count(), 0);
-        assert_eq!((0..100).filter(|i| decide(7, 1, *i, 1.0).is_some()).count(), 100);
+        assert_eq!(
+            (0..100).filter(|i| decide(7, 1, *i, 0.0).is_some()).count(),
+            0
+        );
+        assert_eq!(
+            (0..100).filter(|i| decide(7, 1, *i, 1.0).is_some()).count(),
+            100
+        );
     }
 
     #[test]
@@ -91,8 +107,12 @@ mod tests {
         assert!((p.at(1.0) - 0.5).abs() < 1e-12);
         assert!((p.at(7.0) - 0.5).abs() < 1e-12);
         // Early in a ramp few fire, late many do.
-        let early = (0..10_000).filter(|i| decide(1, 9, *i, p.at(0.0)).is_some()).count();
-        let late = (0..10_000).filter(|i| decide(1, 9, *i, p.at(1.0)).is_some()).count();
+        let early = (0..10_000)
+            .filter(|i| decide(1, 9, *i, p.at(0.0)).is_some())
+            .count();
+        let late = (0..10_000)
+            .filter(|i| decide(1, 9, *i, p.at(1.0)).is_some())
+            .count();
         assert!((900..1100).contains(&early), "early {early}");
         assert!((4800..5200).contains(&late), "late {late}");
     }

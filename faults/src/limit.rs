@@ -69,7 +69,9 @@ impl ConcurrencyLimiter {
         // Join the queue if there is room.
         let joined = self
             .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| (q < self.queue).then_some(q + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < self.queue).then_some(q + 1)
+            })
             .is_ok();
         if !joined {
             return Admission::Rejected(Rejected::QueueFull);
@@ -77,7 +79,9 @@ impl ConcurrencyLimiter {
         let _slot = QueueSlot(&self.queued);
         let wait = async {
             match self.queue_timeout {
-                Some(t) => tokio::time::timeout(t, self.slots.clone().acquire_owned()).await.ok(),
+                Some(t) => tokio::time::timeout(t, self.slots.clone().acquire_owned())
+                    .await
+                    .ok(),
                 None => Some(self.slots.clone().acquire_owned().await),
             }
         };
@@ -114,7 +118,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(l.queued(), 1);
-        assert!(matches!(l.acquire(&r).await, Admission::Rejected(Rejected::QueueFull)));
+        assert!(matches!(
+            l.acquire(&r).await,
+            Admission::Rejected(Rejected::QueueFull)
+        ));
         tokio::time::sleep(Duration::from_millis(95)).await;
         drop(a);
         let (admitted, waited) = waiter.await.unwrap();
@@ -130,7 +137,10 @@ mod tests {
         let r = Release::default();
         let _held = l.acquire(&r).await;
         let t0 = Instant::now();
-        assert!(matches!(l.acquire(&r).await, Admission::Rejected(Rejected::QueueTimeout)));
+        assert!(matches!(
+            l.acquire(&r).await,
+            Admission::Rejected(Rejected::QueueTimeout)
+        ));
         assert_eq!(t0.elapsed(), Duration::from_millis(300));
         assert_eq!(l.queued(), 0);
     }
@@ -143,7 +153,9 @@ mod tests {
         let mut waiters = Vec::new();
         for _ in 0..5 {
             let (l, r) = (l.clone(), r.clone());
-            waiters.push(tokio::spawn(async move { matches!(l.acquire(&r).await, Admission::Released) }));
+            waiters.push(tokio::spawn(async move {
+                matches!(l.acquire(&r).await, Admission::Released)
+            }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(l.queued(), 5);

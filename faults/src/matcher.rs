@@ -64,20 +64,31 @@ pub enum CompileError {
 
 impl CompiledMatch {
     fn compile(m: &Match, rule: &str) -> Result<Self, CompileError> {
-        let err = |message: String| CompileError::Rule { rule: rule.to_string(), message };
+        let err = |message: String| CompileError::Rule {
+            rule: rule.to_string(),
+            message,
+        };
         let glob = |p: &Option<String>| -> Result<Option<Glob>, CompileError> {
-            p.as_deref().map(|p| Glob::new(p).map_err(|e| err(format!("glob `{p}`: {e}")))).transpose()
+            p.as_deref()
+                .map(|p| Glob::new(p).map_err(|e| err(format!("glob `{p}`: {e}"))))
+                .transpose()
         };
         let mut headers = Vec::with_capacity(m.headers.len());
         for (name, pat) in &m.headers {
             let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|e| err(format!("header name `{name}`: {e}")))?;
-            headers.push((name, Glob::new(pat).map_err(|e| err(format!("glob `{pat}`: {e}")))?));
+            headers.push((
+                name,
+                Glob::new(pat).map_err(|e| err(format!("glob `{pat}`: {e}")))?,
+            ));
         }
         let method = m
             .method
             .as_deref()
-            .map(|s| Method::from_bytes(s.to_ascii_uppercase().as_bytes()).map_err(|e| err(format!("method `{s}`: {e}"))))
+            .map(|s| {
+                Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+                    .map_err(|e| err(format!("method `{s}`: {e}")))
+            })
             .transpose()?;
         let clients = match &m.clients {
             None => None,
@@ -89,7 +100,11 @@ impl CompiledMatch {
                             HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
                                 .map_err(|e| err(format!("clients.by header `{h}`: {e}")))?,
                         ),
-                        None => return Err(err(format!("clients.by `{other}`: use client_ip or header:NAME"))),
+                        None => {
+                            return Err(err(format!(
+                                "clients.by `{other}`: use client_ip or header:NAME"
+                            )))
+                        }
                     },
                 };
                 Some((c.percent, by))
@@ -163,7 +178,9 @@ impl CompiledMatch {
             }
         }
         if let Some((min, max)) = self.prompt_tokens {
-            let Some(n) = input.facts.prompt_tokens else { return false };
+            let Some(n) = input.facts.prompt_tokens else {
+                return false;
+            };
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                 return false;
             }
@@ -204,13 +221,23 @@ impl RuleState {
             .faults
             .iter()
             .map(|f| match f {
-                FaultSpec::ConcurrencyLimit { max, queue, queue_timeout, .. } => Some(Arc::new(
-                    ConcurrencyLimiter::new(*max, queue.unwrap_or(0), queue_timeout.map(|d| d.0)),
-                )),
+                FaultSpec::ConcurrencyLimit {
+                    max,
+                    queue,
+                    queue_timeout,
+                    ..
+                } => Some(Arc::new(ConcurrencyLimiter::new(
+                    *max,
+                    queue.unwrap_or(0),
+                    queue_timeout.map(|d| d.0),
+                ))),
                 _ => None,
             })
             .collect();
-        RuleState { limiters, ..Default::default() }
+        RuleState {
+            limiters,
+            ..Default::default()
+        }
     }
 
     /// Claim an active slot under `max_active`; `false` when the rule is at its cap.
@@ -222,7 +249,9 @@ impl RuleState {
             }
             Some(cap) => self
                 .active
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| (a < cap).then_some(a + 1))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                    (a < cap).then_some(a + 1)
+                })
                 .is_ok(),
         }
     }
@@ -304,11 +333,17 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                 }),
                 Err(_) => None,
             },
-            ("delay", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Delay { duration: crate::dist::Dist::Fixed(d) }),
-            ("hang", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Hang { duration: Some(crate::dist::Dist::Fixed(d)) }),
+            ("delay", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Delay {
+                duration: crate::dist::Dist::Fixed(d),
+            }),
+            ("hang", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Hang {
+                duration: Some(crate::dist::Dist::Fixed(d)),
+            }),
             ("hang", None) => Some(FaultSpec::Hang { duration: None }),
             ("reset", None) => Some(FaultSpec::Reset { after_bytes: None }),
-            ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset { after_bytes: Some(n) }),
+            ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
+                after_bytes: Some(n),
+            }),
             _ => None,
         };
         match f {
@@ -348,7 +383,8 @@ pub struct Active<'a> {
     pub phase: Option<&'a CompiledPhase>,
     /// Fraction of the phase elapsed (for ramps).
     pub fraction: f64,
-    pub rules: std::iter::Chain<std::slice::Iter<'a, CompiledRule>, std::slice::Iter<'a, CompiledRule>>,
+    pub rules:
+        std::iter::Chain<std::slice::Iter<'a, CompiledRule>, std::slice::Iter<'a, CompiledRule>>,
 }
 
 impl CompiledProfile {
@@ -387,12 +423,18 @@ impl CompiledProfile {
         let at = self.clock.at(now);
         let phase = at.index.and_then(|i| self.phases.get(i));
         let phase_rules: &[CompiledRule] = phase.map(|p| p.rules.as_slice()).unwrap_or(&[]);
-        Active { phase, fraction: at.fraction, rules: self.top.iter().chain(phase_rules.iter()) }
+        Active {
+            phase,
+            fraction: at.fraction,
+            rules: self.top.iter().chain(phase_rules.iter()),
+        }
     }
 
     /// Every rule, top level first, for reports and carry-over.
     pub fn all_rules(&self) -> impl Iterator<Item = &CompiledRule> {
-        self.top.iter().chain(self.phases.iter().flat_map(|p| p.rules.iter()))
+        self.top
+            .iter()
+            .chain(self.phases.iter().flat_map(|p| p.rules.iter()))
     }
 
     /// Compile `profile`. `seed` is the effective seed (flag > env > config > profile).
@@ -413,7 +455,10 @@ impl CompiledProfile {
         }
         let build = |rule: &Rule, default_name: String| -> Result<CompiledRule, CompileError> {
             let name = rule.name.clone().unwrap_or(default_name);
-            let fingerprint = format!("{:?}|{:?}|{:?}|{:?}|{:?}", rule.matches, rule.probability, rule.max_active, rule.mark, rule.faults);
+            let fingerprint = format!(
+                "{:?}|{:?}|{:?}|{:?}|{:?}",
+                rule.matches, rule.probability, rule.max_active, rule.mark, rule.faults
+            );
             let state = match carry.get(name.as_str()) {
                 Some((fp, st)) if *fp == fingerprint => Arc::clone(st),
                 _ => Arc::new(RuleState::for_rule(rule)),
@@ -452,12 +497,18 @@ impl CompiledProfile {
                 })
             })
             .collect::<Result<Vec<_>, CompileError>>()?;
-        let needs_body =
-            top.iter().chain(phases.iter().flat_map(|p| p.rules.iter())).any(|r| r.cond.needs_body());
+        let needs_body = top
+            .iter()
+            .chain(phases.iter().flat_map(|p| p.rules.iter()))
+            .any(|r| r.cond.needs_body());
         Ok(CompiledProfile {
             name: Arc::from(profile.name.as_str()),
             seed,
-            clock: PhaseClock::new(phases.iter().map(|p| p.duration).collect(), now, start_offset_ns),
+            clock: PhaseClock::new(
+                phases.iter().map(|p| p.duration).collect(),
+                now,
+                start_offset_ns,
+            ),
             top,
             phases,
             needs_body,

@@ -36,7 +36,10 @@ impl Default for Release {
 
 impl Release {
     pub fn new(enabled: bool) -> Self {
-        Release { enabled: AtomicBool::new(enabled), notify: Notify::new() }
+        Release {
+            enabled: AtomicBool::new(enabled),
+            notify: Notify::new(),
+        }
     }
 
     /// Whether new faults may be decided at all.
@@ -111,7 +114,10 @@ mod tests {
     async fn hold_elapses_exactly() {
         let r = Release::default();
         let t0 = Instant::now();
-        assert_eq!(r.hold(Some(Duration::from_millis(250))).await, Held::Elapsed);
+        assert_eq!(
+            r.hold(Some(Duration::from_millis(250))).await,
+            Held::Elapsed
+        );
         assert_eq!(t0.elapsed(), Duration::from_millis(250));
     }
 
@@ -122,7 +128,11 @@ mod tests {
         for i in 0..10 {
             let r = r.clone();
             tasks.push(tokio::spawn(async move {
-                let d = if i % 2 == 0 { Some(Duration::from_secs(3600)) } else { None };
+                let d = if i % 2 == 0 {
+                    Some(Duration::from_secs(3600))
+                } else {
+                    None
+                };
                 r.hold(d).await
             }));
         }

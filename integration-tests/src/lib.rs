@@ -65,7 +65,9 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// The sending half of a [`body_channel`]: the test decides when each chunk goes.
@@ -75,7 +77,10 @@ pub struct BodyTx(mpsc::Sender<Result<Frame<Bytes>, BoxError>>);
 impl BodyTx {
     /// Send one data chunk. Panics if the body was dropped.
     pub async fn send(&self, b: impl Into<Bytes>) {
-        self.0.send(Ok(Frame::data(b.into()))).await.expect("the body's reader went away");
+        self.0
+            .send(Ok(Frame::data(b.into())))
+            .await
+            .expect("the body's reader went away");
     }
 
     /// Send one data chunk; `false` if the body was dropped.
@@ -97,7 +102,10 @@ impl HttpBody for ChannelBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.get_mut().rx.poll_recv(cx)
     }
 }
@@ -185,7 +193,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("addr", &self.addr).finish()
+        f.debug_struct("Upstream")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -208,7 +218,9 @@ impl UpstreamBuilder {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a test upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a test upstream");
         let addr = listener.local_addr().expect("local addr");
         let stats = Arc::new(Stats::default());
         let handler = Arc::new(handler);
@@ -217,7 +229,9 @@ impl UpstreamBuilder {
         let st = stats.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = stream.set_nodelay(true);
                 let (handler, st, tls) = (handler.clone(), st.clone(), tls.clone());
@@ -227,7 +241,10 @@ impl UpstreamBuilder {
                         let (handler, st) = (handler.clone(), st2.clone());
                         st.requests.fetch_add(1, Ordering::SeqCst);
                         async move {
-                            let resp = match AssertUnwindSafe(async move { handler(req).await }).catch_unwind().await {
+                            let resp = match AssertUnwindSafe(async move { handler(req).await })
+                                .catch_unwind()
+                                .await
+                            {
                                 Ok(r) => r,
                                 Err(p) => {
                                     st.panic.store(p);
@@ -237,7 +254,8 @@ impl UpstreamBuilder {
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         None => {
                             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
@@ -251,7 +269,12 @@ impl UpstreamBuilder {
                 });
             }
         });
-        Upstream { addr, scheme, stats, task }
+        Upstream {
+            addr,
+            scheme,
+            stats,
+            task,
+        }
     }
 }
 
@@ -281,7 +304,8 @@ impl Upstream {
                 let body = cap.body.clone();
                 c.0.lock().unwrap().push(cap);
                 let mut r = reply(200, body);
-                r.headers_mut().insert("x-upstream", "echo".parse().unwrap());
+                r.headers_mut()
+                    .insert("x-upstream", "echo".parse().unwrap());
                 r
             }
         })
@@ -333,13 +357,25 @@ impl Captured {
     /// Read a request completely.
     pub async fn read(req: Request<Incoming>) -> Captured {
         let (parts, body) = req.into_parts();
-        let body = collect(body).await.expect("read the request body at the upstream");
-        Captured { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers, body }
+        let body = collect(body)
+            .await
+            .expect("read the request body at the upstream");
+        Captured {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// All values of a header, as strings.
     pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("<bin>").to_string()).collect()
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<bin>").to_string())
+            .collect()
     }
 }
 
@@ -352,6 +388,11 @@ impl Captures {
         self.0.lock().unwrap().clone()
     }
 
+    /// Add a request (for custom upstreams that capture too).
+    pub fn record(&self, c: Captured) {
+        self.0.lock().unwrap().push(c);
+    }
+
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
@@ -361,7 +402,12 @@ impl Captures {
     }
 
     pub fn last(&self) -> Captured {
-        self.0.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 }
 
@@ -379,18 +425,25 @@ impl RawUpstream {
         F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a raw upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a raw upstream");
         let addr = listener.local_addr().expect("local addr");
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
         let handler = Arc::new(handler);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let (handler, st) = (handler.clone(), st.clone());
                 tokio::spawn(async move {
-                    if let Err(p) = AssertUnwindSafe(async move { handler(stream).await }).catch_unwind().await {
+                    if let Err(p) = AssertUnwindSafe(async move { handler(stream).await })
+                        .catch_unwind()
+                        .await
+                    {
                         st.panic.store(p);
                     }
                 });
@@ -471,7 +524,12 @@ impl ProxyBuilder {
             ..Default::default()
         };
         config.admin.listen = "127.0.0.1:0".into();
-        ProxyBuilder { config, profile: None, admin: false, config_path: None }
+        ProxyBuilder {
+            config,
+            profile: None,
+            admin: false,
+            config_path: None,
+        }
     }
 
     /// A profile as YAML text, applied at start-up (its phase clock starts then).
@@ -504,7 +562,10 @@ impl ProxyBuilder {
 
     /// Write records as JSON lines to `path`.
     pub fn record(mut self, path: &Path) -> Self {
-        self.config.record = RecordConfig { jsonl: Some(path.to_path_buf()), ..RecordConfig::default() };
+        self.config.record = RecordConfig {
+            jsonl: Some(path.to_path_buf()),
+            ..RecordConfig::default()
+        };
         self
     }
 
@@ -520,7 +581,10 @@ impl ProxyBuilder {
 
     /// Terminate TLS for clients.
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
-        self.config.listeners[0].tls = Some(TlsConfig { cert: cert.to_path_buf(), key: key.to_path_buf() });
+        self.config.listeners[0].tls = Some(TlsConfig {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        });
         self
     }
 
@@ -547,7 +611,11 @@ impl ProxyBuilder {
         .await?;
         let addr = running.addr(None).expect("the proxy has a listener");
         let admin = running.admin;
-        Ok(TestProxy { running: Some(running), addr, admin_addr: admin })
+        Ok(TestProxy {
+            running: Some(running),
+            addr,
+            admin_addr: admin,
+        })
     }
 
     pub async fn start(self) -> TestProxy {
@@ -582,25 +650,37 @@ impl TestProxy {
 
     /// The admin API's base URL.
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin_addr.expect("start the proxy with .admin()"))
+        format!(
+            "http://{}{path}",
+            self.admin_addr.expect("start the proxy with .admin()")
+        )
     }
 
     /// Records written so far (up to the last 1000), as JSON, oldest first.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let rec = &self.shared().recorder;
         rec.settle(Duration::from_secs(5));
-        rec.recent(usize::MAX).iter().map(|r| serde_json::to_value(&**r).expect("record serializes")).collect()
+        rec.recent(usize::MAX)
+            .iter()
+            .map(|r| serde_json::to_value(&**r).expect("record serializes"))
+            .collect()
     }
 
     /// Wait (up to 10 s) until at least `n` records exist, and return them all.
     pub async fn wait_records(&self, n: usize) -> Vec<serde_json::Value> {
         let rec = &self.shared().recorder;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while (rec.submitted() as usize) + (rec.dropped() as usize) < n && tokio::time::Instant::now() < deadline {
+        while (rec.submitted() as usize) + (rec.dropped() as usize) < n
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let r = self.records();
-        assert!(r.len() >= n, "expected at least {n} records, found {}: {r:#?}", r.len());
+        assert!(
+            r.len() >= n,
+            "expected at least {n} records, found {}: {r:#?}",
+            r.len()
+        );
         r
     }
 
@@ -617,27 +697,42 @@ impl TestProxy {
     pub async fn record_for(&self, path: &str) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let found: Vec<_> = self.records().into_iter().filter(|r| r["path"] == path).collect();
+            let found: Vec<_> = self
+                .records()
+                .into_iter()
+                .filter(|r| r["path"] == path)
+                .collect();
             if found.len() == 1 {
                 return found.into_iter().next().unwrap();
             }
-            assert!(found.len() < 2, "more than one record for {path}: {found:#?}");
-            assert!(tokio::time::Instant::now() < deadline, "no record for {path}");
+            assert!(
+                found.len() < 2,
+                "more than one record for {path}: {found:#?}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no record for {path}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// `POST` to the admin API; returns status and body.
     pub async fn admin_post(&self, path: &str) -> (StatusCode, String) {
-        let r = send(&http1_client(), Request::post(self.admin_url(path)).body(empty()).unwrap())
-            .await
-            .expect("admin call");
+        let r = send(
+            &http1_client(),
+            Request::post(self.admin_url(path)).body(empty()).unwrap(),
+        )
+        .await
+        .expect("admin call");
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     }
 
     /// `GET` from the admin API; returns status and body.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
-        let r = send(&http1_client(), get(self.admin_url(path))).await.expect("admin call");
+        let r = send(&http1_client(), get(self.admin_url(path)))
+            .await
+            .expect("admin call");
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     }
 
@@ -655,17 +750,24 @@ impl TestProxy {
 
 /// A pooled HTTP/1.1 client (no automatic retries, so tests see what happened).
 pub fn http1_client() -> Client<HttpConnector, Body> {
-    Client::builder(TokioExecutor::new()).retry_canceled_requests(false).build_http()
+    Client::builder(TokioExecutor::new())
+        .retry_canceled_requests(false)
+        .build_http()
 }
 
 /// A pooled h2c (prior knowledge) client.
 pub fn h2c_client() -> Client<HttpConnector, Body> {
-    Client::builder(TokioExecutor::new()).retry_canceled_requests(false).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .retry_canceled_requests(false)
+        .http2_only(true)
+        .build_http()
 }
 
 /// A `GET` request with an empty body.
 pub fn get(url: impl AsRef<str>) -> Request<Body> {
-    Request::get(url.as_ref()).body(empty()).expect("valid request")
+    Request::get(url.as_ref())
+        .body(empty())
+        .expect("valid request")
 }
 
 /// A `POST` request with a JSON body.
@@ -691,13 +793,20 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
 /// Send and read the whole answer; any failure (headers or body) is an `Err`.
-pub async fn send(client: &Client<HttpConnector, Body>, req: Request<Body>) -> Result<Reply, BoxError> {
+pub async fn send(
+    client: &Client<HttpConnector, Body>,
+    req: Request<Body>,
+) -> Result<Reply, BoxError> {
     let resp = client.request(req).await?;
     read_reply(resp).await
 }
@@ -706,15 +815,27 @@ pub async fn send(client: &Client<HttpConnector, Body>, req: Request<Body>) -> R
 pub async fn read_reply(resp: Response<Incoming>) -> Result<Reply, BoxError> {
     let (parts, body) = resp.into_parts();
     let body = collect(body).await?;
-    Ok(Reply { status: parts.status, version: parts.version, headers: parts.headers, body })
+    Ok(Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// A single HTTP/1.1 connection to `addr` (requests use origin-form URIs and need a
 /// `host` header). The connection task is returned so a test can see it end.
-pub async fn h1_conn(addr: SocketAddr) -> (hyper::client::conn::http1::SendRequest<Body>, JoinHandle<()>) {
+pub async fn h1_conn(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Body>,
+    JoinHandle<()>,
+) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let _ = tcp.set_nodelay(true);
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("http1 handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("http1 handshake");
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -722,11 +843,18 @@ pub async fn h1_conn(addr: SocketAddr) -> (hyper::client::conn::http1::SendReque
 }
 
 /// A single h2c connection to `addr` (requests need absolute URIs).
-pub async fn h2_conn(addr: SocketAddr) -> (hyper::client::conn::http2::SendRequest<Body>, JoinHandle<()>) {
+pub async fn h2_conn(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Body>,
+    JoinHandle<()>,
+) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let _ = tcp.set_nodelay(true);
     let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.expect("h2 handshake");
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -752,7 +880,9 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new() -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let p = std::env::temp_dir().join(format!(
             "brownout-it-{}-{}-{nanos}",
             std::process::id(),
@@ -799,20 +929,27 @@ pub struct TestCerts {
 impl TestCerts {
     pub fn new() -> TestCerts {
         use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-            KeyUsagePurpose,
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
         };
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "brownout test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca.distinguished_name
+            .push(DnType::CommonName, "brownout test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_key = KeyPair::generate().expect("CA key");
         let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
         let issuer = Issuer::new(ca, ca_key);
 
         let mut leaf =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf params");
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("leaf params");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf.use_authority_key_identifier_extension = true;
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -820,7 +957,11 @@ impl TestCerts {
         let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
 
         let dir = TempDir::new();
-        let (ca_path, cert_path, key_path) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server-key.pem"));
+        let (ca_path, cert_path, key_path) = (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server-key.pem"),
+        );
         std::fs::write(&ca_path, ca_cert.pem()).expect("write ca.pem");
         std::fs::write(&cert_path, leaf_cert.pem()).expect("write server.pem");
         std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write server-key.pem");
@@ -875,7 +1016,10 @@ impl TestCerts {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let conn = tokio_rustls::TlsConnector::from(self.client_config(alpn));
         let name = ServerName::try_from("localhost").expect("server name");
-        let tls = conn.connect(name, tcp).await.expect("TLS handshake with the proxy");
+        let tls = conn
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the proxy");
         let proto = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
         (tls, proto)
     }

@@ -16,7 +16,10 @@ use brownout::config::{FileConfig, ListenerConfig};
 use brownout::{start, StartOptions};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The venv's python, creating the venv with the SDKs if it is missing.
@@ -24,15 +27,32 @@ fn python() -> PathBuf {
     let root = repo_root();
     let py = root.join(".venv/bin/python");
     let ok = py.exists()
-        && Command::new(&py).args(["-c", "import openai, anthropic"]).status().map(|s| s.success()).unwrap_or(false);
+        && Command::new(&py)
+            .args(["-c", "import openai, anthropic"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if !ok {
-        let st = Command::new("python3").args(["-m", "venv"]).arg(root.join(".venv")).status().expect("python3 -m venv");
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(root.join(".venv"))
+            .status()
+            .expect("python3 -m venv");
         assert!(st.success(), "cannot create .venv");
         let st = Command::new(root.join(".venv/bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "openai", "anthropic"])
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "openai",
+                "anthropic",
+            ])
             .status()
             .expect("pip install");
-        assert!(st.success(), "cannot install the openai and anthropic SDKs into .venv");
+        assert!(
+            st.success(),
+            "cannot install the openai and anthropic SDKs into .venv"
+        );
     }
     py
 }
@@ -68,7 +88,12 @@ fn listener(name: &str, upstream: String) -> ListenerConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_through_the_proxy() {
     let py = tokio::task::spawn_blocking(python).await.unwrap();
-    let sim = brownout_sim::spawn("127.0.0.1:0".parse().unwrap(), brownout_sim::SimConfig::default()).await.unwrap();
+    let sim = brownout_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        brownout_sim::SimConfig::default(),
+    )
+    .await
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("brownout-sdk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let records = dir.join("records.jsonl");
@@ -79,9 +104,14 @@ async fn official_sdks_through_the_proxy() {
     };
     config.listeners[0].api = Some(brownout_faults::ApiKind::Openai);
     config.record.jsonl = Some(records.clone());
-    let running = start(StartOptions { config, no_admin: true, builtin_profile: Some(PROFILE.into()), ..Default::default() })
-        .await
-        .unwrap();
+    let running = start(StartOptions {
+        config,
+        no_admin: true,
+        builtin_profile: Some(PROFILE.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let addr = running.addr(None).unwrap();
 
     let script = repo_root().join("integration-tests/python/sdk_check.py");
@@ -97,9 +127,22 @@ async fn official_sdks_through_the_proxy() {
     .expect("SDK script timed out")
     .expect("run SDK script");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let checks: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let check = |name: &str| checks.iter().find(|c| c["check"] == name).cloned().unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checks: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let check = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
 
     let expected = brownout_sim::answer_text("gpt-4o-mini", "Say something about brownouts.", 8);
     let chat = check("openai_chat");
@@ -107,36 +150,69 @@ async fn official_sdks_through_the_proxy() {
     assert_eq!(chat["finish"], "stop");
     assert_eq!(chat["completion_tokens"], 8);
     let streamed = check("openai_stream");
-    assert_eq!(streamed["content"], expected.as_str(), "streamed deltas must join to the same text");
+    assert_eq!(
+        streamed["content"],
+        expected.as_str(),
+        "streamed deltas must join to the same text"
+    );
     assert_eq!(streamed["completion_tokens"], 8);
 
     let rl = check("openai_429");
     assert_eq!(rl["raised"], "RateLimitError");
     assert_eq!(rl["status"], 429);
     assert_eq!(rl["code"], "rate_limit_exceeded");
-    assert!(rl["request_id"].as_str().is_some_and(|s| s.starts_with("req_")), "{rl}");
+    assert!(
+        rl["request_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("req_")),
+        "{rl}"
+    );
 
     let ov = check("anthropic_overloaded");
     assert_eq!(ov["raised"], "OverloadedError");
     assert_eq!(ov["status"], 529);
-    assert!(ov["request_id"].as_str().is_some_and(|s| s.starts_with("req_")), "{ov}");
+    assert!(
+        ov["request_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("req_")),
+        "{ov}"
+    );
 
     running.shared.recorder.settle(Duration::from_secs(5));
     let shared = running.shared.clone();
     running.shutdown().await;
     drop(shared);
     let text = std::fs::read_to_string(&records).unwrap();
-    assert!(!text.contains("secret-test-key"), "API keys must never reach records");
-    let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        !text.contains("secret-test-key"),
+        "API keys must never reach records"
+    );
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     // 2 good calls + 3 attempts at the 429 (the SDK retries twice) + 2 at the 529.
     assert_eq!(recs.len(), 7, "{text}");
     let mut attempts: Vec<i64> = recs
         .iter()
-        .filter(|r| r["rules"].as_array().is_some_and(|a| a.iter().any(|x| x == "drill-429")))
+        .filter(|r| {
+            r["rules"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "drill-429"))
+        })
         .map(|r| r["attempt"].as_i64().unwrap_or(-1))
         .collect();
     attempts.sort();
-    assert_eq!(attempts, vec![0, 1, 2], "each SDK retry is one recorded exchange with its retry count");
-    assert!(recs.iter().filter(|r| r["outcome"] == "injected_error").count() == 5);
+    assert_eq!(
+        attempts,
+        vec![0, 1, 2],
+        "each SDK retry is one recorded exchange with its retry count"
+    );
+    assert!(
+        recs.iter()
+            .filter(|r| r["outcome"] == "injected_error")
+            .count()
+            == 5
+    );
     sim.shutdown().await;
 }

@@ -22,7 +22,12 @@ use crate::metrics::Gauges;
 use crate::state::Shared;
 
 /// Accept admin connections until stopped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Option<String>, mut stop: watch::Receiver<u8>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    token: Option<String>,
+    mut stop: watch::Receiver<u8>,
+) {
     let token: Option<Arc<str>> = token.map(Arc::from);
     loop {
         let (stream, _) = tokio::select! {
@@ -46,7 +51,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Option<Str
 fn text(status: StatusCode, body: impl Into<Bytes>, ctype: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ctype),
+    );
     r
 }
 
@@ -78,14 +86,29 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
 
 /// A mutating call from a browser page on another origin is refused.
 fn same_origin(req: &Request<Incoming>) -> bool {
-    let Some(origin) = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true;
     };
-    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        == Some(host)
 }
 
-async fn route(req: Request<Incoming>, shared: &Arc<Shared>, token: Option<&str>) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    token: Option<&str>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -106,20 +129,36 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, token: Option<&str>
                 phase: phase.as_deref(),
                 records_dropped: shared.recorder.dropped(),
             });
-            return text(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8");
+            return text(
+                StatusCode::OK,
+                body,
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
         }
         _ => {}
     }
     if !path.starts_with("/api/v1/") {
-        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not found"}));
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
+        );
     }
     if !authorized(&req, token) {
-        let mut r = json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "missing or wrong admin token"}));
-        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "missing or wrong admin token"}),
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
         return r;
     }
     if method != Method::GET && !same_origin(&req) {
-        return json(StatusCode::FORBIDDEN, serde_json::json!({"error": "cross-origin request refused"}));
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "cross-origin request refused"}),
+        );
     }
     match (&method, path.as_str()) {
         (&Method::POST, "/api/v1/faults/off") => {
@@ -143,10 +182,16 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, token: Option<&str>
             let recs = shared.recorder.recent(limit);
             match serde_json::to_value(&recs) {
                 Ok(v) => json(StatusCode::OK, v),
-                Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()})),
+                Err(e) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({"error": e.to_string()}),
+                ),
             }
         }
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("no such endpoint: {method} {path}")})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": format!("no such endpoint: {method} {path}")}),
+        ),
     }
 }
 
@@ -155,7 +200,10 @@ pub fn status(shared: &Shared) -> serde_json::Value {
     let profile = shared.profile.load();
     let now = Instant::now();
     let at = profile.clock.at(now);
-    let phase = at.index.and_then(|i| profile.phases.get(i)).map(|p| p.name.to_string());
+    let phase = at
+        .index
+        .and_then(|i| profile.phases.get(i))
+        .map(|p| p.name.to_string());
     let meta = shared.meta.lock().map(|m| m.clone()).ok();
     serde_json::json!({
         "profile": profile.name.as_ref(),

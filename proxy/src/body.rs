@@ -30,7 +30,10 @@ pub enum ReqBody {
     /// Untouched client body.
     Incoming(Incoming),
     /// The part read for matching, then whatever remains of the client's body.
-    Prefixed { prefix: Option<Bytes>, rest: Option<Incoming> },
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Option<Incoming>,
+    },
     Empty,
 }
 
@@ -38,7 +41,10 @@ impl Body for ReqBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx),
             ReqBody::Prefixed { prefix, rest } => {
@@ -57,7 +63,9 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
-            ReqBody::Prefixed { prefix, rest } => prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
+            ReqBody::Prefixed { prefix, rest } => {
+                prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
+            }
             ReqBody::Empty => true,
         }
     }
@@ -136,7 +144,13 @@ const MAX_PACE_SLEEP: Duration = Duration::from_millis(200);
 impl ProxyBody {
     /// A complete body (injected errors, gateway errors, admin answers).
     pub fn full(bytes: Bytes, ex: Option<Exchange>) -> Self {
-        ProxyBody { kind: Kind::Full(Some(bytes)), ex, faults: None, idle: None, idle_timeout: Duration::MAX }
+        ProxyBody {
+            kind: Kind::Full(Some(bytes)),
+            ex,
+            faults: None,
+            idle: None,
+            idle_timeout: Duration::MAX,
+        }
     }
 
     /// The upstream's body, measured and possibly harmed.
@@ -159,7 +173,13 @@ impl ProxyBody {
                 http2,
             })
         });
-        ProxyBody { kind: Kind::Upstream(body), ex: Some(ex), faults, idle: None, idle_timeout }
+        ProxyBody {
+            kind: Kind::Upstream(body),
+            ex: Some(ex),
+            faults,
+            idle: None,
+            idle_timeout,
+        }
     }
 
     fn finish(&mut self, outcome: Option<Outcome>, error: Option<String>) {
@@ -175,7 +195,11 @@ impl ProxyBody {
     }
 
     /// Emit (part of) `data`, applying reset and bandwidth faults. `None`: must wait.
-    fn shape(&mut self, cx: &mut Context<'_>, mut data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn shape(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut data: Bytes,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let enabled = self.ex.as_ref().is_none_or(|e| e.faults_enabled());
         let Some(st) = self.faults.as_deref_mut() else {
             self.count(data.len());
@@ -216,7 +240,8 @@ impl ProxyBody {
                 if data.len() > chunk {
                     st.pending = Some(data.split_off(chunk));
                 }
-                st.next_at = Some(at.max(now) + Duration::from_secs_f64(data.len() as f64 / bps as f64));
+                st.next_at =
+                    Some(at.max(now) + Duration::from_secs_f64(data.len() as f64 / bps as f64));
             }
         }
         self.count(data.len());
@@ -243,7 +268,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         // Body faults first: a pending reset or paced remainder.
         if let Some(st) = this.faults.as_deref_mut() {
@@ -270,9 +298,12 @@ impl Body for ProxyBody {
                 if timeout == Duration::MAX {
                     return Poll::Pending;
                 }
-                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if idle.as_mut().poll(cx).is_ready() {
-                    let msg = format!("upstream sent nothing for {timeout:?} (upstream_idle_timeout)");
+                    let msg =
+                        format!("upstream sent nothing for {timeout:?} (upstream_idle_timeout)");
                     this.finish(Some(Outcome::Timeout), Some(msg.clone()));
                     return Poll::Ready(Some(Err(msg.into())));
                 }
@@ -295,7 +326,12 @@ impl Body for ProxyBody {
                     Ok(data) => {
                         let out = this.shape(cx, data);
                         if let Kind::Upstream(inc) = &this.kind {
-                            if inc.is_end_stream() && this.faults.as_ref().is_none_or(|s| s.pending.is_none() && !s.reset_now) {
+                            if inc.is_end_stream()
+                                && this
+                                    .faults
+                                    .as_ref()
+                                    .is_none_or(|s| s.pending.is_none() && !s.reset_now)
+                            {
                                 this.finish(None, None);
                             }
                         }
@@ -309,7 +345,11 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.faults.as_ref().is_some_and(|s| s.pending.is_some() || s.reset_now) {
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|s| s.pending.is_some() || s.reset_now)
+        {
             return false;
         }
         match &self.kind {

@@ -77,7 +77,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: default_admin(), token_env: default_token_env() }
+        AdminConfig {
+            listen: default_admin(),
+            token_env: default_token_env(),
+        }
     }
 }
 
@@ -100,7 +103,10 @@ pub struct RecordConfig {
 
 impl Default for RecordConfig {
     fn default() -> Self {
-        RecordConfig { jsonl: None, queue: default_queue() }
+        RecordConfig {
+            jsonl: None,
+            queue: default_queue(),
+        }
     }
 }
 
@@ -122,7 +128,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_bytes(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::S(s) => parse_bytes(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -207,7 +215,11 @@ pub enum ConfigError {
     #[error("listener `{name}`: {message}")]
     Listener { name: String, message: String },
     #[error("invalid {what} `{value}`: {message}")]
-    Invalid { what: &'static str, value: String, message: String },
+    Invalid {
+        what: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 /// Read the environment once (tests pass their own map).
@@ -247,7 +259,9 @@ pub fn load(flags: &Overrides, env: &Overrides) -> Result<FileConfig, ConfigErro
     }
     let pick = |f: &Option<String>, e: &Option<String>| f.clone().or_else(|| e.clone());
     let pick_path = |f: &Option<PathBuf>, e: &Option<PathBuf>| {
-        f.clone().or_else(|| e.clone()).map(|p| p.display().to_string())
+        f.clone()
+            .or_else(|| e.clone())
+            .map(|p| p.display().to_string())
     };
     b = b
         .set_override_option("profile", pick_path(&flags.profile, &env.profile))?
@@ -305,13 +319,18 @@ pub fn parse_api(s: &str) -> Result<ApiKind, ConfigError> {
 
 /// Parse a listen address, accepting `:8080` as all interfaces.
 pub fn parse_addr(what: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    let s2 = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    let s2 = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
     let s2 = s2.replace("localhost:", "127.0.0.1:");
-    s2.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-        what,
-        value: s.to_string(),
-        message: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:8080)"),
-    })
+    s2.parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+            what,
+            value: s.to_string(),
+            message: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:8080)"),
+        })
 }
 
 /// Resolve a relative path in the config file against the file's directory.

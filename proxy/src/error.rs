@@ -20,7 +20,10 @@ pub enum ProxyError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("upstream {upstream} sent no response headers within {timeout:?}")]
-    Timeout { upstream: String, timeout: std::time::Duration },
+    Timeout {
+        upstream: String,
+        timeout: std::time::Duration,
+    },
     #[error("cannot build the upstream request: {0}")]
     BadRequest(String),
 }
@@ -60,7 +63,10 @@ impl ProxyError {
         let mut resp = Response::new(Bytes::from(body.to_string()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert("x-brownout-error", HeaderValue::from_static(self.code()));
         resp
     }

@@ -88,7 +88,8 @@ impl Exchange {
 
     /// The record being filled in (always present until the exchange is dropped).
     pub fn rec(&mut self) -> &mut Record {
-        self.rec.get_or_insert_with(|| Exchange::blank_record(0, Arc::from("")))
+        self.rec
+            .get_or_insert_with(|| Exchange::blank_record(0, Arc::from("")))
     }
 
     pub fn faults_enabled(&self) -> bool {
@@ -101,11 +102,19 @@ impl Exchange {
     }
 
     pub fn applied(&mut self, rule: &Arc<str>, fault: &'static str) {
-        self.rec().faults.push(FaultRef { rule: rule.clone(), fault, reason: None });
+        self.rec().faults.push(FaultRef {
+            rule: rule.clone(),
+            fault,
+            reason: None,
+        });
     }
 
     pub fn skipped(&mut self, rule: &Arc<str>, fault: &'static str, reason: &'static str) {
-        self.rec().faults_skipped.push(FaultRef { rule: rule.clone(), fault, reason: Some(reason) });
+        self.rec().faults_skipped.push(FaultRef {
+            rule: rule.clone(),
+            fault,
+            reason: Some(reason),
+        });
     }
 
     pub fn upstream_called(&mut self) {
@@ -115,7 +124,11 @@ impl Exchange {
     /// Upstream response headers arrived.
     pub fn upstream_headers(&mut self, status: u16) {
         let ttfb = self.upstream_start.map(|t| ms(t.elapsed()));
-        self.rec().upstream = Some(UpstreamTiming { status: Some(status), ttfb_ms: ttfb, e2e_ms: None });
+        self.rec().upstream = Some(UpstreamTiming {
+            status: Some(status),
+            ttfb_ms: ttfb,
+            e2e_ms: None,
+        });
         self.rec().status = Some(status);
     }
 
@@ -179,7 +192,9 @@ impl Drop for Exchange {
             r.deactivate();
         }
         self.active.fetch_sub(1, Ordering::Relaxed);
-        let Some(mut rec) = self.rec.take() else { return };
+        let Some(mut rec) = self.rec.take() else {
+            return;
+        };
         if !self.done {
             // hyper dropped the exchange before it ended: the client went away.
             rec.outcome = Outcome::ClientClosed;

@@ -35,7 +35,11 @@ pub enum Step {
     /// Forward upstream (body faults may still apply).
     Forward,
     /// Answer with this (an injected error); the upstream is not called.
-    Respond { status: StatusCode, headers: HeaderMap, body: Bytes },
+    Respond {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
     /// Reset the connection (HTTP/1.1) or stream (HTTP/2) before any response.
     Reset,
 }
@@ -64,8 +68,13 @@ pub fn error_answer(
         h = r.headers;
         b = r.body;
     } else {
-        b = Bytes::from_static(br#"{"error":{"message":"error injected by brownout","type":"brownout_injected"}}"#);
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        b = Bytes::from_static(
+            br#"{"error":{"message":"error injected by brownout","type":"brownout_injected"}}"#,
+        );
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(ra) = retry_after {
             let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -87,12 +96,18 @@ pub fn error_answer(
         }
         Some(ErrorBody::Json(v)) => {
             b = Bytes::from(v.to_string());
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         None => {}
     }
     for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             h.insert(k, v);
         }
     }
@@ -121,7 +136,13 @@ pub async fn request_side(
                     ex.applied(&rule.name, kind);
                     let _ = shared.release.hold(Some(wait)).await;
                 }
-                FaultSpec::Error { status, body, headers, preset, retry_after } => {
+                FaultSpec::Error {
+                    status,
+                    body,
+                    headers,
+                    preset,
+                    retry_after,
+                } => {
                     ex.applied(&rule.name, kind);
                     let (status, headers, body) = error_answer(
                         preset.as_deref(),
@@ -131,14 +152,21 @@ pub async fn request_side(
                         retry_after.map(|d| d.0),
                         &mut d.rng,
                     );
-                    return Step::Respond { status, headers, body };
+                    return Step::Respond {
+                        status,
+                        headers,
+                        body,
+                    };
                 }
                 FaultSpec::Reset { after_bytes: None } => {
                     ex.applied(&rule.name, kind);
                     return Step::Reset;
                 }
-                FaultSpec::Reset { after_bytes: Some(n) } => {
-                    body_faults.reset_after = Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
+                FaultSpec::Reset {
+                    after_bytes: Some(n),
+                } => {
+                    body_faults.reset_after =
+                        Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
                     body_faults.reset_rule = Some(rule.name.clone());
                 }
                 FaultSpec::Hang { duration } => {
@@ -149,8 +177,15 @@ pub async fn request_side(
                             br#"{"error":{"message":"upstream did not answer in time (hang injected by brownout)","type":"timeout"}}"#,
                         );
                         let mut h = HeaderMap::new();
-                        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                        return Step::Respond { status: StatusCode::GATEWAY_TIMEOUT, headers: h, body };
+                        h.insert(
+                            http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        return Step::Respond {
+                            status: StatusCode::GATEWAY_TIMEOUT,
+                            headers: h,
+                            body,
+                        };
                     }
                 }
                 FaultSpec::Bandwidth { bytes_per_second } => {
@@ -174,9 +209,9 @@ pub async fn request_side(
                         Admission::Released => {}
                         Admission::Rejected(why) => {
                             ex.applied(&rule.name, kind);
-                            let name = preset
-                                .clone()
-                                .unwrap_or_else(|| brownout_faults::presets::default_overload_for(api).to_string());
+                            let name = preset.clone().unwrap_or_else(|| {
+                                brownout_faults::presets::default_overload_for(api).to_string()
+                            });
                             let (status, mut headers, body) = error_answer(
                                 Some(&name),
                                 None,
@@ -190,7 +225,11 @@ pub async fn request_side(
                                 Rejected::QueueTimeout => "queue_timeout",
                             };
                             headers.insert("x-brownout-limit", HeaderValue::from_static(reason));
-                            return Step::Respond { status, headers, body };
+                            return Step::Respond {
+                                status,
+                                headers,
+                                body,
+                            };
                         }
                     }
                 }

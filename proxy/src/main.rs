@@ -15,14 +15,27 @@ const DEMO_PROFILE: &str = include_str!("../../profiles/demo.yaml");
 /// Built-in profiles: (file name, text).
 const BUILTIN: &[(&str, &str)] = &[
     ("demo", DEMO_PROFILE),
-    ("openai-429-storm", include_str!("../../profiles/openai-429-storm.yaml")),
-    ("slow-upstream", include_str!("../../profiles/slow-upstream.yaml")),
-    ("flaky-network", include_str!("../../profiles/flaky-network.yaml")),
+    (
+        "openai-429-storm",
+        include_str!("../../profiles/openai-429-storm.yaml"),
+    ),
+    (
+        "slow-upstream",
+        include_str!("../../profiles/slow-upstream.yaml"),
+    ),
+    (
+        "flaky-network",
+        include_str!("../../profiles/flaky-network.yaml"),
+    ),
     ("overload", include_str!("../../profiles/overload.yaml")),
 ];
 
 #[derive(Parser, Debug)]
-#[command(name = "brownout", version, about = "A chaos and fault-injection reverse proxy for AI services")]
+#[command(
+    name = "brownout",
+    version,
+    about = "A chaos and fault-injection reverse proxy for AI services"
+)]
 struct Cli {
     /// Log format: `text` (default) or `json`.
     #[arg(long, global = true, default_value = "text")]
@@ -107,7 +120,9 @@ struct ServeArgs {
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -127,7 +142,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cmd => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -142,8 +160,19 @@ fn main() -> ExitCode {
 async fn async_main(cmd: Cmd) -> ExitCode {
     let r = match cmd {
         Cmd::Serve(a) => serve(a).await,
-        Cmd::Sim { api, listen, ttft, itl, gpu } => sim(&api, &listen, &ttft, &itl, gpu).await,
-        Cmd::Demo { duration, rate, seed, report_dir } => demo(duration.as_deref(), rate, seed, &report_dir).await,
+        Cmd::Sim {
+            api,
+            listen,
+            ttft,
+            itl,
+            gpu,
+        } => sim(&api, &listen, &ttft, &itl, gpu).await,
+        Cmd::Demo {
+            duration,
+            rate,
+            seed,
+            report_dir,
+        } => demo(duration.as_deref(), rate, seed, &report_dir).await,
         _ => Ok(ExitCode::SUCCESS),
     };
     match r {
@@ -190,7 +219,9 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     };
     let env = env_overrides(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     let config = load(&flags, &env).map_err(|e| e.to_string())?;
-    let admin_token = std::env::var(&config.admin.token_env).ok().filter(|t| !t.is_empty());
+    let admin_token = std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
     let running = start(StartOptions {
         config,
         config_path: a.config,
@@ -211,7 +242,13 @@ fn parse_dur(what: &str, s: &str) -> Result<Duration, String> {
     brownout_faults::duration::parse_duration(s).map_err(|e| format!("{what} `{s}`: {e}"))
 }
 
-async fn sim(api: &str, listen: &str, ttft: &str, itl: &str, gpu: Option<String>) -> Result<ExitCode, String> {
+async fn sim(
+    api: &str,
+    listen: &str,
+    ttft: &str,
+    itl: &str,
+    gpu: Option<String>,
+) -> Result<ExitCode, String> {
     if gpu.is_some() {
         return Err("--gpu is not available yet in this version".into());
     }
@@ -222,15 +259,30 @@ async fn sim(api: &str, listen: &str, ttft: &str, itl: &str, gpu: Option<String>
         itl: parse_dur("--itl", itl)?,
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    eprintln!("simulated {api} upstream on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    eprintln!(
+        "simulated {api} upstream on http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     brownout_sim::serve(listener, cfg, shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(duration: Option<&str>, rate: f64, seed: u64, report_dir: &std::path::Path) -> Result<ExitCode, String> {
+async fn demo(
+    duration: Option<&str>,
+    rate: f64,
+    seed: u64,
+    report_dir: &std::path::Path,
+) -> Result<ExitCode, String> {
     let profile = brownout_faults::validate::load_profile(DEMO_PROFILE, "profiles/demo.yaml")
-        .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))?;
+        .map_err(|d| {
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
     let total: Duration = profile.phases.iter().map(|p| p.duration.0).sum();
     let scale = match duration {
         Some(d) => parse_dur("--duration", d)?.as_secs_f64() / total.as_secs_f64().max(0.001),
@@ -241,9 +293,12 @@ async fn demo(duration: Option<&str>, rate: f64, seed: u64, report_dir: &std::pa
     for p in &mut scaled.phases {
         p.duration.0 = Duration::from_secs_f64(p.duration.0.as_secs_f64() * scale);
     }
-    let sim = brownout_sim::spawn("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?, brownout_sim::SimConfig::default())
-        .await
-        .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
+    let sim = brownout_sim::spawn(
+        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        brownout_sim::SimConfig::default(),
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
     let config = FileConfig {
         listeners: vec![ListenerConfig {
             name: Some("llm".into()),
@@ -257,10 +312,18 @@ async fn demo(duration: Option<&str>, rate: f64, seed: u64, report_dir: &std::pa
         mark_injected: true,
         ..Default::default()
     };
-    let running = start(StartOptions { config, no_admin: true, ..Default::default() })
-        .await
-        .map_err(|e| e.to_string())?;
-    running.shared.apply(&scaled, Some(DEMO_PROFILE.to_string()), brownout::state::ProfileSource::Builtin)?;
+    let running = start(StartOptions {
+        config,
+        no_admin: true,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    running.shared.apply(
+        &scaled,
+        Some(DEMO_PROFILE.to_string()),
+        brownout::state::ProfileSource::Builtin,
+    )?;
     let addr = running.addr(None).ok_or("the proxy did not start")?;
     eprintln!(
         "brownout demo: simulated OpenAI upstream on {}, proxy on {addr}, profile `{}` ({} phases, {:.0}s, {rate} req/s)",
@@ -269,19 +332,34 @@ async fn demo(duration: Option<&str>, rate: f64, seed: u64, report_dir: &std::pa
         scaled.phases.len(),
         total.as_secs_f64() * scale
     );
-    let mut plan = brownout_drill::LoadPlan::new(format!("http://{addr}").parse().map_err(|e| format!("{e}"))?);
+    let mut plan = brownout_drill::LoadPlan::new(
+        format!("http://{addr}")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+    );
     plan.rate_per_sec = rate;
     plan.seed = seed;
-    plan.phases =
-        scaled.phases.iter().map(|p| brownout_drill::PhasePlan::new(p.name.clone(), p.duration.0)).collect();
-    let result = brownout_drill::run(plan, brownout_drill::StderrProgress::new()).await.map_err(|e| e.to_string())?;
+    plan.phases = scaled
+        .phases
+        .iter()
+        .map(|p| brownout_drill::PhasePlan::new(p.name.clone(), p.duration.0))
+        .collect();
+    let result = brownout_drill::run(plan, brownout_drill::StderrProgress::new())
+        .await
+        .map_err(|e| e.to_string())?;
     let baseline = scaled.phases.first().map(|p| p.name.clone());
-    println!("\n{}", brownout_drill::render_table(&result, baseline.as_deref()));
+    println!(
+        "\n{}",
+        brownout_drill::render_table(&result, baseline.as_deref())
+    );
     running.shutdown().await;
     sim.shutdown().await;
     brownout_drill::write_report_with_baseline(report_dir, &result, baseline.as_deref())
         .map_err(|e| format!("cannot write the report to {}: {e}", report_dir.display()))?;
-    println!("report written to {}/ (report.json, summary.md)", report_dir.display());
+    println!(
+        "report written to {}/ (report.json, summary.md)",
+        report_dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -299,12 +377,17 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         };
         let is_config = text.lines().any(|l| l.starts_with("listeners:"));
         let result = if is_config {
-            brownout_faults::yaml::from_str::<FileConfig>(&text, &name).map(|_| ()).map_err(|d| vec![d])
+            brownout_faults::yaml::from_str::<FileConfig>(&text, &name)
+                .map(|_| ())
+                .map_err(|d| vec![d])
         } else {
             brownout_faults::validate::load_profile(&text, &name).map(|_| ())
         };
         match result {
-            Ok(()) => println!("{name}: ok ({})", if is_config { "config" } else { "profile" }),
+            Ok(()) => println!(
+                "{name}: ok ({})",
+                if is_config { "config" } else { "profile" }
+            ),
             Err(diags) => {
                 bad += 1;
                 for d in diags {

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use crate::record::Record;
 
 /// Bucket upper bounds in seconds, shared by every latency histogram.
-pub const BUCKETS: [f64; 16] =
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+pub const BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -37,10 +38,22 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.counts[i]
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
@@ -104,7 +117,14 @@ impl Metrics {
     pub fn observe(&self, r: &Record) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let phase = r.phase.as_deref().unwrap_or("").to_string();
-        *s.requests.entry((r.listener.to_string(), r.endpoint, phase, r.outcome.as_str())).or_default() += 1;
+        *s.requests
+            .entry((
+                r.listener.to_string(),
+                r.endpoint,
+                phase,
+                r.outcome.as_str(),
+            ))
+            .or_default() += 1;
         for f in &r.faults {
             *s.injected.entry((f.rule.to_string(), f.fault)).or_default() += 1;
         }
@@ -112,12 +132,18 @@ impl Metrics {
             *s.skipped.entry((f.rule.to_string(), f.fault)).or_default() += 1;
         }
         let key = (r.listener.to_string(), r.endpoint);
-        s.duration.entry(key.clone()).or_default().observe(r.e2e_ms / 1000.0);
+        s.duration
+            .entry(key.clone())
+            .or_default()
+            .observe(r.e2e_ms / 1000.0);
         if let Some(t) = r.ttft_ms {
             s.ttft.entry(key.clone()).or_default().observe(t / 1000.0);
         }
         if let Some(t) = &r.itl_ms {
-            s.itl.entry(key.clone()).or_default().observe(t.p50 / 1000.0);
+            s.itl
+                .entry(key.clone())
+                .or_default()
+                .observe(t.p50 / 1000.0);
         }
         if let Some(t) = r.tpot_ms {
             s.tpot.entry(key.clone()).or_default().observe(t / 1000.0);
@@ -127,7 +153,10 @@ impl Metrics {
         }
         if let Some(up) = &r.upstream {
             if let Some(e2e) = up.e2e_ms.or(up.ttfb_ms) {
-                s.upstream.entry(r.listener.to_string()).or_default().observe(e2e / 1000.0);
+                s.upstream
+                    .entry(r.listener.to_string())
+                    .or_default()
+                    .observe(e2e / 1000.0);
             }
         }
     }
@@ -137,9 +166,17 @@ impl Metrics {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::with_capacity(8192);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP brownout_{name} {help}\n# TYPE brownout_{name} {kind}");
+            let _ = writeln!(
+                out,
+                "# HELP brownout_{name} {help}\n# TYPE brownout_{name} {kind}"
+            );
         };
-        head(&mut out, "requests_total", "counter", "Exchanges finished, by listener, endpoint, phase and outcome.");
+        head(
+            &mut out,
+            "requests_total",
+            "counter",
+            "Exchanges finished, by listener, endpoint, phase and outcome.",
+        );
         for ((l, e, p, o), n) in &s.requests {
             let _ = writeln!(
                 out,
@@ -148,42 +185,134 @@ impl Metrics {
                 esc(p)
             );
         }
-        head(&mut out, "faults_injected_total", "counter", "Faults applied, by rule and fault type.");
+        head(
+            &mut out,
+            "faults_injected_total",
+            "counter",
+            "Faults applied, by rule and fault type.",
+        );
         for ((r, f), n) in &s.injected {
-            let _ = writeln!(out, "brownout_faults_injected_total{{rule=\"{}\",fault=\"{f}\"}} {n}", esc(r));
+            let _ = writeln!(
+                out,
+                "brownout_faults_injected_total{{rule=\"{}\",fault=\"{f}\"}} {n}",
+                esc(r)
+            );
         }
-        head(&mut out, "faults_skipped_total", "counter", "Faults decided but not applied, by rule and fault type.");
+        head(
+            &mut out,
+            "faults_skipped_total",
+            "counter",
+            "Faults decided but not applied, by rule and fault type.",
+        );
         for ((r, f), n) in &s.skipped {
-            let _ = writeln!(out, "brownout_faults_skipped_total{{rule=\"{}\",fault=\"{f}\"}} {n}", esc(r));
+            let _ = writeln!(
+                out,
+                "brownout_faults_skipped_total{{rule=\"{}\",fault=\"{f}\"}} {n}",
+                esc(r)
+            );
         }
-        let hist = |out: &mut String, name: &str, help: &str, m: &BTreeMap<(String, &'static str), Histogram>| {
+        let hist = |out: &mut String,
+                    name: &str,
+                    help: &str,
+                    m: &BTreeMap<(String, &'static str), Histogram>| {
             head(out, name, "histogram", help);
             for ((l, e), h) in m {
-                h.render(out, &format!("brownout_{name}"), &format!("listener=\"{}\",endpoint=\"{e}\"", esc(l)));
+                h.render(
+                    out,
+                    &format!("brownout_{name}"),
+                    &format!("listener=\"{}\",endpoint=\"{e}\"", esc(l)),
+                );
             }
         };
-        hist(&mut out, "request_duration_seconds", "End-to-end time as the client saw it.", &s.duration);
-        hist(&mut out, "time_to_first_token_seconds", "Time to the first content event.", &s.ttft);
-        hist(&mut out, "inter_token_latency_seconds", "Median gap between content events, per stream.", &s.itl);
-        hist(&mut out, "time_per_output_token_seconds", "(e2e - ttft) / (output tokens - 1), per stream.", &s.tpot);
-        head(&mut out, "upstream_duration_seconds", "histogram", "Time the upstream took, per listener.");
+        hist(
+            &mut out,
+            "request_duration_seconds",
+            "End-to-end time as the client saw it.",
+            &s.duration,
+        );
+        hist(
+            &mut out,
+            "time_to_first_token_seconds",
+            "Time to the first content event.",
+            &s.ttft,
+        );
+        hist(
+            &mut out,
+            "inter_token_latency_seconds",
+            "Median gap between content events, per stream.",
+            &s.itl,
+        );
+        hist(
+            &mut out,
+            "time_per_output_token_seconds",
+            "(e2e - ttft) / (output tokens - 1), per stream.",
+            &s.tpot,
+        );
+        head(
+            &mut out,
+            "upstream_duration_seconds",
+            "histogram",
+            "Time the upstream took, per listener.",
+        );
         for (l, h) in &s.upstream {
-            h.render(&mut out, "brownout_upstream_duration_seconds", &format!("listener=\"{}\"", esc(l)));
+            h.render(
+                &mut out,
+                "brownout_upstream_duration_seconds",
+                &format!("listener=\"{}\"", esc(l)),
+            );
         }
-        head(&mut out, "output_tokens_total", "counter", "Output tokens seen in responses.");
+        head(
+            &mut out,
+            "output_tokens_total",
+            "counter",
+            "Output tokens seen in responses.",
+        );
         for ((l, e), n) in &s.output_tokens {
-            let _ = writeln!(out, "brownout_output_tokens_total{{listener=\"{}\",endpoint=\"{e}\"}} {n}", esc(l));
+            let _ = writeln!(
+                out,
+                "brownout_output_tokens_total{{listener=\"{}\",endpoint=\"{e}\"}} {n}",
+                esc(l)
+            );
         }
         drop(s);
-        head(&mut out, "active_requests", "gauge", "Exchanges in flight, per listener.");
+        head(
+            &mut out,
+            "active_requests",
+            "gauge",
+            "Exchanges in flight, per listener.",
+        );
         for (l, g) in self.active.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "brownout_active_requests{{listener=\"{}\"}} {}", esc(l), g.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "brownout_active_requests{{listener=\"{}\"}} {}",
+                esc(l),
+                g.load(Ordering::Relaxed)
+            );
         }
-        head(&mut out, "records_dropped_total", "counter", "Records lost to a full record queue.");
+        head(
+            &mut out,
+            "records_dropped_total",
+            "counter",
+            "Records lost to a full record queue.",
+        );
         let _ = writeln!(out, "brownout_records_dropped_total {}", g.records_dropped);
-        head(&mut out, "faults_enabled", "gauge", "1 while faults may be injected, 0 after the kill switch.");
-        let _ = writeln!(out, "brownout_faults_enabled {}", u8::from(g.faults_enabled));
-        head(&mut out, "phase_info", "gauge", "The active profile and phase (value always 1).");
+        head(
+            &mut out,
+            "faults_enabled",
+            "gauge",
+            "1 while faults may be injected, 0 after the kill switch.",
+        );
+        let _ = writeln!(
+            out,
+            "brownout_faults_enabled {}",
+            u8::from(g.faults_enabled)
+        );
+        head(
+            &mut out,
+            "phase_info",
+            "gauge",
+            "The active profile and phase (value always 1).",
+        );
         let _ = writeln!(
             out,
             "brownout_phase_info{{profile=\"{}\",phase=\"{}\"}} 1",

@@ -24,7 +24,11 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     pub fn new(peer: SocketAddr) -> Arc<Self> {
-        Arc::new(ConnInfo { peer, rst: AtomicBool::new(false), first_request: AtomicBool::new(false) })
+        Arc::new(ConnInfo {
+            peer,
+            rst: AtomicBool::new(false),
+            first_request: AtomicBool::new(false),
+        })
     }
 
     pub fn request_reset(&self) {
@@ -51,7 +55,10 @@ impl ConnIo {
 }
 
 fn reset_err() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by brownout fault")
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "connection reset by brownout fault",
+    )
 }
 
 impl Drop for ConnIo {
@@ -64,7 +71,11 @@ impl Drop for ConnIo {
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.reset_requested() {
             return Poll::Ready(Err(reset_err()));
@@ -74,7 +85,11 @@ impl AsyncRead for ConnIo {
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.reset_requested() {
             return Poll::Ready(Err(reset_err()));
@@ -129,7 +144,10 @@ impl std::str::FromStr for Cidr {
         let addr: IpAddr = a.trim().parse().map_err(|e| format!("`{s}`: {e}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().map_err(|e| format!("`{s}`: prefix: {e}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|e| format!("`{s}`: prefix: {e}"))?,
             None => max,
         };
         if prefix > max {
@@ -147,11 +165,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -210,10 +236,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    let keep_te_trailers = h
-        .get("te")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    let keep_te_trailers = h.get("te").and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+    });
     for n in HOP_BY_HOP {
         h.remove(n);
     }
@@ -243,9 +269,18 @@ mod tests {
         let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.5".parse().unwrap());
-        assert_eq!(client_ip("10.0.0.1".parse().unwrap(), &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip("198.51.100.1".parse().unwrap(), &h, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip("10.0.0.1".parse().unwrap(), &h, &[]), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &[]),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

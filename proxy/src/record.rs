@@ -154,13 +154,24 @@ const RECENT: usize = 1000;
 
 impl Recorder {
     /// Start the writer thread. `path`: where JSON lines go (none: metrics only).
-    pub fn start(path: Option<&Path>, queue: usize, metrics: Arc<Metrics>) -> std::io::Result<Arc<Recorder>> {
+    pub fn start(
+        path: Option<&Path>,
+        queue: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Recorder>> {
         let file = match path {
             Some(p) => Some(BufWriter::with_capacity(
                 64 * 1024,
-                OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot open record file {}: {e}", p.display()))
-                })?,
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot open record file {}: {e}", p.display()),
+                        )
+                    })?,
             )),
             None => None,
         };

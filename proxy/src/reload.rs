@@ -60,7 +60,11 @@ pub fn watch(path: PathBuf, shared: Arc<Shared>) -> Option<Watcher> {
 }
 
 /// Re-read the profile file; apply it if it changed (or `force`) and is valid.
-pub fn reload_from_file(path: &std::path::Path, shared: &Arc<Shared>, force: bool) -> Result<bool, String> {
+pub fn reload_from_file(
+    path: &std::path::Path,
+    shared: &Arc<Shared>,
+    force: bool,
+) -> Result<bool, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -85,7 +89,11 @@ pub fn reload_from_file(path: &std::path::Path, shared: &Arc<Shared>, force: boo
             Ok(true)
         }
         Err(diags) => {
-            let msg = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
+            let msg = diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
             tracing::error!("profile change rejected; the previous profile stays in force:\n{msg}");
             shared.set_reload_error(Some(msg.clone()));
             Err(msg)

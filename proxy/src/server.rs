@@ -121,15 +121,26 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     struct Planned {
         name: String,
         addr: SocketAddr,
-        ctx_parts: (brownout_faults::ApiKind, crate::upstream::Upstream, crate::upstream::UpstreamClient),
+        ctx_parts: (
+            brownout_faults::ApiKind,
+            crate::upstream::Upstream,
+            crate::upstream::UpstreamClient,
+        ),
         tls: Option<TlsAcceptor>,
     }
     let mut planned = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
-        let name = l.name.clone().unwrap_or_else(|| if i == 0 { "default".into() } else { format!("listener-{}", i + 1) });
+        let name = l.name.clone().unwrap_or_else(|| {
+            if i == 0 {
+                "default".into()
+            } else {
+                format!("listener-{}", i + 1)
+            }
+        });
         let cerr = |m: String| StartError::Config(format!("listener `{name}`: {m}"));
         let addr = parse_addr("listen", &l.listen).map_err(|e| cerr(e.to_string()))?;
-        let upstream = crate::upstream::Upstream::parse(&l.upstream).map_err(|e| cerr(e.to_string()))?;
+        let upstream =
+            crate::upstream::Upstream::parse(&l.upstream).map_err(|e| cerr(e.to_string()))?;
         let ca = l.upstream_ca.as_ref().map(|p| relative_to(base, p));
         let client = crate::upstream::client(ca.as_deref()).map_err(|e| cerr(e.to_string()))?;
         let tls = match &l.tls {
@@ -140,7 +151,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             None => None,
         };
         let api = l.api.unwrap_or(brownout_faults::ApiKind::Generic);
-        planned.push(Planned { name, addr, ctx_parts: (api, upstream, client), tls });
+        planned.push(Planned {
+            name,
+            addr,
+            ctx_parts: (api, upstream, client),
+            tls,
+        });
     }
     let trusted = cfg
         .trusted_proxies
@@ -157,15 +173,18 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             (Some(p), Some(text.clone()), ProfileSource::Builtin)
         }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Config(format!("cannot read profile {}: {e}", path.display())))?;
-            let p = brownout_faults::validate::load_profile(&text, &path.display().to_string()).map_err(diag)?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartError::Config(format!("cannot read profile {}: {e}", path.display()))
+            })?;
+            let p = brownout_faults::validate::load_profile(&text, &path.display().to_string())
+                .map_err(diag)?;
             (Some(p), Some(text), ProfileSource::File)
         }
         (None, None) => (None, None, ProfileSource::None),
     };
 
-    let admin_addr = parse_addr("admin", &cfg.admin.listen).map_err(|e| StartError::Config(e.to_string()))?;
+    let admin_addr =
+        parse_addr("admin", &cfg.admin.listen).map_err(|e| StartError::Config(e.to_string()))?;
     if !opts.no_admin && !admin_addr.ip().is_loopback() && opts.admin_token.is_none() {
         return Err(StartError::Config(format!(
             "refusing to serve the admin API on non-loopback {admin_addr} without a token: set {} or bind it to 127.0.0.1",
@@ -179,7 +198,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     let seed_override = cfg.seed;
     let shared = Arc::new(Shared {
         profile: ArcSwap::from_pointee(CompiledProfile::empty(seed_override.unwrap_or(0))),
-        meta: Mutex::new(ProfileMeta { source: ProfileSource::None, text: None, last_reload_error: None, generation: 0 }),
+        meta: Mutex::new(ProfileMeta {
+            source: ProfileSource::None,
+            text: None,
+            last_reload_error: None,
+            generation: 0,
+        }),
         release: Release::new(true),
         recorder,
         metrics: metrics.clone(),
@@ -212,14 +236,21 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         // `header_timeout` is enforced per connection in `drive`.
         .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(None);
     let builder = Arc::new(builder);
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
     for p in planned {
         let listener = TcpListener::bind(p.addr)
             .await
-            .map_err(|e| StartError::Bind { what: format!("listener `{}`", p.name), addr: p.addr, source: e })?;
+            .map_err(|e| StartError::Bind {
+                what: format!("listener `{}`", p.name),
+                addr: p.addr,
+                source: e,
+            })?;
         let addr = listener.local_addr()?;
         let (api, upstream, client) = p.ctx_parts;
         tracing::info!(listener = %p.name, %addr, upstream = %upstream.display, tls = p.tls.is_some(), "listening");
@@ -232,15 +263,18 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             shared: shared.clone(),
         });
         bound.push((p.name, addr));
+        let settings = Arc::new(ConnSettings {
+            tls: p.tls,
+            builder: builder.clone(),
+            handshake_timeout: cfg.limits.tls_handshake_timeout.0,
+            header_timeout: cfg.limits.header_timeout.0,
+        });
         tasks.push(tokio::spawn(accept_loop(
             listener,
             ctx,
-            p.tls,
-            builder.clone(),
+            settings,
             conns.clone(),
             stop_rx.clone(),
-            cfg.limits.tls_handshake_timeout.0,
-            cfg.limits.header_timeout.0,
         )));
     }
     let admin = if opts.no_admin {
@@ -248,10 +282,19 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     } else {
         let listener = TcpListener::bind(admin_addr)
             .await
-            .map_err(|e| StartError::Bind { what: "admin API".into(), addr: admin_addr, source: e })?;
+            .map_err(|e| StartError::Bind {
+                what: "admin API".into(),
+                addr: admin_addr,
+                source: e,
+            })?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "admin API listening");
-        tasks.push(tokio::spawn(crate::admin::serve(listener, shared.clone(), opts.admin_token.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::admin::serve(
+            listener,
+            shared.clone(),
+            opts.admin_token.clone(),
+            stop_rx.clone(),
+        )));
         Some(addr)
     };
     let watcher = match (&profile_path, &opts.builtin_profile) {
@@ -273,18 +316,28 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
 }
 
 fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
-    StartError::Config(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
+    StartError::Config(
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// How a listener serves each accepted connection.
+struct ConnSettings {
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handshake_timeout: Duration,
+    header_timeout: Duration,
 }
 
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerCtx>,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: Arc<ConnSettings>,
     conns: Arc<Semaphore>,
     mut stop: watch::Receiver<u8>,
-    handshake_timeout: Duration,
-    header_timeout: Duration,
 ) {
     loop {
         let permit = tokio::select! {
@@ -303,9 +356,9 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let (ctx, tls, builder, stop) = (ctx.clone(), tls.clone(), builder.clone(), stop.clone());
+        let (ctx, settings, stop) = (ctx.clone(), settings.clone(), stop.clone());
         tokio::spawn(async move {
-            serve_conn(stream, peer, ctx, tls, builder, stop, handshake_timeout, header_timeout).await;
+            serve_conn(stream, peer, ctx, &settings, stop).await;
             drop(permit);
         });
     }
@@ -315,32 +368,42 @@ async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: &ConnSettings,
     stop: watch::Receiver<u8>,
-    handshake_timeout: Duration,
-    header_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
+    let builder = &settings.builder;
     let info = ConnInfo::new(peer);
     let io = ConnIo::new(stream, info.clone());
-    let svc = ProxyService { ctx, conn: info.clone() };
-    let first = FirstRequest { info, timeout: header_timeout };
-    match tls {
+    let svc = ProxyService {
+        ctx,
+        conn: info.clone(),
+    };
+    let first = FirstRequest {
+        info,
+        timeout: settings.header_timeout,
+    };
+    match &settings.tls {
         None => drive(builder.serve_connection(TokioIo::new(io), svc), stop, first).await,
         Some(acceptor) => {
-            let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            drive(builder.serve_connection(TokioIo::new(tls_stream), svc), stop, first).await
+            let tls_stream =
+                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            drive(
+                builder.serve_connection(TokioIo::new(tls_stream), svc),
+                stop,
+                first,
+            )
+            .await
         }
     }
 }
@@ -383,4 +446,3 @@ where
         }
     }
 }
-

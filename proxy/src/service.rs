@@ -61,8 +61,14 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        if !self.conn.first_request.load(std::sync::atomic::Ordering::Relaxed) {
-            self.conn.first_request.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !self
+            .conn
+            .first_request
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.conn
+                .first_request
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Box::pin(handle(self.ctx.clone(), self.conn.clone(), req))
     }
@@ -101,7 +107,10 @@ pub fn endpoint_str(e: Endpoint) -> &'static str {
 
 /// Read up to `limit` bytes of a body for matching. Returns what was read and, if
 /// the body was longer, the unread rest (then the body counts as not inspected).
-async fn read_prefix(mut body: Incoming, limit: usize) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+async fn read_prefix(
+    mut body: Incoming,
+    limit: usize,
+) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
     let mut buf = BytesMut::new();
     loop {
         if body.is_end_stream() {
@@ -198,7 +207,11 @@ async fn handle(
     let mut mark: Option<HeaderValue> = None;
 
     if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
-        let mut facts = RequestFacts { api: ctx.api, endpoint, ..Default::default() };
+        let mut facts = RequestFacts {
+            api: ctx.api,
+            endpoint,
+            ..Default::default()
+        };
         if profile.needs_body && !parts.method.is_safe() {
             if let Some(ReqBody::Incoming(b)) = req_body.take() {
                 let limit = shared.inspect_limit;
@@ -209,10 +222,18 @@ async fn handle(
                     match read_prefix(b, limit).await {
                         Ok((prefix, rest)) => {
                             if rest.is_none() {
-                                facts = inspect_request(ctx.api, &parts.method, parts.uri.path(), Some(&prefix));
+                                facts = inspect_request(
+                                    ctx.api,
+                                    &parts.method,
+                                    parts.uri.path(),
+                                    Some(&prefix),
+                                );
                             }
                             ex.rec().bytes_in = prefix.len() as u64;
-                            req_body = Some(ReqBody::Prefixed { prefix: Some(prefix), rest });
+                            req_body = Some(ReqBody::Prefixed {
+                                prefix: Some(prefix),
+                                rest,
+                            });
                         }
                         Err(e) => {
                             // The client's body broke while we read it: nothing to forward.
@@ -230,8 +251,11 @@ async fn handle(
             }
         }
         let ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
-        let seq: Option<u64> =
-            parts.headers.get("x-brownout-seq").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        let seq: Option<u64> = parts
+            .headers
+            .get("x-brownout-seq")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let input = MatchInput {
             listener: &ctx.name,
             method: &parts.method,
@@ -245,8 +269,17 @@ async fn handle(
             if !rule.cond.matches(&input, profile.seed) {
                 continue;
             }
-            let ordinal = seq.unwrap_or_else(|| rule.state.ordinal.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-            let Some(rng) = decide(profile.seed, rule.id, ordinal, rule.probability.at(active.fraction)) else {
+            let ordinal = seq.unwrap_or_else(|| {
+                rule.state
+                    .ordinal
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            });
+            let Some(rng) = decide(
+                profile.seed,
+                rule.id,
+                ordinal,
+                rule.probability.at(active.fraction),
+            ) else {
                 continue;
             };
             if !rule.state.try_activate(rule.max_active) {
@@ -258,7 +291,11 @@ async fn handle(
             ex.hold_rule(rule.state.clone());
             ex.rec().rules.push(rule.name.clone());
             if rule.mark.unwrap_or(shared.mark_injected) {
-                names.extend(rule.faults.iter().map(|f| format!("{}/{}", rule.name, f.kind())));
+                names.extend(
+                    rule.faults
+                        .iter()
+                        .map(|f| format!("{}/{}", rule.name, f.kind())),
+                );
             }
             decided.push(Decided { rule, rng });
         }
@@ -267,7 +304,11 @@ async fn handle(
             if let Some(rng) = decide(profile.seed, rule.id, ordinal, 1.0) {
                 ex.rec().rules.push(rule.name.clone());
                 if shared.mark_injected {
-                    names.extend(rule.faults.iter().map(|f| format!("{}/{}", rule.name, f.kind())));
+                    names.extend(
+                        rule.faults
+                            .iter()
+                            .map(|f| format!("{}/{}", rule.name, f.kind())),
+                    );
                 }
                 decided.push(Decided { rule, rng });
             }
@@ -280,7 +321,11 @@ async fn handle(
     if !decided.is_empty() {
         match request_side(shared, ctx.api, &mut ex, &mut decided, &mut body_faults).await {
             Step::Forward => {}
-            Step::Respond { status, headers, body } => {
+            Step::Respond {
+                status,
+                headers,
+                body,
+            } => {
                 drain(req_body.take(), shared.inspect_limit).await;
                 ex.local_answer(status.as_u16(), Outcome::InjectedError);
                 return Ok(local_response(ex, status, headers, body, mark.as_ref()));
@@ -296,7 +341,11 @@ async fn handle(
     }
 
     // Forward upstream.
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let uri = match ctx.upstream.uri_for(pq) {
         Ok(u) => u,
         Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
@@ -304,7 +353,9 @@ async fn handle(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(http::header::HOST, ctx.upstream.host.clone());
+    parts
+        .headers
+        .insert(http::header::HOST, ctx.upstream.host.clone());
     parts.headers.remove("x-brownout-seq");
     if shared.allow_header_faults {
         parts.headers.remove("x-brownout-fault");
@@ -312,13 +363,20 @@ async fn handle(
     let body = req_body.take().unwrap_or(ReqBody::Empty);
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
-    let resp = match tokio::time::timeout(shared.upstream_timeout, ctx.client.request(up_req)).await {
+    let resp = match tokio::time::timeout(shared.upstream_timeout, ctx.client.request(up_req)).await
+    {
         Err(_) => {
-            let e = ProxyError::Timeout { upstream: ctx.upstream.display.clone(), timeout: shared.upstream_timeout };
+            let e = ProxyError::Timeout {
+                upstream: ctx.upstream.display.clone(),
+                timeout: shared.upstream_timeout,
+            };
             return Ok(gateway_error(ex, e));
         }
         Ok(Err(e)) => {
-            let e = ProxyError::Unreachable { upstream: ctx.upstream.display.clone(), source: Box::new(e) };
+            let e = ProxyError::Unreachable {
+                upstream: ctx.upstream.display.clone(),
+                source: Box::new(e),
+            };
             return Ok(gateway_error(ex, e));
         }
         Ok(Ok(r)) => r,
@@ -329,7 +387,14 @@ async fn handle(
     if let Some(m) = mark {
         rparts.headers.insert("x-brownout-fault", m);
     }
-    let body = ProxyBody::upstream(rbody, ex, body_faults, &conn, http2, shared.upstream_idle_timeout);
+    let body = ProxyBody::upstream(
+        rbody,
+        ex,
+        body_faults,
+        &conn,
+        http2,
+        shared.upstream_idle_timeout,
+    );
     Ok(Response::from_parts(rparts, body))
 }
 

@@ -64,15 +64,26 @@ impl Shared {
 
     /// Apply a validated profile now: compile it (carrying over unchanged rule state),
     /// start its clock, and swap it in atomically.
-    pub fn apply(self: &Arc<Self>, profile: &Profile, text: Option<String>, source: ProfileSource) -> Result<(), String> {
+    pub fn apply(
+        self: &Arc<Self>,
+        profile: &Profile,
+        text: Option<String>,
+        source: ProfileSource,
+    ) -> Result<(), String> {
         let now = Instant::now();
         let offset = match profile.start_at.as_deref() {
             Some(s) => start_offset_ns(s)?,
             None => 0,
         };
         let prev = self.profile.load();
-        let compiled = CompiledProfile::compile(profile, self.effective_seed(profile), Some(&prev), now, offset)
-            .map_err(|e| e.to_string())?;
+        let compiled = CompiledProfile::compile(
+            profile,
+            self.effective_seed(profile),
+            Some(&prev),
+            now,
+            offset,
+        )
+        .map_err(|e| e.to_string())?;
         let expires = compiled.expires_after;
         self.profile.store(Arc::new(compiled));
         let generation = {
@@ -87,7 +98,11 @@ impl Shared {
             let me = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
-                let still = me.meta.lock().map(|m| m.generation == generation).unwrap_or(false);
+                let still = me
+                    .meta
+                    .lock()
+                    .map(|m| m.generation == generation)
+                    .unwrap_or(false);
                 if still {
                     tracing::warn!("profile expired (expires_after); turning faults off");
                     me.release.turn_off();
@@ -115,5 +130,6 @@ fn start_offset_ns(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("start_at `{s}`: {e}"))?;
     let now = time::OffsetDateTime::now_utc();
     let d = t - now;
-    Ok(d.whole_nanoseconds().clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+    Ok(d.whole_nanoseconds()
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64)
 }

@@ -11,13 +11,21 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {what} {path}: {message}")]
-    Read { what: &'static str, path: String, message: String },
+    Read {
+        what: &'static str,
+        path: String,
+        message: String,
+    },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
 fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |m: String| TlsError::Read { what, path: path.display().to_string(), message: m };
+    let err = |m: String| TlsError::Read {
+        what,
+        path: path.display().to_string(),
+        message: m,
+    };
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<_, _>>()

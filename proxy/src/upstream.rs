@@ -49,7 +49,13 @@ impl Upstream {
         let authority = uri.authority().cloned().ok_or_else(bad)?;
         let base_path = uri.path().trim_end_matches('/').to_string();
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
-        Ok(Upstream { scheme, authority, base_path, host, display: url.trim_end_matches('/').to_string() })
+        Ok(Upstream {
+            scheme,
+            authority,
+            base_path,
+            host,
+            display: url.trim_end_matches('/').to_string(),
+        })
     }
 
     /// The upstream URI for a request's path and query.
@@ -59,7 +65,11 @@ impl Upstream {
         } else {
             format!("{}{}", self.base_path, path_and_query)
         };
-        Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(pq).build()
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
     }
 }
 
