@@ -518,3 +518,192 @@ impl CompiledProfile {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(yaml: &str) -> CompiledProfile {
+        let p = crate::validate::load_profile(yaml, "t.yaml").unwrap();
+        CompiledProfile::compile(&p, 1, None, Instant::now(), 0).unwrap()
+    }
+
+    #[test]
+    fn max_active_caps_concurrent_harm() {
+        let st = RuleState::default();
+        assert!(st.try_activate(Some(2)));
+        assert!(st.try_activate(Some(2)));
+        assert!(
+            !st.try_activate(Some(2)),
+            "third concurrent request is over the cap"
+        );
+        st.deactivate();
+        assert!(
+            st.try_activate(Some(2)),
+            "a slot frees when an exchange ends"
+        );
+        assert!(st.try_activate(None));
+    }
+
+    #[test]
+    fn matches_every_given_condition() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - name: r
+    match:
+      method: post
+      path: "/v1/*/completions"
+      headers: {x-team: "blue*"}
+      model: "gpt-4o*"
+      stream: true
+    faults: [{type: delay, duration: 1ms}]
+"#,
+        );
+        let rule = &p.top[0];
+        assert!(p.needs_body);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-team", "blue-7".parse().unwrap());
+        let facts = RequestFacts {
+            model: Some("gpt-4o-mini".into()),
+            stream: Some(true),
+            body_inspected: true,
+            ..Default::default()
+        };
+        let input = MatchInput {
+            listener: "l",
+            method: &Method::POST,
+            path: "/v1/chat/completions",
+            headers: &headers,
+            facts: &facts,
+            client_ip: None,
+        };
+        assert!(rule.cond.matches(&input, 1));
+        assert!(!rule.cond.matches(
+            &MatchInput {
+                method: &Method::GET,
+                ..input
+            },
+            1
+        ));
+        assert!(!rule.cond.matches(
+            &MatchInput {
+                path: "/v1/embeddings",
+                ..input
+            },
+            1
+        ));
+        let uninspected = RequestFacts {
+            body_inspected: false,
+            ..facts.clone()
+        };
+        assert!(
+            !rule.cond.matches(
+                &MatchInput {
+                    facts: &uninspected,
+                    ..input
+                },
+                1
+            ),
+            "body conditions need an inspected body"
+        );
+        let other_model = RequestFacts {
+            model: Some("claude-3".into()),
+            ..facts.clone()
+        };
+        assert!(!rule.cond.matches(
+            &MatchInput {
+                facts: &other_model,
+                ..input
+            },
+            1
+        ));
+        let no_header = HeaderMap::new();
+        assert!(!rule.cond.matches(
+            &MatchInput {
+                headers: &no_header,
+                ..input
+            },
+            1
+        ));
+    }
+
+    #[test]
+    fn clients_percent_is_sticky_and_proportional() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - name: r
+    match: {clients: {percent: 25, by: "header:authorization"}}
+    faults: [{type: delay, duration: 1ms}]
+"#,
+        );
+        let rule = &p.top[0];
+        let facts = RequestFacts::default();
+        let mut hit = 0;
+        for i in 0..4000 {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", format!("Bearer key-{i}").parse().unwrap());
+            let input = MatchInput {
+                listener: "l",
+                method: &Method::POST,
+                path: "/",
+                headers: &h,
+                facts: &facts,
+                client_ip: None,
+            };
+            let first = rule.cond.matches(&input, 7);
+            assert_eq!(
+                first,
+                rule.cond.matches(&input, 7),
+                "the same client is always chosen the same way"
+            );
+            hit += usize::from(first);
+        }
+        assert!((850..1150).contains(&hit), "about 25% of clients: {hit}");
+    }
+
+    #[test]
+    fn unchanged_rules_keep_state_across_recompiles() {
+        let y1 = "version: 1\nname: t\nrules:\n  - name: a\n    faults: [{type: delay, duration: 1ms}]\n  - name: b\n    faults: [{type: delay, duration: 1ms}]\n";
+        let y2 = "version: 1\nname: t\nrules:\n  - name: a\n    faults: [{type: delay, duration: 1ms}]\n  - name: b\n    faults: [{type: delay, duration: 2ms}]\n";
+        let p1 = compile(y1);
+        p1.top[0].state.ordinal.store(41, Ordering::Relaxed);
+        p1.top[1].state.ordinal.store(7, Ordering::Relaxed);
+        let prof2 = crate::validate::load_profile(y2, "t.yaml").unwrap();
+        let p2 = CompiledProfile::compile(&prof2, 1, Some(&p1), Instant::now(), 0).unwrap();
+        assert!(
+            Arc::ptr_eq(&p1.top[0].state, &p2.top[0].state),
+            "rule a unchanged: state carried over"
+        );
+        assert_eq!(p2.top[0].state.ordinal.load(Ordering::Relaxed), 41);
+        assert!(
+            !Arc::ptr_eq(&p1.top[1].state, &p2.top[1].state),
+            "rule b changed: fresh state"
+        );
+        assert_eq!(p2.top[1].state.ordinal.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn header_faults_parse() {
+        let (ok, bad) =
+            parse_header_faults("error=openai.rate_limit_requests, delay=500ms, reset, nonsense=1");
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok[0].kind(), "error");
+        assert_eq!(ok[1].kind(), "delay");
+        assert_eq!(ok[2].kind(), "reset");
+        assert_eq!(bad, vec!["nonsense=1".to_string()]);
+        let (ok, _) = parse_header_faults("error=503");
+        assert!(matches!(
+            ok[0],
+            FaultSpec::Error {
+                status: Some(503),
+                ..
+            }
+        ));
+    }
+}

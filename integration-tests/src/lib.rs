@@ -662,7 +662,7 @@ impl TestProxy {
         rec.settle(Duration::from_secs(5));
         rec.recent(usize::MAX)
             .iter()
-            .map(|r| serde_json::to_value(&**r).expect("record serializes"))
+            .map(|r| serde_json::to_value(r).expect("record serializes"))
             .collect()
     }
 

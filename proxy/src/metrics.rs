@@ -59,17 +59,57 @@ impl Histogram {
     }
 }
 
+/// A tiny map for label sets: there are few of them, and looking one up must not
+/// allocate (the recorder thread does it for every exchange).
+#[derive(Debug)]
+struct Series<K, V> {
+    entries: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Series<K, V> {
+    fn default() -> Self {
+        Series {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone, V: Default> Series<K, V> {
+    /// The value for the first key `eq` accepts, inserting `make()` if none does.
+    fn entry(&mut self, eq: impl Fn(&K) -> bool, make: impl FnOnce() -> K) -> &mut V {
+        let i = match self.entries.iter().position(|(k, _)| eq(k)) {
+            Some(i) => i,
+            None => {
+                self.entries.push((make(), V::default()));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// Entries in label order, for stable output.
+    fn sorted(&self) -> BTreeMap<K, &V> {
+        self.entries.iter().map(|(k, v)| (k.clone(), v)).collect()
+    }
+}
+
+type ListenerEndpoint = (String, &'static str);
+
 #[derive(Debug, Default)]
 struct State {
-    requests: BTreeMap<(String, &'static str, String, &'static str), u64>,
-    injected: BTreeMap<(String, &'static str), u64>,
-    skipped: BTreeMap<(String, &'static str), u64>,
-    duration: BTreeMap<(String, &'static str), Histogram>,
-    ttft: BTreeMap<(String, &'static str), Histogram>,
-    itl: BTreeMap<(String, &'static str), Histogram>,
-    tpot: BTreeMap<(String, &'static str), Histogram>,
-    upstream: BTreeMap<String, Histogram>,
-    output_tokens: BTreeMap<(String, &'static str), u64>,
+    requests: Series<(String, &'static str, String, &'static str), u64>,
+    injected: Series<(String, &'static str), u64>,
+    skipped: Series<(String, &'static str), u64>,
+    duration: Series<ListenerEndpoint, Histogram>,
+    ttft: Series<ListenerEndpoint, Histogram>,
+    itl: Series<ListenerEndpoint, Histogram>,
+    tpot: Series<ListenerEndpoint, Histogram>,
+    upstream: Series<String, Histogram>,
+    output_tokens: Series<ListenerEndpoint, u64>,
+}
+
+fn le<'a>(l: &'a str, e: &'static str) -> impl Fn(&ListenerEndpoint) -> bool + 'a {
+    move |k| k.1 == e && k.0 == l
 }
 
 /// Everything `/metrics` shows.
@@ -116,46 +156,43 @@ impl Metrics {
     /// Fold one finished exchange into the counters (recorder thread).
     pub fn observe(&self, r: &Record) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let phase = r.phase.as_deref().unwrap_or("").to_string();
-        *s.requests
-            .entry((
-                r.listener.to_string(),
-                r.endpoint,
-                phase,
-                r.outcome.as_str(),
-            ))
-            .or_default() += 1;
+        let (l, e) = (&*r.listener, r.endpoint);
+        let phase = r.phase.as_deref().unwrap_or("");
+        let o = r.outcome.as_str();
+        *s.requests.entry(
+            |k| k.1 == e && k.3 == o && k.0 == l && k.2 == phase,
+            || (l.to_string(), e, phase.to_string(), o),
+        ) += 1;
         for f in &r.faults {
-            *s.injected.entry((f.rule.to_string(), f.fault)).or_default() += 1;
+            *s.injected.entry(
+                |k| k.1 == f.fault && *k.0 == *f.rule,
+                || (f.rule.to_string(), f.fault),
+            ) += 1;
         }
         for f in &r.faults_skipped {
-            *s.skipped.entry((f.rule.to_string(), f.fault)).or_default() += 1;
+            *s.skipped.entry(
+                |k| k.1 == f.fault && *k.0 == *f.rule,
+                || (f.rule.to_string(), f.fault),
+            ) += 1;
         }
-        let key = (r.listener.to_string(), r.endpoint);
-        s.duration
-            .entry(key.clone())
-            .or_default()
-            .observe(r.e2e_ms / 1000.0);
+        let key = || (l.to_string(), e);
+        s.duration.entry(le(l, e), key).observe(r.e2e_ms / 1000.0);
         if let Some(t) = r.ttft_ms {
-            s.ttft.entry(key.clone()).or_default().observe(t / 1000.0);
+            s.ttft.entry(le(l, e), key).observe(t / 1000.0);
         }
         if let Some(t) = &r.itl_ms {
-            s.itl
-                .entry(key.clone())
-                .or_default()
-                .observe(t.p50 / 1000.0);
+            s.itl.entry(le(l, e), key).observe(t.p50 / 1000.0);
         }
         if let Some(t) = r.tpot_ms {
-            s.tpot.entry(key.clone()).or_default().observe(t / 1000.0);
+            s.tpot.entry(le(l, e), key).observe(t / 1000.0);
         }
         if let Some(n) = r.output_tokens {
-            *s.output_tokens.entry(key).or_default() += n;
+            *s.output_tokens.entry(le(l, e), key) += n;
         }
         if let Some(up) = &r.upstream {
             if let Some(e2e) = up.e2e_ms.or(up.ttfb_ms) {
                 s.upstream
-                    .entry(r.listener.to_string())
-                    .or_default()
+                    .entry(|k| k == l, || l.to_string())
                     .observe(e2e / 1000.0);
             }
         }
@@ -177,12 +214,12 @@ impl Metrics {
             "counter",
             "Exchanges finished, by listener, endpoint, phase and outcome.",
         );
-        for ((l, e, p, o), n) in &s.requests {
+        for ((l, e, p, o), n) in s.requests.sorted() {
             let _ = writeln!(
                 out,
                 "brownout_requests_total{{listener=\"{}\",endpoint=\"{e}\",phase=\"{}\",outcome=\"{o}\"}} {n}",
-                esc(l),
-                esc(p)
+                esc(&l),
+                esc(&p)
             );
         }
         head(
@@ -191,11 +228,11 @@ impl Metrics {
             "counter",
             "Faults applied, by rule and fault type.",
         );
-        for ((r, f), n) in &s.injected {
+        for ((r, f), n) in s.injected.sorted() {
             let _ = writeln!(
                 out,
                 "brownout_faults_injected_total{{rule=\"{}\",fault=\"{f}\"}} {n}",
-                esc(r)
+                esc(&r)
             );
         }
         head(
@@ -204,26 +241,24 @@ impl Metrics {
             "counter",
             "Faults decided but not applied, by rule and fault type.",
         );
-        for ((r, f), n) in &s.skipped {
+        for ((r, f), n) in s.skipped.sorted() {
             let _ = writeln!(
                 out,
                 "brownout_faults_skipped_total{{rule=\"{}\",fault=\"{f}\"}} {n}",
-                esc(r)
+                esc(&r)
             );
         }
-        let hist = |out: &mut String,
-                    name: &str,
-                    help: &str,
-                    m: &BTreeMap<(String, &'static str), Histogram>| {
-            head(out, name, "histogram", help);
-            for ((l, e), h) in m {
-                h.render(
-                    out,
-                    &format!("brownout_{name}"),
-                    &format!("listener=\"{}\",endpoint=\"{e}\"", esc(l)),
-                );
-            }
-        };
+        let hist =
+            |out: &mut String, name: &str, help: &str, m: &Series<ListenerEndpoint, Histogram>| {
+                head(out, name, "histogram", help);
+                for ((l, e), h) in m.sorted() {
+                    h.render(
+                        out,
+                        &format!("brownout_{name}"),
+                        &format!("listener=\"{}\",endpoint=\"{e}\"", esc(&l)),
+                    );
+                }
+            };
         hist(
             &mut out,
             "request_duration_seconds",
@@ -254,11 +289,11 @@ impl Metrics {
             "histogram",
             "Time the upstream took, per listener.",
         );
-        for (l, h) in &s.upstream {
+        for (l, h) in s.upstream.sorted() {
             h.render(
                 &mut out,
                 "brownout_upstream_duration_seconds",
-                &format!("listener=\"{}\"", esc(l)),
+                &format!("listener=\"{}\"", esc(&l)),
             );
         }
         head(
@@ -267,11 +302,11 @@ impl Metrics {
             "counter",
             "Output tokens seen in responses.",
         );
-        for ((l, e), n) in &s.output_tokens {
+        for ((l, e), n) in s.output_tokens.sorted() {
             let _ = writeln!(
                 out,
                 "brownout_output_tokens_total{{listener=\"{}\",endpoint=\"{e}\"}} {n}",
-                esc(l)
+                esc(&l)
             );
         }
         drop(s);
@@ -285,7 +320,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "brownout_active_requests{{listener=\"{}\"}} {}",
-                esc(l),
+                esc(&l),
                 g.load(Ordering::Relaxed)
             );
         }

@@ -140,7 +140,7 @@ pub struct Recorder {
     sent: AtomicU64,
     written: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    recent: Arc<Mutex<VecDeque<Arc<Record>>>>,
+    recent: Arc<Mutex<VecDeque<Box<Record>>>>,
 }
 
 #[derive(Debug)]
@@ -223,10 +223,10 @@ impl Recorder {
     }
 
     /// The most recent records, newest last.
-    pub fn recent(&self, limit: usize) -> Vec<Arc<Record>> {
+    pub fn recent(&self, limit: usize) -> Vec<Record> {
         let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let skip = r.len().saturating_sub(limit);
-        r.iter().skip(skip).cloned().collect()
+        r.iter().skip(skip).map(|b| (**b).clone()).collect()
     }
 
     /// Wait (up to `timeout`) until every record submitted so far has been handled.
@@ -251,7 +251,7 @@ fn writer_loop(
     rx: Receiver<Msg>,
     mut file: Option<BufWriter<File>>,
     metrics: Arc<Metrics>,
-    recent: Arc<Mutex<VecDeque<Arc<Record>>>>,
+    recent: Arc<Mutex<VecDeque<Box<Record>>>>,
     written: Arc<AtomicU64>,
 ) {
     let mut line = Vec::with_capacity(1024);
@@ -286,7 +286,7 @@ fn writer_loop(
             if r.len() == RECENT {
                 r.pop_front();
             }
-            r.push_back(Arc::from(rec));
+            r.push_back(rec);
         }
         written.fetch_add(1, Ordering::AcqRel);
     }
