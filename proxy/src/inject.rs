@@ -233,6 +233,8 @@ pub async fn request_side(
                         }
                     }
                 }
+                #[allow(unreachable_patterns)]
+                _ => ex.skipped(&rule.name, kind, "not_supported"),
             }
         }
     }
