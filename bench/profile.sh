@@ -132,16 +132,16 @@ wait "$WRK_PID" || true
   grep -E 'Requests/sec|requests in' "$WORK/wrk.out" | sed 's/^/# wrk: /'
   echo
   echo "## self time by shared object"
-  perf report -i "$DATA" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+  perf report -i "$DATA" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 || true
   echo
   echo "## self time by symbol (top 60)"
   perf report -i "$DATA" --stdio --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -60
+    | grep -v '^#' | grep -v '^$' | head -60 || true
   echo
   echo "## inclusive time (children) by symbol, brownout code only (top 60)"
   perf report -i "$DATA" --stdio --children --sort sym -g none 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | grep -E 'brownout|hyper|tokio|h2|http|tracing|serde|std::|core::|alloc::|__libc|syscall|epoll|send|recv|write|read' \
-    | head -60
+    | head -60 || true
 } >"$TXT"
 cat "$TXT"
 echo "profile: $TXT (perf data: $DATA)" >&2

@@ -172,6 +172,28 @@ async fn route(
             json(StatusCode::OK, serde_json::json!({"faults": "on"}))
         }
         (&Method::GET, "/api/v1/status") => json(StatusCode::OK, status(shared)),
+        (&Method::GET, "/api/v1/profile") => {
+            let current = shared.meta.lock().ok().and_then(|m| m.text.clone());
+            match current {
+                Some(t) => text(StatusCode::OK, t, "application/yaml"),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({"error": "no profile is active"}),
+                ),
+            }
+        }
+        (&Method::PUT, "/api/v1/profile") => put_profile(req, shared).await,
+        (&Method::POST, "/api/v1/profile/reload") => match shared.profile_path.clone() {
+            None => json(
+                StatusCode::CONFLICT,
+                serde_json::json!({"error": "no profile file is configured"}),
+            ),
+            Some(path) => match crate::reload::reload_from_file(&path, shared, true) {
+                Ok(_) => json(StatusCode::OK, status(shared)),
+                Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
+            },
+        },
+        (&Method::POST, "/api/v1/phase") => phase(req, shared).await,
         (&Method::GET, "/api/v1/records") => {
             let limit = req
                 .uri()
@@ -191,6 +213,98 @@ async fn route(
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": format!("no such endpoint: {method} {path}")}),
+        ),
+    }
+}
+
+/// Bodies of admin calls are small; refuse anything larger.
+const MAX_ADMIN_BODY: usize = 4 << 20;
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": format!("cannot read the body: {e}")}),
+        )),
+    }
+}
+
+/// `PUT /api/v1/profile`: YAML or JSON; invalid → 400 with every error, old profile kept.
+async fn put_profile(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "the profile is not UTF-8"}),
+        );
+    };
+    match brownout_faults::validate::load_profile(text, "<api>") {
+        Err(diags) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "invalid profile; the previous one stays in force",
+                "errors": diags.iter().map(|d| serde_json::json!({
+                    "line": d.line, "column": d.column, "message": d.message, "hint": d.hint,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(p) => match shared.apply(&p, Some(text.to_string()), crate::state::ProfileSource::Api) {
+            Ok(()) => json(StatusCode::OK, status(shared)),
+            Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
+        },
+    }
+}
+
+/// `POST /api/v1/phase`: `{"name": "storm"}` or `{"next": true}`.
+async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        name: Option<String>,
+        #[serde(default)]
+        next: bool,
+    }
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ask: Ask = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("expected {{\"name\": \"PHASE\"}} or {{\"next\": true}}: {e}")}),
+            )
+        }
+    };
+    let profile = shared.profile.load();
+    let now = Instant::now();
+    let target = match (&ask.name, ask.next) {
+        (Some(n), _) => profile.phases.iter().position(|p| *p.name == **n),
+        (None, true) => {
+            let cur = profile.clock.at(now).index;
+            Some(cur.map_or(0, |i| (i + 1).min(profile.phases.len().saturating_sub(1))))
+        }
+        (None, false) => None,
+    };
+    match target {
+        Some(i) if i < profile.phases.len() => {
+            profile.clock.jump_to(i, now);
+            tracing::info!(phase = %profile.phases[i].name, "phase changed through the admin API");
+            json(StatusCode::OK, status(shared))
+        }
+        _ => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "no such phase",
+                "phases": profile.phases.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
+            }),
         ),
     }
 }

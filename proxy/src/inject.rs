@@ -198,15 +198,28 @@ pub async fn request_side(
                         ex.skipped(&rule.name, kind, "no_limiter");
                         continue;
                     };
-                    let queued_before = limiter.queued();
-                    match limiter.acquire(&shared.release).await {
+                    // The fault harmed this request iff it had to wait in the queue:
+                    // the acquire did not complete on its first poll.
+                    let mut waited = false;
+                    let mut acquire = std::pin::pin!(limiter.acquire(&shared.release));
+                    let admission = std::future::poll_fn(|cx| {
+                        let p = std::future::Future::poll(acquire.as_mut(), cx);
+                        waited |= p.is_pending();
+                        p
+                    })
+                    .await;
+                    match admission {
                         Admission::Admitted(permit) => {
-                            if queued_before > 0 || limiter.queued() > 0 {
+                            if waited {
                                 ex.applied(&rule.name, kind);
                             }
                             ex.permits.push(permit);
                         }
-                        Admission::Released => {}
+                        Admission::Released => {
+                            if waited {
+                                ex.applied(&rule.name, kind);
+                            }
+                        }
                         Admission::Rejected(why) => {
                             ex.applied(&rule.name, kind);
                             let name = preset.clone().unwrap_or_else(|| {

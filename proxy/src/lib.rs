@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod ctl;
 pub mod error;
 pub mod exchange;
 pub mod inject;

@@ -95,6 +95,32 @@ enum Cmd {
     },
     /// Print the JSON Schema of the profile format.
     Schema,
+    /// Talk to a running proxy's admin API (token from BROWNOUT_ADMIN_TOKEN).
+    Ctl {
+        /// The admin address.
+        #[arg(long, env = "BROWNOUT_ADMIN", default_value = "127.0.0.1:9911")]
+        admin: String,
+        /// Print the API's JSON instead of readable text.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        what: CtlWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlWhat {
+    /// Profile, phase, faults on/off, records.
+    Status,
+    /// Replace the running profile (YAML or JSON); an invalid one is refused.
+    Apply { file: PathBuf },
+    /// The kill switch: `off` releases every held request; `on` resumes.
+    Faults {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Jump to a phase by name, or `next`.
+    Phase { name: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,7 +199,31 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             seed,
             report_dir,
         } => demo(duration.as_deref(), rate, seed, &report_dir).await,
-        _ => Ok(ExitCode::SUCCESS),
+        Cmd::Ctl { admin, json, what } => {
+            let cmd = match what {
+                CtlWhat::Status => brownout::ctl::CtlCommand::Status,
+                CtlWhat::Apply { file } => brownout::ctl::CtlCommand::Apply(file),
+                CtlWhat::Faults { state } => brownout::ctl::CtlCommand::Faults(state == "on"),
+                CtlWhat::Phase { name } => brownout::ctl::CtlCommand::Phase(name),
+            };
+            let token = std::env::var("BROWNOUT_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            match brownout::ctl::run(&admin, token.as_deref(), &cmd, json).await {
+                Ok(out) => {
+                    println!("{}", out.trim_end());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        // Handled before the runtime starts.
+        Cmd::Validate { .. } | Cmd::Explain { .. } | Cmd::Profiles { .. } | Cmd::Schema => {
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match r {
         Ok(c) => c,

@@ -77,7 +77,7 @@ pub fn reload_from_file(
     let unchanged = shared
         .meta
         .lock()
-        .map(|m| m.source == ProfileSource::File && m.text.as_deref() == Some(text.as_str()))
+        .map(|m| m.file_text.as_deref() == Some(text.as_str()))
         .unwrap_or(false);
     if unchanged && !force {
         return Ok(false);
@@ -89,6 +89,10 @@ pub fn reload_from_file(
             Ok(true)
         }
         Err(diags) => {
+            // Remember the bad text so the same save is not re-reported on every event.
+            if let Ok(mut m) = shared.meta.lock() {
+                m.file_text = Some(text.clone());
+            }
             let msg = diags
                 .iter()
                 .map(|d| d.to_string())

@@ -203,6 +203,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             text: None,
             last_reload_error: None,
             generation: 0,
+            file_text: None,
         }),
         release: Release::new(true),
         recorder,

@@ -32,6 +32,9 @@ pub struct ProfileMeta {
     pub text: Option<String>,
     pub last_reload_error: Option<String>,
     pub generation: u64,
+    /// The profile file's text as last read, so that only a real change to the file
+    /// (not any event in its directory) replaces a profile applied through the API.
+    pub file_text: Option<String>,
 }
 
 /// Everything the request path and the control plane share.
@@ -89,6 +92,9 @@ impl Shared {
         let generation = {
             let mut m = self.meta.lock().unwrap_or_else(|p| p.into_inner());
             m.source = source;
+            if source == ProfileSource::File {
+                m.file_text = text.clone();
+            }
             m.text = text;
             m.last_reload_error = None;
             m.generation += 1;

@@ -1,0 +1,201 @@
+//! `brownout ctl`: drive a running proxy through its admin API.
+//!
+//! Game days need a hand on the wheel from a terminal: status, apply a profile,
+//! the kill switch, and phase changes, with the token from `BROWNOUT_ADMIN_TOKEN`.
+//! Output is for people by default and JSON with `--json`.
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// What to ask the admin API.
+#[derive(Debug, Clone)]
+pub enum CtlCommand {
+    Status,
+    Apply(std::path::PathBuf),
+    Faults(bool),
+    Phase(String),
+}
+
+/// Why a ctl call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("admin address `{0}`: expected http://HOST:PORT")]
+    BadAddress(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the admin API at {url}: {message} (is `brownout serve` running, and is --admin right?)")]
+    Unreachable { url: String, message: String },
+    #[error("the admin API answered {status}: {body}")]
+    Refused { status: u16, body: String },
+}
+
+/// Run one command; returns the text to print.
+pub async fn run(
+    admin: &str,
+    token: Option<&str>,
+    cmd: &CtlCommand,
+    as_json: bool,
+) -> Result<String, CtlError> {
+    let base = if admin.starts_with("http://") || admin.starts_with("https://") {
+        admin.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{}", admin.trim_end_matches('/'))
+    };
+    let (method, path, body) = match cmd {
+        CtlCommand::Status => (Method::GET, "/api/v1/status", Bytes::new()),
+        CtlCommand::Apply(file) => {
+            let text = std::fs::read(file).map_err(|e| CtlError::Read {
+                path: file.display().to_string(),
+                source: e,
+            })?;
+            (Method::PUT, "/api/v1/profile", Bytes::from(text))
+        }
+        CtlCommand::Faults(on) => (
+            Method::POST,
+            if *on {
+                "/api/v1/faults/on"
+            } else {
+                "/api/v1/faults/off"
+            },
+            Bytes::new(),
+        ),
+        CtlCommand::Phase(name) => {
+            let v = if name == "next" {
+                serde_json::json!({"next": true})
+            } else {
+                serde_json::json!({"name": name})
+            };
+            (Method::POST, "/api/v1/phase", Bytes::from(v.to_string()))
+        }
+    };
+    let url = format!("{base}{path}");
+    let mut req = Request::builder().method(method).uri(&url);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|_| CtlError::BadAddress(admin.to_string()))?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| CtlError::Unreachable {
+            url: url.clone(),
+            message: crate::error::chain(&e),
+        })?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| CtlError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    if !status.is_success() {
+        return Err(CtlError::Refused {
+            status: status.as_u16(),
+            body: pretty_error(&text),
+        });
+    }
+    if as_json {
+        return Ok(text);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok(match cmd {
+        CtlCommand::Faults(on) => format!(
+            "faults {}",
+            if *on {
+                "on"
+            } else {
+                "off: every held request released"
+            }
+        ),
+        _ => human_status(&v),
+    })
+}
+
+fn pretty_error(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => {
+            let mut s = v["error"].as_str().unwrap_or(body).to_string();
+            if let Some(errs) = v["errors"].as_array() {
+                for e in errs {
+                    s.push_str(&format!(
+                        "\n  <profile>:{}:{}: {}",
+                        e["line"],
+                        e["column"],
+                        e["message"].as_str().unwrap_or_default()
+                    ));
+                    if let Some(h) = e["hint"].as_str() {
+                        s.push_str(&format!("\n    hint: {h}"));
+                    }
+                }
+            }
+            s
+        }
+        Err(_) => body.to_string(),
+    }
+}
+
+/// Status in a few readable lines.
+pub fn human_status(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "-".into())
+    };
+    out.push_str(&format!(
+        "profile   {} (source: {})\n",
+        s("profile"),
+        s("source")
+    ));
+    match v["phase"].as_str() {
+        Some(p) => out.push_str(&format!(
+            "phase     {p} ({:.1}s in)\n",
+            v["time_in_phase_s"].as_f64().unwrap_or(0.0)
+        )),
+        None => out.push_str("phase     -\n"),
+    }
+    if let Some(phases) = v["phases"].as_array() {
+        let names: Vec<String> = phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({}s)",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["duration_s"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        if !names.is_empty() {
+            out.push_str(&format!("timeline  {}\n", names.join(" → ")));
+        }
+    }
+    let on = v["faults_enabled"].as_bool().unwrap_or(false);
+    out.push_str(&format!(
+        "faults    {}\n",
+        if on { "on" } else { "OFF (kill switch)" }
+    ));
+    out.push_str(&format!("seed      {}\n", v["seed"]));
+    out.push_str(&format!(
+        "records   {} written, {} dropped\n",
+        v["records"]["submitted"], v["records"]["dropped"]
+    ));
+    if let Some(e) = v["last_reload_error"].as_str() {
+        out.push_str(&format!("last reload error:\n{e}\n"));
+    }
+    out
+}
