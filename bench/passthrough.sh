@@ -22,6 +22,7 @@
 #   WARM [2] warm-up seconds per run     CONNS [32] wrk connections
 #   REPEAT [1] rounds (targets interleaved; medians reported)
 #   RATE_FRACTION [0.5]                  IDLE_CONNS [1000] (0 skips the idle test)
+#   SYSCALL_DUR [3] seconds of the syscall census per proxy (0 skips it; needs perf)
 #   TARGETS ["direct nginx haproxy brownout brownout-50-rules"]
 #   REQUEST [get]: `get` = GET /; `chat` = POST /v1/chat/completions with a small
 #                  JSON body (brownout then runs with --api openai)
@@ -100,6 +101,16 @@ cpu_ticks() {
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     rest=${stat##*) }
     total=$(( total + $(awk '{print $12 + $13}' <<<"$rest") ))
+  done
+  echo "$total"
+}
+
+# Context switches (voluntary + involuntary) summed over every thread of a process tree.
+ctx_switches() {
+  local root=$1 total=0 pid
+  [[ $root == none ]] && { echo 0; return; }
+  for pid in $(tree_pids "$root"); do
+    total=$(( total + $(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}') ))
   done
   echo "$total"
 }
@@ -261,23 +272,25 @@ RESULTS=$WORK/results.jsonl
 # run_wrk TARGET MODE RATE ROUND: one warm-up run, then one measured run.
 run_wrk() {
   local t=$1 mode=$2 rate=$3 round=$4 port=${PORT[$1]} ppid=${PPID_OF[$1]}
-  local c0 c1 u0 u1 out line
+  local c0 c1 u0 u1 x0 x1 out line
   WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-  c0=$(cpu_ticks "$ppid"); u0=$(cpu_ticks "$UP_PID")
+  x0=$(ctx_switches "$ppid"); c0=$(cpu_ticks "$ppid"); u0=$(cpu_ticks "$UP_PID")
   out=$(WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" 2>&1) || {
     echo "$out" >&2; die "wrk failed against $t"; }
-  c1=$(cpu_ticks "$ppid"); u1=$(cpu_ticks "$UP_PID")
+  c1=$(cpu_ticks "$ppid"); u1=$(cpu_ticks "$UP_PID"); x1=$(ctx_switches "$ppid")
   line=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || { echo "$out" >&2; die "no summary from wrk for $t"; }
-  python3 - "$line" "$t" "$mode" "$rate" "$round" $((c1 - c0)) $((u1 - u0)) "$CLK_TCK" >>"$RESULTS" <<'EOF'
+  python3 - "$line" "$t" "$mode" "$rate" "$round" $((c1 - c0)) $((u1 - u0)) "$CLK_TCK" $((x1 - x0)) >>"$RESULTS" <<'EOF'
 import json, sys
 w = json.loads(sys.argv[1])
 t, mode, rate, rnd, ticks, up_ticks, hz = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+ctxsw = int(sys.argv[9])
 n = max(w["requests"], 1)
 w.update(target=t, mode=mode, target_rate=float(rate or 0), round=rnd,
          rps=w["requests"] / (w["duration_us"] / 1e6),
          proxy_cpu_s=ticks / hz if t != "direct" else None,
          proxy_cpu_us_per_req=(ticks / hz * 1e6 / n) if t != "direct" else None,
-         upstream_cpu_us_per_req=up_ticks / hz * 1e6 / n)
+         upstream_cpu_us_per_req=up_ticks / hz * 1e6 / n,
+         proxy_ctx_switches_per_req=(ctxsw / n) if t != "direct" else None)
 print(json.dumps(w))
 EOF
   python3 - "$RESULTS" <<'EOF'
@@ -285,8 +298,9 @@ import json, sys
 r = [json.loads(l) for l in open(sys.argv[1])][-1]
 cpu = "-" if r["proxy_cpu_us_per_req"] is None else "%.1f" % r["proxy_cpu_us_per_req"]
 errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
-print("  %-18s %-10s round %d: %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %s us/req  errors %d"
-      % (r["target"], r["mode"], r["round"], r["rps"], r["lat_p50_us"] / 1e3, r["lat_p99_us"] / 1e3, cpu, errs),
+cs = "-" if r["proxy_ctx_switches_per_req"] is None else "%.2f" % r["proxy_ctx_switches_per_req"]
+print("  %-18s %-10s round %d: %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %s us/req  ctxsw %s/req  errors %d"
+      % (r["target"], r["mode"], r["round"], r["rps"], r["lat_p50_us"] / 1e3, r["lat_p99_us"] / 1e3, cpu, cs, errs),
       file=sys.stderr)
 EOF
 }
@@ -332,11 +346,34 @@ for round in $(seq 1 "$REPEAT"); do
   for t in $TARGETS; do run_wrk "$t" fixed-rate "$RATE" "$round"; done
 done
 
+# Syscall census: syscalls per request at the fixed rate, counted by perf tracepoints
+# in a separate short run (counting slows the process a little, so it is kept out of
+# the CPU measurements above).
+SYSCALLS_JSON=$WORK/syscalls.jsonl
+: >"$SYSCALLS_JSON"
+SYSCALL_DUR=${SYSCALL_DUR:-3}
+if (( SYSCALL_DUR > 0 )) && command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+  echo "syscall census at $RATE req/s, ${SYSCALL_DUR}s per target (perf stat tracepoints)" >&2
+  EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_ctl
+  for t in $TARGETS; do
+    [[ $t == direct ]] && continue
+    pids=$(tree_pids "${PPID_OF[$t]}" | paste -sd, -)
+    perf stat -x, -e "$EVENTS" -p "$pids" -o "$WORK/perf-$t.csv" -- sleep $(( SYSCALL_DUR + 1 )) &
+    PERF_PID=$!
+    sleep 0.5
+    out=$(WRK_RATE=$RATE wrk -t1 -c"$CONNS" -d"${SYSCALL_DUR}s" -s "$WRK_SCRIPT" "http://127.0.0.1:${PORT[$t]}/" 2>&1)
+    wait "$PERF_PID" || true
+    python3 "$HERE/lib/perf_syscalls.py" "$t" "$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //')" "$WORK/perf-$t.csv" >>"$SYSCALLS_JSON"
+  done
+else
+  echo "syscall census skipped (needs perf with tracepoints, SYSCALL_DUR > 0)" >&2
+fi
+
 # ---------------------------------------------------------------- report
 mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$OUT_DIR/passthrough-$STAMP.json
-python3 "$HERE/lib/summarize.py" "$RESULTS" "$IDLE_JSON" "$OUT" \
+python3 "$HERE/lib/summarize.py" "$RESULTS" "$IDLE_JSON" "$SYSCALLS_JSON" "$OUT" \
   "request=$REQUEST" "dur_s=$DUR" "warm_s=$WARM" "conns=$CONNS" "repeat=$REPEAT" \
   "rate_fraction=$RATE_FRACTION" "fixed_rate=$RATE" "proxy_cores=$PROXY_CORES" \
   "nproc=$NCPU" "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \

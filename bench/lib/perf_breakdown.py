@@ -37,6 +37,22 @@ RULES = [
 COMPILED = [(n, re.compile(t) if t else None, re.compile(f)) for n, t, f in RULES]
 
 
+def strip_generics(name):
+    """Drop generic arguments (`f<T, U>` -> `f`), keep `<A as B>::` qualifiers, so a
+    type that only appears as a generic argument does not match."""
+    out, depth, i = [], 0, 0
+    while i < len(name):
+        c = name[i]
+        if c == "<" and (depth > 0 or (i > 0 and (name[i - 1].isalnum() or name[i - 1] in "_"))):
+            depth += 1
+        elif c == ">" and depth > 0:
+            depth -= 1
+        elif depth == 0:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def samples(lines):
     comm, frames = None, []
     for line in lines:
@@ -51,7 +67,7 @@ def samples(lines):
             comm, frames = line.split()[0] if line.split() else "?", []
         else:
             parts = line.strip().split(None, 1)
-            frames.append(parts[1] if len(parts) > 1 else "")
+            frames.append(strip_generics(parts[1]) if len(parts) > 1 else "")
     if comm is not None:
         yield comm, frames
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarize passthrough.sh runs: medians per target and mode, ratios vs nginx.
 
-usage: summarize.py RESULTS.jsonl IDLE.json OUT.json key=value...
+usage: summarize.py RESULTS.jsonl IDLE.json SYSCALLS.jsonl OUT.json key=value...
 Prints markdown tables on stdout and writes OUT.json (meta, summary, idle, raw runs).
 """
 import json
@@ -21,8 +21,9 @@ def fmt(v, spec):
 def main():
     runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     idle = json.load(open(sys.argv[2]))
-    out_path = sys.argv[3]
-    meta = dict(kv.split("=", 1) for kv in sys.argv[4:])
+    syscalls = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+    out_path = sys.argv[4]
+    meta = dict(kv.split("=", 1) for kv in sys.argv[5:])
 
     targets = []
     for r in runs:
@@ -42,6 +43,7 @@ def main():
                 "p99_ms": med(r["lat_p99_us"] / 1e3 for r in rs),
                 "proxy_cpu_us_per_req": med(r["proxy_cpu_us_per_req"] for r in rs),
                 "upstream_cpu_us_per_req": med(r["upstream_cpu_us_per_req"] for r in rs),
+                "ctx_switches_per_req": med(r.get("proxy_ctx_switches_per_req") for r in rs),
                 "errors": sum(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"] for r in rs),
             }
         ng = rows.get("nginx")
@@ -57,13 +59,13 @@ def main():
         title = "saturation (wrk -c%s)" % meta.get("conns", "?") if mode == "saturation" else \
             "fixed rate %s req/s (%s x nginx saturation)" % (meta.get("fixed_rate", "?"), meta.get("rate_fraction", "?"))
         print(f"\n### {title}\n")
-        print("| target | req/s | ratio vs nginx | p50 ms | p99 ms | p99 vs nginx | CPU µs/request | ratio vs nginx | errors |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| target | req/s | ratio vs nginx | p50 ms | p99 ms | p99 vs nginx | CPU µs/request | ratio vs nginx | ctx switches/request | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t, r in rows.items():
-            print("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
                 t, fmt(r["rps"], ".0f"), fmt(r["rps_vs_nginx"], ".2f"), fmt(r["p50_ms"], ".3f"),
                 fmt(r["p99_ms"], ".3f"), fmt(r["p99_vs_nginx"], ".2f"), fmt(r["proxy_cpu_us_per_req"], ".1f"),
-                fmt(r["cpu_vs_nginx"], ".2f"), r["errors"]))
+                fmt(r["cpu_vs_nginx"], ".2f"), fmt(r["ctx_switches_per_req"], ".2f"), r["errors"]))
     if idle:
         ng = next((i for i in idle if i["target"] == "nginx"), None)
         print(f"\n### memory per idle keep-alive connection ({idle[0]['idle_conns']} connections)\n")
@@ -73,8 +75,15 @@ def main():
             ratio = i["pss_bytes_per_conn"] / ng["pss_bytes_per_conn"] if ng and ng["pss_bytes_per_conn"] > 0 else None
             print("| %s | %d | %d | %.1f | %s |" % (i["target"], i["pss_before_kib"], i["pss_after_kib"],
                                                    i["pss_bytes_per_conn"] / 1024, fmt(ratio, ".2f")))
+    if syscalls:
+        names = ["all", "futex", "writev", "write", "sendto", "recvfrom", "read", "epoll_wait", "epoll_pwait", "epoll_ctl"]
+        print(f"\n### syscalls per request at {meta.get('fixed_rate', '?')} req/s (perf stat tracepoints)\n")
+        print("| target | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for sc in syscalls:
+            print("| %s | %s |" % (sc["target"], " | ".join("%.2f" % sc["per_request"].get(n, 0) for n in names)))
     with open(out_path, "w") as f:
-        json.dump({"meta": meta, "summary": summary, "idle": idle, "runs": runs}, f, indent=1)
+        json.dump({"meta": meta, "summary": summary, "idle": idle, "syscalls": syscalls, "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":

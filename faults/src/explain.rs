@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::duration::format_duration;
-use crate::profile::{ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule};
+use crate::profile::{
+    CorruptMode, ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule, TruncateEnding,
+};
 
 /// Describe what the profile will do, phase by phase.
 pub fn explain(profile: &Profile) -> String {
@@ -382,6 +384,114 @@ fn fault_words(f: &FaultSpec) -> String {
             }
             s
         }
+        FaultSpec::RateLimit {
+            requests_per_minute,
+            tokens_per_minute,
+            by,
+            preset,
+        } => {
+            let limits: Vec<String> = [
+                requests_per_minute.map(|n| format!("{n} requests")),
+                tokens_per_minute.map(|n| format!("{n} tokens")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let mut s = format!("allow at most {} per minute", limits.join(" and "));
+            match by.as_deref() {
+                Some("client_ip") => s.push_str(" per client IP"),
+                Some(b) if b.starts_with("header:") => {
+                    let _ = write!(s, " per value of the {} header", &b["header:".len()..]);
+                }
+                _ => s.push_str(" across all matching requests"),
+            }
+            match preset {
+                Some(p) => {
+                    let _ = write!(s, ", answering the rest with {}", preset_words(p));
+                }
+                None => s.push_str(", answering the rest with the API's rate-limit error"),
+            }
+            s
+        }
+        FaultSpec::FirstTokenDelay { duration } => {
+            format!("hold the stream's first token for {duration}")
+        }
+        FaultSpec::TokenDelay { duration } => {
+            format!("add {duration} before every streamed token after the first")
+        }
+        FaultSpec::TokenRate { tokens_per_second } => {
+            format!(
+                "pace the stream to at most {} tokens per second",
+                trim_num(*tokens_per_second)
+            )
+        }
+        FaultSpec::Stall {
+            after_tokens,
+            duration,
+            forever,
+        } => match (duration, forever) {
+            (Some(d), false) => format!(
+                "stall the stream for {d} after {}, then resume",
+                tokens(*after_tokens)
+            ),
+            _ => format!(
+                "stall the stream for good after {} (until the client gives up or faults are turned off)",
+                tokens(*after_tokens)
+            ),
+        },
+        FaultSpec::Truncate {
+            after_tokens,
+            ending,
+        } => {
+            let how = match ending {
+                TruncateEnding::Clean => "with a proper ending, so it looks complete",
+                TruncateEnding::NoTerminator => {
+                    "without its terminator ([DONE], message_stop or done: true)"
+                }
+                TruncateEnding::Reset => "by resetting the connection",
+            };
+            format!("cut the stream after {} {how}", tokens(*after_tokens))
+        }
+        FaultSpec::StreamError {
+            after_tokens,
+            preset,
+        } => {
+            let which = match preset {
+                Some(p) => format!("{}'s mid-stream error event", preset_words(p)),
+                None => "the API's mid-stream error event".to_string(),
+            };
+            format!("send {which} after {}, then end the stream", tokens(*after_tokens))
+        }
+        FaultSpec::Corrupt { rate, mode } => {
+            let what = match mode {
+                CorruptMode::InvalidJson => "cut its JSON in half",
+                CorruptMode::DropEvent => "drop it",
+                CorruptMode::DuplicateEvent => "send it twice",
+                CorruptMode::BadUtf8 => "break a UTF-8 character in it",
+            };
+            format!("for {} of streamed tokens, {what}", percent(*rate))
+        }
+        FaultSpec::Garble { fraction } => {
+            format!(
+                "replace {} of the words of the answer with other words",
+                percent(*fraction)
+            )
+        }
+        FaultSpec::EmptyCompletion {} => {
+            "answer with an empty completion (the model's text is dropped)".to_string()
+        }
+        FaultSpec::FinishReason { value } => {
+            format!("report the finish reason as `{value}`")
+        }
+    }
+}
+
+/// "3 tokens", "1 token", "0 tokens (before the first)".
+fn tokens(n: u64) -> String {
+    match n {
+        0 => "0 tokens (before the first)".to_string(),
+        1 => "1 token".to_string(),
+        n => format!("{n} tokens"),
     }
 }
 
@@ -467,6 +577,48 @@ rules:
             "let at most 4 run at once, queue up to 8 more for at most 2s each and reject the rest",
             "answer 503 with a custom text body",
             "(`hang` ends the exchange, so the faults listed after it never apply).",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn llm_faults_have_words() {
+        let src = "\
+version: 1
+name: llm
+rules:
+  - faults:
+      - {type: rate_limit, requests_per_minute: 60, tokens_per_minute: 30000, by: 'header:authorization'}
+      - {type: first_token_delay, duration: 2s}
+      - {type: token_delay, duration: {uniform: [10ms, 50ms]}}
+      - {type: token_rate, tokens_per_second: 2.5}
+      - {type: stall, after_tokens: 20, duration: 10s}
+      - {type: stall, after_tokens: 1, forever: true}
+      - {type: truncate, after_tokens: 0, ending: clean}
+      - {type: truncate, after_tokens: 5}
+      - {type: stream_error, after_tokens: 3, preset: anthropic.overloaded}
+      - {type: corrupt, rate: 0.05, mode: bad_utf8}
+      - {type: garble, fraction: 0.3}
+      - {type: empty_completion}
+      - {type: finish_reason, value: length}
+";
+        let p: Profile = crate::yaml::from_str(src, "t").unwrap();
+        let text = explain(&p);
+        for want in [
+            "allow at most 60 requests and 30000 tokens per minute per value of the authorization header, answering the rest with the API's rate-limit error",
+            "hold the stream's first token for 2s",
+            "before every streamed token after the first",
+            "pace the stream to at most 2.5 tokens per second",
+            "stall the stream for 10s after 20 tokens, then resume",
+            "stall the stream for good after 1 token",
+            "cut the stream after 0 tokens (before the first) with a proper ending",
+            "cut the stream after 5 tokens without its terminator",
+            "send preset anthropic.overloaded (529)'s mid-stream error event after 3 tokens, then end the stream",
+            "for 5% of streamed tokens, break a UTF-8 character in it",
+            "replace 30% of the words",
+            "answer with an empty completion",
+            "report the finish reason as `length`",
         ] {
             assert!(text.contains(want), "missing `{want}` in:\n{text}");
         }

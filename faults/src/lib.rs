@@ -16,9 +16,11 @@ pub mod glob;
 pub mod limit;
 pub mod matcher;
 pub mod presets;
+pub mod ratelimit;
 pub mod profile;
 pub mod release;
 pub mod schema;
+pub mod stream;
 pub mod validate;
 pub mod yaml;
 

@@ -246,6 +246,145 @@ pub enum FaultSpec {
         #[serde(default)]
         preset: Option<String>,
     },
+    /// Token buckets like the providers': over the limit, answer the preset's 429 with
+    /// accurate `retry-after` and rate-limit headers. Give at least one of the limits.
+    RateLimit {
+        /// Requests allowed per minute (bucket refills continuously).
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        requests_per_minute: Option<u64>,
+        /// Tokens (prompt estimate plus `max_tokens`) allowed per minute.
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        tokens_per_minute: Option<u64>,
+        /// Whose bucket a request draws from: `global` (default), `client_ip` or
+        /// `header:NAME`.
+        #[serde(default)]
+        #[schemars(regex(pattern = r"^(global|client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
+        by: Option<String>,
+        /// Error answered over the limit (default: the listener's api's rate-limit error).
+        #[serde(default)]
+        preset: Option<String>,
+    },
+
+    // --- Response side, streams: act on content-bearing events ("tokens") ---
+    /// Hold the first content event (time to first token grows); later events keep
+    /// their order behind it.
+    FirstTokenDelay {
+        /// How long to hold it.
+        duration: Dist,
+    },
+    /// Hold every content event after the first, so inter-token latency grows.
+    TokenDelay {
+        /// Added before each content event after the first.
+        duration: Dist,
+    },
+    /// Pace content events to at most this many per second.
+    TokenRate {
+        /// Content events per second; must be above zero.
+        tokens_per_second: f64,
+    },
+    /// Stop the stream after some content events, for a while or for good.
+    Stall {
+        /// Content events let through before the stall.
+        after_tokens: u64,
+        /// How long the stall lasts; give this or `forever: true`.
+        #[serde(default)]
+        duration: Option<Dist>,
+        /// Never resume (until the client gives up or faults are turned off).
+        #[serde(default)]
+        forever: bool,
+    },
+    /// Cut the stream after some content events.
+    Truncate {
+        /// Content events let through before the cut.
+        after_tokens: u64,
+        /// How the stream ends: `clean` (a proper terminator), `no_terminator`
+        /// (default: the body just ends) or `reset`.
+        #[serde(default)]
+        ending: TruncateEnding,
+    },
+    /// Emit the provider's mid-stream error event after some content events, then end.
+    StreamError {
+        /// Content events let through before the error.
+        after_tokens: u64,
+        /// Whose error (default: the api's overload/server error, e.g.
+        /// `anthropic.overloaded` or `openai.server_error`).
+        #[serde(default)]
+        preset: Option<String>,
+    },
+    /// Damage individual content events.
+    Corrupt {
+        /// Share of content events damaged, above 0 and at most 1.
+        rate: f64,
+        /// What the damage is.
+        mode: CorruptMode,
+    },
+
+    // --- Response side, content (streaming and non-streaming) ---
+    /// Replace a share of the words of the completion's text with other words.
+    Garble {
+        /// Share of words replaced, above 0 and at most 1.
+        fraction: f64,
+    },
+    /// Answer with an empty completion (the text is dropped; the framing stays valid).
+    EmptyCompletion {},
+    /// Rewrite the finish reason (OpenAI `finish_reason`, Anthropic `stop_reason`).
+    FinishReason {
+        /// The value to report, e.g. `length`, `content_filter`, `max_tokens`.
+        value: String,
+    },
+}
+
+/// How a `truncate` fault ends the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncateEnding {
+    /// The API's proper terminator (`data: [DONE]`, `message_stop`, `done: true`): a
+    /// short answer that looks complete.
+    Clean,
+    /// The body ends without a terminator, as when a server dies mid-answer.
+    #[default]
+    NoTerminator,
+    /// The connection (or HTTP/2 stream) is reset.
+    Reset,
+}
+
+impl TruncateEnding {
+    /// The name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TruncateEnding::Clean => "clean",
+            TruncateEnding::NoTerminator => "no_terminator",
+            TruncateEnding::Reset => "reset",
+        }
+    }
+}
+
+/// The damage a `corrupt` fault does to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptMode {
+    /// The event's JSON is cut midway; the SSE/NDJSON framing stays intact.
+    InvalidJson,
+    /// The event is not sent.
+    DropEvent,
+    /// The event is sent twice.
+    DuplicateEvent,
+    /// A multi-byte UTF-8 character is split wrongly, as broken detokenisers do.
+    BadUtf8,
+}
+
+impl CorruptMode {
+    /// The name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorruptMode::InvalidJson => "invalid_json",
+            CorruptMode::DropEvent => "drop_event",
+            CorruptMode::DuplicateEvent => "duplicate_event",
+            CorruptMode::BadUtf8 => "bad_utf8",
+        }
+    }
 }
 
 impl FaultSpec {
@@ -258,7 +397,61 @@ impl FaultSpec {
             FaultSpec::Hang { .. } => "hang",
             FaultSpec::Bandwidth { .. } => "bandwidth",
             FaultSpec::ConcurrencyLimit { .. } => "concurrency_limit",
+            FaultSpec::RateLimit { .. } => "rate_limit",
+            FaultSpec::FirstTokenDelay { .. } => "first_token_delay",
+            FaultSpec::TokenDelay { .. } => "token_delay",
+            FaultSpec::TokenRate { .. } => "token_rate",
+            FaultSpec::Stall { .. } => "stall",
+            FaultSpec::Truncate { .. } => "truncate",
+            FaultSpec::StreamError { .. } => "stream_error",
+            FaultSpec::Corrupt { .. } => "corrupt",
+            FaultSpec::Garble { .. } => "garble",
+            FaultSpec::EmptyCompletion {} => "empty_completion",
+            FaultSpec::FinishReason { .. } => "finish_reason",
         }
+    }
+
+    /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
+    /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`.
+    ///
+    /// The proxy runs these in its request phase; everything else acts on the
+    /// response body.
+    pub fn is_request_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::Delay { .. }
+                | FaultSpec::Error { .. }
+                | FaultSpec::Hang { .. }
+                | FaultSpec::Reset { after_bytes: None }
+                | FaultSpec::ConcurrencyLimit { .. }
+                | FaultSpec::RateLimit { .. }
+        )
+    }
+
+    /// Acts on the events of a streamed response (SSE or NDJSON): timing, endings,
+    /// mid-stream errors and corruption. Recorded as skipped on a non-streaming
+    /// response.
+    pub fn is_stream_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::FirstTokenDelay { .. }
+                | FaultSpec::TokenDelay { .. }
+                | FaultSpec::TokenRate { .. }
+                | FaultSpec::Stall { .. }
+                | FaultSpec::Truncate { .. }
+                | FaultSpec::StreamError { .. }
+                | FaultSpec::Corrupt { .. }
+        )
+    }
+
+    /// Rewrites what the model said, in streamed and non-streamed responses alike.
+    pub fn is_content_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::Garble { .. }
+                | FaultSpec::EmptyCompletion {}
+                | FaultSpec::FinishReason { .. }
+        )
     }
 }
 

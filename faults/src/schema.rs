@@ -89,10 +89,21 @@ mod tests {
             [
                 "bandwidth",
                 "concurrency_limit",
+                "corrupt",
                 "delay",
+                "empty_completion",
                 "error",
+                "finish_reason",
+                "first_token_delay",
+                "garble",
                 "hang",
-                "reset"
+                "rate_limit",
+                "reset",
+                "stall",
+                "stream_error",
+                "token_delay",
+                "token_rate",
+                "truncate",
             ]
         );
     }

@@ -568,6 +568,134 @@ impl Cx<'_> {
                     self.preset(&join(base, &[K("preset")]), p);
                 }
             }
+            FaultSpec::RateLimit {
+                requests_per_minute,
+                tokens_per_minute,
+                by,
+                preset,
+            } => {
+                if requests_per_minute.is_none() && tokens_per_minute.is_none() {
+                    self.err(
+                        base,
+                        "a `rate_limit` fault needs `requests_per_minute` or `tokens_per_minute`",
+                        Some(
+                            "give one or both, e.g. `requests_per_minute: 60` or `tokens_per_minute: 30000`"
+                                .to_string(),
+                        ),
+                    );
+                }
+                for (key, v) in [
+                    ("requests_per_minute", requests_per_minute),
+                    ("tokens_per_minute", tokens_per_minute),
+                ] {
+                    if *v == Some(0) {
+                        self.err(
+                            &join(base, &[K(key)]),
+                            format!("`{key}` must be at least 1"),
+                            Some(
+                                "to refuse every request, use an `error` fault with a 429 preset instead"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+                if let Some(by) = by {
+                    let ok = match by.strip_prefix("header:") {
+                        Some(name) => {
+                            !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        }
+                        None => by == "global" || by == "client_ip",
+                    };
+                    if !ok {
+                        self.err(
+                            &join(base, &[K("by")]),
+                            format!("`by: {by}` is not a way to share out the limit"),
+                            Some(
+                                "use `global` (one bucket), `client_ip` or `header:NAME`, e.g. `by: header:authorization`"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+                if let Some(p) = preset {
+                    self.preset(&join(base, &[K("preset")]), p);
+                }
+            }
+            FaultSpec::FirstTokenDelay { duration } | FaultSpec::TokenDelay { duration } => {
+                self.dist(duration, &join(base, &[K("duration")]))
+            }
+            FaultSpec::TokenRate { tokens_per_second } => {
+                if !(tokens_per_second.is_finite() && *tokens_per_second > 0.0) {
+                    self.err(
+                        &join(base, &[K("tokens_per_second")]),
+                        format!("`tokens_per_second` must be above zero, not {tokens_per_second}"),
+                        Some(
+                            "e.g. `tokens_per_second: 5`; to stop the stream, use `stall` instead"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+            FaultSpec::Stall {
+                duration, forever, ..
+            } => match (duration, forever) {
+                (Some(_), true) => self.err(
+                    &join(base, &[K("forever")]),
+                    "a `stall` takes `duration` or `forever: true`, not both",
+                    Some("drop `forever` to resume after the duration, or drop `duration`".to_string()),
+                ),
+                (None, false) => self.err(
+                    base,
+                    "a `stall` needs `duration` or `forever: true`",
+                    Some(
+                        "e.g. `duration: 10s` to resume afterwards, or `forever: true` to never resume"
+                            .to_string(),
+                    ),
+                ),
+                (Some(d), false) => self.dist(d, &join(base, &[K("duration")])),
+                (None, true) => {}
+            },
+            FaultSpec::Truncate { .. } => {}
+            FaultSpec::StreamError { preset, .. } => {
+                if let Some(p) = preset {
+                    self.preset(&join(base, &[K("preset")]), p);
+                }
+            }
+            FaultSpec::Corrupt { rate, .. } => {
+                self.share(&join(base, &[K("rate")]), "rate", *rate, "events damaged");
+            }
+            FaultSpec::Garble { fraction } => {
+                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "words replaced");
+            }
+            FaultSpec::EmptyCompletion {} => {}
+            FaultSpec::FinishReason { value } => {
+                if value.trim().is_empty() {
+                    self.err(
+                        &join(base, &[K("value")]),
+                        "the finish reason is empty",
+                        Some(
+                            "e.g. `value: length` (OpenAI) or `value: max_tokens` (Anthropic)"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A share in (0, 1]: zero would make the fault a no-op that still shows as decided.
+    fn share(&mut self, path: &[PathSeg<'_>], key: &str, v: f64, what: &str) {
+        if !(v > 0.0 && v <= 1.0) {
+            let hint = if (1.0..=100.0).contains(&v) {
+                format!("`{key}` is a fraction: for {v}% write {}", v / 100.0)
+            } else {
+                format!("the share of {what}, above 0 and at most 1, e.g. 0.1")
+            };
+            self.err(
+                path,
+                format!("`{key}` {v} is not above 0 and at most 1"),
+                Some(hint),
+            );
         }
     }
 }

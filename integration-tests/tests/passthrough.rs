@@ -304,3 +304,15 @@ async fn fixed_length_response_keeps_content_length_and_head_works() {
     let recs = proxy2.exactly_records(2).await;
     assert!(recs.iter().all(|r| r["outcome"] == "ok"), "{recs:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_base_path_is_prefixed_and_control_headers_are_not_forwarded() {
+    let (up, caps) = Upstream::echo().await;
+    let proxy = ProxyBuilder::new(format!("{}/base/", up.url())).start().await;
+    let req = Request::get(proxy.url("/v1/models?limit=2")).header("x-brownout-seq", "7").body(empty()).unwrap();
+    let r = send(&http1_client(), req).await.unwrap();
+    assert_eq!(r.status, 200);
+    let seen = caps.last();
+    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/base/v1/models?limit=2");
+    assert!(seen.headers.get("x-brownout-seq").is_none(), "brownout's own control header reached the upstream");
+}

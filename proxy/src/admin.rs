@@ -104,6 +104,34 @@ fn same_origin(req: &Request<Incoming>) -> bool {
         == Some(host)
 }
 
+/// DNS rebinding: a page on another site whose name now resolves to 127.0.0.1 is
+/// same-origin for the browser, so only `Host` gives it away. Without a token the
+/// admin listens on loopback only, and a mutating call must name a loopback host.
+fn loopback_host(req: &Request<Incoming>) -> bool {
+    let host = match req.headers().get(http::header::HOST) {
+        Some(v) => match v.to_str() {
+            Ok(h) => h.to_string(),
+            Err(_) => return false,
+        },
+        None => match req.uri().authority() {
+            Some(a) => a.as_str().to_string(),
+            // No name at all (HTTP/1.0 tools): nothing a browser would send.
+            None => return true,
+        },
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host.as_str(),
+        },
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn route(
     req: Request<Incoming>,
     shared: &Arc<Shared>,
@@ -153,6 +181,12 @@ async fn route(
             http::HeaderValue::from_static("Bearer"),
         );
         return r;
+    }
+    if method != Method::GET && token.is_none() && !loopback_host(&req) {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "refused: Host is not a loopback name (DNS rebinding protection)"}),
+        );
     }
     if method != Method::GET && !same_origin(&req) {
         return json(

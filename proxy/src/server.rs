@@ -96,9 +96,17 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if !all_closed(&self.conns) {
-            tracing::warn!("shutdown grace expired; closing remaining connections");
-            // Held requests continue unharmed rather than hang to the end.
+            // Held requests continue unharmed rather than hang to the end: release
+            // them and give them the kill switch's second to finish before cutting.
+            tracing::warn!("shutdown grace expired; releasing held requests");
             self.shared.release.turn_off();
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !all_closed(&self.conns) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        if !all_closed(&self.conns) {
+            tracing::warn!("closing remaining connections");
             let _ = self.stop.send(ABORT);
             let deadline = Instant::now() + Duration::from_secs(2);
             while !all_closed(&self.conns) && Instant::now() < deadline {

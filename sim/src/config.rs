@@ -4,13 +4,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Which provider API the simulator speaks. One variant for now; Anthropic, Qdrant
-/// and Chroma come later, so callers (the `sim` command's `--api`) already choose.
+/// Which provider API the simulator is started as (`brownout sim --api`).
+///
+/// Every LLM endpoint is served whatever the choice, selected by path
+/// (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`,
+/// `/v1/messages`), so one sim can stand behind both an OpenAI and an Anthropic
+/// listener. The choice only sets the error shape for unknown paths. Qdrant and
+/// Chroma come later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimApi {
-    /// OpenAI-compatible: chat completions, legacy completions, models.
+    /// OpenAI-compatible: chat completions, legacy completions, embeddings, models.
     #[default]
     Openai,
+    /// Anthropic Messages (the OpenAI routes stay available).
+    Anthropic,
 }
 
 impl SimApi {
@@ -18,6 +25,7 @@ impl SimApi {
     pub fn as_str(self) -> &'static str {
         match self {
             SimApi::Openai => "openai",
+            SimApi::Anthropic => "anthropic",
         }
     }
 }
@@ -30,7 +38,7 @@ impl fmt::Display for SimApi {
 
 /// A `--api` value the simulator does not (yet) speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown simulated api `{0}`; expected one of: openai")]
+#[error("unknown simulated api `{0}`; expected one of: openai, anthropic")]
 pub struct UnknownApi(pub String);
 
 impl FromStr for SimApi {
@@ -39,6 +47,7 @@ impl FromStr for SimApi {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "openai" => Ok(SimApi::Openai),
+            "anthropic" => Ok(SimApi::Anthropic),
             _ => Err(UnknownApi(s.to_owned())),
         }
     }
@@ -60,7 +69,8 @@ pub struct SimConfig {
     /// Relative jitter on every wait: each is multiplied by a factor drawn uniformly
     /// from `[1 - jitter, 1 + jitter]` (clamped at zero). 0 gives exact timing.
     pub jitter: f64,
-    /// Answer length when the request gives no `max_tokens`.
+    /// Answer length when the request gives no `max_tokens` (OpenAI), and the
+    /// natural length of every Anthropic answer, which `max_tokens` can only cut.
     pub max_tokens_default: u32,
     /// Upper bound on any answer's length, so a huge `max_tokens` cannot hold a
     /// connection for minutes.

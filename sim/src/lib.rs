@@ -2,9 +2,11 @@
 //!
 //! A real model server is slow to start, costs money, and answers differently each
 //! time; a drill needs none of that to show how faults degrade latency. This crate
-//! serves an OpenAI-compatible API whose answers are a pure function of
-//! (model, prompt) and whose timing is a configurable decode schedule, so that
-//! every difference a drill sees comes from the proxy's faults.
+//! serves an OpenAI-compatible API (chat, completions, embeddings, models) and
+//! Anthropic's Messages API on one port, chosen by path. Answers and vectors are
+//! pure functions of (model, input) and the timing is a configurable decode
+//! schedule, so that every difference a drill sees comes from the proxy's faults.
+//! `docs/sim.md` is the user-facing reference.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -18,13 +20,19 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub, missing_docs)]
 
+mod anthropic;
 mod config;
+mod embeddings;
 mod openai;
 mod pacing;
 mod server;
 mod text;
 
+pub use anthropic::messages_prompt_text;
 pub use config::{SimApi, SimConfig, UnknownApi};
+pub use embeddings::{
+    embedding, embedding_base64, EmbeddingInput, DEFAULT_DIMENSIONS, MAX_DIMENSIONS,
+};
 pub use openai::{chat_prompt_text, legacy_prompt_text, MODELS};
 pub use pacing::{token_offsets, PacedBody};
 pub use server::{serve, spawn, SimHandle};

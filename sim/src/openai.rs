@@ -1,4 +1,7 @@
-//! The OpenAI-compatible API: chat completions, legacy completions and models.
+//! The OpenAI-compatible API: chat completions, legacy completions and models, and
+//! the router that also sends `/v1/messages` to [`crate::anthropic`] and
+//! `/v1/embeddings` to [`crate::embeddings`] (one simulator serves every API, chosen
+//! by path, as the real hosts do).
 //!
 //! Bodies are byte-for-byte OpenAI's wire format (field order included, via
 //! structs rather than `json!`, whose maps sort keys), because the proxy's SSE
@@ -20,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::SimConfig;
+use crate::config::{SimApi, SimConfig};
 use crate::pacing::{token_offsets, PacedBody};
 use crate::text::{answer_tokens, estimate_tokens};
 
@@ -59,7 +62,14 @@ impl OpenaiSim {
         })
     }
 
-    /// Route one request. Never fails: bad requests get OpenAI-shaped errors.
+    /// The next request's ordinal: it names responses and selects the request's
+    /// jitter stream.
+    fn next_ordinal(&self) -> u64 {
+        self.next_ordinal.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Route one request. Never fails: bad requests get errors in the shape of the
+    /// API their path belongs to.
     pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -72,10 +82,17 @@ impl OpenaiSim {
                 self.completion(req, start, Kind::Chat).await
             }
             (&Method::POST, "/v1/completions") => self.completion(req, start, Kind::Legacy).await,
+            (&Method::POST, "/v1/messages") => {
+                crate::anthropic::messages(&self.cfg, self.next_ordinal(), req, start).await
+            }
+            (&Method::POST, "/v1/embeddings") => {
+                crate::embeddings::embeddings(&self.cfg, self.next_ordinal(), req, start).await
+            }
             (&Method::GET, "/v1/models") => list_models(),
             (&Method::GET, p) if p.starts_with("/v1/models/") => {
                 get_model(&p["/v1/models/".len()..])
             }
+            _ if self.cfg.api == SimApi::Anthropic => crate::anthropic::not_found(),
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 ApiError {
@@ -95,18 +112,10 @@ impl OpenaiSim {
         start: Instant,
         kind: Kind,
     ) -> Response<SimBody> {
-        let ordinal = self.next_ordinal.fetch_add(1, Ordering::Relaxed);
-        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    ApiError::invalid(format!("Could not read the request body: {e}"), None),
-                )
-            }
+        let ordinal = self.next_ordinal();
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::invalid(e, None)),
         };
         let parsed = match parse_request(&body, kind) {
             Ok(p) => p,
@@ -216,6 +225,18 @@ pub fn legacy_prompt_text(prompt: Option<&Value>) -> String {
     }
 }
 
+/// The whole request body (capped at [`MAX_REQUEST_BYTES`]), or why it could not
+/// be read, as a sentence for an error message.
+pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
+    match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(format!("Could not read the request body: {e}")),
+    }
+}
+
 fn parse_request(body: &[u8], kind: Kind) -> Result<Parsed, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| {
         ApiError::invalid(
@@ -305,10 +326,17 @@ impl Ids {
             .unwrap_or(0);
         Self {
             id: format!("{prefix}-sim{tag:016x}"),
-            request_id: format!("req_sim{tag:016x}"),
+            request_id: request_id(ordinal, seed),
             created,
         }
     }
+}
+
+/// The `x-request-id` of the `ordinal`-th response: a pure function of the seed
+/// and the ordinal, so reruns name responses the same.
+pub(crate) fn request_id(ordinal: u64, seed: u64) -> String {
+    let tag = crate::text::prompt_hash(&seed.to_string(), &ordinal.to_string());
+    format!("req_sim{tag:016x}")
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -510,7 +538,7 @@ fn stream_events(
 
 /// An OpenAI error body: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Serialize)]
-struct ApiError {
+pub(crate) struct ApiError {
     message: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -519,7 +547,7 @@ struct ApiError {
 }
 
 impl ApiError {
-    fn invalid(message: String, param: Option<&'static str>) -> Self {
+    pub(crate) fn invalid(message: String, param: Option<&'static str>) -> Self {
         Self {
             message,
             kind: "invalid_request_error",
@@ -528,7 +556,7 @@ impl ApiError {
         }
     }
 
-    fn missing(param: &'static str) -> Self {
+    pub(crate) fn missing(param: &'static str) -> Self {
         Self {
             message: format!("Missing required parameter: '{param}'."),
             kind: "invalid_request_error",
@@ -537,7 +565,7 @@ impl ApiError {
         }
     }
 
-    fn bad_type(param: &'static str, expected: &str) -> Self {
+    pub(crate) fn bad_type(param: &'static str, expected: &str) -> Self {
         Self {
             message: format!("Invalid type for '{param}': expected {expected}."),
             kind: "invalid_request_error",
@@ -552,7 +580,7 @@ struct ErrorEnvelope {
     error: ApiError,
 }
 
-fn error_response(status: StatusCode, error: ApiError) -> Response<SimBody> {
+pub(crate) fn error_response(status: StatusCode, error: ApiError) -> Response<SimBody> {
     json_response(status, serde_json::to_vec(&ErrorEnvelope { error }), None)
 }
 
@@ -561,11 +589,19 @@ fn json_response(
     json: Result<Vec<u8>, serde_json::Error>,
     ids: Option<&Ids>,
 ) -> Response<SimBody> {
-    let body = json.unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    openai_json(status, json, ids.map(|i| i.request_id.as_str()))
+}
+
+/// A JSON response with OpenAI's headers (`x-request-id` when given).
+pub(crate) fn openai_json(
+    status: StatusCode,
+    json: Result<Vec<u8>, serde_json::Error>,
+    request_id: Option<&str>,
+) -> Response<SimBody> {
+    let mut resp = Response::new(Full::new(Bytes::from(json_bytes(json))).boxed_unsync());
     *resp.status_mut() = status;
-    match ids {
-        Some(ids) => set_headers(&mut resp, "application/json", ids),
+    match request_id {
+        Some(id) => set_openai_headers(&mut resp, "application/json", id),
         None => {
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -574,10 +610,20 @@ fn json_response(
     resp
 }
 
+/// Serialized JSON, or `{}` should serializing ever fail (these plain structs
+/// cannot), so a response is always well-formed.
+pub(crate) fn json_bytes(json: Result<Vec<u8>, serde_json::Error>) -> Vec<u8> {
+    json.unwrap_or_else(|_| b"{}".to_vec())
+}
+
 fn set_headers(resp: &mut Response<SimBody>, content_type: &'static str, ids: &Ids) {
+    set_openai_headers(resp, content_type, &ids.request_id);
+}
+
+fn set_openai_headers(resp: &mut Response<SimBody>, content_type: &'static str, request_id: &str) {
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
     h.insert("openai-version", HeaderValue::from_static("2020-10-01"));

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{SimApi, SimConfig};
+use crate::config::SimConfig;
 use crate::openai::OpenaiSim;
 
 /// Serve the simulated API on `listener` until `shutdown` completes, then stop
@@ -21,9 +21,8 @@ use crate::openai::OpenaiSim;
 /// This is the entry point for the `brownout sim` command, which owns the listener
 /// and the signal handling; tests and the demo use [`spawn`].
 pub async fn serve(listener: TcpListener, cfg: SimConfig, shutdown: impl Future<Output = ()>) {
-    let sim = match cfg.api {
-        SimApi::Openai => OpenaiSim::new(cfg),
-    };
+    // One router serves every API by path; `cfg.api` only picks the 404 shape.
+    let sim = OpenaiSim::new(cfg);
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     // Connection tasks live in a JoinSet so that aborting `serve` (SimHandle's drop)

@@ -255,6 +255,43 @@ async fn legacy_completions_stream_and_not() {
 }
 
 #[tokio::test]
+async fn legacy_stream_include_usage_ends_with_a_usage_chunk() {
+    let (sim, client) = sim(SimConfig {
+        ttft: Duration::ZERO,
+        itl: Duration::ZERO,
+        ..SimConfig::default()
+    })
+    .await;
+    let body = json!({
+        "model": "gpt-3.5-turbo-instruct",
+        "prompt": "once",
+        "max_tokens": 4,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let resp = post(&client, &sim, "/v1/completions", body).await;
+    let raw: Vec<u8> = frames(resp)
+        .await
+        .into_iter()
+        .flat_map(|(_, b)| b)
+        .collect();
+    let evs = events(&raw);
+    assert_eq!(evs.len(), 4 + 1 + 1 + 1, "4 tokens, finish, usage, DONE");
+    let chunks: Vec<Value> = evs[..evs.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let (usage, rest) = chunks.split_last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 4);
+    assert_eq!(usage["usage"]["prompt_tokens"], 1);
+    for c in rest {
+        assert_eq!(c["usage"], Value::Null);
+        assert!(c.as_object().unwrap().contains_key("usage"));
+    }
+}
+
+#[tokio::test]
 async fn models_and_errors_are_openai_shaped() {
     let (sim, client) = sim(SimConfig::default()).await;
     let req = Request::get(format!("{}/v1/models", sim.url()))
