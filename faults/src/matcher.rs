@@ -213,6 +213,8 @@ pub struct RuleState {
     pub active: AtomicU32,
     /// One limiter per `concurrency_limit` fault, by fault index.
     pub limiters: Vec<Option<Arc<ConcurrencyLimiter>>>,
+    /// One set of token buckets per `rate_limit` fault, by fault index.
+    pub rate_limiters: Vec<Option<Arc<crate::ratelimit::RateLimiter>>>,
 }
 
 impl RuleState {

@@ -18,14 +18,29 @@ async fn refused_upstream_is_a_marked_502() {
     let dead = closed_port_addr().await;
     let proxy = ProxyBuilder::new(format!("http://{dead}")).start().await;
     for client in [http1_client(), h2c_client()] {
-        let r = within(STEP, "502", send(&client, get(proxy.url("/v1/chat/completions")))).await.unwrap();
+        let r = within(
+            STEP,
+            "502",
+            send(&client, get(proxy.url("/v1/chat/completions"))),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 502);
         assert_eq!(r.header("x-brownout-error"), Some("upstream_unreachable"));
         assert_eq!(r.header("content-type"), Some("application/json"));
         let j = r.json();
         assert_eq!(j["error"]["type"], "upstream_unreachable", "{j}");
-        assert!(j["error"]["message"].as_str().unwrap().contains(&dead.to_string()), "{j}");
-        assert!(r.header("x-brownout-fault").is_none(), "not an injected fault");
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&dead.to_string()),
+            "{j}"
+        );
+        assert!(
+            r.header("x-brownout-fault").is_none(),
+            "not an injected fault"
+        );
     }
     let recs = proxy.exactly_records(2).await;
     for r in recs {
@@ -45,11 +60,15 @@ async fn silent_upstream_is_a_marked_504() {
     })
     .await;
     let proxy = ProxyBuilder::new(up.url())
-        .limits(|l| l.upstream_timeout = brownout_faults::duration::DurationStr(Duration::from_millis(300)))
+        .limits(|l| {
+            l.upstream_timeout = brownout_faults::duration::DurationStr(Duration::from_millis(300))
+        })
         .start()
         .await;
     let t = Instant::now();
-    let r = within(STEP, "504", send(&http1_client(), get(proxy.url("/slow")))).await.unwrap();
+    let r = within(STEP, "504", send(&http1_client(), get(proxy.url("/slow"))))
+        .await
+        .unwrap();
     let took = t.elapsed();
     assert_eq!(r.status, 504);
     assert!(took >= Duration::from_millis(300), "{took:?}");
@@ -75,14 +94,23 @@ async fn dying_upstream(head: &'static str, partial: &'static str) -> RawUpstrea
 }
 
 async fn assert_aborted(proxy: &TestProxy, version: Version, path: &str, expect_prefix: &str) {
-    let client = if version == Version::HTTP_2 { h2c_client() } else { http1_client() };
-    let resp = within(STEP, "headers", client.request(get(proxy.url(path)))).await.expect("headers arrive");
+    let client = if version == Version::HTTP_2 {
+        h2c_client()
+    } else {
+        http1_client()
+    };
+    let resp = within(STEP, "headers", client.request(get(proxy.url(path))))
+        .await
+        .expect("headers arrive");
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut got = Vec::new();
     let err = loop {
         match within(STEP, "body", next_chunk(&mut body)).await {
-            None => panic!("{version:?}: clean end of body after {:?}; expected an abort", String::from_utf8_lossy(&got)),
+            None => panic!(
+                "{version:?}: clean end of body after {:?}; expected an abort",
+                String::from_utf8_lossy(&got)
+            ),
             Some(Ok(b)) => got.extend_from_slice(&b),
             Some(Err(e)) => break e,
         }
@@ -111,7 +139,11 @@ async fn upstream_dying_mid_chunked_body_aborts_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_dying_mid_content_length_body_aborts_the_client() {
-    let up = dying_upstream("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n", "only twenty bytes...").await;
+    let up = dying_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n",
+        "only twenty bytes...",
+    )
+    .await;
     let proxy = ProxyBuilder::new(up.url()).start().await;
     assert_aborted(&proxy, Version::HTTP_11, "/h1", "only twenty bytes...").await;
     assert_aborted(&proxy, Version::HTTP_2, "/h2", "only twenty bytes...").await;
@@ -121,17 +153,25 @@ async fn upstream_dying_mid_content_length_body_aborts_the_client() {
 async fn upstream_going_quiet_mid_body_hits_the_idle_timeout() {
     let up = RawUpstream::start(|mut s| async move {
         let _ = read_request_head(&mut s).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n").await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(60)).await;
         drop(s);
     })
     .await;
     let proxy = ProxyBuilder::new(up.url())
-        .limits(|l| l.upstream_idle_timeout = brownout_faults::duration::DurationStr(Duration::from_millis(300)))
+        .limits(|l| {
+            l.upstream_idle_timeout =
+                brownout_faults::duration::DurationStr(Duration::from_millis(300))
+        })
         .start()
         .await;
     let resp = send(&http1_client(), get(proxy.url("/quiet"))).await;
-    assert!(resp.is_err(), "a body cut by the idle timeout must not end cleanly: {resp:?}");
+    assert!(
+        resp.is_err(),
+        "a body cut by the idle timeout must not end cleanly: {resp:?}"
+    );
     let rec = proxy.record_for("/quiet").await;
     assert_eq!(rec["outcome"], "timeout", "{rec:#}");
     assert!(rec["e2e_ms"].as_f64().unwrap() >= 300.0);

@@ -29,7 +29,10 @@ rules:
 "#;
 
 fn req(proxy: &TestProxy, kind: &str) -> Request<Body> {
-    Request::get(proxy.url(&format!("/{kind}"))).header("x-kind", kind).body(empty()).unwrap()
+    Request::get(proxy.url(&format!("/{kind}")))
+        .header("x-kind", kind)
+        .body(empty())
+        .unwrap()
 }
 
 async fn wait_active(proxy: &TestProxy, n: i64) {
@@ -50,7 +53,11 @@ async fn faults_off_releases_held_requests_within_a_second() {
         async move { reply(200, b) }
     })
     .await;
-    let proxy = ProxyBuilder::new(up.url()).admin().profile(PROFILE).start().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .admin()
+        .profile(PROFILE)
+        .start()
+        .await;
     let c = http1_client();
     let mut held = Vec::new();
     for kind in ["hang", "delay", "trickle"] {
@@ -67,15 +74,24 @@ async fn faults_off_releases_held_requests_within_a_second() {
     let (st, body_text) = proxy.admin_post("/api/v1/faults/off").await;
     assert_eq!(st, 200, "{body_text}");
     for (kind, h) in held {
-        let r = within(Duration::from_secs(3), kind, h).await.unwrap().expect("released request completes");
+        let r = within(Duration::from_secs(3), kind, h)
+            .await
+            .unwrap()
+            .expect("released request completes");
         let after = t.elapsed();
-        assert!(after < Duration::from_secs(1), "{kind} released only after {after:?}");
+        assert!(
+            after < Duration::from_secs(1),
+            "{kind} released only after {after:?}"
+        );
         assert_eq!(r.status, 200, "{kind}: continues from the upstream");
         assert!(r.body == body, "{kind}: the upstream's whole body");
     }
     assert_eq!(up.requests(), 3, "released requests went to the upstream");
     let (_, status) = proxy.admin_get("/api/v1/status").await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&status).unwrap()["faults_enabled"], false);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&status).unwrap()["faults_enabled"],
+        false
+    );
 
     // While off, no fault is injected.
     let r = send(&c, req(&proxy, "error")).await.unwrap();
@@ -94,7 +110,14 @@ async fn faults_off_releases_held_requests_within_a_second() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!h.is_finished(), "hang holds again after faults/on");
     proxy.admin_post("/api/v1/faults/off").await;
-    assert_eq!(within(Duration::from_secs(2), "second release", h).await.unwrap().unwrap().status, 200);
+    assert_eq!(
+        within(Duration::from_secs(2), "second release", h)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        200
+    );
 
     // hang, delay, trickle, error (off), error (on), hang again.
     let recs = proxy.exactly_records(6).await;
@@ -129,20 +152,36 @@ async fn keep_alive_survives_an_injected_error() {
     .expect("first body");
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
-    assert_ne!(r.header("connection"), Some("close"), "an injected error must not close the connection");
+    assert_ne!(
+        r.header("connection"),
+        Some("close"),
+        "an injected error must not close the connection"
+    );
     sender.await.unwrap();
 
     conn.ready().await.expect("the connection is still usable");
-    let second = Request::post("/v1/chat/completions").header("host", "proxy").body(full("second")).unwrap();
+    let second = Request::post("/v1/chat/completions")
+        .header("host", "proxy")
+        .body(full("second"))
+        .unwrap();
     let r = within(Duration::from_secs(5), "the second answer", async {
-        read_reply(conn.send_request(second).await.expect("second response on the same connection")).await
+        read_reply(
+            conn.send_request(second)
+                .await
+                .expect("second response on the same connection"),
+        )
+        .await
     })
     .await
     .expect("second body");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "second");
     assert!(!task.is_finished(), "the client connection was closed");
-    assert_eq!(caps.len(), 1, "the injected request never reached the upstream");
+    assert_eq!(
+        caps.len(),
+        1,
+        "the injected request never reached the upstream"
+    );
 }
 
 /// DESIGN "Admin protection": a browser page must not be able to flip the kill
@@ -152,7 +191,11 @@ async fn keep_alive_survives_an_injected_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_refuses_cross_site_and_rebinding_requests() {
     let up = Upstream::start(|_req| async { reply(200, "ok") }).await;
-    let proxy = ProxyBuilder::new(up.url()).admin().profile(PROFILE).start().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .admin()
+        .profile(PROFILE)
+        .start()
+        .await;
     let admin = proxy.admin_addr.unwrap();
     let c = http1_client();
     let post = |host: String, origin: Option<String>| {
@@ -166,25 +209,45 @@ async fn admin_refuses_cross_site_and_rebinding_requests() {
     let port = admin.port();
 
     // CSRF: a page elsewhere posts to the loopback admin.
-    let r = send(&c, post(format!("127.0.0.1:{port}"), Some("http://evil.example".into()))).await.unwrap();
+    let r = send(
+        &c,
+        post(
+            format!("127.0.0.1:{port}"),
+            Some("http://evil.example".into()),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 403, "cross-site Origin");
     assert!(enabled());
     // DNS rebinding: Host and Origin agree, but name a foreign host.
     let evil = format!("evil.example:{port}");
-    let r = send(&c, post(evil.clone(), Some(format!("http://{evil}")))).await.unwrap();
-    assert_eq!(r.status, 403, "a rebinding page's request (Host {evil}) must be refused");
-    assert!(enabled(), "the kill switch was flipped through DNS rebinding");
+    let r = send(&c, post(evil.clone(), Some(format!("http://{evil}"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status, 403,
+        "a rebinding page's request (Host {evil}) must be refused"
+    );
+    assert!(
+        enabled(),
+        "the kill switch was flipped through DNS rebinding"
+    );
     let r = send(&c, post(evil.clone(), None)).await.unwrap();
     assert_eq!(r.status, 403, "a foreign Host without Origin");
     assert!(enabled());
 
     // The dashboard itself and local tools are fine.
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
-        let r = send(&c, post(host.clone(), Some(format!("http://{host}")))).await.unwrap();
+        let r = send(&c, post(host.clone(), Some(format!("http://{host}"))))
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "same-origin call via {host}");
         proxy.shared().release.turn_on();
     }
-    let r = send(&c, post(format!("127.0.0.1:{port}"), None)).await.unwrap();
+    let r = send(&c, post(format!("127.0.0.1:{port}"), None))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "curl-style call");
     assert!(!enabled());
 }

@@ -308,11 +308,22 @@ async fn fixed_length_response_keeps_content_length_and_head_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_base_path_is_prefixed_and_control_headers_are_not_forwarded() {
     let (up, caps) = Upstream::echo().await;
-    let proxy = ProxyBuilder::new(format!("{}/base/", up.url())).start().await;
-    let req = Request::get(proxy.url("/v1/models?limit=2")).header("x-brownout-seq", "7").body(empty()).unwrap();
+    let proxy = ProxyBuilder::new(format!("{}/base/", up.url()))
+        .start()
+        .await;
+    let req = Request::get(proxy.url("/v1/models?limit=2"))
+        .header("x-brownout-seq", "7")
+        .body(empty())
+        .unwrap();
     let r = send(&http1_client(), req).await.unwrap();
     assert_eq!(r.status, 200);
     let seen = caps.last();
-    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/base/v1/models?limit=2");
-    assert!(seen.headers.get("x-brownout-seq").is_none(), "brownout's own control header reached the upstream");
+    assert_eq!(
+        seen.uri.path_and_query().unwrap().as_str(),
+        "/base/v1/models?limit=2"
+    );
+    assert!(
+        seen.headers.get("x-brownout-seq").is_none(),
+        "brownout's own control header reached the upstream"
+    );
 }

@@ -67,7 +67,12 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     let up = mixed_upstream().await;
     let dir = TempDir::new();
     let file = dir.join("records.jsonl");
-    let proxy = ProxyBuilder::new(up.url()).admin().record(&file).profile(PROFILE).start().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .admin()
+        .record(&file)
+        .profile(PROFILE)
+        .start()
+        .await;
     let c1 = http1_client();
     let c2 = h2c_client();
     let mut expected: BTreeMap<&str, usize> = BTreeMap::new();
@@ -78,7 +83,11 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     for i in 0..40 {
         let c = if i % 2 == 0 { c1.clone() } else { c2.clone() };
         let path = if i % 4 == 0 { "/slow" } else { "/ok" };
-        let req = with_secrets("POST", proxy.url(path), full("{\"prompt\":\"secret-free\"}"));
+        let req = with_secrets(
+            "POST",
+            proxy.url(path),
+            full("{\"prompt\":\"secret-free\"}"),
+        );
         tasks.push(tokio::spawn(async move { send(&c, req).await }));
     }
     for t in tasks {
@@ -87,9 +96,14 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     *expected.entry("ok").or_default() += 40;
     sent += 40;
 
-    for (path, outcome) in [("/injected", "injected_error"), ("/http-error", "http_error")] {
+    for (path, outcome) in [
+        ("/injected", "injected_error"),
+        ("/http-error", "http_error"),
+    ] {
         for c in [&c1, &c2] {
-            let r = send(c, with_secrets("GET", proxy.url(path), empty())).await.unwrap();
+            let r = send(c, with_secrets("GET", proxy.url(path), empty()))
+                .await
+                .unwrap();
             assert!(r.status.as_u16() >= 400);
             *expected.entry(outcome).or_default() += 1;
             sent += 1;
@@ -97,13 +111,20 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     }
     for path in ["/reset", "/reset-late"] {
         for c in [&c1, &c2] {
-            assert!(send(c, with_secrets("GET", proxy.url(path), empty())).await.is_err(), "{path}");
+            assert!(
+                send(c, with_secrets("GET", proxy.url(path), empty()))
+                    .await
+                    .is_err(),
+                "{path}"
+            );
             *expected.entry("reset").or_default() += 1;
             sent += 1;
         }
     }
     for c in [&c1, &c2] {
-        assert!(send(c, with_secrets("GET", proxy.url("/die"), empty())).await.is_err());
+        assert!(send(c, with_secrets("GET", proxy.url("/die"), empty()))
+            .await
+            .is_err());
         *expected.entry("upstream_error").or_default() += 1;
         sent += 1;
     }
@@ -111,7 +132,11 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     let (mut conn, task) = h1_conn(proxy.addr).await;
     let mut req = with_secrets("GET", "/hang".into(), empty());
     req.headers_mut().insert("host", "proxy".parse().unwrap());
-    assert!(tokio::time::timeout(Duration::from_millis(200), conn.send_request(req)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), conn.send_request(req))
+            .await
+            .is_err()
+    );
     task.abort();
     drop(conn);
     *expected.entry("client_closed").or_default() += 1;
@@ -128,20 +153,47 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
     let mut ids = std::collections::HashSet::new();
     for l in &lines {
         let r: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
-        *outcomes.entry(r["outcome"].as_str().unwrap().to_string()).or_default() += 1;
-        assert!(ids.insert(r["id"].as_u64().unwrap()), "duplicate record id: {l}");
-        for field in ["ts", "listener", "api", "endpoint", "method", "path", "faults", "faults_skipped", "e2e_ms"] {
+        *outcomes
+            .entry(r["outcome"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        assert!(
+            ids.insert(r["id"].as_u64().unwrap()),
+            "duplicate record id: {l}"
+        );
+        for field in [
+            "ts",
+            "listener",
+            "api",
+            "endpoint",
+            "method",
+            "path",
+            "faults",
+            "faults_skipped",
+            "e2e_ms",
+        ] {
             assert!(r.get(field).is_some(), "record lacks `{field}`: {l}");
         }
     }
-    let expected: BTreeMap<String, usize> = expected.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let expected: BTreeMap<String, usize> = expected
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     assert_eq!(outcomes, expected);
     assert_eq!(live.len(), sent);
     for (name, secret) in SECRETS {
-        assert!(!text.contains(secret), "the `{name}` value leaked into the record file");
-        assert!(!admin.contains(secret), "the `{name}` value leaked into /api/v1/records");
+        assert!(
+            !text.contains(secret),
+            "the `{name}` value leaked into the record file"
+        );
+        assert!(
+            !admin.contains(secret),
+            "the `{name}` value leaked into /api/v1/records"
+        );
         let bare = secret.trim_start_matches("Bearer ");
-        assert!(!text.contains(bare), "part of the `{name}` value leaked into the record file");
+        assert!(
+            !text.contains(bare),
+            "part of the `{name}` value leaked into the record file"
+        );
     }
 }
 
@@ -243,9 +295,14 @@ fn parse_sample(line: &str) -> Sample {
         }
         rest = &r[consumed..];
     }
-    let rest = rest.strip_prefix(' ').unwrap_or_else(|| bad("no space before the value"));
+    let rest = rest
+        .strip_prefix(' ')
+        .unwrap_or_else(|| bad("no space before the value"));
     let mut parts = rest.split(' ');
-    let value = parts.next().and_then(parse_value).unwrap_or_else(|| bad("value"));
+    let value = parts
+        .next()
+        .and_then(parse_value)
+        .unwrap_or_else(|| bad("value"));
     if let Some(ts) = parts.next() {
         ts.parse::<i64>().unwrap_or_else(|_| bad("timestamp"));
     }
@@ -258,12 +315,19 @@ fn parse_sample(line: &str) -> Sample {
             bad("duplicate label");
         }
     }
-    Sample { name: name.to_string(), labels, value }
+    Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    }
 }
 
 /// Check the whole exposition; returns the samples and each family's type.
 fn check_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
-    assert!(text.ends_with('\n'), "the exposition must end with a newline");
+    assert!(
+        text.ends_with('\n'),
+        "the exposition must end with a newline"
+    );
     let mut types: HashMap<String, String> = HashMap::new();
     let mut helps: HashMap<String, String> = HashMap::new();
     let mut samples = Vec::new();
@@ -275,11 +339,16 @@ fn check_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
         if let Some(h) = line.strip_prefix("# HELP ") {
             let (name, help) = h.split_once(' ').unwrap_or((h, ""));
             assert!(valid_metric_name(name), "HELP for an invalid name: {line}");
-            assert!(helps.insert(name.to_string(), help.to_string()).is_none(), "HELP twice for {name}");
+            assert!(
+                helps.insert(name.to_string(), help.to_string()).is_none(),
+                "HELP twice for {name}"
+            );
             continue;
         }
         if let Some(t) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = t.split_once(' ').unwrap_or_else(|| panic!("TYPE without a kind: {line}"));
+            let (name, kind) = t
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("TYPE without a kind: {line}"));
             assert!(valid_metric_name(name), "TYPE for an invalid name: {line}");
             assert!(
                 ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
@@ -289,15 +358,24 @@ fn check_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
                 !families_seen_samples.contains(&name.to_string()),
                 "TYPE for {name} after its samples: {line}"
             );
-            assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice for {name}");
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice for {name}"
+            );
             continue;
         }
-        assert!(!line.starts_with('#') || line.starts_with("# "), "malformed comment: {line}");
+        assert!(
+            !line.starts_with('#') || line.starts_with("# "),
+            "malformed comment: {line}"
+        );
         if line.starts_with('#') {
             continue;
         }
         let s = parse_sample(line);
-        assert!(s.name.starts_with("brownout_"), "metric without the brownout_ prefix: {line}");
+        assert!(
+            s.name.starts_with("brownout_"),
+            "metric without the brownout_ prefix: {line}"
+        );
         let family = if types.contains_key(&s.name) {
             s.name.clone()
         } else {
@@ -312,7 +390,10 @@ fn check_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
             );
             base.to_string()
         };
-        assert!(types.contains_key(&family), "sample before its TYPE line: {line}");
+        assert!(
+            types.contains_key(&family),
+            "sample before its TYPE line: {line}"
+        );
         if types[&family] == "counter" {
             assert!(s.value >= 0.0, "negative counter: {line}");
         }
@@ -333,25 +414,49 @@ fn check_histograms(samples: &[Sample], types: &HashMap<String, String>) -> usiz
     let mut checked = 0;
     for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
         let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
-        for s in samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
-            let le = s.labels.iter().find(|(k, _)| k == "le").unwrap_or_else(|| panic!("bucket without le: {s:?}"));
+        for s in samples
+            .iter()
+            .filter(|s| s.name == format!("{family}_bucket"))
+        {
+            let le = s
+                .labels
+                .iter()
+                .find(|(k, _)| k == "le")
+                .unwrap_or_else(|| panic!("bucket without le: {s:?}"));
             let le = parse_value(&le.1).unwrap_or_else(|| panic!("le is not a number: {s:?}"));
-            let key: Vec<_> = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();
+            let key: Vec<_> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "le")
+                .cloned()
+                .collect();
             series.entry(key).or_default().push((le, s.value));
         }
         for (labels, buckets) in series {
             assert!(!buckets.is_empty());
             for w in buckets.windows(2) {
-                assert!(w[0].0 < w[1].0, "{family}{labels:?}: le not ascending: {buckets:?}");
-                assert!(w[0].1 <= w[1].1, "{family}{labels:?}: buckets not cumulative: {buckets:?}");
+                assert!(
+                    w[0].0 < w[1].0,
+                    "{family}{labels:?}: le not ascending: {buckets:?}"
+                );
+                assert!(
+                    w[0].1 <= w[1].1,
+                    "{family}{labels:?}: buckets not cumulative: {buckets:?}"
+                );
             }
             let last = buckets.last().unwrap();
-            assert!(last.0.is_infinite() && last.0 > 0.0, "{family}{labels:?}: last bucket is not +Inf");
+            assert!(
+                last.0.is_infinite() && last.0 > 0.0,
+                "{family}{labels:?}: last bucket is not +Inf"
+            );
             let count = samples
                 .iter()
                 .find(|s| s.name == format!("{family}_count") && s.labels == labels)
                 .unwrap_or_else(|| panic!("{family}{labels:?}: no _count"));
-            assert_eq!(count.value, last.1, "{family}{labels:?}: +Inf bucket != _count");
+            assert_eq!(
+                count.value, last.1,
+                "{family}{labels:?}: +Inf bucket != _count"
+            );
             let sum = samples
                 .iter()
                 .find(|s| s.name == format!("{family}_sum") && s.labels == labels)
@@ -368,10 +473,22 @@ async fn metrics_are_valid_prometheus_text() {
     let up = mixed_upstream().await;
     // A rule name with characters that need escaping in label values.
     let profile = PROFILE.replace("name: slow\n", "name: \"slow \\\"quoted\\\" \\\\ rule\"\n");
-    let proxy = ProxyBuilder::new(up.url()).api(ApiKind::Openai).admin().profile(&profile).start().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .api(ApiKind::Openai)
+        .admin()
+        .profile(&profile)
+        .start()
+        .await;
     let c = http1_client();
     let mut n = 0;
-    for path in ["/v1/chat/completions", "/ok", "/slow", "/injected", "/http-error", "/slow"] {
+    for path in [
+        "/v1/chat/completions",
+        "/ok",
+        "/slow",
+        "/injected",
+        "/http-error",
+        "/slow",
+    ] {
         let _ = send(&c, get(proxy.url(path))).await.unwrap();
         n += 1;
     }
@@ -381,7 +498,11 @@ async fn metrics_are_valid_prometheus_text() {
 
     let r = send(&c, get(proxy.admin_url("/metrics"))).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"), "{:?}", r.header("content-type"));
+    assert!(
+        r.header("content-type").unwrap().starts_with("text/plain"),
+        "{:?}",
+        r.header("content-type")
+    );
     let text = String::from_utf8(r.body.to_vec()).expect("UTF-8");
     let (samples, types) = check_exposition(&text);
     for (name, kind) in [
@@ -396,26 +517,51 @@ async fn metrics_are_valid_prometheus_text() {
         ("brownout_faults_enabled", "gauge"),
         ("brownout_phase_info", "gauge"),
     ] {
-        assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name} missing or mistyped");
+        assert_eq!(
+            types.get(name).map(String::as_str),
+            Some(kind),
+            "{name} missing or mistyped"
+        );
     }
-    let total: f64 = samples.iter().filter(|s| s.name == "brownout_requests_total").map(|s| s.value).sum();
+    let total: f64 = samples
+        .iter()
+        .filter(|s| s.name == "brownout_requests_total")
+        .map(|s| s.value)
+        .sum();
     assert_eq!(total as usize, n, "requests_total counts every exchange");
-    for s in samples.iter().filter(|s| s.name == "brownout_requests_total") {
+    for s in samples
+        .iter()
+        .filter(|s| s.name == "brownout_requests_total")
+    {
         let keys: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["listener", "endpoint", "phase", "outcome"], "{s:?}");
     }
-    let injected: Vec<_> = samples.iter().filter(|s| s.name == "brownout_faults_injected_total").collect();
+    let injected: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == "brownout_faults_injected_total")
+        .collect();
     assert!(
-        injected.iter().any(|s| s.labels.contains(&("rule".into(), "slow \"quoted\" \\ rule".into()))
+        injected.iter().any(|s| s
+            .labels
+            .contains(&("rule".into(), "slow \"quoted\" \\ rule".into()))
             && s.labels.contains(&("fault".into(), "delay".into()))
             && s.value == 2.0),
         "escaped rule label round-trips: {injected:?}"
     );
-    let enabled = samples.iter().find(|s| s.name == "brownout_faults_enabled").unwrap();
+    let enabled = samples
+        .iter()
+        .find(|s| s.name == "brownout_faults_enabled")
+        .unwrap();
     assert_eq!(enabled.value, 1.0);
-    let phase = samples.iter().find(|s| s.name == "brownout_phase_info").unwrap();
+    let phase = samples
+        .iter()
+        .find(|s| s.name == "brownout_phase_info")
+        .unwrap();
     assert!(phase.labels.contains(&("profile".into(), "mixed".into())));
-    assert!(check_histograms(&samples, &types) >= 2, "histograms with data");
+    assert!(
+        check_histograms(&samples, &types) >= 2,
+        "histograms with data"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,7 +570,14 @@ async fn bytes_in_and_out_count_what_was_sent() {
     let proxy = ProxyBuilder::new(up.url()).start().await;
     let n = 100_000;
     // A content-length body, a chunked one (HTTP/1.1) and one without length (h2).
-    let r = send(&http1_client(), Request::post(proxy.url("/cl")).body(full(vec![1u8; n])).unwrap()).await.unwrap();
+    let r = send(
+        &http1_client(),
+        Request::post(proxy.url("/cl"))
+            .body(full(vec![1u8; n]))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.body.len(), n);
     for (path, client) in [("/chunked", http1_client()), ("/h2", h2c_client())] {
         let (tx, body) = body_channel();
@@ -433,7 +586,9 @@ async fn bytes_in_and_out_count_what_was_sent() {
                 tx.send(vec![2u8; n / 10]).await;
             }
         });
-        let r = send(&client, Request::post(proxy.url(path)).body(body).unwrap()).await.unwrap();
+        let r = send(&client, Request::post(proxy.url(path)).body(body).unwrap())
+            .await
+            .unwrap();
         feed.await.unwrap();
         assert_eq!(r.body.len(), n);
         assert_eq!(caps.last().body.len(), n);
@@ -441,7 +596,10 @@ async fn bytes_in_and_out_count_what_was_sent() {
     for path in ["/cl", "/chunked", "/h2"] {
         let rec = proxy.record_for(path).await;
         assert_eq!(rec["bytes_out"], n, "{path}: {rec:#}");
-        assert_eq!(rec["bytes_in"], n, "{path}: bytes_in must count the request body received: {rec:#}");
+        assert_eq!(
+            rec["bytes_in"], n,
+            "{path}: bytes_in must count the request body received: {rec:#}"
+        );
     }
 }
 
@@ -475,7 +633,12 @@ async fn client_leaving_mid_body_is_recorded_and_cancels_the_upstream() {
         assert!(first.starts_with(b"data: 0"));
         drop(body);
         drop(client);
-        within(Duration::from_secs(5), "the upstream stream is cancelled", dropped_rx.recv()).await;
+        within(
+            Duration::from_secs(5),
+            "the upstream stream is cancelled",
+            dropped_rx.recv(),
+        )
+        .await;
         let rec = proxy.record_for(&path).await;
         assert_eq!(rec["outcome"], "client_closed", "{rec:#}");
         assert_eq!(rec["status"], 200);
@@ -489,7 +652,9 @@ async fn shutdown_releases_held_requests_and_flushes_their_records() {
     let file = dir.join("records.jsonl");
     let proxy = ProxyBuilder::new(up.url())
         .record(&file)
-        .limits(|l| l.shutdown_grace = brownout_faults::duration::DurationStr(Duration::from_millis(300)))
+        .limits(|l| {
+            l.shutdown_grace = brownout_faults::duration::DurationStr(Duration::from_millis(300))
+        })
         .profile(PROFILE)
         .start()
         .await;
@@ -505,9 +670,17 @@ async fn shutdown_releases_held_requests_and_flushes_their_records() {
     .await;
     let t = tokio::time::Instant::now();
     within(Duration::from_secs(5), "shutdown", proxy.shutdown()).await;
-    assert!(t.elapsed() >= Duration::from_millis(300), "shutdown_grace is given to in-flight work");
-    let r = within(Duration::from_secs(5), "the held request", held).await.unwrap();
-    assert_eq!(r.expect("released at the end of the grace, not cut").status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "shutdown_grace is given to in-flight work"
+    );
+    let r = within(Duration::from_secs(5), "the held request", held)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.expect("released at the end of the grace, not cut").status,
+        200
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
 }

@@ -25,9 +25,20 @@ rules:
 type Conn = hyper::client::conn::http1::SendRequest<Body>;
 
 async fn status_on(conn: &mut Conn) -> u16 {
-    conn.ready().await.expect("the keep-alive connection is still open");
-    let req = Request::get("/x").header("host", "proxy").body(empty()).unwrap();
-    let r = read_reply(conn.send_request(req).await.expect("response on the kept-alive connection")).await.unwrap();
+    conn.ready()
+        .await
+        .expect("the keep-alive connection is still open");
+    let req = Request::get("/x")
+        .header("host", "proxy")
+        .body(empty())
+        .unwrap();
+    let r = read_reply(
+        conn.send_request(req)
+            .await
+            .expect("response on the kept-alive connection"),
+    )
+    .await
+    .unwrap();
     r.status.as_u16()
 }
 
@@ -38,7 +49,10 @@ async fn wait_for_status(conn: &mut Conn, want: u16, what: &str) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: still answering {got}, expected {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still answering {got}, expected {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -49,7 +63,11 @@ async fn file_changes_apply_and_bad_ones_are_rejected() {
     let dir = TempDir::new();
     let path = dir.join("profile.yaml");
     std::fs::write(&path, profile(418)).unwrap();
-    let proxy = ProxyBuilder::new(up.url()).admin().profile_file(&path).start().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .admin()
+        .profile_file(&path)
+        .start()
+        .await;
     let (mut conn, task) = h1_conn(proxy.addr).await;
     assert_eq!(status_on(&mut conn).await, 418);
 
@@ -82,13 +100,23 @@ async fn file_changes_apply_and_bad_ones_are_rejected() {
         if let Some(e) = s["last_reload_error"].as_str() {
             break e.to_string();
         }
-        assert!(Instant::now() < deadline, "the invalid change was never reported: {s:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the invalid change was never reported: {s:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(err.contains("profile.yaml:"), "the error names the file: {err}");
+    assert!(
+        err.contains("profile.yaml:"),
+        "the error names the file: {err}"
+    );
     assert!(err.contains("eror"), "the error names the bad value: {err}");
     for _ in 0..5 {
-        assert_eq!(status_on(&mut conn).await, 503, "the previous profile must stay in force");
+        assert_eq!(
+            status_on(&mut conn).await,
+            503,
+            "the previous profile must stay in force"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, s) = proxy.admin_get("/api/v1/status").await;
@@ -100,6 +128,9 @@ async fn file_changes_apply_and_bad_ones_are_rejected() {
     let (_, s) = proxy.admin_get("/api/v1/status").await;
     assert!(status(s)["last_reload_error"].is_null());
 
-    assert!(!task.is_finished(), "the client's keep-alive connection was dropped by a reload");
+    assert!(
+        !task.is_finished(),
+        "the client's keep-alive connection was dropped by a reload"
+    );
     assert_eq!(up.requests(), 0);
 }

@@ -9,6 +9,7 @@
 //! whether the body ended, failed, or the client went away.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +36,12 @@ pub enum ReqBody {
         rest: Option<Incoming>,
     },
     Empty,
+    /// A body of unknown length, counting the bytes that pass (the record's
+    /// `bytes_in`; a known length is taken from the request's headers instead).
+    Counted {
+        inner: Box<ReqBody>,
+        seen: Arc<AtomicU64>,
+    },
 }
 
 impl Body for ReqBody {
@@ -57,6 +64,15 @@ impl Body for ReqBody {
                 }
             }
             ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Counted { inner, seen } => {
+                let p = Pin::new(inner.as_mut()).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &p {
+                    if let Some(d) = f.data_ref() {
+                        seen.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                p
+            }
         }
     }
 
@@ -67,6 +83,7 @@ impl Body for ReqBody {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
             ReqBody::Empty => true,
+            ReqBody::Counted { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -89,7 +106,24 @@ impl Body for ReqBody {
                 }
             }
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Counted { inner, .. } => inner.size_hint(),
         }
+    }
+}
+
+impl ReqBody {
+    /// Count the bytes of a body whose length the headers do not give; `None` when
+    /// there is nothing to count.
+    pub fn counted(self) -> (ReqBody, Option<Arc<AtomicU64>>) {
+        if self.is_end_stream() || self.size_hint().exact().is_some() {
+            return (self, None);
+        }
+        let seen = Arc::new(AtomicU64::new(0));
+        let body = ReqBody::Counted {
+            inner: Box::new(self),
+            seen: seen.clone(),
+        };
+        (body, Some(seen))
     }
 }
 

@@ -5,7 +5,7 @@
 //! one record. That is how "records equal exchanges" holds without every code path
 //! having to remember to log.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -28,6 +28,8 @@ pub struct Exchange {
     activated: Vec<Arc<RuleState>>,
     /// Concurrency-limit slots held until the response body is done.
     pub permits: Vec<OwnedSemaphorePermit>,
+    /// Request-body bytes forwarded, for bodies whose length was not known up front.
+    pub bytes_in: Option<Arc<AtomicU64>>,
     done: bool,
 }
 
@@ -46,6 +48,7 @@ impl Exchange {
             active,
             activated: Vec::new(),
             permits: Vec::new(),
+            bytes_in: None,
             done: false,
         }
     }
@@ -195,6 +198,9 @@ impl Drop for Exchange {
         let Some(mut rec) = self.rec.take() else {
             return;
         };
+        if let Some(n) = &self.bytes_in {
+            rec.bytes_in = rec.bytes_in.max(n.load(Ordering::Relaxed));
+        }
         if !self.done {
             // hyper dropped the exchange before it ended: the client went away.
             rec.outcome = Outcome::ClientClosed;

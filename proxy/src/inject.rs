@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
+use brownout_faults::presets;
 use brownout_faults::profile::{ErrorBody, FaultSpec};
+use brownout_faults::ratelimit::{self, Decision, Limited};
 use brownout_faults::release::Held;
-use brownout_faults::ApiKind;
+use brownout_faults::{ApiKind, RequestFacts};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rand::Rng;
@@ -114,14 +116,103 @@ pub fn error_answer(
     (st, h, b)
 }
 
+/// What request-side faults may look at.
+pub struct RequestView<'a> {
+    pub api: ApiKind,
+    pub facts: &'a RequestFacts,
+    pub headers: &'a HeaderMap,
+    pub client_ip: std::net::IpAddr,
+}
+
+/// The bucket key of a `rate_limit` fault's `by:`.
+fn bucket_key(by: Option<&str>, req: &RequestView<'_>) -> String {
+    match by {
+        None | Some("global") => String::new(),
+        Some("client_ip") => req.client_ip.to_string(),
+        Some(other) => {
+            let name = other.strip_prefix("header:").unwrap_or(other);
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        }
+    }
+}
+
+/// The 429 for a request over a `rate_limit`: the preset's status and headers, with
+/// every number (remaining, reset, retry-after, the message) true to the bucket.
+fn rate_limited(
+    l: &Limited,
+    preset: Option<&str>,
+    req: &RequestView<'_>,
+    rng: &mut ChaCha8Rng,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let name = match preset {
+        Some(p) => p.to_string(),
+        None => match presets::default_rate_limit_for(req.api) {
+            d if d.starts_with("openai.") => l.which.openai_preset().to_string(),
+            d => d.to_string(),
+        },
+    };
+    let Some(p) = presets::lookup(&name) else {
+        return error_answer(
+            None,
+            Some(429),
+            None,
+            &Default::default(),
+            Some(l.retry_after),
+            rng,
+        );
+    };
+    let ctx = presets::RenderCtx {
+        retry_after: (!l.never_fits).then_some(l.retry_after),
+        request_id: rng.random(),
+        model: req.facts.model.as_deref(),
+        now: Some(time::OffsetDateTime::now_utc()),
+    };
+    let mut r = p.render(&ctx);
+    match p.family() {
+        "openai" => {
+            ratelimit::replace_headers(
+                &mut r.headers,
+                &ratelimit::OPENAI_HEADER_NAMES,
+                &ratelimit::openai_headers(&l.snapshot),
+            );
+            r.body = Bytes::from(ratelimit::openai_error_body(
+                l,
+                req.facts.model.as_deref().unwrap_or("the model"),
+            ));
+        }
+        "anthropic" => {
+            let now = time::OffsetDateTime::now_utc();
+            ratelimit::replace_headers(
+                &mut r.headers,
+                &ratelimit::ANTHROPIC_HEADER_NAMES,
+                &ratelimit::anthropic_headers(&l.snapshot, now),
+            );
+            let id = r
+                .headers
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            r.body = Bytes::from(ratelimit::anthropic_error_body(l, &id));
+        }
+        _ => {}
+    }
+    (r.status, r.headers, r.body)
+}
+
 /// Apply the request-side faults of every decided rule, in order.
 pub async fn request_side(
     shared: &Arc<Shared>,
-    api: ApiKind,
+    req: &RequestView<'_>,
     ex: &mut Exchange,
     decided: &mut [Decided<'_>],
     body_faults: &mut BodyFaults,
 ) -> Step {
+    let api = req.api;
     for d in decided.iter_mut() {
         let rule = d.rule;
         for (i, fault) in rule.faults.iter().enumerate() {
@@ -244,6 +335,26 @@ pub async fn request_side(
                                 body,
                             };
                         }
+                    }
+                }
+                FaultSpec::RateLimit { by, preset, .. } => {
+                    let Some(Some(limiter)) = rule.state.rate_limiters.get(i) else {
+                        ex.skipped(&rule.name, kind, "no_limiter");
+                        continue;
+                    };
+                    let key = bucket_key(by.as_deref(), req);
+                    let tokens = ratelimit::tokens_to_charge(req.facts);
+                    if let Decision::Limited(l) =
+                        limiter.check(&key, tokens, tokio::time::Instant::now())
+                    {
+                        ex.applied(&rule.name, kind);
+                        let (status, headers, body) =
+                            rate_limited(&l, preset.as_deref(), req, &mut d.rng);
+                        return Step::Respond {
+                            status,
+                            headers,
+                            body,
+                        };
                     }
                 }
                 #[allow(unreachable_patterns)]

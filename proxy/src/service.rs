@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::body::{BodyFaults, ProxyBody, ReqBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
-use crate::inject::{request_side, Decided, Step};
+use crate::inject::{request_side, Decided, RequestView, Step};
 use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
 use crate::record::Outcome;
 use crate::state::Shared;
@@ -133,8 +133,8 @@ async fn read_prefix(
 
 /// Read and discard the request body (up to `limit`) so an injected answer leaves
 /// the connection reusable, as a real server's would.
-async fn drain(body: Option<ReqBody>, limit: usize) {
-    let Some(mut body) = body else { return };
+async fn drain(body: Option<ReqBody>, limit: usize) -> u64 {
+    let Some(mut body) = body else { return 0 };
     let mut seen = 0usize;
     let read = async {
         while let Some(frame) = body.frame().await {
@@ -152,6 +152,7 @@ async fn drain(body: Option<ReqBody>, limit: usize) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    seen as u64
 }
 
 fn local_response(
@@ -203,15 +204,16 @@ async fn handle(
         None
     };
     let mut decided: Vec<Decided<'_>> = Vec::new();
+    let mut facts = RequestFacts {
+        api: ctx.api,
+        endpoint,
+        ..Default::default()
+    };
+    let mut ip = conn.peer.ip();
     let mut body_faults = BodyFaults::default();
     let mut mark: Option<HeaderValue> = None;
 
     if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
-        let mut facts = RequestFacts {
-            api: ctx.api,
-            endpoint,
-            ..Default::default()
-        };
         if profile.needs_body && !parts.method.is_safe() {
             if let Some(ReqBody::Incoming(b)) = req_body.take() {
                 let limit = shared.inspect_limit;
@@ -250,7 +252,7 @@ async fn handle(
                 ex.rec().tokens_source = Some("estimated");
             }
         }
-        let ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
+        ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
         let seq: Option<u64> = parts
             .headers
             .get("x-brownout-seq")
@@ -319,14 +321,22 @@ async fn handle(
     }
 
     if !decided.is_empty() {
-        match request_side(shared, ctx.api, &mut ex, &mut decided, &mut body_faults).await {
+        let view = RequestView {
+            api: ctx.api,
+            facts: &facts,
+            headers: &parts.headers,
+            client_ip: ip,
+        };
+        match request_side(shared, &view, &mut ex, &mut decided, &mut body_faults).await {
             Step::Forward => {}
             Step::Respond {
                 status,
                 headers,
                 body,
             } => {
-                drain(req_body.take(), shared.inspect_limit).await;
+                let drained = drain(req_body.take(), shared.inspect_limit).await;
+                let r = ex.rec();
+                r.bytes_in = r.bytes_in.max(drained);
                 ex.local_answer(status.as_u16(), Outcome::InjectedError);
                 return Ok(local_response(ex, status, headers, body, mark.as_ref()));
             }
@@ -360,7 +370,8 @@ async fn handle(
     if shared.allow_header_faults {
         parts.headers.remove("x-brownout-fault");
     }
-    let body = req_body.take().unwrap_or(ReqBody::Empty);
+    let (body, seen) = req_body.take().unwrap_or(ReqBody::Empty).counted();
+    ex.bytes_in = seen;
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
     let resp = match tokio::time::timeout(shared.upstream_timeout, ctx.client.request(up_req)).await

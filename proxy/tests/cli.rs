@@ -18,7 +18,10 @@ use tokio::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_brownout");
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A temporary directory removed on drop.
@@ -31,7 +34,9 @@ impl TempDir {
             "brownout-cli-{}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
@@ -50,7 +55,11 @@ impl Drop for TempDir {
 
 /// Run the binary with a clean environment (no `BROWNOUT_*` from the caller).
 fn brownout(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_clear().output().expect("run brownout")
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run brownout")
 }
 
 fn text(b: &[u8]) -> String {
@@ -72,13 +81,29 @@ fn validate_broken_profile_exits_2_with_position_and_hint() {
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     // file:line:column pointing at line 6, where the bad type is.
     let prefix = format!("{p}:6:");
-    let at = err.find(&prefix).unwrap_or_else(|| panic!("no `{prefix}COLUMN` in: {err}"));
-    let col: String = err[at + prefix.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    let col: u32 = col.parse().unwrap_or_else(|_| panic!("no column after `{prefix}`: {err}"));
-    assert!((7..=15).contains(&col), "column {col} does not point into `- type: eror`: {err}");
+    let at = err
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no `{prefix}COLUMN` in: {err}"));
+    let col: String = err[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let col: u32 = col
+        .parse()
+        .unwrap_or_else(|_| panic!("no column after `{prefix}`: {err}"));
+    assert!(
+        (7..=15).contains(&col),
+        "column {col} does not point into `- type: eror`: {err}"
+    );
     assert!(err.contains("hint:"), "no hint: {err}");
-    assert!(err.contains("error"), "the hint should suggest `error`: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        err.contains("error"),
+        "the hint should suggest `error`: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
     assert!(text(&out.stdout).trim().is_empty() || !text(&out.stdout).contains(": ok"));
 }
 
@@ -92,14 +117,27 @@ fn validate_reports_every_problem_and_any_bad_file_fails_the_run() {
     )
     .unwrap();
     let good = dir.join("good.yaml");
-    std::fs::write(&good, "version: 1\nname: fine\nrules:\n  - faults: [{type: delay, duration: 10ms}]\n").unwrap();
+    std::fs::write(
+        &good,
+        "version: 1\nname: fine\nrules:\n  - faults: [{type: delay, duration: 10ms}]\n",
+    )
+    .unwrap();
     let (b, g) = (bad.display().to_string(), good.display().to_string());
     let out = brownout(&["validate", &g, &b]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("{b}:5:")), "the probability at line 5: {err}");
-    assert!(err.contains(&format!("{b}:8:")), "the unknown preset at line 8: {err}");
-    assert!(text(&out.stdout).contains(&format!("{g}: ok")), "the good file is still reported ok");
+    assert!(
+        err.contains(&format!("{b}:5:")),
+        "the probability at line 5: {err}"
+    );
+    assert!(
+        err.contains(&format!("{b}:8:")),
+        "the unknown preset at line 8: {err}"
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("{g}: ok")),
+        "the good file is still reported ok"
+    );
 }
 
 #[test]
@@ -126,7 +164,12 @@ fn validate_good_profiles_exit_0() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = brownout(&args);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).matches(": ok").count(), n + 1, "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout).matches(": ok").count(),
+        n + 1,
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -142,9 +185,15 @@ fn explain_describes_phases_in_plain_words() {
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(so.contains("explained"), "{so}");
-    assert!(so.contains("calm") && so.contains("storm"), "names each phase: {so}");
+    assert!(
+        so.contains("calm") && so.contains("storm"),
+        "names each phase: {so}"
+    );
     assert!(so.contains("throttle"), "names the rule: {so}");
-    assert!(so.contains("25%") || so.contains("0.25"), "says how often: {so}");
+    assert!(
+        so.contains("25%") || so.contains("0.25"),
+        "says how often: {so}"
+    );
 
     // A built-in profile by name.
     let out = brownout(&["explain", "demo"]);
@@ -156,7 +205,11 @@ fn explain_describes_phases_in_plain_words() {
     std::fs::write(&bad, "version: 1\nname: x\nrulez: []\n").unwrap();
     let out = brownout(&["explain", &bad.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains(&format!("{}:3:", bad.display())), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:3:", bad.display())),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -174,19 +227,24 @@ async fn slow_upstream(arrived: Arc<AtomicUsize>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { continue };
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
             let arrived = arrived.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let arrived = arrived.clone();
-                    async move {
-                        if req.uri().path() == "/slow" {
-                            arrived.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let arrived = arrived.clone();
+                        async move {
+                            if req.uri().path() == "/slow" {
+                                arrived.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"done"),
+                            )))
                         }
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"done"))))
-                    }
-                });
+                    });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc)
                     .await;
@@ -211,7 +269,10 @@ async fn get_status(url: String) -> Result<u16, String> {
     let uri: http::Uri = url.parse().unwrap();
     let resp = c.get(uri).await.map_err(|e| e.to_string())?;
     let st = resp.status().as_u16();
-    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(st)
 }
 
@@ -226,7 +287,12 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
     let child = Command::new(BIN)
         .env_clear()
         .args(["serve", "--upstream", &format!("http://{upstream}")])
-        .args(["--listen", &listen.to_string(), "--admin", &admin.to_string()])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
         .arg("--record")
         .arg(&records)
         .stdin(Stdio::null())
@@ -247,7 +313,11 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
         if let Some(st) = child.0.try_wait().unwrap() {
             panic!("brownout serve exited early ({st}): {}", logs());
         }
-        assert!(Instant::now() < deadline, "brownout serve never became ready: {}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "brownout serve never became ready: {}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -262,17 +332,30 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
         tasks.push(tokio::spawn(async move {
             let resp = c.get(uri).await.map_err(|e| e.to_string())?;
             let st = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
             Ok::<_, String>((st, body))
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while arrived.load(Ordering::SeqCst) < slow {
-        assert!(Instant::now() < deadline, "slow requests never reached the upstream: {}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "slow requests never reached the upstream: {}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let st = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("run kill");
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
     assert!(st.success());
     let t = Instant::now();
 
@@ -281,13 +364,18 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
     loop {
         match get_status(format!("http://{admin}/readyz")).await {
             Ok(503) => break,
-            Ok(200) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+            Ok(200) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
             other => panic!("readyz after SIGTERM: {other:?}"),
         }
     }
 
     for (i, t) in tasks.into_iter().enumerate() {
-        let (st, body) = t.await.unwrap().unwrap_or_else(|e| panic!("request {i} failed during shutdown: {e}"));
+        let (st, body) = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i} failed during shutdown: {e}"));
         assert_eq!(st, 200, "request {i}");
         assert_eq!(body, "done");
     }
@@ -297,15 +385,27 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
         if let Some(st) = child.0.try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < deadline, "brownout serve did not exit after SIGTERM: {}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "brownout serve did not exit after SIGTERM: {}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status}: {}", logs());
-    assert!(t.elapsed() < Duration::from_secs(10), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
 
     let text = std::fs::read_to_string(&records).expect("record file");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), slow + fast, "one record per exchange, none lost at shutdown: {text}");
+    assert_eq!(
+        lines.len(),
+        slow + fast,
+        "one record per exchange, none lost at shutdown: {text}"
+    );
     let mut slow_ok = 0;
     for l in lines {
         let r: serde_json::Value = serde_json::from_str(l).expect("JSON line");
@@ -316,5 +416,8 @@ async fn sigterm_finishes_in_flight_requests_and_loses_no_record() {
             assert!(r["e2e_ms"].as_f64().unwrap() >= 900.0, "{l}");
         }
     }
-    assert_eq!(slow_ok, slow, "every in-flight slow request completed and was recorded");
+    assert_eq!(
+        slow_ok, slow,
+        "every in-flight slow request completed and was recorded"
+    );
 }
