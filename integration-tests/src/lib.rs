@@ -505,6 +505,7 @@ pub struct ProxyBuilder {
     config: FileConfig,
     profile: Option<String>,
     admin: bool,
+    admin_token: Option<String>,
     config_path: Option<PathBuf>,
 }
 
@@ -528,6 +529,7 @@ impl ProxyBuilder {
             config,
             profile: None,
             admin: false,
+            admin_token: None,
             config_path: None,
         }
     }
@@ -557,6 +559,13 @@ impl ProxyBuilder {
     /// Also serve the admin API on `127.0.0.1:0`.
     pub fn admin(mut self) -> Self {
         self.admin = true;
+        self
+    }
+
+    /// Serve the admin API with this bearer token required on `/api/v1`.
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.admin = true;
+        self.admin_token = Some(token.to_string());
         self
     }
 
@@ -605,7 +614,7 @@ impl ProxyBuilder {
             config: self.config,
             config_path: self.config_path,
             builtin_profile: self.profile,
-            admin_token: None,
+            admin_token: self.admin_token,
             no_admin: !self.admin,
         })
         .await?;

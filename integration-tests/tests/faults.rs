@@ -917,7 +917,8 @@ rules:
         .start()
         .await;
     let c = http1_client();
-    let cases: &[(&str, &str, &[(&str, &str)], u16)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: &[Case] = &[
         ("GET", "/v1/a/b/secret-x", &[], 451),
         ("GET", "/v1/secret-y", &[], 451),
         ("GET", "/v1/a/public", &[], 200),
@@ -1048,4 +1049,40 @@ phases:
     assert_eq!(proxy.record_for("/p1").await["phase"], "baseline");
     assert_eq!(proxy.record_for("/p2").await["phase"], "broken");
     assert_eq!(proxy.record_for("/p3").await["phase"], "recovered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_stream_cancelled_during_a_hang_is_client_closed() {
+    let up = ok_upstream().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .profile(HANG_PROFILE)
+        .start()
+        .await;
+    let (conn, task) = h2_conn(proxy.addr).await;
+    let mut c1 = conn.clone();
+    // The client gives up on one stream only (RST_STREAM CANCEL).
+    let r = tokio::time::timeout(
+        Duration::from_millis(300),
+        c1.send_request(get("http://x/forever")),
+    )
+    .await;
+    assert!(r.is_err(), "the hang answered");
+    let rec = proxy.record_for("/forever").await;
+    assert_eq!(rec["outcome"], "client_closed", "{rec:#}");
+    // The connection carries on.
+    let mut c2 = conn.clone();
+    let r = read_reply(c2.send_request(get("http://x/fine")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!task.is_finished());
+    assert_eq!(
+        proxy
+            .shared()
+            .metrics
+            .active_gauge("test")
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the cancelled exchange is no longer active"
+    );
 }

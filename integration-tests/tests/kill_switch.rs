@@ -251,3 +251,95 @@ async fn admin_refuses_cross_site_and_rebinding_requests() {
     assert_eq!(r.status, 200, "curl-style call");
     assert!(!enabled());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_guards_the_api_but_not_health_or_metrics() {
+    let up = Upstream::start(|_req| async { reply(200, "ok") }).await;
+    let proxy = ProxyBuilder::new(up.url())
+        .admin_token("s3cret-token")
+        .profile(PROFILE)
+        .start()
+        .await;
+    let c = http1_client();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            send(&c, get(proxy.admin_url(path))).await.unwrap().status,
+            200,
+            "{path} stays open"
+        );
+    }
+    let call = |token: Option<&str>, host: Option<&str>| {
+        let mut b = Request::post(proxy.admin_url("/api/v1/faults/off"));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(empty()).unwrap()
+    };
+    let r = send(&c, call(None, None)).await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        send(&c, call(Some("wrong"), None)).await.unwrap().status,
+        401
+    );
+    assert_eq!(
+        send(&c, call(Some("s3cret-token-longer"), None))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&c, get(proxy.admin_url("/api/v1/status")))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert!(proxy.shared().release.faults_enabled());
+    // With the token, a sidecar's admin is reachable under any name (pod IP, service).
+    let r = send(
+        &c,
+        call(Some("s3cret-token"), Some("brownout-admin.svc:9911")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(!proxy.shared().release.faults_enabled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_after_turns_faults_off_and_releases_holds() {
+    let up = Upstream::start(|_req| async { reply(200, "ok") }).await;
+    let profile = PROFILE.replace("name: holds\n", "name: expiring\nexpires_after: 600ms\n");
+    let proxy = ProxyBuilder::new(up.url()).profile(&profile).start().await;
+    let c = http1_client();
+    assert_eq!(
+        send(&c, req(&proxy, "error")).await.unwrap().status,
+        429,
+        "faults on before expiry"
+    );
+    let t = Instant::now();
+    let r = within(
+        Duration::from_secs(5),
+        "the hang is released at expiry",
+        send(&c, req(&proxy, "hang")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
+    assert!(!proxy.shared().release.faults_enabled());
+    assert_eq!(
+        send(&c, req(&proxy, "error")).await.unwrap().status,
+        200,
+        "no faults after expiry"
+    );
+}

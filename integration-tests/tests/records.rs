@@ -91,7 +91,8 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
         tasks.push(tokio::spawn(async move { send(&c, req).await }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().status, 200);
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     *expected.entry("ok").or_default() += 40;
     sent += 40;
@@ -200,6 +201,8 @@ async fn one_record_per_exchange_however_it_ends_and_no_secrets() {
 // ---------------------------------------------------------------------------
 // Prometheus text format
 // ---------------------------------------------------------------------------
+
+type Labels = Vec<(String, String)>;
 
 #[derive(Debug)]
 struct Sample {
@@ -413,7 +416,7 @@ fn check_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
 fn check_histograms(samples: &[Sample], types: &HashMap<String, String>) -> usize {
     let mut checked = 0;
     for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for s in samples
             .iter()
             .filter(|s| s.name == format!("{family}_bucket"))
@@ -567,7 +570,7 @@ async fn metrics_are_valid_prometheus_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_in_and_out_count_what_was_sent() {
     let (up, caps) = Upstream::echo().await;
-    let proxy = ProxyBuilder::new(up.url()).start().await;
+    let proxy = ProxyBuilder::new(up.url()).profile(PROFILE).start().await;
     let n = 100_000;
     // A content-length body, a chunked one (HTTP/1.1) and one without length (h2).
     let r = send(
@@ -593,9 +596,26 @@ async fn bytes_in_and_out_count_what_was_sent() {
         assert_eq!(r.body.len(), n);
         assert_eq!(caps.last().body.len(), n);
     }
-    for path in ["/cl", "/chunked", "/h2"] {
+    // An injected error drains the body (up to inspect_limit) and counts it.
+    let (tx, body) = body_channel();
+    let feed = tokio::spawn(async move {
+        for _ in 0..10 {
+            tx.send(vec![3u8; n / 10]).await;
+        }
+    });
+    let r = send(
+        &http1_client(),
+        Request::post(proxy.url("/injected")).body(body).unwrap(),
+    )
+    .await
+    .unwrap();
+    feed.await.unwrap();
+    assert_eq!(r.status, 429);
+    for path in ["/cl", "/chunked", "/h2", "/injected"] {
         let rec = proxy.record_for(path).await;
-        assert_eq!(rec["bytes_out"], n, "{path}: {rec:#}");
+        if path != "/injected" {
+            assert_eq!(rec["bytes_out"], n, "{path}: {rec:#}");
+        }
         assert_eq!(
             rec["bytes_in"], n,
             "{path}: bytes_in must count the request body received: {rec:#}"
@@ -683,4 +703,87 @@ async fn shutdown_releases_held_requests_and_flushes_their_records() {
     );
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
+    let rec: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(rec["outcome"], "ok", "{rec:#}");
+    assert_eq!(rec["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_what_never_finishes_and_still_records_it() {
+    // An upstream that never answers: not a fault, so the kill switch cannot help.
+    let up = RawUpstream::start(|mut s| async move {
+        let _ = read_request_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let dir = TempDir::new();
+    let file = dir.join("records.jsonl");
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&file)
+        .limits(|l| {
+            l.shutdown_grace = brownout_faults::duration::DurationStr(Duration::from_millis(300))
+        })
+        .start()
+        .await;
+    let c = http1_client();
+    let url = proxy.url("/stuck");
+    let held = tokio::spawn(async move { send(&c, get(url)).await });
+    within(
+        Duration::from_secs(5),
+        "the request reaches the upstream",
+        async {
+            while up.connections() < 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+    let t = tokio::time::Instant::now();
+    within(
+        Duration::from_secs(6),
+        "shutdown is bounded",
+        proxy.shutdown(),
+    )
+    .await;
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let r = within(Duration::from_secs(5), "the cut request", held)
+        .await
+        .unwrap();
+    assert!(r.is_err(), "a cut request must not look complete: {r:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "the cut exchange is still recorded: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_retry_attempt_and_fault_decisions_are_recorded() {
+    let up = mixed_upstream().await;
+    let proxy = ProxyBuilder::new(up.url())
+        .api(ApiKind::Openai)
+        .profile(PROFILE)
+        .start()
+        .await;
+    let c = http1_client();
+    for attempt in 0..3 {
+        let req = Request::post(proxy.url("/injected"))
+            .header("x-stainless-retry-count", attempt.to_string())
+            .body(full("{}"))
+            .unwrap();
+        assert_eq!(send(&c, req).await.unwrap().status, 429);
+    }
+    let recs = proxy.exactly_records(3).await;
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["attempt"], i, "{r:#}");
+        assert_eq!(r["rules"], serde_json::json!(["inject"]));
+        assert_eq!(r["faults"][0]["rule"], "inject");
+        assert_eq!(r["faults"][0]["fault"], "error");
+        assert_eq!(r["status"], 429);
+        assert!(r["upstream"].is_null());
+        assert_eq!(r["listener"], "test");
+        assert_eq!(r["api"], "openai");
+        assert_eq!(r["method"], "POST");
+    }
 }
