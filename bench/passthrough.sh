@@ -93,16 +93,17 @@ tree_pids() {
   for child in $(cat "/proc/$pid/task/"*/children 2>/dev/null); do tree_pids "$child"; done
 }
 
-# CPU ticks (utime+stime) summed over a process tree; 0 for "none".
+# CPU ticks summed over a process tree, as "USER SYSTEM" (utime, stime); "0 0" for "none".
 cpu_ticks() {
-  local root=$1 total=0 pid stat rest
-  [[ $root == none ]] && { echo 0; return; }
+  local root=$1 user=0 sys=0 pid stat rest u s
+  [[ $root == none ]] && { echo "0 0"; return; }
   for pid in $(tree_pids "$root"); do
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     rest=${stat##*) }
-    total=$(( total + $(awk '{print $12 + $13}' <<<"$rest") ))
+    read -r u s < <(awk '{print $12, $13}' <<<"$rest")
+    user=$(( user + u )); sys=$(( sys + s ))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 
 # Context switches (voluntary + involuntary) summed over every thread of a process tree.
@@ -272,25 +273,28 @@ RESULTS=$WORK/results.jsonl
 # run_wrk TARGET MODE RATE ROUND: one warm-up run, then one measured run.
 run_wrk() {
   local t=$1 mode=$2 rate=$3 round=$4 port=${PORT[$1]} ppid=${PPID_OF[$1]}
-  local c0 c1 u0 u1 x0 x1 out line
+  local c0 c1 u0 u1 x0 x1 out line cu0 cs0 cu1 cs1 uu0 us0 uu1 us1
   WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-  x0=$(ctx_switches "$ppid"); c0=$(cpu_ticks "$ppid"); u0=$(cpu_ticks "$UP_PID")
+  x0=$(ctx_switches "$ppid"); read -r cu0 cs0 < <(cpu_ticks "$ppid"); read -r uu0 us0 < <(cpu_ticks "$UP_PID")
   out=$(WRK_RATE=$rate wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$WRK_SCRIPT" "http://127.0.0.1:$port/" 2>&1) || {
     echo "$out" >&2; die "wrk failed against $t"; }
-  c1=$(cpu_ticks "$ppid"); u1=$(cpu_ticks "$UP_PID"); x1=$(ctx_switches "$ppid")
+  read -r cu1 cs1 < <(cpu_ticks "$ppid"); read -r uu1 us1 < <(cpu_ticks "$UP_PID"); x1=$(ctx_switches "$ppid")
+  c0=$(( cu0 + cs0 )); c1=$(( cu1 + cs1 )); u0=$(( uu0 + us0 )); u1=$(( uu1 + us1 ))
   line=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || { echo "$out" >&2; die "no summary from wrk for $t"; }
-  python3 - "$line" "$t" "$mode" "$rate" "$round" $((c1 - c0)) $((u1 - u0)) "$CLK_TCK" $((x1 - x0)) >>"$RESULTS" <<'EOF'
+  python3 - "$line" "$t" "$mode" "$rate" "$round" $((c1 - c0)) $((u1 - u0)) "$CLK_TCK" $((x1 - x0)) $((cu1 - cu0)) $((cs1 - cs0)) >>"$RESULTS" <<'EOF'
 import json, sys
 w = json.loads(sys.argv[1])
 t, mode, rate, rnd, ticks, up_ticks, hz = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
-ctxsw = int(sys.argv[9])
+ctxsw, user_ticks, sys_ticks = int(sys.argv[9]), int(sys.argv[10]), int(sys.argv[11])
 n = max(w["requests"], 1)
 w.update(target=t, mode=mode, target_rate=float(rate or 0), round=rnd,
          rps=w["requests"] / (w["duration_us"] / 1e6),
          proxy_cpu_s=ticks / hz if t != "direct" else None,
          proxy_cpu_us_per_req=(ticks / hz * 1e6 / n) if t != "direct" else None,
          upstream_cpu_us_per_req=up_ticks / hz * 1e6 / n,
-         proxy_ctx_switches_per_req=(ctxsw / n) if t != "direct" else None)
+         proxy_ctx_switches_per_req=(ctxsw / n) if t != "direct" else None,
+         proxy_user_us_per_req=(user_ticks / hz * 1e6 / n) if t != "direct" else None,
+         proxy_sys_us_per_req=(sys_ticks / hz * 1e6 / n) if t != "direct" else None)
 print(json.dumps(w))
 EOF
   python3 - "$RESULTS" <<'EOF'

@@ -20,8 +20,12 @@ paths, and (arrival offset of event k through brownout) - (same, direct) for
 back-to-back request pairs is what brownout adds to that token (median, p99, mean
 over all events). Standard library only.
 
+With --nginx (the default when nginx is installed) the same requests also go through
+nginx as a streaming reverse proxy (proxy_buffering off, keep-alive upstream), as a
+reference for what any proxy hop adds on this machine.
+
 usage: bench/stream_ttft.py [--brownout PATH] [-n 30] [--max-tokens 500]
-                            [--ttft 20ms] [--itl 2ms] [--json OUT.json]
+                            [--ttft 20ms] [--itl 2ms] [--no-nginx] [--json OUT.json]
 """
 import argparse
 import http.client
@@ -29,8 +33,10 @@ import json
 import os
 import socket
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -126,12 +132,15 @@ def main():
     ap.add_argument("--ttft", default="20ms")
     ap.add_argument("--itl", default="2ms")
     ap.add_argument("--json", help="write raw numbers here")
+    ap.add_argument("--no-nginx", action="store_true", help="skip the nginx reference path")
     a = ap.parse_args()
     if not os.access(a.brownout, os.X_OK):
         raise SystemExit(f"stream_ttft.py: no brownout binary at {a.brownout} (cargo build --release -p brownout)")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROWNOUT_")}
     procs = []
+    tmp = tempfile.mkdtemp(prefix="brownout-ttft.")
+    use_nginx = not a.no_nginx and shutil.which("nginx") is not None
     try:
         sim_port = free_port()
         sim = subprocess.Popen([a.brownout, "sim", "--api", "openai", "--listen", f"127.0.0.1:{sim_port}",
@@ -148,14 +157,48 @@ def main():
         wait_port(px_port, px, "brownout serve")
 
         clients = {"direct": Client(sim_port, a.max_tokens), "brownout": Client(px_port, a.max_tokens)}
+        if use_nginx:
+            ng_port = free_port()
+            user = "user root;" if os.geteuid() == 0 else ""
+            conf = f"""{user}
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx.err warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/b; proxy_temp_path {tmp}/p; fastcgi_temp_path {tmp}/f;
+  uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
+  upstream sim {{ server 127.0.0.1:{sim_port}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{ng_port};
+    location / {{
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+            with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+                f.write(conf)
+            ng = subprocess.Popen(["nginx", "-p", tmp, "-c", os.path.join(tmp, "nginx.conf")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(ng)
+            wait_port(ng_port, ng, "nginx")
+            clients["nginx"] = Client(ng_port, a.max_tokens)
         for _ in range(a.warmup):
             for c in clients.values():
                 c.one()
-        res = {"direct": [], "brownout": []}
+        res = {k: [] for k in clients}
         print(f"{a.n} streamed requests per path, max_tokens {a.max_tokens}, sim ttft {a.ttft} itl {a.itl}",
               file=sys.stderr)
+        names = list(clients)
         for i in range(a.n):
-            order = ("direct", "brownout") if i % 2 == 0 else ("brownout", "direct")
+            # rotate the order so no path always goes first
+            order = names[i % len(names):] + names[:i % len(names)]
             for k in order:
                 res[k].append(clients[k].one())
     finally:
@@ -167,6 +210,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     summ = {}
     for k, rs in res.items():
@@ -178,22 +222,25 @@ def main():
             "gap_max_ms": max(gaps), "e2e_mean_ms": statistics.fmean(r["e2e_ms"] for r in rs),
             "events_mean": statistics.fmean(r["events"] for r in rs),
         }
-    d, b = summ["direct"], summ["brownout"]
-    pair = [y["ttft_ms"] - x["ttft_ms"] for x, y in zip(res["direct"], res["brownout"])]
-    ev = [ob - od for x, y in zip(res["direct"], res["brownout"])
-          for od, ob in zip(x["offsets_ms"], y["offsets_ms"])]
-    added = {
-        "ttft_p50_added_ms": b["ttft_p50_ms"] - d["ttft_p50_ms"],
-        "ttft_p99_added_ms": b["ttft_p99_ms"] - d["ttft_p99_ms"],
-        "ttft_paired_median_added_ms": statistics.median(pair),
-        "ttft_paired_p99_added_ms": pct(pair, 99),
-        "per_event_added_ms": b["gap_mean_ms"] - d["gap_mean_ms"],
-        "gap_p99_added_ms": b["gap_p99_ms"] - d["gap_p99_ms"],
-        "e2e_mean_added_ms": b["e2e_mean_ms"] - d["e2e_mean_ms"],
-        "event_paired_median_added_ms": statistics.median(ev),
-        "event_paired_p99_added_ms": pct(ev, 99),
-        "event_paired_mean_added_ms": statistics.fmean(ev),
-    }
+    def added_by(path):
+        d, b = summ["direct"], summ[path]
+        pair = [y["ttft_ms"] - x["ttft_ms"] for x, y in zip(res["direct"], res[path])]
+        ev = [ob - od for x, y in zip(res["direct"], res[path])
+              for od, ob in zip(x["offsets_ms"], y["offsets_ms"])]
+        return {
+            "ttft_p50_added_ms": b["ttft_p50_ms"] - d["ttft_p50_ms"],
+            "ttft_p99_added_ms": b["ttft_p99_ms"] - d["ttft_p99_ms"],
+            "ttft_paired_median_added_ms": statistics.median(pair),
+            "ttft_paired_p99_added_ms": pct(pair, 99),
+            "per_event_added_ms": b["gap_mean_ms"] - d["gap_mean_ms"],
+            "gap_p99_added_ms": b["gap_p99_ms"] - d["gap_p99_ms"],
+            "e2e_mean_added_ms": b["e2e_mean_ms"] - d["e2e_mean_ms"],
+            "event_paired_median_added_ms": statistics.median(ev),
+            "event_paired_p99_added_ms": pct(ev, 99),
+            "event_paired_mean_added_ms": statistics.fmean(ev),
+            "events_compared": len(ev),
+        }
+    added = {k: added_by(k) for k in res if k != "direct"}
 
     print("\n| path | TTFT p50 ms | TTFT p99 ms | gap mean ms | gap p50 ms | gap p99 ms | gap max ms | e2e mean ms | content events |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -201,14 +248,14 @@ def main():
         print("| %s | %.3f | %.3f | %.4f | %.3f | %.3f | %.3f | %.1f | %.0f |" % (
             k, s["ttft_p50_ms"], s["ttft_p99_ms"], s["gap_mean_ms"], s["gap_p50_ms"], s["gap_p99_ms"],
             s["gap_max_ms"], s["e2e_mean_ms"], s["events_mean"]))
-    print("\nadded by brownout: TTFT p50 %+.3f ms, p99 %+.3f ms (paired median %+.3f ms, paired p99 %+.3f ms); "
-          "per event %+.4f ms mean (gap p99 %+.3f ms); e2e %+.2f ms mean"
-          % (added["ttft_p50_added_ms"], added["ttft_p99_added_ms"], added["ttft_paired_median_added_ms"],
-             added["ttft_paired_p99_added_ms"], added["per_event_added_ms"], added["gap_p99_added_ms"],
-             added["e2e_mean_added_ms"]))
-    print("per-event added latency (same event index, paired requests, %d events): median %+.3f ms, p99 %+.3f ms, mean %+.3f ms"
-          % (len(ev), added["event_paired_median_added_ms"], added["event_paired_p99_added_ms"],
-             added["event_paired_mean_added_ms"]))
+    print("\n| added vs direct | TTFT p50 diff | TTFT p99 diff | TTFT paired median | TTFT paired p99 | "
+          "mean gap diff (per event) | per-event paired median | per-event paired p99 | per-event paired mean | e2e mean diff |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k, x in added.items():
+        print("| %s | %+.3f ms | %+.3f ms | %+.3f ms | %+.3f ms | %+.4f ms | %+.3f ms | %+.3f ms | %+.3f ms | %+.2f ms |" % (
+            k, x["ttft_p50_added_ms"], x["ttft_p99_added_ms"], x["ttft_paired_median_added_ms"],
+            x["ttft_paired_p99_added_ms"], x["per_event_added_ms"], x["event_paired_median_added_ms"],
+            x["event_paired_p99_added_ms"], x["event_paired_mean_added_ms"], x["e2e_mean_added_ms"]))
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

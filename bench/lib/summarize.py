@@ -2,6 +2,7 @@
 """Summarize passthrough.sh runs: medians per target and mode, ratios vs nginx.
 
 usage: summarize.py RESULTS.jsonl IDLE.json SYSCALLS.jsonl OUT.json key=value...
+       summarize.py --from bench/out/passthrough-<date>.json   (re-print the tables)
 Prints markdown tables on stdout and writes OUT.json (meta, summary, idle, raw runs).
 """
 import json
@@ -19,11 +20,15 @@ def fmt(v, spec):
 
 
 def main():
-    runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    idle = json.load(open(sys.argv[2]))
-    syscalls = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
-    out_path = sys.argv[4]
-    meta = dict(kv.split("=", 1) for kv in sys.argv[5:])
+    if sys.argv[1] == "--from":  # re-print the tables of an earlier run's JSON
+        old = json.load(open(sys.argv[2]))
+        runs, idle, syscalls, meta, out_path = old["runs"], old["idle"], old.get("syscalls", []), old["meta"], None
+    else:
+        runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+        idle = json.load(open(sys.argv[2]))
+        syscalls = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+        out_path = sys.argv[4]
+        meta = dict(kv.split("=", 1) for kv in sys.argv[5:])
 
     targets = []
     for r in runs:
@@ -44,10 +49,29 @@ def main():
                 "proxy_cpu_us_per_req": med(r["proxy_cpu_us_per_req"] for r in rs),
                 "upstream_cpu_us_per_req": med(r["upstream_cpu_us_per_req"] for r in rs),
                 "ctx_switches_per_req": med(r.get("proxy_ctx_switches_per_req") for r in rs),
+                "user_us_per_req": med(r.get("proxy_user_us_per_req") for r in rs),
+                "sys_us_per_req": med(r.get("proxy_sys_us_per_req") for r in rs),
                 "errors": sum(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"] for r in rs),
             }
         ng = rows.get("nginx")
         for t, row in rows.items():
+            # Rounds interleave the targets, so a ratio within one round compares runs
+            # that are close in time; the median of those is robust to noise that
+            # drifts between rounds.
+            per_round_rps, per_round_cpu = [], []
+            for r in runs:
+                if r["target"] != t or r["mode"] != mode:
+                    continue
+                n = next((x for x in runs if x["target"] == "nginx" and x["mode"] == mode
+                          and x["round"] == r["round"]), None)
+                if n and n["rps"]:
+                    per_round_rps.append(r["rps"] / n["rps"])
+                if n and n.get("proxy_cpu_us_per_req") and r.get("proxy_cpu_us_per_req") is not None:
+                    per_round_cpu.append(r["proxy_cpu_us_per_req"] / n["proxy_cpu_us_per_req"])
+            row["rps_vs_nginx_per_round"] = per_round_rps
+            row["cpu_vs_nginx_per_round"] = per_round_cpu
+            row["rps_vs_nginx_round_median"] = med(per_round_rps)
+            row["cpu_vs_nginx_round_median"] = med(per_round_cpu)
             row["rps_vs_nginx"] = row["rps"] / ng["rps"] if ng and ng["rps"] else None
             row["p50_vs_nginx"] = row["p50_ms"] / ng["p50_ms"] if ng and ng["p50_ms"] else None
             row["p99_vs_nginx"] = row["p99_ms"] / ng["p99_ms"] if ng and ng["p99_ms"] else None
@@ -59,13 +83,18 @@ def main():
         title = "saturation (wrk -c%s)" % meta.get("conns", "?") if mode == "saturation" else \
             "fixed rate %s req/s (%s x nginx saturation)" % (meta.get("fixed_rate", "?"), meta.get("rate_fraction", "?"))
         print(f"\n### {title}\n")
-        print("| target | req/s | ratio vs nginx | p50 ms | p99 ms | p99 vs nginx | CPU µs/request | ratio vs nginx | ctx switches/request | errors |")
+        print("| target | req/s | ratio vs nginx | p50 ms | p99 ms | p99 vs nginx | CPU µs/request (user+sys) | ratio vs nginx | ctx switches/request | errors |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t, r in rows.items():
+            cpu = fmt(r["proxy_cpu_us_per_req"], ".1f")
+            if r["user_us_per_req"] is not None:
+                cpu += " (%.1f + %.1f)" % (r["user_us_per_req"], r["sys_us_per_req"])
             print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
-                t, fmt(r["rps"], ".0f"), fmt(r["rps_vs_nginx"], ".2f"), fmt(r["p50_ms"], ".3f"),
-                fmt(r["p99_ms"], ".3f"), fmt(r["p99_vs_nginx"], ".2f"), fmt(r["proxy_cpu_us_per_req"], ".1f"),
-                fmt(r["cpu_vs_nginx"], ".2f"), fmt(r["ctx_switches_per_req"], ".2f"), r["errors"]))
+                t, fmt(r["rps"], ".0f"), fmt(r["rps_vs_nginx_round_median"], ".2f"), fmt(r["p50_ms"], ".3f"),
+                fmt(r["p99_ms"], ".3f"), fmt(r["p99_vs_nginx"], ".2f"), cpu,
+                fmt(r["cpu_vs_nginx_round_median"], ".2f"), fmt(r["ctx_switches_per_req"], ".2f"), r["errors"]))
+        print("\nMedians over %d round(s); ratios are medians of per-round ratios (targets interleaved within a round)."
+              % max(r["rounds"] for r in rows.values()))
     if idle:
         ng = next((i for i in idle if i["target"] == "nginx"), None)
         print(f"\n### memory per idle keep-alive connection ({idle[0]['idle_conns']} connections)\n")
@@ -82,6 +111,8 @@ def main():
         print("|---|" + "---:|" * len(names))
         for sc in syscalls:
             print("| %s | %s |" % (sc["target"], " | ".join("%.2f" % sc["per_request"].get(n, 0) for n in names)))
+    if out_path is None:
+        return
     with open(out_path, "w") as f:
         json.dump({"meta": meta, "summary": summary, "idle": idle, "syscalls": syscalls, "runs": runs}, f, indent=1)
 

@@ -144,6 +144,7 @@ async fn http1_pass_through_is_transparent() {
     assert_eq!(seen.body, "hello upstream");
 
     // The same connection stays usable.
+    conn.ready().await.expect("the connection is reusable");
     let req = Request::get("/again")
         .header("host", "whatever")
         .body(empty())

@@ -37,7 +37,12 @@ const SECRETS: [(&str, &str); 3] = [
 /// `/die` sends a chunk, then fails its body; `/http-error` answers 500.
 async fn mixed_upstream() -> Upstream {
     Upstream::start(|req| async move {
-        match req.uri().path() {
+        // Read the request first: a server that answers without reading the body
+        // closes the connection afterwards, which races the proxy's pool (see
+        // errors.rs, stale_pooled_upstream_connection_is_not_a_502).
+        let path = req.uri().path().to_string();
+        let _ = collect(req.into_body()).await;
+        match path.as_str() {
             "/die" => {
                 let (tx, body) = body_channel();
                 tokio::spawn(async move {

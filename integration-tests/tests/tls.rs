@@ -60,6 +60,7 @@ async fn tls_termination_with_alpn_h2_and_http1() {
             .header("host", "localhost")
             .body(full(format!("h1 #{i}")))
             .unwrap();
+        send.ready().await.expect("the connection is reusable");
         let resp = within(STEP, "h1 response", send.send_request(req))
             .await
             .expect("response");

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
+use crate::llm::{LlmStream, Next};
 use crate::net::ConnInfo;
 use crate::record::Outcome;
 
@@ -136,9 +137,16 @@ pub struct BodyFaults {
     pub reset_after: Option<u64>,
     /// The rule whose reset it is, recorded when the reset fires.
     pub reset_rule: Option<Arc<str>>,
+    /// Stream and content faults, for the LLM layer.
+    pub plan: brownout_faults::stream::StreamPlan,
+    /// The decision stream of the first rule that planned one.
+    pub plan_rng: Option<rand_chacha::ChaCha8Rng>,
+    /// Names of the decided rules, by the index the plan uses.
+    pub plan_rules: Vec<Arc<str>>,
 }
 
 impl BodyFaults {
+    /// Whether no byte-level fault applies (stream and content faults are separate).
     pub fn is_empty(&self) -> bool {
         self.bandwidth.is_none() && self.reset_after.is_none()
     }
@@ -151,8 +159,6 @@ struct BodyFaultState {
     pending: Option<Bytes>,
     pace: Option<Pin<Box<Sleep>>>,
     reset_now: bool,
-    conn: Arc<ConnInfo>,
-    http2: bool,
 }
 
 /// What a body carries.
@@ -170,6 +176,14 @@ pub struct ProxyBody {
     faults: Option<Box<BodyFaultState>>,
     idle: Option<Pin<Box<Sleep>>>,
     idle_timeout: Duration,
+    /// LLM streams: measurement, and stream faults when decided.
+    llm: Option<Box<LlmStream>>,
+    llm_wait: Option<Pin<Box<Sleep>>>,
+    /// The client connection, for resets (HTTP/1.1: the whole connection).
+    conn: Option<Arc<ConnInfo>>,
+    http2: bool,
+    /// Bytes already read from the upstream (to try a rewrite) that go out first.
+    head: Option<Bytes>,
 }
 
 /// Longest single sleep while pacing, so the kill switch is noticed promptly.
@@ -184,6 +198,11 @@ impl ProxyBody {
             faults: None,
             idle: None,
             idle_timeout: Duration::MAX,
+            llm: None,
+            llm_wait: None,
+            conn: None,
+            http2: false,
+            head: None,
         }
     }
 
@@ -203,8 +222,6 @@ impl ProxyBody {
                 pending: None,
                 pace: None,
                 reset_now: false,
-                conn: conn.clone(),
-                http2,
             })
         });
         ProxyBody {
@@ -213,13 +230,130 @@ impl ProxyBody {
             faults,
             idle: None,
             idle_timeout,
+            llm: None,
+            llm_wait: None,
+            conn: Some(conn.clone()),
+            http2,
+            head: None,
         }
+    }
+
+    /// When the exchange began (for stream timings).
+    pub fn start(&self) -> Option<Instant> {
+        self.ex.as_ref().map(|e| e.start())
+    }
+
+    /// Send `head` (already read from the upstream) before the rest of the body.
+    pub fn with_head(mut self, head: Bytes) -> Self {
+        if !head.is_empty() {
+            self.head = Some(head);
+        }
+        self
+    }
+
+    /// Measure (and, with a shaper, harm) this body as an LLM event stream.
+    pub fn with_llm(mut self, llm: LlmStream) -> Self {
+        self.llm = Some(Box::new(llm));
+        self
     }
 
     fn finish(&mut self, outcome: Option<Outcome>, error: Option<String>) {
         if let Some(mut ex) = self.ex.take() {
+            let mut outcome = outcome;
+            if let Some(llm) = self.llm.as_deref() {
+                llm.record(&mut ex, Instant::now());
+                if outcome.is_none() {
+                    outcome = llm.outcome();
+                }
+            }
             ex.finish_body(outcome, error);
         }
+    }
+
+    /// The body while a shaper re-frames the stream event by event.
+    fn poll_shaped(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let enabled = self.ex.as_ref().is_none_or(|e| e.faults_enabled());
+            let Some(llm) = self.llm.as_deref_mut() else {
+                return Poll::Ready(None);
+            };
+            if !enabled {
+                llm.release();
+            }
+            let now = Instant::now();
+            match llm.next(now) {
+                Next::Emit(bytes) => return self.shape(cx, bytes),
+                Next::Wait(until) => {
+                    // Nap at most MAX_PACE_SLEEP so the kill switch is noticed promptly.
+                    let wake = until.map_or(now + MAX_PACE_SLEEP, |t| t.min(now + MAX_PACE_SLEEP));
+                    match self.llm_wait.as_mut() {
+                        Some(s) => s.as_mut().reset(wake),
+                        None => self.llm_wait = Some(Box::pin(tokio::time::sleep_until(wake))),
+                    }
+                    if let Some(s) = self.llm_wait.as_mut() {
+                        if s.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Next::End => {
+                    self.finish(None, None);
+                    return Poll::Ready(None);
+                }
+                Next::Reset => {
+                    self.reset_connection();
+                    self.finish(Some(Outcome::Reset), None);
+                    return Poll::Ready(Some(Err("stream reset by brownout fault".into())));
+                }
+                Next::Read => {
+                    let Kind::Upstream(inc) = &mut self.kind else {
+                        llm.upstream_end();
+                        continue;
+                    };
+                    match Pin::new(inc).poll_frame(cx) {
+                        Poll::Pending => return self.idle_pending(cx),
+                        Poll::Ready(None) => llm.upstream_end(),
+                        Poll::Ready(Some(Err(e))) => {
+                            let msg = format!("upstream body failed: {}", crate::error::chain(&e));
+                            self.finish(Some(Outcome::UpstreamError), Some(msg));
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(idle) = self.idle.as_mut() {
+                                idle.as_mut().reset(Instant::now() + self.idle_timeout);
+                            }
+                            match frame.into_data() {
+                                Ok(data) => llm.feed(&data),
+                                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The upstream has nothing yet: arm the idle timeout.
+    fn idle_pending(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let timeout = self.idle_timeout;
+        if timeout == Duration::MAX {
+            return Poll::Pending;
+        }
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if idle.as_mut().poll(cx).is_ready() {
+            let msg = format!("upstream sent nothing for {timeout:?} (upstream_idle_timeout)");
+            self.finish(Some(Outcome::Timeout), Some(msg.clone()));
+            return Poll::Ready(Some(Err(msg.into())));
+        }
+        Poll::Pending
     }
 
     fn count(&mut self, n: usize) {
@@ -282,11 +416,17 @@ impl ProxyBody {
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
+    /// HTTP/1.1: the connection closes with an RST; HTTP/2: only the stream is reset
+    /// (by the body error alone).
+    fn reset_connection(&self) {
+        if let (Some(c), false) = (self.conn.as_ref(), self.http2) {
+            c.request_reset();
+        }
+    }
+
     fn do_reset(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.reset_connection();
         if let Some(st) = self.faults.as_deref() {
-            if !st.http2 {
-                st.conn.request_reset();
-            }
             if let (Some(rule), Some(ex)) = (st.faults.reset_rule.as_ref(), self.ex.as_mut()) {
                 ex.applied(rule, "reset");
             }
@@ -308,6 +448,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         // Body faults first: a pending reset or paced remainder.
+        let shaped = this.llm.as_deref().is_some_and(|l| l.shaping());
         if let Some(st) = this.faults.as_deref_mut() {
             if st.reset_now && st.pending.is_none() {
                 return this.do_reset();
@@ -315,6 +456,12 @@ impl Body for ProxyBody {
             if let Some(p) = st.pending.take() {
                 return this.shape(cx, p);
             }
+        }
+        if let Some(head) = this.head.take() {
+            return this.shape(cx, head);
+        }
+        if shaped {
+            return this.poll_shaped(cx);
         }
         let polled = match &mut this.kind {
             Kind::Full(b) => match b.take() {
@@ -327,23 +474,11 @@ impl Body for ProxyBody {
             Kind::Upstream(inc) => Pin::new(inc).poll_frame(cx),
         };
         match polled {
-            Poll::Pending => {
-                let timeout = this.idle_timeout;
-                if timeout == Duration::MAX {
-                    return Poll::Pending;
-                }
-                let idle = this
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if idle.as_mut().poll(cx).is_ready() {
-                    let msg =
-                        format!("upstream sent nothing for {timeout:?} (upstream_idle_timeout)");
-                    this.finish(Some(Outcome::Timeout), Some(msg.clone()));
-                    return Poll::Ready(Some(Err(msg.into())));
-                }
-                Poll::Pending
-            }
+            Poll::Pending => this.idle_pending(cx),
             Poll::Ready(None) => {
+                if let Some(llm) = this.llm.as_deref_mut() {
+                    llm.upstream_end();
+                }
                 this.finish(None, None);
                 Poll::Ready(None)
             }
@@ -358,6 +493,9 @@ impl Body for ProxyBody {
                 }
                 match frame.into_data() {
                     Ok(data) => {
+                        if let Some(llm) = this.llm.as_deref_mut() {
+                            llm.tap(&data);
+                        }
                         let out = this.shape(cx, data);
                         if let Kind::Upstream(inc) = &this.kind {
                             if inc.is_end_stream()
@@ -366,6 +504,9 @@ impl Body for ProxyBody {
                                     .as_ref()
                                     .is_none_or(|s| s.pending.is_none() && !s.reset_now)
                             {
+                                if let Some(llm) = this.llm.as_deref_mut() {
+                                    llm.upstream_end();
+                                }
                                 this.finish(None, None);
                             }
                         }
@@ -379,6 +520,15 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        // Queued stream events or a head still to send: not done, whatever the upstream says.
+        if self.head.is_some()
+            || self
+                .llm
+                .as_deref()
+                .is_some_and(|l| l.shaping() && !l.finished())
+        {
+            return false;
+        }
         if self
             .faults
             .as_ref()
@@ -393,6 +543,23 @@ impl Body for ProxyBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        // A re-framed stream's length is unknown in advance.
+        if self.llm.as_deref().is_some_and(|l| l.shaping()) {
+            return SizeHint::default();
+        }
+        let head = self.head.as_ref().map_or(0, |h| h.len() as u64);
+        if head > 0 {
+            let inner = match &self.kind {
+                Kind::Upstream(b) => b.size_hint(),
+                Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            };
+            let mut h = SizeHint::new();
+            h.set_lower(inner.lower() + head);
+            if let Some(u) = inner.upper() {
+                h.set_upper(u + head);
+            }
+            return h;
+        }
         match &self.kind {
             Kind::Upstream(b) => b.size_hint(),
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),

@@ -95,6 +95,11 @@ impl Exchange {
             .get_or_insert_with(|| Exchange::blank_record(0, Arc::from("")))
     }
 
+    /// When the request arrived.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     pub fn faults_enabled(&self) -> bool {
         self.shared.release.faults_enabled()
     }
@@ -139,6 +144,15 @@ impl Exchange {
     pub fn local_answer(&mut self, status: u16, outcome: Outcome) {
         self.rec().status = Some(status);
         self.rec().outcome = outcome;
+    }
+
+    /// The upstream's body has been read to its end (before the client's answer).
+    pub fn upstream_body_done(&mut self) {
+        let upstream_start = self.upstream_start;
+        if let (Some(up), Some(t)) = (self.rec().upstream.as_mut(), upstream_start) {
+            up.e2e_ms = Some(ms(t.elapsed()));
+        }
+        self.upstream_start = None;
     }
 
     pub fn bytes_out(&self) -> u64 {

@@ -213,12 +213,20 @@ pub async fn request_side(
     body_faults: &mut BodyFaults,
 ) -> Step {
     let api = req.api;
-    for d in decided.iter_mut() {
+    for (di, d) in decided.iter_mut().enumerate() {
         let rule = d.rule;
+        body_faults.plan_rules.push(rule.name.clone());
         for (i, fault) in rule.faults.iter().enumerate() {
             let kind = fault.kind();
             if !shared.release.faults_enabled() {
                 ex.skipped(&rule.name, kind, "faults_off");
+                continue;
+            }
+            // Stream and content faults act on the response: plan them for the body.
+            if body_faults.plan.push(di, fault) {
+                if body_faults.plan_rng.is_none() {
+                    body_faults.plan_rng = Some(d.rng.clone());
+                }
                 continue;
             }
             match fault {

@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod error;
 pub mod exchange;
 pub mod inject;
+pub mod llm;
 pub mod metrics;
 pub mod net;
 pub mod record;

@@ -320,7 +320,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "brownout_active_requests{{listener=\"{}\"}} {}",
-                esc(&l),
+                esc(l),
                 g.load(Ordering::Relaxed)
             );
         }

@@ -12,8 +12,9 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use brownout_faults::api::{classify, inspect_request};
-use brownout_faults::decide::decide;
+use brownout_faults::decide::{decide, rng_for};
 use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput};
+use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -26,6 +27,7 @@ use crate::body::{BodyFaults, ProxyBody, ReqBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::inject::{request_side, Decided, RequestView, Step};
+use crate::llm::LlmStream;
 use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
 use crate::record::Outcome;
 use crate::state::Shared;
@@ -367,6 +369,13 @@ async fn handle(
         .headers
         .insert(http::header::HOST, ctx.upstream.host.clone());
     parts.headers.remove("x-brownout-seq");
+    if !body_faults.plan.is_empty() {
+        // A body that must be rewritten is asked for without compression.
+        parts.headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
     if shared.allow_header_faults {
         parts.headers.remove("x-brownout-fault");
     }
@@ -398,15 +407,149 @@ async fn handle(
     if let Some(m) = mark {
         rparts.headers.insert("x-brownout-fault", m);
     }
-    let body = ProxyBody::upstream(
-        rbody,
-        ex,
-        body_faults,
-        &conn,
-        http2,
-        shared.upstream_idle_timeout,
-    );
-    Ok(Response::from_parts(rparts, body))
+    let llm = LlmCtx {
+        api: ctx.api,
+        endpoint,
+        model: facts.model.clone(),
+    };
+    Ok(respond(shared, &conn, http2, llm, ex, rparts, rbody, body_faults).await)
+}
+
+/// What the response side needs to know about the request.
+struct LlmCtx {
+    api: ApiKind,
+    endpoint: Endpoint,
+    model: Option<String>,
+}
+
+/// Build the client's response from the upstream's: plain pass-through, an
+/// LLM stream (measured, and shaped when stream faults were decided), or a
+/// rewritten JSON body (content faults on a non-streaming answer).
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    http2: bool,
+    llm: LlmCtx,
+    mut ex: Exchange,
+    mut rparts: http::response::Parts,
+    rbody: Incoming,
+    mut body_faults: BodyFaults,
+) -> Response<ProxyBody> {
+    let ctype = rparts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let framing = framing_for(llm.api, llm.endpoint, ctype);
+    let encoded = rparts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let plan = std::mem::take(&mut body_faults.plan).with_model(llm.model);
+    let rules = std::mem::take(&mut body_faults.plan_rules);
+    let rng = body_faults.plan_rng.take();
+    let idle = shared.upstream_idle_timeout;
+    let skip_all =
+        |ex: &mut Exchange, plan: &StreamPlan, reason: &'static str, only_stream: bool| {
+            for (i, f) in plan.faults() {
+                if (!only_stream || f.is_stream_fault()) && i < rules.len() {
+                    ex.skipped(&rules[i], f.kind(), reason);
+                }
+            }
+        };
+    if plan.is_empty() {
+        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
+        return match framing {
+            Some(fr) if !encoded => {
+                let start = body.start().unwrap_or_else(Instant::now);
+                let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, None, Vec::new());
+                Response::from_parts(rparts, body.with_llm(stream))
+            }
+            _ => Response::from_parts(rparts, body),
+        };
+    }
+    if encoded {
+        skip_all(&mut ex, &plan, "compressed", false);
+        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
+        return Response::from_parts(rparts, body);
+    }
+    if let Some(fr) = framing {
+        // Re-framed event by event: the length is no longer known in advance.
+        rparts.headers.remove(http::header::CONTENT_LENGTH);
+        let shaper = Shaper::new(
+            llm.api,
+            llm.endpoint,
+            fr,
+            plan,
+            rng.unwrap_or_else(|| rng_for(0, 0, 0)),
+        );
+        let start = ex.start();
+        let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, Some(shaper), rules);
+        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle).with_llm(stream);
+        return Response::from_parts(rparts, body);
+    }
+    // A non-streaming answer: stream faults cannot apply; content faults rewrite the JSON.
+    skip_all(&mut ex, &plan, "not_a_stream", true);
+    let has_content = plan.faults().any(|(_, f)| f.is_content_fault());
+    let declared = rparts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if !has_content {
+        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
+        return Response::from_parts(rparts, body);
+    }
+    if declared.is_some_and(|n| n > shared.inspect_limit as u64) {
+        skip_all(&mut ex, &plan, "over_inspect_limit", false);
+        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
+        return Response::from_parts(rparts, body);
+    }
+    let (head, rest) = match read_prefix(rbody, shared.inspect_limit).await {
+        Ok(x) => x,
+        Err(e) => {
+            let e = ProxyError::Unreachable {
+                upstream: "upstream body".into(),
+                source: Box::new(e),
+            };
+            return gateway_error(ex, e);
+        }
+    };
+    if let Some(rest) = rest {
+        skip_all(&mut ex, &plan, "over_inspect_limit", false);
+        let body = ProxyBody::upstream(rest, ex, body_faults, conn, http2, idle).with_head(head);
+        return Response::from_parts(rparts, body);
+    }
+    let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
+    let out = match rewrite_json(llm.api, llm.endpoint, &head, &plan, &mut rng) {
+        Ok(rw) => {
+            for (i, kind) in &rw.applied {
+                if let Some(r) = rules.get(*i) {
+                    ex.applied(r, kind);
+                }
+            }
+            for (i, kind, why) in &rw.skipped {
+                if let Some(r) = rules.get(*i) {
+                    ex.skipped(r, kind, why.as_str());
+                }
+            }
+            rw.body
+        }
+        Err(why) => {
+            for (i, f) in plan.faults() {
+                if f.is_content_fault() && i < rules.len() {
+                    ex.skipped(&rules[i], f.kind(), why.as_str());
+                }
+            }
+            head
+        }
+    };
+    rparts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    // The upstream leg is over: its body has been read whole.
+    ex.upstream_body_done();
+    Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
 }
 
 /// The ad-hoc rule for an `x-brownout-fault` request header.

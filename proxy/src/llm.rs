@@ -1,0 +1,240 @@
+//! The LLM layer of a response body: measurement on every stream, and stream
+//! faults when a rule decided some.
+//!
+//! Without stream faults, frames pass through untouched and at once; a side tap
+//! cuts a copy into events only to measure TTFT, inter-token gaps and tokens. With
+//! stream faults, the body is re-framed event by event through the [`Shaper`],
+//! whose actions (emit not before, stall, end, reset) this layer carries out in
+//! order, waiting on timers that the kill switch cuts short.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use brownout_faults::stream::{inspect, Action, EventInfo, Framing, Shaper, Splitter, StreamMeter};
+use brownout_faults::{ApiKind, Endpoint};
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::exchange::Exchange;
+
+/// Stream state carried by [`crate::body::ProxyBody`].
+#[derive(Debug)]
+pub struct LlmStream {
+    api: ApiKind,
+    endpoint: Endpoint,
+    framing: Framing,
+    splitter: Splitter,
+    meter: StreamMeter,
+    shaper: Option<Shaper>,
+    /// Names of the decided rules, by the index the shaper reports.
+    rules: Vec<Arc<str>>,
+    queue: VecDeque<Action>,
+    /// The upstream has ended (or the shaper ended the stream).
+    pub upstream_done: bool,
+    released: bool,
+}
+
+/// What to do next, as decided by [`LlmStream::next`].
+pub enum Next {
+    /// Send these bytes now.
+    Emit(Bytes),
+    /// Nothing may go out before this instant (`None`: until released).
+    Wait(Option<Instant>),
+    /// Read more from the upstream.
+    Read,
+    /// End the body cleanly.
+    End,
+    /// Abort the body.
+    Reset,
+}
+
+impl LlmStream {
+    pub fn new(
+        api: ApiKind,
+        endpoint: Endpoint,
+        framing: Framing,
+        start: Instant,
+        shaper: Option<Shaper>,
+        rules: Vec<Arc<str>>,
+    ) -> Self {
+        LlmStream {
+            api,
+            endpoint,
+            framing,
+            splitter: Splitter::new(framing),
+            meter: StreamMeter::new(start),
+            shaper,
+            rules,
+            queue: VecDeque::new(),
+            upstream_done: false,
+            released: false,
+        }
+    }
+
+    /// The shaped stream has ended: nothing queued and nothing more to read.
+    pub fn finished(&self) -> bool {
+        self.upstream_done && self.queue.is_empty()
+    }
+
+    pub fn shaping(&self) -> bool {
+        self.shaper.is_some()
+    }
+
+    fn info(&self, raw: &[u8]) -> EventInfo {
+        inspect(self.api, self.endpoint, self.framing, raw)
+    }
+
+    /// Measure a frame that passes through unchanged (no stream faults).
+    pub fn tap(&mut self, frame: &Bytes) {
+        let now = Instant::now();
+        for ev in self.splitter.push(frame) {
+            let info = self.info(&ev);
+            self.meter.observe(&info, now);
+        }
+    }
+
+    /// A frame arrived from the upstream while shaping.
+    pub fn feed(&mut self, frame: &Bytes) {
+        let now = Instant::now();
+        for ev in self.splitter.push(frame) {
+            self.shape_event(ev, now);
+        }
+    }
+
+    fn shape_event(&mut self, ev: Bytes, now: Instant) {
+        let info = self.info(&ev);
+        if let Some(sh) = self.shaper.as_mut() {
+            self.queue.extend(sh.on_event(ev, &info, now));
+        }
+    }
+
+    /// The upstream ended cleanly.
+    pub fn upstream_end(&mut self) {
+        let now = Instant::now();
+        self.upstream_done = true;
+        if let Some(rest) = self.splitter.finish() {
+            if self.shaper.is_some() {
+                self.shape_event(rest, now);
+            } else {
+                let info = self.info(&rest);
+                self.meter.observe(&info, now);
+            }
+        }
+        if let Some(sh) = self.shaper.as_mut() {
+            self.queue.extend(sh.on_end(now));
+        }
+    }
+
+    /// The kill switch fired: every remaining event passes unchanged, at once.
+    pub fn release(&mut self) {
+        if !self.released {
+            self.released = true;
+            if let Some(sh) = self.shaper.as_mut() {
+                sh.release();
+            }
+        }
+    }
+
+    /// The next step while shaping.
+    pub fn next(&mut self, now: Instant) -> Next {
+        loop {
+            let Some(front) = self.queue.front() else {
+                return if self.upstream_done {
+                    Next::End
+                } else {
+                    Next::Read
+                };
+            };
+            match front {
+                Action::Emit { at, .. } if !self.released && *at > now => {
+                    return Next::Wait(Some(*at))
+                }
+                Action::Stall { until } if !self.released => match until {
+                    Some(t) if *t > now => return Next::Wait(Some(*t)),
+                    Some(_) => {
+                        self.queue.pop_front();
+                    }
+                    None => return Next::Wait(None),
+                },
+                Action::Stall { .. } => {
+                    self.queue.pop_front();
+                }
+                _ => match self.queue.pop_front() {
+                    Some(Action::Emit { bytes, .. }) => {
+                        let info = self.info(&bytes);
+                        self.meter.observe(&info, now);
+                        return Next::Emit(bytes);
+                    }
+                    Some(Action::End) => {
+                        self.upstream_done = true;
+                        self.queue.clear();
+                        return Next::End;
+                    }
+                    Some(Action::Reset) => {
+                        self.queue.clear();
+                        return Next::Reset;
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Write what was measured and which faults acted into the record.
+    pub fn record(&self, ex: &mut Exchange, end: Instant) {
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let r = ex.rec();
+        r.stream = Some(true);
+        r.ttft_ms = self.meter.ttft().map(ms);
+        r.itl_ms = self.meter.itl().map(|g| crate::record::ItlSummary {
+            p50: ms(g.p50),
+            p95: ms(g.p95),
+            max: ms(g.max),
+        });
+        r.tpot_ms = self.meter.tpot(end).map(ms);
+        if let Some((n, src)) = self.meter.output_tokens() {
+            r.output_tokens = Some(n);
+            r.tokens_source = Some(src.as_str());
+        }
+        if let Some(n) = self.meter.input_tokens() {
+            r.input_tokens = Some(n);
+            r.tokens_source.get_or_insert("usage");
+        }
+        if let Some(sh) = &self.shaper {
+            for (i, kind) in sh.applied() {
+                if let Some(rule) = self.rules.get(*i) {
+                    ex.applied(rule, kind);
+                }
+            }
+            for (i, kind) in sh.not_applied() {
+                if let Some(rule) = self.rules.get(i) {
+                    ex.skipped(rule, kind, "did_not_fire");
+                }
+            }
+        }
+    }
+
+    /// How the stream ended, judged from what the client got.
+    pub fn outcome(&self) -> Option<crate::record::Outcome> {
+        use crate::record::Outcome;
+        if let Some(sh) = &self.shaper {
+            let applied = sh.applied();
+            if applied.iter().any(|(_, k)| *k == "stream_error") {
+                return Some(Outcome::InjectedError);
+            }
+            if applied.iter().any(|(_, k)| *k == "corrupt") {
+                return Some(Outcome::Corrupt);
+            }
+            if applied.iter().any(|(_, k)| *k == "truncate") {
+                return Some(Outcome::Truncated);
+            }
+        }
+        if self.meter.saw_error() {
+            return Some(Outcome::UpstreamError);
+        }
+        if !self.meter.saw_terminator() && self.meter.content_events() > 0 {
+            return Some(Outcome::Truncated);
+        }
+        None
+    }
+}
