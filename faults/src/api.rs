@@ -845,3 +845,75 @@ pub fn client_share(seed: u64, key: &str) -> f64 {
     h ^= h >> 31;
     (h >> 11) as f64 / (1u64 << 53) as f64 * 100.0
 }
+
+/// Token usage from a non-streaming answer: (input, output). Reads OpenAI
+/// (`usage.prompt_tokens` / `completion_tokens`, or `input_tokens` / `output_tokens`
+/// for the Responses API), Anthropic (`usage.input_tokens` / `output_tokens`),
+/// Ollama (`prompt_eval_count` / `eval_count`) and TGI (`details.generated_tokens`).
+/// Anything else, garbage included, gives `(None, None)`.
+pub fn usage_from_json(body: &[u8]) -> (Option<u64>, Option<u64>) {
+    #[derive(Deserialize, Default)]
+    struct Usage {
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Details {
+        generated_tokens: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default)]
+        prompt_eval_count: Option<u64>,
+        #[serde(default)]
+        eval_count: Option<u64>,
+        #[serde(default)]
+        details: Option<Details>,
+    }
+    let Ok(a) = serde_json::from_slice::<Answer>(body) else {
+        return (None, None);
+    };
+    let u = a.usage.unwrap_or_default();
+    let input = u.prompt_tokens.or(u.input_tokens).or(a.prompt_eval_count);
+    let output = u
+        .completion_tokens
+        .or(u.output_tokens)
+        .or(a.eval_count)
+        .or(a.details.and_then(|d| d.generated_tokens));
+    (input, output)
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::usage_from_json;
+
+    #[test]
+    fn reads_each_provider() {
+        assert_eq!(
+            usage_from_json(br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}}"#),
+            (Some(9), Some(12))
+        );
+        assert_eq!(
+            usage_from_json(br#"{"type":"message","usage":{"input_tokens":5,"output_tokens":7}}"#),
+            (Some(5), Some(7))
+        );
+        assert_eq!(
+            usage_from_json(br#"{"done":true,"prompt_eval_count":3,"eval_count":4}"#),
+            (Some(3), Some(4))
+        );
+        assert_eq!(
+            usage_from_json(br#"[{"generated_text":"x","details":{"generated_tokens":6}}]"#),
+            (None, None)
+        );
+        assert_eq!(
+            usage_from_json(br#"{"generated_text":"x","details":{"generated_tokens":6}}"#),
+            (None, Some(6))
+        );
+        assert_eq!(usage_from_json(b"not json"), (None, None));
+        assert_eq!(usage_from_json(br#"{"usage":null}"#), (None, None));
+    }
+}

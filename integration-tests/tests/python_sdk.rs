@@ -40,13 +40,8 @@ fn python() -> PathBuf {
             .expect("python3 -m venv");
         assert!(st.success(), "cannot create .venv");
         let st = Command::new(root.join(".venv/bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "openai",
-                "anthropic",
-            ])
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(root.join("integration-tests/python/requirements.txt"))
             .status()
             .expect("pip install");
         assert!(

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
-use crate::llm::{LlmStream, Next};
+use crate::llm::{JsonTap, LlmStream, Next};
 use crate::net::ConnInfo;
 use crate::record::Outcome;
 
@@ -184,6 +184,8 @@ pub struct ProxyBody {
     http2: bool,
     /// Bytes already read from the upstream (to try a rewrite) that go out first.
     head: Option<Bytes>,
+    /// A non-streaming LLM answer, copied for its token usage.
+    json_tap: Option<Box<JsonTap>>,
 }
 
 /// Longest single sleep while pacing, so the kill switch is noticed promptly.
@@ -203,6 +205,7 @@ impl ProxyBody {
             conn: None,
             http2: false,
             head: None,
+            json_tap: None,
         }
     }
 
@@ -235,6 +238,7 @@ impl ProxyBody {
             conn: Some(conn.clone()),
             http2,
             head: None,
+            json_tap: None,
         }
     }
 
@@ -251,6 +255,12 @@ impl ProxyBody {
         self
     }
 
+    /// Copy this (non-streaming LLM) answer on the side to read its token usage.
+    pub fn with_json_tap(mut self, tap: JsonTap) -> Self {
+        self.json_tap = Some(Box::new(tap));
+        self
+    }
+
     /// Measure (and, with a shaper, harm) this body as an LLM event stream.
     pub fn with_llm(mut self, llm: LlmStream) -> Self {
         self.llm = Some(Box::new(llm));
@@ -260,6 +270,9 @@ impl ProxyBody {
     fn finish(&mut self, outcome: Option<Outcome>, error: Option<String>) {
         if let Some(mut ex) = self.ex.take() {
             let mut outcome = outcome;
+            if let Some(tap) = self.json_tap.as_deref() {
+                tap.record(&mut ex);
+            }
             if let Some(llm) = self.llm.as_deref() {
                 llm.record(&mut ex, Instant::now());
                 if outcome.is_none() {
@@ -495,6 +508,8 @@ impl Body for ProxyBody {
                     Ok(data) => {
                         if let Some(llm) = this.llm.as_deref_mut() {
                             llm.tap(&data);
+                        } else if let Some(tap) = this.json_tap.as_deref_mut() {
+                            tap.tap(&data);
                         }
                         let out = this.shape(cx, data);
                         if let Kind::Upstream(inc) = &this.kind {

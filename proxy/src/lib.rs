@@ -14,6 +14,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod ctl;
+pub mod decode;
 pub mod error;
 pub mod exchange;
 pub mod inject;

@@ -15,6 +15,7 @@ use brownout_faults::{ApiKind, Endpoint};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::decode::TapDecoder;
 use crate::exchange::Exchange;
 
 /// Stream state carried by [`crate::body::ProxyBody`].
@@ -32,6 +33,9 @@ pub struct LlmStream {
     /// The upstream has ended (or the shaper ended the stream).
     pub upstream_done: bool,
     released: bool,
+    decoder: Option<TapDecoder>,
+    /// Measurement gave up (undecodable compressed stream).
+    broken: bool,
 }
 
 /// What to do next, as decided by [`LlmStream::next`].
@@ -68,6 +72,8 @@ impl LlmStream {
             queue: VecDeque::new(),
             upstream_done: false,
             released: false,
+            decoder: None,
+            broken: false,
         }
     }
 
@@ -84,8 +90,32 @@ impl LlmStream {
         inspect(self.api, self.endpoint, self.framing, raw)
     }
 
+    /// Decode a compressed stream on the side (the client still gets it compressed).
+    pub fn with_decoder(mut self, decoder: Option<TapDecoder>) -> Self {
+        self.decoder = decoder;
+        self
+    }
+
     /// Measure a frame that passes through unchanged (no stream faults).
     pub fn tap(&mut self, frame: &Bytes) {
+        if self.broken {
+            return;
+        }
+        let decoded;
+        let frame = match self.decoder.as_mut() {
+            None => frame,
+            Some(d) => match d.push(frame) {
+                Ok(b) => {
+                    decoded = b;
+                    &decoded
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot decode the stream for measurement");
+                    self.broken = true;
+                    return;
+                }
+            },
+        };
         let now = Instant::now();
         for ev in self.splitter.push(frame) {
             let info = self.info(&ev);
@@ -112,6 +142,9 @@ impl LlmStream {
     pub fn upstream_end(&mut self) {
         let now = Instant::now();
         self.upstream_done = true;
+        if self.broken {
+            return;
+        }
         if let Some(rest) = self.splitter.finish() {
             if self.shaper.is_some() {
                 self.shape_event(rest, now);
@@ -217,6 +250,9 @@ impl LlmStream {
     /// How the stream ended, judged from what the client got.
     pub fn outcome(&self) -> Option<crate::record::Outcome> {
         use crate::record::Outcome;
+        if self.broken {
+            return None;
+        }
         if let Some(sh) = &self.shaper {
             let applied = sh.applied();
             if applied.iter().any(|(_, k)| *k == "stream_error") {
@@ -236,5 +272,69 @@ impl LlmStream {
             return Some(Outcome::Truncated);
         }
         None
+    }
+}
+
+/// A copy of a non-streaming LLM answer (bounded), read for its `usage` at the end.
+#[derive(Debug)]
+pub struct JsonTap {
+    buf: Vec<u8>,
+    limit: usize,
+    decoder: Option<TapDecoder>,
+    overflow: bool,
+}
+
+/// Largest answer copied for token counts; larger ones go unmeasured.
+const JSON_TAP_LIMIT: usize = 1 << 20;
+
+impl JsonTap {
+    pub fn new(decoder: Option<TapDecoder>) -> Self {
+        JsonTap {
+            buf: Vec::new(),
+            limit: JSON_TAP_LIMIT,
+            decoder,
+            overflow: false,
+        }
+    }
+
+    pub fn tap(&mut self, frame: &Bytes) {
+        if self.overflow {
+            return;
+        }
+        let decoded = match self.decoder.as_mut() {
+            None => None,
+            Some(d) => match d.push(frame) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    self.overflow = true;
+                    return;
+                }
+            },
+        };
+        let data: &[u8] = decoded.as_deref().unwrap_or(frame);
+        if self.buf.len() + data.len() > self.limit {
+            self.overflow = true;
+            self.buf = Vec::new();
+            return;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Put the answer's token usage into the record.
+    pub fn record(&self, ex: &mut Exchange) {
+        if self.overflow {
+            return;
+        }
+        let (input, output) = brownout_faults::api::usage_from_json(&self.buf);
+        let r = ex.rec();
+        if output.is_some() || input.is_some() {
+            r.tokens_source = Some("usage");
+        }
+        if let Some(n) = output {
+            r.output_tokens = Some(n);
+        }
+        if let Some(n) = input {
+            r.input_tokens = Some(n);
+        }
     }
 }

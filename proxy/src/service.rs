@@ -24,10 +24,11 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::decode::TapDecoder;
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::inject::{request_side, Decided, RequestView, Step};
-use crate::llm::LlmStream;
+use crate::llm::{JsonTap, LlmStream};
 use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
 use crate::record::Outcome;
 use crate::state::Shared;
@@ -415,6 +416,18 @@ async fn handle(
     Ok(respond(shared, &conn, http2, llm, ex, rparts, rbody, body_faults).await)
 }
 
+/// A JSON answer from an LLM endpoint, whose `usage` the record wants.
+fn is_llm_answer(endpoint: Endpoint, ctype: Option<&str>) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::Chat
+            | Endpoint::Completion
+            | Endpoint::Responses
+            | Endpoint::Messages
+            | Endpoint::Embeddings
+    ) && ctype.is_some_and(|c| c.starts_with("application/json"))
+}
+
 /// What the response side needs to know about the request.
 struct LlmCtx {
     api: ApiKind,
@@ -458,12 +471,24 @@ async fn respond(
             }
         };
     if plan.is_empty() {
+        // Measurement only: the bytes pass untouched; compressed ones are decoded on the side.
+        let decoder = rparts
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TapDecoder::for_encoding);
+        let measurable = !encoded || decoder.is_some();
+        let llm_answer = is_llm_answer(llm.endpoint, ctype);
         let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
         return match framing {
-            Some(fr) if !encoded => {
+            Some(fr) if measurable => {
                 let start = body.start().unwrap_or_else(Instant::now);
-                let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, None, Vec::new());
+                let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, None, Vec::new())
+                    .with_decoder(decoder);
                 Response::from_parts(rparts, body.with_llm(stream))
+            }
+            None if measurable && llm_answer => {
+                Response::from_parts(rparts, body.with_json_tap(JsonTap::new(decoder)))
             }
             _ => Response::from_parts(rparts, body),
         };
