@@ -236,8 +236,24 @@ impl RuleState {
                 _ => None,
             })
             .collect();
+        let rate_limiters = rule
+            .faults
+            .iter()
+            .map(|f| match f {
+                FaultSpec::RateLimit {
+                    requests_per_minute,
+                    tokens_per_minute,
+                    ..
+                } => Some(Arc::new(crate::ratelimit::RateLimiter::new(
+                    *requests_per_minute,
+                    *tokens_per_minute,
+                ))),
+                _ => None,
+            })
+            .collect();
         RuleState {
             limiters,
+            rate_limiters,
             ..Default::default()
         }
     }
@@ -499,10 +515,17 @@ impl CompiledProfile {
                 })
             })
             .collect::<Result<Vec<_>, CompileError>>()?;
+        // A `rate_limit` charges the body's prompt estimate and `max_tokens`, and
+        // its 429 names the body's model: it needs the body read like a match does.
         let needs_body = top
             .iter()
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
-            .any(|r| r.cond.needs_body());
+            .any(|r| {
+                r.cond.needs_body()
+                    || r.faults
+                        .iter()
+                        .any(|f| matches!(f, FaultSpec::RateLimit { .. }))
+            });
         Ok(CompiledProfile {
             name: Arc::from(profile.name.as_str()),
             seed,

@@ -328,3 +328,102 @@ async fn upstream_base_path_is_prefixed_and_control_headers_are_not_forwarded() 
         "brownout's own control header reached the upstream"
     );
 }
+
+/// CRC-32 (IEEE), for hand-made gzip members.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid gzip member holding `data` in one stored (uncompressed) deflate block.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    assert!(data.len() < 65_536);
+    let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let len = data.len() as u16;
+    v.push(1); // BFINAL, stored
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&(!len).to_le_bytes());
+    v.extend_from_slice(data);
+    v.extend_from_slice(&crc32(data).to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v
+}
+
+/// DESIGN "Compression": measurement decodes a copy on a side tap; the client
+/// gets the upstream's compressed bytes and headers untouched, valid or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_streams_pass_through_untouched() {
+    let events = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"}}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let gz = Bytes::from(gzip_stored(events.as_bytes()));
+    let garbage = Bytes::from_static(b"\x1f\x8bthis is not really gzip at all");
+    let (g1, g2) = (gz.clone(), garbage.clone());
+    let up = Upstream::start(move |req| {
+        let body = if req.uri().query() == Some("bad") {
+            g2.clone()
+        } else {
+            g1.clone()
+        };
+        async move {
+            // Sent in pieces, as a streaming server would.
+            let (tx, b) = body_channel();
+            tokio::spawn(async move {
+                for piece in body.chunks(17) {
+                    tx.send(Bytes::copy_from_slice(piece)).await;
+                }
+            });
+            http::Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("content-encoding", "gzip")
+                .body(b)
+                .unwrap()
+        }
+    })
+    .await;
+    let proxy = ProxyBuilder::new(up.url())
+        .api(ApiKind::Openai)
+        .start()
+        .await;
+    let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": []});
+    for (q, want) in [("", &gz), ("?bad", &garbage)] {
+        for client in [http1_client(), h2c_client()] {
+            let req = Request::post(proxy.url(&format!("/v1/chat/completions{q}")))
+                .header("accept-encoding", "gzip")
+                .header("content-type", "application/json")
+                .body(full(body.to_string()))
+                .unwrap();
+            let r = send(&client, req).await.expect("reply");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+            assert!(r.body == *want, "compressed bytes changed on the way ({q})");
+        }
+    }
+    let recs = proxy.exactly_records(4).await;
+    for r in &recs {
+        assert_eq!(r["outcome"], "ok", "{r:#}");
+    }
+    let good: Vec<_> = recs.iter().filter(|r| r["bytes_out"] == gz.len()).collect();
+    assert_eq!(good.len(), 2);
+    for r in good {
+        assert_eq!(
+            r["output_tokens"], 3,
+            "content events counted through the gzip tap: {r:#}"
+        );
+        assert!(r["ttft_ms"].is_number(), "{r:#}");
+    }
+}

@@ -244,6 +244,8 @@ async fn run(cases: &[&str]) -> Run {
             listener("capture", capture.url(), ApiKind::Openai),
         ],
         allow_header_faults: true,
+        // As in a config file (`FileConfig::default()` has it off).
+        mark_injected: true,
         ..Default::default()
     };
     let running = start(StartOptions {
@@ -456,14 +458,23 @@ async fn rate_limit_429s_carry_true_headers() {
         )),
         "{msg}"
     );
+    // Every request the rule matched names it; only the third had the fault
+    // applied, and that one never reached the upstream.
     let recs = run.records_of("rpm2");
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    for r in &recs[..2] {
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["faults"], serde_json::json!([]), "{r}");
+    }
+    assert_eq!(recs[2]["status"], 429);
+    assert_eq!(recs[2]["outcome"], "injected_error");
+    assert_eq!(recs[2]["faults"][0]["fault"], "rate_limit", "{}", recs[2]);
+    assert!(recs[2]["upstream"].is_null(), "{}", recs[2]);
     assert_eq!(
-        recs.len(),
-        1,
-        "only the rejected request names the rule: {recs:#?}"
+        recs[2]["model"], MODEL,
+        "the body was read for the 429's message"
     );
-    assert_eq!(recs[0]["status"], 429);
-    assert_eq!(recs[0]["outcome"], "injected_error");
     let all: Vec<&Value> = run
         .records
         .iter()
@@ -480,7 +491,14 @@ async fn rate_limit_429s_carry_true_headers() {
     assert_eq!(second["raised"], "RateLimitError", "{c}");
     let h = &second["headers"];
     assert_eq!(h["x-ratelimit-limit-tokens"], "100", "{h}");
-    assert_eq!(h["x-ratelimit-remaining-tokens"], "32", "{h}");
+    // 100 - 68 = 32 left, plus what refilled (100/min) while the first answer
+    // streamed its 60 tokens.
+    let remaining: u64 = h["x-ratelimit-remaining-tokens"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((32..=35).contains(&remaining), "{h}");
     assert!(
         is_go_duration(h["x-ratelimit-reset-tokens"].as_str().unwrap()),
         "{h}"
@@ -492,12 +510,26 @@ async fn rate_limit_429s_carry_true_headers() {
     assert_eq!(second["body"]["type"], "tokens", "{c}");
     let msg = second["body"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("on tokens per min (TPM): Limit 100, Used 68, Requested 68."),
+        msg.contains(&format!(
+            "on tokens per min (TPM): Limit 100, Used {}, Requested 68.",
+            100 - remaining
+        )),
         "{msg}"
     );
-    // 36 tokens short at 100/min: 21.6 s.
+    // 68 - remaining tokens short at 100/min: 0.6 s a token.
     let retry_ms: f64 = h["retry-after-ms"].as_str().unwrap().parse().unwrap();
-    assert!((20_000.0..=21_600.0).contains(&retry_ms), "{h}");
+    let short = (68 - remaining) as f64;
+    assert!(
+        retry_ms <= short * 600.0 && retry_ms > (short - 1.0) * 600.0,
+        "{h}"
+    );
+    let recs = run.records_of("tpm");
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    assert_eq!(
+        recs[1]["input_tokens"], 8,
+        "the prompt estimate: {}",
+        recs[1]
+    );
 
     let c = run.check("anthropic_rpm1");
     let res = c["results"].as_array().unwrap();
@@ -521,9 +553,12 @@ async fn rate_limit_429s_carry_true_headers() {
         second["body"]["request_id"], h["request-id"],
         "the body repeats the request-id header"
     );
-    let rec = run.record_of("anthropic_rpm1");
-    assert_eq!(rec["status"], 429);
-    assert_eq!(rec["listener"], "anthropic");
+    let recs = run.records_of("anthropic_rpm1");
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    assert_eq!(recs[0]["status"], 200);
+    assert_eq!(recs[1]["status"], 429);
+    assert_eq!(recs[1]["outcome"], "injected_error");
+    assert_eq!(recs[1]["listener"], "anthropic");
 }
 
 /// With retries allowed, the SDK waits what the 429 says and then fits: the

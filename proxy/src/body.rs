@@ -589,6 +589,12 @@ impl Drop for ProxyBody {
         // dropped without polling to the end is complete, not abandoned.
         if self.ex.is_some() && self.is_end_stream() {
             self.finish(None, None);
+        } else if self.ex.is_some() && self.llm.is_some() {
+            // The client went away mid-stream (often because a fault broke it, as
+            // an SDK raising on a damaged event does): still record what it got
+            // and the faults applied so far; harm already done is the outcome.
+            let outcome = self.llm.as_deref().and_then(LlmStream::harm);
+            self.finish(Some(outcome.unwrap_or(Outcome::ClientClosed)), None);
         }
     }
 }

@@ -247,23 +247,31 @@ impl LlmStream {
         }
     }
 
+    /// The harm a stream fault has done so far (an error event, a damaged event,
+    /// a cut), if any: the outcome even when the client hangs up afterwards.
+    pub fn harm(&self) -> Option<crate::record::Outcome> {
+        use crate::record::Outcome;
+        let applied = self.shaper.as_ref()?.applied();
+        if applied.iter().any(|(_, k)| *k == "stream_error") {
+            return Some(Outcome::InjectedError);
+        }
+        if applied.iter().any(|(_, k)| *k == "corrupt") {
+            return Some(Outcome::Corrupt);
+        }
+        if applied.iter().any(|(_, k)| *k == "truncate") {
+            return Some(Outcome::Truncated);
+        }
+        None
+    }
+
     /// How the stream ended, judged from what the client got.
     pub fn outcome(&self) -> Option<crate::record::Outcome> {
         use crate::record::Outcome;
         if self.broken {
             return None;
         }
-        if let Some(sh) = &self.shaper {
-            let applied = sh.applied();
-            if applied.iter().any(|(_, k)| *k == "stream_error") {
-                return Some(Outcome::InjectedError);
-            }
-            if applied.iter().any(|(_, k)| *k == "corrupt") {
-                return Some(Outcome::Corrupt);
-            }
-            if applied.iter().any(|(_, k)| *k == "truncate") {
-                return Some(Outcome::Truncated);
-            }
+        if let Some(o) = self.harm() {
+            return Some(o);
         }
         if self.meter.saw_error() {
             return Some(Outcome::UpstreamError);
