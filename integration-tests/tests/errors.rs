@@ -183,10 +183,6 @@ async fn upstream_going_quiet_mid_body_hits_the_idle_timeout() {
 /// connection. Without the proxy a client would retry an idempotent request on a
 /// fresh connection; through the proxy it must not become a 502 that no fault caused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a request written into a pooled upstream connection that the upstream is closing \
-            fails with 502 upstream_unreachable (`client error (SendRequest)`) instead of being \
-            retried on a fresh connection; hyper-util only retries requests it had not yet written. \
-            Seen under load with upstreams that close after answering without reading the body"]
 async fn stale_pooled_upstream_connection_is_not_a_502() {
     let up = RawUpstream::start(|mut s| async move {
         let _ = read_request_head(&mut s).await;

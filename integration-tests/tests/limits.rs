@@ -103,10 +103,6 @@ async fn idle_keep_alive_http1_connection_is_closed_after_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: idle_timeout is not enforced for HTTP/2 (h2c or TLS+ALPN h2) connections: \
-            server.rs implements it only through hyper's HTTP/1 header_read_timeout, and the \
-            http2 builder has keep_alive_interval(None) and no idle limit, so an idle h2 \
-            connection stays open forever and holds a max_connections slot"]
 async fn idle_h2_connection_is_closed_after_idle_timeout() {
     let up = Upstream::start(|_req| async { reply(200, "ok") }).await;
     let proxy = ProxyBuilder::new(up.url())

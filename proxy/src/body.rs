@@ -115,6 +115,19 @@ impl Body for ReqBody {
 impl ReqBody {
     /// Count the bytes of a body whose length the headers do not give; `None` when
     /// there is nothing to count.
+    /// A copy to send again, when the whole body is in hand (or there is none).
+    pub fn replayable(&self) -> Option<ReqBody> {
+        match self {
+            ReqBody::Empty => Some(ReqBody::Empty),
+            ReqBody::Incoming(b) if b.is_end_stream() => Some(ReqBody::Empty),
+            ReqBody::Prefixed { prefix, rest: None } => Some(ReqBody::Prefixed {
+                prefix: prefix.clone(),
+                rest: None,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn counted(self) -> (ReqBody, Option<Arc<AtomicU64>>) {
         if self.is_end_stream() || self.size_hint().exact().is_some() {
             return (self, None);

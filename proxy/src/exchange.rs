@@ -13,6 +13,7 @@ use brownout_faults::matcher::RuleState;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::net::ConnInfo;
 use crate::record::{FaultRef, Outcome, Record, Timestamp, UpstreamTiming};
 use crate::state::Shared;
 
@@ -31,6 +32,8 @@ pub struct Exchange {
     /// Request-body bytes forwarded, for bodies whose length was not known up front.
     pub bytes_in: Option<Arc<AtomicU64>>,
     done: bool,
+    /// The client connection, told when the exchange ends (for `idle_timeout`).
+    conn: Option<Arc<ConnInfo>>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -38,8 +41,16 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 impl Exchange {
-    pub fn new(shared: Arc<Shared>, active: Arc<AtomicI64>, rec: Box<Record>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        active: Arc<AtomicI64>,
+        rec: Box<Record>,
+        conn: Option<Arc<ConnInfo>>,
+    ) -> Self {
         active.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &conn {
+            c.exchange_started();
+        }
         Exchange {
             shared,
             rec: Some(rec),
@@ -50,6 +61,7 @@ impl Exchange {
             permits: Vec::new(),
             bytes_in: None,
             done: false,
+            conn,
         }
     }
 
@@ -209,6 +221,9 @@ impl Drop for Exchange {
             r.deactivate();
         }
         self.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(c) = &self.conn {
+            c.exchange_ended();
+        }
         let Some(mut rec) = self.rec.take() else {
             return;
         };

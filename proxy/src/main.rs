@@ -28,6 +28,30 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/flaky-network.yaml"),
     ),
     ("overload", include_str!("../../profiles/overload.yaml")),
+    (
+        "anthropic-overloaded",
+        include_str!("../../profiles/anthropic-overloaded.yaml"),
+    ),
+    (
+        "openai-token-quota",
+        include_str!("../../profiles/openai-token-quota.yaml"),
+    ),
+    (
+        "slow-first-token",
+        include_str!("../../profiles/slow-first-token.yaml"),
+    ),
+    (
+        "stream-stalls",
+        include_str!("../../profiles/stream-stalls.yaml"),
+    ),
+    (
+        "truncated-streams",
+        include_str!("../../profiles/truncated-streams.yaml"),
+    ),
+    (
+        "midstream-errors",
+        include_str!("../../profiles/midstream-errors.yaml"),
+    ),
 ];
 
 #[derive(Parser, Debug)]

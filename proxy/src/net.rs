@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -20,6 +20,11 @@ pub struct ConnInfo {
     pub rst: AtomicBool,
     /// Set once the first request's headers arrived (for `header_timeout`).
     pub first_request: AtomicBool,
+    /// Exchanges in flight on this connection (for `idle_timeout`).
+    pub inflight: AtomicU32,
+    /// When the last exchange ended, in ms since `created` (for `idle_timeout`).
+    pub last_done_ms: AtomicU64,
+    pub created: tokio::time::Instant,
 }
 
 impl ConnInfo {
@@ -28,7 +33,33 @@ impl ConnInfo {
             peer,
             rst: AtomicBool::new(false),
             first_request: AtomicBool::new(false),
+            inflight: AtomicU32::new(0),
+            last_done_ms: AtomicU64::new(0),
+            created: tokio::time::Instant::now(),
         })
+    }
+
+    /// An exchange on this connection began.
+    pub fn exchange_started(&self) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An exchange on this connection ended.
+    pub fn exchange_ended(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_done_ms.store(ms, Ordering::Release);
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// How long the connection has had nothing in flight (zero while busy).
+    pub fn idle_for(&self) -> std::time::Duration {
+        if self.inflight.load(Ordering::Acquire) > 0 {
+            return std::time::Duration::ZERO;
+        }
+        let since = self.created.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(
+            since.saturating_sub(self.last_done_ms.load(Ordering::Acquire)),
+        )
     }
 
     pub fn request_reset(&self) {

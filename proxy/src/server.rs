@@ -277,6 +277,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             builder: builder.clone(),
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
+            idle_timeout: cfg.limits.idle_timeout.0,
         });
         tasks.push(tokio::spawn(accept_loop(
             listener,
@@ -339,6 +340,7 @@ struct ConnSettings {
     builder: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
     header_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 async fn accept_loop(
@@ -391,6 +393,7 @@ async fn serve_conn(
     let first = FirstRequest {
         info,
         timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
     };
     match &settings.tls {
         None => drive(builder.serve_connection(TokioIo::new(io), svc), stop, first).await,
@@ -421,6 +424,8 @@ async fn serve_conn(
 struct FirstRequest {
     info: Arc<ConnInfo>,
     timeout: Duration,
+    /// A connection with nothing in flight this long is closed (GOAWAY on HTTP/2).
+    idle_timeout: Duration,
 }
 
 /// Poll a connection until it ends, shutting it down gracefully on stop, dropping
@@ -434,6 +439,10 @@ where
     let first_deadline = tokio::time::sleep(first.timeout);
     tokio::pin!(first_deadline);
     let mut waiting_first = true;
+    // Idle checks a few times per idle_timeout (HTTP/1.1 also has hyper's own timer).
+    let mut idle_tick =
+        tokio::time::interval((first.idle_timeout / 4).max(Duration::from_millis(250)));
+    idle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *stop.borrow() == ABORT {
             return;
@@ -445,6 +454,13 @@ where
         tokio::select! {
             _ = conn.as_mut() => return,
             r = stop.changed() => if r.is_err() { return },
+            _ = idle_tick.tick(), if !graceful => {
+                if first.info.idle_for() >= first.idle_timeout {
+                    tracing::debug!(peer = %first.info.peer, "closing idle connection (idle_timeout)");
+                    conn.as_mut().graceful_shutdown();
+                    graceful = true;
+                }
+            }
             _ = &mut first_deadline, if waiting_first => {
                 if !first.info.first_request.load(Ordering::Relaxed) {
                     tracing::debug!(peer = %first.info.peer, "no request headers within header_timeout");

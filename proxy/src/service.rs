@@ -193,7 +193,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
-    let mut ex = Exchange::new(shared.clone(), ctx.active.clone(), rec);
+    let mut ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
     let http2 = parts.version == Version::HTTP_2;
 
     let profile = shared.profile.load_full();
@@ -380,12 +380,30 @@ async fn handle(
     if shared.allow_header_faults {
         parts.headers.remove("x-brownout-fault");
     }
-    let (body, seen) = req_body.take().unwrap_or(ReqBody::Empty).counted();
+    let body = req_body.take().unwrap_or(ReqBody::Empty);
+    // A request whose body we hold whole (or that has none) can be sent again if a
+    // pooled connection turns out to have been closed by the upstream meanwhile.
+    let replay = body.replayable().map(|b| {
+        let mut again = Request::new(b);
+        *again.method_mut() = parts.method.clone();
+        *again.uri_mut() = parts.uri.clone();
+        *again.version_mut() = parts.version;
+        *again.headers_mut() = parts.headers.clone();
+        again
+    });
+    let (body, seen) = body.counted();
     ex.bytes_in = seen;
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
-    let resp = match tokio::time::timeout(shared.upstream_timeout, ctx.client.request(up_req)).await
-    {
+    let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
+    let mut attempt = tokio::time::timeout_at(deadline, ctx.client.request(up_req)).await;
+    if let (Ok(Err(e)), Some(again)) = (&attempt, replay) {
+        if !e.is_connect() {
+            tracing::debug!(error = %crate::error::chain(e), "pooled upstream connection failed; sending again on a fresh one");
+            attempt = tokio::time::timeout_at(deadline, ctx.client.request(again)).await;
+        }
+    }
+    let resp = match attempt {
         Err(_) => {
             let e = ProxyError::Timeout {
                 upstream: ctx.upstream.display.clone(),
