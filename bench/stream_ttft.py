@@ -219,7 +219,8 @@ http {{
         summ[k] = {
             "ttft_p50_ms": pct(ttft, 50), "ttft_p99_ms": pct(ttft, 99), "ttft_mean_ms": statistics.fmean(ttft),
             "gap_mean_ms": statistics.fmean(gaps), "gap_p50_ms": pct(gaps, 50), "gap_p99_ms": pct(gaps, 99),
-            "gap_max_ms": max(gaps), "e2e_mean_ms": statistics.fmean(r["e2e_ms"] for r in rs),
+            "gap_max_ms": max(gaps), "gaps_over_10ms": sum(1 for g in gaps if g > 10.0),
+            "gaps_total": len(gaps), "e2e_mean_ms": statistics.fmean(r["e2e_ms"] for r in rs),
             "events_mean": statistics.fmean(r["events"] for r in rs),
         }
     def added_by(path):
@@ -242,12 +243,12 @@ http {{
         }
     added = {k: added_by(k) for k in res if k != "direct"}
 
-    print("\n| path | TTFT p50 ms | TTFT p99 ms | gap mean ms | gap p50 ms | gap p99 ms | gap max ms | e2e mean ms | content events |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| path | TTFT p50 ms | TTFT p99 ms | gap mean ms | gap p50 ms | gap p99 ms | gap max ms | gaps > 10 ms | e2e mean ms | content events |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, s in summ.items():
-        print("| %s | %.3f | %.3f | %.4f | %.3f | %.3f | %.3f | %.1f | %.0f |" % (
+        print("| %s | %.3f | %.3f | %.4f | %.3f | %.3f | %.3f | %d of %d | %.1f | %.0f |" % (
             k, s["ttft_p50_ms"], s["ttft_p99_ms"], s["gap_mean_ms"], s["gap_p50_ms"], s["gap_p99_ms"],
-            s["gap_max_ms"], s["e2e_mean_ms"], s["events_mean"]))
+            s["gap_max_ms"], s["gaps_over_10ms"], s["gaps_total"], s["e2e_mean_ms"], s["events_mean"]))
     print("\n| added vs direct | TTFT p50 diff | TTFT p99 diff | TTFT paired median | TTFT paired p99 | "
           "mean gap diff (per event) | per-event paired median | per-event paired p99 | per-event paired mean | e2e mean diff |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

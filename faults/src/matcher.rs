@@ -714,6 +714,27 @@ rules:
     }
 
     #[test]
+    fn rate_limit_rules_get_buckets_and_read_the_body() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - name: quota
+    faults:
+      - {type: delay, duration: 1ms}
+      - {type: rate_limit, requests_per_minute: 2, tokens_per_minute: 100}
+"#,
+        );
+        assert!(p.needs_body, "tokens are charged from the body");
+        let st = &p.top[0].state;
+        assert!(st.rate_limiters[0].is_none());
+        let rl = st.rate_limiters[1].as_ref().expect("a limiter");
+        assert_eq!(rl.requests_per_minute(), Some(2));
+        assert_eq!(rl.tokens_per_minute(), Some(100));
+    }
+
+    #[test]
     fn header_faults_parse() {
         let (ok, bad) =
             parse_header_faults("error=openai.rate_limit_requests, delay=500ms, reset, nonsense=1");

@@ -330,7 +330,7 @@ fn is_go_duration(s: &str) -> bool {
     let Some(rest) = s.strip_suffix('s') else {
         return false;
     };
-    let (hm, secs) = match rest.rfind(|c| c == 'm' || c == 'h') {
+    let (hm, secs) = match rest.rfind(['m', 'h']) {
         Some(i) => (&rest[..=i], &rest[i + 1..]),
         None => ("", rest),
     };
@@ -610,10 +610,9 @@ async fn stream_error_raises_mid_stream() {
         "{c}"
     );
     assert_eq!(c["tokens"], 3, "{c}");
-    let words: Vec<&str> = expected.split_inclusive(' ').collect();
     assert!(
         expected.starts_with(c["content"].as_str().unwrap()),
-        "the three tokens are the answer's start: {c} vs {words:?}"
+        "the three tokens are the answer's start: {c} vs {expected:?}"
     );
 
     for name in ["anthropic_stream_error", "anthropic_stream_error_helper"] {
