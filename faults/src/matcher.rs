@@ -359,6 +359,14 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
             }),
             ("hang", None) => Some(FaultSpec::Hang { duration: None }),
             ("reset", None) => Some(FaultSpec::Reset { after_bytes: None }),
+            ("truncate", Some(v)) => v.parse().ok().map(|n| FaultSpec::Truncate {
+                after_tokens: n,
+                ending: crate::profile::TruncateEnding::NoTerminator,
+            }),
+            ("stream_error", Some(v)) => v.parse().ok().map(|n| FaultSpec::StreamError {
+                after_tokens: n,
+                preset: None,
+            }),
             ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
                 after_bytes: Some(n),
             }),

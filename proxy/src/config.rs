@@ -14,7 +14,7 @@ use brownout_faults::ApiKind;
 use serde::Deserialize;
 
 /// The whole configuration as written in a file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
@@ -39,6 +39,23 @@ pub struct FileConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for FileConfig {
+    /// The same defaults as an empty config file (injected responses are marked).
+    fn default() -> Self {
+        FileConfig {
+            listeners: Vec::new(),
+            profile: None,
+            admin: AdminConfig::default(),
+            record: RecordConfig::default(),
+            limits: LimitsConfig::default(),
+            trusted_proxies: Vec::new(),
+            mark_injected: true,
+            allow_header_faults: false,
+            seed: None,
+        }
+    }
 }
 
 /// One listening port and the one upstream it forwards to.

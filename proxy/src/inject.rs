@@ -53,6 +53,7 @@ pub fn error_answer(
     body: Option<&ErrorBody>,
     headers: &std::collections::BTreeMap<String, String>,
     retry_after: Option<Duration>,
+    model: Option<&str>,
     rng: &mut ChaCha8Rng,
 ) -> (StatusCode, HeaderMap, Bytes) {
     let mut h = HeaderMap::new();
@@ -63,7 +64,8 @@ pub fn error_answer(
         let ctx = brownout_faults::presets::RenderCtx {
             retry_after,
             request_id: rng.random(),
-            ..Default::default()
+            model,
+            now: Some(time::OffsetDateTime::now_utc()),
         };
         let r = p.render(&ctx);
         st = r.status;
@@ -162,6 +164,7 @@ fn rate_limited(
             None,
             &Default::default(),
             Some(l.retry_after),
+            req.facts.model.as_deref(),
             rng,
         );
     };
@@ -249,6 +252,7 @@ pub async fn request_side(
                         body.as_ref(),
                         headers,
                         retry_after.map(|d| d.0),
+                        req.facts.model.as_deref(),
                         &mut d.rng,
                     );
                     return Step::Respond {
@@ -330,6 +334,7 @@ pub async fn request_side(
                                 None,
                                 &Default::default(),
                                 None,
+                                req.facts.model.as_deref(),
                                 &mut d.rng,
                             );
                             let reason = match why {

@@ -269,7 +269,6 @@ async fn handle(
             facts: &facts,
             client_ip: Some(ip),
         };
-        let mut names: Vec<String> = Vec::new();
         for rule in active.rules {
             if !rule.cond.matches(&input, profile.seed) {
                 continue;
@@ -295,31 +294,14 @@ async fn handle(
             }
             ex.hold_rule(rule.state.clone());
             ex.rec().rules.push(rule.name.clone());
-            if rule.mark.unwrap_or(shared.mark_injected) {
-                names.extend(
-                    rule.faults
-                        .iter()
-                        .map(|f| format!("{}/{}", rule.name, f.kind())),
-                );
-            }
             decided.push(Decided { rule, rng });
         }
         if let Some(rule) = header_rule.as_ref() {
             let ordinal = seq.unwrap_or_else(|| ex.rec().id);
             if let Some(rng) = decide(profile.seed, rule.id, ordinal, 1.0) {
                 ex.rec().rules.push(rule.name.clone());
-                if shared.mark_injected {
-                    names.extend(
-                        rule.faults
-                            .iter()
-                            .map(|f| format!("{}/{}", rule.name, f.kind())),
-                    );
-                }
                 decided.push(Decided { rule, rng });
             }
-        }
-        if !names.is_empty() {
-            mark = HeaderValue::from_str(&names.join(", ")).ok();
         }
     }
 
@@ -330,7 +312,9 @@ async fn handle(
             headers: &parts.headers,
             client_ip: ip,
         };
-        match request_side(shared, &view, &mut ex, &mut decided, &mut body_faults).await {
+        let step = request_side(shared, &view, &mut ex, &mut decided, &mut body_faults).await;
+        mark = mark_value(&decided, shared.mark_injected, &mut ex);
+        match step {
             Step::Forward => {}
             Step::Respond {
                 status,
@@ -593,6 +577,40 @@ async fn respond(
     // The upstream leg is over: its body has been read whole.
     ex.upstream_body_done();
     Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
+}
+
+/// `x-brownout-fault`: the faults decided for this exchange, as `rule/fault`. A limit
+/// (`rate_limit`, `concurrency_limit`) that let the request through untouched did
+/// not harm it and is not named.
+fn mark_value(
+    decided: &[Decided<'_>],
+    default_mark: bool,
+    ex: &mut Exchange,
+) -> Option<HeaderValue> {
+    let mut names: Vec<String> = Vec::new();
+    for d in decided {
+        if !d.rule.mark.unwrap_or(default_mark) {
+            continue;
+        }
+        for f in &d.rule.faults {
+            let kind = f.kind();
+            let is_limit = matches!(kind, "rate_limit" | "concurrency_limit");
+            if is_limit
+                && !ex
+                    .rec()
+                    .faults
+                    .iter()
+                    .any(|a| a.fault == kind && a.rule == d.rule.name)
+            {
+                continue;
+            }
+            names.push(format!("{}/{}", d.rule.name, kind));
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&names.join(", ")).ok()
 }
 
 /// The ad-hoc rule for an `x-brownout-fault` request header.
