@@ -7,14 +7,13 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use brownout_faults::matcher::RuleState;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::net::ConnInfo;
-use crate::record::{FaultRef, Outcome, Record, Timestamp, UpstreamTiming};
+use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
 use crate::state::Shared;
 
 /// A request in flight and what will be recorded about it.
@@ -65,46 +64,10 @@ impl Exchange {
         }
     }
 
-    /// A blank record for a new request.
-    pub fn blank_record(id: u64, listener: Arc<str>) -> Box<Record> {
-        Box::new(Record {
-            ts: Timestamp(SystemTime::now()),
-            id,
-            listener,
-            api: "generic",
-            endpoint: "other",
-            phase: None,
-            method: String::new(),
-            path: String::new(),
-            model: None,
-            stream: None,
-            rules: Vec::new(),
-            faults: Vec::new(),
-            faults_skipped: Vec::new(),
-            attempt: None,
-            status: None,
-            outcome: Outcome::ClientClosed,
-            ttfb_ms: None,
-            ttft_ms: None,
-            e2e_ms: 0.0,
-            itl_ms: None,
-            tpot_ms: None,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_source: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            upstream: None,
-            gpu: None,
-            results: None,
-            error: None,
-        })
-    }
-
     /// The record being filled in (always present until the exchange is dropped).
     pub fn rec(&mut self) -> &mut Record {
         self.rec
-            .get_or_insert_with(|| Exchange::blank_record(0, Arc::from("")))
+            .get_or_insert_with(|| Box::new(Record::new(0, Arc::from(""))))
     }
 
     /// When the request arrived.

@@ -241,41 +241,50 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
     hops.first().copied().unwrap_or(peer)
 }
 
-/// Headers that concern only one connection (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Headers that concern only one connection (RFC 9110 §7.6.1), as parsed names so
+/// removing them costs no parsing per request.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Remove hop-by-hop headers and any header the `Connection` header names.
 /// Keeps `te: trailers`, which is end-to-end in meaning for gRPC-style peers.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Fast path: most requests carry none of these.
-    let named: Vec<HeaderName> = h
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    // Most messages carry none of these: one pass over the map decides.
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
     }
-    let keep_te_trailers = h.get("te").and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-    });
-    for n in HOP_BY_HOP {
+    if h.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    let keep_te_trailers = h
+        .get(http::header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
     if keep_te_trailers {
-        h.insert("te", http::HeaderValue::from_static("trailers"));
+        h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
 }
 

@@ -10,12 +10,12 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
@@ -132,25 +132,88 @@ pub struct Record {
     pub error: Option<String>,
 }
 
+impl Record {
+    /// A blank record for a new exchange.
+    pub fn new(id: u64, listener: Arc<str>) -> Self {
+        Record {
+            ts: Timestamp(std::time::SystemTime::now()),
+            id,
+            listener,
+            api: "generic",
+            endpoint: "other",
+            phase: None,
+            method: String::new(),
+            path: String::new(),
+            model: None,
+            stream: None,
+            rules: Vec::new(),
+            faults: Vec::new(),
+            faults_skipped: Vec::new(),
+            attempt: None,
+            status: None,
+            outcome: Outcome::ClientClosed,
+            ttfb_ms: None,
+            ttft_ms: None,
+            e2e_ms: 0.0,
+            itl_ms: None,
+            tpot_ms: None,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_source: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            upstream: None,
+            gpu: None,
+            results: None,
+            error: None,
+        }
+    }
+
+    /// Make a written record blank again, keeping its buffers' capacity.
+    pub fn reset(&mut self, id: u64, listener: Arc<str>) {
+        let mut method = std::mem::take(&mut self.method);
+        let mut path = std::mem::take(&mut self.path);
+        let mut rules = std::mem::take(&mut self.rules);
+        let mut faults = std::mem::take(&mut self.faults);
+        let mut skipped = std::mem::take(&mut self.faults_skipped);
+        method.clear();
+        path.clear();
+        rules.clear();
+        faults.clear();
+        skipped.clear();
+        *self = Record::new(id, listener);
+        self.method = method;
+        self.path = path;
+        self.rules = rules;
+        self.faults = faults;
+        self.faults_skipped = skipped;
+    }
+}
+
 /// The hot path's handle to the recorder.
+///
+/// Submitting is one lock-free push: no syscall, no wake-up. The writer thread
+/// drains the queue every few milliseconds, so a busy proxy pays nothing per
+/// record for the hand-off, and records are recycled (allocated once, reused)
+/// instead of being freed on another thread.
 #[derive(Debug)]
 pub struct Recorder {
-    sender: SyncSender<Msg>,
+    queue: Arc<ArrayQueue<Box<Record>>>,
+    free: Arc<ArrayQueue<Box<Record>>>,
     dropped: AtomicU64,
     sent: AtomicU64,
     written: Arc<AtomicU64>,
+    closing: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
 }
 
-#[derive(Debug)]
-enum Msg {
-    Rec(Box<Record>),
-    Close,
-}
-
 /// How many recent records the admin API can show.
 const RECENT: usize = 1000;
+/// Records kept for reuse.
+const FREE: usize = 4096;
+/// How long the writer sleeps when the queue is empty.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 impl Recorder {
     /// Start the writer thread. `path`: where JSON lines go (none: metrics only).
@@ -175,30 +238,53 @@ impl Recorder {
             )),
             None => None,
         };
-        let (tx, rx) = sync_channel::<Msg>(queue.max(1));
+        let q = Arc::new(ArrayQueue::new(queue.max(1)));
+        let free = Arc::new(ArrayQueue::new(FREE));
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let written = Arc::new(AtomicU64::new(0));
-        let (recent2, written2) = (recent.clone(), written.clone());
+        let closing = Arc::new(AtomicBool::new(false));
+        let w = Writer {
+            queue: q.clone(),
+            free: free.clone(),
+            file,
+            metrics,
+            recent: recent.clone(),
+            written: written.clone(),
+            closing: closing.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("brownout-recorder".into())
-            .spawn(move || writer_loop(rx, file, metrics, recent2, written2))?;
+            .spawn(move || w.run())?;
         Ok(Arc::new(Recorder {
-            sender: tx,
+            queue: q,
+            free,
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             written,
+            closing,
             writer: Mutex::new(Some(handle)),
             recent,
         }))
     }
 
-    /// Queue a record; never blocks.
+    /// A blank record for a new exchange, reusing a written one when possible.
+    pub fn blank(&self, id: u64, listener: Arc<str>) -> Box<Record> {
+        match self.free.pop() {
+            Some(mut r) => {
+                r.reset(id, listener);
+                r
+            }
+            None => Box::new(Record::new(id, listener)),
+        }
+    }
+
+    /// Queue a record; never blocks and never wakes anyone.
     pub fn submit(&self, record: Box<Record>) {
-        match self.sender.try_send(Msg::Rec(record)) {
+        match self.queue.push(record) {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(_) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::error!(dropped = n, "record queue overflowed; records were dropped");
@@ -239,59 +325,77 @@ impl Recorder {
 
     /// Stop the writer after it has written and synced everything queued so far.
     pub fn close(&self) {
-        // A blocking send: at shutdown, waiting for room is right.
-        let _ = self.sender.send(Msg::Close);
+        self.closing.store(true, Ordering::Release);
         if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
 }
 
-fn writer_loop(
-    rx: Receiver<Msg>,
-    mut file: Option<BufWriter<File>>,
+/// The background writer: drains the queue, updates metrics, writes JSON lines.
+struct Writer {
+    queue: Arc<ArrayQueue<Box<Record>>>,
+    free: Arc<ArrayQueue<Box<Record>>>,
+    file: Option<BufWriter<File>>,
     metrics: Arc<Metrics>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
     written: Arc<AtomicU64>,
-) {
-    let mut line = Vec::with_capacity(1024);
-    let mut write_failed = false;
-    loop {
-        let rec = match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Msg::Rec(r)) => r,
-            Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {
-                // Idle: make what was written visible to readers of the file.
-                if let Some(f) = file.as_mut() {
-                    let _ = f.flush();
-                }
-                continue;
-            }
-        };
-        metrics.observe(&rec);
-        if let Some(f) = file.as_mut() {
-            line.clear();
-            if serde_json::to_writer(&mut line, &*rec).is_ok() {
-                line.push(b'\n');
-                if let Err(e) = f.write_all(&line) {
-                    if !write_failed {
-                        tracing::error!(error = %e, "cannot write records");
-                        write_failed = true;
+    closing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut line = Vec::with_capacity(1024);
+        let mut write_failed = false;
+        loop {
+            // Read the flag first: everything queued before close() is then drained below.
+            let closing = self.closing.load(Ordering::Acquire);
+            let mut n = 0u64;
+            while let Some(rec) = self.queue.pop() {
+                n += 1;
+                self.metrics.observe(&rec);
+                if let Some(f) = self.file.as_mut() {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &*rec).is_ok() {
+                        line.push(b'\n');
+                        if let Err(e) = f.write_all(&line) {
+                            if !write_failed {
+                                tracing::error!(error = %e, "cannot write records");
+                                write_failed = true;
+                            }
+                        }
                     }
                 }
+                let evicted = {
+                    let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                    let old = if r.len() == RECENT {
+                        r.pop_front()
+                    } else {
+                        None
+                    };
+                    r.push_back(rec);
+                    old
+                };
+                if let Some(old) = evicted {
+                    let _ = self.free.push(old);
+                }
+                self.written.fetch_add(1, Ordering::AcqRel);
+            }
+            if n == 0 {
+                // Idle: make what was written visible to readers of the file.
+                if let Some(f) = self.file.as_mut() {
+                    let _ = f.flush();
+                }
+                if closing {
+                    break;
+                }
+                std::thread::park_timeout(DRAIN_EVERY);
             }
         }
-        {
-            let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
-            if r.len() == RECENT {
-                r.pop_front();
-            }
-            r.push_back(rec);
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+            let _ = f.get_ref().sync_data();
         }
-        written.fetch_add(1, Ordering::AcqRel);
-    }
-    if let Some(f) = file.as_mut() {
-        let _ = f.flush();
-        let _ = f.get_ref().sync_data();
     }
 }

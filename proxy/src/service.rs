@@ -17,7 +17,7 @@ use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,6 +33,11 @@ use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
 use crate::record::Outcome;
 use crate::state::Shared;
 use crate::upstream::{Upstream, UpstreamClient};
+
+/// Header names brownout reads or writes on every request, parsed once.
+static X_BROWNOUT_FAULT: HeaderName = HeaderName::from_static("x-brownout-fault");
+static X_BROWNOUT_SEQ: HeaderName = HeaderName::from_static("x-brownout-seq");
+static X_STAINLESS_RETRY_COUNT: HeaderName = HeaderName::from_static("x-stainless-retry-count");
 
 /// One listener's forwarding context.
 #[derive(Debug)]
@@ -166,7 +171,7 @@ fn local_response(
     mark: Option<&HeaderValue>,
 ) -> Response<ProxyBody> {
     if let Some(m) = mark {
-        headers.insert("x-brownout-fault", m.clone());
+        headers.insert(&X_BROWNOUT_FAULT, m.clone());
     }
     let mut resp = Response::new(ProxyBody::full(body, Some(ex)));
     *resp.status_mut() = status;
@@ -182,14 +187,14 @@ async fn handle(
     let shared = &ctx.shared;
     let (mut parts, incoming) = req.into_parts();
     let endpoint = classify(ctx.api, &parts.method, parts.uri.path());
-    let mut rec = Exchange::blank_record(shared.next_id(), ctx.name.clone());
+    let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
     rec.api = api_str(ctx.api);
     rec.endpoint = endpoint_str(endpoint);
-    rec.method = parts.method.as_str().to_owned();
-    rec.path = parts.uri.path().to_owned();
+    rec.method.push_str(parts.method.as_str());
+    rec.path.push_str(parts.uri.path());
     rec.attempt = parts
         .headers
-        .get("x-stainless-retry-count")
+        .get(&X_STAINLESS_RETRY_COUNT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
@@ -258,7 +263,7 @@ async fn handle(
         ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
         let seq: Option<u64> = parts
             .headers
-            .get("x-brownout-seq")
+            .get(&X_BROWNOUT_SEQ)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let input = MatchInput {
@@ -338,12 +343,7 @@ async fn handle(
     }
 
     // Forward upstream.
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri = match ctx.upstream.uri_for(pq) {
+    let uri = match ctx.upstream.uri_for(&parts.uri) {
         Ok(u) => u,
         Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
     };
@@ -353,7 +353,7 @@ async fn handle(
     parts
         .headers
         .insert(http::header::HOST, ctx.upstream.host.clone());
-    parts.headers.remove("x-brownout-seq");
+    parts.headers.remove(&X_BROWNOUT_SEQ);
     if !body_faults.plan.is_empty() {
         // A body that must be rewritten is asked for without compression.
         parts.headers.insert(
@@ -362,7 +362,7 @@ async fn handle(
         );
     }
     if shared.allow_header_faults {
-        parts.headers.remove("x-brownout-fault");
+        parts.headers.remove(&X_BROWNOUT_FAULT);
     }
     let body = req_body.take().unwrap_or(ReqBody::Empty);
     // A request whose body we hold whole (or that has none) can be sent again if a
@@ -408,7 +408,7 @@ async fn handle(
     ex.upstream_headers(rparts.status.as_u16());
     strip_hop_by_hop(&mut rparts.headers);
     if let Some(m) = mark {
-        rparts.headers.insert("x-brownout-fault", m);
+        rparts.headers.insert(&X_BROWNOUT_FAULT, m);
     }
     let llm = LlmCtx {
         api: ctx.api,
@@ -615,7 +615,7 @@ fn mark_value(
 
 /// The ad-hoc rule for an `x-brownout-fault` request header.
 fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
-    let v = headers.get("x-brownout-fault")?.to_str().ok()?;
+    let v = headers.get(&X_BROWNOUT_FAULT)?.to_str().ok()?;
     let (faults, bad) = parse_header_faults(v);
     if !bad.is_empty() {
         tracing::warn!(items = ?bad, "ignoring x-brownout-fault items that are not understood");

@@ -58,18 +58,23 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a request's path and query.
-    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        let pq = if self.base_path.is_empty() {
-            path_and_query.to_string()
+    /// The upstream URI for a request: the upstream's scheme and authority, its base
+    /// path, then the request's path and query. Without a base path the request's
+    /// path is reused as is (no copy, no re-parse).
+    pub fn uri_for(&self, request: &Uri) -> Result<Uri, http::Error> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        let pq = request
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.path_and_query = Some(if self.base_path.is_empty() {
+            pq
         } else {
-            format!("{}{}", self.base_path, path_and_query)
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+            http::uri::PathAndQuery::try_from(format!("{}{}", self.base_path, pq.as_str()))?
+        });
+        Ok(Uri::from_parts(parts)?)
     }
 }
 
