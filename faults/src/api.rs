@@ -46,6 +46,21 @@ pub enum Endpoint {
     Other,
 }
 
+impl Endpoint {
+    /// Endpoints whose answers are model output (text, tokens, vectors): the ones
+    /// whose bodies carry a model, a prompt and token usage.
+    pub fn is_generative(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Chat
+                | Endpoint::Completion
+                | Endpoint::Responses
+                | Endpoint::Messages
+                | Endpoint::Embeddings
+        )
+    }
+}
+
 /// Facts about one request, gathered once and shared by matching and recording.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestFacts {
@@ -421,14 +436,7 @@ pub fn inspect_request(
 }
 
 fn inspect_dialect(dialect: Dialect, endpoint: Endpoint, body: &[u8]) -> BodyFacts {
-    let generative = matches!(
-        endpoint,
-        Endpoint::Chat
-            | Endpoint::Completion
-            | Endpoint::Responses
-            | Endpoint::Messages
-            | Endpoint::Embeddings
-    );
+    let generative = endpoint.is_generative();
     if !generative {
         return BodyFacts::default();
     }

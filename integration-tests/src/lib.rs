@@ -1039,3 +1039,44 @@ impl Default for TestCerts {
         Self::new()
     }
 }
+
+/// The repository root (the venv and the Python scripts live there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The venv's python with the official SDKs, creating the venv from the pinned
+/// requirements if it is missing (once per test binary, however many tests ask).
+pub fn sdk_python() -> PathBuf {
+    static PY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        use std::process::Command;
+        let root = repo_root();
+        let py = root.join(".venv/bin/python");
+        let ok = py.exists()
+            && Command::new(&py)
+                .args(["-c", "import openai, anthropic"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if !ok {
+            let st = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(root.join(".venv"))
+                .status()
+                .expect("python3 -m venv");
+            assert!(st.success(), "cannot create .venv");
+            let st = Command::new(root.join(".venv/bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(root.join("integration-tests/python/requirements.txt"))
+                .status()
+                .expect("pip install");
+            assert!(st.success(), "cannot install the pinned SDKs into .venv");
+        }
+        py
+    })
+    .clone()
+}

@@ -12,9 +12,7 @@
 //! `integration-tests/python/requirements.txt`; the venv is created on first use.
 //! Timing bounds are generous on purpose: the machine running CI is shared.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use brownout::config::{FileConfig, ListenerConfig};
@@ -23,43 +21,12 @@ use brownout_faults::ApiKind;
 use brownout_integration_tests::{full, Captured, Captures, Upstream};
 use serde_json::Value;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+fn python() -> PathBuf {
+    brownout_integration_tests::sdk_python()
 }
 
-/// The venv's python, creating the venv from the pinned requirements if it is
-/// missing (once per test binary, however many tests ask at once).
-fn python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let root = repo_root();
-        let py = root.join(".venv/bin/python");
-        let ok = py.exists()
-            && Command::new(&py)
-                .args(["-c", "import openai, anthropic"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-        if !ok {
-            let st = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(root.join(".venv"))
-                .status()
-                .expect("python3 -m venv");
-            assert!(st.success(), "cannot create .venv");
-            let st = Command::new(root.join(".venv/bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(root.join("integration-tests/python/requirements.txt"))
-                .status()
-                .expect("pip install");
-            assert!(st.success(), "cannot install the pinned SDKs into .venv");
-        }
-        py
-    })
-    .clone()
+fn repo_root() -> PathBuf {
+    brownout_integration_tests::repo_root()
 }
 
 /// One rule per case; `x-case: NAME` selects it, and records name it.

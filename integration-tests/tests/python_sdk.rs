@@ -8,48 +8,18 @@
 //!
 //! The SDKs live in `.venv` at the repository root; it is created on first use.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use brownout::config::{FileConfig, ListenerConfig};
 use brownout::{start, StartOptions};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+fn python() -> PathBuf {
+    brownout_integration_tests::sdk_python()
 }
 
-/// The venv's python, creating the venv with the SDKs if it is missing.
-fn python() -> PathBuf {
-    let root = repo_root();
-    let py = root.join(".venv/bin/python");
-    let ok = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import openai, anthropic"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    if !ok {
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(root.join(".venv"))
-            .status()
-            .expect("python3 -m venv");
-        assert!(st.success(), "cannot create .venv");
-        let st = Command::new(root.join(".venv/bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(root.join("integration-tests/python/requirements.txt"))
-            .status()
-            .expect("pip install");
-        assert!(
-            st.success(),
-            "cannot install the openai and anthropic SDKs into .venv"
-        );
-    }
-    py
+fn repo_root() -> PathBuf {
+    brownout_integration_tests::repo_root()
 }
 
 const PROFILE: &str = r#"

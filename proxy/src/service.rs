@@ -420,14 +420,7 @@ async fn handle(
 
 /// A JSON answer from an LLM endpoint, whose `usage` the record wants.
 fn is_llm_answer(endpoint: Endpoint, ctype: Option<&str>) -> bool {
-    matches!(
-        endpoint,
-        Endpoint::Chat
-            | Endpoint::Completion
-            | Endpoint::Responses
-            | Endpoint::Messages
-            | Endpoint::Embeddings
-    ) && ctype.is_some_and(|c| c.starts_with("application/json"))
+    endpoint.is_generative() && ctype.is_some_and(|c| c.starts_with("application/json"))
 }
 
 /// What the response side needs to know about the request.
