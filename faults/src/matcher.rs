@@ -215,6 +215,10 @@ pub struct RuleState {
     pub limiters: Vec<Option<Arc<ConcurrencyLimiter>>>,
     /// One set of token buckets per `rate_limit` fault, by fault index.
     pub rate_limiters: Vec<Option<Arc<crate::ratelimit::RateLimiter>>>,
+    /// One simulated accelerator replica per `gpu_saturation` fault, by fault index.
+    pub replicas: Vec<Option<Arc<crate::gpu::Replica>>>,
+    /// One model-load state per `cold_start` fault, by fault index.
+    pub cold_starts: Vec<Option<Arc<crate::gpu::ColdStart>>>,
 }
 
 impl RuleState {
@@ -251,9 +255,33 @@ impl RuleState {
                 _ => None,
             })
             .collect();
+        // Validation has checked the GPU parameters; a spec that still fails leaves
+        // no replica, and the fault is recorded as skipped.
+        let replicas = rule
+            .faults
+            .iter()
+            .map(|f| match f {
+                FaultSpec::GpuSaturation { .. } => crate::gpu::GpuConfig::from_spec(f)
+                    .ok()
+                    .map(crate::gpu::Replica::new),
+                _ => None,
+            })
+            .collect();
+        let cold_starts = rule
+            .faults
+            .iter()
+            .map(|f| match f {
+                FaultSpec::ColdStart { idle, duration } => Some(Arc::new(
+                    crate::gpu::ColdStart::new(idle.0, duration.clone()),
+                )),
+                _ => None,
+            })
+            .collect();
         RuleState {
             limiters,
             rate_limiters,
+            replicas,
+            cold_starts,
             ..Default::default()
         }
     }
@@ -524,15 +552,19 @@ impl CompiledProfile {
             })
             .collect::<Result<Vec<_>, CompileError>>()?;
         // A `rate_limit` charges the body's prompt estimate and `max_tokens`, and
-        // its 429 names the body's model: it needs the body read like a match does.
+        // its 429 names the body's model; `gpu_saturation` prefills the prompt and
+        // decodes up to `max_tokens`: both need the body read like a match does.
         let needs_body = top
             .iter()
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
             .any(|r| {
                 r.cond.needs_body()
-                    || r.faults
-                        .iter()
-                        .any(|f| matches!(f, FaultSpec::RateLimit { .. }))
+                    || r.faults.iter().any(|f| {
+                        matches!(
+                            f,
+                            FaultSpec::RateLimit { .. } | FaultSpec::GpuSaturation { .. }
+                        )
+                    })
             });
         Ok(CompiledProfile {
             name: Arc::from(profile.name.as_str()),

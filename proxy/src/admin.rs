@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::metrics::Gauges;
+use crate::metrics::{Gauges, GpuGauge};
 use crate::state::Shared;
 
 /// Accept admin connections until stopped.
@@ -156,6 +156,17 @@ async fn route(
                 profile: &profile.name,
                 phase: phase.as_deref(),
                 records_dropped: shared.recorder.dropped(),
+                gpu: profile
+                    .all_rules()
+                    .flat_map(|r| {
+                        r.state.replicas.iter().flatten().map(move |rep| GpuGauge {
+                            rule: r.name.to_string(),
+                            queue_depth: rep.queue_depth(),
+                            batch_size: rep.batch_size(),
+                            preemptions: rep.preemptions(),
+                        })
+                    })
+                    .collect(),
             });
             return text(
                 StatusCode::OK,

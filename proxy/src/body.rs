@@ -156,6 +156,9 @@ pub struct BodyFaults {
     pub plan_rng: Option<rand_chacha::ChaCha8Rng>,
     /// Names of the decided rules, by the index the plan uses.
     pub plan_rules: Vec<Arc<str>>,
+    /// This request's place in a simulated GPU: its tokens are released no sooner
+    /// than the model produces them.
+    pub gpu: Option<brownout_faults::gpu::Sequence>,
 }
 
 impl BodyFaults {
@@ -322,6 +325,21 @@ impl ProxyBody {
                     if let Some(s) = self.llm_wait.as_mut() {
                         if s.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
+                        }
+                    }
+                }
+                Next::Gpu(k) => {
+                    if llm.poll_gpu(k, cx).is_pending() {
+                        // Also nap briefly, so the kill switch is noticed while the model works.
+                        let wake = now + MAX_PACE_SLEEP;
+                        match self.llm_wait.as_mut() {
+                            Some(s) => s.as_mut().reset(wake),
+                            None => self.llm_wait = Some(Box::pin(tokio::time::sleep_until(wake))),
+                        }
+                        if let Some(s) = self.llm_wait.as_mut() {
+                            if s.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
                         }
                     }
                 }

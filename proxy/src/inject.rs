@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use brownout_faults::gpu::Admit;
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
 use brownout_faults::presets;
@@ -117,6 +118,9 @@ pub fn error_answer(
     }
     (st, h, b)
 }
+
+/// What the simulated GPU decodes at most when the request names no `max_tokens`.
+const DEFAULT_MAX_TOKENS: u64 = 256;
 
 /// What request-side faults may look at.
 pub struct RequestView<'a> {
@@ -368,6 +372,59 @@ pub async fn request_side(
                             headers,
                             body,
                         };
+                    }
+                }
+                FaultSpec::GpuSaturation { .. } => {
+                    let Some(Some(replica)) = rule.state.replicas.get(i) else {
+                        ex.skipped(&rule.name, kind, "no_replica");
+                        continue;
+                    };
+                    let prompt = req.facts.prompt_tokens.unwrap_or(0);
+                    let max = req.facts.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+                    match replica.admit(prompt, max, &shared.release).await {
+                        Admit::Admitted(seq) => {
+                            ex.applied(&rule.name, kind);
+                            ex.rec().gpu = Some(serde_json::json!({
+                                "queue_ms": (seq.queue_time().as_secs_f64() * 1e6).round() / 1e3,
+                                "batch": seq.batch_at_admission(),
+                            }));
+                            body_faults.gpu = Some(seq);
+                        }
+                        Admit::Released => {}
+                        Admit::Overflow => {
+                            ex.applied(&rule.name, kind);
+                            let name =
+                                replica.config().overflow.clone().unwrap_or_else(|| {
+                                    presets::default_overload_for(api).to_string()
+                                });
+                            let (status, mut headers, body) = error_answer(
+                                Some(&name),
+                                None,
+                                None,
+                                &Default::default(),
+                                None,
+                                req.facts.model.as_deref(),
+                                &mut d.rng,
+                            );
+                            headers.insert(
+                                "x-brownout-limit",
+                                HeaderValue::from_static("gpu_queue_full"),
+                            );
+                            return Step::Respond {
+                                status,
+                                headers,
+                                body,
+                            };
+                        }
+                    }
+                }
+                FaultSpec::ColdStart { .. } => {
+                    let Some(Some(cold)) = rule.state.cold_starts.get(i) else {
+                        ex.skipped(&rule.name, kind, "no_state");
+                        continue;
+                    };
+                    if cold.wait(&mut d.rng, &shared.release).await.is_some() {
+                        ex.applied(&rule.name, kind);
                     }
                 }
                 #[allow(unreachable_patterns)]

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use brownout_faults::gpu::Sequence;
 use brownout_faults::stream::{inspect, Action, EventInfo, Framing, Shaper, Splitter, StreamMeter};
 use brownout_faults::{ApiKind, Endpoint};
 use bytes::Bytes;
@@ -36,6 +37,12 @@ pub struct LlmStream {
     decoder: Option<TapDecoder>,
     /// Measurement gave up (undecodable compressed stream).
     broken: bool,
+    /// A simulated GPU: a token goes out no sooner than the model produced it.
+    gpu: Option<Sequence>,
+    /// Content events sent to the client so far (the model's token index).
+    sent_tokens: u64,
+    /// Content events received from the upstream so far (the answer's length).
+    fed_tokens: u64,
 }
 
 /// What to do next, as decided by [`LlmStream::next`].
@@ -44,6 +51,8 @@ pub enum Next {
     Emit(Bytes),
     /// Nothing may go out before this instant (`None`: until released).
     Wait(Option<Instant>),
+    /// Nothing may go out before the simulated GPU produced token `k`.
+    Gpu(u64),
     /// Read more from the upstream.
     Read,
     /// End the body cleanly.
@@ -74,6 +83,9 @@ impl LlmStream {
             released: false,
             decoder: None,
             broken: false,
+            gpu: None,
+            sent_tokens: 0,
+            fed_tokens: 0,
         }
     }
 
@@ -82,8 +94,24 @@ impl LlmStream {
         self.upstream_done && self.queue.is_empty()
     }
 
+    /// Whether events are held and re-framed (stream faults or a simulated GPU), not
+    /// just measured.
     pub fn shaping(&self) -> bool {
-        self.shaper.is_some()
+        self.shaper.is_some() || self.gpu.is_some()
+    }
+
+    /// Pace content events by a simulated GPU's token production.
+    pub fn with_gpu(mut self, gpu: Option<Sequence>) -> Self {
+        self.gpu = gpu;
+        self
+    }
+
+    /// Wait for the model's `k`th token (ready at once without a GPU, or once released).
+    pub fn poll_gpu(&mut self, k: u64, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.gpu.as_mut() {
+            Some(seq) => seq.poll_produced(k, cx),
+            None => std::task::Poll::Ready(()),
+        }
     }
 
     fn info(&self, raw: &[u8]) -> EventInfo {
@@ -133,8 +161,12 @@ impl LlmStream {
 
     fn shape_event(&mut self, ev: Bytes, now: Instant) {
         let info = self.info(&ev);
-        if let Some(sh) = self.shaper.as_mut() {
-            self.queue.extend(sh.on_event(ev, &info, now));
+        if info.is_content() {
+            self.fed_tokens += 1;
+        }
+        match self.shaper.as_mut() {
+            Some(sh) => self.queue.extend(sh.on_event(ev, &info, now)),
+            None => self.queue.push_back(Action::Emit { bytes: ev, at: now }),
         }
     }
 
@@ -156,6 +188,10 @@ impl LlmStream {
         if let Some(sh) = self.shaper.as_mut() {
             self.queue.extend(sh.on_end(now));
         }
+        if let Some(seq) = &self.gpu {
+            // Now the answer's length is known: the model stops there.
+            seq.set_output_len(self.fed_tokens);
+        }
     }
 
     /// The kill switch fired: every remaining event passes unchanged, at once.
@@ -165,6 +201,9 @@ impl LlmStream {
             if let Some(sh) = self.shaper.as_mut() {
                 sh.release();
             }
+            if let Some(seq) = &self.gpu {
+                seq.release();
+            }
         }
     }
 
@@ -172,11 +211,13 @@ impl LlmStream {
     pub fn next(&mut self, now: Instant) -> Next {
         loop {
             let Some(front) = self.queue.front() else {
-                return if self.upstream_done {
-                    Next::End
-                } else {
-                    Next::Read
-                };
+                if !self.upstream_done {
+                    return Next::Read;
+                }
+                if let Some(seq) = &self.gpu {
+                    seq.finish();
+                }
+                return Next::End;
             };
             match front {
                 Action::Emit { at, .. } if !self.released && *at > now => {
@@ -192,23 +233,37 @@ impl LlmStream {
                 Action::Stall { .. } => {
                     self.queue.pop_front();
                 }
-                _ => match self.queue.pop_front() {
-                    Some(Action::Emit { bytes, .. }) => {
-                        let info = self.info(&bytes);
-                        self.meter.observe(&info, now);
+                Action::Emit { bytes, .. } => {
+                    let info = self.info(bytes);
+                    if info.is_content() {
+                        let k = self.sent_tokens + 1;
+                        let held = !self.released
+                            && self
+                                .gpu
+                                .as_ref()
+                                .is_some_and(|s| s.produced() < k && !s.is_released());
+                        if held {
+                            return Next::Gpu(k);
+                        }
+                        self.sent_tokens = k;
+                    }
+                    self.meter.observe(&info, now);
+                    if let Some(Action::Emit { bytes, .. }) = self.queue.pop_front() {
                         return Next::Emit(bytes);
                     }
-                    Some(Action::End) => {
-                        self.upstream_done = true;
-                        self.queue.clear();
-                        return Next::End;
+                }
+                Action::End => {
+                    self.upstream_done = true;
+                    self.queue.clear();
+                    if let Some(seq) = &self.gpu {
+                        seq.finish();
                     }
-                    Some(Action::Reset) => {
-                        self.queue.clear();
-                        return Next::Reset;
-                    }
-                    _ => {}
-                },
+                    return Next::End;
+                }
+                Action::Reset => {
+                    self.queue.clear();
+                    return Next::Reset;
+                }
             }
         }
     }

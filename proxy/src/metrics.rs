@@ -139,6 +139,16 @@ pub struct Gauges<'a> {
     pub profile: &'a str,
     pub phase: Option<&'a str>,
     pub records_dropped: u64,
+    /// Simulated GPU replicas of the active profile, by rule.
+    pub gpu: Vec<GpuGauge>,
+}
+
+/// One simulated replica's live state.
+pub struct GpuGauge {
+    pub rule: String,
+    pub queue_depth: usize,
+    pub batch_size: usize,
+    pub preemptions: u64,
 }
 
 impl Metrics {
@@ -322,6 +332,48 @@ impl Metrics {
                 "brownout_active_requests{{listener=\"{}\"}} {}",
                 esc(l),
                 g.load(Ordering::Relaxed)
+            );
+        }
+        head(
+            &mut out,
+            "gpu_queue_depth",
+            "gauge",
+            "Requests waiting for a simulated GPU slot, per rule.",
+        );
+        for gg in &g.gpu {
+            let _ = writeln!(
+                out,
+                "brownout_gpu_queue_depth{{rule=\"{}\"}} {}",
+                esc(&gg.rule),
+                gg.queue_depth
+            );
+        }
+        head(
+            &mut out,
+            "gpu_batch_size",
+            "gauge",
+            "Sequences running on a simulated GPU, per rule.",
+        );
+        for gg in &g.gpu {
+            let _ = writeln!(
+                out,
+                "brownout_gpu_batch_size{{rule=\"{}\"}} {}",
+                esc(&gg.rule),
+                gg.batch_size
+            );
+        }
+        head(
+            &mut out,
+            "gpu_preemptions_total",
+            "counter",
+            "Sequences preempted when the simulated KV cache ran out, per rule.",
+        );
+        for gg in &g.gpu {
+            let _ = writeln!(
+                out,
+                "brownout_gpu_preemptions_total{{rule=\"{}\"}} {}",
+                esc(&gg.rule),
+                gg.preemptions
             );
         }
         head(

@@ -449,13 +449,17 @@ async fn respond(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let framing = framing_for(llm.api, llm.endpoint, ctype);
-    let encoded = rparts
+    let llm_answer = is_llm_answer(llm.endpoint, ctype);
+    let coding = rparts
         .headers
         .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        .and_then(|v| v.to_str().ok());
+    let encoded = coding.is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    let decoder = coding.and_then(TapDecoder::for_encoding);
     let plan = std::mem::take(&mut body_faults.plan).with_model(llm.model);
     let rules = std::mem::take(&mut body_faults.plan_rules);
     let rng = body_faults.plan_rng.take();
+    let gpu = body_faults.gpu.take();
     let idle = shared.upstream_idle_timeout;
     let skip_all =
         |ex: &mut Exchange, plan: &StreamPlan, reason: &'static str, only_stream: bool| {
@@ -465,15 +469,16 @@ async fn respond(
                 }
             }
         };
-    if plan.is_empty() {
+    let passthrough =
+        |ex: Exchange, rparts: http::response::Parts, rbody: Incoming, bf: BodyFaults| {
+            Response::from_parts(
+                rparts,
+                ProxyBody::upstream(rbody, ex, bf, conn, http2, idle),
+            )
+        };
+    if plan.is_empty() && gpu.is_none() {
         // Measurement only: the bytes pass untouched; compressed ones are decoded on the side.
-        let decoder = rparts
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TapDecoder::for_encoding);
         let measurable = !encoded || decoder.is_some();
-        let llm_answer = is_llm_answer(llm.endpoint, ctype);
         let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
         return match framing {
             Some(fr) if measurable => {
@@ -489,41 +494,42 @@ async fn respond(
         };
     }
     if encoded {
+        // Asked for identity and still compressed: nothing can be re-framed or rewritten.
         skip_all(&mut ex, &plan, "compressed", false);
-        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
-        return Response::from_parts(rparts, body);
+        return passthrough(ex, rparts, rbody, body_faults);
     }
     if let Some(fr) = framing {
         // Re-framed event by event: the length is no longer known in advance.
         rparts.headers.remove(http::header::CONTENT_LENGTH);
-        let shaper = Shaper::new(
-            llm.api,
-            llm.endpoint,
-            fr,
-            plan,
-            rng.unwrap_or_else(|| rng_for(0, 0, 0)),
-        );
+        let shaper = (!plan.is_empty()).then(|| {
+            Shaper::new(
+                llm.api,
+                llm.endpoint,
+                fr,
+                plan,
+                rng.unwrap_or_else(|| rng_for(0, 0, 0)),
+            )
+        });
         let start = ex.start();
-        let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, Some(shaper), rules);
+        let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, shaper, rules).with_gpu(gpu);
         let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle).with_llm(stream);
         return Response::from_parts(rparts, body);
     }
-    // A non-streaming answer: stream faults cannot apply; content faults rewrite the JSON.
+    // A non-streaming answer: stream faults cannot apply; content faults rewrite the
+    // JSON, and a simulated GPU holds it until the model would have finished it.
     skip_all(&mut ex, &plan, "not_a_stream", true);
     let has_content = plan.faults().any(|(_, f)| f.is_content_fault());
+    if !has_content && gpu.is_none() {
+        return passthrough(ex, rparts, rbody, body_faults);
+    }
     let declared = rparts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if !has_content {
-        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
-        return Response::from_parts(rparts, body);
-    }
     if declared.is_some_and(|n| n > shared.inspect_limit as u64) {
         skip_all(&mut ex, &plan, "over_inspect_limit", false);
-        let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
-        return Response::from_parts(rparts, body);
+        return passthrough(ex, rparts, rbody, body_faults);
     }
     let (head, rest) = match read_prefix(rbody, shared.inspect_limit).await {
         Ok(x) => x,
@@ -540,35 +546,59 @@ async fn respond(
         let body = ProxyBody::upstream(rest, ex, body_faults, conn, http2, idle).with_head(head);
         return Response::from_parts(rparts, body);
     }
-    let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
-    let out = match rewrite_json(llm.api, llm.endpoint, &head, &plan, &mut rng) {
-        Ok(rw) => {
-            for (i, kind) in &rw.applied {
-                if let Some(r) = rules.get(*i) {
-                    ex.applied(r, kind);
-                }
-            }
-            for (i, kind, why) in &rw.skipped {
-                if let Some(r) = rules.get(*i) {
-                    ex.skipped(r, kind, why.as_str());
-                }
-            }
-            rw.body
+    // The upstream leg is over: its body has been read whole.
+    ex.upstream_body_done();
+    let (input, output) = brownout_faults::api::usage_from_json(&head);
+    if output.is_some() {
+        ex.rec().output_tokens = output;
+        ex.rec().input_tokens = input.or(ex.rec().input_tokens);
+        ex.rec().tokens_source = Some("usage");
+    }
+    if let Some(seq) = gpu {
+        // Hold the answer until the model has produced as many tokens as it has.
+        let n = output.unwrap_or_else(|| (head.len() as u64 / 4).max(1));
+        seq.set_output_len(n);
+        if shared
+            .release
+            .or_released(seq.until_produced(n))
+            .await
+            .is_none()
+        {
+            seq.release();
         }
-        Err(why) => {
-            for (i, f) in plan.faults() {
-                if f.is_content_fault() && i < rules.len() {
-                    ex.skipped(&rules[i], f.kind(), why.as_str());
+        seq.finish();
+    }
+    let out = if has_content {
+        let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
+        match rewrite_json(llm.api, llm.endpoint, &head, &plan, &mut rng) {
+            Ok(rw) => {
+                for (i, kind) in &rw.applied {
+                    if let Some(r) = rules.get(*i) {
+                        ex.applied(r, kind);
+                    }
                 }
+                for (i, kind, why) in &rw.skipped {
+                    if let Some(r) = rules.get(*i) {
+                        ex.skipped(r, kind, why.as_str());
+                    }
+                }
+                rw.body
             }
-            head
+            Err(why) => {
+                for (i, f) in plan.faults() {
+                    if f.is_content_fault() && i < rules.len() {
+                        ex.skipped(&rules[i], f.kind(), why.as_str());
+                    }
+                }
+                head
+            }
         }
+    } else {
+        head
     };
     rparts
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    // The upstream leg is over: its body has been read whole.
-    ex.upstream_body_done();
     Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
 }
 
