@@ -413,6 +413,11 @@ fn fault_words(f: &FaultSpec) -> String {
             }
             s
         }
+        FaultSpec::GpuSaturation { .. } => gpu_words(f),
+        FaultSpec::ColdStart { idle, duration } => format!(
+            "after {} without requests, hold the next one for a model load of {duration} (requests arriving during the load wait for the same load)",
+            format_duration(idle.0)
+        ),
         FaultSpec::FirstTokenDelay { duration } => {
             format!("hold the stream's first token for {duration}")
         }
@@ -484,6 +489,66 @@ fn fault_words(f: &FaultSpec) -> String {
             format!("report the finish reason as `{value}`")
         }
     }
+}
+
+/// A `gpu_saturation` fault in words, with the numbers its presets resolve to, so a
+/// reviewer sees the batch size and step times the drill will really use.
+fn gpu_words(f: &FaultSpec) -> String {
+    let cfg = match crate::gpu::GpuConfig::from_spec(f) {
+        Ok(c) => c,
+        Err(e) => return format!("simulate GPU saturation (invalid: {e})"),
+    };
+    let ms = |d: Duration| {
+        let v = d.as_secs_f64() * 1e3;
+        if v >= 100.0 {
+            format!("{v:.0} ms")
+        } else {
+            format!("{v:.1} ms")
+        }
+    };
+    // Step times as the card runs them; slowdown and phantoms are named after.
+    let base = crate::gpu::GpuConfig {
+        slowdown: 1.0,
+        noisy_neighbor: 0,
+        ..cfg.clone()
+    };
+    let big = cfg.usable_slots().min(256);
+    let mut s = format!(
+        "queue every request for one simulated {} replica serving {} (continuous batching: at most {} sequences at once, {} tokens per step, a KV cache of {} tokens; a step takes {} with 1 sequence and {} with {}",
+        cfg.gpu,
+        cfg.model,
+        cfg.usable_slots(),
+        cfg.max_batched_tokens,
+        cfg.kv_cache_tokens,
+        ms(base.step_time(1, 0)),
+        ms(base.step_time(big, 0)),
+        big
+    );
+    let _ = write!(s, ", plus {} ms per prompt token prefilled)", {
+        let v = format!("{:.4}", cfg.prefill_ms_per_token);
+        v.trim_end_matches('0').trim_end_matches('.').to_string()
+    });
+    if cfg.slowdown > 1.0 {
+        let _ = write!(s, ", every step {}× slower", trim_num(cfg.slowdown));
+    }
+    if cfg.noisy_neighbor > 0 {
+        let _ = write!(
+            s,
+            ", with {} phantom sequences from a noisy neighbour in the batch",
+            cfg.noisy_neighbor
+        );
+    }
+    match cfg.queue {
+        None => s.push_str("; the queue is unbounded, so overload shows as time to first token"),
+        Some(q) => {
+            let _ = write!(s, "; at most {q} wait, the rest are refused with ");
+            match &cfg.overflow {
+                Some(p) => s.push_str(&preset_words(p)),
+                None => s.push_str("the API's overload error"),
+            }
+        }
+    }
+    s
 }
 
 /// "3 tokens", "1 token", "0 tokens (before the first)".

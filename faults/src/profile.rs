@@ -230,6 +230,67 @@ pub enum FaultSpec {
         #[schemars(range(min = 1))]
         bytes_per_second: u64,
     },
+    /// Simulated accelerator contention (DESIGN §5): every request the rule matches
+    /// shares one modelled replica that runs continuous batching in steps, so time to
+    /// first token and time per token grow with load as on a real GPU server. The
+    /// `gpu` and `model` presets give every default; any other field overrides the
+    /// preset's. See `docs/gpu-model.md`.
+    GpuSaturation {
+        /// Card preset: `h100-80gb` (default), `a100-40gb` or `2xh100-80gb`.
+        #[serde(default)]
+        gpu: Option<String>,
+        /// Model preset: `llama-3.1-8b` (default) or `llama-3.3-70b-fp8`.
+        #[serde(default)]
+        model: Option<String>,
+        /// Sequences decoded at once (vLLM `max_num_seqs`); the rest wait in the queue.
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        slots: Option<u32>,
+        /// How many may wait beyond the running batch: `unbounded` (default, as vLLM) or
+        /// a number; past it, requests get the `overflow` error at once.
+        #[serde(default)]
+        queue: Option<QueueCap>,
+        /// Error answered when the queue is full (default: the listener's api's
+        /// overload error, e.g. `vllm.queue_full`).
+        #[serde(default)]
+        overflow: Option<String>,
+        /// Per-step token budget shared by decodes and prefill chunks (vLLM
+        /// `max_num_batched_tokens`).
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        max_batched_tokens: Option<u64>,
+        /// KV cache size in tokens (prompt plus generated, over running sequences);
+        /// running out preempts the newest sequence, whose stream stalls while it is
+        /// prefilled again.
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        kv_cache_tokens: Option<u64>,
+        /// Multiplies every step's time: 2 is a card running at half speed (thermal
+        /// throttling, a slower part).
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        slowdown: Option<f64>,
+        /// Phantom sequences from another tenant: every step is as slow as with this
+        /// many more running, and they take as many slots.
+        #[serde(default)]
+        noisy_neighbor: Option<u32>,
+        /// Step time for n running sequences: an empirical fit or roofline parameters.
+        #[serde(default)]
+        step: Option<StepSpec>,
+        /// Prefill cost, added to a step for each prompt token it prefills.
+        #[serde(default)]
+        prefill_ms_per_token: Option<f64>,
+    },
+    /// The first request after an idle spell waits while the model loads (scale from
+    /// zero, a model swapped out); requests arriving during the load wait for the same
+    /// load.
+    ColdStart {
+        /// How long without requests before the model counts as unloaded (default 5m).
+        #[serde(default = "default_cold_idle")]
+        idle: DurationStr,
+        /// How long the load takes.
+        duration: Dist,
+    },
     /// Cap in-flight requests matched by this rule; queue or reject the rest.
     ConcurrencyLimit {
         /// Requests allowed in flight at once.
@@ -336,6 +397,148 @@ pub enum FaultSpec {
     },
 }
 
+fn default_cold_idle() -> DurationStr {
+    DurationStr(Duration::from_secs(300))
+}
+
+/// A `gpu_saturation` queue bound: `unbounded`, or how many may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueCap {
+    /// No bound: overload shows up as time to first token (vLLM's default).
+    Unbounded,
+    /// At most this many wait; more get the overflow error.
+    Max(u32),
+}
+
+impl QueueCap {
+    /// `None` for unbounded.
+    pub fn limit(self) -> Option<u32> {
+        match self {
+            QueueCap::Unbounded => None,
+            QueueCap::Max(n) => Some(n),
+        }
+    }
+}
+
+struct QueueCapVisitor;
+
+impl serde::de::Visitor<'_> for QueueCapVisitor {
+    type Value = QueueCap;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`unbounded` or a number of queued requests")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<QueueCap, E> {
+        u32::try_from(v).map(QueueCap::Max).map_err(|_| {
+            E::custom(format!(
+                "a queue of {v} is too long{}use `unbounded`, or a number up to 4294967295",
+                crate::yaml::HINT_SEPARATOR
+            ))
+        })
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<QueueCap, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!(
+                "a queue cannot hold {v} requests{}use `unbounded`, or a number of requests, 0 or more",
+                crate::yaml::HINT_SEPARATOR
+            ))),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<QueueCap, E> {
+        if v == "unbounded" {
+            return Ok(QueueCap::Unbounded);
+        }
+        if let Ok(n) = v.trim().parse::<u32>() {
+            return Ok(QueueCap::Max(n));
+        }
+        Err(E::custom(format!(
+            "expected `unbounded` or a number, found the text \"{v}\"{}e.g. `queue: unbounded` or `queue: 100`",
+            crate::yaml::HINT_SEPARATOR
+        )))
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueCap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(QueueCapVisitor)
+    }
+}
+
+impl JsonSchema for QueueCap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "QueueCap".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How many requests may wait: `unbounded`, or a number.",
+            "oneOf": [
+                {"type": "string", "const": "unbounded"},
+                {"type": "integer", "minimum": 0, "maximum": 4294967295u64}
+            ]
+        })
+    }
+}
+
+/// How long one scheduler step takes for n running sequences.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepSpec {
+    /// An empirical fit read off a published curve: `a + b·n + c·n²` milliseconds.
+    Fit(StepFit),
+    /// Derived from the card and the model: each decode step streams the weights and
+    /// the KV cache through memory, or is bound by compute, whichever is slower.
+    Roofline(StepRoofline),
+}
+
+/// `step(n) = a_ms + b_ms·n + c_ms·n²`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFit {
+    /// Time of a step with one sequence (ms).
+    pub a_ms: f64,
+    /// Added per running sequence (ms).
+    #[serde(default)]
+    pub b_ms: f64,
+    /// Added per running sequence squared (ms): attention over a growing batch.
+    #[serde(default)]
+    pub c_ms: f64,
+}
+
+/// Roofline parameters; any left out come from the `gpu` and `model` presets.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRoofline {
+    /// Memory bandwidth of the card(s), GB/s (H100 SXM: 3350).
+    #[serde(default)]
+    pub bandwidth_gbps: Option<f64>,
+    /// Dense tensor throughput at the model's precision, TFLOPS (H100 BF16: 989).
+    #[serde(default)]
+    pub tflops: Option<f64>,
+    /// Bytes of weights read per step; or give `weights_gb`.
+    #[serde(default)]
+    pub weight_bytes: Option<u64>,
+    /// Weights in GB (10^9 bytes); or give `weight_bytes`.
+    #[serde(default)]
+    pub weights_gb: Option<f64>,
+    /// Parameters in billions (compute per token is 2 FLOPs per parameter).
+    #[serde(default)]
+    pub params_b: Option<f64>,
+    /// KV cache bytes per token (Llama-3.1-8B in BF16: 131072).
+    #[serde(default)]
+    pub kv_bytes_per_token: Option<u64>,
+    /// Share of peak bandwidth reached, above 0 and at most 1.
+    #[serde(default)]
+    pub bandwidth_efficiency: Option<f64>,
+    /// Share of peak FLOPs reached, above 0 and at most 1.
+    #[serde(default)]
+    pub flops_efficiency: Option<f64>,
+}
+
 /// How a `truncate` fault ends the stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -396,6 +599,8 @@ impl FaultSpec {
             FaultSpec::Reset { .. } => "reset",
             FaultSpec::Hang { .. } => "hang",
             FaultSpec::Bandwidth { .. } => "bandwidth",
+            FaultSpec::GpuSaturation { .. } => "gpu_saturation",
+            FaultSpec::ColdStart { .. } => "cold_start",
             FaultSpec::ConcurrencyLimit { .. } => "concurrency_limit",
             FaultSpec::RateLimit { .. } => "rate_limit",
             FaultSpec::FirstTokenDelay { .. } => "first_token_delay",
@@ -412,7 +617,8 @@ impl FaultSpec {
     }
 
     /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
-    /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`.
+    /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`,
+    /// `gpu_saturation` (admission to the modelled batch) and `cold_start`.
     ///
     /// The proxy runs these in its request phase; everything else acts on the
     /// response body.
@@ -425,6 +631,8 @@ impl FaultSpec {
                 | FaultSpec::Reset { after_bytes: None }
                 | FaultSpec::ConcurrencyLimit { .. }
                 | FaultSpec::RateLimit { .. }
+                | FaultSpec::GpuSaturation { .. }
+                | FaultSpec::ColdStart { .. }
         )
     }
 

@@ -88,6 +88,7 @@ mod tests {
             types,
             [
                 "bandwidth",
+                "cold_start",
                 "concurrency_limit",
                 "corrupt",
                 "delay",
@@ -96,6 +97,7 @@ mod tests {
                 "finish_reason",
                 "first_token_delay",
                 "garble",
+                "gpu_saturation",
                 "hang",
                 "rate_limit",
                 "reset",

@@ -119,6 +119,30 @@ enum Cmd {
     },
     /// Print the JSON Schema of the profile format.
     Schema,
+    /// Drive the simulated GPU model at several concurrencies (in virtual time) and
+    /// print TTFT, ITL and throughput beside the published curve.
+    GpuSweep {
+        #[arg(long, default_value = "h100-80gb")]
+        gpu: String,
+        #[arg(long, default_value = "llama-3.1-8b")]
+        model: String,
+        /// Comma-separated closed-loop concurrencies (default: the calibration set).
+        #[arg(long, value_delimiter = ',')]
+        concurrency: Vec<u32>,
+        #[arg(long)]
+        prompt_tokens: Option<u64>,
+        #[arg(long)]
+        output_tokens: Option<u64>,
+        /// Simulated time per concurrency level.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Write the chart here (SVG).
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Talk to a running proxy's admin API (token from BROWNOUT_ADMIN_TOKEN).
     Ctl {
         /// The admin address.
@@ -187,6 +211,9 @@ fn main() -> ExitCode {
         Cmd::Validate { files } => validate(&files),
         Cmd::Explain { profile } => explain(&profile),
         Cmd::Profiles { show, presets } => profiles(show.as_deref(), presets),
+        Cmd::GpuSweep { gpu, model, concurrency, prompt_tokens, output_tokens, duration, chart, json } => {
+            gpu_sweep(&gpu, &model, concurrency, prompt_tokens, output_tokens, duration.as_deref(), chart, json)
+        }
         Cmd::Schema => {
             println!("{}", brownout_faults::schema::profile_schema_json());
             ExitCode::SUCCESS
@@ -245,7 +272,7 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             }
         }
         // Handled before the runtime starts.
-        Cmd::Validate { .. } | Cmd::Explain { .. } | Cmd::Profiles { .. } | Cmd::Schema => {
+        Cmd::Validate { .. } | Cmd::Explain { .. } | Cmd::Profiles { .. } | Cmd::Schema | Cmd::GpuSweep { .. } => {
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -323,14 +350,22 @@ async fn sim(
     itl: &str,
     gpu: Option<String>,
 ) -> Result<ExitCode, String> {
-    if gpu.is_some() {
-        return Err("--gpu is not available yet in this version".into());
-    }
+    // `--gpu h100-80gb` or `--gpu h100-80gb/llama-3.1-8b`.
+    let sim_gpu = match gpu.as_deref() {
+        None => None,
+        Some(spec) => {
+            let (g, m) = spec.split_once('/').unwrap_or((spec, "llama-3.1-8b"));
+            Some(brownout_sim::SimGpu::preset(g, m).ok_or_else(|| {
+                format!("--gpu `{spec}`: unknown preset; try h100-80gb, a100-40gb or 2xh100-80gb/llama-3.3-70b-fp8")
+            })?)
+        }
+    };
     let addr = brownout::config::parse_addr("listen", listen).map_err(|e| e.to_string())?;
     let cfg = brownout_sim::SimConfig {
         api: api.parse().map_err(|e| format!("{e}"))?,
         ttft: parse_dur("--ttft", ttft)?,
         itl: parse_dur("--itl", itl)?,
+        gpu: sim_gpu,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -528,6 +563,65 @@ fn profiles(show: Option<&str>, presets: bool) -> ExitCode {
             .unwrap_or_default();
         let first = desc.lines().next().unwrap_or("");
         println!("{name:<20} {first}");
+    }
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gpu_sweep(
+    gpu: &str,
+    model: &str,
+    concurrency: Vec<u32>,
+    prompt_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    duration: Option<&str>,
+    chart: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    use brownout_faults::gpu::sweep;
+    let mut opts = sweep::SweepOptions::calibration(gpu, model);
+    if !concurrency.is_empty() {
+        opts.concurrency = concurrency;
+    }
+    if let Some(p) = prompt_tokens {
+        opts.prompt_tokens = p;
+    }
+    if let Some(o) = output_tokens {
+        opts.output_tokens = o;
+    }
+    if let Some(d) = duration {
+        match parse_dur("--duration", d) {
+            Ok(d) => opts.duration = d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let result = match sweep::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&result) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", sweep::render_table(&result));
+    }
+    if let Some(path) = chart {
+        if let Err(e) = brownout_faults::gpu::chart::write_chart_svg(&result, &path) {
+            eprintln!("error: cannot write the chart to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("chart written to {}", path.display());
     }
     ExitCode::SUCCESS
 }

@@ -77,6 +77,34 @@ pub struct SimConfig {
     pub max_tokens_limit: u32,
     /// Seed for the jitter; with the same seed and request order, timings repeat.
     pub seed: u64,
+    /// Time tokens with the simulated GPU model instead of `ttft`/`itl`
+    /// (`brownout sim --gpu PRESET`): queueing, batching and prefill then shape the
+    /// sim's own answers, so the demo and benchmarks show saturation without a GPU.
+    pub gpu: Option<SimGpu>,
+}
+
+/// The replica the sim's answers share (compared by identity).
+#[derive(Clone)]
+pub struct SimGpu(pub std::sync::Arc<brownout_faults::gpu::Replica>);
+
+impl PartialEq for SimGpu {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for SimGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.0.config();
+        write!(f, "SimGpu({} / {})", c.gpu, c.model)
+    }
+}
+
+impl SimGpu {
+    /// A replica from presets (`h100-80gb`, `llama-3.1-8b`).
+    pub fn preset(gpu: &str, model: &str) -> Option<SimGpu> {
+        brownout_faults::gpu::GpuConfig::preset(gpu, model).map(|c| SimGpu(brownout_faults::gpu::Replica::new(c)))
+    }
 }
 
 impl Default for SimConfig {
@@ -89,6 +117,7 @@ impl Default for SimConfig {
             max_tokens_default: 32,
             max_tokens_limit: 4096,
             seed: 0,
+            gpu: None,
         }
     }
 }

@@ -29,7 +29,7 @@ mod server;
 mod text;
 
 pub use anthropic::messages_prompt_text;
-pub use config::{SimApi, SimConfig, UnknownApi};
+pub use config::{SimApi, SimConfig, SimGpu, UnknownApi};
 pub use embeddings::{
     embedding, embedding_base64, EmbeddingInput, DEFAULT_DIMENSIONS, MAX_DIMENSIONS,
 };

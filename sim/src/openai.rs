@@ -123,6 +123,9 @@ impl OpenaiSim {
         };
         let n = self.cfg.answer_len(parsed.max_tokens);
         let tokens = answer_tokens(&parsed.model, &parsed.prompt, n);
+        if let Some(gpu) = &self.cfg.gpu {
+            return self.completion_on_gpu(gpu, kind, ordinal, &parsed, &tokens, n).await;
+        }
         let offsets = token_offsets(&self.cfg, n, ordinal);
         let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
         let ids = Ids::new(kind, ordinal, self.cfg.seed);
@@ -674,5 +677,81 @@ fn get_model(id: &str) -> Response<SimBody> {
                 code: Some("model_not_found"),
             },
         ),
+    }
+}
+
+impl OpenaiSim {
+    /// An answer timed by the simulated GPU: admission (queueing) before the
+    /// headers, then each token when the model produces it.
+    async fn completion_on_gpu(
+        &self,
+        gpu: &crate::config::SimGpu,
+        kind: Kind,
+        ordinal: u64,
+        parsed: &Parsed,
+        tokens: &[String],
+        n: u32,
+    ) -> Response<SimBody> {
+        use brownout_faults::gpu::Admit;
+        static NEVER_RELEASED: std::sync::OnceLock<brownout_faults::release::Release> = std::sync::OnceLock::new();
+        let release = NEVER_RELEASED.get_or_init(|| brownout_faults::release::Release::new(true));
+        let prompt = u64::from(estimate_tokens(&parsed.prompt));
+        let seq = match gpu.0.admit(prompt, u64::from(n), release).await {
+            Admit::Admitted(seq) => seq,
+            Admit::Overflow | Admit::Released => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ApiError {
+                        message: "The server is overloaded: the request queue is full.".into(),
+                        kind: "server_error",
+                        param: None,
+                        code: None,
+                    },
+                )
+            }
+        };
+        seq.set_output_len(u64::from(n));
+        let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
+        let ids = Ids::new(kind, ordinal, self.cfg.seed);
+        let zero = vec![Duration::ZERO; tokens.len()];
+        if parsed.stream {
+            let events: Vec<Bytes> =
+                stream_events(&ids, kind, parsed, tokens, &zero, usage).into_iter().map(|(_, b)| b).collect();
+            // The role chunk comes first for chat; legacy completions start with tokens.
+            let first = usize::from(kind == Kind::Chat);
+            let body = crate::pacing::GpuPacedBody::new(events, first, tokens.len(), seq);
+            let mut resp = Response::new(body.boxed_unsync());
+            set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
+            return resp;
+        }
+        seq.until_produced(u64::from(n)).await;
+        seq.finish();
+        let text = tokens.concat();
+        let json = match kind {
+            Kind::Chat => serde_json::to_vec(&ChatCompletion {
+                id: &ids.id,
+                object: "chat.completion",
+                created: ids.created,
+                model: &parsed.model,
+                choices: [ChatChoice {
+                    index: 0,
+                    message: Message { role: "assistant", content: &text, refusal: None },
+                    logprobs: None,
+                    finish_reason: "stop",
+                }],
+                usage,
+                system_fingerprint: SYSTEM_FINGERPRINT,
+            }),
+            Kind::Legacy => serde_json::to_vec(&TextCompletion {
+                id: &ids.id,
+                object: "text_completion",
+                created: ids.created,
+                model: &parsed.model,
+                choices: [TextChoice { text: &text, index: 0, logprobs: None, finish_reason: Some("stop") }],
+                usage: Some(Some(usage)),
+                system_fingerprint: SYSTEM_FINGERPRINT,
+            }),
+        };
+        json_response(StatusCode::OK, json, Some(&ids))
     }
 }

@@ -146,3 +146,45 @@ mod tests {
         }
     }
 }
+
+/// A stream whose content events go out as a simulated GPU produces them: events
+/// `first_token..first_token+n` are tokens 1..=n of the model's sequence; the rest
+/// go out as soon as the events before them have.
+pub(crate) struct GpuPacedBody {
+    events: VecDeque<Bytes>,
+    next_index: usize,
+    first_token: usize,
+    tokens: usize,
+    seq: brownout_faults::gpu::Sequence,
+}
+
+impl GpuPacedBody {
+    pub(crate) fn new(events: Vec<Bytes>, first_token: usize, tokens: usize, seq: brownout_faults::gpu::Sequence) -> Self {
+        Self { events: events.into(), next_index: 0, first_token, tokens, seq }
+    }
+}
+
+impl Body for GpuPacedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if this.events.is_empty() {
+            this.seq.finish();
+            return Poll::Ready(None);
+        }
+        let i = this.next_index;
+        if i >= this.first_token && i < this.first_token + this.tokens {
+            let k = (i - this.first_token + 1) as u64;
+            if this.seq.poll_produced(k, cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.next_index += 1;
+        match this.events.pop_front() {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
