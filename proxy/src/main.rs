@@ -211,9 +211,25 @@ fn main() -> ExitCode {
         Cmd::Validate { files } => validate(&files),
         Cmd::Explain { profile } => explain(&profile),
         Cmd::Profiles { show, presets } => profiles(show.as_deref(), presets),
-        Cmd::GpuSweep { gpu, model, concurrency, prompt_tokens, output_tokens, duration, chart, json } => {
-            gpu_sweep(&gpu, &model, concurrency, prompt_tokens, output_tokens, duration.as_deref(), chart, json)
-        }
+        Cmd::GpuSweep {
+            gpu,
+            model,
+            concurrency,
+            prompt_tokens,
+            output_tokens,
+            duration,
+            chart,
+            json,
+        } => gpu_sweep(
+            &gpu,
+            &model,
+            concurrency,
+            prompt_tokens,
+            output_tokens,
+            duration.as_deref(),
+            chart,
+            json,
+        ),
         Cmd::Schema => {
             println!("{}", brownout_faults::schema::profile_schema_json());
             ExitCode::SUCCESS
@@ -272,9 +288,11 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             }
         }
         // Handled before the runtime starts.
-        Cmd::Validate { .. } | Cmd::Explain { .. } | Cmd::Profiles { .. } | Cmd::Schema | Cmd::GpuSweep { .. } => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Validate { .. }
+        | Cmd::Explain { .. }
+        | Cmd::Profiles { .. }
+        | Cmd::Schema
+        | Cmd::GpuSweep { .. } => Ok(ExitCode::SUCCESS),
     };
     match r {
         Ok(c) => c,

@@ -103,7 +103,8 @@ impl std::fmt::Debug for SimGpu {
 impl SimGpu {
     /// A replica from presets (`h100-80gb`, `llama-3.1-8b`).
     pub fn preset(gpu: &str, model: &str) -> Option<SimGpu> {
-        brownout_faults::gpu::GpuConfig::preset(gpu, model).map(|c| SimGpu(brownout_faults::gpu::Replica::new(c)))
+        brownout_faults::gpu::GpuConfig::preset(gpu, model)
+            .map(|c| SimGpu(brownout_faults::gpu::Replica::new(c)))
     }
 }
 

@@ -124,7 +124,9 @@ impl OpenaiSim {
         let n = self.cfg.answer_len(parsed.max_tokens);
         let tokens = answer_tokens(&parsed.model, &parsed.prompt, n);
         if let Some(gpu) = &self.cfg.gpu {
-            return self.completion_on_gpu(gpu, kind, ordinal, &parsed, &tokens, n).await;
+            return self
+                .completion_on_gpu(gpu, kind, ordinal, &parsed, &tokens, n)
+                .await;
         }
         let offsets = token_offsets(&self.cfg, n, ordinal);
         let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
@@ -693,7 +695,8 @@ impl OpenaiSim {
         n: u32,
     ) -> Response<SimBody> {
         use brownout_faults::gpu::Admit;
-        static NEVER_RELEASED: std::sync::OnceLock<brownout_faults::release::Release> = std::sync::OnceLock::new();
+        static NEVER_RELEASED: std::sync::OnceLock<brownout_faults::release::Release> =
+            std::sync::OnceLock::new();
         let release = NEVER_RELEASED.get_or_init(|| brownout_faults::release::Release::new(true));
         let prompt = u64::from(estimate_tokens(&parsed.prompt));
         let seq = match gpu.0.admit(prompt, u64::from(n), release).await {
@@ -715,8 +718,10 @@ impl OpenaiSim {
         let ids = Ids::new(kind, ordinal, self.cfg.seed);
         let zero = vec![Duration::ZERO; tokens.len()];
         if parsed.stream {
-            let events: Vec<Bytes> =
-                stream_events(&ids, kind, parsed, tokens, &zero, usage).into_iter().map(|(_, b)| b).collect();
+            let events: Vec<Bytes> = stream_events(&ids, kind, parsed, tokens, &zero, usage)
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect();
             // The role chunk comes first for chat; legacy completions start with tokens.
             let first = usize::from(kind == Kind::Chat);
             let body = crate::pacing::GpuPacedBody::new(events, first, tokens.len(), seq);
@@ -735,7 +740,11 @@ impl OpenaiSim {
                 model: &parsed.model,
                 choices: [ChatChoice {
                     index: 0,
-                    message: Message { role: "assistant", content: &text, refusal: None },
+                    message: Message {
+                        role: "assistant",
+                        content: &text,
+                        refusal: None,
+                    },
                     logprobs: None,
                     finish_reason: "stop",
                 }],
@@ -747,7 +756,12 @@ impl OpenaiSim {
                 object: "text_completion",
                 created: ids.created,
                 model: &parsed.model,
-                choices: [TextChoice { text: &text, index: 0, logprobs: None, finish_reason: Some("stop") }],
+                choices: [TextChoice {
+                    text: &text,
+                    index: 0,
+                    logprobs: None,
+                    finish_reason: Some("stop"),
+                }],
                 usage: Some(Some(usage)),
                 system_fingerprint: SYSTEM_FINGERPRINT,
             }),

@@ -159,8 +159,19 @@ pub(crate) struct GpuPacedBody {
 }
 
 impl GpuPacedBody {
-    pub(crate) fn new(events: Vec<Bytes>, first_token: usize, tokens: usize, seq: brownout_faults::gpu::Sequence) -> Self {
-        Self { events: events.into(), next_index: 0, first_token, tokens, seq }
+    pub(crate) fn new(
+        events: Vec<Bytes>,
+        first_token: usize,
+        tokens: usize,
+        seq: brownout_faults::gpu::Sequence,
+    ) -> Self {
+        Self {
+            events: events.into(),
+            next_index: 0,
+            first_token,
+            tokens,
+            seq,
+        }
     }
 }
 
@@ -168,7 +179,10 @@ impl Body for GpuPacedBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         if this.events.is_empty() {
             this.seq.finish();
