@@ -1,0 +1,20 @@
+//! Simulated GPU saturation and cold starts (DESIGN §5).
+//!
+//! [`Replica`] models one accelerator replica running continuous batching, with
+//! parameters from [`GpuConfig`] (presets calibrated against published serving
+//! curves, see `docs/gpu-model.md`); [`ColdStart`] models a model load after an idle
+//! spell; [`sweep`] drives a replica with closed-loop clients in virtual time to
+//! show (and test) the calibration.
+
+pub mod chart;
+mod cold;
+mod config;
+mod replica;
+pub mod sweep;
+
+pub use cold::ColdStart;
+pub use config::{
+    gpu_spec, model_spec, GpuConfig, GpuSpec, ModelSpec, Roofline, StepModel, DEFAULT_GPU,
+    DEFAULT_MODEL, GPUS, MODELS,
+};
+pub use replica::{Admit, Replica, Sequence};
