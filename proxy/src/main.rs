@@ -52,6 +52,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "midstream-errors",
         include_str!("../../profiles/midstream-errors.yaml"),
     ),
+    ("gpu-saturation-h100", include_str!("../../profiles/gpu-saturation-h100.yaml")),
+    ("gpu-noisy-neighbor", include_str!("../../profiles/gpu-noisy-neighbor.yaml")),
+    ("kv-cache-pressure", include_str!("../../profiles/kv-cache-pressure.yaml")),
+    ("cold-start", include_str!("../../profiles/cold-start.yaml")),
 ];
 
 #[derive(Parser, Debug)]
