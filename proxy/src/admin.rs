@@ -1,9 +1,12 @@
-//! The admin API (DESIGN §8): health, readiness, metrics, the kill switch, status.
+//! The admin API (DESIGN §8): health, readiness, metrics, the kill switch, status,
+//! per-phase summary, and the live dashboard at `/`.
 //!
 //! `/healthz`, `/readyz` and `/metrics` stay open for orchestrators and Prometheus;
-//! with a token configured every `/api/v1` call needs `Authorization: Bearer`,
-//! compared in constant time. Mutating calls reject cross-site `Origin`s so a web
-//! page cannot drive a loopback admin.
+//! with a token configured every `/api/v1` call and the dashboard need
+//! `Authorization: Bearer` or the dashboard's cookie, compared in constant time.
+//! Mutating calls reject cross-site `Origin`s so a web page cannot drive a loopback
+//! admin. The dashboard's assets are compiled into the binary: a sidecar with no
+//! way out to the internet still shows it, and nothing is fetched from elsewhere.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -73,15 +76,75 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// The dashboard's session cookie. It holds the token hex-encoded (cookie values
+/// cannot carry every byte a token may have); `HttpOnly` keeps it from scripts and
+/// `SameSite=Strict` keeps browsers from sending it with cross-site requests.
+const COOKIE: &str = "brownout_admin";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The bearer token, or the dashboard cookie, matches the configured token.
 fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
     let Some(token) = token else { return true };
-    let given = req
+    let bearer = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    ct_eq(given.as_bytes(), token.as_bytes())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(given) = bearer {
+        return ct_eq(given.as_bytes(), token.as_bytes());
+    }
+    let want = hex(token.as_bytes());
+    let mut ok = false;
+    for v in req.headers().get_all(http::header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some(given) = pair
+                .trim()
+                .strip_prefix(COOKIE)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                // No early exit: every candidate is compared in full.
+                ok |= ct_eq(given.as_bytes(), want.as_bytes());
+            }
+        }
+    }
+    ok
+}
+
+/// Decode `%XX` escapes and `+` (application/x-www-form-urlencoded).
+fn percent_decode(s: &str) -> String {
+    fn nibble(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (nibble(b[i + 1]), nibble(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of `key` in a query string or form body.
+fn form_value(s: &str, key: &str) -> Option<String> {
+    s.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
 }
 
 /// A mutating call from a browser page on another origin is refused.
@@ -177,10 +240,7 @@ async fn route(
         _ => {}
     }
     if !path.starts_with("/api/v1/") {
-        return json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"error": "not found"}),
-        );
+        return dashboard(req, token).await;
     }
     if !authorized(&req, token) {
         let mut r = json(
@@ -239,6 +299,12 @@ async fn route(
             },
         },
         (&Method::POST, "/api/v1/phase") => phase(req, shared).await,
+        (&Method::GET, "/api/v1/summary") => {
+            let profile = shared.profile.load();
+            let order: Vec<Arc<str>> = profile.phases.iter().map(|p| p.name.clone()).collect();
+            json(StatusCode::OK, shared.metrics.summary.to_json(&order))
+        }
+        (&Method::GET, "/api/v1/live") => json(StatusCode::OK, live(&req, shared)),
         (&Method::GET, "/api/v1/records") => {
             let limit = req
                 .uri()
@@ -258,6 +324,153 @@ async fn route(
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": format!("no such endpoint: {method} {path}")}),
+        ),
+    }
+}
+
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+const LOGIN_HTML: &str = include_str!("dashboard/login.html");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+
+/// Headers for every dashboard response: only our own scripts, styles and fetches
+/// run (a Content-Security-Policy that forbids inline code), the page cannot be
+/// framed (the kill switch cannot be clickjacked), and nothing is cached.
+fn page(status: StatusCode, body: &'static str, ctype: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(status, body, ctype);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        http::header::X_FRAME_OPTIONS,
+        http::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// A redirect to the dashboard that sets (or clears) the session cookie.
+fn to_dashboard(cookie: Option<String>) -> Response<Full<Bytes>> {
+    let mut r = page(StatusCode::SEE_OTHER, "", "text/plain");
+    r.headers_mut()
+        .insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
+    if let Some(c) = cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(http::header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn session_cookie(token: &str) -> String {
+    format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        hex(token.as_bytes())
+    )
+}
+
+/// The dashboard: `GET /` (the page), its script and stylesheet, and the token
+/// exchange. With a token configured, `GET /?token=T` or the login form's
+/// `POST /login` trades the token for an HttpOnly cookie once, and redirects to
+/// `/` so the token does not linger in the address bar or history.
+async fn dashboard(req: Request<Incoming>, token: Option<&str>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        // The stylesheet holds nothing secret and the login page needs it.
+        (&Method::GET, "/dashboard.css") => {
+            return page(StatusCode::OK, DASHBOARD_CSS, "text/css; charset=utf-8")
+        }
+        (&Method::GET, "/") => {
+            if let (Some(t), Some(given)) = (
+                token,
+                req.uri().query().and_then(|q| form_value(q, "token")),
+            ) {
+                return if ct_eq(given.as_bytes(), t.as_bytes()) {
+                    to_dashboard(Some(session_cookie(t)))
+                } else {
+                    page(
+                        StatusCode::UNAUTHORIZED,
+                        LOGIN_HTML,
+                        "text/html; charset=utf-8",
+                    )
+                };
+            }
+            if !authorized(&req, token) {
+                return page(
+                    StatusCode::UNAUTHORIZED,
+                    LOGIN_HTML,
+                    "text/html; charset=utf-8",
+                );
+            }
+            return page(StatusCode::OK, INDEX_HTML, "text/html; charset=utf-8");
+        }
+        (&Method::POST, "/login") => {
+            if !same_origin(&req) {
+                return json(
+                    StatusCode::FORBIDDEN,
+                    serde_json::json!({"error": "cross-origin request refused"}),
+                );
+            }
+            let Some(t) = token else {
+                return to_dashboard(None);
+            };
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let given = form_value(&String::from_utf8_lossy(&body), "token").unwrap_or_default();
+            return if ct_eq(given.trim().as_bytes(), t.as_bytes()) {
+                to_dashboard(Some(session_cookie(t)))
+            } else {
+                page(
+                    StatusCode::UNAUTHORIZED,
+                    LOGIN_HTML,
+                    "text/html; charset=utf-8",
+                )
+            };
+        }
+        (&Method::POST, "/logout") => {
+            if !same_origin(&req) {
+                return json(
+                    StatusCode::FORBIDDEN,
+                    serde_json::json!({"error": "cross-origin request refused"}),
+                );
+            }
+            return to_dashboard(Some(format!(
+                "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            )));
+        }
+        _ => {}
+    }
+    if !authorized(&req, token) {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "missing or wrong admin token"}),
+        );
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET, "/dashboard.js") => page(
+            StatusCode::OK,
+            DASHBOARD_JS,
+            "text/javascript; charset=utf-8",
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
         ),
     }
 }
@@ -375,7 +588,49 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "seed": profile.seed,
         "uptime_s": shared.started.elapsed().as_secs_f64(),
         "records": {"submitted": shared.recorder.submitted(), "dropped": shared.recorder.dropped()},
+        "listeners": shared.metrics.active_by_listener().into_iter().map(|(l, n)| serde_json::json!({"name": l, "active_requests": n})).collect::<Vec<_>>(),
+        "active_rules": profile.active(now).rules.map(|r| serde_json::json!({
+            "name": r.name.as_ref(),
+            "faults": r.faults.iter().map(|f| f.kind()).collect::<Vec<_>>(),
+            "active": r.state.active.load(Ordering::Relaxed),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// `GET /api/v1/live?since=UNIX_S&window=S`: the dashboard's strip charts, plus the
+/// gauges it shows beside them (in flight, GPU), in one small poll.
+fn live(req: &Request<Incoming>, shared: &Shared) -> serde_json::Value {
+    let q = req.uri().query().unwrap_or("");
+    let since = form_value(q, "since").and_then(|v| v.parse().ok());
+    let window = form_value(q, "window")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut v = shared
+        .metrics
+        .summary
+        .live(since, window, std::time::SystemTime::now());
+    let profile = shared.profile.load();
+    v["faults_enabled"] = serde_json::json!(shared.release.faults_enabled());
+    v["active_requests"] = serde_json::json!(shared
+        .metrics
+        .active_by_listener()
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<i64>());
+    v["gpu"] = profile
+        .all_rules()
+        .flat_map(|r| {
+            r.state.replicas.iter().flatten().map(move |rep| {
+                serde_json::json!({
+                    "rule": r.name.as_ref(),
+                    "queue_depth": rep.queue_depth(),
+                    "batch_size": rep.batch_size(),
+                    "preemptions": rep.preemptions(),
+                })
+            })
+        })
+        .collect();
+    v
 }
 
 #[cfg(test)]

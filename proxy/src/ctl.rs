@@ -2,7 +2,9 @@
 //!
 //! Game days need a hand on the wheel from a terminal: status, apply a profile,
 //! the kill switch, and phase changes, with the token from `BROWNOUT_ADMIN_TOKEN`.
-//! Output is for people by default and JSON with `--json`.
+//! Output is for people by default and JSON with `--json`. `health` exists for
+//! container health checks: slim runtime images have no curl, so the binary
+//! checks its own `/healthz` (exit 0 when it answers 200).
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -13,6 +15,8 @@ use hyper_util::rt::TokioExecutor;
 /// What to ask the admin API.
 #[derive(Debug, Clone)]
 pub enum CtlCommand {
+    /// `GET /healthz` (no token needed): for Docker's HEALTHCHECK and probes.
+    Health,
     Status,
     Apply(std::path::PathBuf),
     Faults(bool),
@@ -36,6 +40,9 @@ pub enum CtlError {
     Refused { status: u16, body: String },
 }
 
+/// How long one admin call may take before ctl gives up.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Run one command; returns the text to print.
 pub async fn run(
     admin: &str,
@@ -49,6 +56,7 @@ pub async fn run(
         format!("http://{}", admin.trim_end_matches('/'))
     };
     let (method, path, body) = match cmd {
+        CtlCommand::Health => (Method::GET, "/healthz", Bytes::new()),
         CtlCommand::Status => (Method::GET, "/api/v1/status", Bytes::new()),
         CtlCommand::Apply(file) => {
             let text = std::fs::read(file).map_err(|e| CtlError::Read {
@@ -84,9 +92,14 @@ pub async fn run(
         .body(Full::new(body))
         .map_err(|_| CtlError::BadAddress(admin.to_string()))?;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let resp = client
-        .request(req)
+    // A health check must answer, not hang: orchestrators count a stuck probe
+    // against the container only after their own, longer timeout.
+    let resp = tokio::time::timeout(CALL_TIMEOUT, client.request(req))
         .await
+        .map_err(|_| CtlError::Unreachable {
+            url: url.clone(),
+            message: format!("no answer within {CALL_TIMEOUT:?}"),
+        })?
         .map_err(|e| CtlError::Unreachable {
             url: url.clone(),
             message: crate::error::chain(&e),
@@ -106,6 +119,13 @@ pub async fn run(
         return Err(CtlError::Refused {
             status: status.as_u16(),
             body: pretty_error(&text),
+        });
+    }
+    if let CtlCommand::Health = cmd {
+        return Ok(if as_json {
+            serde_json::json!({"healthy": true}).to_string()
+        } else {
+            "healthy".into()
         });
     }
     if as_json {

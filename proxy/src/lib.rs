@@ -26,6 +26,7 @@ pub mod reload;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod summary;
 pub mod tls;
 pub mod upstream;
 

@@ -117,6 +117,9 @@ fn le<'a>(l: &'a str, e: &'static str) -> impl Fn(&ListenerEndpoint) -> bool + '
 pub struct Metrics {
     state: Mutex<State>,
     active: Mutex<Vec<(String, Arc<AtomicI64>)>>,
+    /// Per-phase aggregates and the dashboard's live series (`/api/v1/summary`,
+    /// `/api/v1/live`), fed by the same recorder thread.
+    pub summary: crate::summary::Summary,
 }
 
 /// Escape a label value per the text format.
@@ -161,6 +164,16 @@ impl Metrics {
         let g = Arc::new(AtomicI64::new(0));
         a.push((listener.to_string(), g.clone()));
         g
+    }
+
+    /// Exchanges in flight per listener, in the order listeners were bound.
+    pub fn active_by_listener(&self) -> Vec<(String, i64)> {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(l, g)| (l.clone(), g.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Fold one finished exchange into the counters (recorder thread).

@@ -355,6 +355,7 @@ impl Writer {
             while let Some(rec) = self.queue.pop() {
                 n += 1;
                 self.metrics.observe(&rec);
+                self.metrics.summary.observe(&rec);
                 if let Some(f) = self.file.as_mut() {
                     line.clear();
                     if serde_json::to_writer(&mut line, &*rec).is_ok() {

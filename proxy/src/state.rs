@@ -89,6 +89,7 @@ impl Shared {
         .map_err(|e| e.to_string())?;
         let expires = compiled.expires_after;
         self.profile.store(Arc::new(compiled));
+        self.metrics.summary.reset(&profile.name);
         let generation = {
             let mut m = self.meta.lock().unwrap_or_else(|p| p.into_inner());
             m.source = source;

@@ -1,0 +1,651 @@
+//! The live dashboard in a real browser (DESIGN §8, issue "Live dashboard"):
+//! headless Chromium (Debian's `chromium` package), driven over the Chrome DevTools
+//! Protocol. The page loads without console errors or exceptions, its charts
+//! update under traffic, and clicking the kill switch turns faults off, as the
+//! admin API confirms.
+//!
+//! With `BROWNOUT_SCREENSHOT=1` the test runs a longer game day (traffic through
+//! three phases) and saves the page as `docs/dashboard.png`.
+//!
+//! The DevTools WebSocket client is written here by hand (a few dozen lines of
+//! RFC 6455 framing) rather than pulled in as a dependency: the test needs text
+//! frames, masking and ping/pong, nothing more.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brownout_faults::ApiKind;
+use brownout_integration_tests::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+const TOKEN: &str = "dashboard-test-token";
+
+const PROFILE: &str = r#"
+version: 1
+name: game-day
+description: baseline, then a storm of slow and failing answers, then recovery
+phases:
+  - name: baseline
+    duration: 10s
+  - name: storm
+    duration: 20s
+    rules:
+      - name: slow
+        match: {endpoint: chat}
+        probability: 0.5
+        faults: [{type: delay, duration: 150ms}]
+      - name: throttle
+        match: {endpoint: chat}
+        probability: 0.2
+        faults: [{type: error, preset: openai.rate_limit_requests}]
+  - name: recovery
+    duration: 30s
+"#;
+
+// ---------------------------------------------------------------------------
+// A minimal WebSocket client (RFC 6455) and CDP session
+// ---------------------------------------------------------------------------
+
+async fn ws_connect(url: &str) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let rest = url.strip_prefix("ws://").expect("a ws:// DevTools URL");
+    let (hostport, path) = rest.split_once('/').expect("a path in the DevTools URL");
+    let stream = TcpStream::connect(hostport)
+        .await
+        .expect("connect to DevTools");
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    wr.write_all(req.as_bytes()).await.expect("handshake");
+    // Read the answer byte by byte up to the blank line, so no frame byte is lost.
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        rd.read_exact(&mut b).await.expect("handshake answer");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "DevTools refused the WebSocket: {head}"
+    );
+    (rd, wr)
+}
+
+async fn ws_send(wr: &mut OwnedWriteHalf, opcode: u8, payload: &[u8]) {
+    let mut frame = vec![0x80 | opcode];
+    let n = payload.len();
+    if n < 126 {
+        frame.push(0x80 | n as u8);
+    } else if n < 65536 {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        frame.push(0x80 | 127);
+        frame.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    // Clients must mask; the key need not be secret for a test.
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    wr.write_all(&frame).await.expect("send a frame");
+}
+
+/// One whole message: (opcode, payload), continuation frames joined.
+async fn ws_read(rd: &mut OwnedReadHalf) -> Option<(u8, Vec<u8>)> {
+    let mut msg = Vec::new();
+    let mut first_op = None;
+    loop {
+        let mut h = [0u8; 2];
+        rd.read_exact(&mut h).await.ok()?;
+        let (fin, op) = (h[0] & 0x80 != 0, h[0] & 0x0f);
+        let masked = h[1] & 0x80 != 0;
+        let mut len = (h[1] & 0x7f) as u64;
+        if len == 126 {
+            let mut b = [0u8; 2];
+            rd.read_exact(&mut b).await.ok()?;
+            len = u16::from_be_bytes(b) as u64;
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            rd.read_exact(&mut b).await.ok()?;
+            len = u64::from_be_bytes(b);
+        }
+        let mut key = [0u8; 4];
+        if masked {
+            rd.read_exact(&mut key).await.ok()?;
+        }
+        let mut payload = vec![0u8; len as usize];
+        rd.read_exact(&mut payload).await.ok()?;
+        if masked {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= key[i % 4];
+            }
+        }
+        if op >= 8 {
+            // Control frames may come between fragments; hand them up alone.
+            return Some((op, payload));
+        }
+        if first_op.is_none() {
+            first_op = Some(op);
+        }
+        msg.extend_from_slice(&payload);
+        if fin {
+            return Some((first_op.unwrap_or(op), msg));
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// A DevTools session on one page.
+struct Cdp {
+    wr: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    events: Arc<Mutex<Vec<Value>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Cdp {
+    async fn connect(url: &str) -> Cdp {
+        let (mut rd, wr) = ws_connect(url).await;
+        let pending: Pending = Arc::default();
+        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let wr = tokio::sync::Mutex::new(wr);
+        let (p, e) = (pending.clone(), events.clone());
+        tokio::spawn(async move {
+            while let Some((op, payload)) = ws_read(&mut rd).await {
+                match op {
+                    1 | 2 => {
+                        let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
+                            continue;
+                        };
+                        match v["id"].as_u64() {
+                            Some(id) => {
+                                if let Some(tx) = p.lock().unwrap().remove(&id) {
+                                    let _ = tx.send(v);
+                                }
+                            }
+                            None => e.lock().unwrap().push(v),
+                        }
+                    }
+                    // DevTools does not ping its clients; a close ends the session.
+                    8 => break,
+                    _ => {}
+                }
+            }
+        });
+        Cdp {
+            wr,
+            pending,
+            events,
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        ws_send(&mut *self.wr.lock().await, 1, msg.as_bytes()).await;
+        let v = within(Duration::from_secs(30), method, rx)
+            .await
+            .expect("DevTools closed the session");
+        assert!(v.get("error").is_none(), "{method} failed: {v}");
+        v["result"].clone()
+    }
+
+    /// Evaluate an expression in the page and return its value.
+    async fn eval(&self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            r.get("exceptionDetails").is_none(),
+            "`{expr}` threw: {}",
+            r["exceptionDetails"]
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Poll `expr` until it is true.
+    async fn wait_for(&self, expr: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.eval(expr).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let page = self
+                    .eval("location.href + '\\n' + document.title + '\\n' + (document.body ? document.body.innerText.slice(0, 400) : '')")
+                    .await;
+                let events = self.events.lock().unwrap().clone();
+                panic!("timed out waiting for `{expr}`\npage: {page}\nevents: {events:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Console errors, uncaught exceptions and error log entries so far.
+    fn problems(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| match e["method"].as_str() {
+                Some("Runtime.exceptionThrown") => true,
+                Some("Runtime.consoleAPICalled") => {
+                    matches!(e["params"]["type"].as_str(), Some("error" | "assert"))
+                }
+                Some("Log.entryAdded") => e["params"]["entry"]["level"] == "error",
+                _ => false,
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Chromium
+// ---------------------------------------------------------------------------
+
+struct Browser {
+    _child: tokio::process::Child,
+    _profile: TempDir,
+    devtools: String,
+}
+
+fn chromium_path() -> std::path::PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        }) {
+            return p;
+        }
+    }
+    panic!(
+        "headless Chromium is needed for the dashboard test and was not found: \
+         install it with `apt-get install -y chromium` (.ci/run does this)"
+    );
+}
+
+async fn launch() -> Browser {
+    let dir = TempDir::new();
+    let mut child = tokio::process::Command::new(chromium_path())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1440,1200",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromium");
+    let stderr = child.stderr.take().expect("chromium's stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let devtools = within(Duration::from_secs(30), "chromium's DevTools URL", async {
+        let mut seen = String::new();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(l)) => {
+                    if let Some(i) = l.find("ws://") {
+                        if l.contains("DevTools listening on") {
+                            return l[i..].trim().to_string();
+                        }
+                    }
+                    seen.push_str(&l);
+                    seen.push('\n');
+                }
+                _ => panic!("chromium exited before DevTools listened:\n{seen}"),
+            }
+        }
+    })
+    .await;
+    // Keep draining stderr so chromium never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Browser {
+        _child: child,
+        _profile: dir,
+        devtools,
+    }
+}
+
+impl Browser {
+    /// The DevTools WebSocket URL of the first page.
+    async fn page_ws(&self) -> String {
+        let hostport = self
+            .devtools
+            .strip_prefix("ws://")
+            .and_then(|r| r.split('/').next())
+            .expect("host:port in the DevTools URL")
+            .to_string();
+        let c = http1_client();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = send(&c, get(format!("http://{hostport}/json/list")))
+                .await
+                .expect("DevTools /json/list");
+            if let Some(p) = r
+                .json()
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["type"] == "page").cloned())
+            {
+                return p["webSocketDebuggerUrl"]
+                    .as_str()
+                    .expect("a page WebSocket URL")
+                    .to_string();
+            }
+            assert!(Instant::now() < deadline, "chromium opened no page");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Traffic
+// ---------------------------------------------------------------------------
+
+/// Send chat completions (half of them streamed) until `stop` flips.
+fn traffic(proxy: &TestProxy, rps: u32, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let url = proxy.url("/v1/chat/completions");
+    tokio::spawn(async move {
+        let c = http1_client();
+        let mut i = 0u64;
+        let every = Duration::from_secs_f64(1.0 / rps as f64);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (c, url) = (c.clone(), url.clone());
+            let stream = i.is_multiple_of(2);
+            tokio::spawn(async move {
+                let req = post_json(
+                    url,
+                    &json!({
+                        "model": "gpt-4o-mini", "stream": stream, "max_tokens": 12,
+                        "messages": [{"role": "user", "content": "status report, please"}],
+                    }),
+                );
+                let _ = send(&c, req).await;
+            });
+            i += 1;
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+async fn admin_status(proxy: &TestProxy) -> Value {
+    let r = send(
+        &http1_client(),
+        http::Request::get(proxy.admin_url("/api/v1/status"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_loads_updates_and_kills_faults_in_chromium() {
+    let screenshot = std::env::var("BROWNOUT_SCREENSHOT").is_ok_and(|v| v == "1");
+    let browser = launch().await;
+    let sim = brownout_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        brownout_sim::SimConfig {
+            ttft: Duration::from_millis(40),
+            itl: Duration::from_millis(8),
+            jitter: 0.3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
+        .api(ApiKind::Openai)
+        .admin_token(TOKEN)
+        .profile(PROFILE)
+        .start()
+        .await;
+
+    let cdp = Cdp::connect(&browser.page_ws().await).await;
+    cdp.call("Runtime.enable", json!({})).await;
+    cdp.call("Log.enable", json!({})).await;
+    cdp.call("Page.enable", json!({})).await;
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1440, "height": 1200, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+
+    // Without the token: the sign-in page, not the dashboard.
+    cdp.call("Page.navigate", json!({"url": proxy.admin_url("/")}))
+        .await;
+    cdp.wait_for(
+        "document.readyState === 'complete' && !!document.querySelector('input[name=token]')",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(cdp.eval("typeof window.__brownout").await, "undefined");
+    // The 401 of the sign-in page is logged by the browser as a failed load; that
+    // one is expected. Start counting problems from the dashboard on.
+    cdp.events.lock().unwrap().clear();
+
+    // Sign in through the form, as a person would.
+    cdp.eval(&format!(
+        "document.querySelector('input[name=token]').value = '{TOKEN}'; \
+         document.querySelector('form').submit(); true"
+    ))
+    .await;
+    cdp.wait_for(
+        "!!window.__brownout && window.__brownout.polls > 0",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("location.pathname + location.search").await,
+        "/",
+        "the token does not stay in the address bar"
+    );
+    assert_eq!(
+        cdp.eval("document.cookie").await,
+        "",
+        "the session cookie is HttpOnly"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#profile-name').textContent")
+            .await,
+        "game-day"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#timeline .band').length")
+            .await,
+        3
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#kill-label').textContent")
+            .await,
+        "KILL SWITCH"
+    );
+
+    // Traffic moves the charts.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    traffic(&proxy, 20, stop.clone());
+    let draws_before = cdp.eval("window.__brownout.draws").await.as_u64().unwrap();
+    cdp.wait_for(
+        "window.__brownout.samples >= 2 && window.__brownout.points.some(p => p.rps > 0 && p.e2e_ms.p50 !== null && p.ttft_ms.p50 !== null)",
+        Duration::from_secs(15),
+    )
+    .await;
+    let draws_after = cdp.eval("window.__brownout.draws").await.as_u64().unwrap();
+    assert!(draws_after > draws_before, "the charts were not redrawn");
+    cdp.wait_for(
+        "document.querySelectorAll('#recent tbody tr').length >= 5 && /\\d/.test(document.querySelector('#t-rps').textContent)",
+        Duration::from_secs(5),
+    )
+    .await;
+    // Canvas pixels were actually drawn: some non-transparent pixel in the plot.
+    assert_eq!(
+        cdp.eval(
+            "(() => { const c = document.querySelector('#chart-latency'); \
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+             let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n > 500; })()"
+        )
+        .await,
+        true
+    );
+
+    if screenshot {
+        // A game day in miniature: baseline → storm → recovery, with traffic.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let (st, _) = post_phase(&proxy, "storm").await;
+        assert_eq!(st, 200);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let (st, _) = post_phase(&proxy, "recovery").await;
+        assert_eq!(st, 200);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let (st, _) = post_phase(&proxy, "storm").await;
+        assert_eq!(st, 200);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let shot = cdp
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let path = repo_root().join("docs/dashboard.png");
+        std::fs::write(&path, png).expect("write docs/dashboard.png");
+        eprintln!("wrote {}", path.display());
+    }
+
+    // The kill switch, clicked as a person would.
+    assert_eq!(admin_status(&proxy).await["faults_enabled"], true);
+    let t = Instant::now();
+    cdp.eval("document.querySelector('#kill').click(); true")
+        .await;
+    loop {
+        if admin_status(&proxy).await["faults_enabled"] == false {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the kill switch did not turn faults off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!proxy.shared().release.faults_enabled());
+    cdp.wait_for(
+        "document.querySelector('#kill-label').textContent === 'FAULTS OFF' && !document.querySelector('#banner').hidden",
+        Duration::from_secs(5),
+    )
+    .await;
+    // And on again.
+    cdp.eval("document.querySelector('#kill').click(); true")
+        .await;
+    let t = Instant::now();
+    while admin_status(&proxy).await["faults_enabled"] != true {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "faults did not come back on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Jump phases from the page.
+    cdp.eval("document.querySelector('#next-phase').click(); true")
+        .await;
+    let t = Instant::now();
+    while admin_status(&proxy).await["phase"] == "baseline" {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "next phase did nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Nothing secret on the page, and no errors in the console.
+    let html = cdp
+        .eval("document.documentElement.outerHTML")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !html.contains(TOKEN),
+        "the token must never appear on the page"
+    );
+    let problems = cdp.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or exceptions: {problems:#?}"
+    );
+}
+
+async fn post_phase(proxy: &TestProxy, name: &str) -> (http::StatusCode, String) {
+    let r = send(
+        &http1_client(),
+        http::Request::post(proxy.admin_url("/api/v1/phase"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(full(json!({"name": name}).to_string()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}

@@ -1,0 +1,439 @@
+// brownout live dashboard. Self-contained: no library, nothing fetched from
+// elsewhere. Every value from the API is written with textContent, never parsed
+// as HTML, so a rule or phase name cannot inject markup.
+'use strict';
+
+(function () {
+  const WINDOW_S = 300; // how much history the charts show
+  const POLL_MS = 1000;
+
+  // State the page exposes for tests and for anyone poking at it in devtools.
+  const state = {
+    polls: 0,        // completed poll rounds
+    samples: 0,      // live points received that saw traffic
+    draws: 0,        // chart redraws
+    errors: 0,       // failed poll rounds
+    points: [],      // live series, oldest first
+    status: null,
+    summary: null,
+    lastT: null,     // newest live point's unix second
+  };
+  window.__brownout = state;
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------- API
+
+  async function api(method, path, body) {
+    const opts = { method, headers: {}, credentials: 'same-origin', cache: 'no-store' };
+    if (body !== undefined) {
+      opts.headers['content-type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, opts);
+    if (r.status === 401) {
+      const err = new Error('the admin token is missing or wrong: reload the page to sign in');
+      err.auth = true;
+      throw err;
+    }
+    const text = await r.text();
+    let v = null;
+    try { v = text ? JSON.parse(text) : null; } catch (_) { v = null; }
+    if (!r.ok) {
+      throw new Error((v && v.error) || (method + ' ' + path + ' → ' + r.status));
+    }
+    return v;
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function fmtMs(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    if (v >= 10000) return (v / 1000).toFixed(1) + ' s';
+    if (v >= 100) return Math.round(v) + ' ms';
+    if (v >= 10) return v.toFixed(1) + ' ms';
+    return v.toFixed(2) + ' ms';
+  }
+  function fmtPct(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    return (v * 100).toFixed(v < 0.1 ? 2 : 1) + ' %';
+  }
+  function fmtNum(v, digits) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    return v.toFixed(digits === undefined ? 1 : digits);
+  }
+  function fmtDur(s) {
+    if (s === null || s === undefined) return '–';
+    if (s < 60) return s.toFixed(0) + 's';
+    if (s < 3600) return Math.floor(s / 60) + 'm' + String(Math.floor(s % 60)).padStart(2, '0') + 's';
+    return Math.floor(s / 3600) + 'h' + String(Math.floor((s % 3600) / 60)).padStart(2, '0') + 'm';
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function fillTable(table, headers, rows, numeric) {
+    table.replaceChildren();
+    const thead = el('thead');
+    const hr = el('tr');
+    headers.forEach((h, i) => hr.appendChild(el('th', numeric && numeric[i] ? 'num' : '', h)));
+    thead.appendChild(hr);
+    const tbody = el('tbody');
+    rows.forEach((row) => {
+      const tr = el('tr', row.cls || '');
+      row.cells.forEach((c, i) => {
+        const td = el('td', numeric && numeric[i] ? 'num' : '');
+        if (c instanceof Node) td.appendChild(c); else td.textContent = c === null || c === undefined ? '–' : String(c);
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    if (rows.length === 0) {
+      const tr = el('tr');
+      const td = el('td', 'muted', 'nothing yet');
+      td.colSpan = headers.length;
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+    }
+    table.append(thead, tbody);
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  // A small line chart on a canvas: time on x (the last WINDOW_S seconds), one or
+  // more series on y, auto-scaled from zero, with grid lines and a legend.
+  function drawChart(canvas, series, opts) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(50, canvas.clientWidth);
+    const h = Math.max(50, canvas.clientHeight);
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr);
+      canvas.height = Math.round(h * dpr);
+    }
+    const ctx = canvas.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const css = getComputedStyle(document.documentElement);
+    const lineColor = css.getPropertyValue('--line').trim() || '#2a2f3a';
+    const muted = css.getPropertyValue('--muted').trim() || '#8b93a5';
+    const pad = { l: 48, r: 10, t: 18, b: 20 };
+    const pw = w - pad.l - pad.r;
+    const ph = h - pad.t - pad.b;
+    const now = opts.now;
+    const t0 = now - WINDOW_S;
+    let ymax = opts.minMax || 1;
+    series.forEach((s) => s.values.forEach((p) => { if (p[1] !== null && p[1] > ymax) ymax = p[1]; }));
+    // Four grid steps of a round size (1, 2 or 5 × 10^k).
+    ymax = niceStep((ymax * 1.05) / 4) * 4;
+    const x = (t) => pad.l + ((t - t0) / WINDOW_S) * pw;
+    const y = (v) => pad.t + ph - (v / ymax) * ph;
+
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.lineWidth = 1;
+    // Grid and y labels.
+    ctx.strokeStyle = lineColor;
+    ctx.fillStyle = muted;
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    for (let i = 0; i <= 4; i++) {
+      const v = (ymax / 4) * i;
+      const yy = Math.round(y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
+      ctx.fillText(opts.fmt ? opts.fmt(v) : String(v), pad.l - 6, yy);
+    }
+    // x labels: minutes ago.
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    for (let m = 0; m <= WINDOW_S / 60; m++) {
+      const t = now - m * 60;
+      const xx = x(t);
+      ctx.fillText(m === 0 ? 'now' : '-' + m + 'm', xx, h - pad.b + 5);
+    }
+    // Series: a gap wherever a value is missing.
+    series.forEach((s) => {
+      ctx.strokeStyle = s.color;
+      ctx.lineWidth = 1.8;
+      ctx.beginPath();
+      let pen = false;
+      s.values.forEach((p) => {
+        if (p[0] < t0 || p[1] === null || p[1] === undefined) { pen = false; return; }
+        const xx = x(p[0]);
+        const yy = y(p[1]);
+        if (pen) ctx.lineTo(xx, yy); else ctx.moveTo(xx, yy);
+        pen = true;
+      });
+      ctx.stroke();
+    });
+    // Legend.
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'middle';
+    let lx = pad.l + 4;
+    series.forEach((s) => {
+      ctx.fillStyle = s.color;
+      ctx.fillRect(lx, 5, 10, 3);
+      ctx.fillStyle = muted;
+      ctx.fillText(s.name, lx + 14, 7);
+      lx += 14 + ctx.measureText(s.name).width + 14;
+    });
+    state.draws++;
+  }
+
+  function niceStep(v) {
+    if (v <= 0) return 1;
+    const e = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 5, 10]) if (m * e >= v) return m * e;
+    return 10 * e;
+  }
+
+  const fmtAxisMs = (v) => (v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + 's' : Math.round(v) + '');
+
+  function drawCharts() {
+    const pts = state.points;
+    const now = state.lastT !== null ? state.lastT + 1 : Math.floor(Date.now() / 1000);
+    const col = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    const ser = (name, color, f) => ({ name, color, values: pts.map((p) => [p.t, f(p)]) });
+    drawChart($('chart-latency'), [
+      ser('p50', col('--p50'), (p) => p.e2e_ms.p50),
+      ser('p95', col('--p95'), (p) => p.e2e_ms.p95),
+      ser('p99', col('--p99'), (p) => p.e2e_ms.p99),
+    ], { now, fmt: fmtAxisMs, minMax: 10 });
+    drawChart($('chart-ttft'), [
+      ser('p50', col('--p50'), (p) => p.ttft_ms.p50),
+      ser('p95', col('--p95'), (p) => p.ttft_ms.p95),
+    ], { now, fmt: fmtAxisMs, minMax: 10 });
+    drawChart($('chart-errors'), [
+      ser('errors', col('--bad'), (p) => (p.error_rate === null ? null : p.error_rate * 100)),
+    ], { now, fmt: (v) => v.toFixed(v < 10 ? 1 : 0), minMax: 5 });
+    drawChart($('chart-rps'), [
+      ser('requests/s', col('--ok'), (p) => p.rps),
+      ser('faults/s', col('--accent'), (p) => p.faults_per_s),
+    ], { now, fmt: (v) => v.toFixed(v < 10 ? 1 : 0), minMax: 1 });
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  function renderStatus(s) {
+    $('profile-name').textContent = s.profile || 'no profile';
+    const bits = ['source: ' + (s.source || '–'), 'seed ' + s.seed, 'up ' + fmtDur(s.uptime_s)];
+    if (s.records) bits.push(s.records.submitted + ' records' + (s.records.dropped ? ', ' + s.records.dropped + ' dropped' : ''));
+    $('profile-meta').textContent = bits.join(' · ');
+
+    const kill = $('kill');
+    kill.disabled = false;
+    kill.classList.toggle('off', !s.faults_enabled);
+    $('kill-label').textContent = s.faults_enabled ? 'KILL SWITCH' : 'FAULTS OFF';
+    $('kill-hint').textContent = s.faults_enabled ? 'turn every fault off now' : 'click to turn faults back on';
+    const banner = $('banner');
+    const msgs = [];
+    if (!s.faults_enabled) msgs.push('Faults are off (kill switch): traffic passes through unharmed until faults are turned on.');
+    if (s.last_reload_error) msgs.push('Last profile reload failed; the previous profile stays in force: ' + s.last_reload_error);
+    banner.hidden = msgs.length === 0;
+    banner.className = 'banner' + (!s.faults_enabled && !s.last_reload_error ? ' off' : '');
+    banner.textContent = msgs.join(' ');
+
+    renderTimeline(s);
+    const rules = (s.active_rules || []).map((r) => {
+      const tags = el('span');
+      r.faults.forEach((f) => tags.appendChild(el('span', 'tag', f)));
+      return { cells: [r.name, tags, r.active] };
+    });
+    fillTable($('rules'), ['rule', 'faults', 'in flight'], rules, [false, false, true]);
+  }
+
+  function renderTimeline(s) {
+    const tl = $('timeline');
+    tl.replaceChildren();
+    const phases = s.phases || [];
+    if (phases.length === 0) {
+      tl.appendChild(el('div', 'empty', 'This profile has no phases: its rules apply all the time.'));
+      $('phase-label').textContent = '';
+      $('next-phase').hidden = true;
+      return;
+    }
+    $('next-phase').hidden = false;
+    const total = phases.reduce((a, p) => a + p.duration_s, 0) || 1;
+    let before = 0;
+    let pos = null;
+    phases.forEach((p, i) => {
+      const band = el('div', 'band' + (p.name === s.phase ? ' current' : ''), p.name);
+      band.style.flexGrow = String(Math.max(p.duration_s, total * 0.03));
+      band.style.flexBasis = '0';
+      band.title = p.name + ' · ' + fmtDur(p.duration_s) + ' · click to jump here';
+      band.dataset.phase = p.name;
+      band.addEventListener('click', () => act(() => api('POST', '/api/v1/phase', { name: p.name })));
+      tl.appendChild(band);
+      if (p.name === s.phase && pos === null) {
+        pos = { index: i, before, dur: p.duration_s };
+      }
+      before += p.duration_s;
+    });
+    if (pos !== null) {
+      const inPhase = s.time_in_phase_s || 0;
+      const frac = pos.dur > 0 ? Math.min(1, inPhase / pos.dur) : 1;
+      // Place the cursor inside the current band (bands have minimum widths, so
+      // compute from the rendered band rather than from the durations).
+      const band = tl.children[pos.index];
+      const x = band.offsetLeft + frac * band.offsetWidth;
+      const elapsed = el('div', 'elapsed');
+      elapsed.style.width = x + 'px';
+      const cursor = el('div', 'cursor');
+      cursor.style.left = (x - 1) + 'px';
+      tl.append(elapsed, cursor);
+      const over = pos.index === phases.length - 1 && inPhase > pos.dur ? ' (last phase: stays)' : '';
+      $('phase-label').textContent = s.phase + ': ' + fmtDur(inPhase) + ' of ' + fmtDur(pos.dur) + over;
+    } else {
+      $('phase-label').textContent = 'waiting for start_at';
+    }
+  }
+
+  function renderSummary(v) {
+    $('since').textContent = 'profile ' + v.profile + ', since ' + new Date(v.since).toLocaleTimeString() + ' (' + fmtDur(v.elapsed_s) + ')';
+    const cur = state.status ? state.status.phase : null;
+    const rows = (v.phases || []).map((p) => {
+      const e = p.e2e_ms || {};
+      const t = p.ttft_ms || {};
+      return {
+        cls: p.phase !== null && p.phase === cur ? 'current' : '',
+        cells: [p.phase === null ? '(no phase)' : p.phase, p.requests, fmtPct(p.error_rate), fmtMs(e.p50), fmtMs(e.p95), fmtMs(e.p99), fmtMs(t.p50), fmtMs(t.p95), p.faults_injected],
+      };
+    });
+    fillTable($('summary'), ['phase', 'requests', 'errors', 'p50', 'p95', 'p99', 'TTFT p50', 'TTFT p95', 'faults'], rows,
+      [false, true, true, true, true, true, true, true, true]);
+    const faults = (v.faults || []).slice().sort((a, b) => b.count - a.count).map((f) => ({ cells: [f.rule, f.fault, f.count] }));
+    fillTable($('faults'), ['rule', 'fault', 'count'], faults, [false, false, true]);
+  }
+
+  function renderLive(v) {
+    (v.points || []).forEach((p) => {
+      if (state.lastT !== null && p.t <= state.lastT) return;
+      state.points.push(p);
+      state.lastT = p.t;
+      if (p.rps > 0) state.samples++;
+    });
+    const cutoff = (state.lastT || 0) - WINDOW_S;
+    while (state.points.length && state.points[0].t < cutoff) state.points.shift();
+    const last = state.points[state.points.length - 1];
+    if (last) {
+      $('t-rps').textContent = fmtNum(last.rps);
+      $('t-err').textContent = fmtPct(last.error_rate);
+      $('t-err').className = 'v' + (last.error_rate > 0 ? ' bad' : '');
+      $('t-p95').textContent = fmtMs(last.e2e_ms.p95);
+      $('t-ttft').textContent = fmtMs(last.ttft_ms.p95);
+      $('t-faults').textContent = fmtNum(last.faults_per_s);
+    }
+    $('t-active').textContent = String(v.active_requests);
+    const gpu = v.gpu || [];
+    $('gpu-panel').hidden = gpu.length === 0;
+    const box = $('gpu');
+    box.replaceChildren();
+    gpu.forEach((g) => {
+      state.gpuMax = Math.max(state.gpuMax || 1, g.batch_size, g.queue_depth);
+      [['batch', g.batch_size], ['queue', g.queue_depth]].forEach(([k, n]) => {
+        const d = el('div', 'gauge');
+        d.appendChild(el('div', '', g.rule + ' · ' + k + ' ' + n));
+        const bar = el('div', 'bar');
+        const fill = el('div', 'fill');
+        fill.style.width = Math.min(100, (100 * n) / state.gpuMax) + '%';
+        bar.appendChild(fill);
+        d.appendChild(bar);
+        box.appendChild(d);
+      });
+      box.appendChild(el('div', 'muted', g.rule + ' · preemptions ' + g.preemptions));
+    });
+    drawCharts();
+  }
+
+  function renderRecent(recs) {
+    const rows = (recs || []).slice().reverse().map((r) => ({
+      cls: r.outcome === 'ok' ? '' : 'bad',
+      cells: [
+        (r.ts || '').slice(11, 19),
+        r.method,
+        r.path,
+        r.status,
+        r.outcome,
+        fmtMs(r.e2e_ms),
+        fmtMs(r.ttft_ms),
+        (r.faults || []).map((f) => f.rule + '/' + f.fault).join(', ') || '–',
+      ],
+    }));
+    fillTable($('recent'), ['time', 'method', 'path', 'status', 'outcome', 'e2e', 'TTFT', 'faults'], rows,
+      [false, false, false, true, false, true, true, false]);
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  // Actions run one after another, in click order: a second click while the
+  // first is on its way is queued, never dropped.
+  let chain = Promise.resolve();
+  function act(f) {
+    chain = chain.then(f).then(poll).catch(showError);
+    return chain;
+  }
+
+  function showError(e) {
+    const banner = $('banner');
+    banner.hidden = false;
+    banner.className = 'banner';
+    banner.textContent = String(e.message || e);
+  }
+
+  function onKill() {
+    return act(async () => {
+      // Decided when the action runs, so two quick clicks mean off, then on.
+      const on = state.status ? state.status.faults_enabled : true;
+      const v = await api('POST', on ? '/api/v1/faults/off' : '/api/v1/faults/on');
+      if (state.status) state.status.faults_enabled = v && v.faults === 'on';
+      if (state.status) renderStatus(state.status);
+    });
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  let polling = false;
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    const conn = $('conn');
+    try {
+      const since = state.lastT === null ? '' : '&since=' + state.lastT;
+      const [status, summary, live, recent] = await Promise.all([
+        api('GET', '/api/v1/status'),
+        api('GET', '/api/v1/summary'),
+        api('GET', '/api/v1/live?window=5' + since),
+        api('GET', '/api/v1/records?limit=12'),
+      ]);
+      state.status = status;
+      state.summary = summary;
+      renderStatus(status);
+      renderSummary(summary);
+      renderLive(live);
+      renderRecent(recent);
+      state.polls++;
+      conn.textContent = 'live';
+      conn.className = 'pill live';
+    } catch (e) {
+      state.errors++;
+      conn.textContent = e.auth ? 'signed out' : 'disconnected';
+      conn.className = 'pill down';
+      if (e.auth) showError(e);
+    } finally {
+      polling = false;
+    }
+  }
+
+  function start() {
+    $('kill').addEventListener('click', onKill);
+    $('next-phase').addEventListener('click', () => act(() => api('POST', '/api/v1/phase', { next: true })));
+    window.addEventListener('resize', drawCharts);
+    poll();
+    setInterval(poll, POLL_MS);
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
