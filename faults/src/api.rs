@@ -167,6 +167,10 @@ fn tgi_route(m: MethodKind, path: &str) -> Option<Endpoint> {
     if m != MethodKind::Post {
         return None;
     }
+    // Text Embeddings Inference (TEI), served under the same `api: tgi`.
+    if path == "/embed" {
+        return Some(Endpoint::Embeddings);
+    }
     // `POST /` is TGI's compatibility route: generate or generate_stream by body.
     (path.is_empty() || path == "/generate" || path == "/generate_stream")
         .then_some(Endpoint::Completion)

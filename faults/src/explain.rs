@@ -488,6 +488,35 @@ fn fault_words(f: &FaultSpec) -> String {
         FaultSpec::FinishReason { value } => {
             format!("report the finish reason as `{value}`")
         }
+        FaultSpec::DropResults { fraction } => {
+            format!("drop {} of the hits of each search", percent(*fraction))
+        }
+        FaultSpec::ShuffleResults {} => {
+            "shuffle the hits of each search, keeping their scores (rank no longer follows score)"
+                .to_string()
+        }
+        FaultSpec::LimitResults { max } => {
+            format!("return at most {max} hits per search")
+        }
+        FaultSpec::StaleResults { depth } => match depth.unwrap_or(1) {
+            1 => "answer with the previous query's hits for the same collection (a stale replica)"
+                .to_string(),
+            n => format!(
+                "answer with the hits of the query {n} queries back for the same collection (a stale replica)"
+            ),
+        },
+        FaultSpec::ScoreNoise { stddev } => {
+            format!("add noise (stddev {stddev}) to every hit's score, keeping the order")
+        }
+        FaultSpec::EmptyResults {} => {
+            "answer searches with no hits and a success status".to_string()
+        }
+        FaultSpec::EmbeddingNoise { stddev } => {
+            format!("add noise (stddev {stddev}) to every embedding component")
+        }
+        FaultSpec::EmbeddingTruncate { dims } => {
+            format!("cut every embedding to its first {dims} components")
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod release;
 pub mod schema;
 pub mod stream;
 pub mod validate;
+pub mod vector;
 pub mod yaml;
 
 pub use api::{ApiKind, Endpoint, RequestFacts};

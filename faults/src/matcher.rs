@@ -219,6 +219,8 @@ pub struct RuleState {
     pub replicas: Vec<Option<Arc<crate::gpu::Replica>>>,
     /// One model-load state per `cold_start` fault, by fault index.
     pub cold_starts: Vec<Option<Arc<crate::gpu::ColdStart>>>,
+    /// Earlier search answers per collection, for `stale_results`.
+    pub stale: Arc<crate::vector::StaleCache>,
 }
 
 impl RuleState {
@@ -350,7 +352,9 @@ impl CompiledRule {
 }
 
 /// Parse an `x-brownout-fault` request header (`error=openai.rate_limit_requests`,
-/// `error=503`, `delay=500ms`, `hang=5s`, `reset`, `reset=2048`), comma-separated.
+/// `error=503`, `delay=500ms`, `hang=5s`, `reset`, `reset=2048`, `drop_results=0.5`,
+/// `limit_results=3`, `shuffle_results`, `empty_results`, `score_noise=0.1`,
+/// `embedding_noise=0.02`, `embedding_truncate=256`), comma-separated.
 /// Returns the faults understood and the items that were not.
 pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
     use crate::duration::parse_duration;
@@ -398,6 +402,31 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
             ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
                 after_bytes: Some(n),
             }),
+            // Vector faults (`stale_results` needs a rule's history, so it has no
+            // header form: an ad-hoc rule lives for one request).
+            ("drop_results", Some(v)) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| *f > 0.0 && *f <= 1.0)
+                .map(|fraction| FaultSpec::DropResults { fraction }),
+            ("limit_results", Some(v)) => v.parse().ok().map(|max| FaultSpec::LimitResults { max }),
+            ("shuffle_results", None) => Some(FaultSpec::ShuffleResults {}),
+            ("empty_results", None) => Some(FaultSpec::EmptyResults {}),
+            ("score_noise", Some(v)) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(|stddev| FaultSpec::ScoreNoise { stddev }),
+            ("embedding_noise", Some(v)) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(|stddev| FaultSpec::EmbeddingNoise { stddev }),
+            ("embedding_truncate", Some(v)) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|d| *d > 0)
+                .map(|dims| FaultSpec::EmbeddingTruncate { dims }),
             _ => None,
         };
         match f {
@@ -791,5 +820,34 @@ rules:
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn vector_header_faults_parse_and_reject_bad_values() {
+        let (ok, bad) = parse_header_faults(
+            "drop_results=0.5, limit_results=3, shuffle_results, empty_results, score_noise=0.1, embedding_noise=0.02, embedding_truncate=256, drop_results=5, score_noise=-1, embedding_truncate=0, stale_results",
+        );
+        let kinds: Vec<&str> = ok.iter().map(FaultSpec::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "drop_results",
+                "limit_results",
+                "shuffle_results",
+                "empty_results",
+                "score_noise",
+                "embedding_noise",
+                "embedding_truncate"
+            ]
+        );
+        assert_eq!(
+            bad,
+            [
+                "drop_results=5",
+                "score_noise=-1",
+                "embedding_truncate=0",
+                "stale_results"
+            ]
+        );
     }
 }

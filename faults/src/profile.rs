@@ -395,6 +395,51 @@ pub enum FaultSpec {
         /// The value to report, e.g. `length`, `content_filter`, `max_tokens`.
         value: String,
     },
+
+    // --- Response side, vector search and embeddings (see docs/vector-faults.md) ---
+    /// Remove a share of the hits of a search/query answer, as an index that lost
+    /// segments or an approximate search with too small a beam would.
+    DropResults {
+        /// Share of hits removed (rounded, at least one when there are hits), above 0
+        /// and at most 1.
+        fraction: f64,
+    },
+    /// Reorder the hits, keeping each hit's own score: rank no longer follows score.
+    ShuffleResults {},
+    /// Keep only the first `max` hits of each result list (fewer than k came back).
+    LimitResults {
+        /// Hits kept per result list; 0 keeps none.
+        max: u64,
+    },
+    /// Serve the hits of an earlier query to the same collection, as a lagging
+    /// replica or an eventually consistent index would.
+    StaleResults {
+        /// How many queries back to serve (default 1: the previous one); up to 16.
+        #[serde(default)]
+        #[schemars(range(min = 1, max = 16))]
+        depth: Option<u32>,
+    },
+    /// Add Gaussian noise to every hit's score or distance, keeping the order, so
+    /// rank no longer follows score.
+    ScoreNoise {
+        /// Standard deviation of the noise added to each score; above zero.
+        stddev: f64,
+    },
+    /// Answer with no hits and a success status; for Milvus and GraphQL the error
+    /// arrives inside the 200, as those servers report overload.
+    EmptyResults {},
+    /// Add Gaussian noise to every embedding component (an upgraded model, a
+    /// quantisation change: vectors drift away from the index's).
+    EmbeddingNoise {
+        /// Standard deviation of the noise added to each component; above zero.
+        stddev: f64,
+    },
+    /// Cut every embedding to its first `dims` components (a dimension mismatch
+    /// after a model or config change).
+    EmbeddingTruncate {
+        /// Components kept; at least 1.
+        dims: u64,
+    },
 }
 
 fn default_cold_idle() -> DurationStr {
@@ -613,6 +658,14 @@ impl FaultSpec {
             FaultSpec::Garble { .. } => "garble",
             FaultSpec::EmptyCompletion {} => "empty_completion",
             FaultSpec::FinishReason { .. } => "finish_reason",
+            FaultSpec::DropResults { .. } => "drop_results",
+            FaultSpec::ShuffleResults {} => "shuffle_results",
+            FaultSpec::LimitResults { .. } => "limit_results",
+            FaultSpec::StaleResults { .. } => "stale_results",
+            FaultSpec::ScoreNoise { .. } => "score_noise",
+            FaultSpec::EmptyResults {} => "empty_results",
+            FaultSpec::EmbeddingNoise { .. } => "embedding_noise",
+            FaultSpec::EmbeddingTruncate { .. } => "embedding_truncate",
         }
     }
 
@@ -659,6 +712,33 @@ impl FaultSpec {
             FaultSpec::Garble { .. }
                 | FaultSpec::EmptyCompletion {}
                 | FaultSpec::FinishReason { .. }
+        )
+    }
+
+    /// Rewrites a vector search/query answer or an embeddings answer (one whole JSON
+    /// body; see [`crate::vector`]). Planned for the body like content faults.
+    pub fn is_vector_fault(&self) -> bool {
+        self.is_result_fault() || self.is_embedding_fault()
+    }
+
+    /// Acts on the hits of a search/query answer.
+    pub fn is_result_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::DropResults { .. }
+                | FaultSpec::ShuffleResults {}
+                | FaultSpec::LimitResults { .. }
+                | FaultSpec::StaleResults { .. }
+                | FaultSpec::ScoreNoise { .. }
+                | FaultSpec::EmptyResults {}
+        )
+    }
+
+    /// Acts on the vectors of an embeddings answer.
+    pub fn is_embedding_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::EmbeddingNoise { .. } | FaultSpec::EmbeddingTruncate { .. }
         )
     }
 }

@@ -682,6 +682,54 @@ impl Cx<'_> {
                 self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "words replaced");
             }
             FaultSpec::EmptyCompletion {} => {}
+            FaultSpec::DropResults { fraction } => {
+                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "hits dropped");
+            }
+            FaultSpec::ShuffleResults {} | FaultSpec::LimitResults { .. } => {}
+            FaultSpec::EmptyResults {} => {}
+            FaultSpec::StaleResults { depth } => {
+                if let Some(d) = depth {
+                    if !(1..=crate::vector::MAX_STALE_DEPTH).contains(d) {
+                        self.err(
+                            &join(base, &[K("depth")]),
+                            format!(
+                                "`depth` must be between 1 and {}, not {d}",
+                                crate::vector::MAX_STALE_DEPTH
+                            ),
+                            Some(
+                                "it is how many queries back the stale answer comes from; 1 is the previous query"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+            }
+            FaultSpec::ScoreNoise { stddev } | FaultSpec::EmbeddingNoise { stddev } => {
+                if !(stddev.is_finite() && *stddev > 0.0) {
+                    let hint = if matches!(f, FaultSpec::ScoreNoise { .. }) {
+                        "scores usually lie in 0..1; `stddev: 0.05` already reorders close hits"
+                    } else {
+                        "embedding components are usually small; e.g. `stddev: 0.02`"
+                    };
+                    self.err(
+                        &join(base, &[K("stddev")]),
+                        format!("`stddev` must be above zero, not {stddev}"),
+                        Some(hint.to_string()),
+                    );
+                }
+            }
+            FaultSpec::EmbeddingTruncate { dims } => {
+                if *dims == 0 {
+                    self.err(
+                        &join(base, &[K("dims")]),
+                        "`dims` must be at least 1",
+                        Some(
+                            "it is how many components each embedding keeps, e.g. `dims: 256`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
             FaultSpec::FinishReason { value } => {
                 if value.trim().is_empty() {
                     self.err(

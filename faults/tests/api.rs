@@ -49,6 +49,7 @@ const TABLE: &[(ApiKind, &str, &str, Endpoint)] = &[
     (Tgi, "POST", "/generate", Completion),
     (Tgi, "POST", "/generate_stream", Completion),
     (Tgi, "POST", "/", Completion),
+    (Tgi, "POST", "/embed", Embeddings),
     (Tgi, "POST", "/v1/chat/completions", Chat),
     (Tgi, "POST", "/v1/completions", Completion),
     (Tgi, "GET", "/generate", Other),

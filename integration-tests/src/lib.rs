@@ -1048,8 +1048,9 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The venv's python with the official SDKs, creating the venv from the pinned
-/// requirements if it is missing (once per test binary, however many tests ask).
+/// The venv's python with the official SDKs (and `chromadb`, whose package also
+/// brings the `chroma` server), creating the venv from the pinned requirements if
+/// it is missing or incomplete (once per test binary, however many tests ask).
 pub fn sdk_python() -> PathBuf {
     static PY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PY.get_or_init(|| {
@@ -1058,7 +1059,7 @@ pub fn sdk_python() -> PathBuf {
         let py = root.join(".venv/bin/python");
         let ok = py.exists()
             && Command::new(&py)
-                .args(["-c", "import openai, anthropic"])
+                .args(["-c", "import openai, anthropic, chromadb"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);

@@ -156,6 +156,8 @@ pub struct BodyFaults {
     pub plan_rng: Option<rand_chacha::ChaCha8Rng>,
     /// Names of the decided rules, by the index the plan uses.
     pub plan_rules: Vec<Arc<str>>,
+    /// Each decided rule's `stale_results` cache, by the index the plan uses.
+    pub plan_stale: Vec<Arc<brownout_faults::vector::StaleCache>>,
     /// This request's place in a simulated GPU: its tokens are released no sooner
     /// than the model produces them.
     pub gpu: Option<brownout_faults::gpu::Sequence>,

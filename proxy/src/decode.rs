@@ -78,6 +78,35 @@ impl TapDecoder {
         }
         Ok(Bytes::from(std::mem::take(self.out())))
     }
+
+    /// Decode a whole body held in memory, to rewrite it (vector faults); `Err` when
+    /// it is corrupt, truncated, or decodes to more than `cap` bytes (a decompression
+    /// bomb must not take the proxy's memory). Read-side decoders are used because,
+    /// unlike the incremental ones, they report a stream that ends early: sending a
+    /// partial body on as identity would silently lose data.
+    pub fn decode_whole(self, data: &[u8], cap: usize) -> std::io::Result<Bytes> {
+        use std::io::Read;
+        let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+        let mut out = Vec::new();
+        match self {
+            TapDecoder::Gzip(_) => flate2::read::MultiGzDecoder::new(data)
+                .take(limit)
+                .read_to_end(&mut out)?,
+            TapDecoder::Deflate(_) => flate2::read::ZlibDecoder::new(data)
+                .take(limit)
+                .read_to_end(&mut out)?,
+            TapDecoder::Brotli(_) => brotli_decompressor::Decompressor::new(data, 4096)
+                .take(limit)
+                .read_to_end(&mut out)?,
+            TapDecoder::Zstd(_) => zstd::stream::read::Decoder::new(data)?
+                .take(limit)
+                .read_to_end(&mut out)?,
+        };
+        if out.len() > cap {
+            return Err(std::io::Error::other("decoded body over the inspect limit"));
+        }
+        Ok(Bytes::from(out))
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +141,37 @@ mod tests {
         );
         assert!(TapDecoder::for_encoding("identity").is_none());
         assert!(TapDecoder::for_encoding("compress").is_none());
+    }
+
+    #[test]
+    fn decodes_a_whole_body_within_a_cap() {
+        let plain = br#"{"result":[{"id":1,"score":0.5}],"status":"ok"}"#.repeat(50);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        let packed = gz.finish().unwrap();
+        let d = TapDecoder::for_encoding("gzip").unwrap();
+        assert_eq!(&d.decode_whole(&packed, 1 << 20).unwrap()[..], &plain[..]);
+        let d = TapDecoder::for_encoding("gzip").unwrap();
+        assert!(d.decode_whole(&packed, 100).is_err());
+        let d = TapDecoder::for_encoding("zstd").unwrap();
+        let z = zstd::stream::encode_all(&plain[..], 3).unwrap();
+        assert_eq!(&d.decode_whole(&z, 1 << 20).unwrap()[..], &plain[..]);
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(&plain).unwrap();
+        let d = TapDecoder::for_encoding("deflate").unwrap();
+        assert_eq!(
+            &d.decode_whole(&zl.finish().unwrap(), 1 << 20).unwrap()[..],
+            &plain[..]
+        );
+        let d = TapDecoder::for_encoding("gzip").unwrap();
+        assert!(d.decode_whole(b"not gzip", 1 << 20).is_err());
+        // A body cut short is an error, never a shorter body.
+        let d = TapDecoder::for_encoding("gzip").unwrap();
+        assert!(d
+            .decode_whole(&packed[..packed.len() - 4], 1 << 20)
+            .is_err());
+        let d = TapDecoder::for_encoding("zstd").unwrap();
+        assert!(d.decode_whole(&z[..z.len() / 2], 1 << 20).is_err());
     }
 
     #[test]

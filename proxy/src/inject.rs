@@ -223,6 +223,7 @@ pub async fn request_side(
     for (di, d) in decided.iter_mut().enumerate() {
         let rule = d.rule;
         body_faults.plan_rules.push(rule.name.clone());
+        body_faults.plan_stale.push(rule.state.stale.clone());
         for (i, fault) in rule.faults.iter().enumerate() {
             let kind = fault.kind();
             if !shared.release.faults_enabled() {

@@ -345,6 +345,8 @@ pub struct JsonTap {
     limit: usize,
     decoder: Option<TapDecoder>,
     overflow: bool,
+    /// A vector search/query answer: count its hits for the record's `results`.
+    results: Option<(brownout_faults::ApiKind, brownout_faults::Endpoint)>,
 }
 
 /// Largest answer copied for token counts; larger ones go unmeasured.
@@ -357,7 +359,18 @@ impl JsonTap {
             limit: JSON_TAP_LIMIT,
             decoder,
             overflow: false,
+            results: None,
         }
+    }
+
+    /// Also count the hits of a vector search/query answer (`results.returned`).
+    pub fn with_results(
+        mut self,
+        api: brownout_faults::ApiKind,
+        endpoint: brownout_faults::Endpoint,
+    ) -> Self {
+        self.results = Some((api, endpoint));
+        self
     }
 
     pub fn tap(&mut self, frame: &Bytes) {
@@ -386,6 +399,12 @@ impl JsonTap {
     /// Put the answer's token usage into the record.
     pub fn record(&self, ex: &mut Exchange) {
         if self.overflow {
+            return;
+        }
+        if let Some((api, endpoint)) = self.results {
+            if let Some(n) = brownout_faults::vector::count_results(api, endpoint, &self.buf) {
+                ex.rec().results = Some(serde_json::json!({"returned": n, "dropped": 0}));
+            }
             return;
         }
         let (input, output) = brownout_faults::api::usage_from_json(&self.buf);

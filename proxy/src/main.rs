@@ -52,10 +52,39 @@ const BUILTIN: &[(&str, &str)] = &[
         "midstream-errors",
         include_str!("../../profiles/midstream-errors.yaml"),
     ),
-    ("gpu-saturation-h100", include_str!("../../profiles/gpu-saturation-h100.yaml")),
-    ("gpu-noisy-neighbor", include_str!("../../profiles/gpu-noisy-neighbor.yaml")),
-    ("kv-cache-pressure", include_str!("../../profiles/kv-cache-pressure.yaml")),
+    (
+        "gpu-saturation-h100",
+        include_str!("../../profiles/gpu-saturation-h100.yaml"),
+    ),
+    (
+        "gpu-noisy-neighbor",
+        include_str!("../../profiles/gpu-noisy-neighbor.yaml"),
+    ),
+    (
+        "kv-cache-pressure",
+        include_str!("../../profiles/kv-cache-pressure.yaml"),
+    ),
     ("cold-start", include_str!("../../profiles/cold-start.yaml")),
+    (
+        "vector-recall-loss",
+        include_str!("../../profiles/vector-recall-loss.yaml"),
+    ),
+    (
+        "stale-replica",
+        include_str!("../../profiles/stale-replica.yaml"),
+    ),
+    (
+        "vector-db-overload",
+        include_str!("../../profiles/vector-db-overload.yaml"),
+    ),
+    (
+        "embedding-drift",
+        include_str!("../../profiles/embedding-drift.yaml"),
+    ),
+    (
+        "rag-brownout",
+        include_str!("../../profiles/rag-brownout.yaml"),
+    ),
 ];
 
 #[derive(Parser, Debug)]
@@ -78,6 +107,7 @@ enum Cmd {
     Serve(ServeArgs),
     /// Run a simulated upstream.
     Sim {
+        /// `openai`, `anthropic`, or a vector database with exact k-NN: `qdrant`, `chroma`.
         #[arg(long, default_value = "openai")]
         api: String,
         #[arg(long, default_value = "127.0.0.1:8000")]
@@ -162,6 +192,8 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum CtlWhat {
+    /// Exit 0 when the admin API's /healthz answers 200 (container HEALTHCHECK).
+    Health,
     /// Profile, phase, faults on/off, records.
     Status,
     /// Replace the running profile (YAML or JSON); an invalid one is refused.
@@ -272,6 +304,7 @@ async fn async_main(cmd: Cmd) -> ExitCode {
         } => demo(duration.as_deref(), rate, seed, &report_dir).await,
         Cmd::Ctl { admin, json, what } => {
             let cmd = match what {
+                CtlWhat::Health => brownout::ctl::CtlCommand::Health,
                 CtlWhat::Status => brownout::ctl::CtlCommand::Status,
                 CtlWhat::Apply { file } => brownout::ctl::CtlCommand::Apply(file),
                 CtlWhat::Faults { state } => brownout::ctl::CtlCommand::Faults(state == "on"),

@@ -414,6 +414,7 @@ async fn handle(
         api: ctx.api,
         endpoint,
         model: facts.model.clone(),
+        path: ex.rec().path.clone(),
     };
     Ok(respond(shared, &conn, http2, llm, ex, rparts, rbody, body_faults).await)
 }
@@ -428,6 +429,8 @@ struct LlmCtx {
     api: ApiKind,
     endpoint: Endpoint,
     model: Option<String>,
+    /// The request path, naming the collection for `stale_results`.
+    path: String,
 }
 
 /// Build the client's response from the upstream's: plain pass-through, an
@@ -460,6 +463,25 @@ async fn respond(
     let rules = std::mem::take(&mut body_faults.plan_rules);
     let rng = body_faults.plan_rng.take();
     let gpu = body_faults.gpu.take();
+    let vector_endpoint = matches!(
+        llm.endpoint,
+        Endpoint::Search | Endpoint::Query | Endpoint::Embeddings
+    );
+    // Vector faults on an upsert, a listing or a chat have nothing to act on: say so
+    // once, and leave the rest of the plan to the paths below.
+    let plan = if plan.has_vector_faults() && !vector_endpoint {
+        let mut kept = StreamPlan::new().with_model(plan.model().map(str::to_string));
+        for (i, f) in plan.faults() {
+            if !f.is_vector_fault() {
+                kept.push(i, f);
+            } else if let Some(r) = rules.get(i) {
+                ex.skipped(r, f.kind(), "wrong_endpoint");
+            }
+        }
+        kept
+    } else {
+        plan
+    };
     let idle = shared.upstream_idle_timeout;
     let skip_all =
         |ex: &mut Exchange, plan: &StreamPlan, reason: &'static str, only_stream: bool| {
@@ -490,10 +512,19 @@ async fn respond(
             None if measurable && llm_answer => {
                 Response::from_parts(rparts, body.with_json_tap(JsonTap::new(decoder)))
             }
+            None if measurable && is_vector_search(llm.endpoint, ctype) => {
+                let tap = JsonTap::new(decoder).with_results(llm.api, llm.endpoint);
+                Response::from_parts(rparts, body.with_json_tap(tap))
+            }
             _ => Response::from_parts(rparts, body),
         };
     }
-    if encoded {
+    let has_vector = plan.has_vector_faults();
+    // Vector databases (Qdrant) compress whatever the client asks for: a whole JSON
+    // answer is decoded to rewrite it and sent on as identity.
+    let decode_whole =
+        encoded && decoder.is_some() && has_vector && vector_endpoint && framing.is_none();
+    if encoded && !decode_whole {
         // Asked for identity and still compressed: nothing can be re-framed or rewritten.
         skip_all(&mut ex, &plan, "compressed", false);
         return passthrough(ex, rparts, rbody, body_faults);
@@ -519,7 +550,7 @@ async fn respond(
     // JSON, and a simulated GPU holds it until the model would have finished it.
     skip_all(&mut ex, &plan, "not_a_stream", true);
     let has_content = plan.faults().any(|(_, f)| f.is_content_fault());
-    if !has_content && gpu.is_none() {
+    if !has_content && !has_vector && gpu.is_none() {
         return passthrough(ex, rparts, rbody, body_faults);
     }
     let declared = rparts
@@ -548,6 +579,24 @@ async fn respond(
     }
     // The upstream leg is over: its body has been read whole.
     ex.upstream_body_done();
+    let head = if decode_whole {
+        match decoder.map(|d| d.decode_whole(&head, shared.inspect_limit)) {
+            Some(Ok(plain)) => {
+                // Sent on decoded: the client gets identity whatever it asked for.
+                rparts.headers.remove(http::header::CONTENT_ENCODING);
+                plain
+            }
+            _ => {
+                skip_all(&mut ex, &plan, "compressed", false);
+                rparts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(head.len()));
+                return Response::from_parts(rparts, ProxyBody::full(head, Some(ex)));
+            }
+        }
+    } else {
+        head
+    };
     let (input, output) = brownout_faults::api::usage_from_json(&head);
     if output.is_some() {
         ex.rec().output_tokens = output;
@@ -568,8 +617,9 @@ async fn respond(
         }
         seq.finish();
     }
+    // One decision stream for every body rewrite of this exchange, in plan order.
+    let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
     let out = if has_content {
-        let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
         match rewrite_json(llm.api, llm.endpoint, &head, &plan, &mut rng) {
             Ok(rw) => {
                 for (i, kind) in &rw.applied {
@@ -596,10 +646,93 @@ async fn respond(
     } else {
         head
     };
+    let out = if has_vector {
+        let ok = rparts.status.is_success();
+        let plain_json = ctype_is_json(&rparts.headers);
+        let stale = &body_faults.plan_stale;
+        let lookup = |i: usize| stale.get(i).cloned();
+        let result = if !ok {
+            Err("error_status")
+        } else if !plain_json {
+            Err("not_json")
+        } else {
+            brownout_faults::vector::rewrite(
+                llm.api,
+                llm.endpoint,
+                &out,
+                &plan,
+                &mut rng,
+                &lookup,
+                collection_key(&llm.path),
+            )
+            .map_err(|why| why.as_str())
+        };
+        match result {
+            Ok(rw) => {
+                for (i, kind) in &rw.applied {
+                    if let Some(r) = rules.get(*i) {
+                        ex.applied(r, kind);
+                    }
+                }
+                for (i, kind, why) in &rw.skipped {
+                    if let Some(r) = rules.get(*i) {
+                        ex.skipped(r, kind, why.as_str());
+                    }
+                }
+                if let Some((returned, dropped)) = rw.results {
+                    ex.rec().results =
+                        Some(serde_json::json!({"returned": returned, "dropped": dropped}));
+                }
+                if !rw.applied.is_empty() {
+                    // A validator for bytes the upstream never sent would be a lie.
+                    rparts.headers.remove(http::header::ETAG);
+                }
+                rw.body
+            }
+            Err(why) => {
+                for (i, f) in plan.faults() {
+                    if f.is_vector_fault() && i < rules.len() {
+                        ex.skipped(&rules[i], f.kind(), why);
+                    }
+                }
+                if let Some(n) = brownout_faults::vector::count_results(llm.api, llm.endpoint, &out)
+                {
+                    ex.rec().results = Some(serde_json::json!({"returned": n, "dropped": 0}));
+                }
+                out
+            }
+        }
+    } else {
+        out
+    };
     rparts
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
+}
+
+/// A JSON answer of a vector search/query endpoint, whose hits the record counts.
+fn is_vector_search(endpoint: Endpoint, ctype: Option<&str>) -> bool {
+    matches!(endpoint, Endpoint::Search | Endpoint::Query)
+        && ctype.is_some_and(|c| c.starts_with("application/json"))
+}
+
+/// Whether the answer says it is JSON (or says nothing: some servers omit it).
+fn ctype_is_json(headers: &http::HeaderMap) -> bool {
+    match headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(c) => c.starts_with("application/json") || c.contains("+json"),
+    }
+}
+
+/// Which collection a search went to, for `stale_results`: the path without its
+/// query string names it for Qdrant, Chroma and Weaviate's classes live in the
+/// body (one key per endpoint then), as do Milvus's and Pinecone's.
+fn collection_key(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
 }
 
 /// `x-brownout-fault`: the faults decided for this exchange, as `rule/fault`. A limit

@@ -9,8 +9,9 @@ use std::time::Duration;
 /// Every LLM endpoint is served whatever the choice, selected by path
 /// (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`,
 /// `/v1/messages`), so one sim can stand behind both an OpenAI and an Anthropic
-/// listener. The choice only sets the error shape for unknown paths. Qdrant and
-/// Chroma come later.
+/// listener. The choice only sets the error shape for unknown paths, except for
+/// `qdrant` and `chroma`, which serve a simulated vector database (the OpenAI routes
+/// under `/v1/` stay available, for embedding queries the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimApi {
     /// OpenAI-compatible: chat completions, legacy completions, embeddings, models.
@@ -18,6 +19,10 @@ pub enum SimApi {
     Openai,
     /// Anthropic Messages (the OpenAI routes stay available).
     Anthropic,
+    /// A Qdrant-shaped vector database with exact k-NN (gzip like Qdrant).
+    Qdrant,
+    /// A Chroma (v2 API) vector database with exact k-NN.
+    Chroma,
 }
 
 impl SimApi {
@@ -26,6 +31,8 @@ impl SimApi {
         match self {
             SimApi::Openai => "openai",
             SimApi::Anthropic => "anthropic",
+            SimApi::Qdrant => "qdrant",
+            SimApi::Chroma => "chroma",
         }
     }
 }
@@ -38,7 +45,7 @@ impl fmt::Display for SimApi {
 
 /// A `--api` value the simulator does not (yet) speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown simulated api `{0}`; expected one of: openai, anthropic")]
+#[error("unknown simulated api `{0}`; expected one of: openai, anthropic, qdrant, chroma")]
 pub struct UnknownApi(pub String);
 
 impl FromStr for SimApi {
@@ -48,6 +55,8 @@ impl FromStr for SimApi {
         match s.to_ascii_lowercase().as_str() {
             "openai" => Ok(SimApi::Openai),
             "anthropic" => Ok(SimApi::Anthropic),
+            "qdrant" => Ok(SimApi::Qdrant),
+            "chroma" => Ok(SimApi::Chroma),
             _ => Err(UnknownApi(s.to_owned())),
         }
     }

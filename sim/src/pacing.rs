@@ -113,40 +113,6 @@ impl Body for PacedBody {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_without_jitter_is_exact() {
-        let cfg = SimConfig::default();
-        let offs = token_offsets(&cfg, 10, 0);
-        assert_eq!(offs.len(), 10);
-        assert_eq!(offs[0], Duration::from_millis(30));
-        assert_eq!(offs[9], Duration::from_millis(120));
-        assert!(offs
-            .windows(2)
-            .all(|w| w[1] - w[0] == Duration::from_millis(10)));
-    }
-
-    #[test]
-    fn jitter_is_seeded_and_bounded() {
-        let cfg = SimConfig {
-            jitter: 0.5,
-            seed: 7,
-            ..SimConfig::default()
-        };
-        let a = token_offsets(&cfg, 50, 3);
-        assert_eq!(a, token_offsets(&cfg, 50, 3));
-        assert_ne!(a, token_offsets(&cfg, 50, 4));
-        assert!(a[0] >= Duration::from_millis(15) && a[0] <= Duration::from_millis(45));
-        for w in a.windows(2) {
-            let gap = w[1] - w[0];
-            assert!(gap >= Duration::from_millis(5) && gap <= Duration::from_millis(15));
-        }
-    }
-}
-
 /// A stream whose content events go out as a simulated GPU produces them: events
 /// `first_token..first_token+n` are tokens 1..=n of the model's sequence; the rest
 /// go out as soon as the events before them have.
@@ -199,6 +165,40 @@ impl Body for GpuPacedBody {
         match this.events.pop_front() {
             Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
             None => Poll::Ready(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_without_jitter_is_exact() {
+        let cfg = SimConfig::default();
+        let offs = token_offsets(&cfg, 10, 0);
+        assert_eq!(offs.len(), 10);
+        assert_eq!(offs[0], Duration::from_millis(30));
+        assert_eq!(offs[9], Duration::from_millis(120));
+        assert!(offs
+            .windows(2)
+            .all(|w| w[1] - w[0] == Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn jitter_is_seeded_and_bounded() {
+        let cfg = SimConfig {
+            jitter: 0.5,
+            seed: 7,
+            ..SimConfig::default()
+        };
+        let a = token_offsets(&cfg, 50, 3);
+        assert_eq!(a, token_offsets(&cfg, 50, 3));
+        assert_ne!(a, token_offsets(&cfg, 50, 4));
+        assert!(a[0] >= Duration::from_millis(15) && a[0] <= Duration::from_millis(45));
+        for w in a.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(gap >= Duration::from_millis(5) && gap <= Duration::from_millis(15));
         }
     }
 }

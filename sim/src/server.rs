@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::SimConfig;
+use crate::config::{SimApi, SimConfig};
 use crate::openai::OpenaiSim;
+use crate::vector::VectorSim;
 
 /// Serve the simulated API on `listener` until `shutdown` completes, then stop
 /// accepting and let in-flight exchanges finish (idle keep-alive connections close
@@ -22,7 +23,10 @@ use crate::openai::OpenaiSim;
 /// and the signal handling; tests and the demo use [`spawn`].
 pub async fn serve(listener: TcpListener, cfg: SimConfig, shutdown: impl Future<Output = ()>) {
     // One router serves every API by path; `cfg.api` only picks the 404 shape.
+    let api = cfg.api;
     let sim = OpenaiSim::new(cfg);
+    let vector =
+        matches!(api, SimApi::Qdrant | SimApi::Chroma).then(|| VectorSim::new(api, sim.clone()));
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     // Connection tasks live in a JoinSet so that aborting `serve` (SimHandle's drop)
@@ -45,7 +49,17 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig, shutdown: impl Future<
                 };
                 let _ = stream.set_nodelay(true);
                 let sim = sim.clone();
-                let svc = service_fn(move |req| sim.clone().handle(req));
+                let vector = vector.clone();
+                let svc = service_fn(move |req| {
+                    let sim = sim.clone();
+                    let vector = vector.clone();
+                    async move {
+                        match vector {
+                            Some(v) => v.handle(req).await,
+                            None => sim.handle(req).await,
+                        }
+                    }
+                });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
                 conns.spawn(async move {

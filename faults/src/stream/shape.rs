@@ -62,9 +62,9 @@ impl StreamPlan {
 
     /// Add a fault decided by the rule at index `rule` (the caller's index, reported
     /// back by [`Shaper::applied`]). Returns false, adding nothing, for a fault that
-    /// is neither a stream nor a content fault.
+    /// is neither a stream, a content nor a vector fault.
     pub fn push(&mut self, rule: usize, fault: &FaultSpec) -> bool {
-        if fault.is_stream_fault() || fault.is_content_fault() {
+        if fault.is_stream_fault() || fault.is_content_fault() || fault.is_vector_fault() {
             self.faults.push((rule, fault.clone()));
             true
         } else {
@@ -85,6 +85,11 @@ impl StreamPlan {
     /// Every planned fault as (rule index, fault), in order.
     pub fn faults(&self) -> impl Iterator<Item = (usize, &FaultSpec)> {
         self.faults.iter().map(|(r, f)| (*r, f))
+    }
+
+    /// Whether any fault rewrites vector results or embeddings.
+    pub fn has_vector_faults(&self) -> bool {
+        self.faults.iter().any(|(_, f)| f.is_vector_fault())
     }
 
     /// The model given with [`StreamPlan::with_model`].
