@@ -211,6 +211,35 @@ fn rate_limited(
     (r.status, r.headers, r.body)
 }
 
+/// The answer of a limit that turned a request away: the preset (default: the
+/// listener api's overload error) plus `x-brownout-limit: <reason>`.
+fn overload_answer(
+    preset: Option<&str>,
+    reason: &'static str,
+    req: &RequestView<'_>,
+    rng: &mut ChaCha8Rng,
+) -> Step {
+    let name = preset.map_or_else(
+        || presets::default_overload_for(req.api).to_string(),
+        str::to_string,
+    );
+    let (status, mut headers, body) = error_answer(
+        Some(&name),
+        None,
+        None,
+        &Default::default(),
+        None,
+        req.facts.model.as_deref(),
+        rng,
+    );
+    headers.insert("x-brownout-limit", HeaderValue::from_static(reason));
+    Step::Respond {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// Apply the request-side faults of every decided rule, in order.
 pub async fn request_side(
     shared: &Arc<Shared>,
@@ -219,7 +248,6 @@ pub async fn request_side(
     decided: &mut [Decided<'_>],
     body_faults: &mut BodyFaults,
 ) -> Step {
-    let api = req.api;
     for (di, d) in decided.iter_mut().enumerate() {
         let rule = d.rule;
         body_faults.plan_rules.push(rule.name.clone());
@@ -330,28 +358,11 @@ pub async fn request_side(
                         }
                         Admission::Rejected(why) => {
                             ex.applied(&rule.name, kind);
-                            let name = preset.clone().unwrap_or_else(|| {
-                                brownout_faults::presets::default_overload_for(api).to_string()
-                            });
-                            let (status, mut headers, body) = error_answer(
-                                Some(&name),
-                                None,
-                                None,
-                                &Default::default(),
-                                None,
-                                req.facts.model.as_deref(),
-                                &mut d.rng,
-                            );
                             let reason = match why {
                                 Rejected::QueueFull => "queue_full",
                                 Rejected::QueueTimeout => "queue_timeout",
                             };
-                            headers.insert("x-brownout-limit", HeaderValue::from_static(reason));
-                            return Step::Respond {
-                                status,
-                                headers,
-                                body,
-                            };
+                            return overload_answer(preset.as_deref(), reason, req, &mut d.rng);
                         }
                     }
                 }
@@ -394,28 +405,13 @@ pub async fn request_side(
                         Admit::Released => {}
                         Admit::Overflow => {
                             ex.applied(&rule.name, kind);
-                            let name =
-                                replica.config().overflow.clone().unwrap_or_else(|| {
-                                    presets::default_overload_for(api).to_string()
-                                });
-                            let (status, mut headers, body) = error_answer(
-                                Some(&name),
-                                None,
-                                None,
-                                &Default::default(),
-                                None,
-                                req.facts.model.as_deref(),
+                            let preset = replica.config().overflow.clone();
+                            return overload_answer(
+                                preset.as_deref(),
+                                "gpu_queue_full",
+                                req,
                                 &mut d.rng,
                             );
-                            headers.insert(
-                                "x-brownout-limit",
-                                HeaderValue::from_static("gpu_queue_full"),
-                            );
-                            return Step::Respond {
-                                status,
-                                headers,
-                                body,
-                            };
                         }
                     }
                 }

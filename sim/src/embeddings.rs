@@ -84,28 +84,7 @@ pub fn embedding(model: &str, input: &EmbeddingInput<'_>, dims: usize) -> Vec<f3
 /// base64 with padding (what the SDK decodes with `np.frombuffer(.., float32)`).
 pub fn embedding_base64(v: &[f32]) -> String {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    base64(&bytes)
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    brownout_faults::vector::b64::encode(&bytes)
 }
 
 #[derive(Serialize)]
@@ -303,13 +282,13 @@ mod tests {
 
     #[test]
     fn base64_matches_the_rfc_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(brownout_faults::vector::b64::encode(b""), "");
+        assert_eq!(brownout_faults::vector::b64::encode(b"f"), "Zg==");
+        assert_eq!(brownout_faults::vector::b64::encode(b"fo"), "Zm8=");
+        assert_eq!(brownout_faults::vector::b64::encode(b"foo"), "Zm9v");
+        assert_eq!(brownout_faults::vector::b64::encode(b"foob"), "Zm9vYg==");
+        assert_eq!(brownout_faults::vector::b64::encode(b"fooba"), "Zm9vYmE=");
+        assert_eq!(brownout_faults::vector::b64::encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(embedding_base64(&[1.0]), "AACAPw==");
     }
 

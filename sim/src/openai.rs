@@ -139,42 +139,7 @@ impl OpenaiSim {
         } else {
             let done_at = offsets.last().copied().unwrap_or_default();
             tokio::time::sleep_until(start + done_at).await;
-            let text = tokens.concat();
-            let json = match kind {
-                Kind::Chat => serde_json::to_vec(&ChatCompletion {
-                    id: &ids.id,
-                    object: "chat.completion",
-                    created: ids.created,
-                    model: &parsed.model,
-                    choices: [ChatChoice {
-                        index: 0,
-                        message: Message {
-                            role: "assistant",
-                            content: &text,
-                            refusal: None,
-                        },
-                        logprobs: None,
-                        finish_reason: "stop",
-                    }],
-                    usage,
-                    system_fingerprint: SYSTEM_FINGERPRINT,
-                }),
-                Kind::Legacy => serde_json::to_vec(&TextCompletion {
-                    id: &ids.id,
-                    object: "text_completion",
-                    created: ids.created,
-                    model: &parsed.model,
-                    choices: [TextChoice {
-                        text: &text,
-                        index: 0,
-                        logprobs: None,
-                        finish_reason: Some("stop"),
-                    }],
-                    usage: Some(Some(usage)),
-                    system_fingerprint: SYSTEM_FINGERPRINT,
-                }),
-            };
-            json_response(StatusCode::OK, json, Some(&ids))
+            answer_response(kind, &ids, &parsed, &tokens.concat(), usage)
         }
     }
 }
@@ -731,41 +696,51 @@ impl OpenaiSim {
         }
         seq.until_produced(u64::from(n)).await;
         seq.finish();
-        let text = tokens.concat();
-        let json = match kind {
-            Kind::Chat => serde_json::to_vec(&ChatCompletion {
-                id: &ids.id,
-                object: "chat.completion",
-                created: ids.created,
-                model: &parsed.model,
-                choices: [ChatChoice {
-                    index: 0,
-                    message: Message {
-                        role: "assistant",
-                        content: &text,
-                        refusal: None,
-                    },
-                    logprobs: None,
-                    finish_reason: "stop",
-                }],
-                usage,
-                system_fingerprint: SYSTEM_FINGERPRINT,
-            }),
-            Kind::Legacy => serde_json::to_vec(&TextCompletion {
-                id: &ids.id,
-                object: "text_completion",
-                created: ids.created,
-                model: &parsed.model,
-                choices: [TextChoice {
-                    text: &text,
-                    index: 0,
-                    logprobs: None,
-                    finish_reason: Some("stop"),
-                }],
-                usage: Some(Some(usage)),
-                system_fingerprint: SYSTEM_FINGERPRINT,
-            }),
-        };
-        json_response(StatusCode::OK, json, Some(&ids))
+        answer_response(kind, &ids, parsed, &tokens.concat(), usage)
     }
+}
+
+/// A whole (non-streaming) answer in the shape of its endpoint.
+fn answer_response(
+    kind: Kind,
+    ids: &Ids,
+    parsed: &Parsed,
+    text: &str,
+    usage: Usage,
+) -> Response<SimBody> {
+    let json = match kind {
+        Kind::Chat => serde_json::to_vec(&ChatCompletion {
+            id: &ids.id,
+            object: "chat.completion",
+            created: ids.created,
+            model: &parsed.model,
+            choices: [ChatChoice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: text,
+                    refusal: None,
+                },
+                logprobs: None,
+                finish_reason: "stop",
+            }],
+            usage,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+        }),
+        Kind::Legacy => serde_json::to_vec(&TextCompletion {
+            id: &ids.id,
+            object: "text_completion",
+            created: ids.created,
+            model: &parsed.model,
+            choices: [TextChoice {
+                text,
+                index: 0,
+                logprobs: None,
+                finish_reason: Some("stop"),
+            }],
+            usage: Some(Some(usage)),
+            system_fingerprint: SYSTEM_FINGERPRINT,
+        }),
+    };
+    json_response(StatusCode::OK, json, Some(ids))
 }

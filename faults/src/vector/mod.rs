@@ -13,7 +13,7 @@
 //! `faults_skipped`: a drill must never believe it measured a fault that did not
 //! apply. With nothing applied the input bytes come back untouched.
 
-mod b64;
+pub mod b64;
 pub mod embeddings;
 pub mod results;
 
