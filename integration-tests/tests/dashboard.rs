@@ -267,20 +267,40 @@ struct Browser {
     devtools: String,
 }
 
+fn find_chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+/// Debian's Chromium; installed on first use where the test runs as root (as on a
+/// fresh machine of this project's kind), so `cargo test --workspace` needs no
+/// set-up step of its own.
 fn chromium_path() -> std::path::PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        }) {
-            return p;
-        }
+    if let Some(p) = find_chromium() {
+        return p;
     }
-    panic!(
-        "headless Chromium is needed for the dashboard test and was not found: \
-         install it with `apt-get install -y chromium` (.ci/run does this)"
-    );
+    let installed = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    match find_chromium() {
+        Some(p) if installed => p,
+        _ => panic!(
+            "headless Chromium is needed for the dashboard test and was not found, and \
+             installing it failed: run `apt-get install -y chromium` (.ci/run does this)"
+        ),
+    }
 }
 
 async fn launch() -> Browser {
