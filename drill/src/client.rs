@@ -76,6 +76,20 @@ impl DrillClient {
     /// Send `body` as request `slot.seq` and measure it. Never fails: every way a
     /// request can end is an [`Outcome`].
     pub async fn exchange(&self, slot: Slot, body: Bytes) -> Sample {
+        self.exchange_with(slot, body, 0).await.0
+    }
+
+    /// Like [`DrillClient::exchange`], for attempt number `retry_count` (0 for the
+    /// first), sent as `x-stainless-retry-count` like the official SDKs do; also
+    /// returns the server's requested wait (`retry-after-ms`, else `retry-after` in
+    /// seconds) on an error response.
+    pub async fn exchange_with(
+        &self,
+        slot: Slot,
+        body: Bytes,
+        retry_count: u32,
+    ) -> (Sample, Option<Duration>) {
+        let mut retry_after = None;
         let send_lag = Instant::now().saturating_duration_since(slot.scheduled);
         let deadline = slot.scheduled + self.timeout;
         let mut sample = Sample {
@@ -89,10 +103,19 @@ impl DrillClient {
             tokens_source: None,
             send_lag,
         };
-        let outcome = self.attempt(&mut sample, slot, body, deadline).await;
+        let outcome = self
+            .attempt(
+                &mut sample,
+                slot,
+                body,
+                deadline,
+                retry_count,
+                &mut retry_after,
+            )
+            .await;
         sample.outcome = outcome;
         sample.e2e = Instant::now().saturating_duration_since(slot.scheduled);
-        sample
+        (sample, retry_after)
     }
 
     async fn attempt(
@@ -101,6 +124,8 @@ impl DrillClient {
         slot: Slot,
         body: Bytes,
         deadline: Instant,
+        retry_count: u32,
+        retry_after: &mut Option<Duration>,
     ) -> Outcome {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
@@ -110,6 +135,7 @@ impl DrillClient {
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
+        h.insert("x-stainless-retry-count", HeaderValue::from(retry_count));
 
         let resp = match timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Outcome::Timeout,
@@ -120,6 +146,7 @@ impl DrillClient {
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
+        *retry_after = parse_retry_after(resp.headers());
         let mut body = resp.into_body();
 
         if !status.is_success() {
@@ -196,5 +223,39 @@ impl DrillClient {
                 _ => Outcome::Corrupt,
             }
         }
+    }
+}
+
+/// The wait a response asks for: `retry-after-ms` (milliseconds), else
+/// `retry-after` in seconds (fractions allowed); HTTP dates are not followed.
+pub fn parse_retry_after(h: &http::HeaderMap) -> Option<Duration> {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let s = get("retry-after")?.parse::<f64>().ok()?;
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_headers() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(parse_retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(250)));
+        h.remove("retry-after-ms");
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), None);
     }
 }

@@ -11,6 +11,13 @@
 //! measures one, [`sse`] and [`meter`] read streams, [`stats`] aggregates,
 //! [`progress`] and [`report`] show the results, and [`run`] ties them together.
 //!
+//! Scenario drills (DESIGN §6) build on them: [`scenario`] loads and checks
+//! scenario files, [`engine`] runs several workloads (open or closed loop) with an
+//! SDK-like retrying client, goodput, SLO evaluation and `stop_when`, [`gate`]
+//! turns the result into a verdict and writes `report.json`, `junit.xml`,
+//! `summary.md` and `report.html`, and [`records`] rebuilds the same report from
+//! proxy record files.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), brownout_drill::DrillError> {
 //! use std::time::Duration;
@@ -33,13 +40,17 @@
 
 pub mod arrival;
 pub mod client;
+pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod meter;
 pub mod plan;
 pub mod progress;
+pub mod records;
 pub mod report;
 mod run;
 pub mod sample;
+pub mod scenario;
 pub mod sse;
 pub mod stats;
 pub mod workload;

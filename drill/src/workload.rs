@@ -66,6 +66,40 @@ impl Workload {
         Self { bodies, rng }
     }
 
+    /// Bodies from prompt-file lines (`{"messages": [...]}` or `{"prompt": "..."}`,
+    /// see [`crate::scenario::load_prompts`]) instead of the built-in prompts; an
+    /// empty list falls back to them. Chat requests send `messages` as given;
+    /// completions send `prompt`, or the last message's text.
+    pub fn with_prompts(plan: &LoadPlan, prompts: &[serde_json::Value]) -> Self {
+        let mut w = Self::new(plan);
+        if prompts.is_empty() {
+            return w;
+        }
+        let shape = RequestShape::from_path(&plan.path);
+        w.bodies = prompts
+            .iter()
+            .map(|line| {
+                let text = line["prompt"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        line["messages"]
+                            .as_array()
+                            .and_then(|m| m.last())
+                            .and_then(|m| m["content"].as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    });
+                let mut body = request_body(shape, plan, &text);
+                if shape == RequestShape::Chat && line["messages"].is_array() {
+                    body["messages"] = line["messages"].clone();
+                }
+                Bytes::from(body.to_string())
+            })
+            .collect();
+        w
+    }
+
     /// The body of the next request (call once per request, in sequence order),
     /// with the index of its prompt in [`PROMPTS`].
     pub fn next_body(&mut self) -> (usize, Bytes) {

@@ -9,6 +9,8 @@ use brownout::config::{env_overrides, load, FileConfig, ListenerConfig, Override
 use brownout::{start, StartOptions};
 use clap::{Parser, Subcommand};
 
+mod drill;
+
 /// The demo's profile, built into the binary so `brownout demo` needs no files.
 const DEMO_PROFILE: &str = include_str!("../../profiles/demo.yaml");
 
@@ -135,7 +137,25 @@ enum Cmd {
         #[arg(long, default_value = "brownout-report")]
         report_dir: PathBuf,
     },
-    /// Check profiles or configs; errors give file:line:column and a hint.
+    /// Run a drill scenario (DESIGN §6): load, phases, SLO gates, reports.
+    /// Exit 0 pass, 1 SLO broken, 2 invalid input, 3 stopped by `stop_when`.
+    Drill {
+        scenario: PathBuf,
+        /// Write reports here instead of the scenario's `report.dir`.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+    },
+    /// Rebuild a drill report from proxy record files (JSON lines), merged.
+    Report {
+        #[arg(required = true)]
+        records: Vec<PathBuf>,
+        /// A scenario whose SLOs and baseline to apply.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value = "brownout-report")]
+        report_dir: PathBuf,
+    },
+    /// Check profiles, configs or drill scenarios; errors give file:line:column and a hint.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -245,6 +265,11 @@ fn main() -> ExitCode {
     init_logging(&cli.log_format);
     match cli.cmd {
         Cmd::Validate { files } => validate(&files),
+        Cmd::Report {
+            records,
+            scenario,
+            report_dir,
+        } => report_cmd(&records, scenario.as_deref(), &report_dir),
         Cmd::Explain { profile } => explain(&profile),
         Cmd::Profiles { show, presets } => profiles(show.as_deref(), presets),
         Cmd::GpuSweep {
@@ -302,6 +327,10 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             seed,
             report_dir,
         } => demo(duration.as_deref(), rate, seed, &report_dir).await,
+        Cmd::Drill {
+            scenario,
+            report_dir,
+        } => return drill::drill(&scenario, report_dir.as_deref()).await,
         Cmd::Ctl { admin, json, what } => {
             let cmd = match what {
                 CtlWhat::Health => brownout::ctl::CtlCommand::Health,
@@ -326,6 +355,7 @@ async fn async_main(cmd: Cmd) -> ExitCode {
         }
         // Handled before the runtime starts.
         Cmd::Validate { .. }
+        | Cmd::Report { .. }
         | Cmd::Explain { .. }
         | Cmd::Profiles { .. }
         | Cmd::Schema
@@ -527,6 +557,48 @@ async fn demo(
     Ok(ExitCode::SUCCESS)
 }
 
+fn report_cmd(
+    records: &[PathBuf],
+    scenario: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> ExitCode {
+    use brownout_drill::gate::EXIT_INVALID;
+    let scenario = match scenario.map(brownout_drill::scenario::load_scenario_file) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(diags)) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let mut files = Vec::new();
+    for f in records {
+        match std::fs::read_to_string(f) {
+            Ok(t) => files.push((f.display().to_string(), t)),
+            Err(e) => {
+                eprintln!("{}: cannot read: {e}", f.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
+    let report = brownout_drill::records::report_from_records(&files, scenario.as_ref());
+    if let Some(why) = &report.incomplete {
+        eprintln!("warning: the report is incomplete: {why}");
+    }
+    if let Err(e) = brownout_drill::gate::write_all(dir, &report) {
+        eprintln!("cannot write the report to {}: {e}", dir.display());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    print!("{}", brownout_drill::gate::render_summary(&report));
+    println!(
+        "\nreport written to {}/ (report.json, junit.xml, summary.md, report.html)",
+        dir.display().to_string().trim_end_matches('/')
+    );
+    ExitCode::from(report.exit_code)
+}
+
 fn validate(files: &[PathBuf]) -> ExitCode {
     let mut bad = 0;
     for f in files {
@@ -540,7 +612,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         };
         let is_config = text.lines().any(|l| l.starts_with("listeners:"));
-        let result = if is_config {
+        let is_scenario = !is_config && brownout_drill::scenario::looks_like_scenario(&text);
+        let result = if is_scenario {
+            brownout_drill::scenario::load_scenario(&text, &name).map(|_| ())
+        } else if is_config {
             brownout_faults::yaml::from_str::<FileConfig>(&text, &name)
                 .map(|_| ())
                 .map_err(|d| vec![d])
@@ -550,7 +625,13 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         match result {
             Ok(()) => println!(
                 "{name}: ok ({})",
-                if is_config { "config" } else { "profile" }
+                if is_scenario {
+                    "scenario"
+                } else if is_config {
+                    "config"
+                } else {
+                    "profile"
+                }
             ),
             Err(diags) => {
                 bad += 1;

@@ -1,0 +1,616 @@
+//! The scenario drill loop: several workloads at once, open or closed loop, an
+//! SDK-like client with retries, goodput, SLO evaluation and `stop_when`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, sleep, sleep_until, Instant, MissedTickBehavior};
+
+use crate::arrival::PoissonArrivals;
+use crate::client::{DrillClient, Slot};
+use crate::error::DrillError;
+use crate::plan::{LoadPlan, PhasePlan};
+use crate::progress::{Progress, ProgressSink};
+use crate::sample::{Outcome, Sample};
+use crate::scenario::{ArrivalKind, ClientSpec, Goodput, PhaseSlo, Slo, StopWhen, WorkloadSpec};
+use crate::stats::{DrillResult, LiveWindow, PhaseAccumulator, PhaseStats};
+use crate::workload::Workload;
+
+/// The longest `retry-after` the client honours, like the SDKs.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// One workload, ready to run against a base URL.
+#[derive(Debug, Clone)]
+pub struct EngineWorkload {
+    /// The workload as written in the scenario.
+    pub spec: WorkloadSpec,
+    /// Base URL of the proxy.
+    pub target: http::Uri,
+    /// Lines of the workload's prompt file; empty for the built-in prompts.
+    pub prompts: Vec<serde_json::Value>,
+}
+
+/// Everything the engine needs.
+#[derive(Debug, Clone)]
+pub struct EnginePlan {
+    /// Phases, back to back (from the profile).
+    pub phases: Vec<PhasePlan>,
+    /// Workloads run at once.
+    pub workloads: Vec<EngineWorkload>,
+    /// Seed for arrivals, prompts and retry jitter.
+    pub seed: u64,
+    /// Objectives, for goodput thresholds (evaluation is [`evaluate`]).
+    pub slo: Slo,
+    /// Safety stop.
+    pub stop_when: Option<StopWhen>,
+}
+
+/// Extra per-phase numbers the plain statistics lack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseExtra {
+    /// The phase's name (`all` for the whole drill).
+    pub name: String,
+    /// Requests that succeeded within every goodput threshold.
+    pub good: u64,
+    /// `good / requests` (1 with no requests).
+    pub goodput: f64,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    /// `attempts / requests`: how much the client's retries multiplied the load.
+    pub retry_amplification: f64,
+}
+
+/// A point of the latency-over-time chart.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Scheduled send, seconds from the start.
+    pub t_s: f64,
+    /// End-to-end latency, ms.
+    pub e2e_ms: f64,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// What a scenario drill measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineResult {
+    /// Per-phase and overall statistics over all workloads.
+    pub stats: DrillResult,
+    /// Goodput and retry amplification per phase, in order.
+    pub phases: Vec<PhaseExtra>,
+    /// The same for the whole drill.
+    pub total: PhaseExtra,
+    /// Why the drill stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Every request's latency (for charts).
+    pub points: Vec<Point>,
+}
+
+struct Done {
+    workload: usize,
+    sample: Sample,
+    attempts: u32,
+    scheduled_s: f64,
+}
+
+/// Send with SDK-style retries; every latency is measured from `scheduled`.
+async fn send(
+    client: &DrillClient,
+    spec: &ClientSpec,
+    seq: u64,
+    phase: usize,
+    scheduled: Instant,
+    body: Bytes,
+    mut rng: ChaCha8Rng,
+) -> (Sample, u32) {
+    let mut attempt: u32 = 0;
+    loop {
+        let start = Instant::now();
+        // Each retry gets its own fault decision (as a fresh request would), still
+        // fixed by the seed: the attempt number goes in the high bits.
+        let slot = Slot {
+            seq: seq | (u64::from(attempt) << 48),
+            phase,
+            scheduled: start,
+        };
+        let (mut s, retry_after) = client.exchange_with(slot, body.clone(), attempt).await;
+        s.seq = seq;
+        let offset = start.saturating_duration_since(scheduled);
+        s.e2e += offset;
+        s.ttft = s.ttft.map(|t| t + offset);
+        s.send_lag = s
+            .send_lag
+            .max(if attempt == 0 { offset } else { s.send_lag });
+        attempt += 1;
+        let retryable = match s.outcome {
+            Outcome::HttpError(c) => c == 408 || c == 409 || c == 429 || c >= 500,
+            Outcome::TransportError | Outcome::Timeout => true,
+            _ => false,
+        };
+        if !retryable || attempt > spec.retries {
+            return (s, attempt);
+        }
+        let wait = match retry_after {
+            Some(w) if spec.honor_retry_after && w <= MAX_RETRY_AFTER => w,
+            _ => backoff(attempt - 1, &mut rng),
+        };
+        sleep(wait).await;
+    }
+}
+
+/// The openai-python backoff before retry `n + 1`: `min(0.5·2^n, 8)` seconds,
+/// less up to 25% jitter.
+pub fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
+    let base = (0.5 * 2f64.powi(n.min(16) as i32)).min(8.0);
+    let jitter = 1.0 - 0.25 * rng.random::<f64>();
+    Duration::from_secs_f64(base * jitter)
+}
+
+/// Whether `s` is good under `g`: ok and within every threshold given.
+pub fn is_good(s: &Sample, g: Option<&Goodput>) -> bool {
+    if !s.outcome.is_ok() {
+        return false;
+    }
+    let Some(g) = g else { return true };
+    let within =
+        |v: Option<Duration>, limit: Option<brownout_faults::duration::DurationStr>| match limit {
+            None => true,
+            Some(l) => v.is_some_and(|v| v <= l.0),
+        };
+    // Without a stream the first token arrives with the whole answer: TTFT is e2e.
+    // TPOT is undefined for fewer than two streamed tokens, so it cannot break.
+    within(Some(s.ttft.unwrap_or(s.e2e)), g.ttft)
+        && (s.tpot().is_none() || within(s.tpot(), g.tpot))
+        && within(Some(s.e2e), g.e2e)
+}
+
+struct Extra {
+    requests: u64,
+    good: u64,
+    attempts: u64,
+}
+
+impl Extra {
+    fn finish(&self, name: &str) -> PhaseExtra {
+        PhaseExtra {
+            name: name.to_owned(),
+            good: self.good,
+            goodput: if self.requests == 0 {
+                1.0
+            } else {
+                self.good as f64 / self.requests as f64
+            },
+            attempts: self.attempts,
+            retry_amplification: if self.requests == 0 {
+                1.0
+            } else {
+                self.attempts as f64 / self.requests as f64
+            },
+        }
+    }
+}
+
+/// Run `plan` until its phases end or `stop_when` fires.
+pub async fn run_engine(
+    plan: EnginePlan,
+    mut progress: impl ProgressSink,
+) -> Result<EngineResult, DrillError> {
+    // Reuse the plain plan's checks and phase lookup.
+    let mut lp = LoadPlan::new(
+        plan.workloads
+            .first()
+            .map(|w| w.target.clone())
+            .ok_or(DrillError::NoPhases)?,
+    );
+    lp.phases = plan.phases.clone();
+    lp.seed = plan.seed;
+    let planned = lp.total_duration();
+    let n = plan.workloads.len();
+    let mut clients = Vec::new();
+    let mut bodies = Vec::new();
+    let mut arrivals: Vec<Option<PoissonArrivals>> = Vec::new();
+    for (i, w) in plan.workloads.iter().enumerate() {
+        let mut p = lp.clone();
+        p.target = w.target.clone();
+        p.path = w.spec.endpoint.path().to_owned();
+        p.model = w.spec.model.clone();
+        p.stream = w.spec.stream;
+        p.max_tokens = w.spec.max_tokens;
+        p.seed = plan.seed.wrapping_add(i as u64);
+        p.timeout = w.spec.client.timeout.0;
+        if let ArrivalKind::Rate(r) = w.spec.arrival.kind() {
+            p.rate_per_sec = r;
+        }
+        p.validate()?;
+        clients.push(Arc::new(DrillClient::new(
+            p.request_uri()?,
+            p.stream,
+            p.timeout,
+        )));
+        bodies.push(Workload::with_prompts(&p, &w.prompts));
+        arrivals.push(match w.spec.arrival.kind() {
+            ArrivalKind::Rate(r) => {
+                Some(PoissonArrivals::new(r, p.seed).ok_or(DrillError::InvalidRate(r))?)
+            }
+            ArrivalKind::Concurrency(_) => None,
+        });
+    }
+    let goodput_for: Vec<Option<Goodput>> = plan
+        .phases
+        .iter()
+        .map(|p| plan.slo.for_phase(&p.name).goodput)
+        .collect();
+    let mut phases = plan
+        .phases
+        .iter()
+        .map(|_| PhaseAccumulator::new())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut extras: Vec<Extra> = plan
+        .phases
+        .iter()
+        .map(|_| Extra {
+            requests: 0,
+            good: 0,
+            attempts: 0,
+        })
+        .collect();
+    let mut total_extra = Extra {
+        requests: 0,
+        good: 0,
+        attempts: 0,
+    };
+    let mut total = PhaseAccumulator::new()?;
+    let mut live = LiveWindow::new(5)?;
+    let mut points = Vec::new();
+    let mut jitter = ChaCha8Rng::seed_from_u64(plan.seed);
+    jitter.set_stream(7);
+
+    let start = Instant::now();
+    let mut next: Vec<Option<Duration>> = arrivals
+        .iter_mut()
+        .map(|a| a.as_mut().and_then(|a| a.next()).filter(|t| *t < planned))
+        .collect();
+    let earliest = |next: &[Option<Duration>]| {
+        next.iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (t, i)))
+            .min()
+    };
+    let wake = sleep_until(start + earliest(&next).map_or(planned, |(t, _)| t));
+    tokio::pin!(wake);
+    let mut ticker = interval_at(
+        start + Duration::from_millis(250),
+        Duration::from_millis(250),
+    );
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut seq: u64 = 0;
+    let mut completed: u64 = 0;
+    let mut stopped = None;
+    let mut recent: VecDeque<(Instant, bool)> = VecDeque::new();
+    let mut above_since: Option<Instant> = None;
+    let mut last_progress = start;
+
+    let mut spawn = |tasks: &mut JoinSet<Done>, i: usize, offset: Duration, seq: &mut u64| {
+        let phase = lp.phase_at(offset);
+        let (_, body) = bodies[i].next_body();
+        let client = Arc::clone(&clients[i]);
+        let spec = plan.workloads[i].spec.client.clone();
+        let s = *seq;
+        *seq += 1;
+        let rng = ChaCha8Rng::seed_from_u64(jitter.random());
+        let scheduled = start + offset;
+        tasks.spawn(async move {
+            let (sample, attempts) = send(&client, &spec, s, phase, scheduled, body, rng).await;
+            Done {
+                workload: i,
+                sample,
+                attempts,
+                scheduled_s: offset.as_secs_f64(),
+            }
+        });
+    };
+    // Closed-loop users start together.
+    for (i, w) in plan.workloads.iter().enumerate() {
+        if let ArrivalKind::Concurrency(c) = w.spec.arrival.kind() {
+            for _ in 0..c {
+                spawn(&mut tasks, i, Duration::ZERO, &mut seq);
+            }
+        }
+    }
+
+    loop {
+        let open_pending = next.iter().any(Option::is_some);
+        if !open_pending && tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            () = &mut wake, if open_pending => {
+                if let Some((offset, i)) = earliest(&next) {
+                    spawn(&mut tasks, i, offset, &mut seq);
+                    next[i] = arrivals[i].as_mut().and_then(|a| a.next()).filter(|t| *t < planned);
+                }
+                if let Some((t, _)) = earliest(&next) {
+                    wake.as_mut().reset(start + t);
+                }
+            }
+            Some(joined) = tasks.join_next() => {
+                completed += 1;
+                let Ok(done) = joined else { continue };
+                let s = &done.sample;
+                let good = is_good(s, goodput_for.get(s.phase).and_then(Option::as_ref));
+                let good_all = is_good(s, plan.slo.goodput.as_ref());
+                if let Some(acc) = phases.get_mut(s.phase) {
+                    acc.record(s);
+                    let e = &mut extras[s.phase];
+                    e.requests += 1;
+                    e.good += u64::from(good);
+                    e.attempts += u64::from(done.attempts);
+                }
+                total.record(s);
+                total_extra.requests += 1;
+                total_extra.good += u64::from(good_all);
+                total_extra.attempts += u64::from(done.attempts);
+                live.record(s);
+                recent.push_back((Instant::now(), s.outcome.is_ok()));
+                points.push(Point {
+                    t_s: done.scheduled_s,
+                    e2e_ms: s.e2e.as_secs_f64() * 1000.0,
+                    ok: s.outcome.is_ok(),
+                });
+                // A closed-loop user sends its next request at once.
+                if matches!(plan.workloads[done.workload].spec.arrival.kind(), ArrivalKind::Concurrency(_)) {
+                    let now = start.elapsed();
+                    if now < planned {
+                        spawn(&mut tasks, done.workload, now, &mut seq);
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                // stop_when: the error rate over the last second, held long enough.
+                while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)) {
+                    recent.pop_front();
+                }
+                if let Some(rule) = plan.stop_when.as_ref().and_then(|s| s.error_rate.as_ref()) {
+                    let errs = recent.iter().filter(|(_, ok)| !ok).count();
+                    let rate = if recent.is_empty() { 0.0 } else { errs as f64 / recent.len() as f64 };
+                    if rate > rule.above {
+                        let since = *above_since.get_or_insert(now);
+                        if now.duration_since(since) >= rule.for_.0 {
+                            stopped = Some(format!(
+                                "error rate {:.1}% above {:.1}% for {}",
+                                rate * 100.0,
+                                rule.above * 100.0,
+                                rule.for_
+                            ));
+                            break;
+                        }
+                    } else {
+                        above_since = None;
+                    }
+                }
+                if now.duration_since(last_progress) >= Duration::from_secs(1) {
+                    last_progress = now;
+                    let elapsed = start.elapsed();
+                    let (p95_e2e, error_rate) = live.summary();
+                    live.rotate();
+                    progress.update(&Progress {
+                        elapsed,
+                        planned,
+                        phase: lp.phases.get(lp.phase_at(elapsed)).map_or("", |p| p.name.as_str()),
+                        sent: seq,
+                        completed,
+                        in_flight: tasks.len(),
+                        p95_e2e,
+                        error_rate,
+                    });
+                }
+            }
+        }
+    }
+    tasks.abort_all();
+    progress.finish();
+    let _ = n;
+    let first = &plan.workloads[0].spec;
+    let stats = DrillResult {
+        target: plan.workloads[0]
+            .target
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned(),
+        path: first.endpoint.path().to_owned(),
+        model: first.model.clone(),
+        stream: first.stream,
+        rate_per_sec: plan
+            .workloads
+            .iter()
+            .map(|w| match w.spec.arrival.kind() {
+                ArrivalKind::Rate(r) => r,
+                ArrivalKind::Concurrency(_) => 0.0,
+            })
+            .sum(),
+        seed: plan.seed,
+        elapsed_s: start.elapsed().as_secs_f64(),
+        phases: plan
+            .phases
+            .iter()
+            .zip(&phases)
+            .map(|(p, acc)| acc.finish(&p.name, p.duration))
+            .collect(),
+        total: total.finish("all", planned),
+    };
+    Ok(EngineResult {
+        stats,
+        phases: plan
+            .phases
+            .iter()
+            .zip(&extras)
+            .map(|(p, e)| e.finish(&p.name))
+            .collect(),
+        total: total_extra.finish("all"),
+        stopped,
+        points,
+    })
+}
+
+/// One objective's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloCheck {
+    /// `all` or a phase name.
+    pub scope: String,
+    /// `ttft_p95`, `e2e_p99`, `error_rate`, `goodput`.
+    pub slo: String,
+    /// The limit, in the unit of `actual`.
+    pub limit: f64,
+    /// What was measured (ms for latencies, fractions for rates); `None` when
+    /// nothing was measured.
+    pub actual: Option<f64>,
+    /// Whether it held.
+    pub passed: bool,
+    /// One sentence for people.
+    pub message: String,
+}
+
+fn check_scope(
+    scope: &str,
+    slo: &PhaseSlo,
+    stats: &PhaseStats,
+    extra: &PhaseExtra,
+    out: &mut Vec<SloCheck>,
+) {
+    let mut push = |name: &str, limit: f64, actual: Option<f64>, max: bool, unit: &str| {
+        // An empty measurement cannot break a latency objective.
+        let passed = actual.is_none_or(|a| if max { a <= limit } else { a >= limit });
+        let fmt = |v: f64| {
+            if unit == "ms" {
+                format!("{v:.1} ms")
+            } else {
+                format!("{:.2}%", v * 100.0)
+            }
+        };
+        let message = match actual {
+            None => format!("{scope}: {name}: nothing measured"),
+            Some(a) => format!(
+                "{scope}: {name} {} {} {}",
+                fmt(a),
+                if passed { "within" } else { "breaks" },
+                if max {
+                    format!("limit {}", fmt(limit))
+                } else {
+                    format!("minimum {}", fmt(limit))
+                }
+            ),
+        };
+        out.push(SloCheck {
+            scope: scope.to_owned(),
+            slo: name.to_owned(),
+            limit,
+            actual,
+            passed,
+            message,
+        });
+    };
+    let ms = |d: brownout_faults::duration::DurationStr| d.0.as_secs_f64() * 1000.0;
+    if let Some(l) = slo.ttft_p95 {
+        push(
+            "ttft_p95",
+            ms(l),
+            stats.ttft.as_ref().map(|p| p.p95_ms),
+            true,
+            "ms",
+        );
+    }
+    if let Some(l) = slo.e2e_p99 {
+        push(
+            "e2e_p99",
+            ms(l),
+            stats.e2e.as_ref().map(|p| p.p99_ms),
+            true,
+            "ms",
+        );
+    }
+    if let Some(l) = slo.error_rate {
+        let a = (stats.requests > 0).then_some(stats.error_rate);
+        push("error_rate", l, a, true, "");
+    }
+    if let Some(min) = slo.goodput.as_ref().and_then(|g| g.min) {
+        let a = (stats.requests > 0).then_some(extra.goodput);
+        push("goodput", min, a, false, "");
+    }
+}
+
+/// Evaluate every objective, overall (`all`) and for each phase.
+pub fn evaluate(slo: &Slo, r: &EngineResult) -> Vec<SloCheck> {
+    let mut out = Vec::new();
+    check_scope("all", &slo.overall(), &r.stats.total, &r.total, &mut out);
+    for (stats, extra) in r.stats.phases.iter().zip(&r.phases) {
+        check_scope(
+            &stats.name,
+            &slo.for_phase(&stats.name),
+            stats,
+            extra,
+            &mut out,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_sdk() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (n, base) in [(0, 0.5), (1, 1.0), (2, 2.0), (4, 8.0), (9, 8.0)] {
+            let d = backoff(n, &mut rng).as_secs_f64();
+            assert!(d <= base && d >= base * 0.75, "{n}: {d}");
+        }
+    }
+
+    fn sample(outcome: Outcome, e2e_ms: u64, ttft_ms: Option<u64>) -> Sample {
+        Sample {
+            seq: 0,
+            phase: 0,
+            outcome,
+            e2e: Duration::from_millis(e2e_ms),
+            ttft: ttft_ms.map(Duration::from_millis),
+            itl: Vec::new(),
+            output_tokens: Some(11),
+            tokens_source: None,
+            send_lag: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn goodput_needs_every_threshold() {
+        let d = |ms| {
+            Some(brownout_faults::duration::DurationStr(
+                Duration::from_millis(ms),
+            ))
+        };
+        let g = Goodput {
+            min: Some(0.9),
+            ttft: d(100),
+            tpot: d(10),
+            e2e: None,
+        };
+        assert!(is_good(&sample(Outcome::Ok, 150, Some(50)), Some(&g)));
+        // tpot = (250 - 50) / 10 = 20 ms > 10 ms
+        assert!(!is_good(&sample(Outcome::Ok, 250, Some(50)), Some(&g)));
+        assert!(!is_good(&sample(Outcome::Ok, 100, Some(150)), Some(&g)));
+        assert!(!is_good(&sample(Outcome::HttpError(429), 10, None), None));
+        assert!(is_good(&sample(Outcome::Ok, 10_000, None), None));
+        // Non-streaming: TTFT is the e2e; no TPOT.
+        assert!(is_good(&sample(Outcome::Ok, 90, None), Some(&g)));
+        assert!(!is_good(&sample(Outcome::Ok, 110, None), Some(&g)));
+    }
+}

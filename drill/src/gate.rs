@@ -1,0 +1,535 @@
+//! A scenario drill's verdict and its report files: `report.json`, `junit.xml`,
+//! `summary.md` and a self-contained `report.html` with SVG charts (plotters).
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineResult, SloCheck};
+use crate::report::render_markdown;
+
+/// Exit code: every objective held.
+pub const EXIT_PASS: u8 = 0;
+/// Exit code: an objective was broken.
+pub const EXIT_SLO_BROKEN: u8 = 1;
+/// Exit code: the scenario, profile or records were invalid.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code: a `stop_when` condition ended the drill.
+pub const EXIT_STOPPED: u8 = 3;
+
+/// Everything a drill's reports show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// The scenario's name (or `records` for `brownout report`).
+    pub name: String,
+    /// `pass`, `fail` or `stopped`.
+    pub verdict: String,
+    /// The process exit code that goes with the verdict.
+    pub exit_code: u8,
+    /// The phase the others are compared with.
+    pub baseline: Option<String>,
+    /// Set when the data is known to be partial (dropped records, unreadable lines).
+    pub incomplete: Option<String>,
+    /// Measurements.
+    pub result: EngineResult,
+    /// Every objective's verdict.
+    pub slo: Vec<SloCheck>,
+}
+
+impl DrillReport {
+    /// Build the report and its verdict from measurements and SLO checks.
+    pub fn new(
+        name: &str,
+        baseline: Option<String>,
+        result: EngineResult,
+        slo: Vec<SloCheck>,
+    ) -> Self {
+        let (verdict, exit_code) = if result.stopped.is_some() {
+            ("stopped", EXIT_STOPPED)
+        } else if slo.iter().any(|c| !c.passed) {
+            ("fail", EXIT_SLO_BROKEN)
+        } else {
+            ("pass", EXIT_PASS)
+        };
+        Self {
+            name: name.to_owned(),
+            verdict: verdict.to_owned(),
+            exit_code,
+            baseline,
+            incomplete: None,
+            result,
+            slo,
+        }
+    }
+}
+
+/// Write the four report files into `dir`, creating it.
+pub fn write_all(dir: &Path, r: &DrillReport) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec_pretty(r).map_err(io::Error::other)?;
+    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("junit.xml"), render_junit(r))?;
+    std::fs::write(dir.join("summary.md"), render_summary(r))?;
+    std::fs::write(dir.join("report.html"), render_html(r)?)?;
+    Ok(())
+}
+
+/// Escape text for XML attributes and content.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `junit.xml`: one test suite, one test case per objective and scope; broken
+/// objectives are failures, and a stopped drill adds an `stop_when` error case.
+pub fn render_junit(r: &DrillReport) -> String {
+    let failures = r.slo.iter().filter(|c| !c.passed).count();
+    let errors = usize::from(r.result.stopped.is_some());
+    let tests = r.slo.len() + errors;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"brownout\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.3}\">",
+        r.result.stats.elapsed_s
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{:.3}\">",
+        xml_escape(&r.name),
+        r.result.stats.elapsed_s
+    );
+    for c in &r.slo {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"0\"",
+            xml_escape(&r.name),
+            xml_escape(&c.scope),
+            xml_escape(&c.slo)
+        );
+        if c.passed {
+            out.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{m}\" type=\"SloBroken\">{m}</failure>\n    </testcase>",
+                m = xml_escape(&c.message)
+            );
+        }
+    }
+    if let Some(why) = &r.result.stopped {
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"stop_when\" time=\"0\">\n      <error message=\"{m}\" type=\"Stopped\">{m}</error>\n    </testcase>",
+            xml_escape(&r.name),
+            m = xml_escape(&format!("drill stopped: {why}"))
+        );
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+/// `summary.md`: verdict, SLO table, goodput and retries, then the per-phase table.
+pub fn render_summary(r: &DrillReport) -> String {
+    let mut out = String::new();
+    let icon = match r.verdict.as_str() {
+        "pass" => "✅",
+        "fail" => "❌",
+        _ => "⛔",
+    };
+    let _ = writeln!(
+        out,
+        "# {icon} brownout drill `{}`: {}\n",
+        r.name,
+        r.verdict.to_uppercase()
+    );
+    if let Some(why) = &r.result.stopped {
+        let _ = writeln!(out, "Stopped early: {why}; faults were switched off.\n");
+    }
+    if let Some(why) = &r.incomplete {
+        let _ = writeln!(out, "**Incomplete data**: {why}.\n");
+    }
+    if !r.slo.is_empty() {
+        let _ = writeln!(out, "| scope | SLO | result | |\n|---|---|---|---|");
+        for c in &r.slo {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                c.scope,
+                c.slo,
+                if c.passed { "pass" } else { "**FAIL**" },
+                c.message.replace('|', "\\|")
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "| phase | goodput | retry amplification |\n|---|---:|---:|"
+    );
+    for e in r
+        .result
+        .phases
+        .iter()
+        .chain(std::iter::once(&r.result.total))
+    {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1}% | {:.2}× |",
+            e.name,
+            e.goodput * 100.0,
+            e.retry_amplification
+        );
+    }
+    out.push('\n');
+    let table = render_markdown(&r.result.stats, r.baseline.as_deref());
+    out.push_str(table.trim_start_matches("## brownout drill\n\n"));
+    out
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> io::Error {
+    io::Error::other(format!("cannot draw the chart: {e:?}"))
+}
+
+const BAND: [RGBColor; 4] = [
+    RGBColor(230, 240, 255),
+    RGBColor(255, 235, 220),
+    RGBColor(230, 250, 230),
+    RGBColor(245, 230, 250),
+];
+
+/// Latency over time, one dot per request (red for failures), on phase bands.
+fn latency_chart(r: &DrillReport) -> io::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let x_max = r
+            .result
+            .stats
+            .phases
+            .iter()
+            .map(|p| p.duration_s)
+            .sum::<f64>()
+            .max(r.result.points.iter().map(|p| p.t_s).fold(0.0, f64::max))
+            .max(1e-3);
+        let y_max = r.result.points.iter().map(|p| p.e2e_ms).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "End-to-end latency over time (phases shaded)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(draw_err)?;
+        let mut t = 0.0;
+        for (i, p) in r.result.stats.phases.iter().enumerate() {
+            let c = BAND[i % BAND.len()];
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(t, 0.0), (t + p.duration_s, y_max)],
+                    c.filled(),
+                )))
+                .map_err(draw_err)?
+                .label(p.name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
+            t += p.duration_s;
+        }
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .x_desc("seconds since start (scheduled send)")
+            .y_desc("ms")
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(
+                r.result
+                    .points
+                    .iter()
+                    .filter(|p| p.ok)
+                    .map(|p| Circle::new((p.t_s, p.e2e_ms), 2, BLUE.filled())),
+            )
+            .map_err(draw_err)?;
+        chart
+            .draw_series(
+                r.result
+                    .points
+                    .iter()
+                    .filter(|p| !p.ok)
+                    .map(|p| Circle::new((p.t_s, p.e2e_ms), 2, RED.filled())),
+            )
+            .map_err(draw_err)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
+/// Grouped values per phase as lines with dots (p50/p95/p99, or rates).
+fn per_phase_chart(
+    r: &DrillReport,
+    title: &str,
+    unit: &str,
+    series: &[(&str, RGBColor, Vec<f64>)],
+) -> io::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (470, 320)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let names: Vec<String> = r
+            .result
+            .stats
+            .phases
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let n = names.len().max(1);
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.2.iter().copied())
+            .fold(0.0, f64::max)
+            .max(1e-6)
+            * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..y_max)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(unit)
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(draw_err)?;
+        for (label, color, values) in series {
+            let pts: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64, *v))
+                .collect();
+            let c = *color;
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(draw_err)?
+                .label(*label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
+                .map_err(draw_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
+/// `report.html`: one file, no scripts or external resources, charts inline as SVG.
+pub fn render_html(r: &DrillReport) -> io::Result<String> {
+    let phases = &r.result.stats.phases;
+    let pct = |f: fn(&crate::stats::Percentiles) -> f64| -> Vec<f64> {
+        phases
+            .iter()
+            .map(|p| p.e2e.as_ref().map_or(0.0, f))
+            .collect()
+    };
+    let latency = latency_chart(r)?;
+    let percentiles = per_phase_chart(
+        r,
+        "End-to-end latency per phase",
+        "ms",
+        &[
+            ("p50", RGBColor(31, 119, 180), pct(|p| p.p50_ms)),
+            ("p95", RGBColor(255, 127, 14), pct(|p| p.p95_ms)),
+            ("p99", RGBColor(214, 39, 40), pct(|p| p.p99_ms)),
+        ],
+    )?;
+    let rates = per_phase_chart(
+        r,
+        "Error rate and goodput per phase",
+        "%",
+        &[
+            (
+                "error rate",
+                RGBColor(214, 39, 40),
+                phases.iter().map(|p| p.error_rate * 100.0).collect(),
+            ),
+            (
+                "goodput",
+                RGBColor(44, 160, 44),
+                r.result.phases.iter().map(|e| e.goodput * 100.0).collect(),
+            ),
+        ],
+    )?;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>brownout drill {name}</title>\
+         <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}\
+         .pass{{color:#2a2}}.fail{{color:#c22}}.charts svg{{margin:4px}}</style></head><body>\n\
+         <h1>brownout drill <code>{name}</code>: <span class=\"{cls}\">{verdict}</span></h1>\n",
+        name = xml_escape(&r.name),
+        cls = if r.verdict == "pass" { "pass" } else { "fail" },
+        verdict = xml_escape(&r.verdict.to_uppercase()),
+    );
+    if let Some(why) = &r.result.stopped {
+        let _ = writeln!(out, "<p><b>Stopped early:</b> {}</p>", xml_escape(why));
+    }
+    if let Some(why) = &r.incomplete {
+        let _ = writeln!(out, "<p><b>Incomplete data:</b> {}</p>", xml_escape(why));
+    }
+    let _ = writeln!(
+        out,
+        "<div class=\"charts\">{latency}<br>{percentiles}{rates}</div>"
+    );
+    out.push_str("<h2>Objectives</h2>\n<table><tr><th>scope</th><th>SLO</th><th>result</th><th>detail</th></tr>\n");
+    for c in &r.slo {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            xml_escape(&c.scope),
+            xml_escape(&c.slo),
+            if c.passed { "pass" } else { "fail" },
+            if c.passed { "pass" } else { "FAIL" },
+            xml_escape(&c.message)
+        );
+    }
+    out.push_str("</table>\n<h2>Phases</h2>\n<table><tr><th>phase</th><th>requests</th><th>error rate</th><th>goodput</th><th>retry ampl.</th><th>e2e p50 ms</th><th>p95</th><th>p99</th><th>TTFT p95 ms</th></tr>\n");
+    for (p, e) in phases
+        .iter()
+        .zip(&r.result.phases)
+        .chain(std::iter::once((&r.result.stats.total, &r.result.total)))
+    {
+        let f = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.1}%</td><td>{:.2}×</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            xml_escape(&p.name),
+            p.requests,
+            p.error_rate * 100.0,
+            e.goodput * 100.0,
+            e.retry_amplification,
+            f(p.e2e.as_ref().map(|x| x.p50_ms)),
+            f(p.e2e.as_ref().map(|x| x.p95_ms)),
+            f(p.e2e.as_ref().map(|x| x.p99_ms)),
+            f(p.ttft.as_ref().map(|x| x.p95_ms)),
+        );
+    }
+    out.push_str("</table>\n</body></html>\n");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::report_from_records;
+    use crate::scenario::load_scenario;
+
+    fn report() -> DrillReport {
+        let line = |ts: &str, phase: &str, outcome: &str, status: u16| {
+            serde_json::json!({"ts": ts, "phase": phase, "outcome": outcome, "status": status,
+                "ttft_ms": 20.0, "e2e_ms": 120.0, "output_tokens": 8})
+            .to_string()
+        };
+        let text = [
+            line("2026-01-01T00:00:00.000Z", "base", "ok", 200),
+            line("2026-01-01T00:00:01.000Z", "base", "ok", 200),
+            line("2026-01-01T00:00:02.000Z", "storm", "injected_error", 429),
+            line("2026-01-01T00:00:03.000Z", "storm", "ok", 200),
+        ]
+        .join("\n");
+        let scenario = load_scenario(
+            "version: 1\nname: a<b & \"c\"\ntarget: {upstream: sim}\nprofile: p.yaml\n\
+             workload: {name: w, arrival: {rate: 1/s}}\nbaseline: base\n\
+             slo:\n  e2e_p99: 1s\n  error_rate: 0.3\n  phases:\n    storm: {error_rate: 0.1}\n",
+            "s.yaml",
+        )
+        .unwrap();
+        report_from_records(&[("r.jsonl".into(), text)], Some(&scenario))
+    }
+
+    #[test]
+    fn junit_parses_back() {
+        let r = report();
+        assert_eq!(r.exit_code, EXIT_SLO_BROKEN);
+        let xml = render_junit(&r);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let suite = root
+            .children()
+            .find(|n| n.has_tag_name("testsuite"))
+            .unwrap();
+        assert_eq!(suite.attribute("name"), Some("a<b & \"c\""));
+        let cases: Vec<_> = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        // all: e2e_p99, error_rate; base: the same; storm: e2e_p99, error_rate.
+        assert_eq!(cases.len(), 6);
+        assert_eq!(suite.attribute("tests"), Some("6"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        let failed: Vec<_> = cases
+            .iter()
+            .filter_map(|c| c.children().find(|n| n.has_tag_name("failure")))
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            failed[0].attribute("message"),
+            Some("storm: error_rate 50.00% breaks limit 10.00%")
+        );
+    }
+
+    #[test]
+    fn html_and_summary() {
+        let r = report();
+        let html = render_html(&r).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert_eq!(html.matches("<svg").count(), 3);
+        assert!(!html.contains("<script"));
+        assert!(html.contains("a&lt;b &amp; &quot;c&quot;"));
+        let md = render_summary(&r);
+        assert!(md.contains("FAIL"), "{md}");
+        assert!(md.contains("| storm | error_rate | **FAIL** |"), "{md}");
+    }
+}

@@ -1,0 +1,321 @@
+//! `brownout report RECORDS...`: per-phase statistics rebuilt from proxy record
+//! files (DESIGN §7, one JSON object per line), merged across many sidecars.
+//!
+//! A record gives what the proxy saw of one exchange: its phase, outcome, status,
+//! TTFT, e2e and tokens. Records are merged by timestamp; phases come in the order
+//! they first appear, and each phase lasts from its first to its last record. The
+//! report says it is incomplete when any line fails to parse or any file mentions
+//! dropped records.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::{evaluate, is_good, EngineResult, PhaseExtra, Point};
+use crate::gate::DrillReport;
+use crate::sample::{Outcome, Sample, TokensSource};
+use crate::scenario::Scenario;
+use crate::stats::{DrillResult, PhaseAccumulator};
+
+#[derive(Deserialize)]
+struct Rec {
+    ts: String,
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    outcome: String,
+    #[serde(default)]
+    ttft_ms: Option<f64>,
+    #[serde(default)]
+    e2e_ms: Option<f64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    tokens_source: Option<String>,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time
+/// (`2026-01-02T03:04:05.678Z`); `None` if it is not one.
+pub fn parse_ts(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+}
+
+fn outcome(r: &Rec) -> Outcome {
+    match r.outcome.as_str() {
+        "ok" => Outcome::Ok,
+        "http_error" | "injected_error" | "upstream_error" => {
+            Outcome::HttpError(r.status.unwrap_or(502))
+        }
+        "timeout" => Outcome::Timeout,
+        "reset" | "client_closed" => Outcome::TransportError,
+        "truncated" => Outcome::Truncated,
+        "corrupt" => Outcome::Corrupt,
+        _ => Outcome::StreamError,
+    }
+}
+
+fn mentions_dropped(v: &serde_json::Value) -> bool {
+    let Some(o) = v.as_object() else { return false };
+    o.iter().any(|(k, v)| {
+        (k == "records_dropped" || k == "dropped_records" || k == "records_dropped_total")
+            && v.as_u64().is_none_or(|n| n > 0)
+    })
+}
+
+/// Build the report from `(file name, text)` pairs, applying the scenario's SLOs
+/// and baseline when one is given.
+pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenario>) -> DrillReport {
+    let mut recs: Vec<(f64, Rec)> = Vec::new();
+    let mut bad_lines = 0usize;
+    let mut dropped_in: Vec<&str> = Vec::new();
+    for (name, text) in files {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                bad_lines += 1;
+                continue;
+            };
+            if mentions_dropped(&v) {
+                if !dropped_in.contains(&name.as_str()) {
+                    dropped_in.push(name);
+                }
+                continue;
+            }
+            match serde_json::from_value::<Rec>(v) {
+                Ok(r) => match parse_ts(&r.ts) {
+                    Some(t) => recs.push((t, r)),
+                    None => bad_lines += 1,
+                },
+                Err(_) => bad_lines += 1,
+            }
+        }
+    }
+    recs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let t0 = recs.first().map_or(0.0, |r| r.0);
+    // Phases in order of first appearance, with their time spans.
+    let mut order: Vec<String> = Vec::new();
+    let mut span: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (t, r) in &recs {
+        let p = r.phase.clone().unwrap_or_else(|| "all".to_owned());
+        if !order.contains(&p) {
+            order.push(p.clone());
+        }
+        let e = span.entry(p).or_insert((*t, *t));
+        e.0 = e.0.min(*t);
+        e.1 = e.1.max(*t);
+    }
+    let slo = scenario.and_then(|s| s.slo.clone()).unwrap_or_default();
+    let mut accs: Vec<PhaseAccumulator> = order
+        .iter()
+        .map(|_| PhaseAccumulator::new().expect("constant histogram bounds"))
+        .collect();
+    let mut total = PhaseAccumulator::new().expect("constant histogram bounds");
+    let mut extras: Vec<(u64, u64, u64)> = vec![(0, 0, 0); order.len()];
+    let mut all = (0u64, 0u64, 0u64);
+    let mut points = Vec::new();
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
+    for (seq, (t, r)) in recs.iter().enumerate() {
+        let name = r.phase.as_deref().unwrap_or("all");
+        let i = order.iter().position(|p| p == name).unwrap_or(0);
+        let s = Sample {
+            seq: seq as u64,
+            phase: i,
+            outcome: outcome(r),
+            e2e: ms(r.e2e_ms.unwrap_or(0.0)),
+            ttft: r.ttft_ms.map(ms),
+            itl: Vec::new(),
+            output_tokens: r.output_tokens,
+            tokens_source: match r.tokens_source.as_deref() {
+                Some("usage") => Some(TokensSource::Usage),
+                Some(_) => Some(TokensSource::Counted),
+                None => None,
+            },
+            send_lag: Duration::ZERO,
+        };
+        accs[i].record(&s);
+        total.record(&s);
+        let first = u64::from(r.attempt.unwrap_or(0) == 0);
+        let good = is_good(&s, slo.for_phase(name).goodput.as_ref());
+        let good_all = is_good(&s, slo.goodput.as_ref());
+        extras[i].0 += first;
+        extras[i].1 += u64::from(good);
+        extras[i].2 += 1;
+        all.0 += first;
+        all.1 += u64::from(good_all);
+        all.2 += 1;
+        points.push(Point {
+            t_s: t - t0,
+            e2e_ms: s.e2e.as_secs_f64() * 1000.0,
+            ok: s.outcome.is_ok(),
+        });
+    }
+    let dur = |name: &str| span.get(name).map_or(0.001, |(a, b)| (b - a).max(0.001));
+    let extra = |name: &str, (firsts, good, n): (u64, u64, u64)| PhaseExtra {
+        name: name.to_owned(),
+        good,
+        goodput: if n == 0 { 1.0 } else { good as f64 / n as f64 },
+        attempts: n,
+        retry_amplification: if firsts == 0 {
+            1.0
+        } else {
+            n as f64 / firsts as f64
+        },
+    };
+    let total_s = recs.last().map_or(0.001, |r| (r.0 - t0).max(0.001));
+    let first = recs.first().map(|r| &r.1);
+    let stats = DrillResult {
+        target: format!("{} record file(s)", files.len()),
+        path: first.and_then(|r| r.path.clone()).unwrap_or_default(),
+        model: first.and_then(|r| r.model.clone()).unwrap_or_default(),
+        stream: first.and_then(|r| r.stream).unwrap_or(false),
+        rate_per_sec: recs.len() as f64 / total_s,
+        seed: 0,
+        elapsed_s: total_s,
+        phases: order
+            .iter()
+            .zip(&accs)
+            .map(|(n, a)| a.finish(n, Duration::from_secs_f64(dur(n))))
+            .collect(),
+        total: total.finish("all", Duration::from_secs_f64(total_s)),
+    };
+    let result = EngineResult {
+        stats,
+        phases: order
+            .iter()
+            .zip(&extras)
+            .map(|(n, e)| extra(n, *e))
+            .collect(),
+        total: extra("all", all),
+        stopped: None,
+        points,
+    };
+    let checks = scenario
+        .and_then(|s| s.slo.as_ref())
+        .map(|slo| evaluate(slo, &result))
+        .unwrap_or_default();
+    let baseline = scenario
+        .and_then(|s| s.baseline.clone())
+        .or_else(|| order.first().cloned());
+    let name = scenario.map_or("records".to_owned(), |s| s.name.clone());
+    let mut report = DrillReport::new(&name, baseline, result, checks);
+    let mut why = Vec::new();
+    if !dropped_in.is_empty() {
+        why.push(format!(
+            "dropped records reported in {}",
+            dropped_in.join(", ")
+        ));
+    }
+    if bad_lines > 0 {
+        why.push(format!("{bad_lines} line(s) could not be parsed"));
+    }
+    if !why.is_empty() {
+        report.incomplete = Some(why.join("; "));
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts: &str, phase: &str, outcome: &str, status: u16, e2e: f64, attempt: u32) -> String {
+        serde_json::json!({
+            "ts": ts, "id": 1, "listener": "llm", "api": "openai", "endpoint": "chat",
+            "phase": phase, "method": "POST", "path": "/v1/chat/completions",
+            "model": "m", "stream": true, "rules": [], "faults": [], "faults_skipped": [],
+            "attempt": attempt, "status": status, "outcome": outcome, "ttfb_ms": 1.0,
+            "ttft_ms": 10.0, "e2e_ms": e2e, "output_tokens": 5, "tokens_source": "usage",
+            "bytes_in": 1, "bytes_out": 1, "upstream": null
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_ts("1970-01-01T00:00:01.500Z"), Some(1.5));
+        assert_eq!(parse_ts("2000-03-01T00:00:00.000Z"), Some(951_868_800.0));
+        assert_eq!(parse_ts("nope"), None);
+    }
+
+    #[test]
+    fn merges_files_by_phase() {
+        let a = [
+            line("2026-01-01T00:00:00.000Z", "base", "ok", 200, 50.0, 0),
+            line("2026-01-01T00:00:01.000Z", "base", "ok", 200, 70.0, 0),
+            line(
+                "2026-01-01T00:00:02.000Z",
+                "storm",
+                "injected_error",
+                429,
+                1.0,
+                0,
+            ),
+        ]
+        .join("\n");
+        let b = [
+            line(
+                "2026-01-01T00:00:02.500Z",
+                "storm",
+                "injected_error",
+                429,
+                1.0,
+                1,
+            ),
+            line("2026-01-01T00:00:03.000Z", "storm", "ok", 200, 90.0, 0),
+            line("2026-01-01T00:00:00.500Z", "base", "ok", 200, 60.0, 0),
+        ]
+        .join("\n");
+        let r = report_from_records(&[("a".into(), a.clone()), ("b".into(), b.clone())], None);
+        assert_eq!(r.incomplete, None);
+        let p = &r.result.stats.phases;
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].name.as_str(), p[0].requests, p[0].errors),
+            ("base", 3, 0)
+        );
+        assert_eq!(
+            (p[1].name.as_str(), p[1].requests, p[1].errors),
+            ("storm", 3, 2)
+        );
+        assert_eq!(p[1].http_statuses.get(&429), Some(&2));
+        assert!((r.result.phases[1].retry_amplification - 1.5).abs() < 1e-9);
+        assert_eq!(r.result.stats.total.requests, 6);
+
+        let r = report_from_records(
+            &[
+                ("a".into(), format!("{a}\nnot json")),
+                ("b".into(), format!("{b}\n{{\"records_dropped\": 3}}")),
+            ],
+            None,
+        );
+        let why = r.incomplete.unwrap();
+        assert!(why.contains("dropped records reported in b"), "{why}");
+        assert!(why.contains("1 line(s)"), "{why}");
+        assert_eq!(r.result.stats.total.requests, 6);
+    }
+}

@@ -1,0 +1,898 @@
+//! Drill scenario files (DESIGN §6): what to run, against what, and what counts as
+//! passing.
+//!
+//! Scenarios are loaded like profiles, through `brownout_faults::yaml`, so every
+//! error carries `file:line:column` and a hint, and unknown keys are rejected.
+//!
+//! ```
+//! use brownout_drill::scenario::load_scenario;
+//! let src = "version: 1\nname: t\ntarget: {upstream: sim}\nprofile: p.yaml\n\
+//!            workload: {name: chat, arival: {rate: 5/s}}\n";
+//! let err = load_scenario(src, "s.yaml").unwrap_err();
+//! assert_eq!((err[0].line, err[0].column), (5, 24));
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brownout_faults::duration::DurationStr;
+use brownout_faults::yaml::{self, Diagnostic, Node, PathSeg};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Format version; only `1` exists.
+    pub version: u32,
+    /// Names the drill in reports and JUnit.
+    pub name: String,
+    /// What the drill sends requests to.
+    pub target: Target,
+    /// The fault profile, relative to the scenario file.
+    pub profile: PathBuf,
+    /// One workload (or use `workloads`).
+    #[serde(default)]
+    pub workload: Option<WorkloadSpec>,
+    /// Several workloads, run at once.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadSpec>,
+    /// The phase the others are compared with.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// Service-level objectives; broken ones fail the drill (exit 1).
+    #[serde(default)]
+    pub slo: Option<Slo>,
+    /// Safety conditions that stop the drill (faults off, exit 3).
+    #[serde(default)]
+    pub stop_when: Option<StopWhen>,
+    /// Where reports go.
+    #[serde(default)]
+    pub report: Option<ReportSpec>,
+    /// Overrides the drill's length (otherwise the sum of the profile's phases).
+    #[serde(default)]
+    pub duration: Option<DurationStr>,
+    /// Seed for arrivals, prompts and retry jitter.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// The drill's target: a running proxy, or simulated upstreams plus an in-process proxy.
+///
+/// Written as `{url, admin, token_env}` or `{upstream: sim}`; the two forms are
+/// checked to be exclusive after parsing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The proxy's data-plane URL, e.g. `http://127.0.0.1:8080`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The proxy's admin API URL, e.g. `http://127.0.0.1:9911`.
+    #[serde(default)]
+    pub admin: Option<String>,
+    /// Environment variable holding the admin bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// `sim`: start simulated upstreams and a proxy in-process.
+    #[serde(default)]
+    pub upstream: Option<Upstream>,
+}
+
+/// Simulated upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upstream {
+    /// brownout's own simulator (`brownout sim`).
+    Sim,
+}
+
+/// The resolved target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// In-process simulator and proxy.
+    Sim,
+    /// A running proxy.
+    Proxy {
+        /// Data-plane URL.
+        url: String,
+        /// Admin API URL.
+        admin: String,
+        /// Environment variable with the admin token.
+        token_env: Option<String>,
+    },
+}
+
+impl Target {
+    /// The target's form; valid only after [`load_scenario`] has accepted it.
+    pub fn kind(&self) -> TargetKind {
+        match (&self.upstream, &self.url, &self.admin) {
+            (Some(Upstream::Sim), _, _) => TargetKind::Sim,
+            (None, Some(url), Some(admin)) => TargetKind::Proxy {
+                url: url.clone(),
+                admin: admin.clone(),
+                token_env: self.token_env.clone(),
+            },
+            _ => TargetKind::Sim,
+        }
+    }
+}
+
+/// Which API a workload speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// OpenAI-compatible.
+    #[default]
+    Openai,
+    /// Anthropic messages.
+    Anthropic,
+}
+
+/// Which endpoint a workload calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `/v1/chat/completions`.
+    #[default]
+    Chat,
+    /// `/v1/completions`.
+    Completion,
+    /// `/v1/messages` (Anthropic).
+    Messages,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The request path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Completion => "/v1/completions",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// One stream of requests.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Names the workload in reports.
+    pub name: String,
+    /// `openai` (default) or `anthropic`.
+    #[serde(default)]
+    pub api: Api,
+    /// `chat` (default), `completion`, `messages` or `embeddings`.
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    /// Model name in each request.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Ask for SSE streams.
+    #[serde(default)]
+    pub stream: bool,
+    /// JSONL prompt file, relative to the scenario file; built-in prompts otherwise.
+    #[serde(default)]
+    pub prompts: Option<PathBuf>,
+    /// `max_tokens` for each request.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// How requests arrive.
+    pub arrival: Arrival,
+    /// How the client behaves.
+    #[serde(default)]
+    pub client: ClientSpec,
+}
+
+fn default_model() -> String {
+    "gpt-4o-mini".to_owned()
+}
+
+fn default_max_tokens() -> u32 {
+    32
+}
+
+/// `{rate: 20/s}` (open loop, Poisson) or `{concurrency: 16}` (closed loop).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arrival {
+    /// Mean arrival rate.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Number of closed-loop users, each sending its next request when the last ends.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+/// The resolved arrival process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ArrivalKind {
+    /// Open-loop Poisson at this many requests a second.
+    Rate(f64),
+    /// Closed loop with this many users.
+    Concurrency(u32),
+}
+
+impl Arrival {
+    /// The arrival's form; valid only after [`load_scenario`] has accepted it.
+    pub fn kind(&self) -> ArrivalKind {
+        match (self.rate, self.concurrency) {
+            (Some(r), _) => ArrivalKind::Rate(r.0),
+            (None, Some(c)) => ArrivalKind::Concurrency(c),
+            (None, None) => ArrivalKind::Concurrency(1),
+        }
+    }
+}
+
+/// A request rate written `20/s`, `600/m` or `2.5/s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub f64);
+
+const RATE_HINT: &str = "write a rate as requests per unit, e.g. 20/s, 600/m or 0.5/s";
+
+/// Parse `20/s`, `600/m`, `3600/h` (a bare number means per second).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_once('/').unwrap_or((s, "s"));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid rate `{s}`"))?;
+    let per = match unit.trim() {
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("invalid rate unit `{other}` in `{s}`")),
+    };
+    let r = n / per;
+    if !(r.is_finite() && r > 0.0) {
+        return Err(format!("the rate must be positive, got `{s}`"));
+    }
+    Ok(r)
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rate(&s).map(Rate).map_err(|m| {
+            serde::de::Error::custom(format!("{m}{}{RATE_HINT}", yaml::HINT_SEPARATOR))
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/s", self.0)
+    }
+}
+
+/// How the drill's client behaves (like the official SDKs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// Retries after the first attempt (the SDKs default to 2).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Per-attempt timeout.
+    #[serde(default = "default_timeout")]
+    pub timeout: DurationStr,
+    /// Wait as long as `retry-after-ms`/`retry-after` say (up to 60 s).
+    #[serde(default = "default_true")]
+    pub honor_retry_after: bool,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_timeout() -> DurationStr {
+    DurationStr(Duration::from_secs(30))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        Self {
+            retries: default_retries(),
+            timeout: default_timeout(),
+            honor_retry_after: true,
+        }
+    }
+}
+
+/// Objectives, over the whole drill and per phase.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// p95 time to first token.
+    #[serde(default)]
+    pub ttft_p95: Option<DurationStr>,
+    /// p99 end-to-end latency.
+    #[serde(default)]
+    pub e2e_p99: Option<DurationStr>,
+    /// Highest acceptable error rate (0..1).
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Lowest acceptable goodput and what counts as good.
+    #[serde(default)]
+    pub goodput: Option<Goodput>,
+    /// Lowest acceptable answer match rate against the baseline (0..1).
+    #[serde(default)]
+    pub answer_match: Option<f64>,
+    /// Lowest acceptable recall@k for search workloads (0..1).
+    #[serde(default)]
+    pub recall_at_k: Option<f64>,
+    /// Per-phase overrides.
+    #[serde(default)]
+    pub phases: BTreeMap<String, PhaseSlo>,
+}
+
+/// A phase's objectives, overriding the drill-wide ones.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSlo {
+    /// p95 time to first token.
+    #[serde(default)]
+    pub ttft_p95: Option<DurationStr>,
+    /// p99 end-to-end latency.
+    #[serde(default)]
+    pub e2e_p99: Option<DurationStr>,
+    /// Highest acceptable error rate (0..1).
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Lowest acceptable goodput and what counts as good.
+    #[serde(default)]
+    pub goodput: Option<Goodput>,
+    /// Lowest acceptable answer match rate.
+    #[serde(default)]
+    pub answer_match: Option<f64>,
+    /// Lowest acceptable recall@k.
+    #[serde(default)]
+    pub recall_at_k: Option<f64>,
+}
+
+impl Slo {
+    /// The objectives for `phase`: the phase's overrides over the drill-wide ones.
+    pub fn for_phase(&self, phase: &str) -> PhaseSlo {
+        let base = self.overall();
+        match self.phases.get(phase) {
+            None => base,
+            Some(p) => PhaseSlo {
+                ttft_p95: p.ttft_p95.or(base.ttft_p95),
+                e2e_p99: p.e2e_p99.or(base.e2e_p99),
+                error_rate: p.error_rate.or(base.error_rate),
+                goodput: p.goodput.clone().or(base.goodput),
+                answer_match: p.answer_match.or(base.answer_match),
+                recall_at_k: p.recall_at_k.or(base.recall_at_k),
+            },
+        }
+    }
+
+    /// The drill-wide objectives.
+    pub fn overall(&self) -> PhaseSlo {
+        PhaseSlo {
+            ttft_p95: self.ttft_p95,
+            e2e_p99: self.e2e_p99,
+            error_rate: self.error_rate,
+            goodput: self.goodput.clone(),
+            answer_match: self.answer_match,
+            recall_at_k: self.recall_at_k,
+        }
+    }
+}
+
+/// Goodput: the share of requests that succeeded within every threshold given.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goodput {
+    /// Lowest acceptable goodput (0..1).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Good requests have a TTFT at most this.
+    #[serde(default)]
+    pub ttft: Option<DurationStr>,
+    /// Good requests have a TPOT at most this.
+    #[serde(default)]
+    pub tpot: Option<DurationStr>,
+    /// Good requests finish within this.
+    #[serde(default)]
+    pub e2e: Option<DurationStr>,
+}
+
+/// Conditions that end a drill early.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopWhen {
+    /// Stop when the error rate stays above a level for a while.
+    #[serde(default)]
+    pub error_rate: Option<Sustained>,
+}
+
+/// A level held for a time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sustained {
+    /// The level (0..1).
+    pub above: f64,
+    /// How long it must hold.
+    #[serde(rename = "for")]
+    pub for_: DurationStr,
+}
+
+/// Where reports go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Output directory, relative to the current directory.
+    pub dir: PathBuf,
+}
+
+impl Scenario {
+    /// The workloads, whichever way they were written.
+    pub fn all_workloads(&self) -> Vec<&WorkloadSpec> {
+        self.workload.iter().chain(self.workloads.iter()).collect()
+    }
+
+    /// Paths in the scenario resolved against the scenario file's directory.
+    pub fn resolve(&self, scenario_file: &Path, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        scenario_file
+            .parent()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|| p.to_path_buf())
+    }
+}
+
+/// Parse and check a scenario: syntax, types and unknown keys, then the rules that
+/// span fields (one target form, one arrival form, workloads present and uniquely
+/// named, rates between 0 and 1). Every problem comes with its position.
+pub fn load_scenario(src: &str, file: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    let tree = yaml::parse_tree(src, file).map_err(|d| vec![d])?;
+    let scenario: Scenario = yaml::from_node(&tree, file).map_err(|d| vec![d])?;
+    let diags = check(&scenario, &tree, file);
+    if diags.is_empty() {
+        Ok(scenario)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Load a scenario file.
+pub fn load_scenario_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the scenario: {e}"),
+            hint: Some("check the path and that the file is readable".into()),
+        }]
+    })?;
+    load_scenario(&src, &file)
+}
+
+/// Read a prompt file: one JSON object per line with `messages` (a chat message
+/// list) or `prompt` (a string), and optionally `expect` (kept, not yet checked);
+/// blank lines are skipped. Errors name the file and line.
+pub fn load_prompts(text: &str, file: &str) -> Result<Vec<serde_json::Value>, Diagnostic> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let diag = |column: usize, message: String| {
+            Diagnostic {
+            file: file.to_owned(),
+            line: i + 1,
+            column,
+            message,
+            hint: Some(
+                "each line is a JSON object like {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]} or {\"prompt\": \"...\"}"
+                    .into(),
+            ),
+        }
+        };
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| diag(e.column(), format!("invalid JSON: {e}")))?;
+        let ok = v["prompt"].is_string()
+            || v["messages"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty() && m.iter().all(|m| m["content"].is_string()));
+        if !ok {
+            return Err(diag(
+                1,
+                "expected `messages` (a non-empty list of {role, content}) or `prompt` (a string)"
+                    .into(),
+            ));
+        }
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(Diagnostic {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: "the prompt file has no prompts".into(),
+            hint: None,
+        });
+    }
+    Ok(out)
+}
+
+/// True when a YAML text looks like a scenario rather than a profile or config.
+pub fn looks_like_scenario(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.starts_with("target:") || l.starts_with("workload:") || l.starts_with("workloads:")
+    })
+}
+
+fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut at = |path: &[PathSeg<'_>], msg: String, hint: Option<&str>| {
+        out.push(Diagnostic::at(
+            file,
+            tree.nearest(path),
+            msg,
+            hint.map(str::to_owned),
+        ));
+    };
+    use PathSeg::{Index, Key};
+    if s.version != 1 {
+        at(
+            &[Key("version")],
+            format!("unsupported scenario version {}", s.version),
+            Some("the only version is 1"),
+        );
+    }
+    let t = &s.target;
+    let proxy_keys = t.url.is_some() || t.admin.is_some() || t.token_env.is_some();
+    if t.upstream.is_some() && proxy_keys {
+        at(
+            &[Key("target")],
+            "`target` is either `{upstream: sim}` or `{url, admin, token_env}`, not both".into(),
+            Some("remove `upstream` to drive a running proxy"),
+        );
+    } else if t.upstream.is_none() {
+        if t.url.is_none() || t.admin.is_none() {
+            at(
+                &[Key("target")],
+                "a running-proxy target needs both `url` and `admin`".into(),
+                Some("e.g. {url: http://127.0.0.1:8080, admin: http://127.0.0.1:9911}, or {upstream: sim}"),
+            );
+        }
+        for (k, v) in [("url", &t.url), ("admin", &t.admin)] {
+            if let Some(v) = v {
+                if !v.starts_with("http://") {
+                    at(
+                        &[Key("target"), Key(k)],
+                        format!("`{k}` must be an http:// URL, got `{v}`"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    let (key, list): (&str, Vec<&WorkloadSpec>) = if s.workload.is_some() {
+        ("workload", s.workload.iter().collect())
+    } else {
+        ("workloads", s.workloads.iter().collect())
+    };
+    if s.workload.is_some() && !s.workloads.is_empty() {
+        at(
+            &[Key("workloads")],
+            "use either `workload` or `workloads`, not both".into(),
+            Some("move the single workload into the `workloads` list"),
+        );
+    }
+    if list.is_empty() {
+        at(
+            &[],
+            "the scenario has no workload".into(),
+            Some("add `workload: {name: chat, arrival: {rate: 10/s}}`"),
+        );
+    }
+    for (i, w) in list.iter().enumerate() {
+        let base: Vec<PathSeg<'_>> = if key == "workload" {
+            vec![Key("workload")]
+        } else {
+            vec![Key("workloads"), Index(i)]
+        };
+        let p = |extra: &[PathSeg<'static>]| {
+            let mut v = base.clone();
+            v.extend_from_slice(extra);
+            v
+        };
+        if list[..i].iter().any(|o| o.name == w.name) {
+            at(
+                &p(&[Key("name")]),
+                format!("workload name `{}` is used twice", w.name),
+                None,
+            );
+        }
+        match (w.arrival.rate, w.arrival.concurrency) {
+            (Some(_), Some(_)) | (None, None) => at(
+                &p(&[Key("arrival")]),
+                "`arrival` needs exactly one of `rate` and `concurrency`".into(),
+                Some("e.g. {rate: 20/s} (open loop) or {concurrency: 16} (closed loop)"),
+            ),
+            (None, Some(0)) => at(
+                &p(&[Key("arrival"), Key("concurrency")]),
+                "`concurrency` must be at least 1".into(),
+                None,
+            ),
+            _ => {}
+        }
+        if w.client.timeout.0.is_zero() {
+            at(
+                &p(&[Key("client"), Key("timeout")]),
+                "the client timeout must be positive".into(),
+                None,
+            );
+        }
+        let anthropic = w.endpoint == Endpoint::Messages;
+        if anthropic != (w.api == Api::Anthropic) {
+            at(
+                &p(&[Key("endpoint")]),
+                format!(
+                    "endpoint `{:?}` does not belong to api `{:?}`",
+                    w.endpoint, w.api
+                )
+                .to_lowercase(),
+                Some("anthropic uses `messages`; openai uses chat, completion or embeddings"),
+            );
+        }
+        if w.stream && w.endpoint == Endpoint::Embeddings {
+            at(
+                &p(&[Key("stream")]),
+                "embeddings cannot stream".into(),
+                None,
+            );
+        }
+    }
+    let mut fraction = |path: &[PathSeg<'_>], v: Option<f64>| {
+        if let Some(v) = v {
+            if !(0.0..=1.0).contains(&v) {
+                at(
+                    path,
+                    format!("expected a fraction between 0 and 1, got {v}"),
+                    Some("write 2% as 0.02"),
+                );
+            }
+        }
+    };
+    if let Some(slo) = &s.slo {
+        fraction(&[Key("slo"), Key("error_rate")], slo.error_rate);
+        fraction(&[Key("slo"), Key("answer_match")], slo.answer_match);
+        fraction(&[Key("slo"), Key("recall_at_k")], slo.recall_at_k);
+        if let Some(g) = &slo.goodput {
+            fraction(&[Key("slo"), Key("goodput"), Key("min")], g.min);
+        }
+        for (name, p) in &slo.phases {
+            fraction(
+                &[Key("slo"), Key("phases"), Key(name), Key("error_rate")],
+                p.error_rate,
+            );
+            if let Some(g) = &p.goodput {
+                fraction(
+                    &[
+                        Key("slo"),
+                        Key("phases"),
+                        Key(name),
+                        Key("goodput"),
+                        Key("min"),
+                    ],
+                    g.min,
+                );
+            }
+        }
+    }
+    if let Some(sw) = &s.stop_when {
+        if let Some(e) = &sw.error_rate {
+            fraction(
+                &[Key("stop_when"), Key("error_rate"), Key("above")],
+                Some(e.above),
+            );
+        }
+    }
+    if let Some(d) = s.duration {
+        if d.0.is_zero() {
+            at(
+                &[Key("duration")],
+                "`duration` must be positive".into(),
+                None,
+            );
+        }
+    }
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+/// Check names that need the profile: the baseline and per-phase SLOs must name
+/// phases of the profile.
+pub fn check_against_profile(
+    s: &Scenario,
+    src: &str,
+    file: &str,
+    phases: &[String],
+) -> Vec<Diagnostic> {
+    let Ok(tree) = yaml::parse_tree(src, file) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let known = phases.iter().map(String::as_str).collect::<Vec<_>>();
+    let hint = |n: &str| {
+        yaml::closest(n, &known)
+            .map(|c| format!("did you mean `{c}`?"))
+            .or_else(|| Some(format!("the profile's phases are: {}", known.join(", "))))
+    };
+    if let Some(b) = &s.baseline {
+        if !phases.contains(b) {
+            out.push(Diagnostic::at(
+                file,
+                tree.nearest(&[PathSeg::Key("baseline")]),
+                format!("baseline `{b}` is not a phase of the profile"),
+                hint(b),
+            ));
+        }
+    }
+    if let Some(slo) = &s.slo {
+        for name in slo.phases.keys() {
+            if !phases.contains(name) {
+                let node = tree
+                    .at_path(&[PathSeg::Key("slo"), PathSeg::Key("phases")])
+                    .and_then(|n| n.key(name))
+                    .unwrap_or(&tree);
+                out.push(Diagnostic::at(
+                    file,
+                    node,
+                    format!("`slo.phases.{name}` names no phase of the profile"),
+                    hint(name),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = "\
+version: 1
+name: chat-gameday
+target:
+  url: http://127.0.0.1:8080
+  admin: http://127.0.0.1:9911
+  token_env: BROWNOUT_ADMIN_TOKEN
+profile: ../profiles/openai-429-storm.yaml
+workload:
+  name: chat
+  api: openai
+  endpoint: chat
+  model: gpt-4o-mini
+  stream: true
+  prompts: prompts.jsonl
+  arrival: {rate: 20/s}
+  client: {retries: 2, timeout: 30s, honor_retry_after: true}
+baseline: baseline
+slo:
+  ttft_p95: 1s
+  e2e_p99: 10s
+  error_rate: 0.02
+  goodput: {min: 0.95, ttft: 1s, tpot: 100ms}
+  answer_match: 0.9
+  recall_at_k: 0.8
+  phases:
+    storm: {error_rate: 0.2, ttft_p95: 3s}
+stop_when:
+  error_rate: {above: 0.5, for: 10s}
+report: {dir: drill-report/}
+";
+
+    #[test]
+    fn design_example_loads() {
+        let s = load_scenario(OK, "s.yaml").unwrap();
+        assert_eq!(s.name, "chat-gameday");
+        assert!(matches!(s.target.kind(), TargetKind::Proxy { .. }));
+        let w = &s.all_workloads()[0];
+        assert_eq!(w.arrival.kind(), ArrivalKind::Rate(20.0));
+        assert_eq!(w.client.timeout.0, Duration::from_secs(30));
+        let slo = s.slo.unwrap();
+        let storm = slo.for_phase("storm");
+        assert_eq!(storm.error_rate, Some(0.2));
+        assert_eq!(storm.e2e_p99, Some(DurationStr(Duration::from_secs(10))));
+        assert_eq!(slo.for_phase("baseline").error_rate, Some(0.02));
+        assert!(looks_like_scenario(OK));
+    }
+
+    fn err(src: &str) -> Diagnostic {
+        load_scenario(src, "s.yaml").unwrap_err().remove(0)
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let e = err(&OK.replace("  stream: true", "  steam: true"));
+        assert_eq!((e.line, e.column), (13, 3), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `stream`?"));
+        assert!(e.to_string().starts_with("s.yaml:13:3:"), "{e}");
+
+        let e = err(&OK.replace("rate: 20/s", "rate: 20/x"));
+        assert_eq!(e.line, 15, "{e}");
+        assert!(e.message.contains("invalid rate unit"), "{e}");
+
+        let e = err(&OK.replace("timeout: 30s", "timeout: 30"));
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.hint.unwrap().contains("unit"));
+
+        let e = err(&OK.replace("rate: 20/s", "rate: 20/s, concurrency: 4"));
+        assert_eq!((e.line, e.column), (15, 12), "{e}");
+
+        let e = err(&OK.replace("error_rate: 0.02", "error_rate: 2"));
+        assert_eq!((e.line, e.column), (21, 15), "{e}");
+
+        let e = err(&OK.replace("  admin: http://127.0.0.1:9911\n", ""));
+        assert_eq!((e.line, e.column), (4, 3), "{e}");
+        assert!(e.message.contains("admin"));
+
+        let e = err(&OK.replace("endpoint: chat", "endpoint: chats"));
+        assert_eq!(e.line, 11, "{e}");
+    }
+
+    #[test]
+    fn sim_target_and_workloads_list() {
+        let src = "version: 1\nname: x\ntarget: {upstream: sim}\nprofile: p.yaml\n\
+                   workloads:\n  - {name: a, arrival: {rate: 5/s}}\n  - {name: a, arrival: {concurrency: 2}}\n";
+        let e = load_scenario(src, "s.yaml").unwrap_err();
+        assert_eq!((e[0].line, e[0].column), (7, 12), "{}", e[0]);
+        let ok = src.replace("name: a, arrival: {c", "name: b, arrival: {c");
+        let s = load_scenario(&ok, "s.yaml").unwrap();
+        assert_eq!(s.target.kind(), TargetKind::Sim);
+        assert_eq!(
+            s.all_workloads()[1].arrival.kind(),
+            ArrivalKind::Concurrency(2)
+        );
+    }
+
+    #[test]
+    fn prompt_files() {
+        let p = load_prompts(
+            "{\"prompt\": \"hi\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}], \"expect\": {\"contains\": \"x\"}}\n",
+            "p.jsonl",
+        )
+        .unwrap();
+        assert_eq!(p.len(), 2);
+        let e = load_prompts("{\"prompt\": \"hi\"}\n{\"prompt\": 3}\n", "p.jsonl").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1));
+        let e = load_prompts("{\"prompt\": \"hi\"}\n{oops\n", "p.jsonl").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().starts_with("p.jsonl:2:"), "{e}");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20/s"), Ok(20.0));
+        assert_eq!(parse_rate("600/m"), Ok(10.0));
+        assert_eq!(parse_rate("5"), Ok(5.0));
+        assert!(parse_rate("0/s").is_err());
+    }
+
+    #[test]
+    fn profile_names_are_checked() {
+        let s = load_scenario(OK, "s.yaml").unwrap();
+        let d = check_against_profile(&s, OK, "s.yaml", &["baseline".into(), "storms".into()]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].line, 26);
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `storms`?"));
+    }
+}

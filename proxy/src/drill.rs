@@ -1,0 +1,471 @@
+//! `brownout drill SCENARIO`: set up the target, run the engine, gate on SLOs and
+//! write the reports.
+//!
+//! The engine and reports live in `brownout-drill`; this module owns what needs
+//! the proxy itself: starting simulated upstreams plus an in-process proxy
+//! (`target: {upstream: sim}`), or applying the profile to a running proxy through
+//! its admin API and pulling its kill switch when `stop_when` fires.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use brownout::config::{FileConfig, ListenerConfig};
+use brownout::ctl::CtlCommand;
+use brownout::{start, StartOptions};
+use brownout_drill::engine::{evaluate, run_engine, EnginePlan, EngineWorkload};
+use brownout_drill::gate::{self, DrillReport, EXIT_INVALID};
+use brownout_drill::scenario::{self, Scenario, TargetKind};
+use brownout_drill::PhasePlan;
+use brownout_faults::yaml::Diagnostic;
+
+fn print_diags(diags: &[Diagnostic]) -> ExitCode {
+    for d in diags {
+        eprintln!("{d}");
+    }
+    ExitCode::from(EXIT_INVALID)
+}
+
+/// What was loaded and checked before any request goes out.
+pub(crate) struct Loaded {
+    pub scenario: Scenario,
+    pub profile: brownout_faults::Profile,
+    pub profile_path: PathBuf,
+    pub scenario_path: Option<PathBuf>,
+}
+
+/// Load the scenario and its profile, checking both (exit 2 material on failure).
+pub(crate) fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the scenario: {e}"),
+            hint: None,
+        }]
+    })?;
+    let scenario = scenario::load_scenario(&src, &file)?;
+    let profile_path = scenario.resolve(path, &scenario.profile);
+    let profile = brownout_faults::validate::load_profile_file(&profile_path)?;
+    let names: Vec<String> = profile.phases.iter().map(|p| p.name.clone()).collect();
+    let diags = scenario::check_against_profile(&scenario, &src, &file, &names);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(Loaded {
+        scenario,
+        profile,
+        profile_path,
+        scenario_path: Some(path.to_path_buf()),
+    })
+}
+
+/// The drill's phases: the profile's, cut (or the last one stretched) to the
+/// scenario's `duration` when it has one. A profile without phases is one phase
+/// named `all`.
+pub(crate) fn phases(l: &Loaded) -> Vec<PhasePlan> {
+    let mut phases: Vec<PhasePlan> = l
+        .profile
+        .phases
+        .iter()
+        .map(|p| PhasePlan::new(p.name.clone(), p.duration.0))
+        .collect();
+    let Some(limit) = l.scenario.duration.map(|d| d.0) else {
+        if phases.is_empty() {
+            phases.push(PhasePlan::new("all", Duration::from_secs(60)));
+        }
+        return phases;
+    };
+    if phases.is_empty() {
+        return vec![PhasePlan::new("all", limit)];
+    }
+    let mut out = Vec::new();
+    let mut t = Duration::ZERO;
+    for p in phases {
+        if t >= limit {
+            break;
+        }
+        let d = p.duration.min(limit - t);
+        t += d;
+        out.push(PhasePlan::new(p.name, d));
+    }
+    if let Some(last) = out.last_mut() {
+        last.duration += limit.saturating_sub(t);
+    }
+    out
+}
+
+/// Run the drill and return its report (the caller writes it and exits with its
+/// code); `Err` is a message for a drill that could not run.
+pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
+    let s = &l.scenario;
+    let seed = s.seed.or(l.profile.seed).unwrap_or(0);
+    let phases = phases(l);
+    for w in s.all_workloads() {
+        if w.endpoint != scenario::Endpoint::Chat && w.endpoint != scenario::Endpoint::Completion {
+            return Err(format!(
+                "workload `{}`: endpoint `{:?}` is not supported by the drill engine yet (chat and completion are)",
+                w.name, w.endpoint
+            )
+            .to_lowercase());
+        }
+    }
+    let mut prompts = Vec::new();
+    for w in s.all_workloads() {
+        prompts.push(match &w.prompts {
+            None => Vec::new(),
+            Some(p) => {
+                let path = l
+                    .scenario_path
+                    .as_deref()
+                    .map_or(p.clone(), |f| s.resolve(f, p));
+                let file = path.display().to_string();
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{file}: cannot read the prompt file: {e}"))?;
+                scenario::load_prompts(&text, &file).map_err(|d| d.to_string())?
+            }
+        });
+    }
+    let plan = |target: &str| -> Result<EnginePlan, String> {
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|e| format!("target `{target}`: {e}"))?;
+        Ok(EnginePlan {
+            phases: phases.clone(),
+            workloads: s
+                .all_workloads()
+                .into_iter()
+                .zip(&prompts)
+                .map(|(w, prompts)| EngineWorkload {
+                    spec: w.clone(),
+                    target: uri.clone(),
+                    prompts: prompts.clone(),
+                })
+                .collect(),
+            seed,
+            slo: s.slo.clone().unwrap_or_default(),
+            stop_when: s.stop_when.clone(),
+        })
+    };
+    let progress = brownout_drill::StderrProgress::new();
+    let result = match s.target.kind() {
+        TargetKind::Sim => {
+            let sim = brownout_sim::spawn(
+                "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+                brownout_sim::SimConfig {
+                    seed,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
+            let config = FileConfig {
+                listeners: vec![ListenerConfig {
+                    name: Some("llm".into()),
+                    listen: "127.0.0.1:0".into(),
+                    upstream: format!("http://{}", sim.addr),
+                    api: Some(brownout_faults::ApiKind::Openai),
+                    tls: None,
+                    upstream_ca: None,
+                }],
+                seed: Some(seed),
+                mark_injected: true,
+                ..Default::default()
+            };
+            let running = start(StartOptions {
+                config,
+                no_admin: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&l.profile_path).ok();
+            // The profile's clock starts here, with the drill's.
+            running
+                .shared
+                .apply(&l.profile, text, brownout::state::ProfileSource::File)?;
+            let addr = running.addr(None).ok_or("the proxy did not start")?;
+            eprintln!(
+                "brownout drill `{}`: simulated upstream on {}, proxy on {addr}, profile `{}`",
+                s.name, sim.addr, l.profile.name
+            );
+            let r = run_engine(plan(&format!("http://{addr}"))?, progress).await;
+            if r.as_ref().is_ok_and(|r| r.stopped.is_some()) {
+                running.shared.release.turn_off();
+            }
+            running.shutdown().await;
+            sim.shutdown().await;
+            r.map_err(|e| e.to_string())?
+        }
+        TargetKind::Proxy {
+            url,
+            admin,
+            token_env,
+        } => {
+            let token = token_env.as_deref().and_then(|v| std::env::var(v).ok());
+            brownout::ctl::run(
+                &admin,
+                token.as_deref(),
+                &CtlCommand::Apply(l.profile_path.clone()),
+                true,
+            )
+            .await
+            .map_err(|e| format!("cannot apply the profile: {e}"))?;
+            // Applying starts the profile's clock: the drill's phases follow it.
+            eprintln!(
+                "brownout drill `{}`: profile `{}` applied through {admin}; load to {url}",
+                s.name, l.profile.name
+            );
+            let r = run_engine(plan(&url)?, progress)
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.stopped.is_some() {
+                match brownout::ctl::run(&admin, token.as_deref(), &CtlCommand::Faults(false), true)
+                    .await
+                {
+                    Ok(_) => eprintln!("stop_when fired: faults switched off on {admin}"),
+                    Err(e) => eprintln!("stop_when fired but the kill switch failed: {e}"),
+                }
+            }
+            r
+        }
+    };
+    let slo = s
+        .slo
+        .as_ref()
+        .map(|slo| evaluate(slo, &result))
+        .unwrap_or_default();
+    let baseline = s
+        .baseline
+        .clone()
+        .or_else(|| phases.first().map(|p| p.name.clone()));
+    Ok(DrillReport::new(&s.name, baseline, result, slo))
+}
+
+/// `brownout drill SCENARIO`.
+pub(crate) async fn drill(path: &Path, report_dir: Option<&Path>) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(d) => return print_diags(&d),
+    };
+    let report = match run_loaded(&loaded).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let dir = report_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        loaded
+            .scenario
+            .report
+            .as_ref()
+            .map(|r| r.dir.clone())
+            .unwrap_or_else(|| PathBuf::from("drill-report"))
+    });
+    println!(
+        "\n{}",
+        brownout_drill::render_table(&report.result.stats, report.baseline.as_deref())
+    );
+    for c in &report.slo {
+        println!("{} {}", if c.passed { "pass" } else { "FAIL" }, c.message);
+    }
+    if let Some(why) = &report.result.stopped {
+        println!("STOPPED: {why}");
+    }
+    if let Err(e) = gate::write_all(&dir, &report) {
+        eprintln!("cannot write the report to {}: {e}", dir.display());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    println!(
+        "verdict: {} — report written to {}/ (report.json, junit.xml, summary.md, report.html)",
+        report.verdict.to_uppercase(),
+        dir.display().to_string().trim_end_matches('/')
+    );
+    ExitCode::from(report.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = "\
+version: 1
+name: test-storm
+phases:
+  - name: calm
+    duration: 1500ms
+  - name: storm
+    duration: 1500ms
+    rules:
+      - name: boom
+        faults:
+          - type: error
+            preset: openai.rate_limit_requests
+";
+
+    fn scenario(name: &str, extra: &str) -> String {
+        format!(
+            "\
+version: 1
+name: {name}
+target: {{upstream: sim}}
+profile: profile.yaml
+seed: 3
+workloads:
+  - name: chat
+    stream: true
+    prompts: prompts.jsonl
+    arrival: {{rate: 30/s}}
+    client: {{retries: 0, timeout: 5s}}
+  - name: legacy
+    endpoint: completion
+    arrival: {{concurrency: 1}}
+    client: {{retries: 1, timeout: 5s, honor_retry_after: false}}
+baseline: calm
+{extra}"
+        )
+    }
+
+    fn dir_path(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("brownout-drill-{tag}-{}", std::process::id()))
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = dir_path(tag);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("profile.yaml"), PROFILE).unwrap();
+        std::fs::write(
+            d.join("prompts.jsonl"),
+            "{\"prompt\": \"Say hi.\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"Say bye.\"}]}\n",
+        )
+        .unwrap();
+        d
+    }
+
+    async fn run(tag: &str, extra: &str) -> (PathBuf, DrillReport) {
+        let d = dir(tag);
+        let path = d.join("scenario.yaml");
+        std::fs::write(&path, scenario(tag, extra)).unwrap();
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{}", e[0]));
+        let report = run_loaded(&loaded).await.unwrap();
+        gate::write_all(&d.join("report"), &report).unwrap();
+        (d, report)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sim_drills_pass_fail_and_stop() {
+        let pass = "slo:\n  error_rate: 0.7\n  e2e_p99: 5s\n  phases:\n    calm: {error_rate: 0.05, goodput: {min: 0.9, e2e: 2s}}\n    storm: {error_rate: 1.0}\n";
+        let fail = "slo:\n  phases:\n    storm: {error_rate: 0.2}\n";
+        let stop = "stop_when:\n  error_rate: {above: 0.5, for: 300ms}\n";
+        let ((_, p), (fd, f), (_, s)) =
+            tokio::join!(run("pass", pass), run("fail", fail), run("stop", stop));
+
+        // Pass: calm has (almost: the proxy's phase clock starts a moment before the
+        // drill's) no errors; every storm request got the injected 429.
+        assert_eq!(p.exit_code, 0, "{:#?}", p.slo);
+        assert_eq!(p.verdict, "pass");
+        let calm = &p.result.stats.phases[0];
+        let storm = &p.result.stats.phases[1];
+        assert_eq!((calm.name.as_str(), storm.name.as_str()), ("calm", "storm"));
+        assert!(calm.requests >= 30, "{calm:?}");
+        assert!(calm.errors <= 1, "{calm:?}");
+        assert!(storm.requests >= 30, "{storm:?}");
+        assert_eq!(storm.errors, storm.requests, "{storm:?}");
+        assert_eq!(storm.http_statuses.get(&429), Some(&storm.requests));
+        assert!(storm.ttft.is_none() && calm.ttft.is_some());
+        assert!(p.result.phases[0].goodput > 0.9);
+        assert_eq!(p.result.phases[1].goodput, 0.0);
+        // The closed-loop workload retried its failures once.
+        assert!(p.result.phases[1].retry_amplification > 1.0);
+        assert!(p.result.stopped.is_none());
+        let names: Vec<_> = p
+            .slo
+            .iter()
+            .map(|c| format!("{}.{}", c.scope, c.slo))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "all.e2e_p99",
+                "all.error_rate",
+                "calm.e2e_p99",
+                "calm.error_rate",
+                "calm.goodput",
+                "storm.e2e_p99",
+                "storm.error_rate"
+            ]
+        );
+
+        // Fail: the storm breaks its error-rate objective; exit 1, and the JUnit
+        // file says so.
+        assert_eq!(f.exit_code, 1);
+        let broken: Vec<_> = f.slo.iter().filter(|c| !c.passed).collect();
+        assert_eq!(broken.len(), 1, "{:#?}", f.slo);
+        assert_eq!(
+            (broken[0].scope.as_str(), broken[0].slo.as_str()),
+            ("storm", "error_rate")
+        );
+        assert_eq!(broken[0].actual, Some(1.0));
+        let junit = std::fs::read_to_string(fd.join("report/junit.xml")).unwrap();
+        assert!(
+            junit.contains("<failure message=\"storm: error_rate 100.00% breaks limit 20.00%\""),
+            "{junit}"
+        );
+        for file in ["report.json", "summary.md", "report.html"] {
+            assert!(fd.join("report").join(file).exists(), "{file}");
+        }
+
+        // Stop: the storm's error rate trips stop_when well before the end.
+        assert_eq!(s.exit_code, 3);
+        assert!(s.result.stopped.as_deref().unwrap().contains("above 50.0%"));
+        assert!(
+            s.result.stats.elapsed_s < 2.9,
+            "{}",
+            s.result.stats.elapsed_s
+        );
+        for tag in ["pass", "fail", "stop"] {
+            let _ = std::fs::remove_dir_all(dir_path(tag));
+        }
+    }
+
+    #[test]
+    fn bad_scenarios_are_exit_2_material() {
+        let d = dir("bad");
+        let path = d.join("scenario.yaml");
+        std::fs::write(
+            &path,
+            scenario("bad", "baseline: clam\n").replace("baseline: calm\n", ""),
+        )
+        .unwrap();
+        let e = load(&path).err().unwrap();
+        assert_eq!(e[0].line, 16, "{}", e[0]);
+        assert_eq!(e[0].hint.as_deref(), Some("did you mean `calm`?"));
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn example_scenarios_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                let l = load(&path).unwrap_or_else(|d| panic!("{}", d[0]));
+                assert!(!phases(&l).is_empty());
+                for w in l.scenario.all_workloads() {
+                    if let Some(p) = &w.prompts {
+                        let p = l.scenario.resolve(&path, p);
+                        let text = std::fs::read_to_string(&p).unwrap();
+                        scenario::load_prompts(&text, &p.display().to_string()).unwrap();
+                    }
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{n} scenarios");
+    }
+}
