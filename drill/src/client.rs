@@ -2,7 +2,7 @@
 //!
 //! The client is hyper-util's pooled HTTP/1.1 client with keep-alive, like the
 //! httpx pools behind the official SDKs, so a fault that closes connections shows up
-//! as reconnects here too. No retries yet: each request is one attempt.
+//! as reconnects here too. Retries are the engine's (`engine::send`).
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::meter::StreamMeter;
 use crate::sample::{Outcome, Sample, TokensSource};
+use crate::workload::RequestShape;
 
 const USER_AGENT_VALUE: &str = concat!("brownout-drill/", env!("CARGO_PKG_VERSION"));
 
@@ -32,6 +33,7 @@ pub struct DrillClient {
     uri: Uri,
     stream: bool,
     timeout: Duration,
+    shape: RequestShape,
 }
 
 /// Where and when a request goes: its sequence number, phase and scheduled time.
@@ -45,15 +47,75 @@ pub struct Slot {
     pub scheduled: Instant,
 }
 
+/// A non-streaming answer of any supported shape; which fields must be present
+/// depends on the shape.
 #[derive(Deserialize)]
 struct Completion {
-    choices: Option<serde::de::IgnoredAny>,
+    choices: Option<Vec<ChoiceOut>>,
+    content: Option<Vec<Block>>,
+    data: Option<Vec<EmbeddingOut>>,
     usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceOut {
+    message: Option<MessageOut>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageOut {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingOut {
+    embedding: Vec<f32>,
 }
 
 #[derive(Deserialize)]
 struct Usage {
     completion_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+/// What a non-streaming answer said: its text, output tokens and first embedding.
+type Read = (Option<String>, Option<u64>, Option<Vec<f32>>);
+
+impl Completion {
+    /// The answer text, tokens and first embedding, or `None` when the body lacks
+    /// what `shape` needs.
+    fn read(self, shape: RequestShape) -> Option<Read> {
+        let usage = self.usage;
+        match shape {
+            RequestShape::Chat | RequestShape::Completion => {
+                let choices = self.choices?;
+                let text = choices
+                    .into_iter()
+                    .next()
+                    .and_then(|c| c.message.and_then(|m| m.content).or(c.text))
+                    .unwrap_or_default();
+                Some((Some(text), usage.and_then(|u| u.completion_tokens), None))
+            }
+            RequestShape::Messages => {
+                let text = self
+                    .content?
+                    .into_iter()
+                    .filter_map(|b| b.text)
+                    .collect::<String>();
+                Some((Some(text), usage.and_then(|u| u.output_tokens), None))
+            }
+            RequestShape::Embeddings => {
+                let first = self.data?.into_iter().next()?;
+                Some((None, None, Some(first.embedding)))
+            }
+        }
+    }
 }
 
 impl DrillClient {
@@ -65,11 +127,13 @@ impl DrillClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
+        let shape = RequestShape::from_path(uri.path());
         Self {
             client,
             uri,
-            stream,
+            stream: stream && shape != RequestShape::Embeddings,
             timeout,
+            shape,
         }
     }
 
@@ -102,6 +166,8 @@ impl DrillClient {
             output_tokens: None,
             tokens_source: None,
             send_lag,
+            answer: None,
+            embedding: None,
         };
         let outcome = self
             .attempt(
@@ -136,6 +202,9 @@ impl DrillClient {
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
         h.insert("x-stainless-retry-count", HeaderValue::from(retry_count));
+        if self.shape == RequestShape::Messages {
+            h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
 
         let resp = match timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Outcome::Timeout,
@@ -162,7 +231,11 @@ impl DrillClient {
         }
 
         if self.stream {
-            let mut meter = StreamMeter::new(slot.scheduled);
+            let mut meter = if self.shape == RequestShape::Messages {
+                StreamMeter::anthropic(slot.scheduled)
+            } else {
+                StreamMeter::new(slot.scheduled)
+            };
             let (timed_out, failed) = loop {
                 match timeout_at(deadline, body.frame()).await {
                     Err(_) => break (true, false),
@@ -179,6 +252,9 @@ impl DrillClient {
                 }
             };
             let summary = meter.finish(failed);
+            if summary.outcome.is_ok() && !timed_out {
+                sample.answer = Some(summary.text);
+            }
             sample.ttft = summary.ttft;
             sample.itl = summary.itl;
             if let Some((n, src)) = summary.output_tokens {
@@ -212,15 +288,20 @@ impl DrillClient {
             if overflow {
                 return Outcome::Ok;
             }
-            match serde_json::from_slice::<Completion>(&buf) {
-                Ok(c) if c.choices.is_some() => {
-                    if let Some(n) = c.usage.and_then(|u| u.completion_tokens) {
+            match serde_json::from_slice::<Completion>(&buf)
+                .ok()
+                .and_then(|c| c.read(self.shape))
+            {
+                Some((answer, tokens, embedding)) => {
+                    if let Some(n) = tokens {
                         sample.output_tokens = Some(n);
                         sample.tokens_source = Some(TokensSource::Usage);
                     }
+                    sample.answer = answer;
+                    sample.embedding = embedding;
                     Outcome::Ok
                 }
-                _ => Outcome::Corrupt,
+                None => Outcome::Corrupt,
             }
         }
     }

@@ -14,6 +14,7 @@ use tokio::time::{interval_at, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use crate::arrival::PoissonArrivals;
 use crate::client::{DrillClient, Slot};
+use crate::correct::{Correctness, Expect, Scorer};
 use crate::error::DrillError;
 use crate::plan::{LoadPlan, PhasePlan};
 use crate::progress::{Progress, ProgressSink};
@@ -49,6 +50,9 @@ pub struct EnginePlan {
     pub slo: Slo,
     /// Safety stop.
     pub stop_when: Option<StopWhen>,
+    /// The phase answers and embeddings are compared with (the first if `None`
+    /// or unknown).
+    pub baseline: Option<String>,
 }
 
 /// Extra per-phase numbers the plain statistics lack.
@@ -64,6 +68,9 @@ pub struct PhaseExtra {
     pub attempts: u64,
     /// `attempts / requests`: how much the client's retries multiplied the load.
     pub retry_amplification: f64,
+    /// `expect` pass rate, answer match and embedding similarity.
+    #[serde(default)]
+    pub correctness: Correctness,
 }
 
 /// A point of the latency-over-time chart.
@@ -94,6 +101,7 @@ pub struct EngineResult {
 
 struct Done {
     workload: usize,
+    prompt: usize,
     sample: Sample,
     attempts: u32,
     scheduled_s: f64,
@@ -128,12 +136,7 @@ async fn send(
             .send_lag
             .max(if attempt == 0 { offset } else { s.send_lag });
         attempt += 1;
-        let retryable = match s.outcome {
-            Outcome::HttpError(c) => c == 408 || c == 409 || c == 429 || c >= 500,
-            Outcome::TransportError | Outcome::Timeout => true,
-            _ => false,
-        };
-        if !retryable || attempt > spec.retries {
+        if !retryable(s.outcome) || attempt > spec.retries {
             return (s, attempt);
         }
         let wait = match retry_after {
@@ -141,6 +144,17 @@ async fn send(
             _ => backoff(attempt - 1, &mut rng),
         };
         sleep(wait).await;
+    }
+}
+
+/// Whether the SDKs retry a request that ended so. openai-python and
+/// anthropic-sdk-python share the rule: 408, 409, 429, every 5xx (Anthropic's 529
+/// `overloaded_error` included), connection errors and timeouts.
+pub fn retryable(o: Outcome) -> bool {
+    match o {
+        Outcome::HttpError(c) => c == 408 || c == 409 || c == 429 || c >= 500,
+        Outcome::TransportError | Outcome::Timeout => true,
+        _ => false,
     }
 }
 
@@ -192,6 +206,7 @@ impl Extra {
             } else {
                 self.attempts as f64 / self.requests as f64
             },
+            correctness: Correctness::default(),
         }
     }
 }
@@ -241,6 +256,22 @@ pub async fn run_engine(
             ArrivalKind::Concurrency(_) => None,
         });
     }
+    let expects: Vec<Vec<Option<Expect>>> = plan
+        .workloads
+        .iter()
+        .map(|w| {
+            w.prompts
+                .iter()
+                .map(|l| Expect::from_line(l).ok().flatten())
+                .collect()
+        })
+        .collect();
+    let baseline = plan
+        .baseline
+        .as_ref()
+        .and_then(|b| plan.phases.iter().position(|p| &p.name == b))
+        .unwrap_or(0);
+    let mut scorer = Scorer::new(plan.phases.len(), baseline);
     let goodput_for: Vec<Option<Goodput>> = plan
         .phases
         .iter()
@@ -299,7 +330,7 @@ pub async fn run_engine(
 
     let mut spawn = |tasks: &mut JoinSet<Done>, i: usize, offset: Duration, seq: &mut u64| {
         let phase = lp.phase_at(offset);
-        let (_, body) = bodies[i].next_body();
+        let (prompt, body) = bodies[i].next_body();
         let client = Arc::clone(&clients[i]);
         let spec = plan.workloads[i].spec.client.clone();
         let s = *seq;
@@ -310,6 +341,7 @@ pub async fn run_engine(
             let (sample, attempts) = send(&client, &spec, s, phase, scheduled, body, rng).await;
             Done {
                 workload: i,
+                prompt,
                 sample,
                 attempts,
                 scheduled_s: offset.as_secs_f64(),
@@ -343,7 +375,18 @@ pub async fn run_engine(
             }
             Some(joined) = tasks.join_next() => {
                 completed += 1;
-                let Ok(done) = joined else { continue };
+                let Ok(mut done) = joined else { continue };
+                if done.sample.outcome.is_ok() {
+                    let embedding = done.sample.embedding.take();
+                    let expect = expects[done.workload].get(done.prompt).and_then(Option::as_ref);
+                    scorer.record(
+                        done.sample.phase,
+                        (done.workload, done.prompt),
+                        expect,
+                        done.sample.answer.as_deref(),
+                        embedding,
+                    );
+                }
                 let s = &done.sample;
                 let good = is_good(s, goodput_for.get(s.phase).and_then(Option::as_ref));
                 let good_all = is_good(s, plan.slo.goodput.as_ref());
@@ -447,15 +490,22 @@ pub async fn run_engine(
             .collect(),
         total: total.finish("all", planned),
     };
+    let (scores, score_all) = scorer.finish();
+    let mut total_extra = total_extra.finish("all");
+    total_extra.correctness = score_all;
     Ok(EngineResult {
         stats,
         phases: plan
             .phases
             .iter()
             .zip(&extras)
-            .map(|(p, e)| e.finish(&p.name))
+            .zip(scores)
+            .map(|((p, e), c)| PhaseExtra {
+                correctness: c,
+                ..e.finish(&p.name)
+            })
             .collect(),
-        total: total_extra.finish("all"),
+        total: total_extra,
         stopped,
         points,
     })
@@ -466,7 +516,7 @@ pub async fn run_engine(
 pub struct SloCheck {
     /// `all` or a phase name.
     pub scope: String,
-    /// `ttft_p95`, `e2e_p99`, `error_rate`, `goodput`.
+    /// `ttft_p95`, `e2e_p99`, `error_rate`, `goodput`, `answer_match`.
     pub slo: String,
     /// The limit, in the unit of `actual`.
     pub limit: f64,
@@ -541,6 +591,15 @@ fn check_scope(
         let a = (stats.requests > 0).then_some(stats.error_rate);
         push("error_rate", l, a, true, "");
     }
+    if let Some(min) = slo.answer_match {
+        push(
+            "answer_match",
+            min,
+            extra.correctness.answer_match,
+            false,
+            "",
+        );
+    }
     if let Some(min) = slo.goodput.as_ref().and_then(|g| g.min) {
         let a = (stats.requests > 0).then_some(extra.goodput);
         push("goodput", min, a, false, "");
@@ -576,6 +635,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn retry_rule_matches_the_sdks() {
+        for c in [408, 409, 429, 500, 503, 529] {
+            assert!(retryable(Outcome::HttpError(c)), "{c}");
+        }
+        for c in [400, 401, 404, 413, 422] {
+            assert!(!retryable(Outcome::HttpError(c)), "{c}");
+        }
+        assert!(retryable(Outcome::Timeout) && retryable(Outcome::TransportError));
+        assert!(!retryable(Outcome::StreamError) && !retryable(Outcome::Corrupt));
+    }
+
     fn sample(outcome: Outcome, e2e_ms: u64, ttft_ms: Option<u64>) -> Sample {
         Sample {
             seq: 0,
@@ -587,6 +658,8 @@ mod tests {
             output_tokens: Some(11),
             tokens_source: None,
             send_lag: Duration::ZERO,
+            answer: None,
+            embedding: None,
         }
     }
 

@@ -195,6 +195,33 @@ pub fn render_summary(r: &DrillReport) -> String {
         );
     }
     out.push('\n');
+    let phases = || {
+        r.result
+            .phases
+            .iter()
+            .chain(std::iter::once(&r.result.total))
+    };
+    let c = &r.result.total.correctness;
+    if c.expect_checked + c.answer_compared + c.embeddings_compared > 0 {
+        let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        let _ = writeln!(
+            out,
+            "| phase | expect pass | answer match | cosine similarity |\n|---|---:|---:|---:|"
+        );
+        for e in phases() {
+            let c = &e.correctness;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                e.name,
+                pct(c.expect_pass_rate),
+                pct(c.answer_match),
+                c.cosine_similarity
+                    .map_or("–".to_owned(), |v| format!("{v:.4}"))
+            );
+        }
+        out.push('\n');
+    }
     let table = render_markdown(&r.result.stats, r.baseline.as_deref());
     out.push_str(table.trim_start_matches("## brownout drill\n\n"));
     out

@@ -40,6 +40,7 @@
 
 pub mod arrival;
 pub mod client;
+pub mod correct;
 pub mod engine;
 pub mod error;
 pub mod gate;

@@ -26,6 +26,8 @@ pub struct StreamMeter {
     done: bool,
     error_event: bool,
     malformed: bool,
+    anthropic: bool,
+    text: String,
 }
 
 /// What a finished stream measured.
@@ -37,10 +39,13 @@ pub struct StreamSummary {
     pub itl: Vec<Duration>,
     /// Output tokens and where the count came from.
     pub output_tokens: Option<(u64, TokensSource)>,
-    /// Whether `[DONE]` arrived.
+    /// Whether `[DONE]` (Anthropic: `message_stop`) arrived.
     pub done: bool,
     /// The outcome, given how the body ended (`body_failed`).
     pub outcome: Outcome,
+    /// The answer's text: content and legacy-completion text deltas (Anthropic:
+    /// `text_delta`s), joined.
+    pub text: String,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +86,27 @@ struct Usage {
     completion_tokens: Option<u64>,
 }
 
+/// One Anthropic messages stream event (`data:` of `event: <type>`).
+#[derive(Deserialize)]
+struct AnthropicEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    delta: Option<AnthropicDelta>,
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta {
+    text: Option<String>,
+    partial_json: Option<String>,
+    thinking: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    output_tokens: Option<u64>,
+}
+
 fn non_empty(s: &Option<String>) -> bool {
     s.as_deref().is_some_and(|s| !s.is_empty())
 }
@@ -116,6 +142,18 @@ impl StreamMeter {
             done: false,
             error_event: false,
             malformed: false,
+            anthropic: false,
+            text: String::new(),
+        }
+    }
+
+    /// A meter for an Anthropic messages stream: content is a `content_block_delta`
+    /// with text, `input_json` or thinking; tokens come from `message_delta.usage`;
+    /// `message_stop` ends it and an `error` event is a stream error.
+    pub fn anthropic(scheduled: Instant) -> Self {
+        Self {
+            anthropic: true,
+            ..Self::new(scheduled)
         }
     }
 
@@ -141,6 +179,10 @@ impl StreamMeter {
         if data.is_empty() {
             return;
         }
+        if self.anthropic {
+            self.on_anthropic(data, now);
+            return;
+        }
         let chunk: Chunk = match serde_json::from_str(data) {
             Ok(c) => c,
             Err(_) => {
@@ -155,14 +197,56 @@ impl StreamMeter {
             self.usage_tokens = Some(n);
         }
         if chunk.has_content() {
-            self.content_events += 1;
-            if self.first_content.is_none() {
-                self.first_content = Some(now);
+            self.on_content(now);
+            for c in &chunk.choices {
+                if let Some(t) = &c.text {
+                    self.text.push_str(t);
+                }
+                if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_ref()) {
+                    self.text.push_str(t);
+                }
             }
-            if let Some(prev) = self.last_content {
-                self.itl.push(now.saturating_duration_since(prev));
+        }
+    }
+
+    fn on_content(&mut self, now: Instant) {
+        self.content_events += 1;
+        if self.first_content.is_none() {
+            self.first_content = Some(now);
+        }
+        if let Some(prev) = self.last_content {
+            self.itl.push(now.saturating_duration_since(prev));
+        }
+        self.last_content = Some(now);
+    }
+
+    fn on_anthropic(&mut self, data: &str, now: Instant) {
+        let ev: AnthropicEvent = match serde_json::from_str(data) {
+            Ok(e) => e,
+            Err(_) => {
+                self.malformed = true;
+                return;
             }
-            self.last_content = Some(now);
+        };
+        match ev.kind.as_str() {
+            "content_block_delta" => {
+                if let Some(d) = ev.delta {
+                    if non_empty(&d.text) || non_empty(&d.partial_json) || non_empty(&d.thinking) {
+                        self.on_content(now);
+                    }
+                    if let Some(t) = &d.text {
+                        self.text.push_str(t);
+                    }
+                }
+            }
+            "message_delta" => {
+                if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
+                    self.usage_tokens = Some(n);
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => self.error_event = true,
+            _ => {}
         }
     }
 
@@ -191,6 +275,7 @@ impl StreamMeter {
             output_tokens,
             done: self.done,
             outcome,
+            text: self.text,
         }
     }
 }
@@ -231,6 +316,7 @@ mod tests {
         assert_eq!(s.itl, vec![Duration::from_millis(12)]);
         assert_eq!(s.output_tokens, Some((2, TokensSource::Counted)));
         assert_eq!(s.outcome, Outcome::Ok);
+        assert_eq!(s.text, "Hi there");
     }
 
     #[tokio::test(start_paused = true)]
@@ -285,5 +371,53 @@ mod tests {
         let s = m.finish(false);
         assert_eq!(s.output_tokens, Some((2, TokensSource::Counted)));
         assert!(s.ttft.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn anthropic_stream() {
+        let t0 = Instant::now();
+        let mut m = StreamMeter::anthropic(t0);
+        tokio::time::advance(Duration::from_millis(3)).await;
+        m.feed(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            Instant::now(),
+        );
+        tokio::time::advance(Duration::from_millis(20)).await;
+        m.feed(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hm\"}}\n\n",
+            Instant::now(),
+        );
+        tokio::time::advance(Duration::from_millis(5)).await;
+        m.feed(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n",
+            Instant::now(),
+        );
+        let mut done = StreamMeter::anthropic(t0);
+        done.feed(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            Instant::now(),
+        );
+        assert_eq!(done.finish(false).outcome, Outcome::Ok);
+        m.feed(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            Instant::now(),
+        );
+        let s = m.finish(false);
+        assert_eq!(s.ttft, Some(Duration::from_millis(23)));
+        assert_eq!(s.text, "Hi");
+        assert_eq!(s.itl.len(), 2);
+        assert_eq!(s.output_tokens, Some((9, TokensSource::Usage)));
+        assert_eq!(s.outcome, Outcome::Ok);
+
+        let mut e = StreamMeter::anthropic(t0);
+        e.feed(
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+            Instant::now(),
+        );
+        assert_eq!(e.finish(false).outcome, Outcome::StreamError);
     }
 }

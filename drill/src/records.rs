@@ -156,6 +156,8 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
                 None => None,
             },
             send_lag: Duration::ZERO,
+            answer: None,
+            embedding: None,
         };
         accs[i].record(&s);
         total.record(&s);
@@ -185,6 +187,7 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         } else {
             n as f64 / firsts as f64
         },
+        correctness: Default::default(),
     };
     let total_s = recs.last().map_or(0.001, |r| (r.0 - t0).max(0.001));
     let first = recs.first().map(|r| &r.1);

@@ -80,6 +80,11 @@ pub struct Sample {
     /// How late the request actually left compared with its schedule: large values
     /// mean the load generator itself was the bottleneck.
     pub send_lag: Duration,
+    /// The answer's text (content deltas or blocks joined), for correctness
+    /// checks; `None` when not read (errors, embeddings, oversized bodies).
+    pub answer: Option<String>,
+    /// The first embedding of an embeddings response, for cosine similarity.
+    pub embedding: Option<Vec<f32>>,
 }
 
 impl Sample {

@@ -482,7 +482,8 @@ pub fn load_scenario_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
 }
 
 /// Read a prompt file: one JSON object per line with `messages` (a chat message
-/// list) or `prompt` (a string), and optionally `expect` (kept, not yet checked);
+/// list) or `prompt` (a string), and optionally `expect` (checks on the answer,
+/// see [`crate::correct::Expect`]);
 /// blank lines are skipped. Errors name the file and line.
 pub fn load_prompts(text: &str, file: &str) -> Result<Vec<serde_json::Value>, Diagnostic> {
     let mut out = Vec::new();
@@ -515,6 +516,7 @@ pub fn load_prompts(text: &str, file: &str) -> Result<Vec<serde_json::Value>, Di
                     .into(),
             ));
         }
+        crate::correct::Expect::from_line(&v).map_err(|m| diag(1, m))?;
         out.push(v);
     }
     if out.is_empty() {

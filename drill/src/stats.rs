@@ -323,6 +323,8 @@ mod tests {
             output_tokens: None,
             tokens_source: None,
             send_lag: Duration::ZERO,
+            answer: None,
+            embedding: None,
         }
     }
 

@@ -23,22 +23,31 @@ pub const PROMPTS: &[&str] = &[
     "Why does continuous batching raise throughput but also inter-token latency?",
 ];
 
-/// The request shape, from the path: chat completions or legacy completions.
+/// The request shape, from the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestShape {
     /// `/v1/chat/completions`: `messages`, answers in `delta.content`.
     Chat,
     /// `/v1/completions`: `prompt`, answers in `choices[].text`.
     Completion,
+    /// Anthropic `/v1/messages`: `messages`, answers in `content[]` blocks.
+    Messages,
+    /// `/v1/embeddings`: `input`, answers in `data[].embedding`; never streams.
+    Embeddings,
 }
 
 impl RequestShape {
-    /// Legacy completions for a path ending in `/completions` that is not chat; chat
+    /// Legacy completions for a path ending in `/completions` that is not chat,
+    /// Anthropic messages for `/messages`, embeddings for `/embeddings`; chat
     /// otherwise.
     pub fn from_path(path: &str) -> Self {
         let p = path.trim_end_matches('/');
         if p.ends_with("/completions") && !p.ends_with("/chat/completions") {
             RequestShape::Completion
+        } else if p.ends_with("/messages") {
+            RequestShape::Messages
+        } else if p.ends_with("/embeddings") {
+            RequestShape::Embeddings
         } else {
             RequestShape::Chat
         }
@@ -68,8 +77,9 @@ impl Workload {
 
     /// Bodies from prompt-file lines (`{"messages": [...]}` or `{"prompt": "..."}`,
     /// see [`crate::scenario::load_prompts`]) instead of the built-in prompts; an
-    /// empty list falls back to them. Chat requests send `messages` as given;
-    /// completions send `prompt`, or the last message's text.
+    /// empty list falls back to them. Chat and Anthropic messages requests send
+    /// `messages` as given; completions and embeddings send `prompt`, or the last
+    /// message's text.
     pub fn with_prompts(plan: &LoadPlan, prompts: &[serde_json::Value]) -> Self {
         let mut w = Self::new(plan);
         if prompts.is_empty() {
@@ -91,7 +101,9 @@ impl Workload {
                             .to_owned()
                     });
                 let mut body = request_body(shape, plan, &text);
-                if shape == RequestShape::Chat && line["messages"].is_array() {
+                if matches!(shape, RequestShape::Chat | RequestShape::Messages)
+                    && line["messages"].is_array()
+                {
                     body["messages"] = line["messages"].clone();
                 }
                 Bytes::from(body.to_string())
@@ -120,6 +132,20 @@ fn request_body(shape: RequestShape, plan: &LoadPlan, prompt: &str) -> serde_jso
             "prompt": prompt,
             "max_tokens": plan.max_tokens,
         }),
+        RequestShape::Messages => {
+            let mut body = json!({
+                "model": plan.model,
+                "max_tokens": plan.max_tokens,
+                "messages": [{"role": "user", "content": prompt}],
+            });
+            if plan.stream {
+                body["stream"] = json!(true);
+            }
+            return body;
+        }
+        RequestShape::Embeddings => {
+            return json!({"model": plan.model, "input": prompt});
+        }
     };
     if plan.stream {
         body["stream"] = json!(true);
@@ -146,6 +172,33 @@ mod tests {
             RequestShape::from_path("/v1/completions/"),
             RequestShape::Completion
         );
+        assert_eq!(
+            RequestShape::from_path("/v1/messages"),
+            RequestShape::Messages
+        );
+        assert_eq!(
+            RequestShape::from_path("/v1/embeddings"),
+            RequestShape::Embeddings
+        );
+    }
+
+    #[test]
+    fn anthropic_and_embedding_bodies() {
+        let mut plan = LoadPlan::new("http://127.0.0.1:1".parse().unwrap());
+        plan.path = "/v1/messages".into();
+        plan.stream = true;
+        let lines = vec![json!({"messages": [{"role": "user", "content": "yo"}]})];
+        let body: serde_json::Value =
+            serde_json::from_slice(&Workload::with_prompts(&plan, &lines).next_body().1).unwrap();
+        assert_eq!(body["messages"][0]["content"], "yo");
+        assert_eq!(body["stream"], true);
+        assert!(body.get("stream_options").is_none());
+        assert_eq!(body["max_tokens"], 32);
+        plan.path = "/v1/embeddings".into();
+        let body: serde_json::Value =
+            serde_json::from_slice(&Workload::with_prompts(&plan, &lines).next_body().1).unwrap();
+        assert_eq!(body["input"], "yo");
+        assert!(body.get("stream").is_none() && body.get("max_tokens").is_none());
     }
 
     #[test]

@@ -103,15 +103,6 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
     let s = &l.scenario;
     let seed = s.seed.or(l.profile.seed).unwrap_or(0);
     let phases = phases(l);
-    for w in s.all_workloads() {
-        if w.endpoint != scenario::Endpoint::Chat && w.endpoint != scenario::Endpoint::Completion {
-            return Err(format!(
-                "workload `{}`: endpoint `{:?}` is not supported by the drill engine yet (chat and completion are)",
-                w.name, w.endpoint
-            )
-            .to_lowercase());
-        }
-    }
     let mut prompts = Vec::new();
     for w in s.all_workloads() {
         prompts.push(match &w.prompts {
@@ -147,6 +138,7 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
             seed,
             slo: s.slo.clone().unwrap_or_default(),
             stop_when: s.stop_when.clone(),
+            baseline: s.baseline.clone(),
         })
     };
     let progress = brownout_drill::StderrProgress::new();
@@ -430,6 +422,115 @@ baseline: calm
         for tag in ["pass", "fail", "stop"] {
             let _ = std::fs::remove_dir_all(dir_path(tag));
         }
+    }
+
+    const GARBLE_PROFILE: &str = "\
+version: 1
+name: test-garble
+phases:
+  - name: calm
+    duration: 1200ms
+  - name: bad
+    duration: 1200ms
+    rules:
+      - name: rot
+        faults:
+          - {type: garble, fraction: 0.5}
+          - {type: embedding_noise, stddev: 0.05}
+";
+
+    /// Anthropic messages (streamed and not) and embeddings against the sim; the
+    /// second phase garbles answers and adds noise to embeddings, so answer match
+    /// and cosine similarity fall there and the answer-match SLO breaks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sim_drill_scores_correctness() {
+        let d = dir("correct");
+        std::fs::write(d.join("profile.yaml"), GARBLE_PROFILE).unwrap();
+        std::fs::write(
+            d.join("prompts.jsonl"),
+            "{\"prompt\": \"Say hi.\", \"expect\": {\"contains\": \"\"}}\n\
+             {\"messages\": [{\"role\": \"user\", \"content\": \"Say bye.\"}], \"expect\": {\"json_valid\": true}}\n",
+        )
+        .unwrap();
+        let path = d.join("scenario.yaml");
+        std::fs::write(
+            &path,
+            "\
+version: 1
+name: correct
+target: {upstream: sim}
+profile: profile.yaml
+seed: 5
+workloads:
+  - name: claude
+    api: anthropic
+    endpoint: messages
+    model: claude-3-5-haiku-latest
+    stream: true
+    prompts: prompts.jsonl
+    arrival: {rate: 25/s}
+    client: {retries: 2, timeout: 5s}
+  - name: claude-json
+    api: anthropic
+    endpoint: messages
+    model: claude-3-5-haiku-latest
+    arrival: {concurrency: 1}
+    client: {retries: 0, timeout: 5s}
+  - name: embed
+    endpoint: embeddings
+    model: text-embedding-3-small
+    arrival: {concurrency: 1}
+    client: {retries: 0, timeout: 5s}
+baseline: calm
+slo:
+  error_rate: 0.05
+  phases:
+    bad: {answer_match: 0.9}
+",
+        )
+        .unwrap();
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{}", e[0]));
+        let r = run_loaded(&loaded).await.unwrap();
+        gate::write_all(&d.join("report"), &r).unwrap();
+        let calm = &r.result.phases[0];
+        let bad = &r.result.phases[1];
+        let (cs, bs) = (&r.result.stats.phases[0], &r.result.stats.phases[1]);
+        assert_eq!(cs.errors + bs.errors, 0, "{cs:?}\n{bs:?}");
+        // Streamed Anthropic answers measured TTFT and usage tokens.
+        assert!(
+            cs.ttft.is_some() && cs.tokens_from_usage > 0 && cs.tokens_counted == 0,
+            "{cs:?}"
+        );
+        let (cc, bc) = (&calm.correctness, &bad.correctness);
+        // Calm answers match themselves, except a stream still running when the
+        // garble phase starts (faults apply token by token).
+        assert!(cc.answer_match.unwrap() > 0.8, "{cc:?}");
+        assert!(bc.answer_match.unwrap() < 0.5, "{bc:?}");
+        assert!(cc.cosine_similarity.unwrap() > 0.999, "{cc:?}");
+        assert!(bc.cosine_similarity.unwrap() < 0.99, "{bc:?}");
+        assert!(cc.embeddings_compared > 0 && bc.embeddings_compared > 0);
+        assert!(
+            cc.expect_checked > 0 && cc.expect_pass_rate.is_some(),
+            "{cc:?}"
+        );
+        // The answer-match objective breaks in the bad phase only: exit 1.
+        let broken: Vec<_> = r.slo.iter().filter(|c| !c.passed).collect();
+        assert_eq!(broken.len(), 1, "{:#?}", r.slo);
+        assert_eq!(
+            (broken[0].scope.as_str(), broken[0].slo.as_str()),
+            ("bad", "answer_match")
+        );
+        assert_eq!(r.exit_code, 1);
+        let summary = std::fs::read_to_string(d.join("report/summary.md")).unwrap();
+        assert!(
+            summary.contains("| phase | expect pass | answer match | cosine similarity |"),
+            "{summary}"
+        );
+        let junit = std::fs::read_to_string(d.join("report/junit.xml")).unwrap();
+        assert!(junit.contains("answer_match"), "{junit}");
+        let json = std::fs::read_to_string(d.join("report/report.json")).unwrap();
+        assert!(json.contains("\"cosine_similarity\""));
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
