@@ -19,6 +19,40 @@ use brownout_drill::scenario::{self, Scenario, TargetKind};
 use brownout_drill::PhasePlan;
 use brownout_faults::yaml::Diagnostic;
 
+/// A simulated OpenAI upstream with an in-process proxy in front (no admin port), as
+/// the demo and `target: {upstream: sim}` drills use; the caller applies the profile
+/// so that its clock starts with the traffic.
+pub(crate) async fn start_with_sim(
+    sim_cfg: brownout_sim::SimConfig,
+    seed: u64,
+) -> Result<(brownout_sim::SimHandle, brownout::Running), String> {
+    let addr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    let sim = brownout_sim::spawn(addr, sim_cfg)
+        .await
+        .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
+    let config = FileConfig {
+        listeners: vec![ListenerConfig {
+            name: Some("llm".into()),
+            listen: "127.0.0.1:0".into(),
+            upstream: format!("http://{}", sim.addr),
+            api: Some(brownout_faults::ApiKind::Openai),
+            tls: None,
+            upstream_ca: None,
+        }],
+        seed: Some(seed),
+        mark_injected: true,
+        ..Default::default()
+    };
+    let running = start(StartOptions {
+        config,
+        no_admin: true,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((sim, running))
+}
+
 fn print_diags(diags: &[Diagnostic]) -> ExitCode {
     for d in diags {
         eprintln!("{d}");
@@ -144,35 +178,11 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
     let progress = brownout_drill::StderrProgress::new();
     let result = match s.target.kind() {
         TargetKind::Sim => {
-            let sim = brownout_sim::spawn(
-                "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-                brownout_sim::SimConfig {
-                    seed,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
-            let config = FileConfig {
-                listeners: vec![ListenerConfig {
-                    name: Some("llm".into()),
-                    listen: "127.0.0.1:0".into(),
-                    upstream: format!("http://{}", sim.addr),
-                    api: Some(brownout_faults::ApiKind::Openai),
-                    tls: None,
-                    upstream_ca: None,
-                }],
-                seed: Some(seed),
-                mark_injected: true,
+            let sim_cfg = brownout_sim::SimConfig {
+                seed,
                 ..Default::default()
             };
-            let running = start(StartOptions {
-                config,
-                no_admin: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            let (sim, running) = start_with_sim(sim_cfg, seed).await?;
             let text = std::fs::read_to_string(&l.profile_path).ok();
             // The profile's clock starts here, with the drill's.
             running

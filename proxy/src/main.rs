@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use brownout::config::{env_overrides, load, FileConfig, ListenerConfig, Overrides};
+use brownout::config::{env_overrides, load, FileConfig, Overrides};
 use brownout::{start, StartOptions};
 use clap::{Parser, Subcommand};
 
@@ -487,32 +487,7 @@ async fn demo(
     for p in &mut scaled.phases {
         p.duration.0 = Duration::from_secs_f64(p.duration.0.as_secs_f64() * scale);
     }
-    let sim = brownout_sim::spawn(
-        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-        brownout_sim::SimConfig::default(),
-    )
-    .await
-    .map_err(|e| format!("cannot start the simulated upstream: {e}"))?;
-    let config = FileConfig {
-        listeners: vec![ListenerConfig {
-            name: Some("llm".into()),
-            listen: "127.0.0.1:0".into(),
-            upstream: format!("http://{}", sim.addr),
-            api: Some(brownout_faults::ApiKind::Openai),
-            tls: None,
-            upstream_ca: None,
-        }],
-        seed: Some(seed),
-        mark_injected: true,
-        ..Default::default()
-    };
-    let running = start(StartOptions {
-        config,
-        no_admin: true,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let (sim, running) = drill::start_with_sim(brownout_sim::SimConfig::default(), seed).await?;
     running.shared.apply(
         &scaled,
         Some(DEMO_PROFILE.to_string()),
