@@ -12,7 +12,6 @@
 //! `integration-tests/python/requirements.txt`; the venv is created on first use.
 //! Timing bounds are generous on purpose: the machine running CI is shared.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use brownout::config::{FileConfig, ListenerConfig};
@@ -20,14 +19,6 @@ use brownout::{start, StartOptions};
 use brownout_faults::ApiKind;
 use brownout_integration_tests::{full, Captured, Captures, Upstream};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    brownout_integration_tests::sdk_python()
-}
-
-fn repo_root() -> PathBuf {
-    brownout_integration_tests::repo_root()
-}
 
 /// One rule per case; `x-case: NAME` selects it, and records name it.
 const PROFILE: &str = r#"
@@ -180,7 +171,9 @@ const CAPTURE_ANSWER: &str = r#"{"id":"chatcmpl-cap","object":"chat.completion",
 /// Start a sim, a capturing upstream and the proxy; run the script's `cases`;
 /// return what came back.
 async fn run(cases: &[&str]) -> Run {
-    let py = tokio::task::spawn_blocking(python).await.unwrap();
+    let py = tokio::task::spawn_blocking(brownout_integration_tests::sdk_python)
+        .await
+        .unwrap();
     let sim = brownout_sim::spawn(
         "127.0.0.1:0".parse().unwrap(),
         brownout_sim::SimConfig::default(),
@@ -225,7 +218,8 @@ async fn run(cases: &[&str]) -> Run {
     .unwrap();
     let addr = |n: &str| running.addr(Some(n)).unwrap();
 
-    let script = repo_root().join("integration-tests/python/llm_check.py");
+    let script =
+        brownout_integration_tests::repo_root().join("integration-tests/python/llm_check.py");
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(&py)

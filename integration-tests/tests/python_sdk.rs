@@ -8,19 +8,10 @@
 //!
 //! The SDKs live in `.venv` at the repository root; it is created on first use.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use brownout::config::{FileConfig, ListenerConfig};
 use brownout::{start, StartOptions};
-
-fn python() -> PathBuf {
-    brownout_integration_tests::sdk_python()
-}
-
-fn repo_root() -> PathBuf {
-    brownout_integration_tests::repo_root()
-}
 
 const PROFILE: &str = r#"
 version: 1
@@ -52,7 +43,9 @@ fn listener(name: &str, upstream: String) -> ListenerConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_through_the_proxy() {
-    let py = tokio::task::spawn_blocking(python).await.unwrap();
+    let py = tokio::task::spawn_blocking(brownout_integration_tests::sdk_python)
+        .await
+        .unwrap();
     let sim = brownout_sim::spawn(
         "127.0.0.1:0".parse().unwrap(),
         brownout_sim::SimConfig::default(),
@@ -79,7 +72,8 @@ async fn official_sdks_through_the_proxy() {
     .unwrap();
     let addr = running.addr(None).unwrap();
 
-    let script = repo_root().join("integration-tests/python/sdk_check.py");
+    let script =
+        brownout_integration_tests::repo_root().join("integration-tests/python/sdk_check.py");
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(&py)
