@@ -55,6 +55,15 @@ struct Completion {
     content: Option<Vec<Block>>,
     data: Option<Vec<EmbeddingOut>>,
     usage: Option<Usage>,
+    /// Qdrant search hits.
+    result: Option<Vec<Hit>>,
+    /// Chroma query ids, one list per query embedding.
+    ids: Option<Vec<Vec<serde_json::Value>>>,
+}
+
+#[derive(Deserialize)]
+struct Hit {
+    id: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -84,15 +93,29 @@ struct Usage {
     output_tokens: Option<u64>,
 }
 
-/// What a non-streaming answer said: its text, output tokens and first embedding.
-type Read = (Option<String>, Option<u64>, Option<Vec<f32>>);
+/// A result id as text: strings as they are, numbers in decimal.
+fn id_text(v: serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// What a non-streaming answer said: its text, output tokens, first embedding and
+/// search result ids.
+#[derive(Default)]
+struct Read {
+    answer: Option<String>,
+    tokens: Option<u64>,
+    embedding: Option<Vec<f32>>,
+    ids: Option<Vec<String>>,
+}
 
 impl Completion {
-    /// The answer text, tokens and first embedding, or `None` when the body lacks
-    /// what `shape` needs.
+    /// What the body says, or `None` when it lacks what `shape` needs.
     fn read(self, shape: RequestShape) -> Option<Read> {
         let usage = self.usage;
-        match shape {
+        let (answer, tokens, embedding) = match shape {
             RequestShape::Chat | RequestShape::Completion => {
                 let choices = self.choices?;
                 let text = choices
@@ -100,7 +123,7 @@ impl Completion {
                     .next()
                     .and_then(|c| c.message.and_then(|m| m.content).or(c.text))
                     .unwrap_or_default();
-                Some((Some(text), usage.and_then(|u| u.completion_tokens), None))
+                (Some(text), usage.and_then(|u| u.completion_tokens), None)
             }
             RequestShape::Messages => {
                 let text = self
@@ -108,13 +131,40 @@ impl Completion {
                     .into_iter()
                     .filter_map(|b| b.text)
                     .collect::<String>();
-                Some((Some(text), usage.and_then(|u| u.output_tokens), None))
+                (Some(text), usage.and_then(|u| u.output_tokens), None)
             }
             RequestShape::Embeddings => {
                 let first = self.data?.into_iter().next()?;
-                Some((None, None, Some(first.embedding)))
+                (None, None, Some(first.embedding))
             }
-        }
+            RequestShape::QdrantSearch => {
+                let ids = self.result?.into_iter().map(|h| id_text(h.id)).collect();
+                return Some(Read {
+                    ids: Some(ids),
+                    ..Read::default()
+                });
+            }
+            RequestShape::ChromaQuery => {
+                let ids = self
+                    .ids?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(id_text)
+                    .collect();
+                return Some(Read {
+                    ids: Some(ids),
+                    ..Read::default()
+                });
+            }
+        };
+        Some(Read {
+            answer,
+            tokens,
+            embedding,
+            ids: None,
+        })
     }
 }
 
@@ -131,7 +181,7 @@ impl DrillClient {
         Self {
             client,
             uri,
-            stream: stream && shape != RequestShape::Embeddings,
+            stream: stream && shape != RequestShape::Embeddings && !shape.is_search(),
             timeout,
             shape,
         }
@@ -168,6 +218,7 @@ impl DrillClient {
             send_lag,
             answer: None,
             embedding: None,
+            ids: None,
         };
         let outcome = self
             .attempt(
@@ -199,6 +250,10 @@ impl DrillClient {
         let h = req.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate"),
+        );
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
         h.insert("x-stainless-retry-count", HeaderValue::from(retry_count));
@@ -216,6 +271,11 @@ impl DrillClient {
         };
         let status = resp.status();
         *retry_after = parse_retry_after(resp.headers());
+        let encoding = resp
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
         let mut body = resp.into_body();
 
         if !status.is_success() {
@@ -288,23 +348,104 @@ impl DrillClient {
             if overflow {
                 return Outcome::Ok;
             }
+            // Like the SDKs' HTTP clients, read compressed answers (Qdrant gzips
+            // its answers whatever the client asked for).
+            match encoding.as_deref() {
+                None | Some("identity") => {}
+                Some(enc @ ("gzip" | "x-gzip" | "deflate")) => match inflate(enc, &buf) {
+                    Some(b) => buf = b,
+                    None => return Outcome::Corrupt,
+                },
+                Some(_) => return Outcome::Corrupt,
+            }
             match serde_json::from_slice::<Completion>(&buf)
                 .ok()
                 .and_then(|c| c.read(self.shape))
             {
-                Some((answer, tokens, embedding)) => {
-                    if let Some(n) = tokens {
+                Some(read) => {
+                    if let Some(n) = read.tokens {
                         sample.output_tokens = Some(n);
                         sample.tokens_source = Some(TokensSource::Usage);
                     }
-                    sample.answer = answer;
-                    sample.embedding = embedding;
+                    sample.answer = read.answer;
+                    sample.embedding = read.embedding;
+                    sample.ids = read.ids;
                     Outcome::Ok
                 }
                 None => Outcome::Corrupt,
             }
         }
     }
+}
+
+/// Decode a gzip or zlib (`deflate`) body, up to [`MAX_JSON_BODY`] bytes;
+/// `None` for a broken or oversized one.
+fn inflate(encoding: &str, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = MAX_JSON_BODY as u64 + 1;
+    let n = if encoding == "deflate" {
+        flate2::read::ZlibDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out)
+    } else {
+        flate2::read::MultiGzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out)
+    }
+    .ok()?;
+    (n <= MAX_JSON_BODY).then_some(out)
+}
+
+/// Chroma addresses collections by id: look `name` up once before the drill (an
+/// id, 36 characters with dashes, is used as given).
+pub async fn resolve_chroma_collection(
+    target: &Uri,
+    name: &str,
+) -> Result<String, crate::DrillError> {
+    if name.len() == 36 && name.chars().filter(|c| *c == '-').count() == 4 {
+        return Ok(name.to_owned());
+    }
+    let base = target.to_string();
+    let fail = |reason: String| crate::DrillError::Collection {
+        collection: name.to_owned(),
+        target: base.trim_end_matches('/').to_owned(),
+        reason,
+    };
+    let uri: Uri = format!(
+        "{}{}/collections/{name}",
+        base.trim_end_matches('/'),
+        crate::scenario::CHROMA_DATABASE_PATH
+    )
+    .parse()
+    .map_err(|e| fail(format!("{e}")))?;
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let req = Request::get(uri)
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| fail(format!("{e}")))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| fail("no answer within 10 s".into()))?
+        .map_err(|e| fail(format!("{e}")))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| fail(format!("{e}")))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(fail(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )));
+    }
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned))
+        .ok_or_else(|| fail("the answer has no `id`".into()))
 }
 
 /// The wait a response asks for: `retry-after-ms` (milliseconds), else

@@ -1,5 +1,7 @@
 //! Correctness scoring: `expect` checks from prompt files, answer match against
-//! the baseline phase, and cosine similarity of embeddings against the baseline's.
+//! the baseline phase, cosine similarity of embeddings against the baseline's, and
+//! recall@k and rank overlap of vector searches against the expected ids or the
+//! baseline's results.
 //!
 //! Every score covers successful answers only; failed requests already count in
 //! the error rate.
@@ -24,9 +26,33 @@ pub struct Expect {
     /// The answer parses as JSON.
     #[serde(default)]
     pub json_valid: Option<bool>,
-    /// Ids (document ids, citations) that must all appear in the answer.
+    /// A regular expression the answer matches somewhere (`^...$` for all of it).
+    #[serde(default)]
+    pub regex: Option<Pattern>,
+    /// Ids (document ids, citations) that must all appear in the answer; for a
+    /// search, the ids the results should hold, best first (the truth recall@k is
+    /// measured against).
     #[serde(default)]
     pub ids: Option<Vec<String>>,
+}
+
+/// A compiled regular expression, compared by its source text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex_lite::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex_lite::Regex::new(&s)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("invalid regex `{s}`: {e}")))
+    }
 }
 
 /// One string or a list of them.
@@ -44,9 +70,11 @@ impl Expect {
     pub fn from_line(line: &serde_json::Value) -> Result<Option<Self>, String> {
         match line.get("expect") {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|e| format!("invalid `expect`: {e} (known checks: exact, contains, json_valid, ids; regex is not supported yet)")),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                format!(
+                    "invalid `expect`: {e} (known checks: exact, contains, regex, json_valid, ids)"
+                )
+            }),
         }
     }
 
@@ -64,6 +92,11 @@ impl Expect {
             }
             _ => {}
         }
+        if let Some(re) = &self.regex {
+            if !re.0.is_match(answer) {
+                return false;
+            }
+        }
         if self.json_valid == Some(true)
             && serde_json::from_str::<serde::de::IgnoredAny>(answer).is_err()
         {
@@ -76,6 +109,44 @@ impl Expect {
         }
         true
     }
+
+    /// Whether a search's result ids hold every expected id.
+    pub fn check_ids(&self, ids: &[String]) -> bool {
+        self.ids
+            .as_ref()
+            .is_none_or(|want| want.iter().all(|w| ids.contains(w)))
+    }
+}
+
+/// recall@k: the share of the reference ids (the truth, or the baseline's top k)
+/// that the results hold; `None` for an empty reference.
+pub fn recall(results: &[String], reference: &[String]) -> Option<f64> {
+    if reference.is_empty() {
+        return None;
+    }
+    let k = reference.len();
+    let found = reference
+        .iter()
+        .filter(|r| results.iter().take(k).any(|x| x == *r))
+        .count();
+    Some(found as f64 / k as f64)
+}
+
+/// Rank overlap (average overlap): the mean over depths d = 1..k of the share of
+/// the reference's top d found in the results' top d. Unlike recall it falls
+/// when the right ids come back in the wrong order; 1 means the same ranking.
+pub fn rank_overlap(results: &[String], reference: &[String]) -> Option<f64> {
+    let k = reference.len();
+    if k == 0 {
+        return None;
+    }
+    let mut sum = 0.0;
+    for d in 1..=k {
+        let top = &results[..d.min(results.len())];
+        let shared = reference[..d].iter().filter(|r| top.contains(r)).count();
+        sum += shared as f64 / d as f64;
+    }
+    Some(sum / k as f64)
 }
 
 /// Cosine similarity of two vectors; `None` for different lengths or a zero vector.
@@ -110,6 +181,27 @@ pub struct Correctness {
     pub embeddings_compared: u64,
     /// Mean cosine similarity to the baseline's embedding of the same input.
     pub cosine_similarity: Option<f64>,
+    /// Searches scored (against `expect.ids`, or the baseline's results for the
+    /// same query).
+    #[serde(default)]
+    pub searches_compared: u64,
+    /// Mean recall@k of those searches.
+    #[serde(default)]
+    pub recall_at_k: Option<f64>,
+    /// Mean rank overlap of those searches.
+    #[serde(default)]
+    pub rank_overlap: Option<f64>,
+}
+
+/// What one successful request answered, for scoring.
+#[derive(Debug, Default)]
+pub struct Answer<'a> {
+    /// The answer's text.
+    pub text: Option<&'a str>,
+    /// The (first) embedding.
+    pub embedding: Option<Vec<f32>>,
+    /// A search's result ids, best first.
+    pub ids: Option<Vec<String>>,
 }
 
 #[derive(Default, Clone)]
@@ -120,6 +212,19 @@ struct Acc {
     same: u64,
     cos_n: u64,
     cos_sum: f64,
+    search_n: u64,
+    recall_sum: f64,
+    overlap_sum: f64,
+}
+
+impl Acc {
+    fn add_search(&mut self, results: &[String], reference: &[String]) {
+        if let (Some(r), Some(o)) = (recall(results, reference), rank_overlap(results, reference)) {
+            self.search_n += 1;
+            self.recall_sum += r;
+            self.overlap_sum += o;
+        }
+    }
 }
 
 /// Key of a prompt: (workload index, prompt index).
@@ -133,8 +238,10 @@ pub struct Scorer {
     phases: Vec<Acc>,
     answers: HashMap<PromptKey, u64>,
     vectors: HashMap<PromptKey, Vec<f32>>,
+    results: HashMap<PromptKey, Vec<String>>,
     pending_answers: Vec<(usize, PromptKey, u64)>,
     pending_vectors: Vec<(usize, PromptKey, Vec<f32>)>,
+    pending_results: Vec<(usize, PromptKey, Vec<String>)>,
 }
 
 fn hash(s: &str) -> u64 {
@@ -151,8 +258,10 @@ impl Scorer {
             phases: vec![Acc::default(); phases],
             answers: HashMap::new(),
             vectors: HashMap::new(),
+            results: HashMap::new(),
             pending_answers: Vec::new(),
             pending_vectors: Vec::new(),
+            pending_results: Vec::new(),
         }
     }
 
@@ -162,17 +271,39 @@ impl Scorer {
         phase: usize,
         key: PromptKey,
         expect: Option<&Expect>,
-        answer: Option<&str>,
-        embedding: Option<Vec<f32>>,
+        answer: Answer<'_>,
     ) {
         let Some(acc) = self.phases.get_mut(phase) else {
             return;
         };
-        if let (Some(e), Some(a)) = (expect, answer) {
+        let Answer {
+            text,
+            embedding,
+            ids,
+        } = answer;
+        if let (Some(e), Some(a)) = (expect, text) {
             acc.checked += 1;
             acc.passed += u64::from(e.check(a));
         }
-        if let Some(a) = answer {
+        if let Some(ids) = ids {
+            if let Some(e) = expect {
+                acc.checked += 1;
+                acc.passed += u64::from(e.check_ids(&ids));
+            }
+            // The truth, when the prompt file gives it; else the baseline's results.
+            if let Some(want) = expect.and_then(|e| e.ids.as_ref()) {
+                acc.add_search(&ids, want);
+            } else {
+                if phase == self.baseline {
+                    self.results.entry(key).or_insert_with(|| ids.clone());
+                }
+                match self.results.get(&key) {
+                    Some(r) => acc.add_search(&ids, r),
+                    None => self.pending_results.push((phase, key, ids)),
+                }
+            }
+        }
+        if let Some(a) = text {
             let h = hash(a);
             if phase == self.baseline {
                 self.answers.entry(key).or_insert(h);
@@ -217,6 +348,11 @@ impl Scorer {
                 acc.cos_sum += c;
             }
         }
+        for (phase, key, ids) in std::mem::take(&mut self.pending_results) {
+            if let Some(r) = self.results.get(&key) {
+                self.phases[phase].add_search(&ids, r);
+            }
+        }
         let mut all = Acc::default();
         for a in &self.phases {
             all.checked += a.checked;
@@ -225,6 +361,9 @@ impl Scorer {
             all.same += a.same;
             all.cos_n += a.cos_n;
             all.cos_sum += a.cos_sum;
+            all.search_n += a.search_n;
+            all.recall_sum += a.recall_sum;
+            all.overlap_sum += a.overlap_sum;
         }
         let out = |a: &Acc| {
             let frac = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
@@ -236,6 +375,9 @@ impl Scorer {
                 answer_match: frac(a.same, a.compared),
                 embeddings_compared: a.cos_n,
                 cosine_similarity: (a.cos_n > 0).then(|| a.cos_sum / a.cos_n as f64),
+                searches_compared: a.search_n,
+                recall_at_k: (a.search_n > 0).then(|| a.recall_sum / a.search_n as f64),
+                rank_overlap: (a.search_n > 0).then(|| a.overlap_sum / a.search_n as f64),
             }
         };
         (self.phases.iter().map(out).collect(), out(&all))
@@ -258,7 +400,12 @@ mod tests {
         assert!(!e(json!({"json_valid": true})).check("{\"a\": "));
         assert!(e(json!({"ids": ["d1", "d7"]})).check("see [d7] and [d1]"));
         assert!(!e(json!({"ids": ["d1", "d7"]})).check("see [d7]"));
-        assert!(Expect::from_line(&json!({"expect": {"regex": "a+"}})).is_err());
+        assert!(e(json!({"regex": "^Par[a-z]+$"})).check("Paris"));
+        assert!(!e(json!({"regex": "^Par[a-z]+$"})).check("Paris!"));
+        assert!(e(json!({"regex": "\\d{3}"})).check("code 404 here"));
+        let bad = Expect::from_line(&json!({"expect": {"regex": "a("}})).unwrap_err();
+        assert!(bad.contains("invalid regex `a(`"), "{bad}");
+        assert!(Expect::from_line(&json!({"expect": {"fuzzy": "a"}})).is_err());
         assert_eq!(Expect::from_line(&json!({"prompt": "x"})).unwrap(), None);
     }
 
@@ -279,12 +426,17 @@ mod tests {
             ..Default::default()
         };
         // Phase 1 answers before the baseline has one: scored at the end.
-        s.record(1, (0, 0), Some(&ex), Some("oops"), None);
-        s.record(0, (0, 0), Some(&ex), Some("hi there"), Some(vec![1.0, 0.0]));
-        s.record(0, (0, 0), Some(&ex), Some("hi there"), Some(vec![1.0, 0.0]));
-        s.record(1, (0, 0), Some(&ex), Some("hi there"), Some(vec![0.0, 1.0]));
+        let a = |text, embedding| Answer {
+            text: Some(text),
+            embedding,
+            ids: None,
+        };
+        s.record(1, (0, 0), Some(&ex), a("oops", None));
+        s.record(0, (0, 0), Some(&ex), a("hi there", Some(vec![1.0, 0.0])));
+        s.record(0, (0, 0), Some(&ex), a("hi there", Some(vec![1.0, 0.0])));
+        s.record(1, (0, 0), Some(&ex), a("hi there", Some(vec![0.0, 1.0])));
         // A prompt the baseline never answered is not compared.
-        s.record(1, (0, 1), None, Some("x"), None);
+        s.record(1, (0, 1), None, a("x", None));
         let (p, all) = s.finish();
         assert_eq!(p[0].answer_match, Some(1.0));
         assert_eq!(p[0].expect_pass_rate, Some(1.0));
@@ -295,5 +447,62 @@ mod tests {
         assert_eq!(p[1].cosine_similarity, Some(0.0));
         assert_eq!(all.expect_checked, 4);
         assert_eq!(all.answer_match, Some(0.75));
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn recall_and_rank_overlap_by_hand() {
+        let truth = ids(&["a", "b", "c", "d"]);
+        assert_eq!(recall(&truth, &truth), Some(1.0));
+        assert_eq!(rank_overlap(&truth, &truth), Some(1.0));
+        // Two of four dropped: recall 0.5.
+        assert_eq!(recall(&ids(&["a", "c"]), &truth), Some(0.5));
+        // Same ids, first two swapped: recall 1, overlap (0 + 1 + 1 + 1) / 4.
+        let swapped = ids(&["b", "a", "c", "d"]);
+        assert_eq!(recall(&swapped, &truth), Some(1.0));
+        assert_eq!(rank_overlap(&swapped, &truth), Some(0.75));
+        // Only the first k results count for recall@k.
+        assert_eq!(recall(&ids(&["x", "y", "z", "w", "a"]), &truth), Some(0.0));
+        assert_eq!(recall(&truth, &[]), None);
+    }
+
+    #[test]
+    fn searches_score_against_the_truth_or_the_baseline() {
+        let mut s = Scorer::new(2, 0);
+        let search = |v: &[&str]| Answer {
+            ids: Some(ids(v)),
+            ..Answer::default()
+        };
+        // Against the baseline's results for the same query (key (0, 0)); phase 1's
+        // answer arrives first and is scored at the end.
+        s.record(1, (0, 0), None, search(&["a", "x"]));
+        s.record(0, (0, 0), None, search(&["a", "b"]));
+        s.record(1, (0, 0), None, search(&["b", "a"]));
+        // Against expect.ids: the truth wins over the baseline.
+        let truth = Expect {
+            ids: Some(ids(&["p", "q"])),
+            ..Default::default()
+        };
+        s.record(0, (0, 1), Some(&truth), search(&["p", "q", "r"]));
+        s.record(1, (0, 1), Some(&truth), search(&["r", "s"]));
+        let (p, all) = s.finish();
+        assert_eq!(p[0].searches_compared, 2);
+        assert_eq!(p[0].recall_at_k, Some(1.0));
+        assert_eq!(p[0].expect_pass_rate, Some(1.0));
+        assert_eq!(p[1].searches_compared, 3);
+        // (0.5 + 1 + 0) / 3
+        assert!((p[1].recall_at_k.unwrap() - 0.5).abs() < 1e-12);
+        // overlaps: [a,x] vs [a,b] = (1 + 0.5)/2; [b,a] vs [a,b] = (0 + 1)/2; 0
+        assert!((p[1].rank_overlap.unwrap() - (0.75 + 0.5) / 3.0).abs() < 1e-12);
+        assert_eq!(p[1].expect_pass_rate, Some(0.0));
+        assert_eq!(all.searches_compared, 5);
     }
 }

@@ -14,12 +14,14 @@ use tokio::time::{interval_at, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use crate::arrival::PoissonArrivals;
 use crate::client::{DrillClient, Slot};
-use crate::correct::{Correctness, Expect, Scorer};
+use crate::correct::{Answer, Correctness, Expect, Scorer};
 use crate::error::DrillError;
 use crate::plan::{LoadPlan, PhasePlan};
 use crate::progress::{Progress, ProgressSink};
 use crate::sample::{Outcome, Sample};
-use crate::scenario::{ArrivalKind, ClientSpec, Goodput, PhaseSlo, Slo, StopWhen, WorkloadSpec};
+use crate::scenario::{
+    Api, ArrivalKind, ClientSpec, Endpoint, Goodput, PhaseSlo, Slo, StopWhen, WorkloadSpec,
+};
 use crate::stats::{DrillResult, LiveWindow, PhaseAccumulator, PhaseStats};
 use crate::workload::Workload;
 
@@ -35,6 +37,58 @@ pub struct EngineWorkload {
     pub target: http::Uri,
     /// Lines of the workload's prompt file; empty for the built-in prompts.
     pub prompts: Vec<serde_json::Value>,
+}
+
+/// Called as the drill enters each phase (index, name), the first at the start:
+/// the target's fault profile follows the drill's schedule instead of a clock of
+/// its own, so a loaded machine cannot skew the two apart.
+#[derive(Clone)]
+pub struct PhaseDriver(pub Arc<PhaseFn>);
+
+/// What a [`PhaseDriver`] calls: phase index and name.
+pub type PhaseFn = dyn Fn(usize, &str) + Send + Sync;
+
+impl std::fmt::Debug for PhaseDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhaseDriver")
+    }
+}
+
+/// One workload as the reports describe it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// The workload's name.
+    pub name: String,
+    /// `openai`, `anthropic`, `qdrant` or `chroma`.
+    pub api: String,
+    /// The request path.
+    pub path: String,
+    /// The model (empty for searches).
+    pub model: String,
+    /// Whether it asked for streams.
+    pub stream: bool,
+    /// `20/s Poisson` or `16 users`.
+    pub arrival: String,
+}
+
+impl WorkloadInfo {
+    fn of(w: &WorkloadSpec, path: &str) -> Self {
+        Self {
+            name: w.name.clone(),
+            api: format!("{:?}", w.api).to_lowercase(),
+            path: path.to_owned(),
+            model: if w.endpoint == Endpoint::Search {
+                String::new()
+            } else {
+                w.model.clone()
+            },
+            stream: w.stream,
+            arrival: match w.arrival.kind() {
+                ArrivalKind::Rate(r) => format!("{r}/s Poisson"),
+                ArrivalKind::Concurrency(c) => format!("{c} closed-loop users"),
+            },
+        }
+    }
 }
 
 /// Everything the engine needs.
@@ -53,6 +107,8 @@ pub struct EnginePlan {
     /// The phase answers and embeddings are compared with (the first if `None`
     /// or unknown).
     pub baseline: Option<String>,
+    /// Moves the target's profile from phase to phase with the drill.
+    pub phase_driver: Option<PhaseDriver>,
 }
 
 /// Extra per-phase numbers the plain statistics lack.
@@ -68,7 +124,7 @@ pub struct PhaseExtra {
     pub attempts: u64,
     /// `attempts / requests`: how much the client's retries multiplied the load.
     pub retry_amplification: f64,
-    /// `expect` pass rate, answer match and embedding similarity.
+    /// `expect` pass rate, answer match, embedding similarity, recall@k.
     #[serde(default)]
     pub correctness: Correctness,
 }
@@ -97,6 +153,22 @@ pub struct EngineResult {
     pub stopped: Option<String>,
     /// Every request's latency (for charts).
     pub points: Vec<Point>,
+    /// What each workload sent.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadInfo>,
+    /// Per-phase statistics of each workload on its own (when there are several:
+    /// a search's latency says little about a chat's).
+    #[serde(default)]
+    pub by_workload: Vec<WorkloadResult>,
+}
+
+/// One workload's own statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadResult {
+    /// The workload's name.
+    pub name: String,
+    /// Its per-phase and overall statistics.
+    pub stats: DrillResult,
 }
 
 struct Done {
@@ -226,17 +298,26 @@ pub async fn run_engine(
     lp.phases = plan.phases.clone();
     lp.seed = plan.seed;
     let planned = lp.total_duration();
-    let n = plan.workloads.len();
     let mut clients = Vec::new();
+    let mut infos = Vec::new();
     let mut bodies = Vec::new();
     let mut arrivals: Vec<Option<PoissonArrivals>> = Vec::new();
     for (i, w) in plan.workloads.iter().enumerate() {
         let mut p = lp.clone();
         p.target = w.target.clone();
-        p.path = w.spec.endpoint.path().to_owned();
+        p.path = if w.spec.api == Api::Chroma && w.spec.endpoint == Endpoint::Search {
+            let id =
+                crate::client::resolve_chroma_collection(&w.target, &w.spec.collection).await?;
+            w.spec.path_for(&id)
+        } else {
+            w.spec.path()
+        };
+        infos.push(WorkloadInfo::of(&w.spec, &p.path));
         p.model = w.spec.model.clone();
         p.stream = w.spec.stream;
         p.max_tokens = w.spec.max_tokens;
+        p.top_k = w.spec.top_k;
+        p.dims = w.spec.dims;
         p.seed = plan.seed.wrapping_add(i as u64);
         p.timeout = w.spec.client.timeout.0;
         if let ArrivalKind::Rate(r) = w.spec.arrival.kind() {
@@ -297,12 +378,39 @@ pub async fn run_engine(
         attempts: 0,
     };
     let mut total = PhaseAccumulator::new()?;
+    // Per workload, per phase, and per workload overall (only with several).
+    let several = plan.workloads.len() > 1;
+    let mut per_workload: Vec<(Vec<PhaseAccumulator>, PhaseAccumulator)> = Vec::new();
+    if several {
+        for _ in &plan.workloads {
+            per_workload.push((
+                plan.phases
+                    .iter()
+                    .map(|_| PhaseAccumulator::new())
+                    .collect::<Result<Vec<_>, _>>()?,
+                PhaseAccumulator::new()?,
+            ));
+        }
+    }
     let mut live = LiveWindow::new(5)?;
     let mut points = Vec::new();
     let mut jitter = ChaCha8Rng::seed_from_u64(plan.seed);
     jitter.set_stream(7);
 
+    if let (Some(d), Some(p)) = (&plan.phase_driver, plan.phases.first()) {
+        (d.0)(0, &p.name);
+    }
     let start = Instant::now();
+    // When the drill enters each later phase (the driver moves the target along).
+    let mut boundaries: VecDeque<(usize, Duration)> = plan
+        .phases
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, _)| (i, plan.phases[..i].iter().map(|p| p.duration).sum()))
+        .collect();
+    let boundary = sleep_until(start + boundaries.front().map_or(planned, |b| b.1));
+    tokio::pin!(boundary);
     let mut next: Vec<Option<Duration>> = arrivals
         .iter_mut()
         .map(|a| a.as_mut().and_then(|a| a.next()).filter(|t| *t < planned))
@@ -364,6 +472,14 @@ pub async fn run_engine(
         }
         tokio::select! {
             biased;
+            () = &mut boundary, if plan.phase_driver.is_some() && !boundaries.is_empty() => {
+                if let (Some(d), Some((i, _))) = (&plan.phase_driver, boundaries.pop_front()) {
+                    (d.0)(i, &plan.phases[i].name);
+                }
+                if let Some((_, t)) = boundaries.front() {
+                    boundary.as_mut().reset(start + *t);
+                }
+            }
             () = &mut wake, if open_pending => {
                 if let Some((offset, i)) = earliest(&next) {
                     spawn(&mut tasks, i, offset, &mut seq);
@@ -377,14 +493,16 @@ pub async fn run_engine(
                 completed += 1;
                 let Ok(mut done) = joined else { continue };
                 if done.sample.outcome.is_ok() {
-                    let embedding = done.sample.embedding.take();
                     let expect = expects[done.workload].get(done.prompt).and_then(Option::as_ref);
                     scorer.record(
                         done.sample.phase,
                         (done.workload, done.prompt),
                         expect,
-                        done.sample.answer.as_deref(),
-                        embedding,
+                        Answer {
+                            text: done.sample.answer.as_deref(),
+                            embedding: done.sample.embedding.take(),
+                            ids: done.sample.ids.take(),
+                        },
                     );
                 }
                 let s = &done.sample;
@@ -398,6 +516,12 @@ pub async fn run_engine(
                     e.attempts += u64::from(done.attempts);
                 }
                 total.record(s);
+                if let Some((ph, all)) = per_workload.get_mut(done.workload) {
+                    if let Some(acc) = ph.get_mut(s.phase) {
+                        acc.record(s);
+                    }
+                    all.record(s);
+                }
                 total_extra.requests += 1;
                 total_extra.good += u64::from(good_all);
                 total_extra.attempts += u64::from(done.attempts);
@@ -461,7 +585,6 @@ pub async fn run_engine(
     }
     tasks.abort_all();
     progress.finish();
-    let _ = n;
     let first = &plan.workloads[0].spec;
     let stats = DrillResult {
         target: plan.workloads[0]
@@ -469,7 +592,7 @@ pub async fn run_engine(
             .to_string()
             .trim_end_matches('/')
             .to_owned(),
-        path: first.endpoint.path().to_owned(),
+        path: infos.first().map(|w| w.path.clone()).unwrap_or_default(),
         model: first.model.clone(),
         stream: first.stream,
         rate_per_sec: plan
@@ -490,6 +613,34 @@ pub async fn run_engine(
             .collect(),
         total: total.finish("all", planned),
     };
+    let elapsed_s = stats.elapsed_s;
+    let by_workload = per_workload
+        .iter()
+        .zip(&plan.workloads)
+        .zip(&infos)
+        .map(|(((ph, all), w), info)| WorkloadResult {
+            name: w.spec.name.clone(),
+            stats: DrillResult {
+                target: w.target.to_string().trim_end_matches('/').to_owned(),
+                path: info.path.clone(),
+                model: info.model.clone(),
+                stream: w.spec.stream,
+                rate_per_sec: match w.spec.arrival.kind() {
+                    ArrivalKind::Rate(r) => r,
+                    ArrivalKind::Concurrency(_) => 0.0,
+                },
+                seed: plan.seed,
+                elapsed_s,
+                phases: plan
+                    .phases
+                    .iter()
+                    .zip(ph)
+                    .map(|(p, acc)| acc.finish(&p.name, p.duration))
+                    .collect(),
+                total: all.finish("all", planned),
+            },
+        })
+        .collect();
     let (scores, score_all) = scorer.finish();
     let mut total_extra = total_extra.finish("all");
     total_extra.correctness = score_all;
@@ -508,6 +659,8 @@ pub async fn run_engine(
         total: total_extra,
         stopped,
         points,
+        workloads: infos,
+        by_workload,
     })
 }
 
@@ -516,7 +669,7 @@ pub async fn run_engine(
 pub struct SloCheck {
     /// `all` or a phase name.
     pub scope: String,
-    /// `ttft_p95`, `e2e_p99`, `error_rate`, `goodput`, `answer_match`.
+    /// `ttft_p95`, `e2e_p99`, `error_rate`, `goodput`, `answer_match`, `recall_at_k`.
     pub slo: String,
     /// The limit, in the unit of `actual`.
     pub limit: f64,
@@ -600,6 +753,9 @@ fn check_scope(
             "",
         );
     }
+    if let Some(min) = slo.recall_at_k {
+        push("recall_at_k", min, extra.correctness.recall_at_k, false, "");
+    }
     if let Some(min) = slo.goodput.as_ref().and_then(|g| g.min) {
         let a = (stats.requests > 0).then_some(extra.goodput);
         push("goodput", min, a, false, "");
@@ -660,6 +816,7 @@ mod tests {
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,
+            ids: None,
         }
     }
 

@@ -36,6 +36,16 @@ pub enum DrillError {
         #[source]
         source: http::uri::InvalidUri,
     },
+    /// A Chroma collection named in the scenario could not be found.
+    #[error("cannot find Chroma collection `{collection}` at {target}: {reason}")]
+    Collection {
+        /// The collection's name.
+        collection: String,
+        /// The base URL asked.
+        target: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A statistics histogram could not be created (a bug: the bounds are constant).
     #[error("could not create a latency histogram")]
     Histogram(#[from] hdrhistogram::CreationError),

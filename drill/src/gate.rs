@@ -202,29 +202,143 @@ pub fn render_summary(r: &DrillReport) -> String {
             .chain(std::iter::once(&r.result.total))
     };
     let c = &r.result.total.correctness;
-    if c.expect_checked + c.answer_compared + c.embeddings_compared > 0 {
+    if c.expect_checked + c.answer_compared + c.embeddings_compared + c.searches_compared > 0 {
         let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        let num = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.4}"));
         let _ = writeln!(
             out,
-            "| phase | expect pass | answer match | cosine similarity |\n|---|---:|---:|---:|"
+            "| phase | expect pass | answer match | cosine similarity | recall@k | rank overlap |\n|---|---:|---:|---:|---:|---:|"
         );
         for e in phases() {
             let c = &e.correctness;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 e.name,
                 pct(c.expect_pass_rate),
                 pct(c.answer_match),
-                c.cosine_similarity
-                    .map_or("–".to_owned(), |v| format!("{v:.4}"))
+                num(c.cosine_similarity),
+                num(c.recall_at_k),
+                num(c.rank_overlap),
             );
         }
         out.push('\n');
     }
     let table = render_markdown(&r.result.stats, r.baseline.as_deref());
-    out.push_str(table.trim_start_matches("## brownout drill\n\n"));
+    let table = table.trim_start_matches("## brownout drill\n\n");
+    if r.result.workloads.is_empty() {
+        out.push_str(table);
+    } else {
+        // The plain table's heading describes one target; a scenario has several
+        // workloads, so list them instead.
+        let _ = writeln!(out, "Workloads (seed {}):\n", r.result.stats.seed);
+        for w in &r.result.workloads {
+            let _ = writeln!(
+                out,
+                "- `{}`: {} `POST {}`{}{} · {}",
+                w.name,
+                w.api,
+                w.path,
+                if w.model.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · model `{}`", w.model)
+                },
+                if w.stream { " · streaming" } else { "" },
+                w.arrival
+            );
+        }
+        out.push('\n');
+        out.push_str(table.split_once("\n\n").map_or(table, |(_, rest)| rest));
+        for w in &r.result.by_workload {
+            let t = render_markdown(&w.stats, r.baseline.as_deref());
+            let t = t.trim_start_matches("## brownout drill\n\n");
+            let body = t.split_once("\n\n").map_or(t, |(_, rest)| rest);
+            // Only the table: the footnotes are said once above.
+            let body = body.split("\n\n").next().unwrap_or(body);
+            let _ = write!(out, "\n### Workload `{}`\n\n{body}\n", w.name);
+        }
+    }
     out
+}
+
+/// For the terminal: goodput, retry amplification and the correctness numbers per
+/// phase (columns without data left out), aligned; `None` with no phases.
+pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
+    type Col = (
+        &'static str,
+        fn(&crate::engine::PhaseExtra) -> Option<String>,
+    );
+    let cols: [Col; 7] = [
+        ("goodput", |e| Some(format!("{:.1}%", e.goodput * 100.0))),
+        ("retry ampl.", |e| {
+            Some(format!("{:.2}x", e.retry_amplification))
+        }),
+        ("expect pass", |e| {
+            e.correctness
+                .expect_pass_rate
+                .map(|v| format!("{:.1}%", v * 100.0))
+        }),
+        ("answer match", |e| {
+            e.correctness
+                .answer_match
+                .map(|v| format!("{:.1}%", v * 100.0))
+        }),
+        ("cosine sim.", |e| {
+            e.correctness.cosine_similarity.map(|v| format!("{v:.4}"))
+        }),
+        ("recall@k", |e| {
+            e.correctness.recall_at_k.map(|v| format!("{v:.3}"))
+        }),
+        ("rank overlap", |e| {
+            e.correctness.rank_overlap.map(|v| format!("{v:.3}"))
+        }),
+    ];
+    let rows: Vec<&crate::engine::PhaseExtra> = r
+        .result
+        .phases
+        .iter()
+        .chain(std::iter::once(&r.result.total))
+        .collect();
+    if r.result.phases.is_empty() {
+        return None;
+    }
+    let used: Vec<&Col> = cols
+        .iter()
+        .filter(|(_, f)| rows.iter().any(|e| f(e).is_some()))
+        .collect();
+    let mut table: Vec<Vec<String>> = vec![std::iter::once("phase".to_owned())
+        .chain(used.iter().map(|(h, _)| (*h).to_owned()))
+        .collect()];
+    for e in &rows {
+        table.push(
+            std::iter::once(e.name.clone())
+                .chain(used.iter().map(|(_, f)| f(e).unwrap_or_else(|| "–".into())))
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c].saturating_sub(cell.chars().count());
+            if c == 0 {
+                let _ = write!(out, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(out, "  {}{cell}", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    }
+    Some(out)
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> io::Error {
@@ -427,6 +541,43 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
             ),
         ],
     )?;
+    let has = |f: fn(&crate::correct::Correctness) -> Option<f64>| {
+        r.result.phases.iter().any(|e| f(&e.correctness).is_some())
+    };
+    let mut quality = Vec::new();
+    let series = |f: fn(&crate::correct::Correctness) -> Option<f64>| -> Vec<f64> {
+        r.result
+            .phases
+            .iter()
+            .map(|e| f(&e.correctness).map_or(0.0, |v| v * 100.0))
+            .collect()
+    };
+    type Metric = (
+        &'static str,
+        RGBColor,
+        fn(&crate::correct::Correctness) -> Option<f64>,
+    );
+    let metrics: [Metric; 5] = [
+        ("expect pass", RGBColor(148, 103, 189), |c| {
+            c.expect_pass_rate
+        }),
+        ("answer match", RGBColor(31, 119, 180), |c| c.answer_match),
+        ("cosine similarity", RGBColor(140, 86, 75), |c| {
+            c.cosine_similarity
+        }),
+        ("recall@k", RGBColor(44, 160, 44), |c| c.recall_at_k),
+        ("rank overlap", RGBColor(255, 127, 14), |c| c.rank_overlap),
+    ];
+    for (label, color, f) in metrics {
+        if has(f) {
+            quality.push((label, color, series(f)));
+        }
+    }
+    let correctness = if quality.is_empty() {
+        String::new()
+    } else {
+        per_phase_chart(r, "Correctness per phase", "%", &quality)?
+    };
     let mut out = String::new();
     let _ = write!(
         out,
@@ -447,7 +598,7 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
     }
     let _ = writeln!(
         out,
-        "<div class=\"charts\">{latency}<br>{percentiles}{rates}</div>"
+        "<div class=\"charts\">{latency}<br>{percentiles}{rates}{correctness}</div>"
     );
     out.push_str("<h2>Objectives</h2>\n<table><tr><th>scope</th><th>SLO</th><th>result</th><th>detail</th></tr>\n");
     for c in &r.slo {
@@ -461,7 +612,7 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
             xml_escape(&c.message)
         );
     }
-    out.push_str("</table>\n<h2>Phases</h2>\n<table><tr><th>phase</th><th>requests</th><th>error rate</th><th>goodput</th><th>retry ampl.</th><th>e2e p50 ms</th><th>p95</th><th>p99</th><th>TTFT p95 ms</th></tr>\n");
+    out.push_str("</table>\n<h2>Phases</h2>\n<table><tr><th>phase</th><th>requests</th><th>error rate</th><th>goodput</th><th>retry ampl.</th><th>e2e p50 ms</th><th>p95</th><th>p99</th><th>TTFT p95 ms</th><th>answer match</th><th>recall@k</th></tr>\n");
     for (p, e) in phases
         .iter()
         .zip(&r.result.phases)
@@ -470,7 +621,7 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
         let f = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.1}%</td><td>{:.2}×</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.1}%</td><td>{:.2}×</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             xml_escape(&p.name),
             p.requests,
             p.error_rate * 100.0,
@@ -480,6 +631,12 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
             f(p.e2e.as_ref().map(|x| x.p95_ms)),
             f(p.e2e.as_ref().map(|x| x.p99_ms)),
             f(p.ttft.as_ref().map(|x| x.p95_ms)),
+            e.correctness
+                .answer_match
+                .map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0)),
+            e.correctness
+                .recall_at_k
+                .map_or("–".to_owned(), |v| format!("{v:.3}")),
         );
     }
     out.push_str("</table>\n</body></html>\n");

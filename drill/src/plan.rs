@@ -51,6 +51,10 @@ pub struct LoadPlan {
     pub timeout: Duration,
     /// `max_tokens` for every request.
     pub max_tokens: u32,
+    /// Search requests: results asked for (`limit`, `n_results`).
+    pub top_k: u32,
+    /// Search requests without a prompt file: dimension of the built-in query vectors.
+    pub dims: u32,
 }
 
 impl LoadPlan {
@@ -67,6 +71,8 @@ impl LoadPlan {
             seed: 0,
             timeout: Duration::from_secs(30),
             max_tokens: 32,
+            top_k: 10,
+            dims: 64,
         }
     }
 

@@ -158,6 +158,7 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,
+            ids: None,
         };
         accs[i].record(&s);
         total.record(&s);
@@ -216,6 +217,8 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         total: extra("all", all),
         stopped: None,
         points,
+        workloads: Vec::new(),
+        by_workload: Vec::new(),
     };
     let checks = scenario
         .and_then(|s| s.slo.as_ref())

@@ -61,6 +61,12 @@ pub fn degradation(phase: &PhaseStats, base: &PhaseStats) -> String {
     ) {
         parts.push(format!("TTFT p95 {}", fmt_ratio(r)));
     }
+    if let Some(r) = ratio(
+        phase.tpot.as_ref().map(|p| p.p50_ms),
+        base.tpot.as_ref().map(|p| p.p50_ms),
+    ) {
+        parts.push(format!("TPOT {}", fmt_ratio(r)));
+    }
     let pp = (phase.error_rate - base.error_rate) * 100.0;
     parts.push(format!(
         "errors {}{:.1}pp",
@@ -81,6 +87,7 @@ fn row(p: &PhaseStats, base: Option<&PhaseStats>, base_name: &str) -> Vec<String
         opt_ms(p.e2e.as_ref().map(|e| e.p99_ms)),
         opt_ms(p.ttft.as_ref().map(|e| e.p50_ms)),
         opt_ms(p.ttft.as_ref().map(|e| e.p95_ms)),
+        opt_ms(p.tpot.as_ref().map(|e| e.p50_ms)),
     ];
     if let Some(b) = base {
         cells.push(if p.name == base_name {
@@ -94,7 +101,7 @@ fn row(p: &PhaseStats, base: Option<&PhaseStats>, base_name: &str) -> Vec<String
 
 fn headers(base: Option<&str>) -> Vec<String> {
     let mut h: Vec<String> = [
-        "phase", "requests", "errors", "p50", "p95", "p99", "TTFT p50", "TTFT p95",
+        "phase", "requests", "errors", "p50", "p95", "p99", "TTFT p50", "TTFT p95", "TPOT p50",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -107,7 +114,7 @@ fn headers(base: Option<&str>) -> Vec<String> {
 
 /// Columns that hold numbers are right-aligned.
 fn numeric(col: usize) -> bool {
-    (1..=7).contains(&col)
+    (1..=8).contains(&col)
 }
 
 fn rows(result: &DrillResult, baseline: Option<&str>) -> (Vec<String>, Vec<Vec<String>>) {

@@ -85,6 +85,8 @@ pub struct Sample {
     pub answer: Option<String>,
     /// The first embedding of an embeddings response, for cosine similarity.
     pub embedding: Option<Vec<f32>>,
+    /// A search's result ids, best first, for recall@k and rank overlap.
+    pub ids: Option<Vec<String>>,
 }
 
 impl Sample {

@@ -78,6 +78,11 @@ pub struct Target {
     /// `sim`: start simulated upstreams and a proxy in-process.
     #[serde(default)]
     pub upstream: Option<Upstream>,
+    /// With `upstream: sim`: pace the simulated model with a GPU preset, as
+    /// `brownout sim --gpu` does (`h100-80gb`, `a100-40gb`,
+    /// `2xh100-80gb/llama-3.3-70b-fp8`, ...).
+    #[serde(default)]
+    pub gpu: Option<String>,
 }
 
 /// Simulated upstreams.
@@ -128,6 +133,17 @@ pub enum Api {
     Openai,
     /// Anthropic messages.
     Anthropic,
+    /// Qdrant vector search (`endpoint: search`).
+    Qdrant,
+    /// Chroma (v2) vector query (`endpoint: search`).
+    Chroma,
+}
+
+impl Api {
+    /// Whether the API is a vector database's.
+    pub fn is_vector(self) -> bool {
+        matches!(self, Api::Qdrant | Api::Chroma)
+    }
 }
 
 /// Which endpoint a workload calls.
@@ -143,19 +159,27 @@ pub enum Endpoint {
     Messages,
     /// `/v1/embeddings`.
     Embeddings,
+    /// Vector search: Qdrant `POST /collections/{c}/points/search`, Chroma
+    /// `POST /api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query`.
+    Search,
 }
 
 impl Endpoint {
-    /// The request path.
+    /// The request path of a model endpoint (search paths depend on the collection:
+    /// see [`WorkloadSpec::path`]).
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Chat => "/v1/chat/completions",
             Endpoint::Completion => "/v1/completions",
             Endpoint::Messages => "/v1/messages",
             Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Search => "/collections/docs/points/search",
         }
     }
 }
+
+/// Chroma's default tenant and database, where a drill's collections live.
+pub const CHROMA_DATABASE_PATH: &str = "/api/v2/tenants/default_tenant/databases/default_database";
 
 /// One stream of requests.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -186,6 +210,47 @@ pub struct WorkloadSpec {
     /// How the client behaves.
     #[serde(default)]
     pub client: ClientSpec,
+    /// Search workloads: the collection queried (the simulated databases start with
+    /// `docs`). For Chroma a name is looked up once to find the collection's id.
+    #[serde(default = "default_collection")]
+    pub collection: String,
+    /// Search workloads: how many results each query asks for (the `k` of recall@k).
+    #[serde(default = "default_top_k")]
+    pub top_k: u32,
+    /// Search workloads without a prompt file: the dimension of the built-in query
+    /// vectors (the simulated databases use 64).
+    #[serde(default = "default_dims")]
+    pub dims: u32,
+}
+
+fn default_collection() -> String {
+    "docs".to_owned()
+}
+
+fn default_top_k() -> u32 {
+    10
+}
+
+fn default_dims() -> u32 {
+    64
+}
+
+impl WorkloadSpec {
+    /// The request path: the endpoint's, or the collection's search path.
+    pub fn path(&self) -> String {
+        self.path_for(&self.collection)
+    }
+
+    /// The request path with `collection` (a Chroma collection id once resolved).
+    pub fn path_for(&self, collection: &str) -> String {
+        match (self.endpoint, self.api) {
+            (Endpoint::Search, Api::Chroma) => {
+                format!("{CHROMA_DATABASE_PATH}/collections/{collection}/query")
+            }
+            (Endpoint::Search, _) => format!("/collections/{collection}/points/search"),
+            (e, _) => e.path().to_owned(),
+        }
+    }
 }
 
 fn default_model() -> String {
@@ -508,11 +573,15 @@ pub fn load_prompts(text: &str, file: &str) -> Result<Vec<serde_json::Value>, Di
         let ok = v["prompt"].is_string()
             || v["messages"]
                 .as_array()
-                .is_some_and(|m| !m.is_empty() && m.iter().all(|m| m["content"].is_string()));
+                .is_some_and(|m| !m.is_empty() && m.iter().all(|m| m["content"].is_string()))
+            || v["vector"]
+                .as_array()
+                .is_some_and(|x| !x.is_empty() && x.iter().all(serde_json::Value::is_number));
         if !ok {
             return Err(diag(
                 1,
-                "expected `messages` (a non-empty list of {role, content}) or `prompt` (a string)"
+                "expected `messages` (a non-empty list of {role, content}), `prompt` (a string) \
+                 or, for search workloads, `vector` (a non-empty list of numbers)"
                     .into(),
             ));
         }
@@ -558,6 +627,13 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
     }
     let t = &s.target;
     let proxy_keys = t.url.is_some() || t.admin.is_some() || t.token_env.is_some();
+    if t.gpu.is_some() && t.upstream.is_none() {
+        at(
+            &[Key("target"), Key("gpu")],
+            "`gpu` paces the simulated upstream; it needs `upstream: sim`".into(),
+            Some("a running proxy's GPU model is set by the profile's `gpu_saturation` fault"),
+        );
+    }
     if t.upstream.is_some() && proxy_keys {
         at(
             &[Key("target")],
@@ -641,8 +717,12 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
                 None,
             );
         }
-        let anthropic = w.endpoint == Endpoint::Messages;
-        if anthropic != (w.api == Api::Anthropic) {
+        let fits = match w.api {
+            Api::Anthropic => w.endpoint == Endpoint::Messages,
+            Api::Qdrant | Api::Chroma => w.endpoint == Endpoint::Search,
+            Api::Openai => !matches!(w.endpoint, Endpoint::Messages | Endpoint::Search),
+        };
+        if !fits {
             at(
                 &p(&[Key("endpoint")]),
                 format!(
@@ -650,14 +730,35 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
                     w.endpoint, w.api
                 )
                 .to_lowercase(),
-                Some("anthropic uses `messages`; openai uses chat, completion or embeddings"),
+                Some("anthropic uses `messages`; qdrant and chroma use `search`; openai uses chat, completion or embeddings"),
             );
         }
-        if w.stream && w.endpoint == Endpoint::Embeddings {
+        if w.stream && matches!(w.endpoint, Endpoint::Embeddings | Endpoint::Search) {
             at(
                 &p(&[Key("stream")]),
-                "embeddings cannot stream".into(),
+                format!("{:?} requests cannot stream", w.endpoint).to_lowercase(),
                 None,
+            );
+        }
+        if w.endpoint == Endpoint::Search && !(1..=1000).contains(&w.top_k) {
+            at(
+                &p(&[Key("top_k")]),
+                format!("`top_k` must be between 1 and 1000, got {}", w.top_k),
+                None,
+            );
+        }
+        if w.endpoint == Endpoint::Search && !(1..=8192).contains(&w.dims) {
+            at(
+                &p(&[Key("dims")]),
+                format!("`dims` must be between 1 and 8192, got {}", w.dims),
+                None,
+            );
+        }
+        if w.collection.is_empty() || w.collection.contains(['/', '?', '#', ' ']) {
+            at(
+                &p(&[Key("collection")]),
+                format!("`collection` `{}` is not a usable name", w.collection),
+                Some("a collection name without slashes, spaces, `?` or `#`"),
             );
         }
     }
@@ -680,10 +781,13 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             fraction(&[Key("slo"), Key("goodput"), Key("min")], g.min);
         }
         for (name, p) in &slo.phases {
-            fraction(
-                &[Key("slo"), Key("phases"), Key(name), Key("error_rate")],
-                p.error_rate,
-            );
+            for (k, v) in [
+                ("error_rate", p.error_rate),
+                ("answer_match", p.answer_match),
+                ("recall_at_k", p.recall_at_k),
+            ] {
+                fraction(&[Key("slo"), Key("phases"), Key(name), Key(k)], v);
+            }
             if let Some(g) = &p.goodput {
                 fraction(
                     &[

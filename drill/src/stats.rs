@@ -325,6 +325,7 @@ mod tests {
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,
+            ids: None,
         }
     }
 

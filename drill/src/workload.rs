@@ -34,6 +34,10 @@ pub enum RequestShape {
     Messages,
     /// `/v1/embeddings`: `input`, answers in `data[].embedding`; never streams.
     Embeddings,
+    /// Qdrant `.../points/search`: `vector` and `limit`, answers in `result[].id`.
+    QdrantSearch,
+    /// Chroma v2 `.../query`: `query_embeddings` and `n_results`, answers in `ids[0]`.
+    ChromaQuery,
 }
 
 impl RequestShape {
@@ -42,7 +46,11 @@ impl RequestShape {
     /// otherwise.
     pub fn from_path(path: &str) -> Self {
         let p = path.trim_end_matches('/');
-        if p.ends_with("/completions") && !p.ends_with("/chat/completions") {
+        if p.ends_with("/points/search") {
+            RequestShape::QdrantSearch
+        } else if p.starts_with("/api/v2/") && p.ends_with("/query") {
+            RequestShape::ChromaQuery
+        } else if p.ends_with("/completions") && !p.ends_with("/chat/completions") {
             RequestShape::Completion
         } else if p.ends_with("/messages") {
             RequestShape::Messages
@@ -51,6 +59,11 @@ impl RequestShape {
         } else {
             RequestShape::Chat
         }
+    }
+
+    /// Whether the request is a vector search.
+    pub fn is_search(self) -> bool {
+        matches!(self, RequestShape::QdrantSearch | RequestShape::ChromaQuery)
     }
 }
 
@@ -66,10 +79,17 @@ impl Workload {
     /// ChaCha stream, so it does not disturb the arrival schedule.
     pub fn new(plan: &LoadPlan) -> Self {
         let shape = RequestShape::from_path(&plan.path);
-        let bodies = PROMPTS
-            .iter()
-            .map(|p| Bytes::from(request_body(shape, plan, p).to_string()))
-            .collect();
+        let bodies = if shape.is_search() {
+            query_vectors(plan.seed, PROMPTS.len(), plan.dims as usize)
+                .iter()
+                .map(|v| Bytes::from(search_body(shape, plan, v).to_string()))
+                .collect()
+        } else {
+            PROMPTS
+                .iter()
+                .map(|p| Bytes::from(request_body(shape, plan, p).to_string()))
+                .collect()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
         rng.set_stream(1);
         Self { bodies, rng }
@@ -89,6 +109,13 @@ impl Workload {
         w.bodies = prompts
             .iter()
             .map(|line| {
+                if shape.is_search() {
+                    let v: Vec<f64> = line["vector"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                        .unwrap_or_default();
+                    return Bytes::from(search_body(shape, plan, &v).to_string());
+                }
                 let text = line["prompt"]
                     .as_str()
                     .map(str::to_owned)
@@ -120,6 +147,32 @@ impl Workload {
     }
 }
 
+/// `n` seeded unit vectors of dimension `dims`: the built-in search queries. Each
+/// coordinate is a sum of uniforms (close to Gaussian), so the directions spread
+/// over the sphere rather than the cube's corners.
+pub fn query_vectors(seed: u64, n: usize, dims: usize) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2);
+    (0..n)
+        .map(|_| {
+            let mut v: Vec<f64> = (0..dims.max(1))
+                .map(|_| (0..4).map(|_| rng.random::<f64>() - 0.5).sum())
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        })
+        .collect()
+}
+
+fn search_body(shape: RequestShape, plan: &LoadPlan, v: &[f64]) -> serde_json::Value {
+    if shape == RequestShape::ChromaQuery {
+        json!({"query_embeddings": [v], "n_results": plan.top_k, "include": ["distances"]})
+    } else {
+        json!({"vector": v, "limit": plan.top_k, "with_payload": false})
+    }
+}
+
 fn request_body(shape: RequestShape, plan: &LoadPlan, prompt: &str) -> serde_json::Value {
     let mut body = match shape {
         RequestShape::Chat => json!({
@@ -145,6 +198,10 @@ fn request_body(shape: RequestShape, plan: &LoadPlan, prompt: &str) -> serde_jso
         }
         RequestShape::Embeddings => {
             return json!({"model": plan.model, "input": prompt});
+        }
+        RequestShape::QdrantSearch | RequestShape::ChromaQuery => {
+            let v = query_vectors(plan.seed, 1, plan.dims as usize);
+            return search_body(shape, plan, &v[0]);
         }
     };
     if plan.stream {
@@ -199,6 +256,29 @@ mod tests {
             serde_json::from_slice(&Workload::with_prompts(&plan, &lines).next_body().1).unwrap();
         assert_eq!(body["input"], "yo");
         assert!(body.get("stream").is_none() && body.get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn search_bodies() {
+        let mut plan = LoadPlan::new("http://127.0.0.1:1".parse().unwrap());
+        plan.path = "/collections/docs/points/search".into();
+        plan.top_k = 5;
+        plan.dims = 8;
+        let body: serde_json::Value =
+            serde_json::from_slice(&Workload::new(&plan).next_body().1).unwrap();
+        let v = body["vector"].as_array().unwrap();
+        assert_eq!(v.len(), 8);
+        let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+        assert!((norm - 1.0).abs() < 1e-9, "{norm}");
+        assert_eq!(body["limit"], 5);
+        plan.path = "/api/v2/tenants/t/databases/d/collections/abc/query".into();
+        let lines = vec![json!({"vector": [0.5, 0.25]})];
+        let body: serde_json::Value =
+            serde_json::from_slice(&Workload::with_prompts(&plan, &lines).next_body().1).unwrap();
+        assert_eq!(body["query_embeddings"], json!([[0.5, 0.25]]));
+        assert_eq!(body["n_results"], 5);
+        assert_eq!(query_vectors(3, 4, 8), query_vectors(3, 4, 8));
+        assert_ne!(query_vectors(3, 4, 8), query_vectors(4, 4, 8));
     }
 
     #[test]

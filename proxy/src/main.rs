@@ -13,6 +13,8 @@ mod drill;
 
 /// The demo's profile, built into the binary so `brownout demo` needs no files.
 const DEMO_PROFILE: &str = include_str!("../../profiles/demo.yaml");
+/// The demo's drill: a RAG service on simulated upstreams.
+const DEMO_SCENARIO: &str = include_str!("../../scenarios/demo.yaml");
 
 /// Built-in profiles: (file name, text).
 const BUILTIN: &[(&str, &str)] = &[
@@ -123,16 +125,18 @@ enum Cmd {
         #[arg(long)]
         gpu: Option<String>,
     },
-    /// Simulated upstream + proxy + a short drill on the built-in demo profile.
+    /// The built-in drill: a RAG service (simulated GPU-paced model and vector
+    /// database) through baseline → brownout → recovery, with its reports.
     Demo {
         /// Total length; the profile's phases are scaled to fit (e.g. 15s).
         #[arg(long)]
         duration: Option<String>,
-        /// Requests per second.
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        /// Requests per second of each workload (default: the scenario's, 10/s).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seed (default: the scenario's, 42).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Where the report goes.
         #[arg(long, default_value = "brownout-report")]
         report_dir: PathBuf,
@@ -436,15 +440,10 @@ async fn sim(
     gpu: Option<String>,
 ) -> Result<ExitCode, String> {
     // `--gpu h100-80gb` or `--gpu h100-80gb/llama-3.1-8b`.
-    let sim_gpu = match gpu.as_deref() {
-        None => None,
-        Some(spec) => {
-            let (g, m) = spec.split_once('/').unwrap_or((spec, "llama-3.1-8b"));
-            Some(brownout_sim::SimGpu::preset(g, m).ok_or_else(|| {
-                format!("--gpu `{spec}`: unknown preset; try h100-80gb, a100-40gb or 2xh100-80gb/llama-3.3-70b-fp8")
-            })?)
-        }
-    };
+    let sim_gpu = gpu
+        .as_deref()
+        .map(|spec| brownout_sim::SimGpu::from_spec(spec).map_err(|e| format!("--gpu: {e}")))
+        .transpose()?;
     let addr = brownout::config::parse_addr("listen", listen).map_err(|e| e.to_string())?;
     let cfg = brownout_sim::SimConfig {
         api: api.parse().map_err(|e| format!("{e}"))?,
@@ -466,70 +465,49 @@ async fn sim(
 
 async fn demo(
     duration: Option<&str>,
-    rate: f64,
-    seed: u64,
+    rate: Option<f64>,
+    seed: Option<u64>,
     report_dir: &std::path::Path,
 ) -> Result<ExitCode, String> {
-    let profile = brownout_faults::validate::load_profile(DEMO_PROFILE, "profiles/demo.yaml")
-        .map_err(|d| {
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-    let total: Duration = profile.phases.iter().map(|p| p.duration.0).sum();
-    let scale = match duration {
-        Some(d) => parse_dur("--duration", d)?.as_secs_f64() / total.as_secs_f64().max(0.001),
-        None => 1.0,
-    };
-    // Scale the phases, then run the proxy on the scaled profile.
-    let mut scaled = profile.clone();
-    for p in &mut scaled.phases {
-        p.duration.0 = Duration::from_secs_f64(p.duration.0.as_secs_f64() * scale);
+    let mut loaded = drill::load_text(
+        DEMO_SCENARIO,
+        "scenarios/demo.yaml",
+        DEMO_PROFILE,
+        "profiles/demo.yaml",
+    )
+    .map_err(|d| {
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    if let Some(d) = duration {
+        let total: Duration = loaded.profile.phases.iter().map(|p| p.duration.0).sum();
+        let scale = parse_dur("--duration", d)?.as_secs_f64() / total.as_secs_f64().max(0.001);
+        for p in &mut loaded.profile.phases {
+            p.duration.0 = Duration::from_secs_f64(p.duration.0.as_secs_f64() * scale);
+        }
     }
-    let (sim, running) = drill::start_with_sim(brownout_sim::SimConfig::default(), seed).await?;
-    running.shared.apply(
-        &scaled,
-        Some(DEMO_PROFILE.to_string()),
-        brownout::state::ProfileSource::Builtin,
-    )?;
-    let addr = running.addr(None).ok_or("the proxy did not start")?;
-    eprintln!(
-        "brownout demo: simulated OpenAI upstream on {}, proxy on {addr}, profile `{}` ({} phases, {:.0}s, {rate} req/s)",
-        sim.addr,
-        scaled.name,
-        scaled.phases.len(),
-        total.as_secs_f64() * scale
-    );
-    let mut plan = brownout_drill::LoadPlan::new(
-        format!("http://{addr}")
-            .parse()
-            .map_err(|e| format!("{e}"))?,
-    );
-    plan.rate_per_sec = rate;
-    plan.seed = seed;
-    plan.phases = scaled
-        .phases
-        .iter()
-        .map(|p| brownout_drill::PhasePlan::new(p.name.clone(), p.duration.0))
-        .collect();
-    let result = brownout_drill::run(plan, brownout_drill::StderrProgress::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    let baseline = scaled.phases.first().map(|p| p.name.clone());
-    println!(
-        "\n{}",
-        brownout_drill::render_table(&result, baseline.as_deref())
-    );
-    running.shutdown().await;
-    sim.shutdown().await;
-    brownout_drill::write_report_with_baseline(report_dir, &result, baseline.as_deref())
-        .map_err(|e| format!("cannot write the report to {}: {e}", report_dir.display()))?;
-    println!(
-        "report written to {}/ (report.json, summary.md)",
-        report_dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    if let Some(r) = rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("--rate must be positive, got {r}"));
+        }
+        for w in &mut loaded.scenario.workloads {
+            w.arrival.rate = Some(brownout_drill::scenario::Rate(r));
+        }
+    }
+    if let Some(s) = seed {
+        loaded.scenario.seed = Some(s);
+    }
+    let code = drill::run_and_report(&loaded, Some(report_dir)).await;
+    // A broken objective is the demo's point, not a failure of the demo.
+    Ok(
+        if code == ExitCode::from(brownout_drill::gate::EXIT_INVALID) {
+            code
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn report_cmd(

@@ -115,6 +115,15 @@ impl SimGpu {
         brownout_faults::gpu::GpuConfig::preset(gpu, model)
             .map(|c| SimGpu(brownout_faults::gpu::Replica::new(c)))
     }
+
+    /// A replica from `GPU` or `GPU/MODEL` (the model defaults to `llama-3.1-8b`),
+    /// as `brownout sim --gpu` and drill scenarios write it.
+    pub fn from_spec(spec: &str) -> Result<SimGpu, String> {
+        let (g, m) = spec.split_once('/').unwrap_or((spec, "llama-3.1-8b"));
+        Self::preset(g, m).ok_or_else(|| {
+            format!("unknown GPU preset `{spec}`; try h100-80gb, a100-40gb or 2xh100-80gb/llama-3.3-70b-fp8")
+        })
+    }
 }
 
 impl Default for SimConfig {

@@ -128,12 +128,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-fn seeded() -> Collection {
+/// The seeded collection. Qdrant point ids are integers (or UUIDs); Chroma's are
+/// always strings, so a Chroma sim numbers its documents `"0"`, `"1"`, ...
+fn seeded(string_ids: bool) -> Collection {
     let mut c = Collection::new(SEED_COLLECTION, 0);
     for i in 0..SEED_DOCS {
         let text = seed_text(i);
         c.upsert(Point {
-            id: json!(i),
+            id: if string_ids {
+                json!(i.to_string())
+            } else {
+                json!(i)
+            },
             vector: seed_vector(&text),
             payload: json!({"text": text, "n": i}),
             document: json!(text),
@@ -162,7 +168,7 @@ fn floats(v: &Value) -> Option<Vec<f32>> {
 impl VectorSim {
     pub(crate) fn new(api: SimApi, llm: Arc<OpenaiSim>) -> Arc<Self> {
         let mut map = HashMap::new();
-        map.insert(SEED_COLLECTION.to_string(), seeded());
+        map.insert(SEED_COLLECTION.to_string(), seeded(api == SimApi::Chroma));
         Arc::new(VectorSim {
             api,
             collections: Mutex::new(map),
@@ -679,7 +685,7 @@ fn chroma_query(c: &Collection, input: &Value) -> Result<Value, String> {
 /// The true top-`k` of the seeded collection for a query text: what recall@k is
 /// measured against.
 pub fn seed_top_k(query: &str, k: usize) -> Vec<usize> {
-    let c = seeded();
+    let c = seeded(false);
     c.knn(&seed_vector(query), k)
         .into_iter()
         .map(|(i, _)| i)
