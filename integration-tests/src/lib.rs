@@ -18,6 +18,8 @@
 //! # }
 //! ```
 
+pub mod browser;
+
 use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -1048,6 +1050,33 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The `brownout` binary of this build (next to the test executables'
+/// `deps/` folder), built first when a test run did not build it (`cargo test -p
+/// brownout-integration-tests` alone).
+pub fn brownout_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps")
+            .to_path_buf();
+        let bin = profile_dir.join("brownout");
+        if !bin.exists() {
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "-p", "brownout", "--bin", "brownout"]);
+            if profile_dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let st = cmd.current_dir(repo_root()).status().expect("cargo build");
+            assert!(st.success(), "cannot build the brownout binary");
+        }
+        bin
+    })
+    .clone()
+}
+
 /// The venv's python with the official SDKs (and `chromadb`, whose package also
 /// brings the `chroma` server), creating the venv from the pinned requirements if
 /// it is missing or incomplete (once per test binary, however many tests ask).
@@ -1059,7 +1088,7 @@ pub fn sdk_python() -> PathBuf {
         let py = root.join(".venv/bin/python");
         let ok = py.exists()
             && Command::new(&py)
-                .args(["-c", "import openai, anthropic, chromadb"])
+                .args(["-c", "import openai, anthropic, chromadb, junitparser"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);

@@ -402,3 +402,55 @@ async fn ctl_health_is_the_containers_health_check() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot reach"), "{err}");
 }
+
+/// docs/ci.md's GitHub Actions job: the drill step runs a scenario that exists and
+/// is valid, and the JUnit, summary and artifact steps read the drill's report
+/// directory, even when the drill failed.
+#[test]
+fn github_actions_drill_job_is_consistent() {
+    let rel = "deploy/ci/github-actions-drill.yml";
+    let doc = &yaml_docs(rel)[0];
+    let steps = doc["jobs"]["drill"]["steps"]
+        .as_vec()
+        .expect("jobs.drill.steps");
+    let run_of = |needle: &str| {
+        steps
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .find(|r| r.contains(needle))
+            .unwrap_or_else(|| panic!("no step runs `{needle}`"))
+            .to_string()
+    };
+    assert!(run_of("cargo build").contains("--release --locked -p brownout"));
+    let drill = run_of("brownout drill");
+    let words: Vec<&str> = drill.split_whitespace().collect();
+    let i = words.iter().position(|w| *w == "drill").unwrap();
+    let scenario = words[i + 1];
+    let dir = words[words.iter().position(|w| *w == "--report-dir").unwrap() + 1];
+    let path = repo_root().join(scenario);
+    brownout_drill::scenario::load_scenario_file(&path).unwrap_or_else(|d| panic!("{}", d[0]));
+    let with = |uses: &str| {
+        let step = steps
+            .iter()
+            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(uses)))
+            .unwrap_or_else(|| panic!("no step uses {uses}"));
+        assert_eq!(
+            s(&step["if"]),
+            "always()",
+            "{uses} must run after a failed drill"
+        );
+        step["with"].clone()
+    };
+    assert_eq!(
+        s(&with("mikepenz/action-junit-report")["report_paths"]),
+        format!("{dir}/junit.xml")
+    );
+    assert_eq!(
+        s(&with("actions/upload-artifact")["path"]).trim_end_matches('/'),
+        dir
+    );
+    assert!(run_of("GITHUB_STEP_SUMMARY").contains(&format!("{dir}/summary.md")));
+    // docs/ci.md shows the same job.
+    let doc_text = read("docs/ci.md");
+    assert!(doc_text.contains(&drill), "docs/ci.md shows the drill step");
+}

@@ -67,10 +67,16 @@ impl Body for ReqBody {
             ReqBody::Empty => Poll::Ready(None),
             ReqBody::Counted { inner, seen } => {
                 let p = Pin::new(inner.as_mut()).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(f))) = &p {
-                    if let Some(d) = f.data_ref() {
-                        seen.fetch_add(d.len() as u64, Ordering::Relaxed);
+                match &p {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let Some(d) = f.data_ref() {
+                            seen.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        }
                     }
+                    Poll::Ready(Some(Err(_))) => {
+                        seen.fetch_or(CLIENT_BODY_FAILED, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 p
             }
@@ -112,9 +118,11 @@ impl Body for ReqBody {
     }
 }
 
+/// Set in a counted body's byte count when the client's body failed (a hang-up
+/// mid-upload, an HTTP/2 stream reset); the other bits are the bytes that passed.
+pub const CLIENT_BODY_FAILED: u64 = 1 << 63;
+
 impl ReqBody {
-    /// Count the bytes of a body whose length the headers do not give; `None` when
-    /// there is nothing to count.
     /// A copy to send again, when the whole body is in hand (or there is none).
     pub fn replayable(&self) -> Option<ReqBody> {
         match self {
@@ -128,8 +136,11 @@ impl ReqBody {
         }
     }
 
+    /// Count the bytes that really pass (a declared `content-length` is a promise
+    /// a client can break by hanging up), with a flag set when the client's body
+    /// fails, so that a broken upload is told apart from an upstream failure.
     pub fn counted(self) -> (ReqBody, Option<Arc<AtomicU64>>) {
-        if self.is_end_stream() || self.size_hint().exact().is_some() {
+        if self.is_end_stream() {
             return (self, None);
         }
         let seen = Arc::new(AtomicU64::new(0));

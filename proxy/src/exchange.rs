@@ -191,7 +191,8 @@ impl Drop for Exchange {
             return;
         };
         if let Some(n) = &self.bytes_in {
-            rec.bytes_in = rec.bytes_in.max(n.load(Ordering::Relaxed));
+            // What really passed, not what `content-length` promised.
+            rec.bytes_in = n.load(Ordering::Relaxed) & !crate::body::CLIENT_BODY_FAILED;
         }
         if !self.done {
             // hyper dropped the exchange before it ended: the client went away.

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use brownout_faults::api::{classify, inspect_request};
@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::decode::TapDecoder;
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
@@ -376,7 +376,7 @@ async fn handle(
         again
     });
     let (body, seen) = body.counted();
-    ex.bytes_in = seen;
+    ex.bytes_in = seen.clone();
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
     let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
@@ -396,6 +396,18 @@ async fn handle(
             return Ok(gateway_error(ex, e));
         }
         Ok(Err(e)) => {
+            let client_failed = seen
+                .as_ref()
+                .is_some_and(|n| n.load(Ordering::Relaxed) & CLIENT_BODY_FAILED != 0);
+            if client_failed {
+                // The client broke its own upload (hung up, reset the stream): not
+                // the upstream's failure, and nobody is left to answer.
+                ex.finish(
+                    Outcome::ClientClosed,
+                    Some(format!("request body: {}", crate::error::chain(&e))),
+                );
+                return Err(ResetAbort);
+            }
             let e = ProxyError::Unreachable {
                 upstream: ctx.upstream.display.clone(),
                 source: Box::new(e),
