@@ -4,6 +4,7 @@
 //! httpx pools behind the official SDKs, so a fault that closes connections shows up
 //! as reconnects here too. Retries are the engine's (`engine::send`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,11 +13,12 @@ use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tokio::time::{timeout_at, Instant};
 
 use crate::meter::StreamMeter;
+use crate::pool::Pool;
 use crate::sample::{Outcome, Sample, TokensSource};
 use crate::workload::RequestShape;
 
@@ -26,15 +28,23 @@ const USER_AGENT_VALUE: &str = concat!("brownout-drill/", env!("CARGO_PKG_VERSIO
 /// a drill never needs to hold more.
 const MAX_JSON_BODY: usize = 16 << 20;
 
-/// A pooled HTTP client bound to one request URI.
+/// A pooled HTTP/1.1 client bound to one request URI.
 #[derive(Debug, Clone)]
 pub struct DrillClient {
-    client: Client<HttpConnector, Full<Bytes>>,
-    uri: Uri,
+    pool: Arc<Pool>,
+    /// The request target (path and query), sent in origin form.
+    target: Uri,
+    host: HeaderValue,
     stream: bool,
     timeout: Duration,
     shape: RequestShape,
 }
+
+/// Connections a drill client may open at once, as the openai SDK's default
+/// (`httpx.Limits(max_connections=1000, max_keepalive_connections=100)`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Connections kept open between requests, as the openai SDK's default.
+pub const DEFAULT_MAX_IDLE: usize = 100;
 
 /// Where and when a request goes: its sequence number, phase and scheduled time.
 #[derive(Debug, Clone, Copy)]
@@ -169,18 +179,32 @@ impl Completion {
 }
 
 impl DrillClient {
-    /// A client for `uri`; `timeout` bounds each request from its scheduled time.
+    /// A client for `uri` with the SDKs' default connection limits; `timeout`
+    /// bounds each request from its scheduled time.
     pub fn new(uri: Uri, stream: bool, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        Self::with_limits(uri, stream, timeout, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    /// Like [`DrillClient::new`], with at most `max_connections` open at once.
+    pub fn with_limits(uri: Uri, stream: bool, timeout: Duration, max_connections: usize) -> Self {
         let shape = RequestShape::from_path(uri.path());
+        let authority = uri.authority().map_or("", |a| a.as_str()).to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let addr = match uri.host() {
+            Some(h) if uri.port().is_some() => format!("{h}:{port}"),
+            Some(h) => format!("{h}:80"),
+            None => authority.clone(),
+        };
+        let target = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
         Self {
-            client,
-            uri,
+            pool: Arc::new(Pool::new(addr, max_connections, max_connections)),
+            target,
+            host: HeaderValue::from_str(&authority)
+                .unwrap_or(HeaderValue::from_static("localhost")),
             stream: stream && shape != RequestShape::Embeddings && !shape.is_search(),
             timeout,
             shape,
@@ -244,31 +268,37 @@ impl DrillClient {
         retry_count: u32,
         retry_after: &mut Option<Duration>,
     ) -> Outcome {
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.uri.clone();
-        let h = req.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        h.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip, deflate"),
-        );
-        h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
-        h.insert("x-stainless-retry-count", HeaderValue::from(retry_count));
-        if self.shape == RequestShape::Messages {
-            h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-        }
-
-        let resp = match timeout_at(deadline, self.client.request(req)).await {
+        let make = || {
+            let mut req = Request::new(Full::new(body.clone()));
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = self.target.clone();
+            let h = req.headers_mut();
+            h.insert(http::header::HOST, self.host.clone());
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            h.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("gzip, deflate"),
+            );
+            h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+            h.insert("x-brownout-seq", HeaderValue::from(slot.seq));
+            h.insert("x-stainless-retry-count", HeaderValue::from(retry_count));
+            if self.shape == RequestShape::Messages {
+                h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+            }
+            req
+        };
+        let (resp, lease) = match timeout_at(deadline, self.pool.send(make)).await {
             Err(_) => return Outcome::Timeout,
             Ok(Err(e)) => {
                 tracing::debug!(seq = slot.seq, error = %e, "drill: request failed");
                 return Outcome::TransportError;
             }
-            Ok(Ok(resp)) => resp,
+            Ok(Ok(r)) => r,
         };
+        // The connection goes back to the pool only when its answer was read to the
+        // end; any early return drops it, which closes it.
+        let release = |lease| self.pool.release(lease);
         let status = resp.status();
         *retry_after = parse_retry_after(resp.headers());
         let encoding = resp
@@ -283,7 +313,11 @@ impl DrillClient {
             // SDK does; its content does not matter here.
             loop {
                 match timeout_at(deadline, body.frame()).await {
-                    Err(_) | Ok(None) | Ok(Some(Err(_))) => break,
+                    Err(_) | Ok(Some(Err(_))) => break,
+                    Ok(None) => {
+                        release(lease);
+                        break;
+                    }
                     Ok(Some(Ok(_))) => {}
                 }
             }
@@ -296,10 +330,16 @@ impl DrillClient {
             } else {
                 StreamMeter::new(slot.scheduled)
             };
+            let mut lease = Some(lease);
             let (timed_out, failed) = loop {
                 match timeout_at(deadline, body.frame()).await {
                     Err(_) => break (true, false),
-                    Ok(None) => break (false, false),
+                    Ok(None) => {
+                        if let Some(l) = lease.take() {
+                            release(l);
+                        }
+                        break (false, false);
+                    }
                     Ok(Some(Err(e))) => {
                         tracing::debug!(seq = slot.seq, error = %e, "drill: stream body failed");
                         break (false, true);
@@ -332,7 +372,10 @@ impl DrillClient {
             loop {
                 match timeout_at(deadline, body.frame()).await {
                     Err(_) => return Outcome::Timeout,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        release(lease);
+                        break;
+                    }
                     Ok(Some(Err(_))) => return Outcome::Truncated,
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {

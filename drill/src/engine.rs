@@ -283,6 +283,31 @@ impl Extra {
     }
 }
 
+/// [`run_engine`] on a runtime of its own, one thread: the load generator's
+/// schedule is then not disturbed by other work in the process (an in-process
+/// proxy and simulated upstreams), as if it ran apart, and its wake-ups stay on
+/// one thread instead of bouncing between a work-stealing pool's workers.
+pub async fn run_engine_isolated(
+    plan: EnginePlan,
+    progress: impl ProgressSink + 'static,
+) -> Result<EngineResult, DrillError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("brownout-drill".into())
+        .spawn(move || {
+            let r = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run_engine(plan, progress)),
+                Err(e) => Err(DrillError::Runtime(e)),
+            };
+            let _ = tx.send(r);
+        })
+        .map_err(DrillError::Runtime)?;
+    rx.await.map_err(|_| DrillError::EngineGone)?
+}
+
 /// Run `plan` until its phases end or `stop_when` fires.
 pub async fn run_engine(
     plan: EnginePlan,
@@ -324,10 +349,11 @@ pub async fn run_engine(
             p.rate_per_sec = r;
         }
         p.validate()?;
-        clients.push(Arc::new(DrillClient::new(
+        clients.push(Arc::new(DrillClient::with_limits(
             p.request_uri()?,
             p.stream,
             p.timeout,
+            w.spec.client.max_connections as usize,
         )));
         bodies.push(Workload::with_prompts(&p, &w.prompts));
         arrivals.push(match w.spec.arrival.kind() {
@@ -445,7 +471,7 @@ pub async fn run_engine(
         *seq += 1;
         let rng = ChaCha8Rng::seed_from_u64(jitter.random());
         let scheduled = start + offset;
-        tasks.spawn(async move {
+        let fut = async move {
             let (sample, attempts) = send(&client, &spec, s, phase, scheduled, body, rng).await;
             Done {
                 workload: i,
@@ -454,7 +480,8 @@ pub async fn run_engine(
                 attempts,
                 scheduled_s: offset.as_secs_f64(),
             }
-        });
+        };
+        tasks.spawn(fut);
     };
     // Closed-loop users start together.
     for (i, w) in plan.workloads.iter().enumerate() {

@@ -46,6 +46,12 @@ pub enum DrillError {
         /// What went wrong.
         reason: String,
     },
+    /// The drill's own runtime or thread could not be started.
+    #[error("cannot start the drill's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The drill's thread ended without a result (it panicked).
+    #[error("the drill's thread ended without a result")]
+    EngineGone,
     /// A statistics histogram could not be created (a bug: the bounds are constant).
     #[error("could not create a latency histogram")]
     Histogram(#[from] hdrhistogram::CreationError),

@@ -46,6 +46,7 @@ pub mod error;
 pub mod gate;
 pub mod meter;
 pub mod plan;
+pub mod pool;
 pub mod progress;
 pub mod records;
 pub mod report;

@@ -348,6 +348,14 @@ pub struct ClientSpec {
     /// Wait as long as `retry-after-ms`/`retry-after` say (up to 60 s).
     #[serde(default = "default_true")]
     pub honor_retry_after: bool,
+    /// Connections open at once (the openai SDK's default is 1000); requests
+    /// beyond wait for a free one, and the wait counts in their latency.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    crate::client::DEFAULT_MAX_CONNECTIONS as u32
 }
 
 fn default_retries() -> u32 {
@@ -368,6 +376,7 @@ impl Default for ClientSpec {
             retries: default_retries(),
             timeout: default_timeout(),
             honor_retry_after: true,
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -709,6 +718,13 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
                 None,
             ),
             _ => {}
+        }
+        if w.client.max_connections == 0 {
+            at(
+                &p(&[Key("client"), Key("max_connections")]),
+                "`max_connections` must be at least 1".into(),
+                None,
+            );
         }
         if w.client.timeout.0.is_zero() {
             at(

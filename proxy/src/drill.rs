@@ -13,7 +13,9 @@ use std::time::Duration;
 use brownout::config::{FileConfig, ListenerConfig};
 use brownout::ctl::CtlCommand;
 use brownout::{start, StartOptions};
-use brownout_drill::engine::{evaluate, run_engine, EnginePlan, EngineWorkload, PhaseDriver};
+use brownout_drill::engine::{
+    evaluate, run_engine_isolated, EnginePlan, EngineWorkload, PhaseDriver,
+};
 use brownout_drill::gate::{self, DrillReport, EXIT_INVALID};
 use brownout_drill::scenario::{self, Api, Scenario, TargetKind};
 use brownout_drill::PhasePlan;
@@ -349,7 +351,7 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
                 l.profile.name
             );
             let target = |api: Api| sim.url(api).unwrap_or_default().to_owned();
-            let r = run_engine(plan(&target, sim.phase_driver())?, progress).await;
+            let r = run_engine_isolated(plan(&target, sim.phase_driver())?, progress).await;
             if r.as_ref().is_ok_and(|r| r.stopped.is_some()) {
                 sim.running.shared.release.turn_off();
             }
@@ -387,7 +389,7 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
                 });
             }));
             let target = |_: Api| url.clone();
-            let r = run_engine(plan(&target, driver)?, progress)
+            let r = run_engine_isolated(plan(&target, driver)?, progress)
                 .await
                 .map_err(|e| e.to_string())?;
             if r.stopped.is_some() {
