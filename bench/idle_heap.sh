@@ -11,63 +11,22 @@
 # Needs: valgrind, nginx, python3, curl.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-BROWNOUT=${BROWNOUT:-$ROOT/target/release/brownout}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+CLEANUP_WAIT=${CLEANUP_WAIT:-100}   # valgrind takes its time to exit
+bench_init idle_heap.sh brownout-heap
 IDLE_CONNS=${IDLE_CONNS:-1000}
-OUT_DIR=${OUT_DIR:-$HERE/out}
 
-die() { echo "idle_heap.sh: $*" >&2; exit 2; }
-for cmd in valgrind nginx python3 curl; do
-  command -v "$cmd" >/dev/null || die "needs \`$cmd\` (Debian: apt-get install -y valgrind nginx-light python3 curl)"
-done
-[[ -x $BROWNOUT ]] || die "no brownout binary at $BROWNOUT"
+need_cmds "apt-get install -y valgrind nginx-light python3 curl" valgrind nginx python3 curl
+need_brownout
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/brownout-heap.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+start_upstream '{"ok":true}'
 
-USER_LINE=""
-[[ $EUID -eq 0 ]] && USER_LINE="user root;"
-UP=$(free_port)
-cat >"$WORK/upstream.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK/ub; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/uf;
-  uwsgi_temp_path $WORK/uu; scgi_temp_path $WORK/us;
-  server { listen 127.0.0.1:$UP; location / { return 200 '{"ok":true}'; } }
-}
-EOF
-nginx -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
-PIDS+=("$!")
-
-unset BROWNOUT_LISTEN BROWNOUT_UPSTREAM BROWNOUT_API BROWNOUT_PROFILE BROWNOUT_ADMIN \
-      BROWNOUT_ADMIN_TOKEN BROWNOUT_RECORD BROWNOUT_SEED
+unset_brownout_env
 BP=$(free_port); BA=$(free_port)
 MASSIF=$WORK/massif.out
-valgrind --tool=massif --massif-out-file="$MASSIF" --depth=40 --threshold=0.5 --max-snapshots=60 \
-  "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" --listen "127.0.0.1:$BP" --admin "127.0.0.1:$BA" \
-  >"$WORK/brownout.out" 2>&1 &
-BPID=$!; PIDS+=("$BPID")
+spawn brownout valgrind --tool=massif --massif-out-file="$MASSIF" --depth=40 --threshold=0.5 --max-snapshots=60 \
+  "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" --listen "127.0.0.1:$BP" --admin "127.0.0.1:$BA"
+BPID=$SPAWNED
 for _ in $(seq 1 200); do
   curl -s -o /dev/null -m 1 "http://127.0.0.1:$BP/" && break
   kill -0 "$BPID" 2>/dev/null || { cat "$WORK/brownout.out" >&2; die "brownout under valgrind exited"; }
@@ -97,7 +56,7 @@ wait "$BPID" 2>/dev/null || true
 [[ -s $MASSIF ]] || die "massif wrote no profile"
 
 mkdir -p "$OUT_DIR"
-OUT=$OUT_DIR/idle-heap-$(date -u +%Y%m%dT%H%M%SZ).txt
+OUT=$OUT_DIR/idle-heap-$(utc_stamp).txt
 python3 - "$MASSIF" "$IDLE_CONNS" <<'EOF' | tee "$OUT"
 import re, sys
 lines = open(sys.argv[1]).read().split("\n")

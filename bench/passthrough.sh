@@ -9,6 +9,8 @@
 #   haproxy             wrk -> HAProxy (mode http)  -> upstream
 #   brownout            wrk -> brownout serve (no profile) -> upstream
 #   brownout-50-rules   wrk -> brownout serve with 50 rules that never match -> upstream
+#   brownout-100-rules  the same with 100 rules (any brownout-N-rules in TARGETS works):
+#                       the "100 rules cost < 5% throughput" check, read against `brownout`
 #
 # For each target: a saturation run (wrk -t1 -c$CONNS), then a fixed-rate run at
 # RATE_FRACTION (default 0.5) of nginx's saturation throughput. For each run: req/s,
@@ -23,7 +25,7 @@
 #   REPEAT [1] rounds (targets interleaved; medians reported)
 #   RATE_FRACTION [0.5]                  IDLE_CONNS [1000] (0 skips the idle test)
 #   SYSCALL_DUR [3] seconds of the syscall census per proxy (0 skips it; needs perf)
-#   TARGETS ["direct nginx haproxy brownout brownout-50-rules"]
+#   TARGETS ["direct nginx haproxy brownout brownout-50-rules brownout-100-rules"]
 #   REQUEST [get]: `get` = GET /; `chat` = POST /v1/chat/completions with a small
 #                  JSON body (brownout then runs with --api openai)
 #   PROXY_CORES [nproc]: nginx worker_processes / HAProxy nbthread /
@@ -31,221 +33,48 @@
 #   OUT_DIR [bench/out]
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-BROWNOUT=${BROWNOUT:-$ROOT/target/release/brownout}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+bench_init passthrough.sh brownout-bench
 DUR=${DUR:-10}
 WARM=${WARM:-2}
 CONNS=${CONNS:-32}
 REPEAT=${REPEAT:-1}
 RATE_FRACTION=${RATE_FRACTION:-0.5}
 IDLE_CONNS=${IDLE_CONNS:-1000}
-TARGETS=${TARGETS:-"direct nginx haproxy brownout brownout-50-rules"}
+TARGETS=${TARGETS:-"direct nginx haproxy brownout brownout-50-rules brownout-100-rules"}
 REQUEST=${REQUEST:-get}
-NCPU=$(nproc)
 PROXY_CORES=${PROXY_CORES:-$NCPU}
-OUT_DIR=${OUT_DIR:-$HERE/out}
-CLK_TCK=$(getconf CLK_TCK)
 
-die() { echo "passthrough.sh: $*" >&2; exit 2; }
-for cmd in wrk nginx haproxy python3 curl; do
-  command -v "$cmd" >/dev/null || die "needs \`$cmd\` (Debian: apt-get install -y wrk nginx-light haproxy python3 curl)"
-done
-[[ -x $BROWNOUT ]] || die "no brownout binary at $BROWNOUT (cargo build --release -p brownout, or set BROWNOUT=)"
+need_cmds "apt-get install -y wrk nginx-light haproxy python3 curl" wrk nginx haproxy python3 curl
+need_brownout
 case $REQUEST in get|chat) ;; *) die "REQUEST must be get or chat" ;; esac
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/brownout-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_http NAME PORT: wait (max 10 s) until GET / on PORT answers 200.
-wait_http() {
-  local name=$1 port=$2
-  for _ in $(seq 1 100); do
-    if curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null | grep -q '^200$'; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "--- $name logs:" >&2; cat "$WORK"/"$name".* >&2 2>/dev/null || true
-  die "$name on port $port did not come up"
-}
-
-# All PIDs of a process tree (the process and its descendants).
-tree_pids() {
-  local pid=$1 child
-  echo "$pid"
-  for child in $(cat "/proc/$pid/task/"*/children 2>/dev/null); do tree_pids "$child"; done
-}
-
-# CPU ticks summed over a process tree, as "USER SYSTEM" (utime, stime); "0 0" for "none".
-cpu_ticks() {
-  local root=$1 user=0 sys=0 pid stat rest u s
-  [[ $root == none ]] && { echo "0 0"; return; }
-  for pid in $(tree_pids "$root"); do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    rest=${stat##*) }
-    read -r u s < <(awk '{print $12, $13}' <<<"$rest")
-    user=$(( user + u )); sys=$(( sys + s ))
-  done
-  echo "$user $sys"
-}
-
-# Context switches (voluntary + involuntary) summed over every thread of a process tree.
-ctx_switches() {
-  local root=$1 total=0 pid
-  [[ $root == none ]] && { echo 0; return; }
-  for pid in $(tree_pids "$root"); do
-    total=$(( total + $(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}') ))
-  done
-  echo "$total"
-}
-
-# ---------------------------------------------------------------- configuration
-BODY='{"id":"bench-0001","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"'
-PAD=$(( 200 - ${#BODY} - 6 ))
-BODY+=$(printf 'x%.0s' $(seq 1 $PAD))'"}}]}'
-USER_LINE=""
-[[ $EUID -eq 0 ]] && USER_LINE="user root;"
-
-UP=$(free_port)
-cat >"$WORK/upstream.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $WORK/ub; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/uf;
-  uwsgi_temp_path $WORK/uu; scgi_temp_path $WORK/us;
-  server {
-    listen 127.0.0.1:$UP backlog=4096;
-    location / {
-      default_type application/json;
-      return 200 '$BODY';
-    }
-  }
-}
-EOF
-
-NG=$(free_port)
-cat >"$WORK/nginx.conf" <<EOF
-$USER_LINE
-worker_processes $PROXY_CORES;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $WORK/nb; proxy_temp_path $WORK/np; fastcgi_temp_path $WORK/nf;
-  uwsgi_temp_path $WORK/nu; scgi_temp_path $WORK/ns;
-  upstream up {
-    server 127.0.0.1:$UP;
-    keepalive 64;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-  }
-  server {
-    listen 127.0.0.1:$NG backlog=4096;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
-
-HP=$(free_port)
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread $PROXY_CORES
-  maxconn 8000
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse always
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  timeout http-keep-alive 300s
-frontend fe
-  bind 127.0.0.1:$HP
-  default_backend be
-backend be
-  server up 127.0.0.1:$UP
-EOF
-
-PROFILE=$WORK/bench-50-rules.yaml
-{
-  echo "version: 1"
-  echo "name: bench-50-nonmatching"
-  echo "description: 50 rules whose path never matches, to measure the cost of matching."
-  echo "rules:"
-  for i in $(seq 1 50); do
-    echo "  - name: never-$i"
-    echo "    match: {path: \"/never/$i/*\"}"
-    echo "    faults:"
-    echo "      - type: delay"
-    echo "        duration: 100ms"
-  done
-} >"$PROFILE"
-"$BROWNOUT" validate "$PROFILE" >"$WORK/validate.out" 2>&1 || { cat "$WORK/validate.out" >&2; die "the generated 50-rule profile does not validate"; }
-
 # ---------------------------------------------------------------- start everything
-# Never let a caller's BROWNOUT_* environment change what is measured.
-unset BROWNOUT_LISTEN BROWNOUT_UPSTREAM BROWNOUT_API BROWNOUT_PROFILE BROWNOUT_ADMIN \
-      BROWNOUT_ADMIN_TOKEN BROWNOUT_RECORD BROWNOUT_SEED
-
-nginx -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
-UP_PID=$!; PIDS+=("$UP_PID")
-wait_http upstream "$UP"
-
-nginx -p "$WORK" -c "$WORK/nginx.conf" >"$WORK/nginx.out" 2>&1 &
-NG_PID=$!; PIDS+=("$NG_PID")
-
-haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
-HP_PID=$!; PIDS+=("$HP_PID")
+unset_brownout_env
+start_upstream "$(bench_body)"
+start_nginx_proxy "$PROXY_CORES"
+start_haproxy "$PROXY_CORES"
 
 API_ARGS=()
 [[ $REQUEST == chat ]] && API_ARGS=(--api openai)
-BP=$(free_port); BA=$(free_port)
-TOKIO_WORKER_THREADS=$PROXY_CORES "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" \
-  --listen "127.0.0.1:$BP" --admin "127.0.0.1:$BA" "${API_ARGS[@]}" >"$WORK/brownout.out" 2>&1 &
-BP_PID=$!; PIDS+=("$BP_PID")
-
-BR=$(free_port); BRA=$(free_port)
-TOKIO_WORKER_THREADS=$PROXY_CORES "$BROWNOUT" serve --upstream "http://127.0.0.1:$UP" \
-  --listen "127.0.0.1:$BR" --admin "127.0.0.1:$BRA" --profile "$PROFILE" "${API_ARGS[@]}" \
-  >"$WORK/brownout-50-rules.out" 2>&1 &
-BR_PID=$!; PIDS+=("$BR_PID")
-
-wait_http nginx "$NG"; wait_http haproxy "$HP"; wait_http brownout "$BP"; wait_http brownout-50-rules "$BR"
-
-declare -A PORT=([direct]=$UP [nginx]=$NG [haproxy]=$HP [brownout]=$BP [brownout-50-rules]=$BR)
-declare -A PPID_OF=([direct]=none [nginx]=$NG_PID [haproxy]=$HP_PID [brownout]=$BP_PID [brownout-50-rules]=$BR_PID)
+declare -A PORT=([direct]=$UP [nginx]=$NG [haproxy]=$HP)
+declare -A PPID_OF=([direct]=none [nginx]=$NG_PID [haproxy]=$HP_PID)
+for t in $TARGETS; do
+  case $t in
+    direct|nginx|haproxy) ;;
+    brownout)
+      start_brownout brownout "http://127.0.0.1:$UP" "${API_ARGS[@]}"
+      PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
+    brownout-*-rules)
+      n=${t#brownout-}; n=${n%-rules}
+      [[ $n =~ ^[0-9]+$ ]] || die "unknown target $t (brownout-N-rules takes a number)"
+      write_rules_profile "$WORK/bench-$n-rules.yaml" "$n"
+      start_brownout "$t" "http://127.0.0.1:$UP" --profile "$WORK/bench-$n-rules.yaml" "${API_ARGS[@]}"
+      PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
+    *) die "unknown target $t" ;;
+  esac
+done
+for t in nginx haproxy $TARGETS; do [[ $t == direct ]] || wait_http "$t" "${PORT[$t]}"; done
 
 # Same body through every target?
 want=$(curl -s "http://127.0.0.1:$UP/")
@@ -256,16 +85,7 @@ done
 
 # ---------------------------------------------------------------- wrk runs
 WRK_SCRIPT=$WORK/wrk.lua
-cp "$HERE/lib/report.lua" "$WRK_SCRIPT"
-if [[ $REQUEST == chat ]]; then
-  cat >>"$WRK_SCRIPT" <<'EOF'
-wrk.method = "POST"
-wrk.path = "/v1/chat/completions"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
-EOF
-fi
+write_wrk_script "$WRK_SCRIPT" "$REQUEST"
 
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
@@ -375,7 +195,7 @@ fi
 
 # ---------------------------------------------------------------- report
 mkdir -p "$OUT_DIR"
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+STAMP=$(utc_stamp)
 OUT=$OUT_DIR/passthrough-$STAMP.json
 python3 "$HERE/lib/summarize.py" "$RESULTS" "$IDLE_JSON" "$SYSCALLS_JSON" "$OUT" \
   "request=$REQUEST" "dur_s=$DUR" "warm_s=$WARM" "conns=$CONNS" "repeat=$REPEAT" \

@@ -95,6 +95,39 @@ def main():
                 fmt(r["cpu_vs_nginx_round_median"], ".2f"), fmt(r["ctx_switches_per_req"], ".2f"), r["errors"]))
         print("\nMedians over %d round(s); ratios are medians of per-round ratios (targets interleaved within a round)."
               % max(r["rounds"] for r in rows.values()))
+    rule_targets = [t for t in targets if t.startswith("brownout-") and t.endswith("-rules")]
+    if "brownout" in targets and rule_targets:
+        print("\n### cost of non-matching rules (vs brownout with no profile, same round)\n")
+        print("| target | mode | req/s ratio | throughput change | CPU/request ratio | CPU change | < 5% throughput cost |")
+        print("|---|---|---:|---:|---:|---:|---|")
+        rules_cost = {}
+        for t in rule_targets:
+            for mode in ("saturation", "fixed-rate"):
+                rps_r, cpu_r = [], []
+                for r in runs:
+                    if r["target"] != t or r["mode"] != mode:
+                        continue
+                    b = next((x for x in runs if x["target"] == "brownout" and x["mode"] == mode
+                              and x["round"] == r["round"]), None)
+                    if b and b["rps"]:
+                        rps_r.append(r["rps"] / b["rps"])
+                    if b and b.get("proxy_cpu_us_per_req") and r.get("proxy_cpu_us_per_req") is not None:
+                        cpu_r.append(r["proxy_cpu_us_per_req"] / b["proxy_cpu_us_per_req"])
+                if not rps_r:
+                    continue
+                rr, cr = med(rps_r), med(cpu_r)
+                rules_cost.setdefault(t, {})[mode] = {"rps_ratio": rr, "cpu_ratio": cr,
+                                                      "rps_ratio_per_round": rps_r, "cpu_ratio_per_round": cpu_r}
+                # At a fixed rate throughput is pinned: the CPU ratio is the cost there.
+                cost = (1 - rr) if mode == "saturation" else ((cr - 1) if cr is not None else None)
+                verdict = "-" if cost is None else ("yes" if cost < 0.05 else "no")
+                print("| %s | %s | %.3f | %+.1f%% | %s | %s | %s |" % (
+                    t, mode, rr, (rr - 1) * 100, fmt(cr, ".3f"),
+                    "-" if cr is None else "%+.1f%%" % ((cr - 1) * 100), verdict))
+        print("\nMedians of per-round ratios. At saturation the cost is the throughput lost; at a fixed rate "
+              "(throughput pinned) it is the extra CPU per request. On a shared 2-core machine a single "
+              "round moves by ±10%: use REPEAT=3 or more before reading a 5% difference.")
+        summary["rules_cost"] = rules_cost
     if idle:
         ng = next((i for i in idle if i["target"] == "nginx"), None)
         print(f"\n### memory per idle keep-alive connection ({idle[0]['idle_conns']} connections)\n")
