@@ -17,6 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::upstream::UpBody;
 use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
@@ -164,7 +166,7 @@ pub struct BodyFaults {
     /// Stream and content faults, for the LLM layer.
     pub plan: brownout_faults::stream::StreamPlan,
     /// The decision stream of the first rule that planned one.
-    pub plan_rng: Option<rand_chacha::ChaCha8Rng>,
+    pub plan_rng: Option<Box<rand_chacha::ChaCha8Rng>>,
     /// Names of the decided rules, by the index the plan uses.
     pub plan_rules: Vec<Arc<str>>,
     /// Each decided rule's `stale_results` cache, by the index the plan uses.
@@ -193,7 +195,7 @@ struct BodyFaultState {
 /// What a body carries.
 #[derive(Debug)]
 enum Kind {
-    Upstream(Incoming),
+    Upstream(UpBody),
     Full(Option<Bytes>),
 }
 
@@ -240,7 +242,7 @@ impl ProxyBody {
 
     /// The upstream's body, measured and possibly harmed.
     pub fn upstream(
-        body: Incoming,
+        body: UpBody,
         ex: Exchange,
         faults: BodyFaults,
         conn: &Arc<ConnInfo>,

@@ -261,7 +261,7 @@ pub async fn request_side(
             // Stream and content faults act on the response: plan them for the body.
             if body_faults.plan.push(di, fault) {
                 if body_faults.plan_rng.is_none() {
-                    body_faults.plan_rng = Some(d.rng.clone());
+                    body_faults.plan_rng = Some(Box::new(d.rng.clone()));
                 }
                 continue;
             }

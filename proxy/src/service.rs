@@ -32,7 +32,7 @@ use crate::llm::{JsonTap, LlmStream};
 use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
 use crate::record::Outcome;
 use crate::state::Shared;
-use crate::upstream::{Upstream, UpstreamClient};
+use crate::upstream::{UpBody, Upstream, UpstreamClient};
 
 /// Header names brownout reads or writes on every request, parsed once.
 static X_BROWNOUT_FAULT: HeaderName = HeaderName::from_static("x-brownout-fault");
@@ -115,10 +115,10 @@ pub fn endpoint_str(e: Endpoint) -> &'static str {
 
 /// Read up to `limit` bytes of a body for matching. Returns what was read and, if
 /// the body was longer, the unread rest (then the body counts as not inspected).
-async fn read_prefix(
-    mut body: Incoming,
-    limit: usize,
-) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+async fn read_prefix<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), hyper::Error>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     let mut buf = BytesMut::new();
     loop {
         if body.is_end_stream() {
@@ -456,7 +456,7 @@ async fn respond(
     llm: LlmCtx,
     mut ex: Exchange,
     mut rparts: http::response::Parts,
-    rbody: Incoming,
+    rbody: UpBody,
     mut body_faults: BodyFaults,
 ) -> Response<ProxyBody> {
     let ctype = rparts
@@ -473,7 +473,7 @@ async fn respond(
     let decoder = coding.and_then(TapDecoder::for_encoding);
     let plan = std::mem::take(&mut body_faults.plan).with_model(llm.model);
     let rules = std::mem::take(&mut body_faults.plan_rules);
-    let rng = body_faults.plan_rng.take();
+    let rng = body_faults.plan_rng.take().map(|r| *r);
     let gpu = body_faults.gpu.take();
     let vector_endpoint = matches!(
         llm.endpoint,
@@ -504,7 +504,7 @@ async fn respond(
             }
         };
     let passthrough =
-        |ex: Exchange, rparts: http::response::Parts, rbody: Incoming, bf: BodyFaults| {
+        |ex: Exchange, rparts: http::response::Parts, rbody: UpBody, bf: BodyFaults| {
             Response::from_parts(
                 rparts,
                 ProxyBody::upstream(rbody, ex, bf, conn, http2, idle),
