@@ -102,7 +102,7 @@ pub enum UpstreamClient {
     /// Plain HTTP/1.1, on the request's task.
     Direct(Arc<DirectPool>),
     /// TLS (HTTP/1.1 or HTTP/2).
-    Pooled(LegacyClient),
+    Pooled(Box<LegacyClient>),
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -175,14 +175,14 @@ pub fn client(
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    Ok(UpstreamClient::Pooled(
+    Ok(UpstreamClient::Pooled(Box::new(
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(usize::MAX)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https),
-    ))
+    )))
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
