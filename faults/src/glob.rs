@@ -73,6 +73,9 @@ pub struct Glob {
     /// Set when the pattern has no special characters, so matching is a string
     /// comparison (the common case for exact model names and paths).
     literal: Option<String>,
+    /// The literal text before the first wildcard: a text without it cannot
+    /// match, which settles most non-matching rules with one comparison.
+    prefix: String,
 }
 
 impl Glob {
@@ -93,10 +96,18 @@ impl Glob {
         } else {
             None
         };
+        let prefix = tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Literal(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
         Ok(Glob {
             pattern: pattern.to_string(),
             tokens: tokens.into_boxed_slice(),
             literal,
+            prefix,
         })
     }
 
@@ -105,7 +116,7 @@ impl Glob {
         if let Some(lit) = &self.literal {
             return lit == text;
         }
-        match_tokens(&self.tokens, text)
+        text.starts_with(self.prefix.as_str()) && match_tokens(&self.tokens, text)
     }
 
     /// The pattern as written, for records, `explain` and error messages.
