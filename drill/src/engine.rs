@@ -847,6 +847,77 @@ mod tests {
         }
     }
 
+    /// The open-loop schedule under paused time: the phase driver fires exactly at
+    /// each boundary, and each phase counts exactly the Poisson arrivals the seed
+    /// puts in it, whatever the target does (here it refuses every connection).
+    #[tokio::test(start_paused = true)]
+    async fn open_loop_schedule_and_phase_driver_are_exact() {
+        use std::sync::Mutex;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let src = "version: 1\nname: t\ntarget: {upstream: sim}\nprofile: p.yaml\n\
+                   workload: {name: w, arrival: {rate: 40/s}, client: {retries: 0, timeout: 1s}}\n";
+        let spec = crate::scenario::load_scenario(src, "t")
+            .unwrap()
+            .all_workloads()[0]
+            .clone();
+        let phases = vec![
+            PhasePlan::new("calm", Duration::from_millis(1500)),
+            PhasePlan::new("storm", Duration::from_millis(2500)),
+            PhasePlan::new("after", Duration::from_millis(1000)),
+        ];
+        let calls: Arc<Mutex<Vec<(usize, String, Instant)>>> = Arc::default();
+        let seen = Arc::clone(&calls);
+        let plan = EnginePlan {
+            phases: phases.clone(),
+            workloads: vec![EngineWorkload {
+                spec,
+                target: format!("http://127.0.0.1:{port}").parse().unwrap(),
+                prompts: Vec::new(),
+            }],
+            seed: 21,
+            slo: Slo::default(),
+            stop_when: None,
+            baseline: None,
+            phase_driver: Some(PhaseDriver(Arc::new(move |i, name| {
+                seen.lock()
+                    .unwrap()
+                    .push((i, name.to_owned(), Instant::now()));
+            }))),
+        };
+        let r = run_engine(plan, crate::NoProgress).await.unwrap();
+        let calls = calls.lock().unwrap();
+        let names: Vec<_> = calls.iter().map(|c| (c.0, c.1.as_str())).collect();
+        assert_eq!(names, [(0, "calm"), (1, "storm"), (2, "after")]);
+        let t0 = calls[0].2;
+        assert_eq!(calls[1].2 - t0, Duration::from_millis(1500));
+        assert_eq!(calls[2].2 - t0, Duration::from_millis(4000));
+        // The workload's arrivals come from the plan's seed (+ its index, 0).
+        let mut expected = [0u64; 3];
+        for t in PoissonArrivals::new(40.0, 21)
+            .unwrap()
+            .take_while(|t| *t < Duration::from_secs(5))
+        {
+            let i = if t < Duration::from_millis(1500) {
+                0
+            } else if t < Duration::from_millis(4000) {
+                1
+            } else {
+                2
+            };
+            expected[i] += 1;
+        }
+        let got: Vec<u64> = r.stats.phases.iter().map(|p| p.requests).collect();
+        assert_eq!(got, expected);
+        assert!(expected.iter().all(|n| *n > 10), "{expected:?}");
+        // Every request failed to connect: errors, not latencies.
+        assert_eq!(r.stats.total.errors, r.stats.total.requests);
+        assert!(r.stats.total.e2e.is_none());
+    }
+
     #[test]
     fn goodput_needs_every_threshold() {
         let d = |ms| {
