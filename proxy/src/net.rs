@@ -80,6 +80,11 @@ impl ConnIo {
         ConnIo { inner, info }
     }
 
+    /// The socket, to peek at before serving.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.inner
+    }
+
     fn reset_requested(&self) -> bool {
         self.info.rst.load(Ordering::Acquire)
     }

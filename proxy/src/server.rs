@@ -251,6 +251,17 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         .timer(TokioTimer::new())
         .keep_alive_interval(None);
     let builder = Arc::new(builder);
+    // Plain connections pick their protocol first (HTTP/2's preface, or not) and
+    // are served by that protocol's builder alone, so an HTTP/1.1 connection's task
+    // is sized for HTTP/1.1, not for the larger of the two.
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
+        .keep_alive(true);
+    let h1 = Arc::new(h1);
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new()).keep_alive_interval(None);
+    let h2 = Arc::new(h2);
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
     for p in planned {
@@ -276,6 +287,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         let settings = Arc::new(ConnSettings {
             tls: p.tls,
             builder: builder.clone(),
+            h1: h1.clone(),
+            h2: h2.clone(),
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
             idle_timeout: cfg.limits.idle_timeout.0,
@@ -339,6 +352,8 @@ fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
 struct ConnSettings {
     tls: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    h1: Arc<hyper::server::conn::http1::Builder>,
+    h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -397,27 +412,80 @@ async fn serve_conn(
         idle_timeout: settings.idle_timeout,
     };
     match &settings.tls {
-        None => drive(builder.serve_connection(TokioIo::new(io), svc), stop, first).await,
-        Some(acceptor) => {
-            let tls_stream =
-                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(io)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
+        None => {
+            let stream_ref = io.tcp();
+            let h2 =
+                match tokio::time::timeout(settings.header_timeout, speaks_h2(stream_ref)).await {
+                    Ok(Ok(Some(h2))) => h2,
+                    // Closed, failed, or silent past header_timeout: nothing to serve.
+                    _ => return,
                 };
-            drive(
+            // Each protocol's connection in a box of its own size.
+            if h2 {
+                Box::pin(drive(
+                    settings.h2.serve_connection(TokioIo::new(io), svc),
+                    stop,
+                    first,
+                ))
+                .await
+            } else {
+                Box::pin(drive(
+                    settings.h1.serve_connection(TokioIo::new(io), svc),
+                    stop,
+                    first,
+                ))
+                .await
+            }
+        }
+        Some(acceptor) => {
+            let tls_stream = match tokio::time::timeout(
+                settings.handshake_timeout,
+                Box::pin(acceptor.accept(io)),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            // Boxed: a TLS connection's state (rustls' buffers inline) must not
+            // size the task of every plain connection.
+            Box::pin(drive(
                 builder.serve_connection(TokioIo::new(tls_stream), svc),
                 stop,
                 first,
-            )
+            ))
             .await
         }
+    }
+}
+
+/// Whether a plain connection opens with HTTP/2's client preface (h2c with prior
+/// knowledge), from the first bytes, without consuming them; `None` when it closed
+/// before sending any.
+async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Ok(Some(false));
+        }
+        if n == PREFACE.len() {
+            return Ok(Some(true));
+        }
+        // Part of the preface so far (rare: it is one small write): peeking again
+        // would see the same bytes at once, so wait a moment for the rest.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
