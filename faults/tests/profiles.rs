@@ -77,7 +77,11 @@ fn demo_is_a_rag_brownout_under_a_minute() {
     let s = Duration::from_secs;
     assert_eq!(
         phases,
-        [("baseline", s(12)), ("brownout", s(20)), ("recovery", s(12))]
+        [
+            ("baseline", s(12)),
+            ("brownout", s(20)),
+            ("recovery", s(12))
+        ]
     );
     assert!(phases.iter().map(|p| p.1).sum::<Duration>() < s(60));
     assert!(p.phases[0].rules.is_empty() && p.phases[2].rules.is_empty());
