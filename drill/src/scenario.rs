@@ -542,16 +542,7 @@ pub fn load_scenario(src: &str, file: &str) -> Result<Scenario, Vec<Diagnostic>>
 
 /// Load a scenario file.
 pub fn load_scenario_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read the scenario: {e}"),
-            hint: Some("check the path and that the file is readable".into()),
-        }]
-    })?;
+    let (src, file) = yaml::read_file(path, "scenario").map_err(|d| vec![d])?;
     load_scenario(&src, &file)
 }
 

@@ -33,16 +33,7 @@ pub fn load_profile(src: &str, file: &str) -> Result<Profile, Vec<Diagnostic>> {
 
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read the profile: {e}"),
-            hint: Some("check the path and that the file is readable".into()),
-        }]
-    })?;
+    let (src, file) = crate::yaml::read_file(path, "profile").map_err(|d| vec![d])?;
     load_profile(&src, &file)
 }
 

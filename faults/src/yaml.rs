@@ -404,6 +404,22 @@ fn tab_position(src: &str, from: usize) -> Option<(usize, usize)> {
     Some((line, column))
 }
 
+/// Read a file to load: its text and its name for diagnostics, or one diagnostic
+/// saying why `what` (`profile`, `scenario`) cannot be read.
+pub fn read_file(path: &std::path::Path, what: &str) -> Result<(String, String), Diagnostic> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => Ok((src, file)),
+        Err(e) => Err(Diagnostic {
+            file,
+            line: 0,
+            column: 0,
+            message: format!("cannot read the {what}: {e}"),
+            hint: Some("check the path and that the file is readable".into()),
+        }),
+    }
+}
+
 /// Parse YAML (or JSON) text into a [`Node`] tree.
 ///
 /// An empty document is a `Null` node at 1:1. Only the first document of a stream is

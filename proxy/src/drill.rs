@@ -165,16 +165,7 @@ pub(crate) struct Loaded {
 
 /// Load the scenario and its profile, checking both (exit 2 material on failure).
 pub(crate) fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read the scenario: {e}"),
-            hint: None,
-        }]
-    })?;
+    let (src, file) = brownout_faults::yaml::read_file(path, "scenario").map_err(|d| vec![d])?;
     let scenario = scenario::load_scenario(&src, &file)?;
     let profile_path = scenario.resolve(path, &scenario.profile);
     let profile = brownout_faults::validate::load_profile_file(&profile_path)?;
