@@ -5,8 +5,8 @@
 //! (`CompiledProfile::compile`). Each iteration is what `proxy/src/service.rs`
 //! (`handle`) does for one request once a profile is loaded: take the active rules
 //! at `now`, build the `MatchInput` from the request's method, path, headers and
-//! body facts, and walk the rules in file order; for a rule that matches, take its
-//! ordinal, draw the seeded decision (`decide`) and take a `max_active` slot.
+//! body facts, and walk the rules in file order through `CompiledRule::decide` (the
+//! same call the proxy makes: match, ordinal, seeded draw, `max_active` slot).
 //!
 //! Benchmarks (`cargo bench -p brownout-faults --bench matcher`):
 //!
@@ -26,11 +26,9 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::Ordering;
 
 use brownout_faults::api::inspect_request;
-use brownout_faults::decide::decide;
-use brownout_faults::matcher::{CompiledProfile, CompiledRule, MatchInput};
+use brownout_faults::matcher::{CompiledProfile, CompiledRule, MatchInput, RuleDecision};
 use brownout_faults::validate::load_profile;
 use brownout_faults::{ApiKind, RequestFacts};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -136,22 +134,9 @@ fn match_request<'p>(
         client_ip: Some(ip),
     };
     for rule in active.rules {
-        if !rule.cond.matches(&input, profile.seed) {
-            continue;
+        if let RuleDecision::Fire(rng) = rule.decide(&input, profile.seed, active.fraction, None) {
+            decided.push((rule, rng));
         }
-        let ordinal = rule.state.ordinal.fetch_add(1, Ordering::Relaxed);
-        let Some(rng) = decide(
-            profile.seed,
-            rule.id,
-            ordinal,
-            rule.probability.at(active.fraction),
-        ) else {
-            continue;
-        };
-        if !rule.state.try_activate(rule.max_active) {
-            continue;
-        }
-        decided.push((rule, rng));
     }
     let n = decided.len();
     // The exchange ends: its rules give their `max_active` slots back.

@@ -349,6 +349,47 @@ impl CompiledRule {
             fingerprint: String::new(),
         }
     }
+
+    /// Whether this rule fires for one request: it matches `input`, the seeded draw
+    /// for its ordinal says yes at the phase's `fraction` (the ordinal is the
+    /// request's `x-brownout-seq` when it has one, else the rule's own count), and
+    /// a `max_active` slot is free. A firing rule holds its slot until
+    /// [`RuleState::deactivate`].
+    pub fn decide(
+        &self,
+        input: &MatchInput<'_>,
+        seed: u64,
+        fraction: f64,
+        seq: Option<u64>,
+    ) -> RuleDecision {
+        if !self.cond.matches(input, seed) {
+            return RuleDecision::Skip;
+        }
+        let ordinal = seq.unwrap_or_else(|| self.state.ordinal.fetch_add(1, Ordering::Relaxed));
+        let Some(rng) =
+            crate::decide::decide(seed, self.id, ordinal, self.probability.at(fraction))
+        else {
+            return RuleDecision::Skip;
+        };
+        if !self.state.try_activate(self.max_active) {
+            return RuleDecision::Busy;
+        }
+        RuleDecision::Fire(rng)
+    }
+}
+
+/// What [`CompiledRule::decide`] said.
+// Returned and unpacked at once, per rule per request: boxing the stream would cost
+// an allocation for every rule that fires.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum RuleDecision {
+    /// Not matched, or not drawn this time.
+    Skip,
+    /// Matched and drawn, but `max_active` requests already hold it.
+    Busy,
+    /// Fires, with the decision stream its faults draw from.
+    Fire(rand_chacha::ChaCha8Rng),
 }
 
 /// Parse an `x-brownout-fault` request header (`error=openai.rate_limit_requests`,

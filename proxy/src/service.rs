@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{classify, inspect_request};
 use brownout_faults::decide::{decide, rng_for};
-use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput};
+use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput, RuleDecision};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
@@ -275,28 +275,16 @@ async fn handle(
             client_ip: Some(ip),
         };
         for rule in active.rules {
-            if !rule.cond.matches(&input, profile.seed) {
-                continue;
-            }
-            let ordinal = seq.unwrap_or_else(|| {
-                rule.state
-                    .ordinal
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            });
-            let Some(rng) = decide(
-                profile.seed,
-                rule.id,
-                ordinal,
-                rule.probability.at(active.fraction),
-            ) else {
-                continue;
-            };
-            if !rule.state.try_activate(rule.max_active) {
-                for f in &rule.faults {
-                    ex.skipped(&rule.name, f.kind(), "max_active");
+            let rng = match rule.decide(&input, profile.seed, active.fraction, seq) {
+                RuleDecision::Skip => continue,
+                RuleDecision::Busy => {
+                    for f in &rule.faults {
+                        ex.skipped(&rule.name, f.kind(), "max_active");
+                    }
+                    continue;
                 }
-                continue;
-            }
+                RuleDecision::Fire(rng) => rng,
+            };
             ex.hold_rule(rule.state.clone());
             ex.rec().rules.push(rule.name.clone());
             decided.push(Decided { rule, rng });
