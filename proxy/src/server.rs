@@ -15,7 +15,6 @@ use arc_swap::ArcSwap;
 use brownout_faults::matcher::CompiledProfile;
 use brownout_faults::release::Release;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -237,25 +236,14 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     let (stop_tx, stop_rx) = watch::channel(0u8);
     let max_conns = cfg.limits.max_connections.max(1);
     let conns = Arc::new(Semaphore::new(max_conns));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    // Each connection picks its protocol first (ALPN under TLS, HTTP/2's preface or
+    // not in plain text) and is served by that protocol's builder alone, so an
+    // HTTP/1.1 connection's task is sized for HTTP/1.1, not for the larger of the two.
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // hyper's header timer also runs while a keep-alive connection waits for its
         // next request, so it implements `idle_timeout`; the first request's
         // `header_timeout` is enforced per connection in `drive`.
-        .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(None);
-    let builder = Arc::new(builder);
-    // Plain connections pick their protocol first (HTTP/2's preface, or not) and
-    // are served by that protocol's builder alone, so an HTTP/1.1 connection's task
-    // is sized for HTTP/1.1, not for the larger of the two.
-    let mut h1 = hyper::server::conn::http1::Builder::new();
-    h1.timer(TokioTimer::new())
         .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
         .keep_alive(true);
     let h1 = Arc::new(h1);
@@ -286,7 +274,6 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         bound.push((p.name, addr));
         let settings = Arc::new(ConnSettings {
             tls: p.tls,
-            builder: builder.clone(),
             h1: h1.clone(),
             h2: h2.clone(),
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
@@ -351,7 +338,6 @@ fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
 /// How a listener serves each accepted connection.
 struct ConnSettings {
     tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
     h1: Arc<hyper::server::conn::http1::Builder>,
     h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
@@ -399,7 +385,6 @@ async fn serve_conn(
     stop: watch::Receiver<u8>,
 ) {
     let _ = stream.set_nodelay(true);
-    let builder = &settings.builder;
     let info = ConnInfo::new(peer);
     let io = ConnIo::new(stream, info.clone());
     let svc = ProxyService {
@@ -420,22 +405,7 @@ async fn serve_conn(
                     // Closed, failed, or silent past header_timeout: nothing to serve.
                     _ => return,
                 };
-            // Each protocol's connection in a box of its own size.
-            if h2 {
-                Box::pin(drive(
-                    settings.h2.serve_connection(TokioIo::new(io), svc),
-                    stop,
-                    first,
-                ))
-                .await
-            } else {
-                Box::pin(drive(
-                    settings.h1.serve_connection(TokioIo::new(io), svc),
-                    stop,
-                    first,
-                ))
-                .await
-            }
+            serve_as(h2, io, svc, settings, stop, first).await
         }
         Some(acceptor) => {
             let tls_stream = match tokio::time::timeout(
@@ -454,15 +424,40 @@ async fn serve_conn(
                     return;
                 }
             };
-            // Boxed: a TLS connection's state (rustls' buffers inline) must not
-            // size the task of every plain connection.
-            Box::pin(drive(
-                builder.serve_connection(TokioIo::new(tls_stream), svc),
-                stop,
-                first,
-            ))
-            .await
+            // HTTP/2 over TLS is chosen through ALPN (RFC 9113 §3.2).
+            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_as(h2, tls_stream, svc, settings, stop, first).await
         }
+    }
+}
+
+/// Serve a connection with one protocol's builder. Boxed: each protocol's (and
+/// TLS's) connection state takes only the room it needs, instead of sizing the
+/// task of every connection for the largest.
+async fn serve_as<I>(
+    h2: bool,
+    io: I,
+    svc: ProxyService,
+    settings: &ConnSettings,
+    stop: watch::Receiver<u8>,
+    first: FirstRequest,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if h2 {
+        Box::pin(drive(
+            settings.h2.serve_connection(TokioIo::new(io), svc),
+            stop,
+            first,
+        ))
+        .await
+    } else {
+        Box::pin(drive(
+            settings.h1.serve_connection(TokioIo::new(io), svc),
+            stop,
+            first,
+        ))
+        .await
     }
 }
 

@@ -331,7 +331,7 @@ async fn handle(
     }
 
     // Forward upstream.
-    let uri = match ctx.upstream.uri_for(&parts.uri) {
+    let uri = match ctx.client.uri_for(&ctx.upstream, &parts.uri) {
         Ok(u) => u,
         Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
     };

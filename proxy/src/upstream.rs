@@ -69,13 +69,17 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a request: the upstream's scheme and authority, its base
-    /// path, then the request's path and query. Without a base path the request's
-    /// path is reused as is (no copy, no re-parse).
-    pub fn uri_for(&self, request: &Uri) -> Result<Uri, http::Error> {
+    /// The upstream URI for a request: its base path, then the request's path and
+    /// query; with the upstream's scheme and authority when `absolute` (the pooled
+    /// client's form), alone otherwise (HTTP/1.1's origin form, what a direct
+    /// connection sends). Without a base path the request's path is reused as is
+    /// (no copy, no re-parse).
+    pub fn uri_for(&self, request: &Uri, absolute: bool) -> Result<Uri, http::Error> {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        if absolute {
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+        }
         let pq = request
             .path_and_query()
             .cloned()
@@ -140,7 +144,13 @@ impl SendError {
 }
 
 impl UpstreamClient {
-    /// Send `req` (absolute URI, `Host` set) and wait for the response head.
+    /// The request URI this client sends for `request` to `upstream`.
+    pub fn uri_for(&self, upstream: &Upstream, request: &Uri) -> Result<Uri, http::Error> {
+        upstream.uri_for(request, matches!(self, UpstreamClient::Pooled(_)))
+    }
+
+    /// Send `req` (its URI from [`UpstreamClient::uri_for`], `Host` set) and wait for
+    /// the response head.
     pub async fn request(&self, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
         match self {
             UpstreamClient::Direct(pool) => pool.send(req).await,
@@ -277,17 +287,7 @@ impl DirectPool {
         })
     }
 
-    async fn send(
-        self: &Arc<Self>,
-        mut req: Request<ReqBody>,
-    ) -> Result<Response<UpBody>, SendError> {
-        // HTTP/1.1 to the upstream: origin-form request target.
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(pq);
+    async fn send(self: &Arc<Self>, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
         let mut lease = match self.take() {
             Some(l) => l,
             None => self.connect().await?,
