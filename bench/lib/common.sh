@@ -166,24 +166,34 @@ _nginx_rlimit() {
   return 0
 }
 
-# write_upstream_conf FILE PORT BODY: nginx, 1 worker, `return 200 BODY` on every
-# path, keep-alive without limits, no access log.
-write_upstream_conf() {
-  local file=$1 port=$2 body=$3
-  cat >"$file" <<EOF
+# _nginx_head NAME WORKERS T: the start of an nginx config, shared by the upstream
+# and the proxy: WORKERS processes, pid and error log $WORK/NAME.*, no access log,
+# keep-alive without limits, temp paths $WORK/T*. The caller closes `http {`.
+_nginx_head() {
+  local name=$1 workers=$2 t=$3
+  cat <<EOF
 $USER_LINE
-worker_processes 1;
+worker_processes $workers;
 daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
+pid $WORK/$name.pid;
+error_log $WORK/$name.err warn;
 events { worker_connections $NGINX_WORKER_CONNS; }
 $(_nginx_rlimit)
 http {
   access_log off;
   keepalive_requests 100000000;
   keepalive_timeout 300s;
-  client_body_temp_path $WORK/ub; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/uf;
-  uwsgi_temp_path $WORK/uu; scgi_temp_path $WORK/us;
+  client_body_temp_path $WORK/${t}b; proxy_temp_path $WORK/${t}p; fastcgi_temp_path $WORK/${t}f;
+  uwsgi_temp_path $WORK/${t}u; scgi_temp_path $WORK/${t}s;
+EOF
+}
+
+# write_upstream_conf FILE PORT BODY: nginx, 1 worker, `return 200 BODY` on every
+# path, keep-alive without limits, no access log.
+write_upstream_conf() {
+  local file=$1 port=$2 body=$3
+  cat >"$file" <<EOF
+$(_nginx_head upstream 1 u)
   server {
     listen 127.0.0.1:$port backlog=4096;
     location / {
@@ -211,19 +221,7 @@ start_nginx_proxy() {
   local cores=$1
   NG=$(free_port)
   cat >"$WORK/nginx.conf" <<EOF
-$USER_LINE
-worker_processes $cores;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err warn;
-events { worker_connections $NGINX_WORKER_CONNS; }
-$(_nginx_rlimit)
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $WORK/nb; proxy_temp_path $WORK/np; fastcgi_temp_path $WORK/nf;
-  uwsgi_temp_path $WORK/nu; scgi_temp_path $WORK/ns;
+$(_nginx_head nginx "$cores" n)
   upstream up {
     server 127.0.0.1:$UP;
     keepalive 64;

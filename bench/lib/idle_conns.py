@@ -27,35 +27,10 @@ import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from idle_mem import mem_kib, tree  # noqa: E402  (the same /proc readers)
+
 REQ = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: idle-conns\r\n\r\n"
-
-
-def tree(pid):
-    out = [pid]
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                for c in f.read().split():
-                    out.extend(tree(int(c)))
-    except OSError:
-        pass
-    return out
-
-
-def mem_kib(pid):
-    """(RSS, PSS) in KiB summed over the process tree."""
-    pss = rss = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-                    elif line.startswith("Rss:"):
-                        rss += int(line.split()[1])
-        except OSError:
-            pass
-    return rss, pss
 
 
 def fds(pid):
@@ -132,24 +107,24 @@ async def measure(name, port, pid, n, concurrency, idle_s):
         raise SystemExit(f"{name}: warm-up request failed: {errors[0]}")
     close_all(conns)
     await asyncio.sleep(0.5)
-    rss0, pss0 = mem_kib(pid)
+    pss0, rss0 = mem_kib(pid)
     fd0 = fds(pid)
     conns, errors = [], []
     t0 = time.monotonic()
     half = n // 2
     await open_many(port, half, conns, errors, concurrency)
     await asyncio.sleep(idle_s)
-    rss_h, pss_h = mem_kib(pid)
+    pss_h, rss_h = mem_kib(pid)
     n_half = len(conns)
     await open_many(port, n - half, conns, errors, concurrency)
     open_s = time.monotonic() - t0
     await asyncio.sleep(idle_s)
-    rss1, pss1 = mem_kib(pid)
+    pss1, rss1 = mem_kib(pid)
     fd1 = fds(pid)
     n_all = len(conns)
     close_all(conns)
     await asyncio.sleep(1.0)
-    rss2, pss2 = mem_kib(pid)
+    pss2, rss2 = mem_kib(pid)
     second = max(n_all - n_half, 1)
     r = {
         "target": name,

@@ -28,6 +28,7 @@ def tree(pid):
 
 
 def mem_kib(pid):
+    """(PSS, RSS) in KiB summed over the process tree."""
     pss = rss = 0
     for p in tree(pid):
         try:

@@ -10,35 +10,8 @@ use brownout_faults::profile::{FaultSpec, QueueCap, StepFit, StepRoofline, StepS
 use brownout_faults::validate::load_profile;
 use brownout_faults::Dist;
 
-const HEAD: &str = "version: 1\nname: t\n";
-
-fn one_fault(fault_yaml: &str) -> FaultSpec {
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    match load_profile(&src, "p.yaml") {
-        Ok(mut p) => p.rules.remove(0).faults.remove(0),
-        Err(e) => panic!("{e:?}"),
-    }
-}
-
-/// `at`: the text the error must point at (its first occurrence in `fault_yaml`).
-#[track_caller]
-fn check(fault_yaml: &str, at: &str, message: &str, hint: &str) {
-    let column = 9 + fault_yaml.find(at).expect("`at` is in the fault");
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    let errs = match load_profile(&src, "p.yaml") {
-        Ok(p) => panic!("expected an error, loaded {p:?}"),
-        Err(e) => e,
-    };
-    let d = &errs[0];
-    assert_eq!((d.line, d.column), (5, column), "{d}");
-    assert!(
-        d.message.contains(message),
-        "message `{}` lacks `{message}`",
-        d.message
-    );
-    let h = d.hint.as_deref().unwrap_or_default();
-    assert!(h.contains(hint), "hint `{h}` lacks `{hint}`");
-}
+mod common;
+use common::{check_fault_error as check, one_fault, HEAD};
 
 fn bare() -> FaultSpec {
     FaultSpec::GpuSaturation {

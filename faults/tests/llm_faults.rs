@@ -5,43 +5,10 @@ use std::time::Duration;
 
 use brownout_faults::profile::{CorruptMode, FaultSpec, Profile, TruncateEnding};
 use brownout_faults::validate::load_profile;
-use brownout_faults::yaml::Diagnostic;
 use brownout_faults::Dist;
 
-const HEAD: &str = "version: 1\nname: t\n";
-
-fn one_fault(fault_yaml: &str) -> FaultSpec {
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    match load_profile(&src, "p.yaml") {
-        Ok(mut p) => p.rules.remove(0).faults.remove(0),
-        Err(e) => panic!("{e:?}"),
-    }
-}
-
-/// Errors for a one-fault profile; the fault's mapping starts at line 5, column 9.
-fn errors(fault_yaml: &str) -> Vec<Diagnostic> {
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    match load_profile(&src, "p.yaml") {
-        Ok(p) => panic!("expected an error, loaded {p:?}"),
-        Err(e) => e,
-    }
-}
-
-/// `at`: the text the error must point at (its first occurrence in `fault_yaml`).
-#[track_caller]
-fn check(fault_yaml: &str, at: &str, message: &str, hint: &str) {
-    let column = 9 + fault_yaml.find(at).expect("`at` is in the fault");
-    let errs = errors(fault_yaml);
-    let d = &errs[0];
-    assert_eq!((d.line, d.column), (5, column), "{d}");
-    assert!(
-        d.message.contains(message),
-        "message `{}` lacks `{message}`",
-        d.message
-    );
-    let h = d.hint.as_deref().unwrap_or_default();
-    assert!(h.contains(hint), "hint `{h}` lacks `{hint}`");
-}
+mod common;
+use common::{check_fault_error as check, fault_errors as errors, one_fault, HEAD};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -15,34 +15,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-const HEAD: &str = "version: 1\nname: t\n";
-
-fn one_fault(fault_yaml: &str) -> FaultSpec {
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    match load_profile(&src, "p.yaml") {
-        Ok(mut p) => p.rules.remove(0).faults.remove(0),
-        Err(e) => panic!("{e:?}"),
-    }
-}
-
-#[track_caller]
-fn check_error(fault_yaml: &str, at: &str, message: &str, hint: &str) {
-    let src = format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n");
-    let errs = match load_profile(&src, "p.yaml") {
-        Ok(p) => panic!("expected an error, loaded {p:?}"),
-        Err(e) => e,
-    };
-    let column = 9 + fault_yaml.find(at).expect("`at` is in the fault");
-    let d = &errs[0];
-    assert_eq!((d.line, d.column), (5, column), "{d}");
-    assert!(
-        d.message.contains(message),
-        "message `{}` lacks `{message}`",
-        d.message
-    );
-    let h = d.hint.as_deref().unwrap_or_default();
-    assert!(h.contains(hint), "hint `{h}` lacks `{hint}`");
-}
+mod common;
+use common::{check_fault_error as check_error, one_fault, HEAD};
 
 #[test]
 fn every_vector_fault_parses() {

@@ -1110,3 +1110,28 @@ pub fn sdk_python() -> PathBuf {
     })
     .clone()
 }
+
+/// A simulated OpenAI upstream whose tokens come `step` apart (first token after
+/// `step` too), with a proxy in front of it: OpenAI API, admin port, `profile`.
+pub async fn sim_behind_proxy(
+    step: Duration,
+    profile: &str,
+) -> (brownout_sim::SimHandle, TestProxy) {
+    let sim = brownout_sim::spawn(
+        "127.0.0.1:0".parse().expect("a socket address"),
+        brownout_sim::SimConfig {
+            ttft: step,
+            itl: step,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("start the simulated upstream");
+    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
+        .api(brownout_faults::ApiKind::Openai)
+        .admin()
+        .profile(profile)
+        .start()
+        .await;
+    (sim, proxy)
+}

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use brownout_faults::ApiKind;
 use brownout_integration_tests::*;
 use tokio::time::Instant;
 
@@ -30,23 +29,7 @@ rules:
 "#;
 
 async fn setup() -> (brownout_sim::SimHandle, TestProxy) {
-    let sim = brownout_sim::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        brownout_sim::SimConfig {
-            ttft: Duration::from_millis(1),
-            itl: Duration::from_millis(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
-        .api(ApiKind::Openai)
-        .admin()
-        .profile(PROFILE)
-        .start()
-        .await;
-    (sim, proxy)
+    sim_behind_proxy(Duration::from_millis(1), PROFILE).await
 }
 
 fn chat(proxy: &TestProxy, case: &str, stream: bool, max_tokens: u32) -> http::Request<Body> {

@@ -15,7 +15,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use brownout_faults::ApiKind;
 use brownout_integration_tests::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -47,23 +46,7 @@ rules:
 "#;
 
 async fn setup() -> (brownout_sim::SimHandle, TestProxy) {
-    let sim = brownout_sim::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        brownout_sim::SimConfig {
-            ttft: Duration::from_millis(5),
-            itl: Duration::from_millis(5),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
-        .api(ApiKind::Openai)
-        .admin()
-        .profile(PROFILE)
-        .start()
-        .await;
-    (sim, proxy)
+    sim_behind_proxy(Duration::from_millis(5), PROFILE).await
 }
 
 fn chat(proxy: &TestProxy, kind: &str, stream: bool) -> http::Request<Body> {

@@ -1,5 +1,5 @@
-//! Streams shared by the stream tests: the Anthropic fixtures and OpenAI-style
-//! streams built here.
+//! Shared by the tests: the Anthropic fixtures and OpenAI-style streams built here,
+//! and one-fault profiles with their position checks.
 #![allow(dead_code)]
 
 pub const ANTHROPIC_BASIC: &[u8] = include_bytes!("../fixtures/anthropic-basic.sse");
@@ -55,4 +55,44 @@ pub fn ollama_chat() -> Vec<u8> {
         out.push('\n');
     }
     out.into_bytes()
+}
+
+/// The start of every one-fault profile.
+pub const HEAD: &str = "version: 1\nname: t\n";
+
+fn one_fault_profile(fault_yaml: &str) -> String {
+    format!("{HEAD}rules:\n  - faults:\n      - {fault_yaml}\n")
+}
+
+/// The fault a one-fault profile parses to.
+pub fn one_fault(fault_yaml: &str) -> brownout_faults::profile::FaultSpec {
+    match brownout_faults::validate::load_profile(&one_fault_profile(fault_yaml), "p.yaml") {
+        Ok(mut p) => p.rules.remove(0).faults.remove(0),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// Errors for a one-fault profile; the fault's mapping starts at line 5, column 9.
+pub fn fault_errors(fault_yaml: &str) -> Vec<brownout_faults::yaml::Diagnostic> {
+    match brownout_faults::validate::load_profile(&one_fault_profile(fault_yaml), "p.yaml") {
+        Ok(p) => panic!("expected an error, loaded {p:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The first error points at `at` (its first occurrence in `fault_yaml`), and its
+/// message and hint contain `message` and `hint`.
+#[track_caller]
+pub fn check_fault_error(fault_yaml: &str, at: &str, message: &str, hint: &str) {
+    let column = 9 + fault_yaml.find(at).expect("`at` is in the fault");
+    let errs = fault_errors(fault_yaml);
+    let d = &errs[0];
+    assert_eq!((d.line, d.column), (5, column), "{d}");
+    assert!(
+        d.message.contains(message),
+        "message `{}` lacks `{message}`",
+        d.message
+    );
+    let h = d.hint.as_deref().unwrap_or_default();
+    assert!(h.contains(hint), "hint `{h}` lacks `{hint}`");
 }
