@@ -41,10 +41,8 @@ pub struct DrillClient {
 }
 
 /// Connections a drill client may open at once, as the openai SDK's default
-/// (`httpx.Limits(max_connections=1000, max_keepalive_connections=100)`).
+/// (`httpx.Limits(max_connections=1000)`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
-/// Connections kept open between requests, as the openai SDK's default.
-pub const DEFAULT_MAX_IDLE: usize = 100;
 
 /// Where and when a request goes: its sequence number, phase and scheduled time.
 #[derive(Debug, Clone, Copy)]
@@ -189,10 +187,8 @@ impl DrillClient {
     pub fn with_limits(uri: Uri, stream: bool, timeout: Duration, max_connections: usize) -> Self {
         let shape = RequestShape::from_path(uri.path());
         let authority = uri.authority().map_or("", |a| a.as_str()).to_owned();
-        let port = uri.port_u16().unwrap_or(80);
         let addr = match uri.host() {
-            Some(h) if uri.port().is_some() => format!("{h}:{port}"),
-            Some(h) => format!("{h}:80"),
+            Some(h) => format!("{h}:{}", uri.port_u16().unwrap_or(80)),
             None => authority.clone(),
         };
         let target = uri
@@ -201,7 +197,7 @@ impl DrillClient {
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/"));
         Self {
-            pool: Arc::new(Pool::new(addr, max_connections, max_connections)),
+            pool: Arc::new(Pool::new(addr, max_connections)),
             target,
             host: HeaderValue::from_str(&authority)
                 .unwrap_or(HeaderValue::from_static("localhost")),

@@ -22,7 +22,7 @@ use crate::sample::{Outcome, Sample};
 use crate::scenario::{
     Api, ArrivalKind, ClientSpec, Endpoint, Goodput, PhaseSlo, Slo, StopWhen, WorkloadSpec,
 };
-use crate::stats::{DrillResult, LiveWindow, PhaseAccumulator, PhaseStats};
+use crate::stats::{finish_phases, DrillResult, LiveWindow, PhaseAccumulator, PhaseStats};
 use crate::workload::Workload;
 
 /// The longest `retry-after` the client honours, like the SDKs.
@@ -625,19 +625,11 @@ pub async fn run_engine(
         rate_per_sec: plan
             .workloads
             .iter()
-            .map(|w| match w.spec.arrival.kind() {
-                ArrivalKind::Rate(r) => r,
-                ArrivalKind::Concurrency(_) => 0.0,
-            })
+            .map(|w| w.spec.arrival.kind().rate_per_sec())
             .sum(),
         seed: plan.seed,
         elapsed_s: start.elapsed().as_secs_f64(),
-        phases: plan
-            .phases
-            .iter()
-            .zip(&phases)
-            .map(|(p, acc)| acc.finish(&p.name, p.duration))
-            .collect(),
+        phases: finish_phases(&plan.phases, &phases),
         total: total.finish("all", planned),
     };
     let elapsed_s = stats.elapsed_s;
@@ -652,18 +644,10 @@ pub async fn run_engine(
                 path: info.path.clone(),
                 model: info.model.clone(),
                 stream: w.spec.stream,
-                rate_per_sec: match w.spec.arrival.kind() {
-                    ArrivalKind::Rate(r) => r,
-                    ArrivalKind::Concurrency(_) => 0.0,
-                },
+                rate_per_sec: w.spec.arrival.kind().rate_per_sec(),
                 seed: plan.seed,
                 elapsed_s,
-                phases: plan
-                    .phases
-                    .iter()
-                    .zip(ph)
-                    .map(|(p, acc)| acc.finish(&p.name, p.duration))
-                    .collect(),
+                phases: finish_phases(&plan.phases, ph),
                 total: all.finish("all", planned),
             },
         })

@@ -307,38 +307,18 @@ pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
         .iter()
         .filter(|(_, f)| rows.iter().any(|e| f(e).is_some()))
         .collect();
-    let mut table: Vec<Vec<String>> = vec![std::iter::once("phase".to_owned())
+    let head: Vec<String> = std::iter::once("phase".to_owned())
         .chain(used.iter().map(|(h, _)| (*h).to_owned()))
-        .collect()];
-    for e in &rows {
-        table.push(
+        .collect();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|e| {
             std::iter::once(e.name.clone())
                 .chain(used.iter().map(|(_, f)| f(e).unwrap_or_else(|| "–".into())))
-                .collect(),
-        );
-    }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
+                .collect()
         })
         .collect();
-    let mut out = String::new();
-    for row in &table {
-        for (c, cell) in row.iter().enumerate() {
-            let pad = widths[c].saturating_sub(cell.chars().count());
-            if c == 0 {
-                let _ = write!(out, "{cell}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(out, "  {}{cell}", " ".repeat(pad));
-            }
-        }
-        out.push('\n');
-    }
-    Some(out)
+    Some(crate::report::align(&head, &table, |c| c > 0, false))
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> io::Error {
@@ -649,7 +629,7 @@ mod tests {
     use crate::records::report_from_records;
     use crate::scenario::load_scenario;
 
-    fn report() -> DrillReport {
+    pub(super) fn report() -> DrillReport {
         let line = |ts: &str, phase: &str, outcome: &str, status: u16| {
             serde_json::json!({"ts": ts, "phase": phase, "outcome": outcome, "status": status,
                 "ttft_ms": 20.0, "e2e_ms": 120.0, "output_tokens": 8})
@@ -715,5 +695,32 @@ mod tests {
         let md = render_summary(&r);
         assert!(md.contains("FAIL"), "{md}");
         assert!(md.contains("| storm | error_rate | **FAIL** |"), "{md}");
+    }
+}
+
+#[cfg(test)]
+mod correctness_table_tests {
+    use super::render_correctness_table;
+
+    #[test]
+    fn only_measured_columns_aligned() {
+        let mut r = super::tests::report();
+        r.result.phases[1].correctness.recall_at_k = Some(0.5);
+        let t = render_correctness_table(&r).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "phase  goodput  retry ampl.  recall@k");
+        assert!(
+            lines[2].starts_with("storm ") && lines[2].ends_with("   0.500"),
+            "{t}"
+        );
+        assert!(lines[1].ends_with("       –"), "{t}");
+        // Every line ends where the header does: right-aligned numbers.
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count()),
+            "{t}"
+        );
+        assert!(!t.contains("answer match"));
     }
 }

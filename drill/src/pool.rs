@@ -1,7 +1,8 @@
 //! The drill client's HTTP/1.1 connection pool, shaped like the SDKs' (httpx's
 //! `Limits`): at most `max_connections` open at once, requests beyond that wait
 //! for a free one (and that wait counts in their latency, as it does for an SDK
-//! user), and at most `max_idle` kept open between requests.
+//! user). Every connection stays open between requests (the permits keep the idle
+//! ones within `max_connections` too).
 //!
 //! A bound matters for an open-loop generator: without one, a server that falls
 //! behind makes the generator open ever more connections, whose handshakes slow
@@ -45,7 +46,6 @@ pub struct Pool {
     addr: String,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    max_idle: usize,
 }
 
 /// A connection lent for one exchange: give it back with [`Lease::release`] once
@@ -59,12 +59,11 @@ pub struct Lease {
 
 impl Pool {
     /// A pool for `addr` (`host:port`).
-    pub fn new(addr: String, max_connections: usize, max_idle: usize) -> Self {
+    pub fn new(addr: String, max_connections: usize) -> Self {
         Self {
             addr,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
             idle: Mutex::new(Vec::new()),
-            max_idle,
         }
     }
 
@@ -134,10 +133,7 @@ impl Pool {
             if s.is_closed() {
                 return;
             }
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < self.max_idle {
-                idle.push(s);
-            }
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(s);
         }
     }
 }

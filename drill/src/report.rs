@@ -140,6 +140,17 @@ fn rows(result: &DrillResult, baseline: Option<&str>) -> (Vec<String>, Vec<Vec<S
 /// against it. Columns are aligned by character count.
 pub fn render_table(result: &DrillResult, baseline: Option<&str>) -> String {
     let (head, rows) = rows(result, baseline);
+    align(&head, &rows, numeric, true)
+}
+
+/// A table for a terminal: columns aligned by character count, two spaces apart,
+/// `numeric` ones right-aligned, with a rule under the header when `rule`.
+pub(crate) fn align(
+    head: &[String],
+    rows: &[Vec<String>],
+    numeric: impl Fn(usize) -> bool,
+    rule: bool,
+) -> String {
     let width = |col: usize| {
         rows.iter()
             .map(|r| r[col].chars().count())
@@ -169,12 +180,14 @@ pub fn render_table(result: &DrillResult, baseline: Option<&str>) -> String {
         out.trim_end().to_owned()
     };
     let mut out = String::new();
-    out.push_str(&line(&head));
+    out.push_str(&line(head));
     out.push('\n');
-    let total_w = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
-    out.push_str(&"─".repeat(total_w));
-    out.push('\n');
-    for r in &rows {
+    if rule {
+        let total_w = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+        out.push_str(&"─".repeat(total_w));
+        out.push('\n');
+    }
+    for r in rows {
         out.push_str(&line(r));
         out.push('\n');
     }

@@ -124,12 +124,7 @@ pub async fn run(
         rate_per_sec: plan.rate_per_sec,
         seed: plan.seed,
         elapsed_s: elapsed.as_secs_f64(),
-        phases: plan
-            .phases
-            .iter()
-            .zip(&phases)
-            .map(|(p, acc)| acc.finish(&p.name, p.duration))
-            .collect(),
+        phases: crate::stats::finish_phases(&plan.phases, &phases),
         total: total.finish("all", planned),
     })
 }

@@ -282,6 +282,16 @@ pub enum ArrivalKind {
     Concurrency(u32),
 }
 
+impl ArrivalKind {
+    /// The mean open-loop rate; 0 for closed loop, which sets no rate.
+    pub fn rate_per_sec(self) -> f64 {
+        match self {
+            ArrivalKind::Rate(r) => r,
+            ArrivalKind::Concurrency(_) => 0.0,
+        }
+    }
+}
+
 impl Arrival {
     /// The arrival's form; valid only after [`load_scenario`] has accepted it.
     pub fn kind(&self) -> ArrivalKind {

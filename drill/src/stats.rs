@@ -123,6 +123,18 @@ pub struct PhaseAccumulator {
     max_send_lag: Duration,
 }
 
+/// Each phase's statistics, from its plan and its accumulator (in phase order).
+pub fn finish_phases(
+    plans: &[crate::plan::PhasePlan],
+    accs: &[PhaseAccumulator],
+) -> Vec<PhaseStats> {
+    plans
+        .iter()
+        .zip(accs)
+        .map(|(p, acc)| acc.finish(&p.name, p.duration))
+        .collect()
+}
+
 impl PhaseAccumulator {
     /// An empty accumulator.
     pub fn new() -> Result<Self, CreationError> {
