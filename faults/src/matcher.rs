@@ -129,6 +129,12 @@ impl CompiledMatch {
         self.model.is_some() || self.stream.is_some() || self.prompt_tokens.is_some()
     }
 
+    /// Whether this condition reads request headers (a header glob, or the client
+    /// share, which may come from a header or from `x-forwarded-for`).
+    pub fn needs_headers(&self) -> bool {
+        !self.headers.is_empty() || self.clients.is_some()
+    }
+
     /// Every condition given must hold. Body conditions never hold for a body that
     /// was not inspected (over `inspect_limit`, not JSON).
     pub fn matches(&self, input: &MatchInput<'_>, seed: u64) -> bool {
@@ -350,6 +356,13 @@ impl CompiledRule {
         }
     }
 
+    /// Whether this rule's conditions hold for `input`, with nothing counted or
+    /// drawn: the HTTP/1.1 fast path asks this to know that no rule can fire, and
+    /// leaves every request for which one might to [`CompiledRule::decide`].
+    pub fn matches(&self, input: &MatchInput<'_>, seed: u64) -> bool {
+        self.cond.matches(input, seed)
+    }
+
     /// Whether this rule fires for one request: it matches `input`, the seeded draw
     /// for its ordinal says yes at the phase's `fraction` (the ordinal is the
     /// request's `x-brownout-seq` when it has one, else the rule's own count), and
@@ -496,6 +509,8 @@ pub struct CompiledProfile {
     pub clock: PhaseClock,
     /// Whether any rule looks at the request body (then bodies are inspected).
     pub needs_body: bool,
+    /// Whether any rule's conditions read request headers.
+    pub needs_headers: bool,
     pub expires_after: Option<Duration>,
     /// When the profile was applied.
     pub applied_at: Instant,
@@ -522,6 +537,7 @@ impl CompiledProfile {
             phases: Vec::new(),
             clock: PhaseClock::new(Vec::new(), now, 0),
             needs_body: false,
+            needs_headers: false,
             expires_after: None,
             applied_at: now,
             source: Profile {
@@ -636,6 +652,10 @@ impl CompiledProfile {
                         )
                     })
             });
+        let needs_headers = top
+            .iter()
+            .chain(phases.iter().flat_map(|p| p.rules.iter()))
+            .any(|r| r.cond.needs_headers());
         Ok(CompiledProfile {
             name: Arc::from(profile.name.as_str()),
             seed,
@@ -647,6 +667,7 @@ impl CompiledProfile {
             top,
             phases,
             needs_body,
+            needs_headers,
             expires_after: profile.expires_after.map(|d| d.0),
             applied_at: now,
             source: profile.clone(),

@@ -618,6 +618,8 @@ impl ProxyBuilder {
             builtin_profile: self.profile,
             admin_token: self.admin_token,
             no_admin: !self.admin,
+            // Served as `brownout serve` serves: by worker threads of their own.
+            workers: 2,
         })
         .await?;
         let addr = running.addr(None).expect("the proxy has a listener");

@@ -50,7 +50,7 @@ fn watch_panics() {
             // older tokio); test threads carry their test's name.
             let on_runtime = std::thread::current()
                 .name()
-                .is_some_and(|n| n.starts_with("tokio-"));
+                .is_some_and(|n| n.starts_with("tokio-") || n.starts_with("brownout-worker"));
             if on_runtime {
                 WORKER_PANICS
                     .lock()

@@ -35,6 +35,14 @@ pub struct FileConfig {
     pub allow_header_faults: bool,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Serve plain HTTP/1.1 requests that no fault can touch on the fast path
+    /// (on by default; off sends every request through the full HTTP stack).
+    #[serde(default = "yes")]
+    pub fast_path: bool,
+    /// Worker threads serving the listeners (default: one per CPU, or
+    /// `TOKIO_WORKER_THREADS`).
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -54,6 +62,8 @@ impl Default for FileConfig {
             mark_injected: true,
             allow_header_faults: false,
             seed: None,
+            fast_path: true,
+            workers: None,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod decode;
 pub mod error;
 pub mod exchange;
+pub mod fast;
 pub mod inject;
 pub mod llm;
 pub mod metrics;

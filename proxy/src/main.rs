@@ -300,10 +300,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cmd => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            // `serve` forwards on worker threads of its own (see `serve`); its main
+            // runtime only runs the admin API and signals.
+            let built = if matches!(cmd, Cmd::Serve(_)) {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+            };
+            let rt = match built {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -412,12 +420,17 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     let admin_token = std::env::var(&config.admin.token_env)
         .ok()
         .filter(|t| !t.is_empty());
+    let workers = config
+        .workers
+        .filter(|n| *n > 0)
+        .unwrap_or_else(default_workers);
     let running = start(StartOptions {
         config,
         config_path: a.config,
         builtin_profile: None,
         admin_token,
         no_admin: false,
+        workers,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -426,6 +439,16 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One worker thread per CPU, or as many as `TOKIO_WORKER_THREADS` says (the
+/// variable tokio's own runtimes read, kept working for `serve`).
+fn default_workers() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn parse_dur(what: &str, s: &str) -> Result<Duration, String> {

@@ -56,6 +56,11 @@ pub struct StartOptions {
     pub admin_token: Option<String>,
     /// Start without the admin listener (tests, the demo).
     pub no_admin: bool,
+    /// Worker threads that serve the listeners, each with its own single-thread
+    /// runtime (`0`: serve on the caller's runtime, as tests and the demo do).
+    /// A connection stays on the worker that accepted it, with that worker's
+    /// upstream pool, as nginx's workers do: nothing is handed between threads.
+    pub workers: usize,
 }
 
 /// A running proxy.
@@ -69,11 +74,12 @@ pub struct Running {
     max_conns: usize,
     grace: Duration,
     tasks: Vec<JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     _watcher: Option<crate::reload::Watcher>,
 }
 
-const STOP_ACCEPTING: u8 = 1;
-const ABORT: u8 = 2;
+pub(crate) const STOP_ACCEPTING: u8 = 1;
+pub(crate) const ABORT: u8 = 2;
 
 impl Running {
     /// The address of listener `name` (or the first listener).
@@ -115,6 +121,16 @@ impl Running {
         for t in &self.tasks {
             t.abort();
         }
+        // Workers end (dropping what is left on them, which records it) before the
+        // recorder is closed.
+        let _ = self.stop.send(ABORT);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         let recorder = self.shared.recorder.clone();
         let _ = tokio::task::spawn_blocking(move || recorder.close()).await;
     }
@@ -133,6 +149,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             crate::upstream::Upstream,
             crate::upstream::UpstreamClient,
         ),
+        ca: Option<PathBuf>,
         tls: Option<TlsAcceptor>,
     }
     let mut planned = Vec::new();
@@ -163,6 +180,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             name,
             addr,
             ctx_parts: (api, upstream, client),
+            ca,
             tls,
         });
     }
@@ -252,26 +270,28 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     let h2 = Arc::new(h2);
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
+    // Per worker thread: its listeners (a handle on each shared socket) and contexts.
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..opts.workers).map(|_| Vec::new()).collect();
     for p in planned {
-        let listener = TcpListener::bind(p.addr)
-            .await
-            .map_err(|e| StartError::Bind {
-                what: format!("listener `{}`", p.name),
-                addr: p.addr,
-                source: e,
-            })?;
+        let listener = bind(p.addr).map_err(|e| StartError::Bind {
+            what: format!("listener `{}`", p.name),
+            addr: p.addr,
+            source: e,
+        })?;
         let addr = listener.local_addr()?;
         let (api, upstream, client) = p.ctx_parts;
         tracing::info!(listener = %p.name, %addr, upstream = %upstream.display, tls = p.tls.is_some(), "listening");
-        let ctx = Arc::new(ListenerCtx {
-            active: metrics.active_gauge(&p.name),
-            name: Arc::from(p.name.as_str()),
-            api,
-            upstream,
-            client,
-            shared: shared.clone(),
-        });
-        bound.push((p.name, addr));
+        let ctx_with = |client| {
+            Arc::new(ListenerCtx {
+                active: metrics.active_gauge(&p.name),
+                name: Arc::from(p.name.as_str()),
+                api,
+                upstream: upstream.clone(),
+                client,
+                shared: shared.clone(),
+            })
+        };
+        bound.push((p.name.clone(), addr));
         let settings = Arc::new(ConnSettings {
             tls: p.tls,
             h1: h1.clone(),
@@ -279,14 +299,37 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
             idle_timeout: cfg.limits.idle_timeout.0,
+            fast_path: cfg.fast_path,
         });
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            ctx,
-            settings,
-            conns.clone(),
-            stop_rx.clone(),
-        )));
+        if per_worker.is_empty() {
+            tasks.push(tokio::spawn(accept_loop(
+                TcpListener::from_std(listener)?,
+                ctx_with(client),
+                settings,
+                conns.clone(),
+                stop_rx.clone(),
+            )));
+            continue;
+        }
+        // Every worker accepts on the same socket (whichever is free takes the
+        // connection) and forwards through its own upstream pool.
+        for (i, w) in per_worker.iter_mut().enumerate() {
+            let client = if i == 0 {
+                client.clone()
+            } else {
+                crate::upstream::client(&upstream, p.ca.as_deref())
+                    .map_err(|e| StartError::Config(format!("listener `{}`: {e}", p.name)))?
+            };
+            w.push(WorkerListener {
+                listener: listener.try_clone()?,
+                ctx: ctx_with(client),
+                settings: settings.clone(),
+            });
+        }
+    }
+    let mut workers = Vec::new();
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        workers.push(spawn_worker(i, listeners, conns.clone(), stop_rx.clone())?);
     }
     let admin = if opts.no_admin {
         None
@@ -322,8 +365,71 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         max_conns,
         grace: cfg.limits.shutdown_grace.0,
         tasks,
+        workers,
         _watcher: watcher,
     })
+}
+
+/// Bind a listening socket as tokio would (`SO_REUSEADDR`, backlog 1024), as a
+/// std socket that any worker's runtime can take a handle on.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// One listener as one worker serves it.
+struct WorkerListener {
+    listener: std::net::TcpListener,
+    ctx: Arc<ListenerCtx>,
+    settings: Arc<ConnSettings>,
+}
+
+/// A worker thread: a single-thread runtime that accepts on every listener and
+/// serves the connections it accepted, until shutdown aborts what is left.
+fn spawn_worker(
+    i: usize,
+    listeners: Vec<WorkerListener>,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<u8>,
+) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name(format!("brownout-worker-{i}"))
+        .spawn(move || {
+            rt.block_on(async move {
+                for l in listeners {
+                    match TcpListener::from_std(l.listener) {
+                        Ok(t) => {
+                            tokio::spawn(accept_loop(
+                                t,
+                                l.ctx,
+                                l.settings,
+                                conns.clone(),
+                                stop.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, worker = i, "cannot accept on a listener")
+                        }
+                    }
+                }
+                // Dropping the runtime then drops every connection still open,
+                // which writes their records.
+                let _ = stop.wait_for(|v| *v == ABORT).await;
+            });
+        })?;
+    Ok(handle)
 }
 
 fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
@@ -336,13 +442,15 @@ fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
 }
 
 /// How a listener serves each accepted connection.
-struct ConnSettings {
+pub(crate) struct ConnSettings {
     tls: Option<TlsAcceptor>,
     h1: Arc<hyper::server::conn::http1::Builder>,
     h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    /// Plain HTTP/1.1 to a plain-HTTP upstream goes through [`crate::fast`].
+    fast_path: bool,
 }
 
 async fn accept_loop(
@@ -384,6 +492,11 @@ async fn serve_conn(
     settings: &ConnSettings,
     stop: watch::Receiver<u8>,
 ) {
+    if settings.tls.is_none() && settings.fast_path {
+        if let Some(pool) = ctx.client.direct_pool() {
+            return crate::fast::serve(stream, peer, ctx, pool, settings, stop).await;
+        }
+    }
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
     let io = ConnIo::new(stream, info.clone());
@@ -429,6 +542,30 @@ async fn serve_conn(
             serve_as(h2, tls_stream, svc, settings, stop, first).await
         }
     }
+}
+
+/// Serve a connection the fast path hands over (with the bytes it read first) on
+/// the full path, for the rest of its life.
+pub(crate) async fn serve_full<I>(
+    h2: bool,
+    io: I,
+    ctx: Arc<ListenerCtx>,
+    info: Arc<ConnInfo>,
+    settings: &ConnSettings,
+    stop: watch::Receiver<u8>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = ProxyService {
+        ctx,
+        conn: info.clone(),
+    };
+    let first = FirstRequest {
+        info,
+        timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+    };
+    serve_as(h2, io, svc, settings, stop, first).await
 }
 
 /// Serve a connection with one protocol's builder. Boxed: each protocol's (and

@@ -452,7 +452,6 @@ async fn respond(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let framing = framing_for(llm.api, llm.endpoint, ctype);
-    let llm_answer = is_llm_answer(llm.endpoint, ctype);
     let coding = rparts
         .headers
         .get(http::header::CONTENT_ENCODING)
@@ -500,24 +499,14 @@ async fn respond(
         };
     if plan.is_empty() && gpu.is_none() {
         // Measurement only: the bytes pass untouched; compressed ones are decoded on the side.
-        let measurable = !encoded || decoder.is_some();
         let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
-        return match framing {
-            Some(fr) if measurable => {
-                let start = body.start().unwrap_or_else(Instant::now);
-                let stream = LlmStream::new(llm.api, llm.endpoint, fr, start, None, Vec::new())
-                    .with_decoder(decoder);
-                Response::from_parts(rparts, body.with_llm(stream))
-            }
-            None if measurable && llm_answer => {
-                Response::from_parts(rparts, body.with_json_tap(JsonTap::new(decoder)))
-            }
-            None if measurable && is_vector_search(llm.endpoint, ctype) => {
-                let tap = JsonTap::new(decoder).with_results(llm.api, llm.endpoint);
-                Response::from_parts(rparts, body.with_json_tap(tap))
-            }
-            _ => Response::from_parts(rparts, body),
+        let start = body.start().unwrap_or_else(Instant::now);
+        let body = match passive_tap(llm.api, llm.endpoint, ctype, coding, start) {
+            Some(Tap::Llm(stream)) => body.with_llm(*stream),
+            Some(Tap::Json(tap)) => body.with_json_tap(*tap),
+            None => body,
         };
+        return Response::from_parts(rparts, body);
     }
     let has_vector = plan.has_vector_faults();
     // Vector databases (Qdrant) compress whatever the client asks for: a whole JSON
@@ -711,6 +700,41 @@ async fn respond(
     Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
 }
 
+/// How an answer no fault touches is measured on its way through.
+pub(crate) enum Tap {
+    /// An event stream: time to first token, inter-token latency, usage.
+    Llm(Box<LlmStream>),
+    /// A whole JSON answer: its token usage, or a search's hits.
+    Json(Box<JsonTap>),
+}
+
+/// The measurement an untouched answer gets, from its content type and coding
+/// (compressed answers are decoded on the side; an unknown coding is not measured).
+/// Shared by both HTTP paths, so a record says the same whichever path served it.
+pub(crate) fn passive_tap(
+    api: ApiKind,
+    endpoint: Endpoint,
+    ctype: Option<&str>,
+    coding: Option<&str>,
+    start: Instant,
+) -> Option<Tap> {
+    let encoded = coding.is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    let decoder = coding.and_then(TapDecoder::for_encoding);
+    if encoded && decoder.is_none() {
+        return None;
+    }
+    match framing_for(api, endpoint, ctype) {
+        Some(fr) => Some(Tap::Llm(Box::new(
+            LlmStream::new(api, endpoint, fr, start, None, Vec::new()).with_decoder(decoder),
+        ))),
+        None if is_llm_answer(endpoint, ctype) => Some(Tap::Json(Box::new(JsonTap::new(decoder)))),
+        None if is_vector_search(endpoint, ctype) => Some(Tap::Json(Box::new(
+            JsonTap::new(decoder).with_results(api, endpoint),
+        ))),
+        None => None,
+    }
+}
+
 /// A JSON answer of a vector search/query endpoint, whose hits the record counts.
 fn is_vector_search(endpoint: Endpoint, ctype: Option<&str>) -> bool {
     matches!(endpoint, Endpoint::Search | Endpoint::Query)
@@ -780,13 +804,18 @@ fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
 }
 
 fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
-    tracing::warn!(error = %crate::error::chain(&e), "forwarding failed");
-    ex.local_answer(e.status().as_u16(), e.outcome());
-    ex.rec().error = Some(crate::error::chain(&e));
+    record_gateway_error(&mut ex, &e);
     let (parts, body) = e.to_response().into_parts();
-    // The answer itself is complete: record the outcome, not a client disconnect.
-    ex.finish_body(Some(e.outcome()), None);
     Response::from_parts(parts, ProxyBody::full(body, Some(ex)))
+}
+
+/// Log and record a failure brownout answers itself (both HTTP paths). The answer
+/// is complete once sent: the outcome is the failure, not a client disconnect.
+pub(crate) fn record_gateway_error(ex: &mut Exchange, e: &ProxyError) {
+    tracing::warn!(error = %crate::error::chain(e), "forwarding failed");
+    ex.local_answer(e.status().as_u16(), e.outcome());
+    ex.rec().error = Some(crate::error::chain(e));
+    ex.finish_body(Some(e.outcome()), None);
 }
 
 /// Keep `Infallible` referenced for services that never fail (admin).

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -144,6 +144,14 @@ impl SendError {
 }
 
 impl UpstreamClient {
+    /// The pool of a plain-HTTP upstream, which the HTTP/1.1 fast path also uses.
+    pub fn direct_pool(&self) -> Option<Arc<DirectPool>> {
+        match self {
+            UpstreamClient::Direct(p) => Some(p.clone()),
+            UpstreamClient::Pooled(_) => None,
+        }
+    }
+
     /// The request URI this client sends for `request` to `upstream`.
     pub fn uri_for(&self, upstream: &Upstream, request: &Uri) -> Result<Uri, http::Error> {
         upstream.uri_for(request, matches!(self, UpstreamClient::Pooled(_)))
@@ -232,11 +240,20 @@ impl Lease {
     }
 }
 
+/// A plain connection to the upstream as the HTTP/1.1 fast path uses it: the
+/// socket and the bytes read from it and not yet used.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+}
+
 /// Idle HTTP/1.1 connections to one plain-HTTP upstream, lent to one exchange at
-/// a time and driven on that exchange's task.
+/// a time and driven on that exchange's task. The full path's connections (hyper's
+/// client state) and the fast path's (raw sockets) are kept apart.
 pub struct DirectPool {
     addr: String,
     idle: Mutex<Vec<(Lease, Instant)>>,
+    raw: Mutex<Vec<(RawConn, Instant)>>,
 }
 
 impl DirectPool {
@@ -244,7 +261,50 @@ impl DirectPool {
         Self {
             addr,
             idle: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
         }
+    }
+
+    /// An idle raw connection, most recently used first (its socket is warmest).
+    pub fn take_raw(&self) -> Option<RawConn> {
+        let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keep a raw connection whose last answer was read to its end.
+    pub fn put_raw(&self, mut conn: RawConn) {
+        conn.buf.clear();
+        let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// A new raw connection.
+    pub async fn connect_raw(&self) -> std::io::Result<RawConn> {
+        let stream = self.dial().await?;
+        Ok(RawConn {
+            stream,
+            buf: BytesMut::new(),
+        })
+    }
+
+    async fn dial(&self) -> std::io::Result<TcpStream> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection to {} within {CONNECT_TIMEOUT:?}", self.addr),
+                )
+            })??;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 
     fn take(&self) -> Option<Lease> {
@@ -268,16 +328,7 @@ impl DirectPool {
     }
 
     async fn connect(&self) -> Result<Lease, SendError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| {
-                SendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no connection to {} within {CONNECT_TIMEOUT:?}", self.addr),
-                ))
-            })?
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
+        let stream = self.dial().await.map_err(SendError::Connect)?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;

@@ -1,0 +1,1459 @@
+//! The HTTP/1.1 fast path: plain-text client connections to a plain-HTTP upstream,
+//! for requests no fault can touch.
+//!
+//! A general-purpose HTTP stack pays for what a pass-through never uses: a typed
+//! request and header map built for every request, a body channel, a connection
+//! task for the upstream leg, several timers per exchange. Here one loop per
+//! client connection parses each request head in place (`httparse`, into the
+//! connection's own buffer), writes the upstream's request head straight from it,
+//! relays the body and the answer as raw bytes (chunked framing is followed, not
+//! re-encoded), and keeps three timers per connection whose deadlines only move
+//! forward. The record of each exchange is the same one the full path writes:
+//! the same [`Exchange`] guard, the same measurement taps.
+//!
+//! Whatever this loop does not handle is handed to the full (hyper) path with the
+//! bytes already read, for the rest of the connection: the first request a rule
+//! could match or the client's `x-brownout-fault` header asks to harm, HTTP/2's
+//! preface, HTTP/1.0, `Expect`, `Upgrade`, a `Connection` header naming other
+//! headers, ambiguous framing, a malformed or oversized head (hyper answers those
+//! as it always has).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use brownout_faults::api::classify;
+use brownout_faults::matcher::MatchInput;
+use brownout_faults::{Endpoint, RequestFacts};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::ProxyError;
+use crate::exchange::Exchange;
+use crate::net::{ConnInfo, ConnIo};
+use crate::record::Outcome;
+use crate::service::{api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap};
+use crate::upstream::{DirectPool, RawConn};
+
+/// Request headers parsed in place; a request with more goes to the full path.
+const MAX_REQ_HEADERS: usize = 64;
+/// Response headers accepted from the upstream (hyper's client default).
+const MAX_RESP_HEADERS: usize = 100;
+/// A request head longer than this goes to the full path (which has its own limit).
+const MAX_HEAD: usize = 64 * 1024;
+/// A response head longer than this is refused as a broken upstream.
+const MAX_RESP_HEAD: usize = 256 * 1024;
+/// Room asked for before each read.
+const READ_ROOM: usize = 4096;
+
+/// How the fast loop left a connection.
+enum Ended {
+    /// Closed (by either side, a timeout, or shutdown).
+    Closed,
+    /// To be served by the full path from here on, with the bytes read so far.
+    Handoff { h2: bool },
+}
+
+/// Serve one plain-text client connection, on the fast path while it can be.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    pool: Arc<DirectPool>,
+    settings: &crate::server::ConnSettings,
+    stop: watch::Receiver<u8>,
+) {
+    let _ = stream.set_nodelay(true);
+    let info = ConnInfo::new(peer);
+    let mut conn = FastConn {
+        io: stream,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        info: info.clone(),
+        ctx: ctx.clone(),
+        pool,
+        served: 0,
+    };
+    // Whether an exchange is in flight (read by the stop watcher on the same task).
+    let busy = AtomicBool::new(false);
+    let mut watcher = stop.clone();
+    let ended = {
+        let run = conn.run(settings, &stop, &busy);
+        tokio::select! {
+            biased;
+            e = run => e,
+            _ = stop_signal(&mut watcher, &busy) => Ended::Closed,
+        }
+    };
+    if let Ended::Handoff { h2 } = ended {
+        let FastConn { io, buf, .. } = conn;
+        let io = Rewind {
+            prefix: buf.freeze(),
+            inner: ConnIo::new(io, info.clone()),
+        };
+        crate::server::serve_full(h2, io, ctx, info, settings, stop).await;
+    }
+}
+
+/// Resolves when the connection must end now: at once on abort, and on a graceful
+/// stop while no exchange is in flight (the loop itself stops after the one that is).
+async fn stop_signal(stop: &mut watch::Receiver<u8>, busy: &AtomicBool) {
+    loop {
+        let v = *stop.borrow_and_update();
+        if v == crate::server::ABORT
+            || (v == crate::server::STOP_ACCEPTING && !busy.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// One client connection on the fast path.
+struct FastConn {
+    io: TcpStream,
+    /// Bytes read from the client and not yet used.
+    buf: BytesMut,
+    /// Heads being written (upstream request, client response).
+    out: Vec<u8>,
+    info: Arc<ConnInfo>,
+    ctx: Arc<ListenerCtx>,
+    pool: Arc<DirectPool>,
+    served: u64,
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes (responses only).
+    Close,
+}
+
+/// A request head accepted for the fast path; the upstream's head is in `out`.
+struct Forward {
+    head_len: usize,
+    body: Framing,
+    head_method: bool,
+    client_close: bool,
+    endpoint: Endpoint,
+    ex: Exchange,
+}
+
+enum Prep {
+    /// More bytes are needed for a whole head.
+    Partial,
+    Handoff,
+    Forward(Box<Forward>),
+}
+
+/// Timers of one connection, reused by every exchange on it.
+struct Timers {
+    /// Waiting for a request head: `header_timeout`, then `idle_timeout`.
+    head: Pin<Box<Sleep>>,
+    /// Waiting for the upstream's response head: `upstream_timeout`.
+    upstream: Pin<Box<Sleep>>,
+    /// Between upstream body reads: `upstream_idle_timeout`.
+    body: Pin<Box<Sleep>>,
+}
+
+impl Timers {
+    fn new() -> Self {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        Timers {
+            head: Box::pin(tokio::time::sleep_until(far)),
+            upstream: Box::pin(tokio::time::sleep_until(far)),
+            body: Box::pin(tokio::time::sleep_until(far)),
+        }
+    }
+}
+
+/// Why an upstream exchange failed before any of its answer reached the client.
+enum UpFail {
+    /// Nothing came back from a reused connection: it may have been closed by the
+    /// upstream while idle, and a request held whole can be sent again.
+    Stale(std::io::Error),
+    Error(ProxyError),
+    /// The client went away: its upload broke (why, when it is known), or it
+    /// closed while the answer was awaited. Recorded as `client_closed`.
+    ClientGone(Option<String>),
+}
+
+impl FastConn {
+    async fn run(
+        &mut self,
+        settings: &crate::server::ConnSettings,
+        stop: &watch::Receiver<u8>,
+        busy: &AtomicBool,
+    ) -> Ended {
+        let mut timers = Timers::new();
+        let mut last_done = Instant::now();
+        loop {
+            // A whole request head.
+            let fwd = loop {
+                if !self.buf.is_empty() {
+                    if self.served == 0 {
+                        match h2_preface(&self.buf) {
+                            Some(true) => return Ended::Handoff { h2: true },
+                            Some(false) => {}
+                            None => {
+                                if let Some(e) =
+                                    self.read_head_bytes(&mut timers, settings, last_done).await
+                                {
+                                    return e;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    match self.prepare() {
+                        Prep::Forward(f) => break f,
+                        Prep::Handoff => return Ended::Handoff { h2: false },
+                        Prep::Partial => {}
+                    }
+                }
+                if let Some(e) = self.read_head_bytes(&mut timers, settings, last_done).await {
+                    return e;
+                }
+            };
+            busy.store(true, Ordering::Relaxed);
+            self.info.first_request.store(true, Ordering::Relaxed);
+            let keep = self.exchange(*fwd, &mut timers, stop).await;
+            self.served += 1;
+            busy.store(false, Ordering::Relaxed);
+            last_done = Instant::now();
+            if !keep || *stop.borrow() != 0 {
+                let _ = self.io.shutdown().await;
+                return Ended::Closed;
+            }
+        }
+    }
+
+    /// Read more of a request head, within `header_timeout` for the first request
+    /// and `idle_timeout` (at least `header_timeout`) for later ones. `Some`: the
+    /// connection ended.
+    async fn read_head_bytes(
+        &mut self,
+        timers: &mut Timers,
+        settings: &crate::server::ConnSettings,
+        since: Instant,
+    ) -> Option<Ended> {
+        if self.buf.len() > MAX_HEAD {
+            return Some(Ended::Handoff { h2: false });
+        }
+        let limit = if self.served == 0 {
+            settings.header_timeout
+        } else {
+            settings.idle_timeout.max(settings.header_timeout)
+        };
+        timers.head.as_mut().reset(since + limit);
+        self.buf.reserve(READ_ROOM);
+        tokio::select! {
+            biased;
+            r = self.io.read_buf(&mut self.buf) => match r {
+                Ok(0) | Err(_) => Some(Ended::Closed),
+                Ok(_) => None,
+            },
+            _ = timers.head.as_mut() => {
+                tracing::debug!(peer = %self.info.peer, served = self.served, "closing connection: no request head in time");
+                Some(Ended::Closed)
+            }
+        }
+    }
+
+    /// Parse the buffered request head and, when no fault can apply to it, write
+    /// the upstream's request head into `out` and open its record.
+    fn prepare(&mut self) -> Prep {
+        let ctx = &*self.ctx;
+        let shared = &ctx.shared;
+        let mut hdrs = [httparse::EMPTY_HEADER; MAX_REQ_HEADERS];
+        let mut req = httparse::Request::new(&mut hdrs);
+        let head_len = match req.parse(&self.buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEAD => return Prep::Partial,
+            _ => return Prep::Handoff,
+        };
+        let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+            return Prep::Handoff;
+        };
+        if !target.starts_with('/') || !plain_target(target.as_bytes()) {
+            return Prep::Handoff;
+        }
+        let Ok(method_t) = http::Method::from_bytes(method.as_bytes()) else {
+            return Prep::Handoff;
+        };
+        if method_t == http::Method::CONNECT {
+            return Prep::Handoff;
+        }
+        let path = target.split(['?', '#']).next().unwrap_or(target);
+
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut client_close = false;
+        let mut attempt = None;
+        for h in req.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let Some(n) = parse_length(h.value) else {
+                    return Prep::Handoff;
+                };
+                if length.is_some_and(|l| l != n) {
+                    return Prep::Handoff;
+                }
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                if chunked || !trim(h.value).eq_ignore_ascii_case(b"chunked") {
+                    return Prep::Handoff;
+                }
+                chunked = true;
+            } else if name.eq_ignore_ascii_case("connection") {
+                match connection_close(h.value) {
+                    Some(c) => client_close |= c,
+                    None => return Prep::Handoff,
+                }
+            } else if name.eq_ignore_ascii_case("expect")
+                || name.eq_ignore_ascii_case("upgrade")
+                || (shared.allow_header_faults && name.eq_ignore_ascii_case("x-brownout-fault"))
+            {
+                return Prep::Handoff;
+            } else if name.eq_ignore_ascii_case("x-stainless-retry-count") {
+                attempt = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+            }
+        }
+        if chunked && length.is_some() {
+            return Prep::Handoff;
+        }
+        let body = match (chunked, length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(0)) | (false, None) => Framing::None,
+            (false, Some(n)) => Framing::Length(n),
+        };
+
+        let endpoint = classify(ctx.api, &method_t, path);
+        let profile = shared.profile.load();
+        let active = profile.active(Instant::now());
+        if shared.release.faults_enabled() && !profile.is_empty() {
+            let mut rules = active.rules.clone().peekable();
+            if rules.peek().is_some() {
+                if profile.needs_headers || (profile.needs_body && !method_t.is_safe()) {
+                    return Prep::Handoff;
+                }
+                let facts = RequestFacts {
+                    api: ctx.api,
+                    endpoint,
+                    ..Default::default()
+                };
+                let no_headers = http::HeaderMap::new();
+                let input = MatchInput {
+                    listener: &ctx.name,
+                    method: &method_t,
+                    path,
+                    headers: &no_headers,
+                    facts: &facts,
+                    client_ip: Some(self.info.peer.ip()),
+                };
+                if rules.any(|r| r.matches(&input, profile.seed)) {
+                    return Prep::Handoff;
+                }
+            }
+        }
+        let phase = active.phase.map(|p| p.name.clone());
+        drop(profile);
+
+        let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
+        rec.api = api_str(ctx.api);
+        rec.endpoint = endpoint_str(endpoint);
+        rec.method.push_str(method);
+        rec.path.push_str(path);
+        rec.attempt = attempt;
+        rec.bytes_in = length.unwrap_or(0);
+        rec.phase = phase;
+        let ex = Exchange::new(
+            shared.clone(),
+            ctx.active.clone(),
+            rec,
+            Some(self.info.clone()),
+        );
+
+        // The upstream's request head: the client's, less hop-by-hop headers, with
+        // the upstream's `Host`.
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(ctx.upstream.base_path.as_bytes());
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for h in req.headers.iter() {
+            if is_hop_by_hop(h.name)
+                || h.name.eq_ignore_ascii_case("host")
+                || h.name.eq_ignore_ascii_case("x-brownout-seq")
+            {
+                continue;
+            }
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(ctx.upstream.host.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        Prep::Forward(Box::new(Forward {
+            head_len,
+            body,
+            head_method: method_t == http::Method::HEAD,
+            client_close,
+            endpoint,
+            ex,
+        }))
+    }
+
+    /// One exchange; true when the client connection stays open for the next.
+    async fn exchange(
+        &mut self,
+        fwd: Forward,
+        timers: &mut Timers,
+        stop: &watch::Receiver<u8>,
+    ) -> bool {
+        let Forward {
+            head_len,
+            body,
+            head_method,
+            client_close,
+            endpoint,
+            mut ex,
+        } = fwd;
+        self.buf.advance(head_len);
+        // The body bytes already here go out with the head.
+        let mut chunks = ChunkedScanner::default();
+        let mut left = match body {
+            Framing::Length(n) => {
+                let k = (n as usize).min(self.buf.len());
+                self.out.extend_from_slice(&self.buf[..k]);
+                self.buf.advance(k);
+                n - k as u64
+            }
+            Framing::Chunked => match chunks.scan(&self.buf, |_| {}) {
+                Ok((used, done)) => {
+                    self.out.extend_from_slice(&self.buf[..used]);
+                    self.buf.advance(used);
+                    u64::from(!done)
+                }
+                Err(e) => {
+                    // A broken chunked upload: nothing sensible to forward.
+                    ex.finish(Outcome::ClientClosed, Some(format!("request body: {e}")));
+                    return false;
+                }
+            },
+            _ => 0,
+        };
+        let whole = left == 0;
+        let mut bytes_in = chunks.data;
+        ex.upstream_called();
+        let deadline = Instant::now() + self.ctx.shared.upstream_timeout;
+        timers.upstream.as_mut().reset(deadline);
+
+        // Send, and wait for the answer's head; a reused connection that turns out
+        // dead gets the request again on a fresh one when it is held whole.
+        let mut up = self.pool.take_raw();
+        let mut fresh_tried = false;
+        let (mut up, resp) = loop {
+            let (conn, reused) = match up.take() {
+                Some(c) => (c, true),
+                None => {
+                    fresh_tried = true;
+                    let connect = tokio::select! {
+                        biased;
+                        c = self.pool.connect_raw() => c,
+                        _ = timers.upstream.as_mut() => Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connect timed out",
+                        )),
+                    };
+                    match connect {
+                        Ok(c) => (c, false),
+                        Err(e) => {
+                            let e = ProxyError::Unreachable {
+                                upstream: self.ctx.upstream.display.clone(),
+                                source: Box::new(e),
+                            };
+                            return self.answer_error(ex, &e, whole && !client_close).await;
+                        }
+                    }
+                }
+            };
+            let mut conn = conn;
+            let sent = self
+                .send(
+                    &mut conn,
+                    &mut left,
+                    &mut chunks,
+                    &mut bytes_in,
+                    body,
+                    timers,
+                )
+                .await;
+            let r = match sent {
+                Ok(()) => {
+                    self.read_response_head(&mut conn, head_method, timers)
+                        .await
+                }
+                Err(f) => Err(f),
+            };
+            match r {
+                Ok(head) => break (conn, head),
+                Err(UpFail::Stale(e)) if reused && whole && !fresh_tried => {
+                    // `out` still holds the head and the whole body.
+                    tracing::debug!(error = %e, "pooled upstream connection failed; sending again on a fresh one");
+                    continue;
+                }
+                Err(UpFail::Stale(e)) => {
+                    let e = ProxyError::Unreachable {
+                        upstream: self.ctx.upstream.display.clone(),
+                        source: Box::new(e),
+                    };
+                    let r = ex.rec();
+                    r.bytes_in = r.bytes_in.max(bytes_in);
+                    return self.answer_error(ex, &e, whole && !client_close).await;
+                }
+                Err(UpFail::Error(e)) => {
+                    let r = ex.rec();
+                    r.bytes_in = r.bytes_in.max(bytes_in);
+                    return self.answer_error(ex, &e, left == 0 && !client_close).await;
+                }
+                Err(UpFail::ClientGone(msg)) => {
+                    if body != Framing::None {
+                        ex.rec().bytes_in = bytes_in;
+                    }
+                    ex.finish(Outcome::ClientClosed, msg);
+                    return false;
+                }
+            }
+        };
+        if body == Framing::Chunked {
+            ex.rec().bytes_in = bytes_in;
+        }
+        ex.upstream_headers(resp.status);
+
+        // The answer: head, then the body as it comes.
+        let stopping = *stop.borrow() != 0;
+        let close = client_close || resp.framing == Framing::Close || stopping;
+        self.out.clear();
+        self.out.extend_from_slice(&up.buf[..resp.status_line_end]);
+        write_response_headers(&mut self.out, &up.buf[..resp.head_len], close);
+        up.buf.advance(resp.head_len);
+        let mut tap = passive_tap(
+            self.ctx.api,
+            endpoint,
+            resp.ctype.as_deref(),
+            resp.coding.as_deref(),
+            ex.start(),
+        );
+        let mut relay = Relay::new(resp.framing);
+        let mut upstream_done = false;
+        let mut first = true;
+        loop {
+            // Relay what is buffered from the upstream.
+            let (used, done) = match relay.take(&up.buf, |d| {
+                ex.on_body_bytes(d.len());
+                feed(&mut tap, d);
+            }) {
+                Ok(x) => x,
+                Err(e) => {
+                    let msg = format!("upstream body failed: {e}");
+                    return self
+                        .broken_body(ex, tap, Outcome::UpstreamError, msg, first)
+                        .await;
+                }
+            };
+            let sent = if first {
+                self.out.extend_from_slice(&up.buf[..used]);
+                first = false;
+                self.io.write_all(&self.out).await
+            } else if used > 0 {
+                self.io.write_all(&up.buf[..used]).await
+            } else {
+                Ok(())
+            };
+            up.buf.advance(used);
+            if sent.is_err() {
+                client_gone(ex, tap);
+                return false;
+            }
+            if done || upstream_done {
+                break;
+            }
+            // More from the upstream, within upstream_idle_timeout.
+            let idle = self.ctx.shared.upstream_idle_timeout;
+            timers.body.as_mut().reset(Instant::now() + idle);
+            up.buf.reserve(READ_ROOM);
+            let read = tokio::select! {
+                biased;
+                r = up.stream.read_buf(&mut up.buf) => r,
+                _ = timers.body.as_mut() => {
+                    let msg = format!("upstream sent nothing for {idle:?} (upstream_idle_timeout)");
+                    return self.broken_body(ex, tap, Outcome::Timeout, msg, false).await;
+                }
+            };
+            match read {
+                Ok(0) if resp.framing == Framing::Close => upstream_done = true,
+                Ok(0) => {
+                    let msg =
+                        "upstream body failed: connection closed before the message completed"
+                            .to_string();
+                    return self
+                        .broken_body(ex, tap, Outcome::UpstreamError, msg, false)
+                        .await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let msg = format!("upstream body failed: {e}");
+                    return self
+                        .broken_body(ex, tap, Outcome::UpstreamError, msg, false)
+                        .await;
+                }
+            }
+        }
+        // Done: record, and give the upstream connection back when it is clean.
+        let mut outcome = None;
+        match tap.as_mut() {
+            Some(Tap::Llm(s)) => {
+                s.upstream_end();
+                s.record(&mut ex, Instant::now());
+                outcome = s.outcome();
+            }
+            Some(Tap::Json(t)) => t.record(&mut ex),
+            None => {}
+        }
+        ex.finish_body(outcome, None);
+        drop(ex);
+        if !resp.upstream_close && resp.framing != Framing::Close && up.buf.is_empty() {
+            self.pool.put_raw(up);
+        }
+        !close
+    }
+
+    /// Write the request (head, buffered body, then the rest of the body as the
+    /// client sends it) to the upstream.
+    async fn send(
+        &mut self,
+        up: &mut RawConn,
+        left: &mut u64,
+        chunks: &mut ChunkedScanner,
+        bytes_in: &mut u64,
+        body: Framing,
+        timers: &mut Timers,
+    ) -> Result<(), UpFail> {
+        let timeout = self.ctx.shared.upstream_timeout;
+        let upstream = &self.ctx.upstream.display;
+        let written = tokio::select! {
+            biased;
+            r = up.stream.write_all(&self.out) => r,
+            _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+        };
+        if let Err(e) = written {
+            return Err(UpFail::Stale(e));
+        }
+        while *left > 0 {
+            self.buf.reserve(READ_ROOM);
+            let r = tokio::select! {
+                biased;
+                r = self.io.read_buf(&mut self.buf) => r,
+                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            };
+            match r {
+                Ok(0) => {
+                    return Err(UpFail::ClientGone(Some(
+                        "request body: the client closed before sending all of it".into(),
+                    )))
+                }
+                Err(e) => return Err(UpFail::ClientGone(Some(format!("request body: {e}")))),
+                Ok(_) => {}
+            }
+            let used = match body {
+                Framing::Length(_) => {
+                    let k = (*left as usize).min(self.buf.len());
+                    *left -= k as u64;
+                    *bytes_in += k as u64;
+                    k
+                }
+                _ => match chunks.scan(&self.buf, |_| {}) {
+                    Ok((used, done)) => {
+                        *bytes_in = chunks.data;
+                        if done {
+                            *left = 0;
+                        }
+                        used
+                    }
+                    Err(e) => return Err(UpFail::ClientGone(Some(format!("request body: {e}")))),
+                },
+            };
+            let w = tokio::select! {
+                biased;
+                r = up.stream.write_all(&self.buf[..used]) => r,
+                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            };
+            self.buf.advance(used);
+            if let Err(e) = w {
+                return Err(UpFail::Error(ProxyError::Unreachable {
+                    upstream: upstream.clone(),
+                    source: Box::new(e),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the upstream's response head (skipping interim 1xx answers).
+    async fn read_response_head(
+        &mut self,
+        up: &mut RawConn,
+        head_method: bool,
+        timers: &mut Timers,
+    ) -> Result<RespHead, UpFail> {
+        let timeout = self.ctx.shared.upstream_timeout;
+        let upstream = &self.ctx.upstream.display;
+        let mut got_any = !up.buf.is_empty();
+        // Meanwhile the client is watched, so one that gives up waiting is recorded
+        // when it leaves (its next pipelined requests, if any, are kept).
+        let mut watch_client = self.buf.len() < MAX_HEAD;
+        loop {
+            if !up.buf.is_empty() {
+                match parse_response(&up.buf, head_method) {
+                    Ok(Some(RespParse::Interim(n))) => {
+                        up.buf.advance(n);
+                        continue;
+                    }
+                    Ok(Some(RespParse::Head(h))) => return Ok(h),
+                    Ok(None) if up.buf.len() <= MAX_RESP_HEAD => {}
+                    Ok(None) => {
+                        return Err(UpFail::Error(bad_upstream(
+                            upstream,
+                            "response head too large",
+                        )))
+                    }
+                    Err(why) => return Err(UpFail::Error(bad_upstream(upstream, why))),
+                }
+            }
+            up.buf.reserve(READ_ROOM);
+            if watch_client {
+                self.buf.reserve(READ_ROOM);
+            }
+            let r = tokio::select! {
+                biased;
+                r = up.stream.read_buf(&mut up.buf) => r,
+                c = self.io.read_buf(&mut self.buf), if watch_client => {
+                    match c {
+                        Ok(0) | Err(_) => return Err(UpFail::ClientGone(None)),
+                        Ok(_) => watch_client = self.buf.len() < MAX_HEAD,
+                    }
+                    continue;
+                }
+                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            };
+            match r {
+                Ok(0) if !got_any => {
+                    return Err(UpFail::Stale(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed before message completed",
+                    )))
+                }
+                Ok(0) => {
+                    return Err(UpFail::Error(bad_upstream(
+                        upstream,
+                        "connection closed in the middle of the response head",
+                    )))
+                }
+                Err(e) if !got_any => return Err(UpFail::Stale(e)),
+                Err(e) => {
+                    return Err(UpFail::Error(ProxyError::Unreachable {
+                        upstream: upstream.clone(),
+                        source: Box::new(e),
+                    }))
+                }
+                Ok(_) => got_any = true,
+            }
+        }
+    }
+
+    /// Answer a failure brownout produced itself (502/504), and record it.
+    async fn answer_error(&mut self, mut ex: Exchange, e: &ProxyError, keep: bool) -> bool {
+        record_gateway_error(&mut ex, e);
+        let resp = e.to_response();
+        let body = resp.body();
+        self.out.clear();
+        let status = resp.status();
+        self.out.extend_from_slice(b"HTTP/1.1 ");
+        self.out.extend_from_slice(status.as_str().as_bytes());
+        self.out.push(b' ');
+        self.out
+            .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        for (k, v) in resp.headers() {
+            self.out.extend_from_slice(k.as_str().as_bytes());
+            self.out.extend_from_slice(b": ");
+            self.out.extend_from_slice(v.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(b"content-length: ");
+        self.out
+            .extend_from_slice(body.len().to_string().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        if !keep {
+            self.out.extend_from_slice(b"connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(body);
+        ex.on_body_bytes(body.len());
+        drop(ex);
+        self.io.write_all(&self.out).await.is_ok() && keep
+    }
+
+    /// The upstream failed mid-answer: record it, let the client have the bytes
+    /// that came, and close (HTTP/1.1 has no other way to say the body broke).
+    async fn broken_body(
+        &mut self,
+        mut ex: Exchange,
+        mut tap: Option<Tap>,
+        outcome: Outcome,
+        msg: String,
+        head_unsent: bool,
+    ) -> bool {
+        if head_unsent {
+            let _ = self.io.write_all(&self.out).await;
+        }
+        tracing::debug!(error = %msg, "upstream body ended early");
+        match tap.as_mut() {
+            Some(Tap::Llm(s)) => s.record(&mut ex, Instant::now()),
+            Some(Tap::Json(t)) => t.record(&mut ex),
+            None => {}
+        }
+        ex.finish_body(Some(outcome), Some(msg));
+        false
+    }
+}
+
+/// The client went away while the answer was being sent.
+fn client_gone(mut ex: Exchange, tap: Option<Tap>) {
+    match tap {
+        Some(Tap::Llm(s)) => {
+            // As on the full path: what it got is recorded; harm done is the outcome.
+            s.record(&mut ex, Instant::now());
+            let outcome = s.harm().unwrap_or(Outcome::ClientClosed);
+            ex.finish_body(Some(outcome), None);
+        }
+        Some(Tap::Json(t)) => {
+            t.record(&mut ex);
+            ex.finish_body(Some(Outcome::ClientClosed), None);
+        }
+        None => ex.finish_body(Some(Outcome::ClientClosed), None),
+    }
+}
+
+fn feed(tap: &mut Option<Tap>, data: &[u8]) {
+    match tap {
+        Some(Tap::Llm(s)) => s.tap(&Bytes::copy_from_slice(data)),
+        Some(Tap::Json(t)) => t.tap(&Bytes::copy_from_slice(data)),
+        None => {}
+    }
+}
+
+fn bad_upstream(upstream: &str, why: &str) -> ProxyError {
+    ProxyError::Unreachable {
+        upstream: upstream.to_string(),
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("invalid HTTP response: {why}"),
+        )),
+    }
+}
+
+/// Whether `buf` (the first bytes of a connection) is HTTP/2's preface; `None`
+/// while too few bytes have come to tell.
+fn h2_preface(buf: &[u8]) -> Option<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let n = buf.len().min(PREFACE.len());
+    if buf[..n] != PREFACE[..n] {
+        Some(false)
+    } else if n == PREFACE.len() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// A request target the full path would accept as is (an origin-form path and
+/// query of visible ASCII, without the characters `http::Uri` refuses).
+fn plain_target(t: &[u8]) -> bool {
+    t.iter().all(|&b| {
+        (0x21..=0x7e).contains(&b)
+            && !matches!(
+                b,
+                b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            )
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(s, |i| i + 1);
+    &v[s..e]
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// `Some(close)` for a `Connection` header of `close`/`keep-alive` tokens only;
+/// `None` when it names other headers (those must go too: left to the full path).
+fn connection_close(v: &[u8]) -> Option<bool> {
+    let mut close = false;
+    for token in v.split(|&b| b == b',') {
+        let t = trim(token);
+        if t.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if !t.eq_ignore_ascii_case(b"keep-alive") && !t.is_empty() {
+            return None;
+        }
+    }
+    Some(close)
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), as
+/// the full path strips them. `transfer-encoding` is written back by the caller
+/// when the body stays chunked.
+fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// A parsed response head: where its parts are in the upstream buffer.
+struct RespHead {
+    status: u16,
+    head_len: usize,
+    /// End of the status line, including its CRLF.
+    status_line_end: usize,
+    framing: Framing,
+    /// The upstream will close (or asked to): not reused.
+    upstream_close: bool,
+    ctype: Option<String>,
+    coding: Option<String>,
+}
+
+enum RespParse {
+    /// A 1xx answer of this many bytes, to skip (as the full path's client does).
+    Interim(usize),
+    Head(RespHead),
+}
+
+fn parse_response(buf: &[u8], head_method: bool) -> Result<Option<RespParse>, &'static str> {
+    let mut hdrs = [httparse::EMPTY_HEADER; MAX_RESP_HEADERS];
+    let mut resp = httparse::Response::new(&mut hdrs);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many headers"),
+        Err(_) => return Err("malformed response head"),
+    };
+    let status = resp.code.ok_or("no status")?;
+    if status == 101 {
+        return Err("unexpected 101 Switching Protocols");
+    }
+    if (100..200).contains(&status) {
+        return Ok(Some(RespParse::Interim(head_len)));
+    }
+    if resp.version != Some(1) && resp.version != Some(0) {
+        return Err("unsupported HTTP version");
+    }
+    let mut length: Option<u64> = None;
+    let mut te: Option<bool> = None;
+    let mut upstream_close = resp.version == Some(0);
+    let mut ctype = None;
+    let mut coding = None;
+    for h in resp.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("content-length") {
+            let l = parse_length(h.value).ok_or("invalid content-length")?;
+            if length.is_some_and(|x| x != l) {
+                return Err("conflicting content-length");
+            }
+            length = Some(l);
+        } else if n.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked only when it is the last coding.
+            let last = h
+                .value
+                .split(|&b| b == b',')
+                .next_back()
+                .map(trim)
+                .unwrap_or(b"");
+            te = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if n.eq_ignore_ascii_case("connection") {
+            for t in h.value.split(|&b| b == b',') {
+                let t = trim(t);
+                if t.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
+                    upstream_close = false;
+                }
+            }
+        } else if n.eq_ignore_ascii_case("content-type") {
+            ctype = std::str::from_utf8(h.value).ok().map(str::to_string);
+        } else if n.eq_ignore_ascii_case("content-encoding") {
+            coding = std::str::from_utf8(h.value).ok().map(str::to_string);
+        }
+    }
+    let framing = if head_method || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        match (te, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Close,
+            (None, Some(0)) => Framing::None,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    let status_line_end = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(0, |i| i + 2);
+    Ok(Some(RespParse::Head(RespHead {
+        status,
+        head_len,
+        status_line_end,
+        framing,
+        upstream_close,
+        ctype,
+        coding,
+    })))
+}
+
+/// Copy the response's header lines (after the status line) into `out`, less
+/// hop-by-hop headers other than `transfer-encoding` (the body keeps the framing
+/// it came with), then `connection: close` when the client connection ends.
+fn write_response_headers(out: &mut Vec<u8>, head: &[u8], close: bool) {
+    let mut lines = head.split(|&b| b == b'\n').skip(1);
+    for line in &mut lines {
+        let l = line.strip_suffix(b"\r").unwrap_or(line);
+        if l.is_empty() {
+            break;
+        }
+        let name = l.split(|&b| b == b':').next().unwrap_or(b"");
+        let name = std::str::from_utf8(trim(name)).unwrap_or("");
+        if is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        out.extend_from_slice(l);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Follows a response body's framing over the bytes as they come.
+struct Relay {
+    framing: Framing,
+    left: u64,
+    chunks: ChunkedScanner,
+}
+
+impl Relay {
+    fn new(framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Relay {
+            framing,
+            left,
+            chunks: ChunkedScanner::default(),
+        }
+    }
+
+    /// How many of `buf`'s bytes belong to the body, and whether it ended there;
+    /// `data` gets the payload (de-chunked).
+    fn take(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), ChunkError> {
+        match self.framing {
+            Framing::None => Ok((0, true)),
+            Framing::Length(_) => {
+                let k = (self.left as usize).min(buf.len());
+                if k > 0 {
+                    data(&buf[..k]);
+                }
+                self.left -= k as u64;
+                Ok((k, self.left == 0))
+            }
+            Framing::Close => {
+                if !buf.is_empty() {
+                    data(buf);
+                }
+                Ok((buf.len(), false))
+            }
+            Framing::Chunked => self.chunks.scan(buf, |r| data(&buf[r])),
+        }
+    }
+}
+
+/// Why a chunked body cannot be followed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("invalid chunk size line")]
+    Size,
+    #[error("chunk size too large")]
+    TooLarge,
+    #[error("missing CRLF after chunk data")]
+    DataEnd,
+    #[error("invalid trailer section")]
+    Trailer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ChunkState {
+    /// Reading the hex size (`digits` so far).
+    #[default]
+    SizeStart,
+    Size,
+    /// Whitespace or an extension after the size, up to CR.
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or the final CRLF).
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    FinalLf,
+    Done,
+}
+
+/// Follows chunked framing (RFC 9112 §7.1) without changing a byte: where the
+/// message ends, and which bytes are payload.
+#[derive(Debug, Default)]
+struct ChunkedScanner {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+    /// Payload bytes seen so far.
+    data: u64,
+}
+
+impl ChunkedScanner {
+    /// Scan `buf`: how many bytes belong to the message (all of `buf` unless it
+    /// ended inside), and whether it ended. `on_data` gets payload ranges.
+    fn scan(
+        &mut self,
+        buf: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), ChunkError> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            match self.state {
+                SizeStart | Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.digits >= 15 {
+                            return Err(ChunkError::TooLarge);
+                        }
+                        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        self.size = self.size * 16 + d;
+                        self.digits += 1;
+                        self.state = Size;
+                    }
+                    b';' | b' ' | b'\t' if self.state == Size => self.state = Ext,
+                    b'\r' if self.state == Size => self.state = SizeLf,
+                    _ => return Err(ChunkError::Size),
+                },
+                Ext => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => return Err(ChunkError::Size),
+                    _ => {}
+                },
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::Size);
+                    }
+                    self.state = if self.size == 0 { TrailerStart } else { Data };
+                    self.digits = 0;
+                }
+                Data => {
+                    let k = (self.size as usize).min(buf.len() - i);
+                    on_data(i..i + k);
+                    self.data += k as u64;
+                    self.size -= k as u64;
+                    i += k;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return Err(ChunkError::DataEnd);
+                    }
+                    self.state = DataLf;
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::DataEnd);
+                    }
+                    self.state = SizeStart;
+                }
+                TrailerStart => {
+                    self.state = if b == b'\r' { FinalLf } else { TrailerLine };
+                }
+                TrailerLine => {
+                    if b == b'\r' {
+                        self.state = TrailerLf;
+                    }
+                }
+                TrailerLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::Trailer);
+                    }
+                    self.state = TrailerStart;
+                }
+                FinalLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::Trailer);
+                    }
+                    self.state = Done;
+                    return Ok((i + 1, true));
+                }
+                Done => return Ok((i, true)),
+            }
+            i += 1;
+        }
+        Ok((buf.len(), self.state == Done))
+    }
+}
+
+/// A client connection handed to the full path: the bytes the fast path already
+/// read come first.
+pub(crate) struct Rewind {
+    prefix: Bytes,
+    inner: ConnIo,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), ChunkError> {
+        let mut s = ChunkedScanner::default();
+        let mut data = Vec::new();
+        let mut used_total = 0;
+        for p in parts {
+            let (used, done) = s.scan(p, |r| data.extend_from_slice(&p[r]))?;
+            used_total += used;
+            if done {
+                return Ok((data, used_total, true));
+            }
+        }
+        Ok((data, used_total, false))
+    }
+
+    #[test]
+    fn chunked_scanner_finds_the_end_and_the_payload_in_any_split() {
+        let msg: &[u8] = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = msg.len() - 4;
+        for cut in 0..msg.len() {
+            let (data, used, done) = scan_all(&[&msg[..cut], &msg[cut..]]).unwrap();
+            assert!(done, "split at {cut}");
+            assert_eq!(
+                used, end,
+                "split at {cut}: the next message's bytes are not taken"
+            );
+            assert_eq!(data, b"helloabcdefghijklmnopqrstuvwxyz");
+        }
+        // Byte by byte.
+        let parts: Vec<&[u8]> = msg.chunks(1).collect();
+        let (data, used, done) = scan_all(&parts).unwrap();
+        assert!(done);
+        assert_eq!(used, end);
+        assert_eq!(data.len(), 31);
+    }
+
+    #[test]
+    fn chunked_scanner_refuses_broken_framing() {
+        assert_eq!(scan_all(&[b"zz\r\n"]).unwrap_err(), ChunkError::Size);
+        assert_eq!(scan_all(&[b"\r\n"]).unwrap_err(), ChunkError::Size);
+        assert_eq!(scan_all(&[b"3\r\nabcX"]).unwrap_err(), ChunkError::DataEnd);
+        assert_eq!(
+            scan_all(&[b"ffffffffffffffffff\r\n"]).unwrap_err(),
+            ChunkError::TooLarge
+        );
+        // Not finished yet is not an error.
+        let (_, _, done) = scan_all(&[b"3\r\nab"]).unwrap();
+        assert!(!done);
+    }
+
+    #[test]
+    fn response_heads_are_framed_as_http_1_1_says() {
+        let p = |s: &[u8], head: bool| match parse_response(s, head) {
+            Ok(Some(RespParse::Head(h))) => h.framing,
+            _ => panic!("no head"),
+        };
+        assert_eq!(
+            p(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            p(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
+            Framing::None
+        );
+        assert_eq!(p(b"HTTP/1.1 204 No Content\r\n\r\n", false), Framing::None);
+        assert_eq!(
+            p(
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false
+            ),
+            Framing::None
+        );
+        assert_eq!(
+            p(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            Framing::Chunked
+        );
+        assert_eq!(
+            p(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false),
+            Framing::Close
+        );
+        assert_eq!(p(b"HTTP/1.1 200 OK\r\n\r\n", false), Framing::Close);
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200", false),
+            Ok(Some(RespParse::Interim(n))) if n == 40
+        ));
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\ncontent-le", false),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn response_headers_lose_hop_by_hop_ones_only() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n";
+        let mut out = Vec::new();
+        write_response_headers(&mut out, head, false);
+        assert_eq!(
+            out,
+            b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
+        );
+        out.clear();
+        write_response_headers(&mut out, head, true);
+        assert!(out.ends_with(b"X-A: b\r\nconnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn connection_tokens_and_lengths() {
+        assert_eq!(connection_close(b"keep-alive"), Some(false));
+        assert_eq!(connection_close(b"Keep-Alive, close"), Some(true));
+        assert_eq!(connection_close(b"close, x-secret"), None);
+        assert_eq!(parse_length(b" 42 "), Some(42));
+        assert_eq!(parse_length(b"4 2"), None);
+        assert_eq!(parse_length(b"-1"), None);
+        assert_eq!(parse_length(b"99999999999999999999"), None);
+        assert_eq!(h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(true));
+        assert_eq!(h2_preface(b"PRI * HT"), None);
+        assert_eq!(h2_preface(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert!(plain_target(b"/v1/chat/completions?x=1&y=%20"));
+        assert!(!plain_target(b"/a b"));
+        assert!(!plain_target(b"/{x}"));
+    }
+}
