@@ -19,6 +19,9 @@
 //! - `matcher/first_matches/{1,10,100}`: the first rule matches (`endpoint: chat`,
 //!   probability 1), the rest are the mixed non-matching ones: adds the ordinal, the
 //!   ChaCha seek of `decide` and the `max_active` bookkeeping.
+//! - `matcher/fast_path_index/path/{10,100}`: the same path profiles, asked what the
+//!   HTTP/1.1 fast path asks ("could any rule match?") through the path-prefix
+//!   index (`CompiledProfile::any_rule_matches`).
 //! - `matcher/inspect_request/chat`: reading the chat body's facts (model, stream,
 //!   prompt estimate), which a profile with body conditions adds per request.
 //!
@@ -188,6 +191,26 @@ fn bench_matcher(c: &mut Criterion) {
     }
     for n in [1usize, 10, 100] {
         run(&mut g, "first_matches", n, profile(n, true, false), 1);
+    }
+    // What the HTTP/1.1 fast path asks (could any rule match?), through the
+    // path-prefix index: the cost `brownout-N-rules` pays on the fast path.
+    for n in [10usize, 100] {
+        let p = profile(n, false, true);
+        let input = MatchInput {
+            listener: "default",
+            method: &method,
+            path: PATH,
+            headers: &headers,
+            facts: &facts,
+            client_ip: Some(ip),
+        };
+        assert!(!p.any_rule_matches(p.active(Instant::now()).phase, &input));
+        g.bench_function(BenchmarkId::new("fast_path_index/path", n), |b| {
+            b.iter(|| {
+                let active = p.active(Instant::now());
+                black_box(p.any_rule_matches(active.phase, black_box(&input)))
+            })
+        });
     }
     g.bench_function("inspect_request/chat", |b| {
         b.iter(|| {

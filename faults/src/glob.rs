@@ -119,6 +119,12 @@ impl Glob {
         text.starts_with(self.prefix.as_str()) && match_tokens(&self.tokens, text)
     }
 
+    /// The literal text every match starts with (empty when the pattern opens
+    /// with a wildcard): what [`crate::matcher::PathIndex`] files a rule under.
+    pub fn literal_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The pattern as written, for records, `explain` and error messages.
     pub fn as_str(&self) -> &str {
         &self.pattern

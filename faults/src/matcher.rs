@@ -129,6 +129,11 @@ impl CompiledMatch {
         self.model.is_some() || self.stream.is_some() || self.prompt_tokens.is_some()
     }
 
+    /// The literal prefix of the path glob; `None` without a path condition.
+    pub fn path_prefix(&self) -> Option<&str> {
+        self.path.as_ref().map(Glob::literal_prefix)
+    }
+
     /// Whether this condition reads request headers (a header glob, or the client
     /// share, which may come from a header or from `x-forwarded-for`).
     pub fn needs_headers(&self) -> bool {
@@ -497,6 +502,57 @@ pub struct CompiledPhase {
     pub name: Arc<str>,
     pub duration: Duration,
     pub rules: Vec<CompiledRule>,
+    pub index: PathIndex,
+}
+
+/// The rules of one list filed by the literal prefix of their path glob, so that
+/// "could any rule match this request?" looks only at the rules whose prefix
+/// starts the request's path (and those without a path condition), not at all of
+/// them: a profile of many path rules costs a few hash lookups per request.
+#[derive(Debug, Default)]
+pub struct PathIndex {
+    /// Rules without a path condition, or whose glob opens with a wildcard.
+    always: Vec<usize>,
+    by_prefix: HashMap<Box<str>, Vec<usize>>,
+    /// The distinct prefix lengths, ascending.
+    lengths: Vec<usize>,
+}
+
+impl PathIndex {
+    pub fn build(rules: &[CompiledRule]) -> Self {
+        let mut index = PathIndex::default();
+        for (i, r) in rules.iter().enumerate() {
+            match r.cond.path_prefix() {
+                Some(p) if !p.is_empty() => {
+                    index.by_prefix.entry(Box::from(p)).or_default().push(i);
+                    if !index.lengths.contains(&p.len()) {
+                        index.lengths.push(p.len());
+                    }
+                }
+                _ => index.always.push(i),
+            }
+        }
+        index.lengths.sort_unstable();
+        index
+    }
+
+    /// Whether any of `rules` (the list this index was built from) matches `input`;
+    /// nothing is counted or drawn.
+    pub fn any_matches(&self, rules: &[CompiledRule], input: &MatchInput<'_>, seed: u64) -> bool {
+        let check = |i: &usize| rules.get(*i).is_some_and(|r| r.matches(input, seed));
+        if self.always.iter().any(check) {
+            return true;
+        }
+        let path = input.path;
+        self.lengths
+            .iter()
+            .take_while(|&&l| l <= path.len())
+            .any(|&l| {
+                path.get(..l)
+                    .and_then(|p| self.by_prefix.get(p))
+                    .is_some_and(|v| v.iter().any(check))
+            })
+    }
 }
 
 /// A profile ready for the hot path, with its running phase clock.
@@ -507,6 +563,8 @@ pub struct CompiledProfile {
     pub top: Vec<CompiledRule>,
     pub phases: Vec<CompiledPhase>,
     pub clock: PhaseClock,
+    /// The top-level rules filed by path prefix.
+    pub top_index: PathIndex,
     /// Whether any rule looks at the request body (then bodies are inspected).
     pub needs_body: bool,
     /// Whether any rule's conditions read request headers.
@@ -536,6 +594,7 @@ impl CompiledProfile {
             top: Vec::new(),
             phases: Vec::new(),
             clock: PhaseClock::new(Vec::new(), now, 0),
+            top_index: PathIndex::default(),
             needs_body: false,
             needs_headers: false,
             expires_after: None,
@@ -568,6 +627,13 @@ impl CompiledProfile {
             fraction: at.fraction,
             rules: self.top.iter().chain(phase_rules.iter()),
         }
+    }
+
+    /// Whether any rule in force (top level, then `phase`'s) matches `input`, with
+    /// nothing counted or drawn: when none does, no fault can touch the request.
+    pub fn any_rule_matches(&self, phase: Option<&CompiledPhase>, input: &MatchInput<'_>) -> bool {
+        self.top_index.any_matches(&self.top, input, self.seed)
+            || phase.is_some_and(|p| p.index.any_matches(&p.rules, input, self.seed))
     }
 
     /// Every rule, top level first, for reports and carry-over.
@@ -625,15 +691,17 @@ impl CompiledProfile {
             .phases
             .iter()
             .map(|p| {
+                let rules = p
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| build(r, format!("{}-{}", p.name, i + 1)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(CompiledPhase {
                     name: Arc::from(p.name.as_str()),
                     duration: p.duration.0,
-                    rules: p
-                        .rules
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| build(r, format!("{}-{}", p.name, i + 1)))
-                        .collect::<Result<Vec<_>, _>>()?,
+                    index: PathIndex::build(&rules),
+                    rules,
                 })
             })
             .collect::<Result<Vec<_>, CompileError>>()?;
@@ -664,6 +732,7 @@ impl CompiledProfile {
                 now,
                 start_offset_ns,
             ),
+            top_index: PathIndex::build(&top),
             top,
             phases,
             needs_body,
@@ -682,6 +751,64 @@ mod tests {
     fn compile(yaml: &str) -> CompiledProfile {
         let p = crate::validate::load_profile(yaml, "t.yaml").unwrap();
         CompiledProfile::compile(&p, 1, None, Instant::now(), 0).unwrap()
+    }
+
+    #[test]
+    fn the_path_index_finds_exactly_the_rules_a_scan_would() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: a, match: {path: "/v1/chat/*"}, faults: [{type: delay, duration: 1ms}]}
+  - {name: b, match: {path: "/v1/embeddings"}, faults: [{type: delay, duration: 1ms}]}
+  - {name: c, match: {path: "*/search"}, faults: [{type: delay, duration: 1ms}]}
+  - {name: d, match: {path: "/v1/chat/completions", method: POST}, faults: [{type: delay, duration: 1ms}]}
+phases:
+  - name: one
+    duration: 1h
+    rules:
+      - {name: e, match: {method: DELETE}, faults: [{type: delay, duration: 1ms}]}
+      - {name: f, match: {path: "/collections/*/points"}, faults: [{type: delay, duration: 1ms}]}
+"#,
+        );
+        assert_eq!(
+            p.top_index.always,
+            [2],
+            "a glob opening with `*` is always checked"
+        );
+        let active = p.active(Instant::now());
+        let headers = HeaderMap::new();
+        let facts = RequestFacts::default();
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            for path in [
+                "/",
+                "/v1",
+                "/v1/chat/",
+                "/v1/chat/completions",
+                "/v1/embeddings",
+                "/v1/embeddingsX",
+                "/x/search",
+                "/collections/c/points",
+                "/collections/c",
+                "/v2/chat/completions",
+            ] {
+                let input = MatchInput {
+                    listener: "l",
+                    method: &method,
+                    path,
+                    headers: &headers,
+                    facts: &facts,
+                    client_ip: None,
+                };
+                let scan = active.rules.clone().any(|r| r.matches(&input, p.seed));
+                assert_eq!(
+                    p.any_rule_matches(active.phase, &input),
+                    scan,
+                    "{method} {path}"
+                );
+            }
+        }
     }
 
     #[test]

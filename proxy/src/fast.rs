@@ -154,7 +154,7 @@ enum Prep {
     /// More bytes are needed for a whole head.
     Partial,
     Handoff,
-    Forward(Box<Forward>),
+    Forward(Forward),
 }
 
 /// Timers of one connection, reused by every exchange on it.
@@ -228,7 +228,7 @@ impl FastConn {
             };
             busy.store(true, Ordering::Relaxed);
             self.info.first_request.store(true, Ordering::Relaxed);
-            let keep = self.exchange(*fwd, &mut timers, stop).await;
+            let keep = self.exchange(fwd, &mut timers, stop).await;
             self.served += 1;
             busy.store(false, Ordering::Relaxed);
             last_done = Instant::now();
@@ -344,29 +344,31 @@ impl FastConn {
         let endpoint = classify(ctx.api, &method_t, path);
         let profile = shared.profile.load();
         let active = profile.active(Instant::now());
-        if shared.release.faults_enabled() && !profile.is_empty() {
-            let mut rules = active.rules.clone().peekable();
-            if rules.peek().is_some() {
-                if profile.needs_headers || (profile.needs_body && !method_t.is_safe()) {
-                    return Prep::Handoff;
-                }
-                let facts = RequestFacts {
-                    api: ctx.api,
-                    endpoint,
-                    ..Default::default()
-                };
-                let no_headers = http::HeaderMap::new();
-                let input = MatchInput {
-                    listener: &ctx.name,
-                    method: &method_t,
-                    path,
-                    headers: &no_headers,
-                    facts: &facts,
-                    client_ip: Some(self.info.peer.ip()),
-                };
-                if rules.any(|r| r.matches(&input, profile.seed)) {
-                    return Prep::Handoff;
-                }
+        // A request some rule in force could match goes to the full path, which
+        // decides it; so does one whose match needs headers or a body read.
+        if shared.release.faults_enabled()
+            && !profile.is_empty()
+            && active.rules.clone().next().is_some()
+        {
+            if profile.needs_headers || (profile.needs_body && !method_t.is_safe()) {
+                return Prep::Handoff;
+            }
+            let facts = RequestFacts {
+                api: ctx.api,
+                endpoint,
+                ..Default::default()
+            };
+            let no_headers = http::HeaderMap::new();
+            let input = MatchInput {
+                listener: &ctx.name,
+                method: &method_t,
+                path,
+                headers: &no_headers,
+                facts: &facts,
+                client_ip: Some(self.info.peer.ip()),
+            };
+            if profile.any_rule_matches(active.phase, &input) {
+                return Prep::Handoff;
             }
         }
         let phase = active.phase.map(|p| p.name.clone());
@@ -414,14 +416,14 @@ impl FastConn {
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(ctx.upstream.host.as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
-        Prep::Forward(Box::new(Forward {
+        Prep::Forward(Forward {
             head_len,
             body,
             head_method: method_t == http::Method::HEAD,
             client_close,
             endpoint,
             ex,
-        }))
+        })
     }
 
     /// One exchange; true when the client connection stays open for the next.
@@ -473,7 +475,7 @@ impl FastConn {
         // dead gets the request again on a fresh one when it is held whole.
         let mut up = self.pool.take_raw();
         let mut fresh_tried = false;
-        let (mut up, resp) = loop {
+        let (mut up, mut resp) = loop {
             let (conn, reused) = match up.take() {
                 Some(c) => (c, true),
                 None => {
@@ -511,7 +513,7 @@ impl FastConn {
                 .await;
             let r = match sent {
                 Ok(()) => {
-                    self.read_response_head(&mut conn, head_method, timers)
+                    self.read_response_head(&mut conn, head_method, endpoint, ex.start(), timers)
                         .await
                 }
                 Err(f) => Err(f),
@@ -558,13 +560,7 @@ impl FastConn {
         self.out.extend_from_slice(&up.buf[..resp.status_line_end]);
         write_response_headers(&mut self.out, &up.buf[..resp.head_len], close);
         up.buf.advance(resp.head_len);
-        let mut tap = passive_tap(
-            self.ctx.api,
-            endpoint,
-            resp.ctype.as_deref(),
-            resp.coding.as_deref(),
-            ex.start(),
-        );
+        let mut tap = resp.tap.take();
         let mut relay = Relay::new(resp.framing);
         let mut upstream_done = false;
         let mut first = true;
@@ -725,8 +721,14 @@ impl FastConn {
         &mut self,
         up: &mut RawConn,
         head_method: bool,
+        endpoint: Endpoint,
+        start: Instant,
         timers: &mut Timers,
     ) -> Result<RespHead, UpFail> {
+        let api = self.ctx.api;
+        let make_tap = move |ctype: Option<&str>, coding: Option<&str>| {
+            passive_tap(api, endpoint, ctype, coding, start)
+        };
         let timeout = self.ctx.shared.upstream_timeout;
         let upstream = &self.ctx.upstream.display;
         let mut got_any = !up.buf.is_empty();
@@ -735,7 +737,7 @@ impl FastConn {
         let mut watch_client = self.buf.len() < MAX_HEAD;
         loop {
             if !up.buf.is_empty() {
-                match parse_response(&up.buf, head_method) {
+                match parse_response(&up.buf, head_method, &make_tap) {
                     Ok(Some(RespParse::Interim(n))) => {
                         up.buf.advance(n);
                         continue;
@@ -971,8 +973,8 @@ struct RespHead {
     framing: Framing,
     /// The upstream will close (or asked to): not reused.
     upstream_close: bool,
-    ctype: Option<String>,
-    coding: Option<String>,
+    /// How the answer is measured (from its content type and coding).
+    tap: Option<Tap>,
 }
 
 enum RespParse {
@@ -981,7 +983,16 @@ enum RespParse {
     Head(RespHead),
 }
 
-fn parse_response(buf: &[u8], head_method: bool) -> Result<Option<RespParse>, &'static str> {
+/// Picks an answer's measurement from its content type and content coding.
+type MakeTap<'a> = dyn Fn(Option<&str>, Option<&str>) -> Option<Tap> + 'a;
+
+/// Parse a response head in `buf`; `make_tap` picks the answer's measurement from
+/// its content type and content coding.
+fn parse_response(
+    buf: &[u8],
+    head_method: bool,
+    make_tap: &MakeTap<'_>,
+) -> Result<Option<RespParse>, &'static str> {
     let mut hdrs = [httparse::EMPTY_HEADER; MAX_RESP_HEADERS];
     let mut resp = httparse::Response::new(&mut hdrs);
     let head_len = match resp.parse(buf) {
@@ -1032,9 +1043,9 @@ fn parse_response(buf: &[u8], head_method: bool) -> Result<Option<RespParse>, &'
                 }
             }
         } else if n.eq_ignore_ascii_case("content-type") {
-            ctype = std::str::from_utf8(h.value).ok().map(str::to_string);
+            ctype = std::str::from_utf8(h.value).ok();
         } else if n.eq_ignore_ascii_case("content-encoding") {
-            coding = std::str::from_utf8(h.value).ok().map(str::to_string);
+            coding = std::str::from_utf8(h.value).ok();
         }
     }
     let framing = if head_method || status == 204 || status == 304 {
@@ -1058,8 +1069,7 @@ fn parse_response(buf: &[u8], head_method: bool) -> Result<Option<RespParse>, &'
         status_line_end,
         framing,
         upstream_close,
-        ctype,
-        coding,
+        tap: make_tap(ctype, coding),
     })))
 }
 
@@ -1379,7 +1389,7 @@ mod tests {
 
     #[test]
     fn response_heads_are_framed_as_http_1_1_says() {
-        let p = |s: &[u8], head: bool| match parse_response(s, head) {
+        let p = |s: &[u8], head: bool| match parse_response(s, head, &|_, _| None) {
             Ok(Some(RespParse::Head(h))) => h.framing,
             _ => panic!("no head"),
         };
@@ -1412,16 +1422,17 @@ mod tests {
         );
         assert_eq!(p(b"HTTP/1.1 200 OK\r\n\r\n", false), Framing::Close);
         assert!(matches!(
-            parse_response(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200", false),
+            parse_response(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200", false, &|_, _| None),
             Ok(Some(RespParse::Interim(n))) if n == 40
         ));
         assert!(parse_response(
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-            false
+            false,
+            &|_, _| None
         )
         .is_err());
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\ncontent-le", false),
+            parse_response(b"HTTP/1.1 200 OK\r\ncontent-le", false, &|_, _| None),
             Ok(None)
         ));
     }
