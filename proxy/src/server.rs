@@ -308,6 +308,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
                 settings,
                 conns.clone(),
                 stop_rx.clone(),
+                None,
             )));
             continue;
         }
@@ -328,8 +329,15 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         }
     }
     let mut workers = Vec::new();
+    let load = Arc::new(WorkerLoad::new(per_worker.len()));
     for (i, listeners) in per_worker.into_iter().enumerate() {
-        workers.push(spawn_worker(i, listeners, conns.clone(), stop_rx.clone())?);
+        let share = (load.clone(), i);
+        workers.push(spawn_worker(
+            share,
+            listeners,
+            conns.clone(),
+            stop_rx.clone(),
+        )?);
     }
     let admin = if opts.no_admin {
         None
@@ -396,7 +404,7 @@ struct WorkerListener {
 /// A worker thread: a single-thread runtime that accepts on every listener and
 /// serves the connections it accepted, until shutdown aborts what is left.
 fn spawn_worker(
-    i: usize,
+    (load, i): (Arc<WorkerLoad>, usize),
     listeners: Vec<WorkerListener>,
     conns: Arc<Semaphore>,
     mut stop: watch::Receiver<u8>,
@@ -417,6 +425,7 @@ fn spawn_worker(
                                 l.settings,
                                 conns.clone(),
                                 stop.clone(),
+                                Some((load.clone(), i)),
                             ));
                         }
                         Err(e) => {
@@ -453,14 +462,95 @@ pub(crate) struct ConnSettings {
     fast_path: bool,
 }
 
+/// Open connections per worker, so that the workers share connections evenly.
+///
+/// Every worker accepts on the same socket and the kernel wakes them all; without
+/// this, the first to run takes a whole burst of new connections (a load generator
+/// opening 32 at once may leave one worker with 25), and that worker's core then
+/// caps the throughput while the other idles. A worker holding more than its share
+/// (more than one above the least loaded) lets the others take the next connection,
+/// as nginx's `accept_mutex` does.
+#[derive(Debug)]
+pub(crate) struct WorkerLoad {
+    open: Box<[std::sync::atomic::AtomicUsize]>,
+}
+
+impl WorkerLoad {
+    fn new(workers: usize) -> Self {
+        WorkerLoad {
+            open: (0..workers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+        }
+    }
+
+    fn open_of(&self, w: usize) -> usize {
+        self.open.get(w).map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// Whether worker `w` should take the next connection.
+    fn may_accept(&self, w: usize) -> bool {
+        let least = (0..self.open.len())
+            .map(|i| self.open_of(i))
+            .min()
+            .unwrap_or(0);
+        self.open_of(w) <= least + 1
+    }
+
+    fn opened(&self, w: usize) {
+        if let Some(n) = self.open.get(w) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn closed(&self, w: usize) {
+        if let Some(n) = self.open.get(w) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One open connection counted against its worker; dropping it (even when the task
+/// is aborted or unwinds) gives the count back.
+struct OpenConn {
+    load: Arc<WorkerLoad>,
+    worker: usize,
+}
+
+impl OpenConn {
+    fn new(load: Arc<WorkerLoad>, worker: usize) -> Self {
+        load.opened(worker);
+        OpenConn { load, worker }
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.load.closed(self.worker);
+    }
+}
+
+/// How long a worker over its share waits for another to take a connection before
+/// taking it itself (the others may be busy, or stopping).
+const SHARE_WAIT: Duration = Duration::from_millis(1);
+const SHARE_TRIES: u32 = 5;
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
     conns: Arc<Semaphore>,
     mut stop: watch::Receiver<u8>,
+    load: Option<(Arc<WorkerLoad>, usize)>,
 ) {
     loop {
+        if let Some((load, me)) = &load {
+            let mut tries = 0;
+            while !load.may_accept(*me) && tries < SHARE_TRIES {
+                tokio::time::sleep(SHARE_WAIT).await;
+                tries += 1;
+            }
+        }
         let permit = tokio::select! {
             p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
@@ -478,8 +568,10 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let (ctx, settings, stop) = (ctx.clone(), settings.clone(), stop.clone());
+        let counted = load.clone().map(|(l, me)| OpenConn::new(l, me));
         tokio::spawn(async move {
             serve_conn(stream, peer, ctx, &settings, stop).await;
+            drop(counted);
             drop(permit);
         });
     }
@@ -670,5 +762,29 @@ where
                 waiting_first = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_over_its_share_lets_the_others_accept() {
+        let load = Arc::new(WorkerLoad::new(2));
+        assert!(load.may_accept(0) && load.may_accept(1));
+        let a = OpenConn::new(load.clone(), 0);
+        let b = OpenConn::new(load.clone(), 0);
+        assert!(!load.may_accept(0), "two ahead of the other worker");
+        assert!(load.may_accept(1));
+        let c = OpenConn::new(load.clone(), 1);
+        assert!(load.may_accept(0), "one ahead is within its share");
+        drop((a, b));
+        assert!(load.may_accept(0));
+        drop(c);
+        assert_eq!(load.open_of(0), 0);
+        // Out of range is harmless (never happens: workers are numbered from 0).
+        load.opened(9);
+        assert_eq!(load.open_of(9), 0);
     }
 }
