@@ -11,6 +11,8 @@
 #   brownout-50-rules   wrk -> brownout serve with 50 rules that never match -> upstream
 #   brownout-100-rules  the same with 100 rules (any brownout-N-rules in TARGETS works):
 #                       the "100 rules cost < 5% throughput" check, read against `brownout`
+#   brownout-hyper      brownout with `fast_path: false`: every request through hyper
+#                       (the full path a matching rule takes), for an A/B of the fast path
 #
 # For each target: a saturation run (wrk -t1 -c$CONNS), then a fixed-rate run at
 # RATE_FRACTION (default 0.5) of nginx's saturation throughput. For each run: req/s,
@@ -25,7 +27,8 @@
 #   REPEAT [1] rounds (targets interleaved; medians reported)
 #   RATE_FRACTION [0.5]                  IDLE_CONNS [1000] (0 skips the idle test)
 #   SYSCALL_DUR [3] seconds of the syscall census per proxy (0 skips it; needs perf)
-#   TARGETS ["direct nginx haproxy brownout brownout-50-rules brownout-100-rules"]
+#   TARGETS ["direct nginx haproxy brownout brownout-50-rules brownout-100-rules"];
+#                  add brownout-hyper for the fast path's A/B
 #   REQUEST [get]: `get` = GET /; `chat` = POST /v1/chat/completions with a small
 #                  JSON body (brownout then runs with --api openai)
 #   PROXY_CORES [nproc]: nginx worker_processes / HAProxy nbthread /
@@ -64,6 +67,10 @@ for t in $TARGETS; do
     direct|nginx|haproxy) ;;
     brownout)
       start_brownout brownout "http://127.0.0.1:$UP" "${API_ARGS[@]}"
+      PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
+    brownout-hyper)
+      printf 'fast_path: false\n' > "$WORK/hyper.yaml"
+      start_brownout "$t" "http://127.0.0.1:$UP" --config "$WORK/hyper.yaml" "${API_ARGS[@]}"
       PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
     brownout-*-rules)
       n=${t#brownout-}; n=${n%-rules}
