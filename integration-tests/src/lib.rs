@@ -874,6 +874,20 @@ pub async fn h2_conn(
     (send, task)
 }
 
+/// Write `request` (one or more raw, pipelined HTTP/1.1 requests, the last asking
+/// for `connection: close`) on a new connection to `addr` and read everything until
+/// the peer closes, within 10 s: for tests that must see the exact bytes on the wire.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], what: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(request).await.expect("write the request");
+    let mut raw = Vec::new();
+    within(Duration::from_secs(10), what, c.read_to_end(&mut raw))
+        .await
+        .expect("read until close");
+    raw
+}
+
 /// Fail the test if `fut` takes longer than `d`.
 pub async fn within<T>(d: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(d, fut).await {

@@ -164,19 +164,15 @@ async fn heads_without_bodies_and_interim_answers_keep_the_connection_in_step() 
     })
     .await;
     let proxy = ProxyBuilder::new(up.url()).start().await;
-    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
-    c.write_all(
+    let raw = raw_exchange(
+        proxy.addr,
         b"HEAD /h HTTP/1.1\r\nhost: x\r\n\r\n\
 GET /none HTTP/1.1\r\nhost: x\r\n\r\n\
 GET /same HTTP/1.1\r\nhost: x\r\n\r\n\
 GET /hints HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "four answers, then close",
     )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    within(STEP, "four answers, then close", c.read_to_end(&mut raw))
-        .await
-        .unwrap();
+    .await;
     let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
     let starts: Vec<&str> = text
         .match_indices("http/1.1 ")
@@ -223,14 +219,12 @@ async fn a_close_delimited_answer_is_relayed_and_ends_the_client_connection() {
     })
     .await;
     let proxy = ProxyBuilder::new(up.url()).start().await;
-    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
-    c.write_all(b"GET /close HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    within(STEP, "the answer and the close", c.read_to_end(&mut raw))
-        .await
-        .unwrap();
+    let raw = raw_exchange(
+        proxy.addr,
+        b"GET /close HTTP/1.1\r\nhost: x\r\n\r\n",
+        "the answer and the close",
+    )
+    .await;
     let head = head_of(&raw);
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert_eq!(&raw[head.len()..], b"until the end");
@@ -339,20 +333,16 @@ rules:
         )
         .start()
         .await;
-    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
     // Fast, then a request the rule matches (from here on the full path serves the
     // connection), then one more on the same connection; pipelined.
-    c.write_all(
+    let raw = raw_exchange(
+        proxy.addr,
         b"GET /ok1 HTTP/1.1\r\nhost: x\r\n\r\n\
 GET /harm HTTP/1.1\r\nhost: x\r\n\r\n\
 GET /ok2 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "three answers",
     )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    within(STEP, "three answers", c.read_to_end(&mut raw))
-        .await
-        .unwrap();
+    .await;
     let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
     let statuses: Vec<&str> = text
         .match_indices("http/1.1 ")

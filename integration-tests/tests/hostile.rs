@@ -953,18 +953,14 @@ async fn pipelined_requests_get_answers_in_order() {
     })
     .await;
     let proxy = ProxyBuilder::new(up.url()).start().await;
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(
+    let raw = raw_exchange(
+        proxy.addr,
         b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n\
 POST /two HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello\
 GET /three HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "three pipelined answers",
     )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    within(STEP, "three pipelined answers", s.read_to_end(&mut raw))
-        .await
-        .unwrap();
+    .await;
     let answers = parse_responses(&raw);
     let bodies: Vec<(u16, String)> = answers
         .into_iter()

@@ -592,15 +592,6 @@ async fn serve_conn(
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
     let io = ConnIo::new(stream, info.clone());
-    let svc = ProxyService {
-        ctx,
-        conn: info.clone(),
-    };
-    let first = FirstRequest {
-        info,
-        timeout: settings.header_timeout,
-        idle_timeout: settings.idle_timeout,
-    };
     match &settings.tls {
         None => {
             let stream_ref = io.tcp();
@@ -610,7 +601,7 @@ async fn serve_conn(
                     // Closed, failed, or silent past header_timeout: nothing to serve.
                     _ => return,
                 };
-            serve_as(h2, io, svc, settings, stop, first).await
+            serve_full(h2, io, ctx, info, settings, stop).await
         }
         Some(acceptor) => {
             let tls_stream = match tokio::time::timeout(
@@ -631,13 +622,14 @@ async fn serve_conn(
             };
             // HTTP/2 over TLS is chosen through ALPN (RFC 9113 §3.2).
             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            serve_as(h2, tls_stream, svc, settings, stop, first).await
+            serve_full(h2, tls_stream, ctx, info, settings, stop).await
         }
     }
 }
 
-/// Serve a connection the fast path hands over (with the bytes it read first) on
-/// the full path, for the rest of its life.
+/// Serve a connection on the full (hyper) path for the rest of its life: a TLS or
+/// plain connection the fast path does not take, or one it hands over with the
+/// bytes it read first.
 pub(crate) async fn serve_full<I>(
     h2: bool,
     io: I,
