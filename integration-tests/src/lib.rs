@@ -888,6 +888,23 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], what: &str) -> Vec<u
     raw
 }
 
+/// Read from `s` until `buf` holds a whole HTTP/1.1 head; returns the head's length,
+/// or `None` when the peer closes (or fails) first. For raw peers that answer by hand.
+pub async fn read_until_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut b = [0u8; 4096];
+        let n = s.read(&mut b).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+    }
+}
+
 /// Fail the test if `fut` takes longer than `d`.
 pub async fn within<T>(d: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(d, fut).await {

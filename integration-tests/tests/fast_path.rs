@@ -17,21 +17,6 @@ use tokio::sync::mpsc;
 
 const STEP: Duration = Duration::from_secs(10);
 
-/// Read from `s` until `buf` holds a whole head; returns the head's length.
-async fn read_until_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(i + 4);
-        }
-        let mut b = [0u8; 4096];
-        let n = s.read(&mut b).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&b[..n]);
-    }
-}
-
 /// Read from `s` until `buf` ends with `end` (or the peer closes).
 async fn read_until_suffix(s: &mut TcpStream, buf: &mut Vec<u8>, end: &[u8]) {
     while !buf.ends_with(end) {

@@ -557,8 +557,12 @@ impl FastConn {
         let stopping = *stop.borrow() != 0;
         let close = client_close || resp.framing == Framing::Close || stopping;
         self.out.clear();
-        self.out.extend_from_slice(&up.buf[..resp.status_line_end]);
-        write_response_headers(&mut self.out, &up.buf[..resp.head_len], close);
+        write_status_line(&mut self.out, resp.status, &up.buf[resp.reason.clone()]);
+        write_response_headers(
+            &mut self.out,
+            &up.buf[resp.headers_start..resp.head_len],
+            close,
+        );
         up.buf.advance(resp.head_len);
         let mut tap = resp.tap.take();
         let mut relay = Relay::new(resp.framing);
@@ -801,12 +805,11 @@ impl FastConn {
         let body = resp.body();
         self.out.clear();
         let status = resp.status();
-        self.out.extend_from_slice(b"HTTP/1.1 ");
-        self.out.extend_from_slice(status.as_str().as_bytes());
-        self.out.push(b' ');
-        self.out
-            .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        write_status_line(
+            &mut self.out,
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("").as_bytes(),
+        );
         for (k, v) in resp.headers() {
             self.out.extend_from_slice(k.as_str().as_bytes());
             self.out.extend_from_slice(b": ");
@@ -968,8 +971,10 @@ fn is_hop_by_hop(name: &str) -> bool {
 struct RespHead {
     status: u16,
     head_len: usize,
-    /// End of the status line, including its CRLF.
-    status_line_end: usize,
+    /// The reason phrase, in the buffer.
+    reason: std::ops::Range<usize>,
+    /// Where the header lines start (past the status line and its line end).
+    headers_start: usize,
     framing: Framing,
     /// The upstream will close (or asked to): not reused.
     upstream_close: bool,
@@ -1059,26 +1064,69 @@ fn parse_response(
             (None, None) => Framing::Close,
         }
     };
-    let status_line_end = buf
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(0, |i| i + 2);
+    // The status line, past any empty lines before it (httparse skips them, and
+    // accepts a bare LF as a line end).
+    let line_start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let headers_start = buf[line_start..head_len]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head_len, |i| line_start + i + 1);
     Ok(Some(RespParse::Head(RespHead {
         status,
         head_len,
-        status_line_end,
+        reason: reason_phrase(buf, line_start, headers_start),
+        headers_start,
         framing,
         upstream_close,
         tap: make_tap(ctype, coding),
     })))
 }
 
-/// Copy the response's header lines (after the status line) into `out`, less
+/// Where the reason phrase is in a status line that httparse accepted
+/// (`HTTP/1.x`, spaces, three digits, a space, the phrase, the line end).
+fn reason_phrase(buf: &[u8], start: usize, end: usize) -> std::ops::Range<usize> {
+    let line = &buf[start..end];
+    let text_end = line.len()
+        - line
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+    let mut i = "HTTP/1.x".len().min(text_end);
+    while i < text_end && line[i] == b' ' {
+        i += 1;
+    }
+    i = (i + 3).min(text_end);
+    if i < text_end && line[i] == b' ' {
+        i += 1;
+    }
+    start + i..start + text_end
+}
+
+/// Write a status line as brownout's own: a proxy sends its own HTTP version
+/// (RFC 9110 §6.2), whatever the upstream spoke, with the upstream's code and reason.
+fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+    let digits = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Copy a response's header lines (the head after its status line) into `out`, less
 /// hop-by-hop headers other than `transfer-encoding` (the body keeps the framing
-/// it came with), then `connection: close` when the client connection ends.
-fn write_response_headers(out: &mut Vec<u8>, head: &[u8], close: bool) {
-    let mut lines = head.split(|&b| b == b'\n').skip(1);
-    for line in &mut lines {
+/// it came with), then `connection: close` when the client connection ends. Lines
+/// end in CRLF whatever the upstream used.
+fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool) {
+    for line in headers.split(|&b| b == b'\n') {
         let l = line.strip_suffix(b"\r").unwrap_or(line);
         if l.is_empty() {
             break;
@@ -1374,6 +1422,92 @@ mod tests {
     }
 
     #[test]
+    fn chunked_scanner_decodes_any_valid_encoding_in_any_split() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for case in 0..2000 {
+            let mut wire = Vec::new();
+            let mut payload = Vec::new();
+            for _ in 0..rng.random_range(0..6) {
+                let n = rng.random_range(1..300usize);
+                let data: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+                let size = if rng.random_bool(0.5) {
+                    format!("{n:x}")
+                } else {
+                    format!("{n:X}")
+                };
+                wire.extend_from_slice(size.as_bytes());
+                if rng.random_bool(0.3) {
+                    wire.extend_from_slice(b";name=\"v\"");
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&data);
+                wire.extend_from_slice(b"\r\n");
+                payload.extend_from_slice(&data);
+            }
+            wire.extend_from_slice(b"0\r\n");
+            for t in 0..rng.random_range(0..3) {
+                wire.extend_from_slice(format!("x-t{t}: {t}\r\n").as_bytes());
+            }
+            wire.extend_from_slice(b"\r\n");
+            let end = wire.len();
+            wire.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            // Cut into random pieces, as reads deliver it.
+            let mut cuts: Vec<usize> = (0..rng.random_range(0..8))
+                .map(|_| rng.random_range(0..=wire.len()))
+                .collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([wire.len()]) {
+                parts.push(&wire[from..c]);
+                from = c;
+            }
+            let (data, used, done) = scan_all(&parts).unwrap();
+            assert!(done, "case {case}");
+            assert_eq!(used, end, "case {case}: stops at the end of the body");
+            assert_eq!(data, payload, "case {case}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_scanner_or_the_response_parser() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let alphabet = b"0123456789abcdefABCDEF;=\r\n \t:HTP/1.xyz\x00\xff";
+        for _ in 0..20_000 {
+            let n = rng.random_range(0..120);
+            let bytes: Vec<u8> = (0..n)
+                .map(|_| {
+                    if rng.random_bool(0.9) {
+                        alphabet[rng.random_range(0..alphabet.len())]
+                    } else {
+                        rng.random()
+                    }
+                })
+                .collect();
+            let split = rng.random_range(0..=bytes.len());
+            if let Ok((_, used, _)) = scan_all(&[&bytes[..split], &bytes[split..]]) {
+                assert!(used <= bytes.len());
+            }
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            head.extend_from_slice(&bytes);
+            let _ = parse_response(&head, rng.random_bool(0.2), &|_, _| None);
+            let _ = parse_response(&bytes, false, &|_, _| None);
+            if let Ok(Some(RespParse::Head(h))) = parse_response(&head, false, &|_, _| None) {
+                let mut out = Vec::new();
+                write_status_line(&mut out, h.status, &head[h.reason.clone()]);
+                write_response_headers(
+                    &mut out,
+                    &head[h.headers_start..h.head_len],
+                    rng.random_bool(0.5),
+                );
+                assert!(out.starts_with(b"HTTP/1.1 ") && out.ends_with(b"\r\n\r\n"));
+            }
+        }
+    }
+
+    #[test]
     fn chunked_scanner_refuses_broken_framing() {
         assert_eq!(scan_all(&[b"zz\r\n"]).unwrap_err(), ChunkError::Size);
         assert_eq!(scan_all(&[b"\r\n"]).unwrap_err(), ChunkError::Size);
@@ -1437,18 +1571,53 @@ mod tests {
         ));
     }
 
+    /// The head the fast path sends a client for this upstream head.
+    fn relayed(head: &[u8], close: bool) -> (Vec<u8>, bool) {
+        let Ok(Some(RespParse::Head(h))) = parse_response(head, false, &|_, _| None) else {
+            panic!("no head in {head:?}");
+        };
+        let mut out = Vec::new();
+        write_status_line(&mut out, h.status, &head[h.reason.clone()]);
+        write_response_headers(&mut out, &head[h.headers_start..h.head_len], close);
+        (out, h.upstream_close)
+    }
+
     #[test]
     fn response_headers_lose_hop_by_hop_ones_only() {
         let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n";
-        let mut out = Vec::new();
-        write_response_headers(&mut out, head, false);
+        let (out, _) = relayed(head, false);
         assert_eq!(
             out,
-            b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
         );
-        out.clear();
-        write_response_headers(&mut out, head, true);
+        let (out, _) = relayed(head, true);
         assert!(out.ends_with(b"X-A: b\r\nconnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn answers_go_out_as_http_1_1_with_crlf_lines_whatever_the_upstream_spoke() {
+        // An HTTP/1.0 upstream: our own version goes out (RFC 9110 6.2), and its
+        // connection is not reused unless it asked for keep-alive.
+        let (out, close) = relayed(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n", false);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n");
+        assert!(close);
+        let (_, close) = relayed(
+            b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\n",
+            false,
+        );
+        assert!(!close);
+        // Bare LF line ends, which httparse accepts.
+        let (out, _) = relayed(
+            b"HTTP/1.1 404 Not Found\nx-a: 1\ncontent-length: 0\n\n",
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"
+        );
+        // An empty reason phrase stays empty; the code is kept.
+        let (out, _) = relayed(b"HTTP/1.1 299 \r\ncontent-length: 0\r\n\r\n", false);
+        assert_eq!(out, b"HTTP/1.1 299 \r\ncontent-length: 0\r\n\r\n");
     }
 
     #[test]
