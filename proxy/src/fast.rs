@@ -562,6 +562,7 @@ impl FastConn {
             &mut self.out,
             &up.buf[resp.headers_start..resp.head_len],
             close,
+            resp.drop_length,
         );
         up.buf.advance(resp.head_len);
         let mut tap = resp.tap.take();
@@ -975,6 +976,9 @@ struct RespHead {
     reason: std::ops::Range<usize>,
     /// Where the header lines start (past the status line and its line end).
     headers_start: usize,
+    /// Both `transfer-encoding` and `content-length` came: the first decides the
+    /// framing and the second is not forwarded (RFC 9112 6.3).
+    drop_length: bool,
     framing: Framing,
     /// The upstream will close (or asked to): not reused.
     upstream_close: bool,
@@ -1079,6 +1083,7 @@ fn parse_response(
         head_len,
         reason: reason_phrase(buf, line_start, headers_start),
         headers_start,
+        drop_length: te.is_some() && length.is_some(),
         framing,
         upstream_close,
         tap: make_tap(ctype, coding),
@@ -1123,9 +1128,9 @@ fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
 
 /// Copy a response's header lines (the head after its status line) into `out`, less
 /// hop-by-hop headers other than `transfer-encoding` (the body keeps the framing
-/// it came with), then `connection: close` when the client connection ends. Lines
-/// end in CRLF whatever the upstream used.
-fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool) {
+/// it came with) and `content-length` when `drop_length`, then `connection: close`
+/// when the client connection ends. Lines end in CRLF whatever the upstream used.
+fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool, drop_length: bool) {
     for line in headers.split(|&b| b == b'\n') {
         let l = line.strip_suffix(b"\r").unwrap_or(line);
         if l.is_empty() {
@@ -1133,7 +1138,9 @@ fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool) {
         }
         let name = l.split(|&b| b == b':').next().unwrap_or(b"");
         let name = std::str::from_utf8(trim(name)).unwrap_or("");
-        if is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding") {
+        if (is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
+            || (drop_length && name.eq_ignore_ascii_case("content-length"))
+        {
             continue;
         }
         out.extend_from_slice(l);
@@ -1501,6 +1508,7 @@ mod tests {
                     &mut out,
                     &head[h.headers_start..h.head_len],
                     rng.random_bool(0.5),
+                    h.drop_length,
                 );
                 assert!(out.starts_with(b"HTTP/1.1 ") && out.ends_with(b"\r\n\r\n"));
             }
@@ -1578,7 +1586,12 @@ mod tests {
         };
         let mut out = Vec::new();
         write_status_line(&mut out, h.status, &head[h.reason.clone()]);
-        write_response_headers(&mut out, &head[h.headers_start..h.head_len], close);
+        write_response_headers(
+            &mut out,
+            &head[h.headers_start..h.head_len],
+            close,
+            h.drop_length,
+        );
         (out, h.upstream_close)
     }
 
@@ -1614,6 +1627,15 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"
+        );
+        // Chunked and a length: the length is not forwarded.
+        let (out, _) = relayed(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         // An empty reason phrase stays empty; the code is kept.
         let (out, _) = relayed(b"HTTP/1.1 299 \r\ncontent-length: 0\r\n\r\n", false);
