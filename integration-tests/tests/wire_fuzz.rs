@@ -199,14 +199,16 @@ const REQUESTS: &[&[u8]] = &[
     b"GET /q?x=%20&y=1 HTTP/1.0\r\nhost: x\r\n\r\n",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutated_requests_never_panic_or_hang_and_every_forwarded_one_is_recorded() {
+/// Mutated requests, through a proxy with the fast path on or off: nothing panics
+/// or hangs, the proxy still serves, every forwarded request has its record.
+async fn mutated_requests(fast_path: bool) {
     count_panics();
     let cases = env_or("BROWNOUT_WIRE_CASES", 160);
     let seed = env_or("BROWNOUT_WIRE_SEED", 1);
     let (up, heads) = counting_upstream().await;
     let proxy = ProxyBuilder::new(up.url())
         .limits(quick_limits)
+        .config(|c| c.fast_path = fast_path)
         .start()
         .await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -242,7 +244,7 @@ async fn mutated_requests_never_panic_or_hang_and_every_forwarded_one_is_recorde
         answered > 0 && forwarded > 0,
         "the mutations left nothing valid: {answered} answered, {forwarded} forwarded"
     );
-    eprintln!("{cases} mutated requests (seed {seed}): {answered} answered, {forwarded} forwarded, {} records", rec.submitted());
+    eprintln!("{cases} mutated requests (seed {seed}, fast path {fast_path}): {answered} answered, {forwarded} forwarded, {} records", rec.submitted());
     up.check();
 }
 
@@ -254,8 +256,9 @@ const ANSWERS: &[&[u8]] = &[
     b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 4\r\nconnection: keep-alive\r\n\r\nslow",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutated_answers_never_panic_or_hang_and_every_request_is_recorded_once() {
+/// Mutated answers, through a proxy with the fast path on or off: nothing panics
+/// or hangs, the client gets HTTP/1.1 or a close, one record per request.
+async fn mutated_answers(fast_path: bool) {
     count_panics();
     let cases = env_or("BROWNOUT_WIRE_CASES", 160);
     let seed = env_or("BROWNOUT_WIRE_SEED", 1);
@@ -291,6 +294,7 @@ async fn mutated_answers_never_panic_or_hang_and_every_request_is_recorded_once(
     .await;
     let proxy = ProxyBuilder::new(up.url())
         .limits(quick_limits)
+        .config(|c| c.fast_path = fast_path)
         .start()
         .await;
     let inputs = (0..cases).map(|i| {
@@ -334,7 +338,27 @@ async fn mutated_answers_never_panic_or_hang_and_every_request_is_recorded_once(
         },
     );
     eprintln!(
-        "{cases} mutated answers (seed {seed}): outcomes of the last 1000 records {outcomes:?}"
+        "{cases} mutated answers (seed {seed}, fast path {fast_path}): outcomes of the last 1000 records {outcomes:?}"
     );
     up.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_requests_never_panic_or_hang_and_every_forwarded_one_is_recorded() {
+    mutated_requests(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_requests_through_hyper_alone_are_handled_the_same() {
+    mutated_requests(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_answers_never_panic_or_hang_and_every_request_is_recorded_once() {
+    mutated_answers(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_answers_through_hyper_alone_are_handled_the_same() {
+    mutated_answers(false).await;
 }
