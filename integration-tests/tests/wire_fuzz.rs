@@ -292,7 +292,10 @@ async fn mutated_answers(fast_path: bool) {
         }
     })
     .await;
+    let dir = TempDir::new();
+    let record_file = dir.join("records.jsonl");
     let proxy = ProxyBuilder::new(up.url())
+        .record(&record_file)
         .limits(quick_limits)
         .config(|c| c.fast_path = fast_path)
         .start()
@@ -300,10 +303,15 @@ async fn mutated_answers(fast_path: bool) {
     let inputs = (0..cases).map(|i| {
         let req =
             format!("GET /case/{i} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes();
-        // Most wait for the answer; one in ten says it has nothing more to send.
-        (i, req, i % 10 == 9)
+        // Most wait for the answer; one in ten says it has nothing more to send, on
+        // the fast path only: hyper's HTTP/1.1 server sometimes closes a connection
+        // whose request and FIN arrive together without calling the service, so
+        // that request gets neither an answer nor a record (docs/robustness.md).
+        (i, req, fast_path && i % 10 == 9)
     });
+    let mut got = std::collections::HashMap::new();
     run_cases(proxy.addr, seed, inputs, |i, raw| {
+        got.insert(i, raw.len());
         assert!(
             raw.is_empty() || raw.starts_with(b"HTTP/1.1 "),
             "seed {seed}, case {i}: the client got something that is not HTTP/1.1: {}",
@@ -323,11 +331,30 @@ async fn mutated_answers(fast_path: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     rec.settle(Duration::from_secs(5));
-    assert_eq!(
-        rec.submitted(),
-        cases,
-        "seed {seed}: one record per request"
-    );
+    if rec.submitted() != cases {
+        // Name the cases without a record, with the answers they got.
+        let written = std::fs::read_to_string(&record_file).unwrap_or_default();
+        let seen: std::collections::HashSet<String> = written
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| r["path"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<String> = (0..cases as usize)
+            .filter(|i| !seen.contains(&format!("/case/{i}")))
+            .take(5)
+            .map(|i| {
+                format!(
+                    "case {i}: the client read {:?} bytes; the answer was {}",
+                    got.get(&(i as u64)),
+                    show(&answers[i])
+                )
+            })
+            .collect();
+        panic!(
+            "seed {seed}, fast path {fast_path}: {} records for {cases} requests; without one: {missing:#?}",
+            rec.submitted()
+        );
+    }
     assert_eq!(rec.dropped(), 0);
     let outcomes = proxy.records().iter().fold(
         std::collections::BTreeMap::<String, usize>::new(),

@@ -405,6 +405,11 @@ async fn handle(
         Ok(Ok(r)) => r,
     };
     let (mut rparts, rbody) = resp.into_parts();
+    // A proxy answers in its own HTTP version (RFC 9110 6.2): an HTTP/1.0 upstream's
+    // answer goes out as HTTP/1.1 to the HTTP/1.1 client, as on the fast path.
+    if rparts.version == Version::HTTP_10 {
+        rparts.version = Version::HTTP_11;
+    }
     ex.upstream_headers(rparts.status.as_u16());
     strip_hop_by_hop(&mut rparts.headers);
     if let Some(m) = mark {
