@@ -179,13 +179,17 @@ fn local_response(
     resp
 }
 
-async fn handle(
+/// Open the exchange's record now, in `call`, and return the rest as a future: hyper
+/// may drop that future without polling it (a connection whose request and FIN came
+/// together), and the exchange's guard then still records the request, as
+/// `client_closed`.
+fn handle(
     ctx: Arc<ListenerCtx>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, ResetAbort> {
+) -> impl Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send {
     let shared = &ctx.shared;
-    let (mut parts, incoming) = req.into_parts();
+    let (parts, incoming) = req.into_parts();
     let endpoint = classify(ctx.api, &parts.method, parts.uri.path());
     let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
     rec.api = api_str(ctx.api);
@@ -198,7 +202,20 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
-    let mut ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
+    let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
+    proxy_exchange(ctx, conn, parts, incoming, endpoint, ex)
+}
+
+/// Everything after the record is open: faults, the upstream, the answer.
+async fn proxy_exchange(
+    ctx: Arc<ListenerCtx>,
+    conn: Arc<ConnInfo>,
+    mut parts: http::request::Parts,
+    incoming: Incoming,
+    endpoint: Endpoint,
+    mut ex: Exchange,
+) -> Result<Response<ProxyBody>, ResetAbort> {
+    let shared = &ctx.shared;
     let http2 = parts.version == Version::HTTP_2;
 
     let profile = shared.profile.load_full();
