@@ -47,8 +47,10 @@ const MAX_REQ_HEADERS: usize = 64;
 const MAX_RESP_HEADERS: usize = 100;
 /// A request head longer than this goes to the full path (which has its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// A response head longer than this is refused as a broken upstream.
-const MAX_RESP_HEAD: usize = 256 * 1024;
+/// A response head longer than this is refused as a broken upstream. It is hyper's
+/// client default (8 KiB + 100 × 4 KiB), so an answer gets the same verdict whichever
+/// path relays it.
+const MAX_RESP_HEAD: usize = 8192 + 4096 * 100;
 /// Room asked for before each read.
 const READ_ROOM: usize = 4096;
 
