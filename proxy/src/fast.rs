@@ -39,18 +39,12 @@ use crate::exchange::Exchange;
 use crate::net::{ConnInfo, ConnIo};
 use crate::record::Outcome;
 use crate::service::{api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap};
-use crate::upstream::{DirectPool, RawConn};
+use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 
 /// Request headers parsed in place; a request with more goes to the full path.
 const MAX_REQ_HEADERS: usize = 64;
-/// Response headers accepted from the upstream (hyper's client default).
-const MAX_RESP_HEADERS: usize = 100;
 /// A request head longer than this goes to the full path (which has its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// A response head longer than this is refused as a broken upstream. It is hyper's
-/// client default (8 KiB + 100 × 4 KiB), so an answer gets the same verdict whichever
-/// path relays it.
-const MAX_RESP_HEAD: usize = 8192 + 4096 * 100;
 /// Room asked for before each read.
 const READ_ROOM: usize = 4096;
 
@@ -750,7 +744,7 @@ impl FastConn {
                         continue;
                     }
                     Ok(Some(RespParse::Head(h))) => return Ok(h),
-                    Ok(None) if up.buf.len() <= MAX_RESP_HEAD => {}
+                    Ok(None) if up.buf.len() <= MAX_RESPONSE_HEAD => {}
                     Ok(None) => {
                         return Err(UpFail::Error(bad_upstream(
                             upstream,
@@ -1004,7 +998,7 @@ fn parse_response(
     head_method: bool,
     make_tap: &MakeTap<'_>,
 ) -> Result<Option<RespParse>, &'static str> {
-    let mut hdrs = [httparse::EMPTY_HEADER; MAX_RESP_HEADERS];
+    let mut hdrs = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut hdrs);
     let head_len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,

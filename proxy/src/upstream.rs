@@ -195,6 +195,8 @@ pub fn client(
         .wrap_connector(http);
     Ok(UpstreamClient::Pooled(Box::new(
         Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(MAX_RESPONSE_HEAD)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(usize::MAX)
             .pool_timer(TokioTimer::new())
@@ -204,6 +206,14 @@ pub fn client(
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest upstream response head accepted; a longer one is a broken upstream.
+/// hyper's own default (8 KiB + 100 × 4 KiB), set here explicitly because the fast
+/// path enforces the same limit, so an answer gets one verdict whichever path
+/// relays it.
+pub(crate) const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
+/// Most header lines accepted in an upstream response (hyper's default), shared
+/// with the fast path for the same reason.
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
 /// Idle upstream connections older than this are not reused (and closed).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// At most this many idle connections are kept per upstream.
@@ -330,6 +340,8 @@ impl DirectPool {
     async fn connect(&self) -> Result<Lease, SendError> {
         let stream = self.dial().await.map_err(SendError::Connect)?;
         let (sender, conn) = http1::Builder::new()
+            .max_buf_size(MAX_RESPONSE_HEAD)
+            .max_headers(MAX_RESPONSE_HEADERS)
             .handshake(TokioIo::new(stream))
             .await?;
         Ok(Lease {
