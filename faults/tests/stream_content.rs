@@ -146,3 +146,31 @@ fn unknown_bodies_are_skipped_with_a_reason() {
     .unwrap();
     assert!(r.body.windows(13).any(|w| w == br#""content":""}"#));
 }
+
+/// A body with bytes that are not UTF-8 is not JSON, even where they sit in a field
+/// the shape probe skips (found by the `sse` fuzz target: the probe let it through,
+/// and garble edited it). It passes unchanged, the fault skipped as `not_json`.
+#[test]
+fn a_body_that_is_not_utf8_is_not_json() {
+    let mut body = CHAT.as_bytes().to_vec();
+    let at = CHAT.find("chatcmpl-1").unwrap();
+    body[at] = 0xff;
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    for fault in [
+        FaultSpec::Garble { fraction: 1.0 },
+        FaultSpec::EmptyCompletion {},
+        FaultSpec::FinishReason {
+            value: "length".into(),
+        },
+    ] {
+        let e = rewrite_json(
+            ApiKind::Openai,
+            Endpoint::Chat,
+            &body,
+            &plan(&[fault]),
+            &mut rng(),
+        )
+        .unwrap_err();
+        assert_eq!(e, Skip::NotJson);
+    }
+}

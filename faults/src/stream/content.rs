@@ -101,7 +101,10 @@ struct Probe<'a> {
 }
 
 fn shape(api: ApiKind, endpoint: Endpoint, body: &[u8]) -> Result<Shape, Skip> {
-    let probe: Probe<'_> = match serde_json::from_slice(body) {
+    // serde_json skips a field the probe ignores without checking its UTF-8, so a
+    // body that is not JSON could pass the probe and then be edited: check it whole.
+    let text = std::str::from_utf8(body).map_err(|_| Skip::NotJson)?;
+    let probe: Probe<'_> = match serde_json::from_str(text) {
         Ok(p) => p,
         Err(e) if e.is_data() => return Err(Skip::UnknownShape),
         Err(_) => return Err(Skip::NotJson),
