@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,6 +45,82 @@ pub enum ReqBody {
         inner: Box<ReqBody>,
         seen: Arc<AtomicU64>,
     },
+    /// A body that keeps what it passes in a [`Hold`], so that a request lost by a
+    /// connection the upstream closed can be sent again.
+    Held {
+        inner: Box<ReqBody>,
+        hold: Hold,
+    },
+}
+
+/// The bytes of a request body as they went upstream, kept while they fit in
+/// `limit` (frames are shared, not copied), and when its last byte went.
+#[derive(Debug, Clone)]
+pub struct Hold(Arc<Mutex<HoldState>>);
+
+#[derive(Debug)]
+struct HoldState {
+    kept: Vec<Bytes>,
+    size: usize,
+    limit: usize,
+    overflow: bool,
+    ended: bool,
+    last: Option<std::time::Instant>,
+}
+
+impl Hold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn frame(&self, data: &Bytes) {
+        let mut h = self.lock();
+        h.last = Some(std::time::Instant::now());
+        if h.overflow {
+            return;
+        }
+        if h.size + data.len() > h.limit {
+            h.overflow = true;
+            h.kept = Vec::new();
+        } else {
+            h.size += data.len();
+            h.kept.push(data.clone());
+        }
+    }
+
+    fn end(&self) {
+        let mut h = self.lock();
+        h.ended = true;
+        h.last = Some(std::time::Instant::now());
+    }
+
+    /// The head goes out now (a body with nothing to send ends with it).
+    pub fn sent(&self) {
+        self.lock().last = Some(std::time::Instant::now());
+    }
+
+    /// The whole body again, when every byte of it is held and its last byte went
+    /// at most [`crate::upstream::RESEND_WINDOW`] ago.
+    pub fn replay(&self) -> Option<ReqBody> {
+        let h = self.lock();
+        let recent = h
+            .last
+            .is_some_and(|t| t.elapsed() <= crate::upstream::RESEND_WINDOW);
+        if !h.ended || h.overflow || !recent {
+            return None;
+        }
+        Some(match h.kept.as_slice() {
+            [] => ReqBody::Empty,
+            [one] => ReqBody::Prefixed {
+                prefix: Some(one.clone()),
+                rest: None,
+            },
+            many => ReqBody::Prefixed {
+                prefix: Some(many.concat().into()),
+                rest: None,
+            },
+        })
+    }
 }
 
 impl Body for ReqBody {
@@ -82,6 +158,19 @@ impl Body for ReqBody {
                 }
                 p
             }
+            ReqBody::Held { inner, hold } => {
+                let p = Pin::new(inner.as_mut()).poll_frame(cx);
+                match &p {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let Some(d) = f.data_ref() {
+                            hold.frame(d);
+                        }
+                    }
+                    Poll::Ready(None) => hold.end(),
+                    _ => {}
+                }
+                p
+            }
         }
     }
 
@@ -92,7 +181,7 @@ impl Body for ReqBody {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
             ReqBody::Empty => true,
-            ReqBody::Counted { inner, .. } => inner.is_end_stream(),
+            ReqBody::Counted { inner, .. } | ReqBody::Held { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -115,7 +204,7 @@ impl Body for ReqBody {
                 }
             }
             ReqBody::Empty => SizeHint::with_exact(0),
-            ReqBody::Counted { inner, .. } => inner.size_hint(),
+            ReqBody::Counted { inner, .. } | ReqBody::Held { inner, .. } => inner.size_hint(),
         }
     }
 }
@@ -125,17 +214,26 @@ impl Body for ReqBody {
 pub const CLIENT_BODY_FAILED: u64 = 1 << 63;
 
 impl ReqBody {
-    /// A copy to send again, when the whole body is in hand (or there is none).
-    pub fn replayable(&self) -> Option<ReqBody> {
-        match self {
-            ReqBody::Empty => Some(ReqBody::Empty),
-            ReqBody::Incoming(b) if b.is_end_stream() => Some(ReqBody::Empty),
-            ReqBody::Prefixed { prefix, rest: None } => Some(ReqBody::Prefixed {
-                prefix: prefix.clone(),
-                rest: None,
-            }),
-            _ => None,
+    /// Keep what passes, up to `limit` bytes, for sending again.
+    pub fn held(self, limit: usize) -> (ReqBody, Hold) {
+        let ended = self.is_end_stream();
+        let hold = Hold(Arc::new(Mutex::new(HoldState {
+            kept: Vec::new(),
+            size: 0,
+            limit,
+            overflow: false,
+            ended,
+            last: None,
+        })));
+        if ended {
+            // Nothing will be polled: the head is the whole request.
+            return (self, hold);
         }
+        let body = ReqBody::Held {
+            inner: Box::new(self),
+            hold: hold.clone(),
+        };
+        (body, hold)
     }
 
     /// Count the bytes that really pass (a declared `content-length` is a promise

@@ -28,6 +28,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
     pub trusted_proxies: Vec<String>,
     #[serde(default = "yes")]
     pub mark_injected: bool,
@@ -58,6 +60,7 @@ impl Default for FileConfig {
             admin: AdminConfig::default(),
             record: RecordConfig::default(),
             limits: LimitsConfig::default(),
+            pool: PoolConfig::default(),
             trusted_proxies: Vec::new(),
             mark_injected: true,
             allow_header_faults: false,
@@ -160,6 +163,32 @@ impl<'de> Deserialize<'de> for ByteSize {
                 .map_err(serde::de::Error::custom),
         }
     }
+}
+
+/// How idle upstream connections are kept. Model servers close idle keep-alive
+/// connections themselves (uvicorn, which serves vLLM, SGLang and
+/// llama-cpp-python, after 5 s), and a request sent on a connection the server is
+/// closing fails for no reason the client asked for: brownout retires its idle
+/// connections first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// An idle upstream connection is never reused after this long (and sooner
+    /// when the upstream announces or shows a shorter keep-alive).
+    #[serde(default = "d_4s")]
+    pub idle_timeout: DurationStr,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            idle_timeout: d_4s(),
+        }
+    }
+}
+
+fn d_4s() -> DurationStr {
+    DurationStr(Duration::from_secs(4))
 }
 
 #[derive(Debug, Clone, Deserialize)]

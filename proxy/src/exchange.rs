@@ -104,13 +104,23 @@ impl Exchange {
         self.upstream_start = Some(Instant::now());
     }
 
+    /// The request was sent upstream again on a new connection.
+    pub fn upstream_retried(&mut self) {
+        self.rec()
+            .upstream
+            .get_or_insert_with(Default::default)
+            .retried = true;
+    }
+
     /// Upstream response headers arrived.
     pub fn upstream_headers(&mut self, status: u16) {
         let ttfb = self.upstream_start.map(|t| ms(t.elapsed()));
+        let retried = self.rec().upstream.as_ref().is_some_and(|u| u.retried);
         self.rec().upstream = Some(UpstreamTiming {
             status: Some(status),
             ttfb_ms: ttfb,
             e2e_ms: None,
+            retried,
         });
         self.rec().status = Some(status);
     }

@@ -174,6 +174,35 @@ impl Timers {
     }
 }
 
+/// What of a request went upstream: whether every byte sent is still in `out`
+/// (at most `limit` bytes of it), and when the last one went.
+struct Sending {
+    held: bool,
+    limit: usize,
+    last: Instant,
+}
+
+impl Sending {
+    /// The request's last byte went recently enough that a silent close means the
+    /// server never took it.
+    fn recent(&self) -> bool {
+        self.last.elapsed() <= crate::upstream::RESEND_WINDOW
+    }
+}
+
+/// A write to the upstream failed: the connection was closed under the request,
+/// unless the upstream answered first (an early 413, say), which is its answer.
+fn write_failed(up: &RawConn, e: std::io::Error, upstream: &str) -> UpFail {
+    if crate::upstream::has_input(&up.stream) {
+        UpFail::Error(ProxyError::Unreachable {
+            upstream: upstream.to_string(),
+            source: Box::new(e),
+        })
+    } else {
+        UpFail::Stale(e)
+    }
+}
+
 /// Why an upstream exchange failed before any of its answer reached the client.
 enum UpFail {
     /// Nothing came back from a reused connection: it may have been closed by the
@@ -461,21 +490,26 @@ impl FastConn {
             },
             _ => 0,
         };
-        let whole = left == 0;
         let mut bytes_in = chunks.data;
         ex.upstream_called();
         let deadline = Instant::now() + self.ctx.shared.upstream_timeout;
         timers.upstream.as_mut().reset(deadline);
 
-        // Send, and wait for the answer's head; a reused connection that turns out
-        // dead gets the request again on a fresh one when it is held whole.
+        // Send, and wait for the answer's head. A reused connection that the
+        // upstream closed under the request gets it again, once, on a new one,
+        // when the server cannot have processed it: nothing came back within
+        // RESEND_WINDOW of its last byte, and every byte sent is still in `out`.
+        let mut sending = Sending {
+            held: true,
+            limit: self.out.len() + self.ctx.shared.inspect_limit,
+            last: Instant::now(),
+        };
         let mut up = self.pool.take_raw();
-        let mut fresh_tried = false;
+        let mut resent = false;
         let (mut up, mut resp) = loop {
-            let (conn, reused) = match up.take() {
-                Some(c) => (c, true),
+            let (mut conn, reused) = match up.take() {
+                Some(r) => (r.conn, Some(r.idle)),
                 None => {
-                    fresh_tried = true;
                     let connect = tokio::select! {
                         biased;
                         c = self.pool.connect_raw() => c,
@@ -485,18 +519,18 @@ impl FastConn {
                         )),
                     };
                     match connect {
-                        Ok(c) => (c, false),
+                        Ok(c) => (c, None),
                         Err(e) => {
                             let e = ProxyError::Unreachable {
                                 upstream: self.ctx.upstream.display.clone(),
                                 source: Box::new(e),
                             };
-                            return self.answer_error(ex, &e, whole && !client_close).await;
+                            let keep = left == 0 && !client_close;
+                            return self.answer_error(ex, &e, keep).await;
                         }
                     }
                 }
             };
-            let mut conn = conn;
             let sent = self
                 .send(
                     &mut conn,
@@ -505,6 +539,7 @@ impl FastConn {
                     &mut bytes_in,
                     body,
                     timers,
+                    &mut sending,
                 )
                 .await;
             let r = match sent {
@@ -516,9 +551,15 @@ impl FastConn {
             };
             match r {
                 Ok(head) => break (conn, head),
-                Err(UpFail::Stale(e)) if reused && whole && !fresh_tried => {
-                    // `out` still holds the head and the whole body.
-                    tracing::debug!(error = %e, "pooled upstream connection failed; sending again on a fresh one");
+                Err(UpFail::Stale(e))
+                    if reused.is_some() && !resent && sending.held && sending.recent() =>
+                {
+                    tracing::debug!(error = %e, "a reused upstream connection lost the request unanswered; sending it again on a new one");
+                    if let Some(idle) = reused {
+                        self.pool.retire.closed_after(idle);
+                    }
+                    resent = true;
+                    ex.upstream_retried();
                     continue;
                 }
                 Err(UpFail::Stale(e)) => {
@@ -528,7 +569,7 @@ impl FastConn {
                     };
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(bytes_in);
-                    return self.answer_error(ex, &e, whole && !client_close).await;
+                    return self.answer_error(ex, &e, left == 0 && !client_close).await;
                 }
                 Err(UpFail::Error(e)) => {
                     let r = ex.rec();
@@ -544,6 +585,9 @@ impl FastConn {
                 }
             }
         };
+        if let Some(secs) = resp.keep_alive {
+            self.pool.retire.announce(secs);
+        }
         if body == Framing::Chunked {
             ex.rec().bytes_in = bytes_in;
         }
@@ -656,6 +700,7 @@ impl FastConn {
         bytes_in: &mut u64,
         body: Framing,
         timers: &mut Timers,
+        sending: &mut Sending,
     ) -> Result<(), UpFail> {
         let timeout = self.ctx.shared.upstream_timeout;
         let upstream = &self.ctx.upstream.display;
@@ -664,8 +709,9 @@ impl FastConn {
             r = up.stream.write_all(&self.out) => r,
             _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
         };
+        sending.last = Instant::now();
         if let Err(e) = written {
-            return Err(UpFail::Stale(e));
+            return Err(write_failed(up, e, upstream));
         }
         while *left > 0 {
             self.buf.reserve(READ_ROOM);
@@ -706,12 +752,16 @@ impl FastConn {
                 r = up.stream.write_all(&self.buf[..used]) => r,
                 _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
             };
+            sending.last = Instant::now();
+            // Kept to send again: it went after the head and the first bytes.
+            if sending.held && self.out.len() + used <= sending.limit {
+                self.out.extend_from_slice(&self.buf[..used]);
+            } else {
+                sending.held = false;
+            }
             self.buf.advance(used);
             if let Err(e) = w {
-                return Err(UpFail::Error(ProxyError::Unreachable {
-                    upstream: upstream.clone(),
-                    source: Box::new(e),
-                }));
+                return Err(write_failed(up, e, upstream));
             }
         }
         Ok(())
@@ -978,6 +1028,8 @@ struct RespHead {
     framing: Framing,
     /// The upstream will close (or asked to): not reused.
     upstream_close: bool,
+    /// `Keep-Alive: timeout=N`: the upstream closes idle connections after N s.
+    keep_alive: Option<u64>,
     /// How the answer is measured (from its content type and coding).
     tap: Option<Tap>,
 }
@@ -1021,6 +1073,7 @@ fn parse_response(
     let mut upstream_close = resp.version == Some(0);
     let mut ctype = None;
     let mut coding = None;
+    let mut keep_alive = None;
     for h in resp.headers.iter() {
         let n = h.name;
         if n.eq_ignore_ascii_case("content-length") {
@@ -1051,6 +1104,8 @@ fn parse_response(
             ctype = std::str::from_utf8(h.value).ok();
         } else if n.eq_ignore_ascii_case("content-encoding") {
             coding = std::str::from_utf8(h.value).ok();
+        } else if n.eq_ignore_ascii_case("keep-alive") {
+            keep_alive = crate::upstream::keep_alive_timeout(h.value);
         }
     }
     let framing = if head_method || status == 204 || status == 304 {
@@ -1082,6 +1137,7 @@ fn parse_response(
         drop_length: te.is_some() && length.is_some(),
         framing,
         upstream_close,
+        keep_alive,
         tap: make_tap(ctype, coding),
     })))
 }

@@ -84,6 +84,10 @@ pub struct UpstreamTiming {
     pub status: Option<u16>,
     pub ttfb_ms: Option<f64>,
     pub e2e_ms: Option<f64>,
+    /// The request went upstream a second time, on a new connection, because a
+    /// reused one was closed by the upstream before it answered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retried: bool,
 }
 
 /// Inter-token latency summary (filled by the LLM adapters).

@@ -166,8 +166,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         let upstream =
             crate::upstream::Upstream::parse(&l.upstream).map_err(|e| cerr(e.to_string()))?;
         let ca = l.upstream_ca.as_ref().map(|p| relative_to(base, p));
-        let client =
-            crate::upstream::client(&upstream, ca.as_deref()).map_err(|e| cerr(e.to_string()))?;
+        let client = crate::upstream::client(&upstream, ca.as_deref(), cfg.pool.idle_timeout.0)
+            .map_err(|e| cerr(e.to_string()))?;
         let tls = match &l.tls {
             Some(t) => Some(TlsAcceptor::from(
                 crate::tls::server_config(&relative_to(base, &t.cert), &relative_to(base, &t.key))
@@ -318,7 +318,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             let client = if i == 0 {
                 client.clone()
             } else {
-                crate::upstream::client(&upstream, p.ca.as_deref())
+                crate::upstream::client(&upstream, p.ca.as_deref(), cfg.pool.idle_timeout.0)
                     .map_err(|e| StartError::Config(format!("listener `{}`: {e}", p.name)))?
             };
             w.push(WorkerListener {

@@ -370,28 +370,13 @@ async fn proxy_exchange(
         parts.headers.remove(&X_BROWNOUT_FAULT);
     }
     let body = req_body.take().unwrap_or(ReqBody::Empty);
-    // A request whose body we hold whole (or that has none) can be sent again if a
-    // pooled connection turns out to have been closed by the upstream meanwhile.
-    let replay = body.replayable().map(|b| {
-        let mut again = Request::new(b);
-        *again.method_mut() = parts.method.clone();
-        *again.uri_mut() = parts.uri.clone();
-        *again.version_mut() = parts.version;
-        *again.headers_mut() = parts.headers.clone();
-        again
-    });
     let (body, seen) = body.counted();
     ex.bytes_in = seen.clone();
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
     let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
-    let mut attempt = tokio::time::timeout_at(deadline, ctx.client.request(up_req)).await;
-    if let (Ok(Err(e)), Some(again)) = (&attempt, replay) {
-        if !e.is_connect() {
-            tracing::debug!(error = %crate::error::chain(e), "pooled upstream connection failed; sending again on a fresh one");
-            attempt = tokio::time::timeout_at(deadline, ctx.client.request(again)).await;
-        }
-    }
+    let attempt =
+        tokio::time::timeout_at(deadline, ctx.client.request(up_req, shared.inspect_limit)).await;
     let resp = match attempt {
         Err(_) => {
             let e = ProxyError::Timeout {
@@ -419,7 +404,12 @@ async fn proxy_exchange(
             };
             return Ok(gateway_error(ex, e));
         }
-        Ok(Ok(r)) => r,
+        Ok(Ok((r, resent))) => {
+            if resent {
+                ex.upstream_retried();
+            }
+            r
+        }
     };
     let (mut rparts, rbody) = resp.into_parts();
     // A proxy answers in its own HTTP version (RFC 9110 6.2): an HTTP/1.0 upstream's
@@ -428,6 +418,9 @@ async fn proxy_exchange(
         rparts.version = Version::HTTP_11;
     }
     ex.upstream_headers(rparts.status.as_u16());
+    if let Some(v) = rparts.headers.get("keep-alive") {
+        ctx.client.announced_keep_alive(v.as_bytes());
+    }
     strip_hop_by_hop(&mut rparts.headers);
     if let Some(m) = mark {
         rparts.headers.insert(&X_BROWNOUT_FAULT, m);

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -152,17 +153,32 @@ impl UpstreamClient {
         }
     }
 
+    /// The upstream announced its keep-alive (`Keep-Alive: timeout=N`): idle
+    /// connections are retired before it.
+    pub fn announced_keep_alive(&self, value: &[u8]) {
+        if let (UpstreamClient::Direct(p), Some(secs)) = (self, keep_alive_timeout(value)) {
+            p.retire.announce(secs);
+        }
+    }
+
     /// The request URI this client sends for `request` to `upstream`.
     pub fn uri_for(&self, upstream: &Upstream, request: &Uri) -> Result<Uri, http::Error> {
         upstream.uri_for(request, matches!(self, UpstreamClient::Pooled(_)))
     }
 
     /// Send `req` (its URI from [`UpstreamClient::uri_for`], `Host` set) and wait for
-    /// the response head.
-    pub async fn request(&self, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
+    /// the response head; true when it had to be sent again because a reused
+    /// connection lost it (up to `hold_limit` body bytes are kept for that).
+    pub async fn request(
+        &self,
+        req: Request<ReqBody>,
+        hold_limit: usize,
+    ) -> Result<(Response<UpBody>, bool), SendError> {
         match self {
-            UpstreamClient::Direct(pool) => pool.send(req).await,
-            UpstreamClient::Pooled(c) => Ok(c.request(req).await?.map(UpBody::Pooled)),
+            UpstreamClient::Direct(pool) => pool.send(req, hold_limit).await,
+            // hyper-util's pool sends again by itself what a closing connection
+            // never took, and retires idle connections at `pool.idle_timeout`.
+            UpstreamClient::Pooled(c) => Ok((c.request(req).await?.map(UpBody::Pooled), false)),
         }
     }
 }
@@ -172,6 +188,7 @@ impl UpstreamClient {
 pub fn client(
     upstream: &Upstream,
     extra_ca: Option<&Path>,
+    idle_timeout: Duration,
 ) -> Result<UpstreamClient, UpstreamError> {
     if upstream.scheme == Scheme::HTTP {
         if extra_ca.is_some() {
@@ -180,7 +197,10 @@ pub fn client(
         }
         let port = upstream.authority.port_u16().unwrap_or(80);
         let addr = format!("{}:{port}", upstream.authority.host());
-        return Ok(UpstreamClient::Direct(Arc::new(DirectPool::new(addr))));
+        return Ok(UpstreamClient::Direct(Arc::new(DirectPool::new(
+            addr,
+            idle_timeout,
+        ))));
     }
     let tls = client_config(extra_ca)?;
     let mut http = HttpConnector::new();
@@ -197,7 +217,7 @@ pub fn client(
         Client::builder(TokioExecutor::new())
             .http1_max_buf_size(MAX_RESPONSE_HEAD)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_idle_timeout(idle_timeout)
             .pool_max_idle_per_host(usize::MAX)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -214,12 +234,167 @@ pub(crate) const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
 /// Most header lines accepted in an upstream response (hyper's default), shared
 /// with the fast path for the same reason.
 pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
-/// Idle upstream connections older than this are not reused (and closed).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// At most this many idle connections are kept per upstream.
 const MAX_IDLE: usize = 4096;
 
-type Conn = http1::Connection<TokioIo<TcpStream>, ReqBody>;
+type Conn = http1::Connection<TokioIo<ReadCounted>, ReqBody>;
+
+/// A request goes out again on a fresh connection only when its reused one gave
+/// nothing back within this long of the request's last byte: a server that took
+/// longer may have been working on it (RFC 9110 §9.2.2).
+pub(crate) const RESEND_WINDOW: Duration = Duration::from_secs(1);
+
+/// A seen close older than this is forgotten, so that one restart of the upstream
+/// (which closes every idle connection, however young) does not end reuse for good.
+const SEEN_CLOSE_MEMORY: Duration = Duration::from_secs(60);
+
+/// When an idle upstream connection is too old to reuse: before the configured
+/// `pool.idle_timeout`, before any `Keep-Alive: timeout=N` the upstream announced,
+/// and at 0.8·t once the upstream was seen to close connections idle for t.
+/// Shared by both data paths' connections to one upstream.
+#[derive(Debug)]
+pub struct Retire {
+    configured: Duration,
+    born: Instant,
+    /// The shortest announced keep-alive, in ms (`u64::MAX`: none announced).
+    announced_ms: AtomicU64,
+    /// The shortest idle time after which a connection was found closed, in ms.
+    seen_ms: AtomicU64,
+    /// When that was seen, in ms since `born`.
+    seen_at_ms: AtomicU64,
+}
+
+impl Retire {
+    pub fn new(configured: Duration) -> Self {
+        Retire {
+            configured,
+            born: Instant::now(),
+            announced_ms: AtomicU64::new(u64::MAX),
+            seen_ms: AtomicU64::new(u64::MAX),
+            seen_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn since_born_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long a connection may have been idle and still be reused.
+    pub fn limit(&self) -> Duration {
+        let four_fifths = |ms: u64| Duration::from_millis(ms.saturating_mul(4) / 5);
+        let mut limit = self.configured;
+        let announced = self.announced_ms.load(Ordering::Relaxed);
+        if announced != u64::MAX {
+            limit = limit.min(four_fifths(announced));
+        }
+        let seen = self.seen_ms.load(Ordering::Relaxed);
+        if seen != u64::MAX {
+            let at = self.seen_at_ms.load(Ordering::Relaxed);
+            if self.since_born_ms().saturating_sub(at) <= SEEN_CLOSE_MEMORY.as_millis() as u64 {
+                limit = limit.min(four_fifths(seen));
+            } else {
+                self.seen_ms.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
+        limit
+    }
+
+    /// The upstream announced `Keep-Alive: timeout=secs`.
+    pub fn announce(&self, secs: u64) {
+        self.announced_ms
+            .fetch_min(secs.saturating_mul(1000), Ordering::Relaxed);
+    }
+
+    /// A connection idle for `idle` was found closed by the upstream.
+    pub fn closed_after(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        self.seen_at_ms
+            .store(self.since_born_ms(), Ordering::Relaxed);
+        self.seen_ms.fetch_min(ms, Ordering::Relaxed);
+    }
+}
+
+/// `timeout=N` of a `Keep-Alive` header value (RFC 2068 §19.7.1.1), in seconds.
+pub(crate) fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.split(',').find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        v.trim().trim_matches('"').parse().ok()
+    })
+}
+
+/// True while an idle connection is open and silent: no EOF, no reset, no
+/// unasked-for bytes (a server's 408 before it closes). A real, non-blocking
+/// `recv(MSG_PEEK)`, not the runtime's cached readiness, which may not have seen
+/// the upstream's FIN yet.
+fn quiet(sock: socket2::SockRef<'_>) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(sock.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// True when the upstream has sent something (an early answer, a close) on a
+/// connection: whether a failed write left a response to read.
+pub(crate) fn has_input(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
+}
+
+/// An upstream socket that counts the bytes read from it, so that a failed
+/// exchange can tell "nothing came back" (safe to send again) from a broken answer.
+pub struct ReadCounted {
+    stream: TcpStream,
+    read: Arc<AtomicU64>,
+}
+
+impl tokio::io::AsyncRead for ReadCounted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for ReadCounted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
 
 /// One HTTP/1.1 connection: the handle requests go through, and the connection
 /// future that does the I/O, polled by whichever task uses the connection.
@@ -229,6 +404,11 @@ pub struct Lease {
     /// once: dropping it is what tells a request still waiting on it that no
     /// answer will come.
     conn: Option<Pin<Box<Conn>>>,
+    /// A second handle on the socket, for the check before reuse (hyper owns the
+    /// first); dropped with the connection.
+    probe: Option<socket2::Socket>,
+    /// Bytes read from the upstream so far.
+    read: Arc<AtomicU64>,
 }
 
 impl Lease {
@@ -240,6 +420,7 @@ impl Lease {
                     tracing::debug!(error = %e, "upstream connection ended");
                 }
                 self.conn = None;
+                self.probe = None;
             }
         }
         self.conn.is_some()
@@ -247,6 +428,13 @@ impl Lease {
 
     fn done(&self) -> bool {
         self.conn.is_none()
+    }
+
+    /// Open, silent, and taking requests: fit to reuse.
+    fn fit(&self) -> bool {
+        !self.done()
+            && !self.sender.is_closed()
+            && self.probe.as_ref().is_some_and(|p| quiet(p.into()))
     }
 }
 
@@ -257,37 +445,69 @@ pub struct RawConn {
     pub buf: BytesMut,
 }
 
+/// A connection taken from the pool, with how long it had been idle (what a
+/// failure on it teaches about the upstream's keep-alive).
+pub struct Reused<C> {
+    pub conn: C,
+    pub idle: Duration,
+}
+
 /// Idle HTTP/1.1 connections to one plain-HTTP upstream, lent to one exchange at
 /// a time and driven on that exchange's task. The full path's connections (hyper's
-/// client state) and the fast path's (raw sockets) are kept apart.
+/// client state) and the fast path's (raw sockets) are kept apart; both are
+/// checked before reuse and retired by one [`Retire`].
 pub struct DirectPool {
     addr: String,
+    pub retire: Retire,
     idle: Mutex<Vec<(Lease, Instant)>>,
     raw: Mutex<Vec<(RawConn, Instant)>>,
 }
 
+/// Take the most recently used fit connection: anything idle past `limit` is
+/// closed (all below it are older still), anything unfit is closed and teaches
+/// `retire` the idle time after which the upstream closed it.
+fn take_fit<C>(
+    idle: &Mutex<Vec<(C, Instant)>>,
+    retire: &Retire,
+    fit: impl Fn(&C) -> bool,
+) -> Option<Reused<C>> {
+    let limit = retire.limit();
+    let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some((conn, since)) = idle.pop() {
+        let age = since.elapsed();
+        if age >= limit {
+            idle.clear();
+            return None;
+        }
+        if fit(&conn) {
+            return Some(Reused { conn, idle: age });
+        }
+        retire.closed_after(age);
+    }
+    None
+}
+
 impl DirectPool {
-    fn new(addr: String) -> Self {
+    fn new(addr: String, idle_timeout: Duration) -> Self {
         Self {
             addr,
+            retire: Retire::new(idle_timeout),
             idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         }
     }
 
-    /// An idle raw connection, most recently used first (its socket is warmest).
-    pub fn take_raw(&self) -> Option<RawConn> {
-        let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT {
-                return Some(conn);
-            }
-        }
-        None
+    /// An idle raw connection fit to reuse, most recently used first (its socket
+    /// is warmest).
+    pub fn take_raw(&self) -> Option<Reused<RawConn>> {
+        take_fit(&self.raw, &self.retire, |c| quiet((&c.stream).into()))
     }
 
     /// Keep a raw connection whose last answer was read to its end.
     pub fn put_raw(&self, mut conn: RawConn) {
+        if self.retire.limit().is_zero() {
+            return;
+        }
         conn.buf.clear();
         let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
@@ -317,18 +537,12 @@ impl DirectPool {
         Ok(stream)
     }
 
-    fn take(&self) -> Option<Lease> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((lease, since)) = idle.pop() {
-            if !lease.done() && !lease.sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(lease);
-            }
-        }
-        None
+    fn take(&self) -> Option<Reused<Lease>> {
+        take_fit(&self.idle, &self.retire, Lease::fit)
     }
 
     fn put(&self, lease: Lease) {
-        if lease.done() || lease.sender.is_closed() {
+        if lease.done() || lease.sender.is_closed() || self.retire.limit().is_zero() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -339,51 +553,121 @@ impl DirectPool {
 
     async fn connect(&self) -> Result<Lease, SendError> {
         let stream = self.dial().await.map_err(SendError::Connect)?;
+        let probe = socket2::SockRef::from(&stream).try_clone().ok();
+        let read = Arc::new(AtomicU64::new(0));
+        let io = ReadCounted {
+            stream,
+            read: read.clone(),
+        };
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(MAX_RESPONSE_HEAD)
             .max_headers(MAX_RESPONSE_HEADERS)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await?;
         Ok(Lease {
             sender,
             conn: Some(Box::pin(conn)),
+            probe,
+            read,
         })
     }
 
-    async fn send(self: &Arc<Self>, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
-        let mut lease = match self.take() {
-            Some(l) => l,
-            None => self.connect().await?,
-        };
-        // Wait until the connection takes a request, driving its I/O meanwhile.
-        std::future::poll_fn(|cx| {
-            let alive = lease.drive(cx);
-            match lease.sender.poll_ready(cx) {
-                Poll::Pending if !alive => Poll::Ready(Err(None)),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(r) => Poll::Ready(r.map_err(Some)),
+    /// Send a request and wait for its answer's head, on a reused connection when
+    /// one is fit, else on a new one. A request the connection never took goes to
+    /// the next connection as it is; one that a reused connection lost unanswered
+    /// goes once more on a new connection when the server cannot have processed it
+    /// (nothing came back within [`RESEND_WINDOW`] of its last byte, and every body
+    /// byte is still held). The flag says whether it was sent again.
+    async fn send(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        hold_limit: usize,
+    ) -> Result<(Response<UpBody>, bool), SendError> {
+        let (parts, body) = req.into_parts();
+        let (body, hold) = body.held(hold_limit);
+        let mut req = Request::from_parts(parts, body);
+        let mut resent = false;
+        loop {
+            let (mut lease, reused) = match (resent, self.take()) {
+                (false, Some(r)) => (r.conn, Some(r.idle)),
+                _ => (self.connect().await?, None),
+            };
+            // Wait until the connection takes a request, driving its I/O meanwhile.
+            let ready = std::future::poll_fn(|cx| {
+                let alive = lease.drive(cx);
+                match lease.sender.poll_ready(cx) {
+                    Poll::Pending if !alive => Poll::Ready(Err(None)),
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(r) => Poll::Ready(r.map_err(Some)),
+                }
+            })
+            .await;
+            if let Err(e) = ready {
+                if let Some(idle) = reused {
+                    // Closed while idle, after the check: nothing was sent.
+                    self.retire.closed_after(idle);
+                    continue;
+                }
+                return Err(match e {
+                    Some(e) => SendError::Http(e),
+                    None => SendError::Connect(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the new upstream connection closed before the request was sent",
+                    )),
+                });
             }
-        })
-        .await
-        .map_err(|e| match e {
-            Some(e) => SendError::Http(e),
-            None => SendError::Connect(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the pooled connection closed before the request was sent",
-            )),
-        })?;
-        let mut response = std::pin::pin!(lease.sender.send_request(req));
-        let resp = std::future::poll_fn(|cx| {
-            lease.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await?;
-        Ok(resp.map(|body| UpBody::Direct {
-            body,
-            lease: Some(lease),
-            pool: Arc::clone(self),
-            failed: None,
-        }))
+            // The head, kept to send again: only a reused connection can have been
+            // closed under the request by the upstream.
+            let head = reused.map(|_| {
+                let mut again = Request::new(());
+                *again.method_mut() = req.method().clone();
+                *again.uri_mut() = req.uri().clone();
+                *again.version_mut() = req.version();
+                *again.headers_mut() = req.headers().clone();
+                again
+            });
+            let read_before = lease.read.load(Ordering::Relaxed);
+            hold.sent();
+            let mut response = std::pin::pin!(lease.sender.try_send_request(req));
+            let answer = std::future::poll_fn(|cx| {
+                lease.drive(cx);
+                response.as_mut().poll(cx)
+            })
+            .await;
+            let mut failed = match answer {
+                Ok(resp) => {
+                    return Ok((
+                        resp.map(|body| UpBody::Direct {
+                            body,
+                            lease: Some(lease),
+                            pool: Arc::clone(self),
+                            failed: None,
+                        }),
+                        resent,
+                    ))
+                }
+                Err(e) => e,
+            };
+            if let Some(back) = failed.take_message() {
+                // Never written: it goes to the next connection unchanged.
+                if let Some(idle) = reused {
+                    self.retire.closed_after(idle);
+                    req = back;
+                    continue;
+                }
+                return Err(SendError::Http(failed.into_error()));
+            }
+            let unanswered = lease.read.load(Ordering::Relaxed) == read_before;
+            match (reused, head, hold.replay()) {
+                (Some(idle), Some(head), Some(body)) if unanswered => {
+                    tracing::debug!(error = %failed.error(), "a reused upstream connection lost the request unanswered; sending it again on a new one");
+                    self.retire.closed_after(idle);
+                    req = head.map(|()| body);
+                    resent = true;
+                }
+                _ => return Err(SendError::Http(failed.into_error())),
+            }
+        }
     }
 }
 

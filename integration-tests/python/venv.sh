@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Print the path of a cached Python environment built from one pinned requirements
+# file, building it first if it is missing or incomplete.
+#
+#   integration-tests/python/venv.sh [sdk|llama]
+#
+# Environments live outside the clone, under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/brownout/venv-<name>-<hash>, where <hash> covers the
+# requirements file and the Python version, so CI on the same machine reuses them and
+# a changed pin builds a new one. A finished build is marked by a `.complete` file
+# written last; an interrupted build is removed and started again. Build output goes
+# to stderr; stdout carries only the path. Concurrent callers wait on one lock.
+set -euo pipefail
+name=${1:-sdk}
+here=$(cd "$(dirname "$0")" && pwd)
+case "$name" in
+  sdk) req="$here/requirements.txt" ;;
+  llama) req="$here/requirements-llama.txt" ;;
+  *) echo "venv.sh: unknown environment '$name' (sdk or llama)" >&2; exit 2 ;;
+esac
+py=${BROWNOUT_PYTHON:-python3}
+hash=$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/brownout
+dir="$cache/venv-$name-$hash"
+mkdir -p "$cache"
+exec 9>"$cache/.lock-$name"
+flock 9
+if [ ! -f "$dir/.complete" ]; then
+  rm -rf "$dir"
+  echo "building the '$name' Python environment in $dir (once per cache)" >&2
+  "$py" -m venv "$dir" >&2
+  "$dir/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >&2 || true
+  if [ "$name" = llama ]; then
+    # llama.cpp's own build: CPU only, both cores, no native-arch tuning so the
+    # cache stays valid on any x86-64 machine of this kind.
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+    export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  fi
+  "$dir/bin/pip" install --disable-pip-version-check --progress-bar off -r "$req" >&2
+  touch "$dir/.complete"
+fi
+echo "$dir"
