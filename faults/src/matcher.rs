@@ -134,6 +134,16 @@ impl CompiledMatch {
         self.path.as_ref().map(Glob::literal_prefix)
     }
 
+    /// Whether the path glob names `path` itself, not only a folder above it: its
+    /// literal part reaches into the last segment (`/health`, `/health*`,
+    /// `/v2/health/re*`, but not `/*`, `/**` or `/v2/health/*`).
+    fn names_path(&self, path: &str) -> bool {
+        let last = path.rfind('/').map_or(0, |i| i + 1);
+        self.path
+            .as_ref()
+            .is_some_and(|g| g.literal_prefix().len() > last)
+    }
+
     /// Whether this condition reads request headers (a header glob, or the client
     /// share, which may come from a header or from `x-forwarded-for`).
     pub fn needs_headers(&self) -> bool {
@@ -167,6 +177,9 @@ impl CompiledMatch {
             if !p.matches(input.path) {
                 return false;
             }
+        }
+        if is_health_probe(input.method, input.path) && !self.names_path(input.path) {
+            return false;
         }
         for (name, glob) in &self.headers {
             match input.headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -318,6 +331,34 @@ impl RuleState {
     pub fn deactivate(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The last path segments of the health and readiness probes that orchestrators
+/// send model servers and vector databases (vLLM's and TGI's `/health`, Qdrant's
+/// `/healthz`, `/readyz`, `/livez`, Triton's `/v2/health/ready` and `/live`,
+/// Weaviate's `/.well-known/ready` and `/live`, Chroma's `heartbeat`, `/ping`,
+/// `/metrics`).
+const PROBE_SEGMENTS: [&str; 9] = [
+    "health",
+    "healthz",
+    "readyz",
+    "livez",
+    "ready",
+    "live",
+    "ping",
+    "metrics",
+    "heartbeat",
+];
+
+/// A `GET` or `HEAD` of a health probe. Probes are exempt from every rule that
+/// does not name their path, so that a broad profile on a sidecar does not get
+/// its model server restarted by the orchestrator that probes it.
+pub fn is_health_probe(method: &http::Method, path: &str) -> bool {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return false;
+    }
+    let last = path.rsplit('/').next().unwrap_or(path);
+    PROBE_SEGMENTS.iter().any(|s| last.eq_ignore_ascii_case(s))
 }
 
 /// A rule ready for the hot path.
@@ -826,6 +867,60 @@ phases:
             "a slot frees when an exchange ends"
         );
         assert!(st.try_activate(None));
+    }
+
+    #[test]
+    fn health_probes_are_exempt_unless_a_rule_names_their_path() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: broad, faults: [{type: error, status: 503}]}
+  - {name: folder, match: {path: "/v2/health/*"}, faults: [{type: error, status: 503}]}
+  - {name: named, match: {path: "/health*"}, faults: [{type: error, status: 503}]}
+  - {name: ready, match: {path: "/v2/health/re*"}, faults: [{type: error, status: 503}]}
+"#,
+        );
+        let headers = HeaderMap::new();
+        let facts = RequestFacts::default();
+        let hits = |method: &Method, path: &str| -> Vec<String> {
+            let input = MatchInput {
+                listener: "l",
+                method,
+                path,
+                headers: &headers,
+                facts: &facts,
+                client_ip: None,
+            };
+            p.top
+                .iter()
+                .filter(|r| r.cond.matches(&input, 1))
+                .map(|r| r.name.to_string())
+                .collect()
+        };
+        // Traffic is faulted by the broad rule.
+        assert_eq!(hits(&Method::POST, "/v1/chat/completions"), ["broad"]);
+        assert_eq!(hits(&Method::GET, "/v1/models"), ["broad"]);
+        // Probes only by a rule whose glob names them.
+        for probe in [
+            "/readyz",
+            "/livez",
+            "/ping",
+            "/metrics",
+            "/api/v2/heartbeat",
+        ] {
+            assert!(hits(&Method::GET, probe).is_empty(), "{probe}");
+        }
+        assert_eq!(hits(&Method::GET, "/health"), ["named"]);
+        assert_eq!(hits(&Method::GET, "/healthz"), ["named"]);
+        assert_eq!(hits(&Method::HEAD, "/health"), ["named"]);
+        assert_eq!(hits(&Method::GET, "/v2/health/ready"), ["ready"]);
+        assert!(hits(&Method::GET, "/v2/health/live").is_empty());
+        // A POST to such a path is not a probe.
+        assert_eq!(hits(&Method::POST, "/metrics"), ["broad"]);
+        assert!(is_health_probe(&Method::GET, "/HEALTH"));
+        assert!(!is_health_probe(&Method::GET, "/v1/chat/completions"));
     }
 
     #[test]
