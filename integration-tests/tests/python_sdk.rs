@@ -6,7 +6,7 @@
 //! its `x-stainless-retry-count`), and the Anthropic SDK must raise its own
 //! `OverloadedError` for `anthropic.overloaded`. The API keys never reach a record.
 //!
-//! The SDKs live in `.venv` at the repository root; it is created on first use.
+//! The SDKs come from the cached `sdk` Python environment (`integration-tests/python/venv.sh`).
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! format. openai-python asks for base64 embeddings by default and decodes them
 //! itself; anthropic-python parses the named SSE events into a final message.
 //!
-//! Needs `.venv` at the repository root with both SDKs (CI creates it):
-//! `python3 -m venv .venv && .venv/bin/pip install openai anthropic`.
+//! Runs the SDKs of the cached `sdk` Python environment
+//! (`integration-tests/python/venv.sh sdk`, built on first use; CI builds it first).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,26 +11,24 @@ use std::time::Duration;
 
 use brownout_sim::{answer_text, spawn, SimConfig};
 
+/// The python of the cached `sdk` environment (integration-tests/python/venv.sh,
+/// which builds it from the pinned requirements on first use).
 fn venv_python() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let py = root.join(".venv/bin/python");
-    let ok = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import openai, anthropic"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+    let out = Command::new("bash")
+        .arg(root.join("integration-tests/python/venv.sh"))
+        .arg("sdk")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run integration-tests/python/venv.sh");
     assert!(
-        ok,
-        "this test runs the official SDKs from {}, which is missing or lacks them; \
-         create it from the repository root with: \
-         python3 -m venv .venv && .venv/bin/pip install openai anthropic",
-        py.display()
+        out.status.success(),
+        "cannot build the Python SDK environment: integration-tests/python/venv.sh sdk"
     );
-    py
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python")
 }
 
 const SCRIPT: &str = r#"
