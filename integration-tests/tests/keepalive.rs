@@ -26,6 +26,10 @@ enum Act {
     DropUnread,
     /// Execute it, then go silent and close after this long (a crash mid-work).
     ExecuteThenClose(Duration),
+    /// Execute and answer (without `Connection: close`), then close at once.
+    AnswerThenClose,
+    /// Execute and answer, then reset the connection (RST, zero linger).
+    AnswerThenReset,
 }
 
 #[derive(Default)]
@@ -119,12 +123,13 @@ async fn counting_upstream(
                     _ => read_request(&mut s, &mut buf).await,
                 };
                 let Some((head, body)) = next else { return };
-                match act(n) {
+                let act = act(n);
+                match act {
                     Act::DropUnread => return,
-                    Act::Answer | Act::ExecuteThenClose(_) => {
+                    _ => {
                         let id = header(&head, "x-id").unwrap_or("-").to_string();
                         *seen.executed.lock().unwrap().entry(id.clone()).or_default() += 1;
-                        if let Act::ExecuteThenClose(d) = act(n) {
+                        if let Act::ExecuteThenClose(d) = act {
                             tokio::time::sleep(d).await;
                             return;
                         }
@@ -135,6 +140,14 @@ async fn counting_upstream(
                         );
                         if s.write_all(resp.as_bytes()).await.is_err() {
                             return;
+                        }
+                        match act {
+                            Act::AnswerThenClose => return,
+                            Act::AnswerThenReset => {
+                                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                                return;
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -353,5 +366,36 @@ async fn keep_alive_timeout_zero_and_pool_idle_timeout_are_obeyed() {
             "fast path {fast_path}: reused past idle_timeout"
         );
         p.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn upstreams_that_close_or_reset_after_each_answer_cause_no_failure() {
+    for act in [Act::AnswerThenClose, Act::AnswerThenReset] {
+        for fast_path in [true, false] {
+            let (up, seen) = counting_upstream(move |_| act, None, "").await;
+            let p = proxy(&up, fast_path).start().await;
+            let client = http1_client();
+            for i in 0..10 {
+                let id = format!("{act:?}-{fast_path}-{i}");
+                let r = call(&client, &p.url("/"), &id, i % 2 == 1).await;
+                assert_eq!(
+                    r.status, 200,
+                    "{act:?}, fast path {fast_path}, request {i}: {:?}",
+                    r.body
+                );
+                // Some requests come right after the close: give it no time to land.
+                if i % 3 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            assert_eq!(seen.total(), 10, "{act:?}, fast path {fast_path}");
+            assert!(
+                seen.duplicates().is_empty(),
+                "{act:?}: {:?}",
+                seen.duplicates()
+            );
+            p.shutdown().await;
+        }
     }
 }
