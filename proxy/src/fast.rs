@@ -174,9 +174,14 @@ impl Timers {
     }
 }
 
-/// What of a request went upstream: whether every byte sent is still in `out`
-/// (at most `limit` bytes of it), and when the last one went.
+/// A request on its way upstream: its body's framing and what is left of it, the
+/// client's body bytes so far, whether every byte sent is still in `out` (at most
+/// `limit` bytes of it), and when the last one went.
 struct Sending {
+    body: Framing,
+    left: u64,
+    chunks: ChunkedScanner,
+    bytes_in: u64,
     held: bool,
     limit: usize,
     last: Instant,
@@ -469,7 +474,7 @@ impl FastConn {
         self.buf.advance(head_len);
         // The body bytes already here go out with the head.
         let mut chunks = ChunkedScanner::default();
-        let mut left = match body {
+        let left = match body {
             Framing::Length(n) => {
                 let k = (n as usize).min(self.buf.len());
                 self.out.extend_from_slice(&self.buf[..k]);
@@ -490,7 +495,6 @@ impl FastConn {
             },
             _ => 0,
         };
-        let mut bytes_in = chunks.data;
         ex.upstream_called();
         let deadline = Instant::now() + self.ctx.shared.upstream_timeout;
         timers.upstream.as_mut().reset(deadline);
@@ -500,6 +504,10 @@ impl FastConn {
         // when the server cannot have processed it: nothing came back within
         // RESEND_WINDOW of its last byte, and every byte sent is still in `out`.
         let mut sending = Sending {
+            body,
+            bytes_in: chunks.data,
+            left,
+            chunks,
             held: true,
             limit: self.out.len() + self.ctx.shared.inspect_limit,
             last: Instant::now(),
@@ -525,22 +533,14 @@ impl FastConn {
                                 upstream: self.ctx.upstream.display.clone(),
                                 source: Box::new(e),
                             };
-                            let keep = left == 0 && !client_close;
+                            let keep = sending.left == 0 && !client_close;
                             return self.answer_error(ex, &e, keep).await;
                         }
                     }
                 }
             };
             let sent = self
-                .send(
-                    &mut conn,
-                    &mut left,
-                    &mut chunks,
-                    &mut bytes_in,
-                    body,
-                    timers,
-                    &mut sending,
-                )
+                .send(&mut conn, timers, &mut sending)
                 .await;
             let r = match sent {
                 Ok(()) => {
@@ -568,17 +568,17 @@ impl FastConn {
                         source: Box::new(e),
                     };
                     let r = ex.rec();
-                    r.bytes_in = r.bytes_in.max(bytes_in);
-                    return self.answer_error(ex, &e, left == 0 && !client_close).await;
+                    r.bytes_in = r.bytes_in.max(sending.bytes_in);
+                    return self.answer_error(ex, &e, sending.left == 0 && !client_close).await;
                 }
                 Err(UpFail::Error(e)) => {
                     let r = ex.rec();
-                    r.bytes_in = r.bytes_in.max(bytes_in);
-                    return self.answer_error(ex, &e, left == 0 && !client_close).await;
+                    r.bytes_in = r.bytes_in.max(sending.bytes_in);
+                    return self.answer_error(ex, &e, sending.left == 0 && !client_close).await;
                 }
                 Err(UpFail::ClientGone(msg)) => {
                     if body != Framing::None {
-                        ex.rec().bytes_in = bytes_in;
+                        ex.rec().bytes_in = sending.bytes_in;
                     }
                     ex.finish(Outcome::ClientClosed, msg);
                     return false;
@@ -589,7 +589,7 @@ impl FastConn {
             self.pool.retire.announce(secs);
         }
         if body == Framing::Chunked {
-            ex.rec().bytes_in = bytes_in;
+            ex.rec().bytes_in = sending.bytes_in;
         }
         ex.upstream_headers(resp.status);
 
@@ -695,10 +695,6 @@ impl FastConn {
     async fn send(
         &mut self,
         up: &mut RawConn,
-        left: &mut u64,
-        chunks: &mut ChunkedScanner,
-        bytes_in: &mut u64,
-        body: Framing,
         timers: &mut Timers,
         sending: &mut Sending,
     ) -> Result<(), UpFail> {
@@ -713,7 +709,7 @@ impl FastConn {
         if let Err(e) = written {
             return Err(write_failed(up, e, upstream));
         }
-        while *left > 0 {
+        while sending.left > 0 {
             self.buf.reserve(READ_ROOM);
             let r = tokio::select! {
                 biased;
@@ -729,18 +725,18 @@ impl FastConn {
                 Err(e) => return Err(UpFail::ClientGone(Some(format!("request body: {e}")))),
                 Ok(_) => {}
             }
-            let used = match body {
+            let used = match sending.body {
                 Framing::Length(_) => {
-                    let k = (*left as usize).min(self.buf.len());
-                    *left -= k as u64;
-                    *bytes_in += k as u64;
+                    let k = (sending.left as usize).min(self.buf.len());
+                    sending.left -= k as u64;
+                    sending.bytes_in += k as u64;
                     k
                 }
-                _ => match chunks.scan(&self.buf, |_| {}) {
+                _ => match sending.chunks.scan(&self.buf, |_| {}) {
                     Ok((used, done)) => {
-                        *bytes_in = chunks.data;
+                        sending.bytes_in = sending.chunks.data;
                         if done {
-                            *left = 0;
+                            sending.left = 0;
                         }
                         used
                     }
