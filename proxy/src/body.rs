@@ -737,8 +737,15 @@ impl Drop for ProxyBody {
             // The client went away mid-stream (often because a fault broke it, as
             // an SDK raising on a damaged event does): still record what it got
             // and the faults applied so far; harm already done is the outcome.
-            let outcome = self.llm.as_deref().and_then(LlmStream::harm);
-            self.finish(Some(outcome.unwrap_or(Outcome::ClientClosed)), None);
+            // A client that leaves after the stream's terminator (an SDK closes
+            // the response at `[DONE]`) had the whole answer: not abandoned.
+            let llm = self.llm.as_deref();
+            let outcome = match llm.and_then(LlmStream::harm) {
+                Some(harm) => Some(harm),
+                None if llm.is_some_and(LlmStream::terminated) => None,
+                None => Some(Outcome::ClientClosed),
+            };
+            self.finish(outcome, None);
         }
     }
 }

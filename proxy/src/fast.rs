@@ -539,9 +539,7 @@ impl FastConn {
                     }
                 }
             };
-            let sent = self
-                .send(&mut conn, timers, &mut sending)
-                .await;
+            let sent = self.send(&mut conn, timers, &mut sending).await;
             let r = match sent {
                 Ok(()) => {
                     self.read_response_head(&mut conn, head_method, endpoint, ex.start(), timers)
@@ -569,12 +567,16 @@ impl FastConn {
                     };
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
-                    return self.answer_error(ex, &e, sending.left == 0 && !client_close).await;
+                    return self
+                        .answer_error(ex, &e, sending.left == 0 && !client_close)
+                        .await;
                 }
                 Err(UpFail::Error(e)) => {
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
-                    return self.answer_error(ex, &e, sending.left == 0 && !client_close).await;
+                    return self
+                        .answer_error(ex, &e, sending.left == 0 && !client_close)
+                        .await;
                 }
                 Err(UpFail::ClientGone(msg)) => {
                     if body != Framing::None {
@@ -609,6 +611,7 @@ impl FastConn {
         let mut relay = Relay::new(resp.framing);
         let mut upstream_done = false;
         let mut first = true;
+        let mut delivered = false;
         loop {
             // Relay what is buffered from the upstream.
             let (used, done) = match relay.take(&up.buf, |d| {
@@ -634,9 +637,12 @@ impl FastConn {
             };
             up.buf.advance(used);
             if sent.is_err() {
-                client_gone(ex, tap);
+                client_gone(ex, tap, delivered);
                 return false;
             }
+            // Written: if the stream's terminator was in it, the client has the
+            // whole answer, whatever happens to the rest of the body.
+            delivered = delivered || matches!(&tap, Some(Tap::Llm(s)) if s.terminated());
             if done || upstream_done {
                 break;
             }
@@ -898,13 +904,20 @@ impl FastConn {
 }
 
 /// The client went away while the answer was being sent.
-fn client_gone(mut ex: Exchange, tap: Option<Tap>) {
+/// The client went away mid-answer. `delivered`: the stream's terminator had
+/// already been written to it, so it left with a whole answer (an SDK closes the
+/// response at `[DONE]`, before the upstream's end of body).
+fn client_gone(mut ex: Exchange, tap: Option<Tap>, delivered: bool) {
     match tap {
         Some(Tap::Llm(s)) => {
             // As on the full path: what it got is recorded; harm done is the outcome.
             s.record(&mut ex, Instant::now());
-            let outcome = s.harm().unwrap_or(Outcome::ClientClosed);
-            ex.finish_body(Some(outcome), None);
+            let outcome = match s.harm() {
+                Some(harm) => Some(harm),
+                None if delivered => None,
+                None => Some(Outcome::ClientClosed),
+            };
+            ex.finish_body(outcome, None);
         }
         Some(Tap::Json(t)) => {
             t.record(&mut ex);

@@ -89,6 +89,12 @@ impl LlmStream {
         }
     }
 
+    /// The stream's own terminator (`[DONE]`, `message_stop`...) has gone to the
+    /// client: it has the whole answer.
+    pub fn terminated(&self) -> bool {
+        self.meter.saw_terminator()
+    }
+
     /// The shaped stream has ended: nothing queued and nothing more to read.
     pub fn finished(&self) -> bool {
         self.upstream_done && self.queue.is_empty()

@@ -88,6 +88,7 @@ impl OpenaiSim {
             (&Method::POST, "/v1/embeddings") => {
                 crate::embeddings::embeddings(&self.cfg, self.next_ordinal(), req, start).await
             }
+            (&Method::GET, "/health") => health(),
             (&Method::GET, "/v1/models") => list_models(),
             (&Method::GET, p) if p.starts_with("/v1/models/") => {
                 get_model(&p["/v1/models/".len()..])
@@ -622,6 +623,12 @@ impl<'a> Model<'a> {
 struct ModelList<'a> {
     object: &'static str,
     data: Vec<Model<'a>>,
+}
+
+/// `GET /health`, as vLLM answers it: 200 with an empty body. Load generators
+/// (guidellm) and orchestrators probe it before sending traffic.
+fn health() -> Response<SimBody> {
+    Response::new(Full::new(Bytes::new()).boxed_unsync())
 }
 
 fn list_models() -> Response<SimBody> {

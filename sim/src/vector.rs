@@ -1,12 +1,13 @@
 //! A simulated vector database (`brownout sim --api qdrant|chroma`): in-memory
-//! collections with exact k-nearest-neighbour search (cosine) over the real REST
-//! shapes, so a drill knows the true top-k and can measure the recall a fault costs.
+//! collections with exact k-nearest-neighbour search over the real REST shapes, so
+//! a drill knows the true top-k and can measure the recall a fault costs.
 //!
-//! Qdrant: `PUT/GET/DELETE /collections/{c}`, `PUT /collections/{c}/points`,
-//! `POST .../points/search`, `.../points/search/batch`, `.../points/query`,
-//! `.../points/count`. Every Qdrant answer is gzip-compressed, whatever the client
-//! asked for (as Qdrant is reported to do; see `reference/ai-wire-formats.md`),
-//! which is what the proxy's decode-and-rewrite path must cope with.
+//! Qdrant ([`qdrant`]): what the official `qdrant-client` sends (the Query API,
+//! retrieve, scroll, count, collection info and existence, the version check) and
+//! the older Search API. Every Qdrant JSON answer is gzip-compressed, whatever the
+//! client asked for (as Qdrant is reported to do; see
+//! `reference/ai-wire-formats.md`), which is what the proxy's decode-and-rewrite
+//! path must cope with; the plain-text health endpoints are not.
 //!
 //! Chroma (v2): heartbeat, version, identity, tenants and databases, collections
 //! (create with `get_or_create`, get by name, delete), and per collection `add`,
@@ -19,7 +20,9 @@
 //! queries through the same sim's `/v1/embeddings` and know the truth. The OpenAI
 //! routes stay available on the same port.
 
-use std::collections::HashMap;
+mod qdrant;
+
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -65,9 +68,15 @@ pub fn seed_vector(text: &str) -> Vec<f32> {
 #[derive(Debug, Clone)]
 struct Point {
     id: Value,
+    /// The unnamed vector (Chroma's only one); empty for a Qdrant point that has
+    /// only named vectors.
     vector: Vec<f32>,
+    /// Qdrant's named vectors.
+    named: BTreeMap<String, Vec<f32>>,
     payload: Value,
     document: Value,
+    /// The operation that last wrote it (Qdrant's `ScoredPoint.version`).
+    version: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +86,10 @@ struct Collection {
     metadata: Value,
     points: Vec<Point>,
     version: u64,
+    /// Qdrant's vector configuration (Chroma ignores it).
+    vectors: qdrant::VectorsConfig,
+    /// Qdrant payload indexes by field: recorded for `payload_schema` only.
+    payload_index: BTreeMap<String, Value>,
 }
 
 impl Collection {
@@ -87,11 +100,22 @@ impl Collection {
             metadata: Value::Null,
             points: Vec::new(),
             version: 0,
+            vectors: qdrant::VectorsConfig::default(),
+            payload_index: BTreeMap::new(),
         }
     }
 
+    /// Write one point as its own operation.
     fn upsert(&mut self, p: Point) {
         self.version += 1;
+        let op = self.version;
+        self.put(p, op);
+    }
+
+    /// Write one point as part of operation `op`: a point with the same id is
+    /// replaced where it stands, so insertion order (the tie-break) is kept.
+    fn put(&mut self, mut p: Point, op: u64) {
+        p.version = op;
         match self.points.iter_mut().find(|q| q.id == p.id) {
             Some(q) => *q = p,
             None => self.points.push(p),
@@ -132,6 +156,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// always strings, so a Chroma sim numbers its documents `"0"`, `"1"`, ...
 fn seeded(string_ids: bool) -> Collection {
     let mut c = Collection::new(SEED_COLLECTION, 0);
+    c.vectors = qdrant::VectorsConfig::Unnamed(qdrant::VectorParams::cosine(SEED_DIMS));
     for i in 0..SEED_DOCS {
         let text = seed_text(i);
         c.upsert(Point {
@@ -141,8 +166,10 @@ fn seeded(string_ids: bool) -> Collection {
                 json!(i)
             },
             vector: seed_vector(&text),
+            named: BTreeMap::new(),
             payload: json!({"text": text, "n": i}),
             document: json!(text),
+            version: 0,
         });
     }
     c
@@ -187,6 +214,11 @@ impl VectorSim {
             return self.llm.clone().handle(req).await;
         }
         let method = req.method().clone();
+        if self.api == SimApi::Qdrant && method == Method::GET {
+            if let Some(text) = qdrant::health(&path) {
+                return Ok(plain_text(text));
+            }
+        }
         // `Accept-Encoding: identity` is not honoured, on purpose (see the module docs).
         let gzip = self.api == SimApi::Qdrant;
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -240,7 +272,9 @@ impl VectorSim {
     fn reply(&self, (status, mut v): Answer, start: Instant, gzip: bool) -> Response<SimBody> {
         let qdrant = self.api == SimApi::Qdrant;
         if qdrant {
-            if let Some(o) = v.as_object_mut() {
+            // Every API answer (`{"result", "status"}` or an error) carries the
+            // server time; `GET /`'s bare version info does not.
+            if let Some(o) = v.as_object_mut().filter(|o| o.contains_key("status")) {
                 o.insert("time".into(), json!(start.elapsed().as_secs_f64()));
             }
         }
@@ -275,114 +309,6 @@ impl VectorSim {
     fn fresh_id(&self) -> u64 {
         self.next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    // --- Qdrant ---
-
-    fn qdrant(&self, method: &Method, segs: &[&str], input: &Value) -> Answer {
-        let ok = |result: Value| (StatusCode::OK, json!({"result": result, "status": "ok"}));
-        match (method, segs) {
-            (&Method::GET, ["collections"]) => {
-                let cols = self.lock();
-                let names: Vec<Value> = cols.keys().map(|n| json!({"name": n})).collect();
-                ok(json!({"collections": names}))
-            }
-            (&Method::PUT, ["collections", name]) => {
-                let mut cols = self.lock();
-                if cols.contains_key(*name) {
-                    return (
-                        StatusCode::CONFLICT,
-                        self.error(&format!("Wrong input: Collection `{name}` already exists!")),
-                    );
-                }
-                let c = Collection::new(name, self.fresh_id());
-                cols.insert(name.to_string(), c);
-                ok(json!(true))
-            }
-            (&Method::DELETE, ["collections", name]) => {
-                ok(json!(self.lock().remove(*name).is_some()))
-            }
-            (&Method::GET, ["collections", name]) => match self.lock().get(*name) {
-                Some(c) => ok(json!({
-                    "status": "green", "optimizer_status": "ok",
-                    "points_count": c.points.len(), "indexed_vectors_count": c.points.len(),
-                    "segments_count": 1,
-                    "config": {"params": {"vectors": {"size": c.points.first().map_or(0, |p| p.vector.len()), "distance": "Cosine"}}}
-                })),
-                None => self.not_found(name),
-            },
-            (&Method::PUT, ["collections", name, "points"]) => {
-                let mut cols = self.lock();
-                let Some(c) = cols.get_mut(*name) else {
-                    return self.not_found(name);
-                };
-                let Some(points) = input.get("points").and_then(Value::as_array) else {
-                    return (
-                        StatusCode::BAD_REQUEST,
-                        self.error("Format error in JSON body: missing field `points`"),
-                    );
-                };
-                for p in points {
-                    let vector = p.get("vector").and_then(floats).unwrap_or_default();
-                    c.upsert(Point {
-                        id: p.get("id").cloned().unwrap_or(Value::Null),
-                        vector,
-                        payload: p.get("payload").cloned().unwrap_or(json!({})),
-                        document: Value::Null,
-                    });
-                }
-                ok(json!({"operation_id": c.version, "status": "completed"}))
-            }
-            (&Method::POST, ["collections", name, "points", "count"]) => {
-                match self.lock().get(*name) {
-                    Some(c) => ok(json!({"count": c.points.len()})),
-                    None => self.not_found(name),
-                }
-            }
-            (&Method::POST, ["collections", name, "points", "search"]) => {
-                let cols = self.lock();
-                let Some(c) = cols.get(*name) else {
-                    return self.not_found(name);
-                };
-                match qdrant_search(c, input, "vector") {
-                    Ok(hits) => ok(Value::Array(hits)),
-                    Err(e) => (StatusCode::BAD_REQUEST, self.error(&e)),
-                }
-            }
-            (&Method::POST, ["collections", name, "points", "search", "batch"]) => {
-                let cols = self.lock();
-                let Some(c) = cols.get(*name) else {
-                    return self.not_found(name);
-                };
-                let searches = input
-                    .get("searches")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut out = Vec::new();
-                for s in &searches {
-                    match qdrant_search(c, s, "vector") {
-                        Ok(h) => out.push(Value::Array(h)),
-                        Err(e) => return (StatusCode::BAD_REQUEST, self.error(&e)),
-                    }
-                }
-                ok(Value::Array(out))
-            }
-            (&Method::POST, ["collections", name, "points", "query"]) => {
-                let cols = self.lock();
-                let Some(c) = cols.get(*name) else {
-                    return self.not_found(name);
-                };
-                match qdrant_search(c, input, "query") {
-                    Ok(hits) => ok(json!({"points": hits})),
-                    Err(e) => (StatusCode::BAD_REQUEST, self.error(&e)),
-                }
-            }
-            _ => (
-                StatusCode::NOT_FOUND,
-                self.error(&format!("Not found: {}", segs.join("/"))),
-            ),
-        }
     }
 
     // --- Chroma v2 ---
@@ -512,6 +438,17 @@ impl VectorSim {
     }
 }
 
+/// A plain-text 200 (Qdrant's health endpoints), never compressed: probes and
+/// `curl` read it as is.
+fn plain_text(text: &'static str) -> Response<SimBody> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed_unsync());
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
 fn find<'a>(cols: &'a HashMap<String, Collection>, key: &str) -> Option<&'a Collection> {
     cols.get(key)
         .or_else(|| cols.values().find(|c| c.id == key))
@@ -524,42 +461,6 @@ fn chroma_collection(c: &Collection, tenant: &str, database: &str) -> Value {
         "dimension": c.points.first().map(|p| p.vector.len()),
         "tenant": tenant, "database": database, "log_position": 0, "version": c.version
     })
-}
-
-/// A Qdrant search (`vector`/`query` key), exact cosine, best first.
-fn qdrant_search(c: &Collection, input: &Value, key: &str) -> Result<Vec<Value>, String> {
-    let q = input
-        .get(key)
-        .ok_or_else(|| format!("Format error in JSON body: missing field `{key}`"))?;
-    // `{"name": ..., "vector": [...]}` for named vectors; the sim keeps one.
-    let q = q.get("vector").unwrap_or(q);
-    let q =
-        floats(q).ok_or_else(|| format!("Format error in JSON body: `{key}` must be a vector"))?;
-    let limit = input
-        .get("limit")
-        .or_else(|| input.get("top"))
-        .and_then(Value::as_u64)
-        .unwrap_or(10) as usize;
-    // Qdrant's default: no payload unless asked for.
-    let with_payload = input
-        .get("with_payload")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let with_vector = input
-        .get("with_vector")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    Ok(c.knn(&q, limit)
-        .into_iter()
-        .map(|(i, s)| {
-            let p = &c.points[i];
-            json!({
-                "id": p.id, "version": c.version, "score": s,
-                "payload": if with_payload { p.payload.clone() } else { Value::Null },
-                "vector": if with_vector { json!(p.vector) } else { Value::Null },
-            })
-        })
-        .collect())
 }
 
 fn chroma_add(c: &mut Collection, input: &Value, add_only: bool) -> Result<(), String> {
@@ -593,8 +494,10 @@ fn chroma_add(c: &mut Collection, input: &Value, add_only: bool) -> Result<(), S
         c.upsert(Point {
             id: id.clone(),
             vector,
+            named: BTreeMap::new(),
             payload: col("metadatas", i),
             document: col("documents", i),
+            version: 0,
         });
     }
     Ok(())

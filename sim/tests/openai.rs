@@ -326,6 +326,28 @@ async fn models_and_errors_are_openai_shaped() {
     assert_eq!(v["error"]["message"], "Invalid URL (POST /v1/nope)");
 }
 
+#[tokio::test]
+async fn health_answers_as_vllm_does() {
+    // guidellm and orchestrators probe `GET /health` before sending traffic; vLLM
+    // answers 200 with an empty body. Only GET is routed.
+    let (sim, client) = sim(SimConfig::default()).await;
+    let req = Request::get(format!("{}/health", sim.url()))
+        .body(Full::default())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+    let resp = post(&client, &sim, "/health", json!({})).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
 #[tokio::test(start_paused = true)]
 async fn stream_pacing_under_paused_time() {
     let (sim, client) = sim(SimConfig::default()).await; // ttft 30ms, itl 10ms
