@@ -402,6 +402,13 @@ impl CompiledRule {
         }
     }
 
+    /// Whether an error one of this rule's faults may answer names the request's
+    /// model ([`FaultSpec::names_model`]): a rule that fired then has the request
+    /// body read for it, even with no body condition.
+    pub fn names_model(&self) -> bool {
+        self.faults.iter().any(FaultSpec::names_model)
+    }
+
     /// Whether this rule's conditions hold for `input`, with nothing counted or
     /// drawn: the HTTP/1.1 fast path asks this to know that no rule can fire, and
     /// leaves every request for which one might to [`CompiledRule::decide`].

@@ -26,6 +26,10 @@ use crate::api::ApiKind;
 /// `${retry_in}` (the retry hint as a Go-style duration, "644ms", "2s", as
 /// OpenAI writes them) and `${request_id}` (a seeded request id in the
 /// provider's format). Everything else is sent as written.
+///
+/// When the request's model is not known (a body over `inspect_limit`, not JSON,
+/// or naming none), no model is invented: " for ${model}" is left out ("Rate limit
+/// reached in organization ..."), and any other `${model}` reads "the model".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preset {
     /// `family.kind`, as written in profiles (`openai.rate_limit_requests`).
@@ -83,9 +87,6 @@ impl RenderedError {
 /// The retry hint used in message text when neither profile nor preset has one.
 const DEFAULT_RETRY_HINT: Duration = Duration::from_secs(1);
 
-/// The model named in OpenAI messages when the request named none.
-const DEFAULT_MODEL: &str = "gpt-4o";
-
 impl Preset {
     /// The status as an `http` type (every preset's status is valid; tested).
     pub fn status_code(&self) -> StatusCode {
@@ -95,6 +96,13 @@ impl Preset {
     /// The family prefix of the name (`openai` for `openai.rate_limit_requests`).
     pub fn family(&self) -> &'static str {
         family(self.name)
+    }
+
+    /// Whether the rendered error names the request's model (`${model}` in its
+    /// body or headers): then the request body is read for it, even when no rule
+    /// matches on the body.
+    pub fn names_model(&self) -> bool {
+        self.body.contains("${model}") || self.headers.iter().any(|(_, v)| v.contains("${model}"))
     }
 
     /// Produce the final status, headers and body for one request.
@@ -112,13 +120,18 @@ impl Preset {
             _ => openai_request_id(ctx.request_id),
         };
         let retry_in = go_duration(retry.unwrap_or(DEFAULT_RETRY_HINT));
-        let model = json_escape(ctx.model.unwrap_or(DEFAULT_MODEL));
+        let model = ctx.model.map(json_escape);
         let fill = |t: &str| -> String {
             if !t.contains("${") {
                 return t.to_string();
             }
-            t.replace("${model}", &model)
-                .replace("${retry_in}", &retry_in)
+            let t = match &model {
+                Some(m) => t.replace("${model}", m),
+                None => t
+                    .replace(" for ${model}", "")
+                    .replace("${model}", "the model"),
+            };
+            t.replace("${retry_in}", &retry_in)
                 .replace("${request_id}", &request_id)
         };
 
@@ -263,6 +276,12 @@ pub fn family(name: &str) -> &str {
 /// Look a preset up by name (`openai.rate_limit_requests`).
 pub fn lookup(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
+}
+
+/// Whether the preset of this name names the request's model in its message
+/// (see [`Preset::names_model`]); `false` for an unknown name.
+pub fn names_model(name: &str) -> bool {
+    lookup(name).is_some_and(Preset::names_model)
 }
 
 /// Every preset name, for hints and docs.

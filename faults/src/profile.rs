@@ -669,6 +669,25 @@ impl FaultSpec {
         }
     }
 
+    /// Whether an error this fault may answer names the request's model: an
+    /// `error`, `concurrency_limit`, `stream_error` or `gpu_saturation` overflow
+    /// whose preset says "Rate limit reached for <model>" (see
+    /// [`crate::presets::Preset::names_model`]), and `rate_limit`, whose OpenAI
+    /// message names it. The proxy then reads the request body for the model (up
+    /// to `inspect_limit`) even when no rule matches on the body.
+    pub fn names_model(&self) -> bool {
+        let named = |p: &Option<String>| p.as_deref().is_some_and(crate::presets::names_model);
+        match self {
+            FaultSpec::Error { preset, body, .. } => body.is_none() && named(preset),
+            FaultSpec::ConcurrencyLimit { preset, .. } | FaultSpec::StreamError { preset, .. } => {
+                named(preset)
+            }
+            FaultSpec::GpuSaturation { overflow, .. } => named(overflow),
+            FaultSpec::RateLimit { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
     /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`,
     /// `gpu_saturation` (admission to the modelled batch) and `cold_start`.

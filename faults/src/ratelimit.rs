@@ -540,8 +540,11 @@ struct OpenaiEnvelope<'a> {
 /// `never_fits`, "Request too large for gpt-4o ... Limit 30000, Requested
 /// 50000. The input or output tokens must be reduced in order to run
 /// successfully. ...". `type` is `requests` or `tokens`, `code`
-/// `rate_limit_exceeded`, as OpenAI sends.
-pub fn openai_error_body(l: &Limited, model: &str) -> String {
+/// `rate_limit_exceeded`, as OpenAI sends. With no model known (a request body
+/// over `inspect_limit` or not JSON) the message names none: "Rate limit reached
+/// in organization ...".
+pub fn openai_error_body(l: &Limited, model: Option<&str>) -> String {
+    let model = model.map_or_else(String::new, |m| format!(" for {m}"));
     let (unit, state) = match l.which {
         Resource::Requests => ("requests per min (RPM)", l.snapshot.requests),
         Resource::Tokens => ("tokens per min (TPM)", l.snapshot.tokens),
@@ -550,14 +553,14 @@ pub fn openai_error_body(l: &Limited, model: &str) -> String {
     let used = state.map_or(0, |s| s.limit.saturating_sub(s.remaining));
     let message = if l.never_fits {
         format!(
-            "Request too large for {model} in organization {OPENAI_ORG} on {unit}: Limit {limit}, \
+            "Request too large{model} in organization {OPENAI_ORG} on {unit}: Limit {limit}, \
              Requested {}. The input or output tokens must be reduced in order to run \
              successfully. Visit https://platform.openai.com/account/rate-limits to learn more.",
             l.requested
         )
     } else {
         format!(
-            "Rate limit reached for {model} in organization {OPENAI_ORG} on {unit}: Limit {limit}, \
+            "Rate limit reached{model} in organization {OPENAI_ORG} on {unit}: Limit {limit}, \
              Used {used}, Requested {}. Please try again in {}. Visit \
              https://platform.openai.com/account/rate-limits to learn more.",
             l.requested,

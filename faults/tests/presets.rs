@@ -217,15 +217,51 @@ fn model_is_json_escaped_and_defaults() {
         .as_str()
         .unwrap()
         .contains("evil\"model\\"));
+    // No model known (a body over inspect_limit, not JSON): none is invented.
     let c = RenderCtx {
         model: None,
         ..ctx()
     };
-    let v = body_json("openai.rate_limit_tokens", &c);
+    for name in ["openai.rate_limit_requests", "openai.rate_limit_tokens"] {
+        let v = body_json(name, &c);
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("Rate limit reached in organization org-brownout on "),
+            "{name}: {m}"
+        );
+        assert!(!m.contains("gpt") && !m.contains("${"), "{name}: {m}");
+    }
+}
+
+#[test]
+fn only_the_openai_rate_limits_name_the_model() {
+    // What the providers send: OpenAI's rate-limit messages name the model;
+    // Anthropic's errors, the quota, server and overload errors name none.
+    let naming: Vec<&str> = all()
+        .iter()
+        .filter(|p| p.names_model())
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        naming,
+        ["openai.rate_limit_requests", "openai.rate_limit_tokens"]
+    );
+    assert!(brownout_faults::presets::names_model(
+        "openai.rate_limit_requests"
+    ));
+    assert!(!brownout_faults::presets::names_model(
+        "anthropic.rate_limit"
+    ));
+    assert!(!brownout_faults::presets::names_model("no.such"));
+    let c = RenderCtx {
+        model: Some("gpt-4.1-mini"),
+        ..ctx()
+    };
+    let v = body_json("openai.rate_limit_requests", &c);
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("for gpt-4o in"));
+        .starts_with("Rate limit reached for gpt-4.1-mini in organization org-brownout"));
 }
 
 #[test]
@@ -444,4 +480,33 @@ fn docs_list_every_preset() {
             "docs/presets.md lacks {name}"
         );
     }
+}
+
+#[test]
+fn faults_whose_errors_name_the_model() {
+    use brownout_faults::profile::FaultSpec;
+    let error = |preset: &str, body: bool| FaultSpec::Error {
+        status: None,
+        body: body.then(|| brownout_faults::profile::ErrorBody::Text("x".into())),
+        headers: Default::default(),
+        preset: Some(preset.into()),
+        retry_after: None,
+    };
+    assert!(error("openai.rate_limit_requests", false).names_model());
+    assert!(
+        !error("openai.rate_limit_requests", true).names_model(),
+        "a body of the profile's own replaces the preset's message"
+    );
+    assert!(!error("anthropic.rate_limit", false).names_model());
+    assert!(!error("openai.server_error", false).names_model());
+    assert!(FaultSpec::StreamError {
+        after_tokens: 1,
+        preset: Some("openai.rate_limit_tokens".into()),
+    }
+    .names_model());
+    assert!(!FaultSpec::StreamError {
+        after_tokens: 1,
+        preset: None,
+    }
+    .names_model());
 }

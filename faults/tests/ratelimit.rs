@@ -408,7 +408,7 @@ fn error_bodies_name_the_true_numbers() {
             }),
         },
     };
-    let v: Value = serde_json::from_str(&openai_error_body(&l, "gpt-4o")).unwrap();
+    let v: Value = serde_json::from_str(&openai_error_body(&l, Some("gpt-4o"))).unwrap();
     assert_eq!(v["error"]["type"], "tokens");
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     assert_eq!(v["error"]["param"], Value::Null);
@@ -425,13 +425,24 @@ fn error_bodies_name_the_true_numbers() {
         retry_after: Duration::ZERO,
         ..l
     };
-    let v: Value = serde_json::from_str(&openai_error_body(&big, "a\"b")).unwrap();
+    let v: Value = serde_json::from_str(&openai_error_body(&big, Some("a\"b"))).unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.starts_with("Request too large for a\"b in organization"),
         "{msg}"
     );
     assert!(msg.contains("Limit 30000, Requested 50000."), "{msg}");
+
+    // With no model known, the message names none (never a made-up one).
+    let v: Value = serde_json::from_str(&openai_error_body(&l, None)).unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().starts_with(
+        "Rate limit reached in organization org-brownout on tokens per min (TPM): Limit 30000,"
+    ));
+    let v: Value = serde_json::from_str(&openai_error_body(&big, None)).unwrap();
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Request too large in organization org-brownout on tokens per min (TPM)"));
 
     let v: Value = serde_json::from_str(&anthropic_error_body(&l, "req_011Cabc")).unwrap();
     assert_eq!(v["type"], "error");

@@ -174,3 +174,71 @@ fn a_body_that_is_not_utf8_is_not_json() {
         assert_eq!(e, Skip::NotJson);
     }
 }
+
+/// Only the strings a content fault rewrites change: ids, `usage`, logprobs, key
+/// order, escapes and whitespace come back byte for byte (a client comparing
+/// `usage` or `system_fingerprint` with the unfaulted answer sees no other damage).
+#[test]
+fn everything_but_the_rewritten_strings_is_byte_identical() {
+    const TEXT: &str = r#"The caf\u00e9 is open \"late\" tonight"#;
+    let chat = format!(
+        concat!(
+            r#"{{ "id" : "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object":"chat.completion","created":1741569952,"#,
+            r#""model":"gpt-4.1-mini-2025-04-14","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}","#,
+            r#""refusal":null,"annotations":[]}},"logprobs":{{"content":[{{"token":"The","logprob":-0.21234214144787922,"bytes":[84,104,101]}}]}},"#,
+            r#""finish_reason":"stop"}}],"usage":{{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"#,
+            r#""prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}}}},"service_tier":"default","system_fingerprint":"fp_\u00e9b9dce56a8","x":1E+2,"y":0.30000000000000004}}"#
+        ),
+        TEXT
+    );
+    let text_at = chat.find(TEXT).unwrap();
+    let text_end = text_at + TEXT.len();
+    let stop_at = chat.find(r#""finish_reason":"stop""#).unwrap() + r#""finish_reason":""#.len();
+    for (fault, changes_text) in [
+        (FaultSpec::Garble { fraction: 0.5 }, true),
+        (FaultSpec::EmptyCompletion {}, true),
+        (
+            FaultSpec::FinishReason {
+                value: "length".into(),
+            },
+            false,
+        ),
+    ] {
+        let r = rewrite_json(
+            ApiKind::Openai,
+            Endpoint::Chat,
+            chat.as_bytes(),
+            &plan(std::slice::from_ref(&fault)),
+            &mut rng(),
+        )
+        .unwrap();
+        assert_eq!(r.applied.len(), 1, "{fault:?}");
+        let out = std::str::from_utf8(&r.body).unwrap();
+        serde_json::from_str::<Value>(out).unwrap();
+        if changes_text {
+            // Before the text, and after it, exactly as sent.
+            assert!(out.starts_with(&chat[..text_at]), "{fault:?}: {out}");
+            assert!(out.ends_with(&chat[text_end..]), "{fault:?}: {out}");
+        } else {
+            assert_eq!(
+                out,
+                format!("{}length{}", &chat[..stop_at], &chat[stop_at + 4..]),
+                "{fault:?}"
+            );
+        }
+    }
+
+    let msg = r#"{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"Hello there, friend."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":503,"service_tier":"standard"}}"#;
+    let r = rewrite_json(
+        ApiKind::Anthropic,
+        Endpoint::Messages,
+        msg.as_bytes(),
+        &plan(&[FaultSpec::Garble { fraction: 1.0 }]),
+        &mut rng(),
+    )
+    .unwrap();
+    let out = std::str::from_utf8(&r.body).unwrap();
+    let at = msg.find("Hello there").unwrap();
+    assert!(out.starts_with(&msg[..at]));
+    assert!(out.ends_with(&msg[at + "Hello there, friend.".len()..]));
+}

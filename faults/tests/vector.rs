@@ -10,7 +10,7 @@ use brownout_faults::decide::rng_for;
 use brownout_faults::profile::FaultSpec;
 use brownout_faults::stream::StreamPlan;
 use brownout_faults::validate::load_profile;
-use brownout_faults::vector::{count_results, rewrite, Rewrite, Skip, StaleCache};
+use brownout_faults::vector::{count_results, rewrite, Hit, Rewrite, Skip, StaleCache};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -548,18 +548,19 @@ fn stale_results_serves_an_earlier_query_per_collection() {
 #[test]
 fn stale_cache_is_bounded() {
     let cache = StaleCache::default();
+    let hit = |i: i32| Hit::new(&i.to_string()).expect("json");
     for i in 0..1000 {
-        cache.remember(&format!("k{i}"), vec![vec![json!(i)]]);
+        cache.remember(&format!("k{i}"), vec![vec![hit(i)]]);
     }
     assert_eq!(
         cache.collections(),
         brownout_faults::vector::MAX_STALE_COLLECTIONS
     );
     for i in 0..100 {
-        cache.remember("deep", vec![vec![json!(i)]]);
+        cache.remember("deep", vec![vec![hit(i)]]);
     }
-    assert_eq!(cache.earlier("deep", 1), Some(vec![vec![json!(99)]]));
-    assert_eq!(cache.earlier("deep", 16), Some(vec![vec![json!(84)]]));
+    assert_eq!(cache.earlier("deep", 1), Some(vec![vec![hit(99)]]));
+    assert_eq!(cache.earlier("deep", 16), Some(vec![vec![hit(84)]]));
     assert_eq!(cache.earlier("deep", 17), None);
 }
 

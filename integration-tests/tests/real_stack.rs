@@ -171,11 +171,14 @@ async fn llama_server() -> ChildServer {
     .await
 }
 
+/// What the server sent on one connection.
+type Seen = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay in front of `target` that keeps every byte the server sent on each
 /// connection, so a test can compare what the server sent with what the client got.
 struct Capture {
     addr: std::net::SocketAddr,
-    conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    conns: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -183,7 +186,7 @@ impl Capture {
     async fn start(target: u16) -> Capture {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let conns: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let c2 = conns.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = l.accept().await {

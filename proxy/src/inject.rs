@@ -186,10 +186,7 @@ fn rate_limited(
                 &ratelimit::OPENAI_HEADER_NAMES,
                 &ratelimit::openai_headers(&l.snapshot),
             );
-            r.body = Bytes::from(ratelimit::openai_error_body(
-                l,
-                req.facts.model.as_deref().unwrap_or("the model"),
-            ));
+            r.body = Bytes::from(ratelimit::openai_error_body(l, req.facts.model.as_deref()));
         }
         "anthropic" => {
             let now = time::OffsetDateTime::now_utc();

@@ -8,6 +8,8 @@
 //! [`inject`] turns request-side decisions into behaviour → [`upstream`] forwards →
 //! [`body`] wraps the response frame by frame (measuring, and applying body faults) →
 //! the [`record`] guard writes one record when the exchange ends, however it ends.
+//! An HTTP/1.1 WebSocket upgrade that the upstream accepts becomes a byte tunnel
+//! between the two connections ([`tunnel`]), recorded as one exchange.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -29,6 +31,7 @@ pub mod service;
 pub mod state;
 pub mod summary;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 pub use server::{start, Running, StartOptions};

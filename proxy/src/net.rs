@@ -25,6 +25,10 @@ pub struct ConnInfo {
     /// When the last exchange ended, in ms since `created` (for `idle_timeout`).
     pub last_done_ms: AtomicU64,
     pub created: tokio::time::Instant,
+    /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
+    /// socket over only once its connection has finished, so the connection's task
+    /// runs the tunnel then ([`crate::tunnel`]).
+    pub tunnel: std::sync::Mutex<Option<Box<crate::tunnel::Parked>>>,
 }
 
 impl ConnInfo {
@@ -36,6 +40,7 @@ impl ConnInfo {
             inflight: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
+            tunnel: std::sync::Mutex::new(None),
         })
     }
 
@@ -64,6 +69,16 @@ impl ConnInfo {
 
     pub fn request_reset(&self) {
         self.rst.store(true, Ordering::Release);
+    }
+
+    /// Keep a tunnel for the connection's task to run once hyper lets go.
+    pub fn park_tunnel(&self, t: Box<crate::tunnel::Parked>) {
+        *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+    }
+
+    /// The tunnel parked on this connection, if any.
+    pub fn take_tunnel(&self) -> Option<Box<crate::tunnel::Parked>> {
+        self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

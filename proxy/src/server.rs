@@ -644,12 +644,16 @@ pub(crate) async fn serve_full<I>(
         ctx,
         conn: info.clone(),
     };
+    // A WebSocket tunnel is parked on the connection while its 101 goes out, and
+    // runs here, on the connection's task, once hyper has handed the socket over.
+    let tunnel = crate::tunnel::Slot::new(info.clone());
     let first = FirstRequest {
         info,
         timeout: settings.header_timeout,
         idle_timeout: settings.idle_timeout,
     };
-    serve_as(h2, io, svc, settings, stop, first).await
+    serve_as(h2, io, svc, settings, stop.clone(), first).await;
+    tunnel.run(settings.idle_timeout, stop).await
 }
 
 /// Serve a connection with one protocol's builder. Boxed: each protocol's (and
@@ -674,11 +678,38 @@ async fn serve_as<I>(
         .await
     } else {
         Box::pin(drive(
-            settings.h1.serve_connection(TokioIo::new(io), svc),
+            settings
+                .h1
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades(),
             stop,
             first,
         ))
         .await
+    }
+}
+
+/// A connection [`drive`] can stop gracefully. hyper-util's `GracefulConnection`
+/// does not cover an HTTP/1.1 connection with upgrades (WebSocket) enabled.
+trait Graceful: std::future::Future {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I> Graceful for hyper::server::conn::http1::UpgradeableConnection<TokioIo<I>, ProxyService>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I> Graceful for hyper::server::conn::http2::Connection<TokioIo<I>, ProxyService, TokioExecutor>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
     }
 }
 
@@ -717,7 +748,7 @@ struct FirstRequest {
 /// it on abort, and dropping it when no first request arrives within `header_timeout`.
 async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>, first: FirstRequest)
 where
-    C: hyper_util::server::graceful::GracefulConnection,
+    C: Graceful,
 {
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;

@@ -139,6 +139,61 @@ where
     }
 }
 
+/// Read the request body (up to `inspect_limit`) for its facts (model, stream,
+/// prompt estimate) and note them in the record. What was read travels on in front
+/// of the rest (`ReqBody::Prefixed`), so the upstream gets the body unchanged; a
+/// body over the limit is not inspected (`None`) and streams on as it came. When
+/// the client's body breaks while it is read, the exchange is finished here.
+async fn inspect_body(
+    ctx: &ListenerCtx,
+    parts: &http::request::Parts,
+    req_body: &mut Option<ReqBody>,
+    ex: &mut Exchange,
+) -> Result<Option<RequestFacts>, ResetAbort> {
+    let mut facts = None;
+    match req_body.take() {
+        Some(ReqBody::Incoming(b)) => {
+            let limit = ctx.shared.inspect_limit;
+            if b.size_hint().lower() > limit as u64 {
+                *req_body = Some(ReqBody::Incoming(b));
+            } else {
+                match read_prefix(b, limit).await {
+                    Ok((prefix, rest)) => {
+                        if rest.is_none() {
+                            facts = Some(inspect_request(
+                                ctx.api,
+                                &parts.method,
+                                parts.uri.path(),
+                                Some(&prefix),
+                            ));
+                        }
+                        ex.rec().bytes_in = prefix.len() as u64;
+                        *req_body = Some(ReqBody::Prefixed {
+                            prefix: Some(prefix),
+                            rest,
+                        });
+                    }
+                    Err(e) => {
+                        // The client's body broke while we read it: nothing to forward.
+                        ex.finish(Outcome::ClientClosed, Some(format!("request body: {e}")));
+                        return Err(ResetAbort);
+                    }
+                }
+            }
+        }
+        other => *req_body = other,
+    }
+    if let Some(f) = &facts {
+        ex.rec().model = f.model.clone();
+        ex.rec().stream = f.stream;
+        ex.rec().input_tokens = f.prompt_tokens;
+        if f.prompt_tokens.is_some() {
+            ex.rec().tokens_source = Some("estimated");
+        }
+    }
+    Ok(facts)
+}
+
 /// Read and discard the request body (up to `limit`) so an injected answer leaves
 /// the connection reusable, as a real server's would.
 async fn drain(body: Option<ReqBody>, limit: usize) -> u64 {
@@ -240,41 +295,8 @@ async fn proxy_exchange(
 
     if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
         if profile.needs_body && !parts.method.is_safe() {
-            if let Some(ReqBody::Incoming(b)) = req_body.take() {
-                let limit = shared.inspect_limit;
-                let too_big = b.size_hint().lower() > limit as u64;
-                if too_big {
-                    req_body = Some(ReqBody::Incoming(b));
-                } else {
-                    match read_prefix(b, limit).await {
-                        Ok((prefix, rest)) => {
-                            if rest.is_none() {
-                                facts = inspect_request(
-                                    ctx.api,
-                                    &parts.method,
-                                    parts.uri.path(),
-                                    Some(&prefix),
-                                );
-                            }
-                            ex.rec().bytes_in = prefix.len() as u64;
-                            req_body = Some(ReqBody::Prefixed {
-                                prefix: Some(prefix),
-                                rest,
-                            });
-                        }
-                        Err(e) => {
-                            // The client's body broke while we read it: nothing to forward.
-                            ex.finish(Outcome::ClientClosed, Some(format!("request body: {e}")));
-                            return Err(ResetAbort);
-                        }
-                    }
-                }
-            }
-            ex.rec().model = facts.model.clone();
-            ex.rec().stream = facts.stream;
-            ex.rec().input_tokens = facts.prompt_tokens;
-            if facts.prompt_tokens.is_some() {
-                ex.rec().tokens_source = Some("estimated");
+            if let Some(f) = inspect_body(&ctx, &parts, &mut req_body, &mut ex).await? {
+                facts = f;
             }
         }
         ip = client_ip(conn.peer.ip(), &parts.headers, &shared.trusted_proxies);
@@ -311,6 +333,18 @@ async fn proxy_exchange(
             if let Some(rng) = decide(profile.seed, rule.id, ordinal, 1.0) {
                 ex.rec().rules.push(rule.name.clone());
                 decided.push(Decided { rule, rng });
+            }
+        }
+        // An error that names the request's model ("Rate limit reached for
+        // gpt-4.1-mini ...") needs the body even when no rule matches on it: read it
+        // now, for the rules that fired (their decisions did not depend on it).
+        if !profile.needs_body
+            && !parts.method.is_safe()
+            && endpoint.is_generative()
+            && decided.iter().any(|d| d.rule.names_model())
+        {
+            if let Some(f) = inspect_body(&ctx, &parts, &mut req_body, &mut ex).await? {
+                facts = f;
             }
         }
     }
@@ -353,8 +387,13 @@ async fn proxy_exchange(
         Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
     };
     parts.uri = uri;
+    // A WebSocket upgrade keeps its upgrade headers and becomes a tunnel (tunnel.rs).
+    let upgrade = crate::tunnel::take(&mut parts);
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(up) = &upgrade {
+        up.restore(&mut parts.headers);
+    }
     parts
         .headers
         .insert(http::header::HOST, ctx.upstream.host.clone());
@@ -375,8 +414,13 @@ async fn proxy_exchange(
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
     let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
-    let attempt =
-        tokio::time::timeout_at(deadline, ctx.client.request(up_req, shared.inspect_limit)).await;
+    let attempt = if upgrade.is_some() {
+        // On a connection of its own: a tunnel never goes back to a pool.
+        let send = async { ctx.client.upgrade(up_req).await.map(|r| (r, false)) };
+        tokio::time::timeout_at(deadline, send).await
+    } else {
+        tokio::time::timeout_at(deadline, ctx.client.request(up_req, shared.inspect_limit)).await
+    };
     let resp = match attempt {
         Err(_) => {
             let e = ProxyError::Timeout {
@@ -418,6 +462,20 @@ async fn proxy_exchange(
         rparts.version = Version::HTTP_11;
     }
     ex.upstream_headers(rparts.status.as_u16());
+    if let Some(up) = upgrade {
+        if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(crate::tunnel::switch(
+                shared,
+                &conn,
+                up,
+                ex,
+                rparts,
+                body_faults,
+                mark,
+            ));
+        }
+        // Any other answer to an upgrade request is an ordinary answer.
+    }
     if let Some(v) = rparts.headers.get("keep-alive") {
         ctx.client.announced_keep_alive(v.as_bytes());
     }

@@ -95,7 +95,7 @@ impl Upstream {
 }
 
 /// hyper-util's pooled client, for `https` upstreams (TLS, HTTP/2 through ALPN).
-type LegacyClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
+pub(crate) type LegacyClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
 
 /// The client a listener forwards through. Plain `http` upstreams go through
 /// [`DirectPool`]: HTTP/1.1 connections driven on the request's own task, so a
@@ -106,15 +106,18 @@ type LegacyClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
 pub enum UpstreamClient {
     /// Plain HTTP/1.1, on the request's task.
     Direct(Arc<DirectPool>),
-    /// TLS (HTTP/1.1 or HTTP/2).
-    Pooled(Box<LegacyClient>),
+    /// TLS (HTTP/1.1 or HTTP/2); the second client is for WebSocket upgrades:
+    /// HTTP/1.1 only (HTTP/2 has no `Upgrade`, and ALPN would pick it for any
+    /// upstream that offers it) and keeping no idle connection, so each tunnel gets
+    /// a connection of its own.
+    Pooled(Box<LegacyClient>, Box<LegacyClient>),
 }
 
 impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             UpstreamClient::Direct(_) => "UpstreamClient::Direct",
-            UpstreamClient::Pooled(_) => "UpstreamClient::Pooled",
+            UpstreamClient::Pooled(..) => "UpstreamClient::Pooled",
         })
     }
 }
@@ -149,7 +152,7 @@ impl UpstreamClient {
     pub fn direct_pool(&self) -> Option<Arc<DirectPool>> {
         match self {
             UpstreamClient::Direct(p) => Some(p.clone()),
-            UpstreamClient::Pooled(_) => None,
+            UpstreamClient::Pooled(..) => None,
         }
     }
 
@@ -163,7 +166,7 @@ impl UpstreamClient {
 
     /// The request URI this client sends for `request` to `upstream`.
     pub fn uri_for(&self, upstream: &Upstream, request: &Uri) -> Result<Uri, http::Error> {
-        upstream.uri_for(request, matches!(self, UpstreamClient::Pooled(_)))
+        upstream.uri_for(request, matches!(self, UpstreamClient::Pooled(..)))
     }
 
     /// Send `req` (its URI from [`UpstreamClient::uri_for`], `Host` set) and wait for
@@ -178,7 +181,36 @@ impl UpstreamClient {
             UpstreamClient::Direct(pool) => pool.send(req, hold_limit).await,
             // hyper-util's pool sends again by itself what a closing connection
             // never took, and retires idle connections at `pool.idle_timeout`.
-            UpstreamClient::Pooled(c) => Ok((c.request(req).await?.map(UpBody::Pooled), false)),
+            UpstreamClient::Pooled(c, _) => Ok((c.request(req).await?.map(UpBody::Pooled), false)),
+        }
+    }
+
+    /// Send a WebSocket upgrade request (its URI from [`UpstreamClient::uri_for`],
+    /// `Host`, `Upgrade` and `Connection: upgrade` set) on a new connection that no
+    /// other request has used or will use, and wait for the answer's head. A `101`
+    /// answer carries the connection in its `hyper::upgrade::OnUpgrade` extension;
+    /// any other answer's body is read from that connection, which then closes.
+    pub async fn upgrade(&self, req: Request<ReqBody>) -> Result<Response<UpBody>, SendError> {
+        match self {
+            UpstreamClient::Direct(pool) => {
+                let stream = pool.dial().await.map_err(SendError::Connect)?;
+                let (mut sender, conn) = http1::Builder::new()
+                    .max_buf_size(MAX_RESPONSE_HEAD)
+                    .max_headers(MAX_RESPONSE_HEADERS)
+                    .handshake(TokioIo::new(stream))
+                    .await?;
+                // The connection's own task: it ends when the upgrade hands the
+                // socket over (or with the connection), and is no pooled lease.
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(error = %e, "upstream upgrade connection ended");
+                    }
+                });
+                Ok(sender.send_request(req).await?.map(UpBody::Pooled))
+            }
+            UpstreamClient::Pooled(_, tunnels) => {
+                Ok(tunnels.request(req).await?.map(UpBody::Pooled))
+            }
         }
     }
 }
@@ -203,26 +235,43 @@ pub fn client(
         ))));
     }
     let tls = client_config(extra_ca)?;
+    let tunnel_tls = tls.clone();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_keepalive(Some(Duration::from_secs(60)));
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let tunnel_https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tunnel_tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http.clone());
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    Ok(UpstreamClient::Pooled(Box::new(
-        Client::builder(TokioExecutor::new())
-            .http1_max_buf_size(MAX_RESPONSE_HEAD)
-            .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .pool_idle_timeout(idle_timeout)
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https),
-    )))
+    Ok(UpstreamClient::Pooled(
+        Box::new(
+            Client::builder(TokioExecutor::new())
+                .http1_max_buf_size(MAX_RESPONSE_HEAD)
+                .http1_max_headers(MAX_RESPONSE_HEADERS)
+                .pool_idle_timeout(idle_timeout)
+                .pool_max_idle_per_host(usize::MAX)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(https),
+        ),
+        Box::new(
+            Client::builder(TokioExecutor::new())
+                .http1_max_buf_size(MAX_RESPONSE_HEAD)
+                .http1_max_headers(MAX_RESPONSE_HEADERS)
+                .pool_max_idle_per_host(0)
+                .retry_canceled_requests(false)
+                .timer(TokioTimer::new())
+                .build(tunnel_https),
+        ),
+    ))
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -684,7 +733,8 @@ pub enum UpBody {
         /// are flushed to the client before the abort.
         failed: Option<hyper::Error>,
     },
-    /// From the pooled (TLS) client.
+    /// From the pooled (TLS) client, or from a WebSocket upgrade's connection of
+    /// its own (driven by its own task).
     Pooled(Incoming),
 }
 

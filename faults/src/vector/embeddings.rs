@@ -4,85 +4,126 @@
 //! (base64 is little-endian f32, and what the `openai` SDK asks for by default),
 //! Ollama `/api/embed` `{"embeddings":[[...]]}` and the older `/api/embeddings`
 //! `{"embedding":[...]}`, and TEI `/embed` `[[...]]`.
+//!
+//! Only the vectors are rewritten, in place (see [`super::span`]): `model`, `usage`,
+//! `index` and every other byte stay as the upstream sent them, and the components
+//! `embedding_truncate` keeps keep their exact text.
+
+use std::ops::Range;
 
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
+use super::span::{self, ArrayFmt, Node};
 use super::{b64, gauss, Rewrite, Skip};
 use crate::profile::FaultSpec;
 use crate::stream::StreamPlan;
 
-/// One embedding as found in the body.
-enum Vector<'a> {
-    Floats(&'a mut Vec<Value>),
-    Base64(&'a mut String),
+/// Depth read into nodes: OpenAI's `data[i].embedding[j]` is the deepest.
+const KEEP_DEPTH: usize = 4;
+
+/// One vector component: its value, and its text while no fault has changed it.
+struct Comp {
+    value: f64,
+    orig: Option<Range<usize>>,
 }
 
-fn is_floats(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| a.iter().all(Value::is_number))
+enum Where {
+    /// A JSON array of numbers.
+    Floats(ArrayFmt),
+    /// A base64 string of little-endian f32s (the span includes the quotes).
+    Base64(Range<usize>),
+}
+
+/// One embedding as found in the body.
+struct Vector {
+    at: Where,
+    comps: Vec<Comp>,
+    changed: bool,
+}
+
+fn is_floats(v: &Node<'_>) -> bool {
+    v.elements().is_some_and(|a| a.iter().all(Node::is_number))
+}
+
+fn floats(src: &str, v: &Node<'_>) -> Result<Vector, Skip> {
+    let at = Where::Floats(ArrayFmt::of(v).ok_or(Skip::UnknownShape)?);
+    let comps = v
+        .elements()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            c.as_f64(src).map(|value| Comp {
+                value,
+                orig: Some(c.span.clone()),
+            })
+        })
+        .collect();
+    Ok(Vector {
+        at,
+        comps,
+        changed: false,
+    })
+}
+
+fn base64(src: &str, v: &Node<'_>) -> Result<Vector, Skip> {
+    // Base64 bodies that do not decode to f32s are not embeddings brownout knows.
+    let text = v.as_str(src).ok_or(Skip::UnknownShape)?;
+    let comps = b64::decode(&text)
+        .and_then(|b| f32s(&b))
+        .ok_or(Skip::UnknownShape)?
+        .into_iter()
+        .map(|value| Comp { value, orig: None })
+        .collect();
+    Ok(Vector {
+        at: Where::Base64(v.span.clone()),
+        comps,
+        changed: false,
+    })
 }
 
 /// Every embedding in the answer, or why the body is not one.
-fn vectors(root: &mut Value) -> Result<Vec<Vector<'_>>, Skip> {
-    match root {
-        Value::Array(rows) if rows.iter().all(is_floats) => Ok(rows
-            .iter_mut()
-            .filter_map(|r| r.as_array_mut().map(Vector::Floats))
-            .collect()),
-        Value::Object(obj) => {
-            if obj
-                .get("embeddings")
-                .is_some_and(|e| e.as_array().is_some_and(|rows| rows.iter().all(is_floats)))
-            {
-                return Ok(obj
-                    .get_mut("embeddings")
-                    .and_then(Value::as_array_mut)
-                    .map(|rows| {
-                        rows.iter_mut()
-                            .filter_map(|r| r.as_array_mut())
-                            .map(Vector::Floats)
-                            .collect()
-                    })
-                    .unwrap_or_default());
-            }
-            if obj.get("embedding").is_some_and(is_floats) {
-                return Ok(obj
-                    .get_mut("embedding")
-                    .and_then(Value::as_array_mut)
-                    .map(|a| vec![Vector::Floats(a)])
-                    .unwrap_or_default());
-            }
-            let data_ok = obj.get("data").and_then(Value::as_array).is_some_and(|d| {
-                d.iter().all(|item| {
-                    item.get("embedding")
-                        .is_some_and(|e| is_floats(e) || e.is_string())
-                })
-            });
-            if !data_ok {
-                return Err(Skip::UnknownShape);
-            }
-            let mut out = Vec::new();
-            if let Some(data) = obj.get_mut("data").and_then(Value::as_array_mut) {
-                for item in data {
-                    match item.get_mut("embedding") {
-                        Some(Value::Array(a)) => out.push(Vector::Floats(a)),
-                        Some(Value::String(s)) => out.push(Vector::Base64(s)),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(out)
+fn vectors(src: &str, root: &Node<'_>) -> Result<Vec<Vector>, Skip> {
+    if let Some(rows) = root.elements() {
+        if rows.iter().all(is_floats) {
+            return rows.iter().map(|r| floats(src, r)).collect();
         }
-        _ => Err(Skip::UnknownShape),
+        return Err(Skip::UnknownShape);
     }
+    if !root.is_object() {
+        return Err(Skip::UnknownShape);
+    }
+    if let Some(rows) = root
+        .get("embeddings")
+        .and_then(Node::elements)
+        .filter(|rows| rows.iter().all(is_floats))
+    {
+        return rows.iter().map(|r| floats(src, r)).collect();
+    }
+    if let Some(e) = root.get("embedding").filter(|e| is_floats(e)) {
+        return Ok(vec![floats(src, e)?]);
+    }
+    let data = root
+        .get("data")
+        .and_then(Node::elements)
+        .ok_or(Skip::UnknownShape)?;
+    let mut out = Vec::with_capacity(data.len());
+    for item in data {
+        match item.get("embedding") {
+            Some(e) if is_floats(e) => out.push(floats(src, e)?),
+            Some(e) if e.is_string() => out.push(base64(src, e)?),
+            _ => return Err(Skip::UnknownShape),
+        }
+    }
+    Ok(out)
 }
 
 /// What one fault does to one vector; `false` when it changed nothing.
-fn apply(fault: &FaultSpec, v: &mut Vec<f64>, rng: &mut ChaCha8Rng) -> bool {
+fn apply(fault: &FaultSpec, v: &mut Vec<Comp>, rng: &mut ChaCha8Rng) -> bool {
     match fault {
         FaultSpec::EmbeddingNoise { stddev } => {
-            for x in v.iter_mut() {
-                *x += stddev * gauss(rng);
+            for c in v.iter_mut() {
+                c.value += stddev * gauss(rng);
+                c.orig = None;
             }
             !v.is_empty()
         }
@@ -117,18 +158,9 @@ pub(crate) fn rewrite(
     plan: &StreamPlan,
     rng: &mut ChaCha8Rng,
 ) -> Result<Rewrite, Skip> {
-    let mut root: Value = serde_json::from_slice(body).map_err(|_| Skip::NotJson)?;
-    let mut vs = vectors(&mut root)?;
-    // Base64 bodies that do not decode to f32s are not embeddings brownout knows.
-    let mut decoded: Vec<Vec<f64>> = Vec::with_capacity(vs.len());
-    for v in &vs {
-        decoded.push(match v {
-            Vector::Floats(a) => a.iter().filter_map(Value::as_f64).collect(),
-            Vector::Base64(s) => b64::decode(s)
-                .and_then(|b| f32s(&b))
-                .ok_or(Skip::UnknownShape)?,
-        });
-    }
+    let src = std::str::from_utf8(body).map_err(|_| Skip::NotJson)?;
+    let root = span::parse(src, KEEP_DEPTH).ok_or(Skip::NotJson)?;
+    let mut vs = vectors(src, &root)?;
     let mut applied = Vec::new();
     let mut skipped = Vec::new();
     for (rule, fault) in plan.faults() {
@@ -140,8 +172,10 @@ pub(crate) fn rewrite(
             continue;
         }
         let mut any = false;
-        for v in &mut decoded {
-            any |= apply(fault, v, rng);
+        for v in &mut vs {
+            let changed = apply(fault, &mut v.comps, rng);
+            v.changed |= changed;
+            any |= changed;
         }
         if any {
             applied.push((rule, fault.kind()));
@@ -157,27 +191,34 @@ pub(crate) fn rewrite(
             results: None,
         });
     }
-    for (slot, new) in vs.iter_mut().zip(decoded) {
-        match slot {
-            Vector::Floats(a) => {
-                **a = new
-                    .into_iter()
-                    .map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number))
+    let mut edits = Vec::new();
+    for v in vs.into_iter().filter(|v| v.changed) {
+        match &v.at {
+            Where::Floats(fmt) => {
+                let items: Vec<std::borrow::Cow<'_, str>> = v
+                    .comps
+                    .iter()
+                    .map(|c| match &c.orig {
+                        Some(r) => src[r.clone()].into(),
+                        None => serde_json::Number::from_f64(c.value)
+                            .map_or_else(|| "null".to_string(), |n| n.to_string())
+                            .into(),
+                    })
                     .collect();
+                edits.push((fmt.span.clone(), fmt.write(src, &items)));
             }
-            Vector::Base64(s) => {
-                let bytes: Vec<u8> = new
-                    .into_iter()
-                    .flat_map(|x| (x as f32).to_le_bytes())
+            Where::Base64(at) => {
+                let bytes: Vec<u8> = v
+                    .comps
+                    .iter()
+                    .flat_map(|c| (c.value as f32).to_le_bytes())
                     .collect();
-                **s = b64::encode(&bytes);
+                edits.push((at.clone(), format!("\"{}\"", b64::encode(&bytes))));
             }
         }
     }
-    drop(vs);
-    let out = serde_json::to_vec(&root).map_err(|_| Skip::UnknownShape)?;
     Ok(Rewrite {
-        body: bytes::Bytes::from(out),
+        body: bytes::Bytes::from(span::splice(src, edits)),
         applied,
         skipped,
         results: None,

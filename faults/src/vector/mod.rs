@@ -12,10 +12,17 @@
 //! A body whose shape is not known is left alone and the reason returned for
 //! `faults_skipped`: a drill must never believe it measured a fault that did not
 //! apply. With nothing applied the input bytes come back untouched.
+//!
+//! Rewrites are exact: the body is read with [`span`], which keeps where each value
+//! lies in the text, and written by splicing. Every value a fault does not change
+//! (kept hits with their ids, scores and payloads, vector components, `usage`,
+//! `time`, the keys' order and spelling) reaches the client byte for byte; only the
+//! hit lists a fault changed, or the scores `score_noise` moved, are new text.
 
 pub mod b64;
 pub mod embeddings;
 pub mod results;
+pub(crate) mod span;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -27,7 +34,7 @@ use crate::api::{ApiKind, Endpoint};
 use crate::profile::FaultSpec;
 use crate::stream::StreamPlan;
 
-pub use results::{count_results, Hits};
+pub use results::{count_results, Hit, Hits};
 
 /// The deepest `stale_results` may reach back, and so the entries kept per collection.
 pub const MAX_STALE_DEPTH: u32 = 16;
@@ -167,7 +174,6 @@ fn rewrite_results(
     collection_key: &str,
 ) -> Result<Rewrite, Skip> {
     let mut doc = results::parse(api, body)?;
-    let original = doc.hits.clone();
     // An earlier answer is only served in place of one of the same shape (same
     // Chroma lists, same GraphQL classes), so the rewritten body stays consistent.
     let collection_key = format!("{}|{collection_key}", doc.tag());
@@ -200,7 +206,7 @@ fn rewrite_results(
                 Some(cache) => {
                     let earlier = cache.earlier(collection_key, depth.unwrap_or(1));
                     if !remembered {
-                        cache.remember(collection_key, original.clone());
+                        cache.remember(collection_key, doc.original().clone());
                         remembered = true;
                     }
                     match earlier {

@@ -14,17 +14,46 @@
 //! - Weaviate GraphQL: `{"data":{"Get":{"Class":[hit,...]}}}`; score
 //!   `_additional.distance`, `certainty` or `score`. `errors` can come inside a 200.
 //! - Pinecone `query`: `{"matches":[hit,...]}`; score `score`.
+//!
+//! Each hit is kept as the text the database wrote (see [`super::span`]): kept hits
+//! go back byte for byte, ids, scores, payloads and vectors included, and so does
+//! everything outside the hit lists. Only the lists a fault changed are rewritten,
+//! in the upstream's own layout (its separators and indentation).
+
+use std::collections::HashSet;
+use std::ops::Range;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value};
 
+use super::span::{self, compact_array, ArrayFmt, Node};
 use super::{gauss, Skip};
 use crate::api::{ApiKind, Endpoint};
 
-/// Hits per query: one inner list per query in the request, each hit as the
-/// database wrote it (for Chroma, an object of one element from each parallel list).
-pub type Hits = Vec<Vec<Value>>;
+/// One hit exactly as the database wrote it: its JSON text, or for Chroma the text
+/// of its element in each parallel list (in the answer's column order).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hit(Box<[Box<str>]>);
+
+impl Hit {
+    /// A hit from its JSON text (`None` when the text is not one JSON value).
+    pub fn new(json: &str) -> Option<Hit> {
+        span::parse(json, 0)?;
+        Some(Hit(vec![json.into()].into_boxed_slice()))
+    }
+
+    /// The hit's JSON text, one part per Chroma list (one part elsewhere).
+    pub fn parts(&self) -> &[Box<str>] {
+        &self.0
+    }
+
+    fn part(&self, i: usize) -> &str {
+        self.0.get(i).map_or("null", |p| p)
+    }
+}
+
+/// Hits per query: one inner list per query in the request.
+pub type Hits = Vec<Vec<Hit>>;
 
 /// The parallel lists a Chroma query answer may hold, in the order Chroma writes them.
 const CHROMA_COLUMNS: &[&str] = &[
@@ -36,6 +65,11 @@ const CHROMA_COLUMNS: &[&str] = &[
     "metadatas",
     "distances",
 ];
+
+/// Depth of the answer read into nodes: enough to reach the hits of every shape
+/// (Weaviate's `data.Get.<Class>[hit]`, Qdrant's `result[{points:[hit]}]`) and
+/// tell their kind; inside a hit only the text is kept.
+const KEEP_DEPTH: usize = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Shape {
@@ -56,12 +90,34 @@ enum Shape {
     Pinecone,
 }
 
+/// Where the hit lists lie in the answer's text.
+#[derive(Debug, Clone)]
+enum Layout {
+    /// The hits are the elements of one array.
+    One(ArrayFmt),
+    /// One list per element of an outer array (Qdrant search/batch, Milvus nested).
+    Nested(ArrayFmt, Vec<ArrayFmt>),
+    /// Qdrant query/batch: the outer array and, per group, the group object's span
+    /// and its `points` array.
+    Groups(ArrayFmt, Vec<(Range<usize>, ArrayFmt)>),
+    /// Chroma: per column, its outer array and one inner list per query.
+    Columns(Vec<(ArrayFmt, Vec<ArrayFmt>)>),
+    /// Weaviate: one array per class.
+    Lists(Vec<ArrayFmt>),
+    /// An error inside a 200: no lists.
+    Empty,
+}
+
 /// One answer read into hit lists, ready to be rewritten.
 #[derive(Debug, Clone)]
-pub(crate) struct Doc {
+pub(crate) struct Doc<'a> {
+    src: &'a str,
     shape: Shape,
-    root: Value,
+    layout: Layout,
     pub(crate) hits: Hits,
+    /// The hits as the upstream sent them: lists still equal to these are left as
+    /// they were, byte for byte.
+    orig: Hits,
     /// `empty_results` on a database that reports trouble inside a 200: write the
     /// error form rather than an empty list.
     error_in_200: bool,
@@ -76,102 +132,148 @@ pub fn count_results(api: ApiKind, endpoint: Endpoint, body: &[u8]) -> Option<u6
     parse(api, body).ok().map(|d| d.count() as u64)
 }
 
-fn array_of_arrays(v: &Value) -> Option<&Vec<Value>> {
-    let a = v.as_array()?;
-    a.iter().all(Value::is_array).then_some(a)
+/// The elements of an array whose elements are all arrays.
+fn arrays<'n, 'a>(v: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
+    let a = v.elements()?;
+    a.iter().all(Node::is_array).then_some(a)
 }
 
-fn array_of_objects(v: &Value) -> Option<&Vec<Value>> {
-    let a = v.as_array()?;
-    a.iter().all(Value::is_object).then_some(a)
+/// The elements of an array whose elements are all objects.
+fn objects<'n, 'a>(v: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
+    let a = v.elements()?;
+    a.iter().all(Node::is_object).then_some(a)
 }
+
+fn hits_of(src: &str, elems: &[Node<'_>]) -> Vec<Hit> {
+    elems
+        .iter()
+        .map(|e| Hit(vec![e.text(src).into()].into_boxed_slice()))
+        .collect()
+}
+
+fn fmt(n: &Node<'_>) -> Result<ArrayFmt, Skip> {
+    ArrayFmt::of(n).ok_or(Skip::UnknownShape)
+}
+
+type Parsed = (Shape, Layout, Hits);
 
 /// Read an answer. The shapes are told apart by their keys, so a `generic`
 /// listener works too; `api` is accepted for symmetry with the other adapters.
-pub(crate) fn parse(_api: ApiKind, body: &[u8]) -> Result<Doc, Skip> {
-    let root: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) if e.is_data() || e.is_eof() => return Err(Skip::NotJson),
-        Err(_) => return Err(Skip::NotJson),
-    };
-    let obj = root.as_object().ok_or(Skip::UnknownShape)?;
-    let (shape, hits) = if let Some(result) = obj.get("result") {
-        qdrant(result)?
-    } else if obj.get("ids").is_some_and(|v| v.is_array()) {
-        chroma(obj)?
-    } else if let Some(m) = obj.get("matches") {
+pub(crate) fn parse(_api: ApiKind, body: &[u8]) -> Result<Doc<'_>, Skip> {
+    let src = std::str::from_utf8(body).map_err(|_| Skip::NotJson)?;
+    let root = span::parse(src, KEEP_DEPTH).ok_or(Skip::NotJson)?;
+    if !root.is_object() {
+        return Err(Skip::UnknownShape);
+    }
+    let (shape, layout, hits) = if let Some(result) = root.get("result") {
+        qdrant(src, result)?
+    } else if root.get("ids").is_some_and(Node::is_array) {
+        chroma(src, &root)?
+    } else if let Some(m) = root.get("matches") {
+        let list = objects(m).ok_or(Skip::UnknownShape)?;
         (
             Shape::Pinecone,
-            vec![array_of_objects(m).ok_or(Skip::UnknownShape)?.clone()],
+            Layout::One(fmt(m)?),
+            vec![hits_of(src, list)],
         )
-    } else if let Some(code) = obj.get("code").filter(|c| c.is_number()) {
-        milvus(obj, code)?
-    } else if obj.contains_key("data") || obj.contains_key("errors") {
-        weaviate(obj)?
+    } else if let Some(code) = root.get("code").filter(|c| c.is_number()) {
+        milvus(src, &root, code)?
+    } else if root.get("data").is_some() || root.get("errors").is_some() {
+        weaviate(src, &root)?
     } else {
         return Err(Skip::UnknownShape);
     };
     Ok(Doc {
+        src,
         shape,
-        root,
+        layout,
+        orig: hits.clone(),
         hits,
         error_in_200: false,
     })
 }
 
-fn qdrant(result: &Value) -> Result<(Shape, Hits), Skip> {
+fn qdrant(src: &str, result: &Node<'_>) -> Result<Parsed, Skip> {
     if let Some(points) = result.get("points") {
-        let list = array_of_objects(points).ok_or(Skip::UnknownShape)?;
-        return Ok((Shape::QdrantPoints, vec![list.clone()]));
+        let list = objects(points).ok_or(Skip::UnknownShape)?;
+        return Ok((
+            Shape::QdrantPoints,
+            Layout::One(fmt(points)?),
+            vec![hits_of(src, list)],
+        ));
     }
-    let arr = result.as_array().ok_or(Skip::UnknownShape)?;
+    let arr = result.elements().ok_or(Skip::UnknownShape)?;
     if !arr.is_empty() {
-        if let Some(lists) = array_of_arrays(result) {
+        if let Some(lists) = arrays(result) {
             let mut hits = Vec::with_capacity(lists.len());
+            let mut inner = Vec::with_capacity(lists.len());
             for l in lists {
-                hits.push(array_of_objects(l).ok_or(Skip::UnknownShape)?.clone());
+                hits.push(hits_of(src, objects(l).ok_or(Skip::UnknownShape)?));
+                inner.push(fmt(l)?);
             }
-            return Ok((Shape::QdrantBatch, hits));
+            return Ok((
+                Shape::QdrantBatch,
+                Layout::Nested(fmt(result)?, inner),
+                hits,
+            ));
         }
-        if arr.iter().all(|r| {
-            r.get("points")
-                .is_some_and(|p| array_of_objects(p).is_some())
-        }) {
-            let hits = arr
-                .iter()
-                .filter_map(|r| r.get("points").and_then(Value::as_array).cloned())
-                .collect();
-            return Ok((Shape::QdrantQueryBatch, hits));
+        let groups: Option<Vec<(&Node<'_>, &[Node<'_>])>> = arr
+            .iter()
+            .map(|r| {
+                let p = r.get("points")?;
+                objects(p).map(|_| (r, p.elements().unwrap_or_default()))
+            })
+            .collect();
+        if let Some(groups) = groups {
+            let mut hits = Vec::with_capacity(groups.len());
+            let mut layout = Vec::with_capacity(groups.len());
+            for (group, points) in groups {
+                hits.push(hits_of(src, points));
+                let p = group.get("points").ok_or(Skip::UnknownShape)?;
+                layout.push((group.span.clone(), fmt(p)?));
+            }
+            return Ok((
+                Shape::QdrantQueryBatch,
+                Layout::Groups(fmt(result)?, layout),
+                hits,
+            ));
         }
     }
-    let list = array_of_objects(result).ok_or(Skip::UnknownShape)?;
-    Ok((Shape::QdrantList, vec![list.clone()]))
+    let list = objects(result).ok_or(Skip::UnknownShape)?;
+    Ok((
+        Shape::QdrantList,
+        Layout::One(fmt(result)?),
+        vec![hits_of(src, list)],
+    ))
 }
 
-fn chroma(obj: &Map<String, Value>) -> Result<(Shape, Hits), Skip> {
-    let ids = obj
-        .get("ids")
-        .and_then(array_of_arrays)
-        .ok_or(Skip::UnknownShape)?;
+fn chroma(src: &str, root: &Node<'_>) -> Result<Parsed, Skip> {
+    let ids = root.get("ids").and_then(arrays).ok_or(Skip::UnknownShape)?;
     let lens: Vec<usize> = ids
         .iter()
-        .map(|l| l.as_array().map_or(0, Vec::len))
+        .map(|l| l.elements().map_or(0, <[_]>::len))
         .collect();
     let mut columns = Vec::new();
+    let mut nodes: Vec<&[Node<'_>]> = Vec::new();
+    let mut layout = Vec::new();
     for &col in CHROMA_COLUMNS {
-        match obj.get(col) {
-            None | Some(Value::Null) => {}
+        match root.get(col) {
+            None => {}
+            Some(v) if v.is_null() => {}
             Some(v) => {
-                let lists = array_of_arrays(v).ok_or(Skip::UnknownShape)?;
+                let lists = arrays(v).ok_or(Skip::UnknownShape)?;
                 let fits = lists.len() == lens.len()
                     && lists
                         .iter()
                         .zip(&lens)
-                        .all(|(l, n)| l.as_array().map_or(0, Vec::len) == *n);
+                        .all(|(l, n)| l.elements().map_or(0, <[_]>::len) == *n);
                 if !fits {
                     return Err(Skip::UnknownShape);
                 }
                 columns.push(col);
+                nodes.push(lists);
+                let inner = lists.iter().map(fmt).collect::<Result<Vec<_>, _>>()?;
+                layout.push((fmt(v)?, inner));
             }
         }
     }
@@ -179,70 +281,84 @@ fn chroma(obj: &Map<String, Value>) -> Result<(Shape, Hits), Skip> {
     for (q, n) in lens.iter().enumerate() {
         let mut list = Vec::with_capacity(*n);
         for i in 0..*n {
-            let mut hit = Map::new();
-            for &col in &columns {
-                let v = obj
-                    .get(col)
-                    .and_then(|c| c.get(q))
-                    .and_then(|l| l.get(i))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                hit.insert(col.to_string(), v);
-            }
-            list.push(Value::Object(hit));
+            let parts: Vec<Box<str>> = nodes
+                .iter()
+                .map(|lists| {
+                    lists[q]
+                        .elements()
+                        .and_then(|l| l.get(i))
+                        .map_or("null", |e| e.text(src))
+                        .into()
+                })
+                .collect();
+            list.push(Hit(parts.into_boxed_slice()));
         }
         hits.push(list);
     }
-    Ok((Shape::Chroma(columns), hits))
+    Ok((Shape::Chroma(columns), Layout::Columns(layout), hits))
 }
 
-fn milvus(obj: &Map<String, Value>, code: &Value) -> Result<(Shape, Hits), Skip> {
-    if code.as_i64() != Some(0) {
-        return Ok((Shape::MilvusError, Vec::new()));
+fn milvus(src: &str, root: &Node<'_>, code: &Node<'_>) -> Result<Parsed, Skip> {
+    if code.as_i64(src) != Some(0) {
+        return Ok((Shape::MilvusError, Layout::Empty, Vec::new()));
     }
-    let data = obj.get("data").ok_or(Skip::UnknownShape)?;
-    let arr = data.as_array().ok_or(Skip::UnknownShape)?;
+    let data = root.get("data").ok_or(Skip::UnknownShape)?;
+    let arr = data.elements().ok_or(Skip::UnknownShape)?;
     if !arr.is_empty() {
-        if let Some(lists) = array_of_arrays(data) {
+        if let Some(lists) = arrays(data) {
             let mut hits = Vec::with_capacity(lists.len());
+            let mut inner = Vec::with_capacity(lists.len());
             for l in lists {
-                hits.push(array_of_objects(l).ok_or(Skip::UnknownShape)?.clone());
+                hits.push(hits_of(src, objects(l).ok_or(Skip::UnknownShape)?));
+                inner.push(fmt(l)?);
             }
-            return Ok((Shape::MilvusNested, hits));
+            return Ok((Shape::MilvusNested, Layout::Nested(fmt(data)?, inner), hits));
         }
     }
-    let list = array_of_objects(data).ok_or(Skip::UnknownShape)?;
-    Ok((Shape::MilvusFlat, vec![list.clone()]))
+    let list = objects(data).ok_or(Skip::UnknownShape)?;
+    Ok((
+        Shape::MilvusFlat,
+        Layout::One(fmt(data)?),
+        vec![hits_of(src, list)],
+    ))
 }
 
-fn weaviate(obj: &Map<String, Value>) -> Result<(Shape, Hits), Skip> {
-    let get = obj.get("data").and_then(|d| d.get("Get"));
-    let has_errors = obj.get("errors").is_some_and(|e| !e.is_null());
-    let Some(get) = get.and_then(Value::as_object) else {
+fn weaviate(src: &str, root: &Node<'_>) -> Result<Parsed, Skip> {
+    let get = root.get("data").and_then(|d| d.get("Get"));
+    let has_errors = root.get("errors").is_some_and(|e| !e.is_null());
+    let Some(members) = get.and_then(Node::members) else {
         return if has_errors {
-            Ok((Shape::WeaviateError, Vec::new()))
+            Ok((Shape::WeaviateError, Layout::Empty, Vec::new()))
         } else {
             Err(Skip::UnknownShape)
         };
     };
+    // A class named twice counts once, by its last value, as clients read it.
+    let mut seen = HashSet::new();
+    let mut last: Vec<&(std::borrow::Cow<'_, str>, Node<'_>)> = members
+        .iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.as_ref()))
+        .collect();
+    last.reverse();
     let mut classes = Vec::new();
     let mut hits = Vec::new();
-    for (class, v) in get {
-        match v {
-            Value::Null => {}
-            v => {
-                hits.push(array_of_objects(v).ok_or(Skip::UnknownShape)?.clone());
-                classes.push(class.clone());
-            }
+    let mut lists = Vec::new();
+    for (class, v) in last {
+        if v.is_null() {
+            continue;
         }
+        hits.push(hits_of(src, objects(v).ok_or(Skip::UnknownShape)?));
+        classes.push(class.to_string());
+        lists.push(fmt(v)?);
     }
     if classes.is_empty() && has_errors {
-        return Ok((Shape::WeaviateError, Vec::new()));
+        return Ok((Shape::WeaviateError, Layout::Empty, Vec::new()));
     }
-    Ok((Shape::Weaviate(classes), hits))
+    Ok((Shape::Weaviate(classes), Layout::Lists(lists), hits))
 }
 
-impl Doc {
+impl Doc<'_> {
     /// The shape, as a key part: earlier answers are reused only within one shape.
     pub(crate) fn tag(&self) -> String {
         match &self.shape {
@@ -250,6 +366,11 @@ impl Doc {
             Shape::Weaviate(classes) => format!("weaviate:{}", classes.join(",")),
             s => format!("{s:?}"),
         }
+    }
+
+    /// The hits as the upstream sent them.
+    pub(crate) fn original(&self) -> &Hits {
+        &self.orig
     }
 
     /// Serve other hits (an earlier answer): a success again, whatever came before.
@@ -347,24 +468,40 @@ impl Doc {
     }
 
     /// Add N(0, stddev) to every hit's score, keeping the hits' order, so rank no
-    /// longer follows score. Distances stay non-negative.
+    /// longer follows score. Distances stay non-negative. Only the score's own text
+    /// changes; the rest of each hit stays as it was.
     pub(crate) fn score_noise(&mut self, stddev: f64, rng: &mut ChaCha8Rng) -> Result<(), Skip> {
         let mut any = false;
-        let shape = self.shape.clone();
+        let distances = match &self.shape {
+            Shape::Chroma(cols) => Some(cols.iter().position(|c| *c == "distances")),
+            _ => None,
+        };
         for list in &mut self.hits {
             for hit in list {
-                let Some((slot, is_distance)) = score_slot(&shape, hit) else {
-                    continue;
+                let changed = match distances {
+                    Some(None) => false,
+                    Some(Some(col)) => {
+                        let part = &mut hit.0[col];
+                        match noisy_number(part, stddev, true, rng) {
+                            Some(new) => {
+                                *part = new.into();
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    None => {
+                        let part = &mut hit.0[0];
+                        match noisy_score(&self.shape, part, stddev, rng) {
+                            Some(new) => {
+                                *part = new.into();
+                                true
+                            }
+                            None => false,
+                        }
+                    }
                 };
-                let Some(v) = slot.as_f64() else { continue };
-                let mut nv = v + stddev * gauss(rng);
-                if is_distance {
-                    nv = nv.max(0.0);
-                }
-                if let Some(n) = serde_json::Number::from_f64(nv) {
-                    *slot = Value::Number(n);
-                    any = true;
-                }
+                any |= changed;
             }
         }
         if any {
@@ -375,17 +512,18 @@ impl Doc {
     }
 
     /// The answer in its original shape, with the current hits.
-    pub(crate) fn write(mut self) -> Vec<u8> {
+    pub(crate) fn write(self) -> Vec<u8> {
         if self.error_in_200 {
-            self.root = match &self.shape {
+            let root = match &self.shape {
                 Shape::Weaviate(classes) => {
-                    let mut get = Map::new();
+                    let mut get = serde_json::Map::new();
                     for c in classes {
-                        get.insert(c.clone(), Value::Null);
+                        get.insert(c.clone(), serde_json::Value::Null);
                     }
-                    let path: Vec<Value> = std::iter::once(Value::from("Get"))
-                        .chain(classes.first().cloned().map(Value::from))
-                        .collect();
+                    let path: Vec<serde_json::Value> =
+                        std::iter::once(serde_json::Value::from("Get"))
+                            .chain(classes.first().cloned().map(serde_json::Value::from))
+                            .collect();
                     serde_json::json!({
                         "data": {"Get": get},
                         "errors": [{
@@ -400,77 +538,152 @@ impl Doc {
                     "message": "service unavailable: the query node is not ready, retry later"
                 }),
             };
-            return serde_json::to_vec(&self.root).unwrap_or_default();
+            return serde_json::to_vec(&root).unwrap_or_default();
         }
-        let hits = std::mem::take(&mut self.hits);
-        let root = &mut self.root;
-        match &self.shape {
-            Shape::QdrantList | Shape::Pinecone | Shape::MilvusFlat => {
-                let key = match self.shape {
-                    Shape::QdrantList => "result",
-                    Shape::Pinecone => "matches",
-                    _ => "data",
-                };
-                let flat: Vec<Value> = hits.into_iter().flatten().collect();
-                root[key] = Value::Array(flat);
+        let src = self.src;
+        if self.hits == self.orig {
+            return src.as_bytes().to_vec();
+        }
+        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+        // The new text of list `q`, or `None` when it is still the upstream's.
+        let changed = |q: usize, part: usize, fmt: Option<&ArrayFmt>| -> Option<String> {
+            let list = &self.hits[q];
+            if self.orig.get(q) == Some(list) {
+                return None;
             }
-            Shape::QdrantPoints => {
-                let flat: Vec<Value> = hits.into_iter().flatten().collect();
-                root["result"]["points"] = Value::Array(flat);
+            let items: Vec<&str> = list.iter().map(|h| h.part(part)).collect();
+            Some(match fmt {
+                Some(f) => f.write(src, &items),
+                None => compact_array(&items),
+            })
+        };
+        match &self.layout {
+            Layout::One(f) => {
+                let items: Vec<&str> = self.hits.iter().flatten().map(|h| h.part(0)).collect();
+                edits.push((f.span.clone(), f.write(src, &items)));
             }
-            Shape::QdrantBatch | Shape::MilvusNested => {
-                let key = if self.shape == Shape::QdrantBatch {
-                    "result"
+            Layout::Nested(outer, inner) => {
+                nested(src, outer, inner, self.hits.len(), 0, &changed, &mut edits);
+            }
+            Layout::Columns(cols) => {
+                for (c, (outer, inner)) in cols.iter().enumerate() {
+                    nested(src, outer, inner, self.hits.len(), c, &changed, &mut edits);
+                }
+            }
+            Layout::Groups(outer, groups) => {
+                if groups.len() == self.hits.len() {
+                    for (q, (_, points)) in groups.iter().enumerate() {
+                        if let Some(t) = changed(q, 0, Some(points)) {
+                            edits.push((points.span.clone(), t));
+                        }
+                    }
                 } else {
-                    "data"
-                };
-                root[key] = Value::Array(hits.into_iter().map(Value::Array).collect());
-            }
-            Shape::QdrantQueryBatch => {
-                root["result"] = Value::Array(
-                    hits.into_iter()
-                        .map(|l| serde_json::json!({ "points": l }))
-                        .collect(),
-                );
-            }
-            Shape::Chroma(columns) => {
-                for &col in columns {
-                    let lists: Vec<Value> = hits
-                        .iter()
-                        .map(|l| {
-                            Value::Array(
-                                l.iter()
-                                    .map(|h| h.get(col).cloned().unwrap_or(Value::Null))
-                                    .collect(),
-                            )
+                    let items: Vec<String> = (0..self.hits.len())
+                        .map(|q| match groups.get(q) {
+                            Some((group, points)) => {
+                                let t = changed(q, 0, Some(points))
+                                    .unwrap_or_else(|| src[points.span.clone()].to_string());
+                                format!(
+                                    "{}{t}{}",
+                                    &src[group.start..points.span.start],
+                                    &src[points.span.end..group.end]
+                                )
+                            }
+                            None => format!(
+                                "{{\"points\":{}}}",
+                                changed(q, 0, None).unwrap_or_else(|| "[]".into())
+                            ),
                         })
                         .collect();
-                    root[col] = Value::Array(lists);
+                    edits.push((outer.span.clone(), outer.write(src, &items)));
                 }
             }
-            Shape::Weaviate(classes) => {
-                for (class, list) in classes.iter().zip(hits) {
-                    root["data"]["Get"][class.as_str()] = Value::Array(list);
+            Layout::Lists(lists) => {
+                for (q, f) in lists.iter().enumerate().take(self.hits.len()) {
+                    if let Some(t) = changed(q, 0, Some(f)) {
+                        edits.push((f.span.clone(), t));
+                    }
                 }
             }
-            Shape::MilvusError | Shape::WeaviateError => {}
+            Layout::Empty => {}
         }
-        serde_json::to_vec(&self.root).unwrap_or_default()
+        span::splice(src, edits).into_bytes()
     }
 }
 
-/// Where a hit keeps its score, and whether it is a distance (never negative).
-fn score_slot<'a>(shape: &Shape, hit: &'a mut Value) -> Option<(&'a mut Value, bool)> {
-    match shape {
-        Shape::Chroma(_) => hit.get_mut("distances").map(|v| (v, true)),
-        Shape::MilvusFlat | Shape::MilvusNested => hit.get_mut("distance").map(|v| (v, false)),
+/// The new text of hit list `q` (taking each hit's part `part`, in the layout
+/// given), or `None` when the list is still the upstream's.
+type ListText<'a> = dyn Fn(usize, usize, Option<&ArrayFmt>) -> Option<String> + 'a;
+
+/// Edits for one list of lists: each changed inner list in place when there are as
+/// many lists as before, else the outer array rebuilt (an earlier answer to a batch
+/// of another size).
+fn nested(
+    src: &str,
+    outer: &ArrayFmt,
+    inner: &[ArrayFmt],
+    lists: usize,
+    part: usize,
+    changed: &ListText<'_>,
+    edits: &mut Vec<(Range<usize>, String)>,
+) {
+    if inner.len() == lists {
+        for (q, f) in inner.iter().enumerate() {
+            if let Some(t) = changed(q, part, Some(f)) {
+                edits.push((f.span.clone(), t));
+            }
+        }
+        return;
+    }
+    let items: Vec<String> = (0..lists)
+        .map(|q| {
+            let f = inner.get(q);
+            changed(q, part, f)
+                .or_else(|| f.map(|f| src[f.span.clone()].to_string()))
+                .unwrap_or_else(|| "[]".into())
+        })
+        .collect();
+    edits.push((outer.span.clone(), outer.write(src, &items)));
+}
+
+/// A number's text with N(0, stddev) added (kept non-negative for a distance);
+/// `None` when the text is not a number.
+fn noisy_number(
+    text: &str,
+    stddev: f64,
+    is_distance: bool,
+    rng: &mut ChaCha8Rng,
+) -> Option<String> {
+    let node = span::parse(text, 0)?;
+    let v = node.as_f64(text)?;
+    number_text(v, stddev, is_distance, rng)
+}
+
+fn number_text(v: f64, stddev: f64, is_distance: bool, rng: &mut ChaCha8Rng) -> Option<String> {
+    let mut nv = v + stddev * gauss(rng);
+    if is_distance {
+        nv = nv.max(0.0);
+    }
+    serde_json::Number::from_f64(nv).map(|n| n.to_string())
+}
+
+/// A hit's text with noise on its score (Milvus `distance`, Weaviate
+/// `_additional.distance|certainty|score`, elsewhere `score`); `None` when it has
+/// no numeric score.
+fn noisy_score(shape: &Shape, hit: &str, stddev: f64, rng: &mut ChaCha8Rng) -> Option<String> {
+    let root = span::parse(hit, 2)?;
+    let (slot, is_distance) = match shape {
+        Shape::MilvusFlat | Shape::MilvusNested => (root.get("distance")?, false),
         Shape::Weaviate(_) => {
-            let add = hit.get_mut("_additional")?.as_object_mut()?;
+            let add = root.get("_additional")?;
             let key = ["distance", "certainty", "score"]
                 .into_iter()
-                .find(|k| add.get(*k).is_some_and(Value::is_number))?;
-            add.get_mut(key).map(|v| (v, key == "distance"))
+                .find(|k| add.get(k).is_some_and(Node::is_number))?;
+            (add.get(key)?, key == "distance")
         }
-        _ => hit.get_mut("score").map(|v| (v, false)),
-    }
+        _ => (root.get("score")?, false),
+    };
+    let v = slot.as_f64(hit)?;
+    let new = number_text(v, stddev, is_distance, rng)?;
+    Some(span::splice(hit, vec![(slot.span.clone(), new)]))
 }
