@@ -5,34 +5,12 @@
 //! sim's ground truth. Uses the python of the cached `sdk` environment
 //! (`integration-tests/python/venv.sh sdk`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use brownout_sim::{seed_top_k, seed_vector, spawn, SimConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-fn sdk_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("integration-tests/python/venv.sh"))
-        .arg("sdk")
-        .current_dir(repo_root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run integration-tests/python/venv.sh");
-    assert!(
-        out.status.success(),
-        "cannot build the `sdk` Python environment (integration-tests/python/venv.sh sdk)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python")
-}
+mod common;
 
 const SCRIPT: &str = r#"
 import json, sys
@@ -67,7 +45,6 @@ print("RESULT " + json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromadb_client_reads_and_writes_the_sim() {
-    let py = tokio::task::spawn_blocking(sdk_python).await.unwrap();
     let sim = spawn(
         "127.0.0.1:0".parse().unwrap(),
         SimConfig {
@@ -80,31 +57,8 @@ async fn chromadb_client_reads_and_writes_the_sim() {
     .unwrap();
     let url = sim.url();
     let query = serde_json::to_string(&seed_vector("document 3")).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .args(["-c", SCRIPT, &url, &query])
-            .env("NO_PROXY", "*")
-            .env("ANONYMIZED_TELEMETRY", "False")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result line:\n{stdout}\n{stderr}"));
-    let out: Value = serde_json::from_str(line).unwrap();
+    let (out, _) =
+        common::run_result(vec!["-c".into(), SCRIPT.into(), url, query], Vec::new()).await;
 
     assert_eq!(out["heartbeat"], true);
     assert_eq!(out["docs_count"], 200);

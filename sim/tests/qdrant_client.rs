@@ -7,40 +7,12 @@
 //! cached `sdk` environment, which `integration-tests/python/venv.sh sdk` prints
 //! (and builds on first use from the pinned requirements).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use brownout_sim::{seed_text, seed_top_k, spawn, SimConfig};
 use serde_json::{json, Value};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-fn sdk_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("integration-tests/python/venv.sh"))
-        .arg("sdk")
-        .current_dir(repo_root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run integration-tests/python/venv.sh");
-    assert!(
-        out.status.success(),
-        "cannot build the `sdk` Python environment (integration-tests/python/venv.sh sdk)"
-    );
-    let py = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import qdrant_client, openai, httpx"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{} lacks qdrant-client or openai", py.display());
-    py
-}
+mod common;
 
 fn ids(v: &Value) -> Vec<Value> {
     v["ids"].as_array().cloned().unwrap_or_default()
@@ -75,7 +47,6 @@ const UUID: &str = "936da01f-9abd-4d9d-80c7-02af85c822a8";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qdrant_client_1_20_reads_and_writes_the_sim() {
-    let py = tokio::task::spawn_blocking(sdk_python).await.unwrap();
     let sim = spawn(
         "127.0.0.1:0".parse().unwrap(),
         SimConfig {
@@ -88,37 +59,9 @@ async fn qdrant_client_1_20_reads_and_writes_the_sim() {
     .await
     .unwrap();
     let url = sim.url();
-    let script = repo_root().join("integration-tests/python/qdrant_sim_check.py");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .arg(url)
-            // Keep the clients off any proxy configured in the environment.
-            .env("NO_PROXY", "*")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result line:\n{stdout}\n{stderr}"));
-    // Shown with `--nocapture`, and with any failure below.
-    println!("qdrant_sim_check.py: {line}");
-    let out: Value = serde_json::from_str(line).unwrap();
+    let script = common::repo_root().join("integration-tests/python/qdrant_sim_check.py");
+    let (out, stderr) =
+        common::run_result(vec![script.to_string_lossy().into_owned(), url], Vec::new()).await;
 
     // Construction: the version check found a compatible server, no warning.
     assert_eq!(out["warnings"], json!([]), "{stderr}");

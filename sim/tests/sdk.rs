@@ -5,31 +5,11 @@
 //! Runs the SDKs of the cached `sdk` Python environment
 //! (`integration-tests/python/venv.sh sdk`, built on first use; CI builds it first).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use brownout_sim::{answer_text, spawn, SimConfig};
 
-/// The python of the cached `sdk` environment (integration-tests/python/venv.sh,
-/// which builds it from the pinned requirements on first use).
-fn venv_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let out = Command::new("bash")
-        .arg(root.join("integration-tests/python/venv.sh"))
-        .arg("sdk")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run integration-tests/python/venv.sh");
-    assert!(
-        out.status.success(),
-        "cannot build the Python SDK environment: integration-tests/python/venv.sh sdk"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python")
-}
+mod common;
 
 const SCRIPT: &str = r#"
 import json, os
@@ -80,7 +60,6 @@ print("RESULT " + json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_read_the_sim() {
-    let py = tokio::task::spawn_blocking(venv_python).await.unwrap();
     let sim = spawn(
         "127.0.0.1:0".parse().unwrap(),
         SimConfig {
@@ -92,32 +71,8 @@ async fn official_sdks_read_the_sim() {
     .await
     .unwrap();
     let url = sim.url();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .args(["-c", SCRIPT])
-            .env("SIM_URL", url)
-            // Keep the SDKs off any proxy configured in the environment.
-            .env("NO_PROXY", "*")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result line:\n{stdout}\n{stderr}"));
-    let out: serde_json::Value = serde_json::from_str(line).unwrap();
+    let (out, _) =
+        common::run_result(vec!["-c".into(), SCRIPT.into()], vec![("SIM_URL", url)]).await;
 
     let prompt = "Say something about brownouts.";
     let model = "claude-sonnet-4-20250514";
