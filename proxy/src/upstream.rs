@@ -293,6 +293,13 @@ type Conn = http1::Connection<TokioIo<ReadCounted>, ReqBody>;
 /// longer may have been working on it (RFC 9110 §9.2.2).
 pub(crate) const RESEND_WINDOW: Duration = Duration::from_secs(1);
 
+/// A connection idle at least this long is peeked at before reuse. One reused
+/// sooner (under load: microseconds after its last answer) is not: no server closes
+/// a keep-alive connection that fast on a timer, and one that closes after every
+/// answer is caught by the resend rule, which then ends reuse (`Retire`). This
+/// keeps a system call off every request at saturation.
+const PEEK_AFTER: Duration = Duration::from_millis(50);
+
 /// A seen close older than this is forgotten, so that one restart of the upstream
 /// (which closes every idle connection, however young) does not end reuse for good.
 const SEEN_CLOSE_MEMORY: Duration = Duration::from_secs(60);
@@ -479,11 +486,11 @@ impl Lease {
         self.conn.is_none()
     }
 
-    /// Open, silent, and taking requests: fit to reuse.
-    fn fit(&self) -> bool {
+    /// Open, taking requests, and (when `peek`) silent: fit to reuse.
+    fn fit(&self, peek: bool) -> bool {
         !self.done()
             && !self.sender.is_closed()
-            && self.probe.as_ref().is_some_and(|p| quiet(p.into()))
+            && (!peek || self.probe.as_ref().is_some_and(|p| quiet(p.into())))
     }
 }
 
@@ -518,7 +525,7 @@ pub struct DirectPool {
 fn take_fit<C>(
     idle: &Mutex<Vec<(C, Instant)>>,
     retire: &Retire,
-    fit: impl Fn(&C) -> bool,
+    fit: impl Fn(&C, bool) -> bool,
 ) -> Option<Reused<C>> {
     let limit = retire.limit();
     let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -528,7 +535,7 @@ fn take_fit<C>(
             idle.clear();
             return None;
         }
-        if fit(&conn) {
+        if fit(&conn, age >= PEEK_AFTER) {
             return Some(Reused { conn, idle: age });
         }
         retire.closed_after(age);
@@ -549,7 +556,9 @@ impl DirectPool {
     /// An idle raw connection fit to reuse, most recently used first (its socket
     /// is warmest).
     pub fn take_raw(&self) -> Option<Reused<RawConn>> {
-        take_fit(&self.raw, &self.retire, |c| quiet((&c.stream).into()))
+        take_fit(&self.raw, &self.retire, |c, peek| {
+            !peek || quiet((&c.stream).into())
+        })
     }
 
     /// Keep a raw connection whose last answer was read to its end.
