@@ -50,6 +50,10 @@ pub fn explain(profile: &Profile) -> String {
             format_duration(exp.0)
         );
     }
+    out.push_str(
+        "Health probes (GET or HEAD of .../health, healthz, readyz, livez, ready, live, ping, metrics, heartbeat) \
+         pass untouched by every rule whose `path` does not name them.\n",
+    );
     out.push('\n');
 
     if profile.rules.is_empty() {
@@ -624,6 +628,10 @@ phases:
         assert!(text.contains("Seed 7"), "{text}");
         assert!(text.contains("2026-12-01T10:00:00Z"), "{text}");
         assert!(text.contains("30m after the profile is applied"), "{text}");
+        assert!(
+            text.contains("Health probes (GET or HEAD of .../health"),
+            "the exemption is said: {text}"
+        );
         assert!(
             text.contains("Phase 1 `baseline` (30s, from 0:00 to 0:30): no faults."),
             "{text}"
