@@ -249,6 +249,10 @@ struct ServeArgs {
     record: Option<PathBuf>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Write the process id to this file (for `logrotate`'s `postrotate kill -USR1`),
+    /// removed on exit.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
 }
 
 fn init_logging(format: &str) {
@@ -404,6 +408,48 @@ async fn shutdown_signal() {
     }
 }
 
+/// Wait for SIGTERM or SIGINT, meanwhile serving what log rotators and operators
+/// send: SIGUSR1 reopens the record file (as nginx reopens its logs), SIGHUP
+/// re-reads the profile file (an invalid one is refused; the last good one stays).
+/// No other signal stops the proxy.
+async fn serve_signals(running: &brownout::Running) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut usr1), Ok(mut hup)) = (
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot listen for SIGUSR1/SIGHUP; only SIGTERM and SIGINT are served");
+            shutdown_signal().await;
+            return;
+        };
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the record file");
+                    running.shared.recorder.reopen();
+                }
+                _ = hup.recv() => match &running.shared.profile_path {
+                    Some(path) => {
+                        tracing::info!(file = %path.display(), "SIGHUP: re-reading the profile");
+                        let _ = brownout::reload::reload_from_file(path, &running.shared, true);
+                    }
+                    None => tracing::info!("SIGHUP: no profile file to re-read"),
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = running;
+        shutdown_signal().await;
+    }
+}
+
 async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     let flags = Overrides {
         config: a.config.clone(),
@@ -434,7 +480,14 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    shutdown_signal().await;
+    if let Some(p) = &a.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write the pid file {}: {e}", p.display()))?;
+    }
+    serve_signals(&running).await;
+    if let Some(p) = &a.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     running.shutdown().await;
     tracing::info!("stopped");

@@ -208,6 +208,7 @@ pub struct Recorder {
     sent: AtomicU64,
     written: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
 }
@@ -227,19 +228,7 @@ impl Recorder {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Recorder>> {
         let file = match path {
-            Some(p) => Some(BufWriter::with_capacity(
-                64 * 1024,
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("cannot open record file {}: {e}", p.display()),
-                        )
-                    })?,
-            )),
+            Some(p) => Some(open_records(p)?),
             None => None,
         };
         let q = Arc::new(ArrayQueue::new(queue.max(1)));
@@ -247,7 +236,10 @@ impl Recorder {
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let written = Arc::new(AtomicU64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
         let w = Writer {
+            path: path.map(Path::to_path_buf),
+            reopen: reopen.clone(),
             queue: q.clone(),
             free: free.clone(),
             file,
@@ -266,6 +258,7 @@ impl Recorder {
             sent: AtomicU64::new(0),
             written,
             closing,
+            reopen,
             writer: Mutex::new(Some(handle)),
             recent,
         }))
@@ -327,6 +320,22 @@ impl Recorder {
         }
     }
 
+    /// Close the record file and open its path again (SIGUSR1), so a log rotator
+    /// that moved the file gets the next records in a new one. Records queued
+    /// before the call go to the old file, the rest to the new one: none is lost
+    /// or written twice.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+        if let Some(h) = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            h.thread().unpark();
+        }
+    }
+
     /// Stop the writer after it has written and synced everything queued so far.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
@@ -339,6 +348,8 @@ impl Recorder {
 
 /// The background writer: drains the queue, updates metrics, writes JSON lines.
 struct Writer {
+    path: Option<std::path::PathBuf>,
+    reopen: Arc<AtomicBool>,
     queue: Arc<ArrayQueue<Box<Record>>>,
     free: Arc<ArrayQueue<Box<Record>>>,
     file: Option<BufWriter<File>>,
@@ -348,11 +359,49 @@ struct Writer {
     closing: Arc<AtomicBool>,
 }
 
+/// The record file, opened for appending (so `copytruncate` rotation works too).
+fn open_records(p: &Path) -> std::io::Result<BufWriter<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open record file {}: {e}", p.display()),
+            )
+        })?;
+    Ok(BufWriter::with_capacity(64 * 1024, f))
+}
+
 impl Writer {
+    /// Flush the current file and open the path again; on failure the old file
+    /// stays in use and the operator is told.
+    fn reopen_file(&mut self) {
+        let Some(path) = self.path.as_deref() else {
+            return;
+        };
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+        match open_records(path) {
+            Ok(f) => {
+                self.file = Some(f);
+                tracing::info!(file = %path.display(), "record file reopened");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the record file; records keep going to the old one")
+            }
+        }
+    }
+
     fn run(mut self) {
         let mut line = Vec::with_capacity(1024);
         let mut write_failed = false;
         loop {
+            if self.reopen.swap(false, Ordering::AcqRel) {
+                self.reopen_file();
+            }
             // Read the flag first: everything queued before close() is then drained below.
             let closing = self.closing.load(Ordering::Acquire);
             let mut n = 0u64;
