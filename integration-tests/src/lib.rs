@@ -1110,6 +1110,22 @@ pub fn brownout_bin() -> PathBuf {
     .clone()
 }
 
+/// The `rule/fault` names of a record's `faults` or `faults_skipped` list.
+pub fn fault_names(rec: &serde_json::Value, field: &str) -> Vec<String> {
+    rec[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} is not a list: {rec:#}"))
+        .iter()
+        .map(|f| {
+            format!(
+                "{}/{}",
+                f["rule"].as_str().unwrap_or("?"),
+                f["fault"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 /// A cached Python environment (`sdk`: the official SDKs, `chromadb`, LiteLLM,
 /// qdrant-client, websockets, uvicorn; `llama`: llama-cpp-python's server and its
 /// model), built on first use by `integration-tests/python/venv.sh` from the pinned

@@ -25,21 +25,6 @@ fn get_with(url: String, headers: &[(&str, &str)]) -> Request<Body> {
     b.body(empty()).unwrap()
 }
 
-fn fault_names(rec: &serde_json::Value, field: &str) -> Vec<String> {
-    rec[field]
-        .as_array()
-        .unwrap_or_else(|| panic!("{field} is not a list: {rec:#}"))
-        .iter()
-        .map(|f| {
-            format!(
-                "{}/{}",
-                f["rule"].as_str().unwrap(),
-                f["fault"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // delay
 // ---------------------------------------------------------------------------

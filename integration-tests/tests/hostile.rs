@@ -20,7 +20,7 @@ use brownout_integration_tests::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -171,18 +171,6 @@ async fn fixed_upstream(ctype: &'static str, payload: Bytes) -> Upstream {
         }
     })
     .await
-}
-
-fn fault_names(rec: &Value, key: &str) -> Vec<String> {
-    rec[key]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| format!("{}/{}", f["rule"].as_str().unwrap_or("?"), f["fault"]))
-                .map(|s| s.replace('"', ""))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Read a body to its end; `Err` with what arrived if it was aborted.

@@ -169,21 +169,6 @@ fn ws_url(proxy: &TestProxy, path: &str) -> String {
     format!("ws://{}{path}", proxy.addr)
 }
 
-fn names(rec: &Value, key: &str) -> Vec<String> {
-    rec[key]
-        .as_array()
-        .unwrap_or(&Vec::new())
-        .iter()
-        .map(|f| {
-            format!(
-                "{}/{}",
-                f["rule"].as_str().unwrap(),
-                f["fault"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// The record of a tunnel that ended cleanly.
 fn assert_tunnel_record(rec: &Value, ctx: &str) {
     assert_eq!(rec["status"], 101, "{ctx}: {rec:#}");
@@ -385,7 +370,7 @@ rules:
         let rec = proxy.record_for("/v1/realtime/down").await;
         assert_eq!(rec["status"], 503, "{ctx}: {rec:#}");
         assert_eq!(rec["outcome"], "injected_error", "{ctx}: {rec:#}");
-        assert_eq!(names(&rec, "faults"), ["down/error"], "{ctx}");
+        assert_eq!(fault_names(&rec, "faults"), ["down/error"], "{ctx}");
 
         let out = client(&["handshake", &ws_url(&proxy, "/v1/realtime/limited")], &[]).await;
         assert_eq!(out[0]["status"], 429, "{ctx}: {out:?}");
@@ -400,7 +385,7 @@ rules:
         assert!(out[0]["error"].is_string(), "{ctx}: {out:?}");
         let rec = proxy.record_for("/v1/realtime/cut").await;
         assert_eq!(rec["outcome"], "reset", "{ctx}: {rec:#}");
-        assert_eq!(names(&rec, "faults"), ["cut/reset"], "{ctx}");
+        assert_eq!(fault_names(&rec, "faults"), ["cut/reset"], "{ctx}");
 
         // None of them reached the server; the proxy still tunnels.
         let out = client(&["handshake", &ws_url(&proxy, "/v1/realtime")], &[]).await;
@@ -439,7 +424,7 @@ rules:
     );
     let recs = proxy.exactly_records(1).await;
     assert_tunnel_record(&recs[0], "delay");
-    assert_eq!(names(&recs[0], "faults"), ["slow/delay"]);
+    assert_eq!(fault_names(&recs[0], "faults"), ["slow/delay"]);
     assert!(
         recs[0]["ttfb_ms"].as_f64().unwrap() >= 700.0,
         "{:#}",
@@ -486,9 +471,9 @@ rules:
     assert_tunnel_record(rec, "bandwidth");
     assert!(rec["bytes_in"].as_u64().unwrap() >= 262_144, "{rec:#}");
     assert!(rec["bytes_out"].as_u64().unwrap() >= 262_144, "{rec:#}");
-    assert_eq!(names(rec, "faults"), ["thin/bandwidth"], "{rec:#}");
+    assert_eq!(fault_names(rec, "faults"), ["thin/bandwidth"], "{rec:#}");
     assert_eq!(
-        names(rec, "faults_skipped"),
+        fault_names(rec, "faults_skipped"),
         ["tokens/token_delay"],
         "{rec:#}"
     );
@@ -671,7 +656,7 @@ rules:
     assert_eq!(rec["status"], 101, "{rec:#}");
     assert_eq!(rec["outcome"], "reset", "{rec:#}");
     assert_eq!(rec["bytes_out"], 1000, "{rec:#}");
-    assert_eq!(names(rec, "faults"), ["cut/reset"], "{rec:#}");
+    assert_eq!(fault_names(rec, "faults"), ["cut/reset"], "{rec:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
