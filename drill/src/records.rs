@@ -4,8 +4,10 @@
 //! A record gives what the proxy saw of one exchange: its phase, outcome, status,
 //! TTFT, e2e and tokens. Records are merged by timestamp; phases come in the order
 //! they first appear, and each phase lasts from its first to its last record. The
-//! report says it is incomplete when any line fails to parse or any file mentions
-//! dropped records.
+//! report says it is incomplete, naming the file and why, when a file ends in a
+//! torn line (a writer cut off mid-record), holds lines that are not records, or
+//! carries the proxy's note that records were lost (`records_dropped`, with its
+//! reason): such lines are never skipped silently.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -80,11 +82,76 @@ fn outcome(r: &Rec) -> Outcome {
     }
 }
 
-fn mentions_dropped(v: &serde_json::Value) -> bool {
-    let Some(o) = v.as_object() else { return false };
-    o.iter().any(|(k, v)| {
-        (k == "records_dropped" || k == "dropped_records" || k == "records_dropped_total")
-            && v.as_u64().is_none_or(|n| n > 0)
+/// A note line the proxy leaves in its file when records were lost
+/// (`{"records_dropped": N, "reason": "write_error"}`): how many, and why. Some(0)
+/// for a note that says nothing was lost; None for a line that is no note.
+fn dropped_note(v: &serde_json::Value) -> Option<(Option<u64>, String)> {
+    let o = v.as_object()?;
+    let (_, n) = o.iter().find(|(k, _)| {
+        *k == "records_dropped" || *k == "dropped_records" || *k == "records_dropped_total"
+    })?;
+    let reason = o
+        .get("reason")
+        .and_then(|r| r.as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    Some((n.as_u64(), reason))
+}
+
+/// What a record file holds besides whole records: each makes the report
+/// incomplete, and the report says which file and why.
+#[derive(Debug, Default)]
+struct FileFlaws {
+    /// The file ends inside a line (a writer cut off mid-record).
+    torn_last: bool,
+    /// Lines that are not records, and the first one's number.
+    foreign: usize,
+    first_foreign: Option<usize>,
+    /// Records the proxy noted it lost, by reason (None: a count it could not give).
+    dropped: BTreeMap<String, Option<u64>>,
+}
+
+impl FileFlaws {
+    fn describe(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.torn_last {
+            out.push(format!(
+                "{name}: the last line is torn (cut off mid-record)"
+            ));
+        }
+        if let Some(first) = self.first_foreign {
+            out.push(format!(
+                "{name}: {} line(s) are not records, the first at line {first}",
+                self.foreign
+            ));
+        }
+        if !self.dropped.is_empty() {
+            let known: u64 = self.dropped.values().flatten().sum();
+            let reasons: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(r, n)| match n {
+                    Some(n) => format!("{r}: {n}"),
+                    None => format!("{r}: ?"),
+                })
+                .collect();
+            out.push(format!(
+                "{name}: the proxy noted {known} record(s) it could not write ({})",
+                reasons.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// Read a record file for [`report_from_records`]. Bytes that are not UTF-8 (a
+/// record cut inside a character) become U+FFFD, so the line reads as torn rather
+/// than the whole file being refused.
+pub fn read_record_file(path: &std::path::Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
 
@@ -92,28 +159,42 @@ fn mentions_dropped(v: &serde_json::Value) -> bool {
 /// and baseline when one is given.
 pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenario>) -> DrillReport {
     let mut recs: Vec<(f64, Rec)> = Vec::new();
-    let mut bad_lines = 0usize;
-    let mut dropped_in: Vec<&str> = Vec::new();
+    let mut why = Vec::new();
     for (name, text) in files {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                bad_lines += 1;
-                continue;
-            };
-            if mentions_dropped(&v) {
-                if !dropped_in.contains(&name.as_str()) {
-                    dropped_in.push(name);
-                }
+        let mut flaws = FileFlaws::default();
+        let unterminated = !text.is_empty() && !text.ends_with('\n');
+        let count = text.lines().count();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_value::<Rec>(v) {
-                Ok(r) => match parse_ts(&r.ts) {
-                    Some(t) => recs.push((t, r)),
-                    None => bad_lines += 1,
-                },
-                Err(_) => bad_lines += 1,
+            let rec = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .map(|v| match dropped_note(&v) {
+                    Some(note) => Err(note),
+                    None => Ok(serde_json::from_value::<Rec>(v)
+                        .ok()
+                        .and_then(|r| parse_ts(&r.ts).map(|t| (t, r)))),
+                });
+            match rec {
+                Some(Ok(Some(r))) => recs.push(r),
+                Some(Err((n, reason))) => {
+                    if n != Some(0) {
+                        let e = flaws.dropped.entry(reason).or_insert(Some(0));
+                        *e = match (*e, n) {
+                            (Some(a), Some(b)) => Some(a + b),
+                            _ => None,
+                        };
+                    }
+                }
+                _ if unterminated && i + 1 == count => flaws.torn_last = true,
+                _ => {
+                    flaws.foreign += 1;
+                    flaws.first_foreign.get_or_insert(i + 1);
+                }
             }
         }
+        why.extend(flaws.describe(name));
     }
     recs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let t0 = recs.first().map_or(0.0, |r| r.0);
@@ -229,16 +310,6 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         .or_else(|| order.first().cloned());
     let name = scenario.map_or("records".to_owned(), |s| s.name.clone());
     let mut report = DrillReport::new(&name, baseline, result, checks);
-    let mut why = Vec::new();
-    if !dropped_in.is_empty() {
-        why.push(format!(
-            "dropped records reported in {}",
-            dropped_in.join(", ")
-        ));
-    }
-    if bad_lines > 0 {
-        why.push(format!("{bad_lines} line(s) could not be parsed"));
-    }
     if !why.is_empty() {
         report.incomplete = Some(why.join("; "));
     }
@@ -320,8 +391,69 @@ mod tests {
             None,
         );
         let why = r.incomplete.unwrap();
-        assert!(why.contains("dropped records reported in b"), "{why}");
-        assert!(why.contains("1 line(s)"), "{why}");
+        assert!(
+            why.contains("b: the proxy noted 3 record(s) it could not write (unknown: 3)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("a: the last line is torn (cut off mid-record)"),
+            "{why}"
+        );
         assert_eq!(r.result.stats.total.requests, 6);
+    }
+
+    #[test]
+    fn torn_and_foreign_lines_and_loss_notes_are_named_per_file() {
+        let whole = line("2026-01-01T00:00:00.000Z", "base", "ok", 200, 50.0, 0);
+        let torn = &whole[..whole.len() / 2];
+        // A torn line followed by more records (an old writer) is foreign, not torn.
+        let a = format!("{whole}\n{torn}{whole}\n{whole}\nhello\n");
+        let b = format!(
+            "{whole}\n{{\"ts\":\"2026-01-01T00:00:01.000Z\",\"records_dropped\":7,\"reason\":\"write_error\",\"error\":\"No space left on device\"}}\n{{\"records_dropped\":2,\"reason\":\"queue_full\"}}\n{{\"records_dropped\":1,\"reason\":\"write_error\"}}\n{whole}\n{torn}"
+        );
+        let c = format!("{whole}\n{whole}");
+        let r = report_from_records(
+            &[("a".into(), a), ("b".into(), b), ("c".into(), c)],
+            None,
+        );
+        let why = r.incomplete.clone().unwrap_or_default();
+        assert!(
+            why.contains("a: 2 line(s) are not records, the first at line 2"),
+            "{why}"
+        );
+        assert!(!why.contains("a: the last line is torn"), "{why}");
+        assert!(why.contains("b: the last line is torn"), "{why}");
+        assert!(
+            why.contains("b: the proxy noted 10 record(s) it could not write (queue_full: 2, write_error: 8)"),
+            "{why}"
+        );
+        assert!(!why.contains("c:"), "an unterminated whole record is fine: {why}");
+        assert_eq!(r.result.stats.total.requests, 2 + 2 + 2);
+
+        // A clean file is complete; a note of zero losses changes nothing.
+        let r = report_from_records(
+            &[(
+                "d".into(),
+                format!("{whole}\n{{\"records_dropped\":0,\"reason\":\"queue_full\"}}\n"),
+            )],
+            None,
+        );
+        assert_eq!(r.incomplete, None);
+    }
+
+    #[test]
+    fn a_record_cut_inside_a_character_reads_as_torn() {
+        let dir = std::env::temp_dir().join(format!("brownout-records-utf8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.jsonl");
+        let whole = line("2026-01-01T00:00:00.000Z", "base", "ok", 200, 50.0, 0);
+        let mut bytes = format!("{whole}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"ts\":\"2026-01-01T00:00:01.000Z\",\"path\":\"/caf\xc3");
+        std::fs::write(&p, bytes).unwrap();
+        let text = read_record_file(&p).unwrap();
+        let r = report_from_records(&[("r".into(), text)], None);
+        assert_eq!(r.result.stats.total.requests, 1);
+        assert!(r.incomplete.unwrap().contains("r: the last line is torn"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -165,6 +165,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The name a scenario file spells it with, which is also the name of a
+    /// workload that has none of its own.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completion => "completion",
+            Endpoint::Messages => "messages",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Search => "search",
+        }
+    }
+
     /// The request path of a model endpoint (search paths depend on the collection:
     /// see [`WorkloadSpec::path`]).
     pub fn path(self) -> &'static str {
@@ -185,7 +197,9 @@ pub const CHROMA_DATABASE_PATH: &str = "/api/v2/tenants/default_tenant/databases
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
-    /// Names the workload in reports.
+    /// Names the workload in reports; without one, a workload is named after its
+    /// endpoint (`chat`, `embeddings`, ...), filled in by [`load_scenario`].
+    #[serde(default)]
     pub name: String,
     /// `openai` (default) or `anthropic`.
     #[serde(default)]
@@ -541,12 +555,46 @@ impl Scenario {
 /// named, rates between 0 and 1). Every problem comes with its position.
 pub fn load_scenario(src: &str, file: &str) -> Result<Scenario, Vec<Diagnostic>> {
     let tree = yaml::parse_tree(src, file).map_err(|d| vec![d])?;
-    let scenario: Scenario = yaml::from_node(&tree, file).map_err(|d| vec![d])?;
+    let mut scenario: Scenario = yaml::from_node(&tree, file).map_err(|d| vec![d])?;
+    default_workload_names(&mut scenario, &tree);
     let diags = check(&scenario, &tree, file);
     if diags.is_empty() {
         Ok(scenario)
     } else {
         Err(diags)
+    }
+}
+
+/// Where workload `i` is in the file: `workload`, or `workloads[i]`.
+fn workload_path(s: &Scenario, i: usize) -> Vec<PathSeg<'static>> {
+    match (s.workload.is_some(), i) {
+        (true, 0) => vec![PathSeg::Key("workload")],
+        // Both forms given (an error of its own): the list follows the single one.
+        (true, i) => vec![PathSeg::Key("workloads"), PathSeg::Index(i - 1)],
+        (false, i) => vec![PathSeg::Key("workloads"), PathSeg::Index(i)],
+    }
+}
+
+/// Whether workload `i` was given a `name` in the file.
+fn named_in_file(s: &Scenario, tree: &Node, i: usize) -> bool {
+    let mut path = workload_path(s, i);
+    path.push(PathSeg::Key("name"));
+    tree.at_path(&path).is_some()
+}
+
+/// Name each workload that has no `name` after its endpoint: a scenario with one
+/// workload rarely needs a name for it, and reports still need one. Two workloads
+/// left to the same default are refused by [`check`] (which says why) rather than
+/// numbered, so that a name never depends on the order of the list.
+fn default_workload_names(s: &mut Scenario, tree: &Node) {
+    let unnamed: Vec<bool> = (0..s.all_workloads().len())
+        .map(|i| !named_in_file(s, tree, i))
+        .collect();
+    let list = s.workload.iter_mut().chain(s.workloads.iter_mut());
+    for (w, unnamed) in list.zip(unnamed) {
+        if unnamed {
+            w.name = w.endpoint.name().to_owned();
+        }
     }
 }
 
@@ -700,12 +748,25 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             v.extend_from_slice(extra);
             v
         };
-        if list[..i].iter().any(|o| o.name == w.name) {
-            at(
-                &p(&[Key("name")]),
-                format!("workload name `{}` is used twice", w.name),
-                None,
-            );
+        if let Some(j) = list[..i].iter().position(|o| o.name == w.name) {
+            let (first, this) = (named_in_file(s, tree, j), named_in_file(s, tree, i));
+            if first && this {
+                at(
+                    &p(&[Key("name")]),
+                    format!("workload name `{}` is used twice", w.name),
+                    None,
+                );
+            } else {
+                // At least one of them took its endpoint's name.
+                at(
+                    &p(&[if this { Key("name") } else { Key("endpoint") }]),
+                    format!(
+                        "two workloads are named `{}`: a workload without a `name` is named after its endpoint",
+                        w.name
+                    ),
+                    Some("give each workload its own `name`, e.g. `name: chat-fast`"),
+                );
+            }
         }
         match (w.arrival.rate, w.arrival.concurrency) {
             (Some(_), Some(_)) | (None, None) => at(
@@ -970,6 +1031,74 @@ report: {dir: drill-report/}
 
         let e = err(&OK.replace("endpoint: chat", "endpoint: chats"));
         assert_eq!(e.line, 11, "{e}");
+    }
+
+    #[test]
+    fn a_workload_without_a_name_is_named_after_its_endpoint() {
+        let head = "version: 1\nname: x\ntarget: {upstream: sim}\nprofile: p.yaml\n";
+        let s = load_scenario(
+            &format!("{head}workload: {{endpoint: embeddings, arrival: {{rate: 5/s}}}}\n"),
+            "s.yaml",
+        )
+        .unwrap();
+        assert_eq!(s.all_workloads()[0].name, "embeddings");
+        // The endpoint's default counts too.
+        let s = load_scenario(
+            &format!("{head}workload: {{arrival: {{rate: 5/s}}}}\n"),
+            "s.yaml",
+        )
+        .unwrap();
+        assert_eq!(s.all_workloads()[0].name, "chat");
+        // In a list as well; a name given is kept.
+        let s = load_scenario(
+            &format!(
+                "{head}workloads:\n  - {{arrival: {{rate: 5/s}}}}\n  - {{name: chat-2, arrival: {{rate: 5/s}}}}\n  - {{endpoint: embeddings, arrival: {{rate: 1/s}}}}\n"
+            ),
+            "s.yaml",
+        )
+        .unwrap();
+        let names: Vec<&str> = s.all_workloads().iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["chat", "chat-2", "embeddings"]);
+    }
+
+    #[test]
+    fn unnamed_workloads_on_one_endpoint_are_refused_not_numbered() {
+        let head = "version: 1\nname: x\ntarget: {upstream: sim}\nprofile: p.yaml\n";
+        let e = load_scenario(
+            &format!(
+                "{head}workloads:\n  - {{endpoint: chat, arrival: {{rate: 5/s}}}}\n  - {{endpoint: chat, arrival: {{concurrency: 2}}}}\n"
+            ),
+            "s.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].message.contains("named after its endpoint"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].hint.as_deref().unwrap_or("").contains("name"),
+            "{}",
+            e[0]
+        );
+        // At the second workload's endpoint.
+        assert_eq!((e[0].line, e[0].column), (7, 16), "{}", e[0]);
+        // A named workload taking the name an unnamed one defaults to: refused too,
+        // at the one that has the name.
+        let e = load_scenario(
+            &format!(
+                "{head}workloads:\n  - {{arrival: {{rate: 5/s}}}}\n  - {{name: chat, arrival: {{concurrency: 2}}}}\n"
+            ),
+            "s.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            e[0].message.contains("named after its endpoint"),
+            "{}",
+            e[0]
+        );
+        assert_eq!(e[0].line, 7, "{}", e[0]);
     }
 
     #[test]

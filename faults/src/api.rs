@@ -77,6 +77,8 @@ pub struct RequestFacts {
     /// Whether the body was inspected (false: over `inspect_limit` or not JSON), so
     /// body conditions do not match it.
     pub body_inspected: bool,
+    /// Whether the request is a gRPC call (`content-type: application/grpc*`).
+    pub grpc: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -96,6 +98,9 @@ pub struct RequestFacts {
 /// /collections/{c}/points` in Qdrant fetches points, so both are `other`.
 pub fn classify(api: ApiKind, method: &Method, path: &str) -> Endpoint {
     let path = trim_path(path);
+    if let Some(e) = grpc_route(path) {
+        return e;
+    }
     let m = MethodKind::of(method);
     let found = match api {
         ApiKind::Openai | ApiKind::Vllm => openai_route(m, path),
@@ -111,6 +116,36 @@ pub fn classify(api: ApiKind, method: &Method, path: &str) -> Endpoint {
         ApiKind::Generic => generic_route(m, path),
     };
     found.unwrap_or(Endpoint::Other)
+}
+
+/// gRPC methods (`/package.Service/Method`) of the servers brownout fronts. A
+/// gRPC path names its service in full, so it is read whatever the listener's
+/// api: a `milvus` listener and a `generic` one classify a Milvus call alike.
+fn grpc_route(path: &str) -> Option<Endpoint> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let e = match (service, method) {
+        ("milvus.proto.milvus.MilvusService", "Search" | "HybridSearch") => Endpoint::Search,
+        ("milvus.proto.milvus.MilvusService", "Query") => Endpoint::Query,
+        ("milvus.proto.milvus.MilvusService", "Insert" | "Upsert") => Endpoint::Upsert,
+        ("qdrant.Points", "Search" | "SearchBatch" | "SearchGroups") => Endpoint::Search,
+        ("qdrant.Points", "Query" | "QueryBatch" | "QueryGroups") => Endpoint::Query,
+        ("qdrant.Points", "Upsert") => Endpoint::Upsert,
+        ("weaviate.v1.Weaviate", "Search") => Endpoint::Search,
+        ("weaviate.v1.Weaviate", "BatchObjects") => Endpoint::Upsert,
+        ("inference.GRPCInferenceService", "ModelInfer" | "ModelStreamInfer") => {
+            Endpoint::Completion
+        }
+        (
+            "milvus.proto.milvus.MilvusService"
+            | "qdrant.Points"
+            | "qdrant.Collections"
+            | "weaviate.v1.Weaviate"
+            | "inference.GRPCInferenceService",
+            _,
+        ) => Endpoint::Other,
+        _ => return None,
+    };
+    Some(e)
 }
 
 /// The methods classification cares about.
@@ -927,5 +962,41 @@ mod usage_tests {
         );
         assert_eq!(usage_from_json(b"not json"), (None, None));
         assert_eq!(usage_from_json(br#"{"usage":null}"#), (None, None));
+    }
+}
+
+#[cfg(test)]
+mod grpc_tests {
+    use super::{classify, ApiKind, Endpoint};
+    use http::Method;
+
+    #[test]
+    fn grpc_methods_classify_whatever_the_listener_api() {
+        let post = Method::POST;
+        for api in [ApiKind::Milvus, ApiKind::Generic, ApiKind::Openai] {
+            let c = |p| classify(api, &post, p);
+            assert_eq!(c("/milvus.proto.milvus.MilvusService/Search"), Endpoint::Search);
+            assert_eq!(c("/milvus.proto.milvus.MilvusService/Query"), Endpoint::Query);
+            assert_eq!(c("/milvus.proto.milvus.MilvusService/Insert"), Endpoint::Upsert);
+            assert_eq!(c("/milvus.proto.milvus.MilvusService/Upsert"), Endpoint::Upsert);
+            assert_eq!(c("/milvus.proto.milvus.MilvusService/Connect"), Endpoint::Other);
+            assert_eq!(c("/qdrant.Points/Search"), Endpoint::Search);
+            assert_eq!(c("/qdrant.Points/Query"), Endpoint::Query);
+            assert_eq!(c("/qdrant.Points/Upsert"), Endpoint::Upsert);
+            assert_eq!(c("/weaviate.v1.Weaviate/Search"), Endpoint::Search);
+            assert_eq!(c("/weaviate.v1.Weaviate/BatchObjects"), Endpoint::Upsert);
+            assert_eq!(
+                c("/inference.GRPCInferenceService/ModelInfer"),
+                Endpoint::Completion
+            );
+            assert_eq!(
+                c("/inference.GRPCInferenceService/ModelStreamInfer"),
+                Endpoint::Completion
+            );
+            assert_eq!(
+                c("/inference.GRPCInferenceService/ServerLive"),
+                Endpoint::Other
+            );
+        }
     }
 }

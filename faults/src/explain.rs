@@ -199,7 +199,9 @@ fn rule_sentence(rule: &Rule, name: &str) -> String {
         matches!(
             f,
             FaultSpec::Error { .. }
-                | FaultSpec::Reset { after_bytes: None }
+                | FaultSpec::Reset {
+                    after_bytes: None, ..
+                }
                 | FaultSpec::Hang { .. }
         )
     });
@@ -309,6 +311,30 @@ fn preset_words(name: &str) -> String {
     }
 }
 
+/// What an HTTP/2 client sees of a `reset`.
+fn reset_h2_words(
+    scope: Option<crate::profile::ResetScope>,
+    code: Option<crate::profile::ResetCode>,
+) -> String {
+    use crate::profile::{ResetCode as C, ResetScope as S};
+    match scope.unwrap_or(S::Stream) {
+        S::Connection => {
+            " (HTTP/2: the whole connection drops; gRPC calls on it get UNAVAILABLE)".to_string()
+        }
+        S::Goaway => " (HTTP/2: GOAWAY, then the connection closes; gRPC gets UNAVAILABLE)"
+            .to_string(),
+        S::Stream => {
+            let (frame, status) = match code.unwrap_or(C::Cancel) {
+                C::Cancel => ("CANCEL", "CANCELLED"),
+                C::InternalError => ("INTERNAL_ERROR", "INTERNAL"),
+                C::RefusedStream => ("REFUSED_STREAM", "UNAVAILABLE, retried by gRPC clients"),
+                C::EnhanceYourCalm => ("ENHANCE_YOUR_CALM", "RESOURCE_EXHAUSTED"),
+            };
+            format!(" (HTTP/2: RST_STREAM {frame} on this stream only; gRPC gets {status})")
+        }
+    }
+}
+
 fn fault_words(f: &FaultSpec) -> String {
     match f {
         FaultSpec::Delay { duration } => format!("wait {duration} before forwarding"),
@@ -318,6 +344,7 @@ fn fault_words(f: &FaultSpec) -> String {
             headers,
             preset,
             retry_after,
+            grpc_status,
         } => {
             let mut s = match (preset, status) {
                 (Some(p), None) => format!("answer with {}", preset_words(p)),
@@ -337,22 +364,33 @@ fn fault_words(f: &FaultSpec) -> String {
             if let Some(r) = retry_after {
                 let _ = write!(s, " and retry-after {}", format_duration(r.0));
             }
+            if let Some(g) = grpc_status.as_ref().and_then(|g| g.code()) {
+                let _ = write!(
+                    s,
+                    " (a gRPC call gets grpc-status {g} {}, trailers-only)",
+                    crate::grpc_codes::name_of(g)
+                );
+            }
             s.push_str(" without calling the upstream");
             s
         }
-        FaultSpec::Reset { after_bytes: None } => {
-            "reset the connection before any response".to_string()
-        }
         FaultSpec::Reset {
-            after_bytes: Some(n),
+            after_bytes,
+            scope,
+            code,
         } => {
-            format!(
-                "reset the connection after {} of the response body",
-                bytes(*n)
-            )
+            let mut s = match after_bytes {
+                None => "reset the connection before any response".to_string(),
+                Some(n) => format!(
+                    "reset the connection after {} of the response body",
+                    bytes(*n)
+                ),
+            };
+            s.push_str(&reset_h2_words(*scope, *code));
+            s
         }
         FaultSpec::Hang { duration: Some(d) } => {
-            format!("hold the request for {d}, then answer 504")
+            format!("hold the request for {d}, then answer 504 (DEADLINE_EXCEEDED to a gRPC call, at its grpc-timeout if sooner)")
         }
         FaultSpec::Hang { duration: None } => {
             "hold the request until the client gives up or faults are turned off".to_string()

@@ -13,6 +13,7 @@ pub mod dist;
 pub mod duration;
 pub mod explain;
 pub mod glob;
+pub mod grpc_codes;
 pub mod gpu;
 pub mod limit;
 pub mod matcher;

@@ -48,6 +48,7 @@ pub struct CompiledMatch {
     endpoint: Option<Endpoint>,
     method: Option<Method>,
     path: Option<Glob>,
+    grpc_method: Option<Glob>,
     headers: Vec<(HeaderName, Glob)>,
     model: Option<Glob>,
     stream: Option<bool>,
@@ -116,6 +117,7 @@ impl CompiledMatch {
             endpoint: m.endpoint,
             method,
             path: glob(&m.path)?,
+            grpc_method: glob(&m.grpc_method)?,
             headers,
             model: glob(&m.model)?,
             stream: m.stream,
@@ -175,6 +177,11 @@ impl CompiledMatch {
         }
         if let Some(p) = &self.path {
             if !p.matches(input.path) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.grpc_method {
+            if !input.facts.grpc || !g.matches(input.path) {
                 return false;
             }
         }
@@ -480,6 +487,7 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                     headers: Default::default(),
                     preset: None,
                     retry_after: None,
+                    grpc_status: None,
                 }),
                 Err(_) if crate::presets::lookup(v).is_some() => Some(FaultSpec::Error {
                     status: None,
@@ -487,6 +495,7 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                     headers: Default::default(),
                     preset: Some(v.to_string()),
                     retry_after: None,
+                    grpc_status: None,
                 }),
                 Err(_) => None,
             },
@@ -497,7 +506,11 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                 duration: Some(crate::dist::Dist::Fixed(d)),
             }),
             ("hang", None) => Some(FaultSpec::Hang { duration: None }),
-            ("reset", None) => Some(FaultSpec::Reset { after_bytes: None }),
+            ("reset", None) => Some(FaultSpec::Reset {
+                after_bytes: None,
+                scope: None,
+                code: None,
+            }),
             ("truncate", Some(v)) => v.parse().ok().map(|n| FaultSpec::Truncate {
                 after_tokens: n,
                 ending: crate::profile::TruncateEnding::NoTerminator,
@@ -508,6 +521,8 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
             }),
             ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
                 after_bytes: Some(n),
+                scope: None,
+                code: None,
             }),
             // Vector faults (`stale_results` needs a rule's history, so it has no
             // header form: an ad-hoc rule lives for one request).

@@ -294,6 +294,95 @@ pub fn all() -> &'static [Preset] {
     PRESETS
 }
 
+/// How a preset's error reaches a gRPC client, for the servers that answer
+/// errors over gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcForm {
+    /// A trailers-only answer: `grpc-status` and `grpc-message` in one HEADERS
+    /// frame. How gRPC servers (and Qdrant's tonic server, and Triton) fail a call.
+    TrailersOnly { code: u32, message: &'static str },
+    /// A typed response message whose own `status` field carries the error, under
+    /// `grpc-status: 0`: how Milvus answers rate limits and a full queue (its
+    /// interceptors return a failed response instead of a gRPC error). `code` is
+    /// Milvus's error code (`merr`), `legacy` its older `ErrorCode` enum.
+    InMessage {
+        code: i32,
+        legacy: i32,
+        reason: &'static str,
+        retriable: bool,
+    },
+}
+
+/// The gRPC form of a preset, or `None` for a preset that only exists over
+/// HTTP (it is then skipped on a gRPC call, with reason `http_only_preset`).
+pub fn grpc_form(name: &str) -> Option<GrpcForm> {
+    use GrpcForm::TrailersOnly as T;
+    Some(match name {
+        "grpc.unavailable" => T {
+            code: 14,
+            message: "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        },
+        "grpc.resource_exhausted" => T {
+            code: 8,
+            message: "rate limit exceeded, retry later",
+        },
+        "grpc.deadline_exceeded" => T {
+            code: 4,
+            message: "Deadline Exceeded",
+        },
+        "grpc.internal" => T {
+            code: 13,
+            message: "Internal error",
+        },
+        "grpc.unimplemented" => T {
+            code: 12,
+            message: "Method not found",
+        },
+        // Qdrant's gRPC API is tonic: its errors map onto gRPC codes with the same
+        // text as the REST body's `status.error`.
+        "qdrant.timeout" => T {
+            code: 4,
+            message: "Timeout error: Deadline Exceeded",
+        },
+        "qdrant.rate_limit" => T {
+            code: 8,
+            message: "Rate limiting exceeded: Read rate limit exceeded, retry later",
+        },
+        "qdrant.unavailable" => T {
+            code: 14,
+            message: "Service internal error: No active replica for shard 0 of collection, try again later",
+        },
+        // Triton's gRPC server fails calls with the status of its own error:
+        // UNAVAILABLE for a full dynamic-batcher queue.
+        "triton.queue_full" => T {
+            code: 14,
+            message: "Exceeds maximum queue size",
+        },
+        // Milvus: `merr.ErrServiceRateLimit` (code 8, legacy `RateLimit` = 49) and
+        // `merr.ErrServiceQuotaExceeded`-style queue rejection (code 4), in the
+        // response's `status`.
+        "milvus.rate_limit" => GrpcForm::InMessage {
+            code: 8,
+            legacy: 49,
+            reason: "request is rejected by limiter: rate limit exceeded, please retry later",
+            retriable: true,
+        },
+        "milvus.queue_full" => GrpcForm::InMessage {
+            code: 4,
+            legacy: 1,
+            reason: "too many concurrent requests, queue is full",
+            retriable: true,
+        },
+        _ => return None,
+    })
+}
+
+/// Whether a preset exists only for gRPC calls (`grpc.*`): on an HTTP request
+/// it is skipped, with reason `grpc_only_preset`.
+pub fn grpc_only(name: &str) -> bool {
+    family(name) == "grpc"
+}
+
 /// The preset a `concurrency_limit` rejection uses when the profile names none:
 /// what that kind of server answers when it is full.
 pub fn default_overload_for(api: ApiKind) -> &'static str {
@@ -561,6 +650,52 @@ static PRESETS: &[Preset] = &[
         headers: &[],
         retry_after: None,
         summary: "429 from Weaviate over its concurrency limit (from design docs)",
+    },
+    // ---- gRPC (any gRPC server; see `grpc_form`) ---------------------------
+    Preset {
+        name: "grpc.unavailable",
+        api: ApiKind::Generic,
+        status: 200,
+        body: "",
+        headers: &[],
+        retry_after: None,
+        summary: "gRPC UNAVAILABLE (14), trailers-only, as a mesh sidecar answers when the server is unreachable",
+    },
+    Preset {
+        name: "grpc.resource_exhausted",
+        api: ApiKind::Generic,
+        status: 200,
+        body: "",
+        headers: &[],
+        retry_after: None,
+        summary: "gRPC RESOURCE_EXHAUSTED (8), trailers-only: a server's rate or quota limit",
+    },
+    Preset {
+        name: "grpc.deadline_exceeded",
+        api: ApiKind::Generic,
+        status: 200,
+        body: "",
+        headers: &[],
+        retry_after: None,
+        summary: "gRPC DEADLINE_EXCEEDED (4), trailers-only: the server gave up on the call's deadline",
+    },
+    Preset {
+        name: "grpc.internal",
+        api: ApiKind::Generic,
+        status: 200,
+        body: "",
+        headers: &[],
+        retry_after: None,
+        summary: "gRPC INTERNAL (13), trailers-only: the server failed",
+    },
+    Preset {
+        name: "grpc.unimplemented",
+        api: ApiKind::Generic,
+        status: 200,
+        body: "",
+        headers: &[],
+        retry_after: None,
+        summary: "gRPC UNIMPLEMENTED (12), trailers-only: the server has no such method",
     },
     // ---- Generic HTTP ------------------------------------------------------
     Preset {

@@ -109,6 +109,11 @@ pub struct Match {
     /// Glob over the request path (`*` within a segment, `**` across segments, `?`).
     #[serde(default)]
     pub path: Option<String>,
+    /// Glob over a gRPC call's method, `/package.Service/Method`
+    /// (`/milvus.proto.milvus.MilvusService/Search`, `/qdrant.Points/*`); a
+    /// request that is not a gRPC call never matches.
+    #[serde(default)]
+    pub grpc_method: Option<String>,
     /// Header name → glob over its value.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -171,6 +176,52 @@ impl Default for Probability {
     }
 }
 
+/// A gRPC status code as written in a profile: its name, any case
+/// (`unavailable`, `RESOURCE_EXHAUSTED`), or its number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum GrpcStatusSpec {
+    Code(u32),
+    Name(String),
+}
+
+impl GrpcStatusSpec {
+    /// The code, when the name is one of gRPC's 17 (validation reports the rest).
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            GrpcStatusSpec::Code(c) => (*c <= 16).then_some(*c),
+            GrpcStatusSpec::Name(n) => crate::grpc_codes::code_of(n),
+        }
+    }
+}
+
+/// What an HTTP/2 `reset` breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetScope {
+    /// RST_STREAM on this stream only; other calls on the connection go on.
+    Stream,
+    /// The TCP connection, with an RST: every call on it fails UNAVAILABLE.
+    Connection,
+    /// GOAWAY, then the connection closes: the client reconnects.
+    Goaway,
+}
+
+/// The RST_STREAM error code of an HTTP/2 stream reset, named as in RFC 9113 §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetCode {
+    /// CANCEL: the client sees CANCELLED.
+    Cancel,
+    /// INTERNAL_ERROR: the client sees INTERNAL.
+    InternalError,
+    /// REFUSED_STREAM: the client sees UNAVAILABLE, and gRPC clients retry it
+    /// transparently (the server never processed it).
+    RefusedStream,
+    /// ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED.
+    EnhanceYourCalm,
+}
+
 /// The body of an injected error: literal text, or a JSON/YAML value sent as JSON.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -211,12 +262,25 @@ pub enum FaultSpec {
         /// Sets `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
         #[serde(default)]
         retry_after: Option<DurationStr>,
+        /// On a gRPC call: answer trailers-only with this `grpc-status` (a code name
+        /// such as `unavailable` or `RESOURCE_EXHAUSTED`, or its number 0-16);
+        /// `body`, when text, becomes the `grpc-message`.
+        #[serde(default)]
+        grpc_status: Option<GrpcStatusSpec>,
     },
     /// Close the connection abruptly: TCP RST on HTTP/1.1, RST_STREAM on HTTP/2.
     Reset {
         /// Reset after this many response body bytes instead of before the response.
         #[serde(default)]
         after_bytes: Option<u64>,
+        /// HTTP/2: reset the stream (default), drop the whole connection, or send
+        /// GOAWAY first. HTTP/1.1 always drops the connection with an RST.
+        #[serde(default)]
+        scope: Option<ResetScope>,
+        /// HTTP/2 stream resets: the RST_STREAM code, which decides the gRPC status
+        /// the client sees (`cancel` → CANCELLED, the default).
+        #[serde(default)]
+        code: Option<ResetCode>,
     },
     /// Hold the request; with `duration`, answer 504 afterwards, else hold until the
     /// client gives up or the kill switch releases it.
@@ -346,11 +410,14 @@ pub enum FaultSpec {
         tokens_per_second: f64,
     },
     /// Stop the stream after some content events, for a while or for good.
+    #[serde(deserialize_with = "stall_fields")]
     Stall {
         /// Content events let through before the stall.
         after_tokens: u64,
-        /// How long the stall lasts; give this or `forever: true`.
+        /// How long the stall lasts; give this or `forever: true` (`duration:
+        /// forever` is the same as `forever: true`).
         #[serde(default)]
+        #[schemars(with = "Option<StallDuration>")]
         duration: Option<Dist>,
         /// Never resume (until the client gives up or faults are turned off).
         #[serde(default)]
@@ -700,7 +767,9 @@ impl FaultSpec {
             FaultSpec::Delay { .. }
                 | FaultSpec::Error { .. }
                 | FaultSpec::Hang { .. }
-                | FaultSpec::Reset { after_bytes: None }
+                | FaultSpec::Reset {
+                    after_bytes: None, ..
+                }
                 | FaultSpec::ConcurrencyLimit { .. }
                 | FaultSpec::RateLimit { .. }
                 | FaultSpec::GpuSaturation { .. }
@@ -836,6 +905,124 @@ impl JsonSchema for Probability {
                     "required": ["from", "to"],
                     "additionalProperties": false
                 }
+            ]
+        })
+    }
+}
+
+/// The fields of a `stall` as written: `duration` may also be `forever`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StallFields {
+    after_tokens: u64,
+    #[serde(default)]
+    duration: Option<StallDuration>,
+    #[serde(default)]
+    forever: Option<bool>,
+}
+
+/// What `stall`'s `duration` accepts: a [`Dist`], or `forever`.
+///
+/// People write "stall for ever" as `duration: forever` at least as often as
+/// `forever: true`; both spell the same fault, so neither is refused. The profile
+/// keeps one form (`duration: None, forever: true`) so nothing downstream sees two.
+enum StallDuration {
+    Forever,
+    For(Dist),
+}
+
+/// Deserialize a `stall`'s fields, turning `duration: forever` into `forever: true`.
+fn stall_fields<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<(u64, Option<Dist>, bool), D::Error> {
+    let f = StallFields::deserialize(d)?;
+    match f.duration {
+        Some(StallDuration::Forever) if f.forever == Some(false) => {
+            Err(serde::de::Error::custom(format!(
+                "`duration: forever` and `forever: false` contradict each other{}drop `forever: false`, or give `duration` a length such as 10s",
+                crate::yaml::HINT_SEPARATOR
+            )))
+        }
+        Some(StallDuration::Forever) => Ok((f.after_tokens, None, true)),
+        Some(StallDuration::For(dist)) => {
+            Ok((f.after_tokens, Some(dist), f.forever.unwrap_or(false)))
+        }
+        None => Ok((f.after_tokens, None, f.forever.unwrap_or(false))),
+    }
+}
+
+/// A stall's duration hint: the usual one, plus the way to never resume.
+fn stall_hint(message: &str) -> String {
+    let message = message
+        .split_once(crate::yaml::HINT_SEPARATOR)
+        .map_or(message, |(m, _)| m);
+    format!(
+        "{message}{}{}; or `forever` (the same as `forever: true`) to never resume",
+        crate::yaml::HINT_SEPARATOR,
+        crate::duration::DURATION_HINT
+    )
+}
+
+struct StallDurationVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StallDurationVisitor {
+    type Value = StallDuration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration like \"10s\", a distribution, or `forever`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StallDuration, E> {
+        if v.trim().eq_ignore_ascii_case("forever") {
+            return Ok(StallDuration::Forever);
+        }
+        crate::duration::parse_duration(v)
+            .map(|d| StallDuration::For(Dist::Fixed(d)))
+            .map_err(|e| E::custom(stall_hint(&e)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StallDuration, E> {
+        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StallDuration, E> {
+        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StallDuration, E> {
+        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StallDuration, E> {
+        Err(E::custom(format!(
+            "`duration` is a length of time or `forever`, not `{v}`{}to never resume, write `forever: true` (or `duration: forever`); to resume, a length such as `duration: 10s`",
+            crate::yaml::HINT_SEPARATOR
+        )))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<StallDuration, A::Error> {
+        Dist::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StallDuration::For)
+    }
+}
+
+impl<'de> Deserialize<'de> for StallDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StallDurationVisitor)
+    }
+}
+
+impl JsonSchema for StallDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StallDuration".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let dist = generator.subschema_for::<Dist>();
+        schemars::json_schema!({
+            "description": "How long a stall lasts: a duration or distribution, or `forever` (the same as `forever: true`).",
+            "oneOf": [
+                dist,
+                {"type": "string", "const": "forever"}
             ]
         })
     }

@@ -482,17 +482,34 @@ impl Cx<'_> {
                 preset,
                 headers,
                 retry_after,
+                grpc_status,
                 ..
             } => {
-                if status.is_none() && preset.is_none() {
+                if status.is_none() && preset.is_none() && grpc_status.is_none() {
                     self.err(
                         base,
-                        "an `error` fault needs a `status` or a `preset`",
+                        "an `error` fault needs a `status`, a `preset` or a `grpc_status`",
                         Some(
-                            "e.g. `preset: openai.rate_limit_requests`, or `status: 503`"
+                            "e.g. `preset: openai.rate_limit_requests`, `status: 503`, or `grpc_status: unavailable`"
                                 .to_string(),
                         ),
                     );
+                }
+                if let Some(g) = grpc_status {
+                    if g.code().is_none() {
+                        let given = match g {
+                            crate::profile::GrpcStatusSpec::Code(c) => c.to_string(),
+                            crate::profile::GrpcStatusSpec::Name(n) => format!("`{n}`"),
+                        };
+                        self.err(
+                            &join(base, &[K("grpc_status")]),
+                            format!("{given} is not a gRPC status code"),
+                            Some(format!(
+                                "use a number from 0 to 16 or a name: {}",
+                                crate::grpc_codes::NAMES.join(", ").to_ascii_lowercase()
+                            )),
+                        );
+                    }
                 }
                 if let Some(s) = status {
                     if !(100..=599).contains(s) {
@@ -653,7 +670,7 @@ impl Cx<'_> {
                     base,
                     "a `stall` needs `duration` or `forever: true`",
                     Some(
-                        "e.g. `duration: 10s` to resume afterwards, or `forever: true` to never resume"
+                        "e.g. `duration: 10s` to resume afterwards, or `forever: true` (or `duration: forever`) to never resume"
                             .to_string(),
                     ),
                 ),
@@ -999,6 +1016,91 @@ fn suggest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stall_of(fault: &str) -> Result<FaultSpec, Vec<Diagnostic>> {
+        let src = format!(
+            "version: 1\nname: t\nrules:\n  - match: {{endpoint: chat}}\n    faults: [{fault}]\n"
+        );
+        load_profile(&src, "t.yaml").map(|p| p.rules[0].faults[0].clone())
+    }
+
+    #[test]
+    fn stall_duration_forever_is_forever_true() {
+        let alias = stall_of("{type: stall, after_tokens: 3, duration: forever}").unwrap();
+        let flag = stall_of("{type: stall, after_tokens: 3, forever: true}").unwrap();
+        assert_eq!(alias, flag);
+        assert_eq!(
+            alias,
+            FaultSpec::Stall {
+                after_tokens: 3,
+                duration: None,
+                forever: true
+            }
+        );
+        // Saying it twice is not a contradiction.
+        let both =
+            stall_of("{type: stall, after_tokens: 3, duration: forever, forever: true}").unwrap();
+        assert_eq!(both, flag);
+        // A length still resumes.
+        assert_eq!(
+            stall_of("{type: stall, after_tokens: 3, duration: 10s}").unwrap(),
+            FaultSpec::Stall {
+                after_tokens: 3,
+                duration: Some(crate::dist::Dist::Fixed(std::time::Duration::from_secs(10))),
+                forever: false
+            }
+        );
+        // Distributions go through unchanged.
+        let d = stall_of("{type: stall, after_tokens: 1, duration: {uniform: [1s, 2s]}}").unwrap();
+        assert!(matches!(
+            d,
+            FaultSpec::Stall {
+                duration: Some(crate::dist::Dist::Uniform(..)),
+                forever: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_bad_stall_duration_points_at_forever() {
+        for (fault, message) in [
+            (
+                "{type: stall, after_tokens: 3, duration: never}",
+                "`never` is not a duration",
+            ),
+            (
+                "{type: stall, after_tokens: 3, duration: 10}",
+                "`10` has no unit",
+            ),
+            (
+                "{type: stall, after_tokens: 3, duration: true}",
+                "not `true`",
+            ),
+        ] {
+            let d = stall_of(fault).unwrap_err();
+            assert_eq!(d.len(), 1, "{fault}: {d:?}");
+            assert!(d[0].message.contains(message), "{fault}: {}", d[0].message);
+            let hint = d[0].hint.as_deref().unwrap_or("");
+            assert!(hint.contains("forever"), "{fault}: {hint}");
+            // At the value, where the mistake is.
+            assert_eq!(d[0].line, 5, "{fault}: {d:?}");
+        }
+        let d = stall_of("{type: stall, after_tokens: 3, duration: forever, forever: false}")
+            .unwrap_err();
+        assert!(d[0].message.contains("contradict"), "{d:?}");
+        let d = stall_of("{type: stall, after_tokens: 3}").unwrap_err();
+        assert!(
+            d[0].hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("duration: forever"),
+            "{d:?}"
+        );
+        // Unknown keys are still refused, with the field list.
+        let d = stall_of("{type: stall, after_tokens: 3, durration: 1s}").unwrap_err();
+        assert!(d[0].message.contains("durration"), "{d:?}");
+    }
 
     #[test]
     fn default_names() {

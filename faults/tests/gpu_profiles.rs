@@ -115,7 +115,11 @@ fn presets_give_defaults_and_fields_override_them() {
     assert!((r.prefill_ms_per_token - roof.prefill_ms_per_token()).abs() < 1e-12);
     let ms = r.step_time(1, 0).as_secs_f64() * 1e3;
     assert!((12.0..14.0).contains(&ms), "{ms}");
-    assert!(GpuConfig::from_spec(&FaultSpec::Reset { after_bytes: None }).is_err());
+    assert!(GpuConfig::from_spec(&FaultSpec::Reset {
+        after_bytes: None,
+        scope: None,
+        code: None
+    }).is_err());
 }
 
 #[test]

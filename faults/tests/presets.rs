@@ -491,6 +491,7 @@ fn faults_whose_errors_name_the_model() {
         headers: Default::default(),
         preset: Some(preset.into()),
         retry_after: None,
+        grpc_status: None,
     };
     assert!(error("openai.rate_limit_requests", false).names_model());
     assert!(

@@ -361,6 +361,7 @@ fn parses_error() {
         headers,
         preset,
         retry_after,
+        ..
     } = f
     else {
         panic!("{f:?}")
@@ -393,12 +394,18 @@ fn parses_error_text_body() {
 fn parses_reset() {
     assert_eq!(
         one_fault("type: reset"),
-        FaultSpec::Reset { after_bytes: None }
+        FaultSpec::Reset {
+            after_bytes: None,
+            scope: None,
+            code: None
+        }
     );
     assert_eq!(
         one_fault("type: reset\nafter_bytes: 1024"),
         FaultSpec::Reset {
-            after_bytes: Some(1024)
+            after_bytes: Some(1024),
+            scope: None,
+            code: None
         }
     );
 }

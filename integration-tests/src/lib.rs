@@ -19,6 +19,11 @@
 //! ```
 
 pub mod browser;
+pub mod grpc;
+
+pub use grpc::{
+    grpc_frame, grpc_messages, grpc_python, grpc_unary, GrpcEcho, GrpcReply, MilvusLite,
+};
 
 use std::any::Any;
 use std::future::Future;
@@ -520,8 +525,7 @@ impl ProxyBuilder {
                 listen: "127.0.0.1:0".into(),
                 upstream: upstream.into(),
                 api: None,
-                tls: None,
-                upstream_ca: None,
+                ..Default::default()
             }],
             mark_injected: true,
             ..Default::default()

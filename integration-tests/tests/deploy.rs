@@ -335,7 +335,7 @@ fn grafana_dashboard_queries_only_metrics_brownout_exports() {
         faults_enabled: true,
         profile: "p",
         phase: None,
-        records_dropped: 0,
+        records_dropped: Default::default(),
         gpu: vec![],
     });
     let exported: BTreeSet<String> = text

@@ -123,8 +123,7 @@ fn listener(name: &str, upstream: String, api: ApiKind) -> ListenerConfig {
         listen: "127.0.0.1:0".into(),
         upstream,
         api: Some(api),
-        tls: None,
-        upstream_ca: None,
+        ..Default::default()
     }
 }
 

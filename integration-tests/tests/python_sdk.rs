@@ -36,8 +36,7 @@ fn listener(name: &str, upstream: String) -> ListenerConfig {
         listen: "127.0.0.1:0".into(),
         upstream,
         api: None,
-        tls: None,
-        upstream_ca: None,
+        ..Default::default()
     }
 }
 

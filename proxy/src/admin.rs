@@ -218,7 +218,7 @@ async fn route(
                 faults_enabled: shared.release.faults_enabled(),
                 profile: &profile.name,
                 phase: phase.as_deref(),
-                records_dropped: shared.recorder.dropped(),
+                records_dropped: shared.recorder.dropped_by_reason(),
                 gpu: profile
                     .all_rules()
                     .flat_map(|r| {
@@ -587,7 +587,12 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "faults_enabled": shared.release.faults_enabled(),
         "seed": profile.seed,
         "uptime_s": shared.started.elapsed().as_secs_f64(),
-        "records": {"submitted": shared.recorder.submitted(), "dropped": shared.recorder.dropped()},
+        "records": {
+            "submitted": shared.recorder.submitted(),
+            "dropped": shared.recorder.dropped(),
+            "dropped_by_reason": shared.recorder.dropped_by_reason(),
+            "file_error": shared.recorder.file_error(),
+        },
         "listeners": shared.metrics.active_by_listener().into_iter().map(|(l, n)| serde_json::json!({"name": l, "active_requests": n})).collect::<Vec<_>>(),
         "active_rules": profile.active(now).rules.map(|r| serde_json::json!({
             "name": r.name.as_ref(),

@@ -102,11 +102,21 @@ impl Hold {
     /// The whole body again, when every byte of it is held and its last byte went
     /// at most [`crate::upstream::RESEND_WINDOW`] ago.
     pub fn replay(&self) -> Option<ReqBody> {
-        let h = self.lock();
-        let recent = h
+        let recent = self
+            .lock()
             .last
             .is_some_and(|t| t.elapsed() <= crate::upstream::RESEND_WINDOW);
-        if !h.ended || h.overflow || !recent {
+        if !recent {
+            return None;
+        }
+        self.replay_unprocessed()
+    }
+
+    /// The whole body again, when every byte of it is held, however long ago it
+    /// went: for a request the upstream said it never processed.
+    pub fn replay_unprocessed(&self) -> Option<ReqBody> {
+        let h = self.lock();
+        if !h.ended || h.overflow {
             return None;
         }
         Some(match h.kept.as_slice() {
@@ -295,6 +305,8 @@ struct BodyFaultState {
 enum Kind {
     Upstream(UpBody),
     Full(Option<Bytes>),
+    /// A complete body followed by trailers (a gRPC answer brownout makes).
+    FullTrailers(Option<Bytes>, Option<http::HeaderMap>),
 }
 
 /// Every response body brownout sends.
@@ -324,7 +336,9 @@ impl ProxyBody {
     /// A complete body (injected errors, gateway errors, admin answers).
     pub fn full(bytes: Bytes, ex: Option<Exchange>) -> Self {
         ProxyBody {
-            kind: Kind::Full(Some(bytes)),
+            // An empty body is ended from the start, so HTTP/2 sends the headers
+            // with END_STREAM (what a gRPC trailers-only answer is).
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             ex,
             faults: None,
             idle: None,
@@ -336,6 +350,14 @@ impl ProxyBody {
             head: None,
             json_tap: None,
         }
+    }
+
+    /// Send `trailers` after the body (none: as it is).
+    pub fn with_trailers(mut self, trailers: Option<http::HeaderMap>) -> Self {
+        if let (Some(t), Kind::Full(b)) = (trailers, &mut self.kind) {
+            self.kind = Kind::FullTrailers(b.take(), Some(t));
+        }
+        self
     }
 
     /// The upstream's body, measured and possibly harmed.
@@ -484,7 +506,7 @@ impl ProxyBody {
                             }
                             match frame.into_data() {
                                 Ok(data) => llm.feed(&data),
-                                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                                Err(frame) => return Poll::Ready(Some(Ok(self.trailers(frame)))),
                             }
                         }
                     }
@@ -511,6 +533,16 @@ impl ProxyBody {
             return Poll::Ready(Some(Err(msg.into())));
         }
         Poll::Pending
+    }
+
+    /// Trailers pass through untouched; a gRPC call's status is read from them.
+    fn trailers(&mut self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        if let (Some(t), Some(ex)) = (frame.trailers_ref(), self.ex.as_mut()) {
+            if let Some(code) = crate::grpc::status_of(t) {
+                ex.grpc_status(code);
+            }
+        }
+        frame
     }
 
     fn count(&mut self, n: usize) {
@@ -628,6 +660,16 @@ impl Body for ProxyBody {
                 }
                 None => Poll::Ready(None),
             },
+            Kind::FullTrailers(b, t) => {
+                if let Some(b) = b.take() {
+                    this.count(b.len());
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                match t.take() {
+                    Some(t) => return Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                    None => Poll::Ready(None),
+                }
+            }
             Kind::Upstream(inc) => Pin::new(inc).poll_frame(cx),
         };
         match polled {
@@ -672,7 +714,7 @@ impl Body for ProxyBody {
                         out
                     }
                     // Trailers pass through untouched.
-                    Err(frame) => Poll::Ready(Some(Ok(frame))),
+                    Err(frame) => Poll::Ready(Some(Ok(this.trailers(frame)))),
                 }
             }
         }
@@ -698,6 +740,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream(b) => b.is_end_stream(),
             Kind::Full(b) => b.is_none(),
+            Kind::FullTrailers(b, t) => b.is_none() && t.is_none(),
         }
     }
 
@@ -710,7 +753,9 @@ impl Body for ProxyBody {
         if head > 0 {
             let inner = match &self.kind {
                 Kind::Upstream(b) => b.size_hint(),
-                Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+                Kind::Full(b) | Kind::FullTrailers(b, _) => {
+                    SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+                }
             };
             let mut h = SizeHint::new();
             h.set_lower(inner.lower() + head);
@@ -721,8 +766,10 @@ impl Body for ProxyBody {
         }
         match &self.kind {
             Kind::Upstream(b) => b.size_hint(),
-            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Full(Some(b)) | Kind::FullTrailers(Some(b), _) => {
+                SizeHint::with_exact(b.len() as u64)
+            }
+            Kind::Full(None) | Kind::FullTrailers(None, _) => SizeHint::with_exact(0),
         }
     }
 }

@@ -72,7 +72,7 @@ impl Default for FileConfig {
 }
 
 /// One listening port and the one upstream it forwards to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     #[serde(default)]
@@ -85,6 +85,26 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub upstream_ca: Option<PathBuf>,
+    /// Which HTTP version requests go upstream in (DESIGN §3).
+    #[serde(default)]
+    pub upstream_protocol: UpstreamProtocol,
+}
+
+/// The HTTP version requests go upstream in. `auto` sends gRPC over HTTP/2 and
+/// everything else over HTTP/1.1 (or what ALPN picks on https), because the model
+/// servers most often fronted (uvicorn: vLLM, SGLang, llama-cpp-python) speak no
+/// cleartext HTTP/2 and a gRPC server speaks nothing else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    #[default]
+    Auto,
+    /// HTTP/1.1 only; a gRPC call is refused with UNAVAILABLE.
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge, for every request (`http://` only).
+    H2c,
+    /// HTTP/2 through ALPN, for every request (`https://` only).
+    H2,
 }
 
 /// Downstream TLS termination.
@@ -121,6 +141,7 @@ fn default_token_env() -> String {
     "BROWNOUT_ADMIN_TOKEN".into()
 }
 
+/// Where records go (DESIGN §3, §7) and how the file is kept from growing forever.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
@@ -129,6 +150,16 @@ pub struct RecordConfig {
     /// Bounded queue between the hot path and the writer.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Rotate by size: when the next record would take the file past this many
+    /// bytes, the file becomes `FILE.1` (`.1` becomes `.2` ... up to `keep`) and a
+    /// new one is opened, so a sidecar left alone for weeks cannot fill its disk
+    /// with one file. None: the file grows until an outside rotator moves it.
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+    /// Rotated files kept (`FILE.1` ... `FILE.keep`); the oldest is removed. At
+    /// least 1: the file being rotated is always kept as `.1`.
+    #[serde(default = "default_keep", deserialize_with = "keep_at_least_one")]
+    pub keep: usize,
 }
 
 impl Default for RecordConfig {
@@ -136,12 +167,28 @@ impl Default for RecordConfig {
         RecordConfig {
             jsonl: None,
             queue: default_queue(),
+            max_size: None,
+            keep: default_keep(),
         }
     }
 }
 
 fn default_queue() -> usize {
     100_000
+}
+
+fn default_keep() -> usize {
+    5
+}
+
+fn keep_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "record.keep must be at least 1: the file being rotated is kept as FILE.1 (leave max_size out to never rotate)",
+        ));
+    }
+    Ok(n)
 }
 
 /// A byte size written "1MiB" or as a number.
@@ -339,8 +386,7 @@ pub fn load(flags: &Overrides, env: &Overrides) -> Result<FileConfig, ConfigErro
                 listen,
                 upstream,
                 api,
-                tls: None,
-                upstream_ca: None,
+                ..Default::default()
             });
         } else {
             // Flags refine the first listener of the file.

@@ -74,8 +74,7 @@ impl SimTarget {
                 listen: "127.0.0.1:0".into(),
                 upstream: format!("http://{}", sim.addr),
                 api: Some(*api_kind),
-                tls: None,
-                upstream_ca: None,
+                ..Default::default()
             });
             sims.push(sim);
         }

@@ -131,6 +131,22 @@ impl Exchange {
         self.rec().outcome = outcome;
     }
 
+    /// A gRPC call's `grpc-status` (from the trailers, or a trailers-only answer).
+    pub fn grpc_status(&mut self, code: u32) {
+        if let Some(g) = self.rec().grpc.as_mut() {
+            g.status = Some(code);
+        }
+    }
+
+    /// A response message reported an error in its own status field.
+    pub fn grpc_in_message(&mut self, error: String) {
+        if let Some(g) = self.rec().grpc.as_mut() {
+            if g.in_message.is_none() {
+                g.in_message = Some(error);
+            }
+        }
+    }
+
     /// The upstream's body has been read to its end (before the client's answer).
     pub fn upstream_body_done(&mut self) {
         let upstream_start = self.upstream_start;
@@ -163,12 +179,30 @@ impl Exchange {
             if r.outcome == Outcome::InjectedError {
                 Outcome::InjectedError
             } else {
-                match r.status {
-                    Some(s) if s >= 400 => Outcome::HttpError,
+                match (r.status, r.grpc.as_deref()) {
+                    (Some(s), _) if s >= 400 => Outcome::HttpError,
+                    // A gRPC call failed however it was answered: a non-zero
+                    // `grpc-status`, or an error inside an OK response message.
+                    (_, Some(g)) if g.status.is_some_and(|c| c != 0) || g.in_message.is_some() => {
+                        Outcome::HttpError
+                    }
                     _ => Outcome::Ok,
                 }
             }
         });
+        let unfinished_call = outcome == Outcome::Ok
+            && self
+                .rec()
+                .grpc
+                .as_deref()
+                .is_some_and(|g| g.status.is_none());
+        let (outcome, error) = if unfinished_call {
+            // The client sees INTERNAL: "server closed the stream without trailers".
+            let why = "the upstream's gRPC response ended without a grpc-status".to_string();
+            (Outcome::UpstreamError, error.or(Some(why)))
+        } else {
+            (outcome, error)
+        };
         let upstream_start = self.upstream_start;
         if let (Some(up), Some(t)) = (self.rec().upstream.as_mut(), upstream_start) {
             up.e2e_ms = Some(ms(t.elapsed()));

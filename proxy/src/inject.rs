@@ -14,7 +14,7 @@ use brownout_faults::gpu::Admit;
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
 use brownout_faults::presets;
-use brownout_faults::profile::{ErrorBody, FaultSpec};
+use brownout_faults::profile::{ErrorBody, FaultSpec, GrpcStatusSpec, ResetCode, ResetScope};
 use brownout_faults::ratelimit::{self, Decision, Limited};
 use brownout_faults::release::Held;
 use brownout_faults::{ApiKind, RequestFacts};
@@ -43,8 +43,130 @@ pub enum Step {
         headers: HeaderMap,
         body: Bytes,
     },
+    /// Answer a gRPC call with this: trailers-only (`body` empty, `grpc-status` in
+    /// `headers`), or a response message followed by `trailers`.
+    Grpc(GrpcAnswer),
     /// Reset the connection (HTTP/1.1) or stream (HTTP/2) before any response.
-    Reset,
+    Reset(ResetHow),
+}
+
+/// How a `reset` breaks an HTTP/2 exchange (HTTP/1.1 always drops the connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResetHow {
+    pub scope: Option<ResetScope>,
+    pub code: Option<ResetCode>,
+}
+
+impl ResetHow {
+    /// The RST_STREAM code of a stream reset.
+    pub fn reason(&self) -> h2::Reason {
+        match self.code.unwrap_or(ResetCode::Cancel) {
+            ResetCode::Cancel => h2::Reason::CANCEL,
+            ResetCode::InternalError => h2::Reason::INTERNAL_ERROR,
+            ResetCode::RefusedStream => h2::Reason::REFUSED_STREAM,
+            ResetCode::EnhanceYourCalm => h2::Reason::ENHANCE_YOUR_CALM,
+        }
+    }
+}
+
+/// An answer to a gRPC call that brownout makes itself.
+#[derive(Debug)]
+pub struct GrpcAnswer {
+    /// The call's status, as recorded (0 for an in-message error).
+    pub code: u32,
+    pub headers: HeaderMap,
+    /// One length-prefixed response message (in-message errors), else empty.
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+    /// The error a response message carries under `grpc-status: 0`.
+    pub in_message: Option<String>,
+}
+
+impl GrpcAnswer {
+    /// A trailers-only answer.
+    pub fn status(code: u32, message: &str) -> Self {
+        GrpcAnswer {
+            code,
+            headers: crate::grpc::trailers_only(code, message),
+            body: Bytes::new(),
+            trailers: None,
+            in_message: None,
+        }
+    }
+}
+
+/// What request-side faults know of a gRPC call.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcView<'a> {
+    /// `/package.Service/Method`.
+    pub path: &'a str,
+    /// When the call's `grpc-timeout` runs out, counted from its arrival.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// The gRPC answer for an `error` fault on a gRPC call, or `None` when the fault
+/// names a preset that exists only over HTTP (skipped: nothing honest to send).
+/// Explicit `grpc_status` wins; a preset answers in its server's own gRPC form; a
+/// bare `error` is INTERNAL. An explicit HTTP `status` without either is sent as
+/// the HTTP answer it is (a gateway's 503 to a gRPC client), by the caller.
+fn grpc_error(
+    grpc: &GrpcView<'_>,
+    preset: Option<&str>,
+    grpc_status: Option<&GrpcStatusSpec>,
+    body: Option<&ErrorBody>,
+) -> Option<GrpcAnswer> {
+    let text = match body {
+        Some(ErrorBody::Text(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let form = preset.map(presets::grpc_form);
+    if let Some(code) = grpc_status.and_then(GrpcStatusSpec::code) {
+        let preset_text = match form {
+            Some(Some(presets::GrpcForm::TrailersOnly { message, .. })) => Some(message),
+            _ => None,
+        };
+        let message = text.or(preset_text).unwrap_or("error injected by brownout");
+        return Some(GrpcAnswer::status(code, message));
+    }
+    match form {
+        Some(None) => None,
+        Some(Some(presets::GrpcForm::TrailersOnly { code, message })) => {
+            Some(GrpcAnswer::status(code, text.unwrap_or(message)))
+        }
+        Some(Some(presets::GrpcForm::InMessage {
+            code,
+            legacy,
+            reason,
+            retriable,
+        })) => Some(crate::grpc::in_message_error(
+            grpc.path,
+            code,
+            legacy,
+            text.unwrap_or(reason),
+            retriable,
+        )),
+        None => Some(GrpcAnswer::status(
+            crate::grpc::code::INTERNAL,
+            text.unwrap_or("error injected by brownout"),
+        )),
+    }
+}
+
+/// A limit's rejection (`rate_limit`, a full queue) as a gRPC call sees it: the
+/// preset's gRPC form when it has one, else RESOURCE_EXHAUSTED for a 429 and
+/// UNAVAILABLE for an overload, with the preset's text.
+fn grpc_rejection(grpc: &GrpcView<'_>, preset: &str, status: StatusCode) -> GrpcAnswer {
+    match grpc_error(grpc, Some(preset), None, None) {
+        Some(a) => a,
+        None => {
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                crate::grpc::code::RESOURCE_EXHAUSTED
+            } else {
+                crate::grpc::code::UNAVAILABLE
+            };
+            GrpcAnswer::status(code, preset)
+        }
+    }
 }
 
 /// An error answer built from a preset and/or explicit fields.
@@ -128,6 +250,8 @@ pub struct RequestView<'a> {
     pub facts: &'a RequestFacts,
     pub headers: &'a HeaderMap,
     pub client_ip: std::net::IpAddr,
+    /// The call, when the request is a gRPC call.
+    pub grpc: Option<GrpcView<'a>>,
 }
 
 /// The bucket key of a `rate_limit` fault's `by:`.
@@ -220,6 +344,12 @@ fn overload_answer(
         || presets::default_overload_for(req.api).to_string(),
         str::to_string,
     );
+    if let Some(g) = &req.grpc {
+        let mut a = grpc_rejection(g, &name, StatusCode::SERVICE_UNAVAILABLE);
+        a.headers
+            .insert("x-brownout-limit", HeaderValue::from_static(reason));
+        return Step::Grpc(a);
+    }
     let (status, mut headers, body) = error_answer(
         Some(&name),
         None,
@@ -274,7 +404,35 @@ pub async fn request_side(
                     headers,
                     preset,
                     retry_after,
+                    grpc_status,
                 } => {
+                    if let Some(g) = &req.grpc {
+                        let as_http = status.is_some() && preset.is_none() && grpc_status.is_none();
+                        if !as_http {
+                            match grpc_error(g, preset.as_deref(), grpc_status.as_ref(), body.as_ref())
+                            {
+                                Some(mut a) => {
+                                    ex.applied(&rule.name, kind);
+                                    for (k, v) in headers {
+                                        if let (Ok(k), Ok(v)) = (
+                                            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                                            HeaderValue::from_str(v),
+                                        ) {
+                                            a.headers.insert(k, v);
+                                        }
+                                    }
+                                    return Step::Grpc(a);
+                                }
+                                None => {
+                                    ex.skipped(&rule.name, kind, "http_only_preset");
+                                    continue;
+                                }
+                            }
+                        }
+                    } else if preset.as_deref().is_some_and(presets::grpc_only) {
+                        ex.skipped(&rule.name, kind, "grpc_only_preset");
+                        continue;
+                    }
                     ex.applied(&rule.name, kind);
                     let (status, headers, body) = error_answer(
                         preset.as_deref(),
@@ -291,20 +449,48 @@ pub async fn request_side(
                         body,
                     };
                 }
-                FaultSpec::Reset { after_bytes: None } => {
+                FaultSpec::Reset {
+                    after_bytes: None,
+                    scope,
+                    code,
+                } => {
                     ex.applied(&rule.name, kind);
-                    return Step::Reset;
+                    return Step::Reset(ResetHow {
+                        scope: *scope,
+                        code: *code,
+                    });
                 }
                 FaultSpec::Reset {
                     after_bytes: Some(n),
+                    ..
                 } => {
                     body_faults.reset_after =
                         Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
                     body_faults.reset_rule = Some(rule.name.clone());
                 }
                 FaultSpec::Hang { duration } => {
-                    let wait = duration.as_ref().map(|dist| dist.sample(&mut d.rng));
+                    let mut wait = duration.as_ref().map(|dist| dist.sample(&mut d.rng));
                     ex.applied(&rule.name, kind);
+                    if let Some(g) = &req.grpc {
+                        // A gRPC call hangs until the sooner of the fault's duration
+                        // and its own deadline, then fails as a server past the
+                        // deadline fails it: DEADLINE_EXCEEDED (a 504 would read as
+                        // UNAVAILABLE).
+                        let left = g
+                            .deadline
+                            .map(|t| t.saturating_duration_since(tokio::time::Instant::now()));
+                        wait = match (wait, left) {
+                            (Some(w), Some(l)) => Some(w.min(l)),
+                            (w, l) => w.or(l),
+                        };
+                        if shared.release.hold(wait).await == Held::Elapsed && wait.is_some() {
+                            return Step::Grpc(GrpcAnswer::status(
+                                crate::grpc::code::DEADLINE_EXCEEDED,
+                                "Deadline Exceeded",
+                            ));
+                        }
+                        continue;
+                    }
                     if shared.release.hold(wait).await == Held::Elapsed && wait.is_some() {
                         let body = Bytes::from_static(
                             br#"{"error":{"message":"upstream did not answer in time (hang injected by brownout)","type":"timeout"}}"#,
@@ -374,6 +560,17 @@ pub async fn request_side(
                         limiter.check(&key, tokens, tokio::time::Instant::now())
                     {
                         ex.applied(&rule.name, kind);
+                        if let Some(g) = &req.grpc {
+                            let name = preset.as_deref().map_or_else(
+                                || presets::default_rate_limit_for(req.api).to_string(),
+                                str::to_string,
+                            );
+                            return Step::Grpc(grpc_rejection(
+                                g,
+                                &name,
+                                StatusCode::TOO_MANY_REQUESTS,
+                            ));
+                        }
                         let (status, headers, body) =
                             rate_limited(&l, preset.as_deref(), req, &mut d.rng);
                         return Step::Respond {

@@ -20,6 +20,8 @@ pub mod decode;
 pub mod error;
 pub mod exchange;
 pub mod fast;
+pub mod grpc;
+pub mod h2up;
 pub mod inject;
 pub mod llm;
 pub mod metrics;

@@ -604,7 +604,7 @@ fn report_cmd(
     };
     let mut files = Vec::new();
     for f in records {
-        match std::fs::read_to_string(f) {
+        match brownout_drill::records::read_record_file(f) {
             Ok(t) => files.push((f.display().to_string(), t)),
             Err(e) => {
                 eprintln!("{}: cannot read: {e}", f.display());

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::record::Record;
+use crate::record::{DroppedRecords, Record};
 
 /// Bucket upper bounds in seconds, shared by every latency histogram.
 pub const BUCKETS: [f64; 16] = [
@@ -141,7 +141,8 @@ pub struct Gauges<'a> {
     pub faults_enabled: bool,
     pub profile: &'a str,
     pub phase: Option<&'a str>,
-    pub records_dropped: u64,
+    /// Records lost, by reason (`brownout_records_dropped_total{reason}`).
+    pub records_dropped: DroppedRecords,
     /// Simulated GPU replicas of the active profile, by rule.
     pub gpu: Vec<GpuGauge>,
 }
@@ -393,9 +394,17 @@ impl Metrics {
             &mut out,
             "records_dropped_total",
             "counter",
-            "Records lost to a full record queue.",
+            "Records lost, by reason: queue_full (the queue to the writer overflowed), write_error (the record file could not take them).",
         );
-        let _ = writeln!(out, "brownout_records_dropped_total {}", g.records_dropped);
+        for (reason, n) in [
+            ("queue_full", g.records_dropped.queue_full),
+            ("write_error", g.records_dropped.write_error),
+        ] {
+            let _ = writeln!(
+                out,
+                "brownout_records_dropped_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         head(
             &mut out,
             "faults_enabled",

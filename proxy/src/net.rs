@@ -29,6 +29,14 @@ pub struct ConnInfo {
     /// socket over only once its connection has finished, so the connection's task
     /// runs the tunnel then ([`crate::tunnel`]).
     pub tunnel: std::sync::Mutex<Option<Box<crate::tunnel::Parked>>>,
+    /// This connection's own HTTP/2 upstream connection, for gRPC (and every
+    /// request under `upstream_protocol: h2c | h2`), dialled on first use.
+    pub h2: crate::h2up::H2Slot,
+    /// Wakes the connection's task to end the connection now (a `reset` of scope
+    /// `connection` or `goaway` on HTTP/2).
+    pub kill: tokio::sync::Notify,
+    /// With `kill`: send GOAWAY first, then close.
+    pub goaway: AtomicBool,
 }
 
 impl ConnInfo {
@@ -41,6 +49,9 @@ impl ConnInfo {
             last_done_ms: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
             tunnel: std::sync::Mutex::new(None),
+            h2: crate::h2up::H2Slot::default(),
+            kill: tokio::sync::Notify::new(),
+            goaway: AtomicBool::new(false),
         })
     }
 
@@ -69,6 +80,19 @@ impl ConnInfo {
 
     pub fn request_reset(&self) {
         self.rst.store(true, Ordering::Release);
+    }
+
+    /// Drop the whole connection now, with an RST (HTTP/2 `reset` scope
+    /// `connection`: every stream on it fails).
+    pub fn drop_connection(&self) {
+        self.request_reset();
+        self.kill.notify_one();
+    }
+
+    /// Send GOAWAY, then close the connection (HTTP/2 `reset` scope `goaway`).
+    pub fn go_away(&self) {
+        self.goaway.store(true, Ordering::Release);
+        self.kill.notify_one();
     }
 
     /// Keep a tunnel for the connection's task to run once hyper lets go.

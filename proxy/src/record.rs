@@ -3,21 +3,44 @@
 //! The request path fills a [`Record`] and hands it to a bounded queue with a
 //! non-blocking send: traffic is never held back for the recorder. A background
 //! thread serializes records as JSON lines, updates the Prometheus metrics and keeps
-//! the most recent ones for the admin API. Should the queue ever overflow, the loss
-//! is counted in `brownout_records_dropped_total` and logged.
+//! the most recent ones for the admin API.
+//!
+//! Every record is either a whole line in a record file or counted as lost in
+//! `brownout_records_dropped_total{reason}`: `queue_full` when the queue overflowed,
+//! `write_error` when the file could not take it (full disk, file-size limit, I/O
+//! error, a removed directory). Each episode of loss is logged once when it starts and
+//! once when it ends, and leaves a note line in the file (`{"records_dropped": N,
+//! "reason": ...}`) so that a report made from that file says it is incomplete.
+//!
+//! # Whole lines on a full disk
+//!
+//! Lines are appended in batches, each batch one `write(2)` of whole lines on a file
+//! opened `O_APPEND`. `O_APPEND` makes each write land at the end of the file in one
+//! piece (no other appender's bytes inside it, and `copytruncate` just moves the end),
+//! but it does not make a write all-or-nothing: a filesystem that runs out of space,
+//! or a file-size limit, takes what fits and returns a short count. So after a short
+//! write the writer cuts the file back to the end of the last whole line it wrote
+//! (`ftruncate`; shrinking needs no space). Under `O_APPEND` the file offset after the
+//! write is exactly the end of what it wrote, which says where to cut; the cut is made
+//! only if the file still ends there (nobody appended or truncated in between). If it
+//! cannot be made (an append-only file, or the file changed), the next write starts
+//! with a newline, so the fragment stays a line of its own that readers reject and the
+//! records after it stay whole. Lines the file did not take are counted as lost, and
+//! writing is tried again with the next batch: it resumes by itself when space returns.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::{self, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
+use crate::config::RecordConfig;
 use crate::metrics::Metrics;
 
 /// A wall-clock instant, formatted (off the hot path) as RFC 3339 with milliseconds.
@@ -90,6 +113,22 @@ pub struct UpstreamTiming {
     pub retried: bool,
 }
 
+/// A gRPC call, as its client names it and as it ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GrpcCall {
+    /// `package.Service`, from the request path.
+    pub service: String,
+    /// The method name, from the request path.
+    pub method: String,
+    /// The call's `grpc-status` (0 = OK), from the trailers or a trailers-only
+    /// answer; none when the call ended without one (a reset, a cut stream).
+    pub status: Option<u32>,
+    /// The error a response message carried in its own status field (Milvus
+    /// `status`, Triton `error_message`) under `grpc-status` 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_message: Option<String>,
+}
+
 /// Inter-token latency summary (filled by the LLM adapters).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ItlSummary {
@@ -131,6 +170,9 @@ pub struct Record {
     pub upstream: Option<UpstreamTiming>,
     pub gpu: Option<serde_json::Value>,
     pub results: Option<serde_json::Value>,
+    /// A gRPC call's method and final status (only on gRPC exchanges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Box<GrpcCall>>,
     /// Why brownout itself failed the exchange (`x-brownout-error`), if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -169,6 +211,7 @@ impl Record {
             upstream: None,
             gpu: None,
             results: None,
+            grpc: None,
             error: None,
         }
     }
@@ -194,6 +237,69 @@ impl Record {
     }
 }
 
+
+/// Records lost, by reason (`brownout_records_dropped_total{reason}`, and
+/// `records.dropped_by_reason` in `/api/v1/status`), so an operator can tell a
+/// recorder that cannot keep up from a disk that cannot take its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DroppedRecords {
+    /// The bounded queue between the request path and the writer was full.
+    pub queue_full: u64,
+    /// The record file could not take them: full disk, file-size limit, I/O error,
+    /// or a file that was removed and could not be created again.
+    pub write_error: u64,
+}
+
+impl DroppedRecords {
+    /// All records lost, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.queue_full + self.write_error
+    }
+}
+
+/// The counters behind [`DroppedRecords`], shared by the request path (queue
+/// overflow) and the writer (write errors).
+#[derive(Debug, Default)]
+struct Drops {
+    queue_full: AtomicU64,
+    write_error: AtomicU64,
+    /// A queue-overflow episode is under way (its first drop has been logged).
+    queue_episode: AtomicBool,
+}
+
+/// Why records could not be written, with the file it was about (logged once per
+/// episode and kept in the file's note line and in status).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot open record file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write records to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("record file {path} was removed and cannot be created again: {source}")]
+    Removed {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot rotate record file {from} to {to}: {source}")]
+    Rotate {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot serialize a record: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
 /// The hot path's handle to the recorder.
 ///
 /// Submitting is one lock-free push: no syscall, no wake-up. The writer thread
@@ -204,13 +310,14 @@ impl Record {
 pub struct Recorder {
     queue: Arc<ArrayQueue<Box<Record>>>,
     free: Arc<ArrayQueue<Box<Record>>>,
-    dropped: AtomicU64,
+    drops: Arc<Drops>,
     sent: AtomicU64,
     written: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
+    file_error: Arc<Mutex<Option<String>>>,
 }
 
 /// How many recent records the admin API can show.
@@ -219,34 +326,79 @@ const RECENT: usize = 1000;
 const FREE: usize = 4096;
 /// How long the writer sleeps when the queue is empty.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// Lines are written in batches of about this many bytes (one `write(2)` each).
+const BATCH: usize = 64 * 1024;
+/// How often a record file that cannot be opened is tried again.
+const RETRY_OPEN: Duration = Duration::from_millis(100);
+/// How often a rotation that failed is tried again.
+const RETRY_ROTATE: Duration = Duration::from_secs(1);
 
 impl Recorder {
-    /// Start the writer thread. `path`: where JSON lines go (none: metrics only).
+    /// Start the writer thread without size rotation. `path`: where JSON lines go
+    /// (none: metrics only).
     pub fn start(
         path: Option<&Path>,
         queue: usize,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<Arc<Recorder>> {
-        let file = match path {
-            Some(p) => Some(open_records(p)?),
+    ) -> io::Result<Arc<Recorder>> {
+        let cfg = RecordConfig {
+            queue,
+            ..RecordConfig::default()
+        };
+        Recorder::start_with(path, &cfg, metrics)
+    }
+
+    /// Start the writer thread with the whole `record` section (queue size, size
+    /// rotation). `path`: where JSON lines go, already resolved against the config
+    /// file's directory (none: metrics only). Fails only if the file cannot be
+    /// opened now: a proxy told to record must not start without recording.
+    pub fn start_with(
+        path: Option<&Path>,
+        cfg: &RecordConfig,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Arc<Recorder>> {
+        let drops = Arc::new(Drops::default());
+        let file_error = Arc::new(Mutex::new(None));
+        let sink = match path {
+            Some(p) => Some(
+                Sink::<File>::open(
+                    p,
+                    cfg.max_size.map(|b| b.0),
+                    cfg.keep.max(1),
+                    drops.clone(),
+                    file_error.clone(),
+                )
+                .map_err(|e| {
+                    let kind = match &e {
+                        RecordError::Open { source, .. } => source.kind(),
+                        _ => io::ErrorKind::Other,
+                    };
+                    io::Error::new(kind, e)
+                })?,
+            ),
             None => None,
         };
-        let q = Arc::new(ArrayQueue::new(queue.max(1)));
+        let q = Arc::new(ArrayQueue::new(cfg.queue.max(1)));
         let free = Arc::new(ArrayQueue::new(FREE));
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let written = Arc::new(AtomicU64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
         let w = Writer {
-            path: path.map(Path::to_path_buf),
             reopen: reopen.clone(),
             queue: q.clone(),
             free: free.clone(),
-            file,
+            sink,
             metrics,
             recent: recent.clone(),
             written: written.clone(),
             closing: closing.clone(),
+            drops: drops.clone(),
+            buf: Vec::with_capacity(BATCH + 4096),
+            ends: Vec::with_capacity(256),
+            pending: 0,
+            queue_last: 0,
+            queue_noted: 0,
         };
         let handle = std::thread::Builder::new()
             .name("brownout-recorder".into())
@@ -254,13 +406,14 @@ impl Recorder {
         Ok(Arc::new(Recorder {
             queue: q,
             free,
-            dropped: AtomicU64::new(0),
+            drops,
             sent: AtomicU64::new(0),
             written,
             closing,
             reopen,
             writer: Mutex::new(Some(handle)),
             recent,
+            file_error,
         }))
     }
 
@@ -275,24 +428,45 @@ impl Recorder {
         }
     }
 
-    /// Queue a record; never blocks and never wakes anyone.
+    /// Queue a record; never blocks and never wakes anyone. A full queue drops it,
+    /// counts it (`queue_full`) and logs the first drop of an episode; the writer
+    /// logs the episode's end with its count.
     pub fn submit(&self, record: Box<Record>) {
         match self.queue.push(record) {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::error!(dropped = n, "record queue overflowed; records were dropped");
+                self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
+                if !self.drops.queue_episode.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "the record queue is full: records are being dropped and counted in brownout_records_dropped_total{{reason=\"queue_full\"}}"
+                    );
                 }
             }
         }
     }
 
-    /// Records lost to a full queue (`brownout_records_dropped_total`).
+    /// All records lost (`brownout_records_dropped_total`, summed over reasons).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped_by_reason().total()
+    }
+
+    /// Records lost, by reason.
+    pub fn dropped_by_reason(&self) -> DroppedRecords {
+        DroppedRecords {
+            queue_full: self.drops.queue_full.load(Ordering::Relaxed),
+            write_error: self.drops.write_error.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why the record file cannot be written right now (None: it can, or there is
+    /// none), so status shows an ongoing episode and not only its count.
+    pub fn file_error(&self) -> Option<String> {
+        self.file_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records accepted into the queue.
@@ -300,7 +474,7 @@ impl Recorder {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Records the writer has finished with.
+    /// Records the writer has finished with: written to the file, or counted lost.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
     }
@@ -346,110 +520,1202 @@ impl Recorder {
     }
 }
 
-/// The background writer: drains the queue, updates metrics, writes JSON lines.
+/// The background writer: drains the queue, updates metrics, batches JSON lines.
 struct Writer {
-    path: Option<std::path::PathBuf>,
     reopen: Arc<AtomicBool>,
     queue: Arc<ArrayQueue<Box<Record>>>,
     free: Arc<ArrayQueue<Box<Record>>>,
-    file: Option<BufWriter<File>>,
+    sink: Option<Sink<File>>,
     metrics: Arc<Metrics>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
     written: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
-}
-
-/// The record file, opened for appending (so `copytruncate` rotation works too).
-fn open_records(p: &Path) -> std::io::Result<BufWriter<File>> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot open record file {}: {e}", p.display()),
-            )
-        })?;
-    Ok(BufWriter::with_capacity(64 * 1024, f))
+    drops: Arc<Drops>,
+    /// Lines not yet written, and where each ends in `buf`.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    /// Records taken from the queue since the last flush.
+    pending: u64,
+    /// Queue overflows counted at the end of the last pass, and those already noted
+    /// in the file and the log.
+    queue_last: u64,
+    queue_noted: u64,
 }
 
 impl Writer {
-    /// Flush the current file and open the path again; on failure the old file
-    /// stays in use and the operator is told.
-    fn reopen_file(&mut self) {
-        let Some(path) = self.path.as_deref() else {
-            return;
-        };
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.flush();
-        }
-        match open_records(path) {
-            Ok(f) => {
-                self.file = Some(f);
-                tracing::info!(file = %path.display(), "record file reopened");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot reopen the record file; records keep going to the old one")
-            }
-        }
-    }
-
     fn run(mut self) {
-        let mut line = Vec::with_capacity(1024);
-        let mut write_failed = false;
         loop {
             if self.reopen.swap(false, Ordering::AcqRel) {
-                self.reopen_file();
+                // Records queued before the signal go to the old file.
+                self.flush();
+                if let Some(s) = self.sink.as_mut() {
+                    s.reopen();
+                }
             }
             // Read the flag first: everything queued before close() is then drained below.
             let closing = self.closing.load(Ordering::Acquire);
-            let mut n = 0u64;
-            while let Some(rec) = self.queue.pop() {
-                n += 1;
-                self.metrics.observe(&rec);
-                self.metrics.summary.observe(&rec);
-                if let Some(f) = self.file.as_mut() {
-                    line.clear();
-                    if serde_json::to_writer(&mut line, &*rec).is_ok() {
-                        line.push(b'\n');
-                        if let Err(e) = f.write_all(&line) {
-                            if !write_failed {
-                                tracing::error!(error = %e, "cannot write records");
-                                write_failed = true;
-                            }
-                        }
-                    }
-                }
-                let evicted = {
-                    let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-                    let old = if r.len() == RECENT {
-                        r.pop_front()
-                    } else {
-                        None
-                    };
-                    r.push_back(rec);
-                    old
-                };
-                if let Some(old) = evicted {
-                    let _ = self.free.push(old);
-                }
-                self.written.fetch_add(1, Ordering::AcqRel);
-            }
+            let n = self.drain();
+            self.flush();
+            self.watch_queue(false);
             if n == 0 {
-                // Idle: make what was written visible to readers of the file.
-                if let Some(f) = self.file.as_mut() {
-                    let _ = f.flush();
-                }
                 if closing {
                     break;
                 }
                 std::thread::park_timeout(DRAIN_EVERY);
             }
         }
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.flush();
-            let _ = f.get_ref().sync_data();
+        self.watch_queue(true);
+        self.flush();
+        if let Some(s) = self.sink.as_mut() {
+            s.close();
         }
+    }
+
+    /// Take every queued record: metrics, recent ring, a line in the batch.
+    fn drain(&mut self) -> u64 {
+        let mut n = 0u64;
+        while let Some(rec) = self.queue.pop() {
+            n += 1;
+            self.metrics.observe(&rec);
+            self.metrics.summary.observe(&rec);
+            if let Some(sink) = self.sink.as_mut() {
+                let start = self.buf.len();
+                match serde_json::to_writer(&mut self.buf, &*rec) {
+                    Ok(()) => {
+                        self.buf.push(b'\n');
+                        self.ends.push(self.buf.len());
+                    }
+                    Err(e) => {
+                        self.buf.truncate(start);
+                        sink.lost(1, &RecordError::Serialize(e));
+                    }
+                }
+            }
+            let evicted = {
+                let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                let old = if r.len() == RECENT {
+                    r.pop_front()
+                } else {
+                    None
+                };
+                r.push_back(rec);
+                old
+            };
+            if let Some(old) = evicted {
+                let _ = self.free.push(old);
+            }
+            self.pending += 1;
+            if self.buf.len() >= BATCH {
+                self.flush();
+            }
+        }
+        n
+    }
+
+    /// Write the batch (or count it lost) and publish how many records are done.
+    fn flush(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            s.write(&self.buf, &self.ends);
+        }
+        self.buf.clear();
+        self.ends.clear();
+        if self.pending > 0 {
+            self.written.fetch_add(self.pending, Ordering::AcqRel);
+            self.pending = 0;
+        }
+    }
+
+    /// End a queue-overflow episode once a whole pass saw no new drop (or at exit):
+    /// log it with its count and leave a note in the file.
+    fn watch_queue(&mut self, last: bool) {
+        let now = self.drops.queue_full.load(Ordering::Relaxed);
+        if now != self.queue_last && !last {
+            self.queue_last = now;
+            return;
+        }
+        if now <= self.queue_noted {
+            return;
+        }
+        // Clear the flag before the final count: a drop after this starts (and
+        // logs) a new episode.
+        self.drops.queue_episode.store(false, Ordering::Release);
+        let now = self.drops.queue_full.load(Ordering::Relaxed);
+        let n = now - self.queue_noted;
+        self.queue_noted = now;
+        self.queue_last = now;
+        tracing::warn!(
+            dropped = n,
+            "the record queue keeps up again; {n} record(s) were dropped while it was full"
+        );
+        if let Some(s) = self.sink.as_mut() {
+            s.pending_queue_full += n;
+        }
+    }
+}
+
+/// What the writer needs of a record file. A trait so that the handling of short
+/// writes, failures and recovery can be tested against a disk that fills and
+/// empties on cue; the real one is [`File`].
+trait RecordFile: Sized {
+    /// Open for appending, creating it if needed.
+    fn open(path: &Path) -> io::Result<Self>;
+    /// One `write(2)` at the end of the file; may take fewer bytes than given.
+    fn append(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// The file offset after the last append (its end, under `O_APPEND`) and the
+    /// file's length now.
+    fn end_and_len(&mut self) -> io::Result<(u64, u64)>;
+    /// Cut the file to `len` bytes.
+    fn cut(&mut self, len: u64) -> io::Result<()>;
+    /// The file's length, and whether it was removed from its directory (so the
+    /// records written to it would be lost unseen).
+    fn state(&self) -> io::Result<(u64, bool)>;
+    /// Make what was written durable (at exit).
+    fn sync(&self) -> io::Result<()>;
+}
+
+impl RecordFile for File {
+    fn open(path: &Path) -> io::Result<File> {
+        // O_APPEND: every write goes to the end of the file as it is then, so
+        // `copytruncate` works and a torn tail can be found and cut (module docs).
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    fn append(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Write::write(self, buf)
+    }
+
+    fn end_and_len(&mut self) -> io::Result<(u64, u64)> {
+        let end = self.stream_position()?;
+        Ok((end, self.metadata()?.len()))
+    }
+
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+
+    fn state(&self) -> io::Result<(u64, bool)> {
+        let m = self.metadata()?;
+        #[cfg(unix)]
+        let removed = {
+            use std::os::unix::fs::MetadataExt;
+            m.nlink() == 0
+        };
+        #[cfg(not(unix))]
+        let removed = false;
+        Ok((m.len(), removed))
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// How one call of [`append_lines`] fared.
+#[derive(Debug, Default)]
+struct Appended {
+    /// Whole lines now in the file.
+    lines: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// Why the remaining lines were not written.
+    error: Option<io::Error>,
+    /// A torn fragment is left at the end of the file (it could not be cut).
+    torn_left: bool,
+}
+
+/// Append the lines `buf[from..ends[last]]` (`ends`: where each line ends in
+/// `buf`) in as few writes as the file allows, leaving only whole lines: after a
+/// short write, the fragment of the line it stopped in is cut off again, and the
+/// rest is tried once more if the write made progress (a disk that took part of a
+/// batch may take no more, or may have had space freed meanwhile).
+fn append_lines<F: RecordFile>(f: &mut F, buf: &[u8], from: usize, ends: &[usize]) -> Appended {
+    let mut out = Appended::default();
+    let Some(&last) = ends.last() else {
+        return out;
+    };
+    let mut off = from;
+    while off < last {
+        let n = match f.append(&buf[off..last]) {
+            Ok(0) => {
+                out.error = Some(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file took no bytes",
+                ));
+                return out;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        };
+        let reached = off + n;
+        let before = out.lines;
+        while out.lines < ends.len() && ends[out.lines] <= reached {
+            out.lines += 1;
+        }
+        let whole = if out.lines == 0 {
+            from
+        } else {
+            ends[out.lines - 1]
+        };
+        out.bytes += (whole - off) as u64;
+        let torn = reached - whole;
+        if torn > 0 {
+            if let Err(e) = cut_torn(f, torn as u64) {
+                out.torn_left = true;
+                out.error = Some(e);
+                return out;
+            }
+        }
+        if reached < last && out.lines == before {
+            // Not even one more line fitted: the file is full for now.
+            out.error = Some(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "short write: the file took {n} of {} bytes, not a whole record",
+                    last - off
+                ),
+            ));
+            return out;
+        }
+        off = whole;
+    }
+    out
+}
+
+/// Cut the `torn` bytes a short write left at the end of the file, if the file
+/// still ends where that write ended (under `O_APPEND` the offset after a write is
+/// the end of what it wrote); otherwise someone else changed the file since, and
+/// cutting would destroy their bytes or pad ours with zeros.
+fn cut_torn<F: RecordFile>(f: &mut F, torn: u64) -> io::Result<()> {
+    let (end, len) = f.end_and_len()?;
+    if end != len || end < torn {
+        return Err(io::Error::other(format!(
+            "a short write left {torn} bytes of a record, and the file changed before they could be cut off (offset {end}, length {len})"
+        )));
+    }
+    f.cut(end - torn)
+}
+
+/// A write-failure episode: records are being lost since `error`.
+#[derive(Debug)]
+struct Episode {
+    lost: u64,
+    error: String,
+}
+
+/// The record file: whole lines in, size rotation, reopening, and the accounting
+/// of what could not be written.
+struct Sink<F: RecordFile> {
+    path: PathBuf,
+    /// None while the path cannot be opened (tried again every [`RETRY_OPEN`]).
+    file: Option<F>,
+    /// When to try opening again, and why the last try failed.
+    retry_open_at: Option<(Instant, String)>,
+    /// Bytes in the file, as of the last check plus what was written since.
+    size: u64,
+    max_size: Option<u64>,
+    keep: usize,
+    /// The current file was renamed to `.1` but no new one could be opened yet.
+    rotated_away: bool,
+    rotate_failing: bool,
+    retry_rotate_at: Option<Instant>,
+    /// A torn fragment could not be cut off: the next write starts with a newline.
+    torn_tail: bool,
+    failing: Option<Episode>,
+    /// Queue overflows to note in the file.
+    pending_queue_full: u64,
+    drops: Arc<Drops>,
+    file_error: Arc<Mutex<Option<String>>>,
+}
+
+impl<F: RecordFile> Sink<F> {
+    fn open(
+        path: &Path,
+        max_size: Option<u64>,
+        keep: usize,
+        drops: Arc<Drops>,
+        file_error: Arc<Mutex<Option<String>>>,
+    ) -> Result<Self, RecordError> {
+        let file = F::open(path).map_err(|source| RecordError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let size = file.state().map_or(0, |s| s.0);
+        Ok(Sink {
+            path: path.to_path_buf(),
+            file: Some(file),
+            retry_open_at: None,
+            size,
+            max_size,
+            keep,
+            rotated_away: false,
+            rotate_failing: false,
+            retry_rotate_at: None,
+            torn_tail: false,
+            failing: None,
+            pending_queue_full: 0,
+            drops,
+            file_error,
+        })
+    }
+
+    /// `path.N`, the name of the N-th rotated file.
+    fn numbered(&self, n: usize) -> PathBuf {
+        let mut s = self.path.clone().into_os_string();
+        s.push(format!(".{n}"));
+        PathBuf::from(s)
+    }
+
+    /// Count `n` records as lost; the first loss of an episode is logged.
+    fn lost(&mut self, n: usize, why: &dyn std::fmt::Display) {
+        if n == 0 {
+            return;
+        }
+        self.drops
+            .write_error
+            .fetch_add(n as u64, Ordering::Relaxed);
+        match self.failing.as_mut() {
+            Some(ep) => ep.lost += n as u64,
+            None => {
+                let error = why.to_string();
+                tracing::error!(
+                    file = %self.path.display(),
+                    error = %error,
+                    "records cannot be written; they are counted in brownout_records_dropped_total{{reason=\"write_error\"}} until writing works again"
+                );
+                *self.file_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                self.failing = Some(Episode {
+                    lost: n as u64,
+                    error,
+                });
+            }
+        }
+    }
+
+    /// Make sure there is a file at the path to write to: the one open, unless it
+    /// was removed (then a new one), or a new try at opening one.
+    fn ready(&mut self) -> Result<(), RecordError> {
+        let mut removed = false;
+        if let Some(f) = &self.file {
+            match f.state() {
+                Ok((len, false)) => {
+                    self.size = len;
+                    return Ok(());
+                }
+                Ok((_, true)) => removed = true,
+                // Cannot even stat it: let the write say what is wrong.
+                Err(_) => return Ok(()),
+            }
+        }
+        if !removed {
+            if let Some((t, why)) = &self.retry_open_at {
+                if Instant::now() < *t {
+                    return Err(RecordError::Open {
+                        path: self.path.clone(),
+                        source: io::Error::other(why.clone()),
+                    });
+                }
+            }
+        }
+        self.file = None;
+        match F::open(&self.path) {
+            Ok(f) => {
+                self.size = f.state().map_or(0, |s| s.0);
+                self.file = Some(f);
+                self.retry_open_at = None;
+                self.torn_tail = false;
+                self.rotated_away = false;
+                if removed {
+                    tracing::warn!(file = %self.path.display(), "the record file was removed; records go to a new one");
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.retry_open_at = Some((Instant::now() + RETRY_OPEN, source.to_string()));
+                let path = self.path.clone();
+                Err(if removed {
+                    RecordError::Removed { path, source }
+                } else {
+                    RecordError::Open { path, source }
+                })
+            }
+        }
+    }
+
+    /// One note line: what was lost, why, when.
+    fn note(&self, n: u64, reason: &str, error: Option<&str>) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "ts": Timestamp(std::time::SystemTime::now()),
+            "records_dropped": n,
+            "reason": reason,
+        });
+        if let (Some(e), Some(o)) = (error, v.as_object_mut()) {
+            o.insert("error".into(), e.into());
+        }
+        let mut line = v.to_string().into_bytes();
+        line.push(b'\n');
+        line
+    }
+
+    /// Write what the file owes its readers before the next records: a newline
+    /// after a torn fragment, and the notes of records lost. An episode of write
+    /// errors ends when its note is in the file.
+    fn write_notes(&mut self) -> Result<(), RecordError> {
+        let mut notes: Vec<(Vec<u8>, u8)> = Vec::new();
+        if self.torn_tail {
+            notes.push((b"\n".to_vec(), 0));
+        }
+        if let Some(ep) = &self.failing {
+            notes.push((self.note(ep.lost, "write_error", Some(&ep.error)), 1));
+        }
+        if self.pending_queue_full > 0 {
+            notes.push((self.note(self.pending_queue_full, "queue_full", None), 2));
+        }
+        for (line, kind) in notes {
+            let Some(f) = self.file.as_mut() else {
+                return Ok(());
+            };
+            let w = append_lines(f, &line, 0, &[line.len()]);
+            self.size += w.bytes;
+            if w.torn_left {
+                self.torn_tail = true;
+            }
+            if let Some(source) = w.error {
+                return Err(RecordError::Write {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+            match kind {
+                0 => self.torn_tail = false,
+                1 => {
+                    if let Some(ep) = self.failing.take() {
+                        tracing::warn!(
+                            file = %self.path.display(),
+                            lost = ep.lost,
+                            "records are written again; {} record(s) could not be written and are counted as lost",
+                            ep.lost
+                        );
+                    }
+                    *self.file_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                _ => self.pending_queue_full = 0,
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a batch of whole lines (`ends`: where each ends in `buf`), rotating
+    /// by size between lines; what the file does not take is counted lost.
+    fn write(&mut self, buf: &[u8], ends: &[usize]) {
+        if ends.is_empty()
+            && !self.torn_tail
+            && self.failing.is_none()
+            && self.pending_queue_full == 0
+        {
+            return;
+        }
+        if let Err(e) = self.ready() {
+            self.lost(ends.len(), &e);
+            return;
+        }
+        // A failed note is tried again with the next batch; the records may still fit.
+        let _ = self.write_notes();
+        let mut i = 0;
+        while i < ends.len() {
+            let from = if i == 0 { 0 } else { ends[i - 1] };
+            let mut j = ends.len();
+            if let Some(max) = self.max_size {
+                let room = max.saturating_sub(self.size);
+                j = i;
+                while j < ends.len() && (ends[j] - from) as u64 <= room {
+                    j += 1;
+                }
+                if j == i {
+                    if self.size > 0 && self.rotate() {
+                        continue;
+                    }
+                    // An empty file takes a line longer than max_size alone; a
+                    // failed rotation leaves the rest in the current file.
+                    j = if self.size == 0 { i + 1 } else { ends.len() };
+                }
+            }
+            let Some(f) = self.file.as_mut() else {
+                let e = RecordError::Open {
+                    path: self.path.clone(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "no record file is open"),
+                };
+                self.lost(ends.len() - i, &e);
+                return;
+            };
+            let w = append_lines(f, buf, from, &ends[i..j]);
+            self.size += w.bytes;
+            i += w.lines;
+            if w.torn_left {
+                self.torn_tail = true;
+            }
+            if let Some(source) = w.error {
+                let e = RecordError::Write {
+                    path: self.path.clone(),
+                    source,
+                };
+                self.lost(ends.len() - i, &e);
+                return;
+            }
+        }
+        // Writing works: close the episode at once rather than at the next batch.
+        if self.failing.is_some() {
+            let _ = self.write_notes();
+        }
+    }
+
+    /// Rotate by size: `.keep-1` → `.keep` (the oldest is replaced) … `.1` → `.2`,
+    /// the file → `.1`, then a new file. False if it could not be done now (logged
+    /// once; records go on into the current file, and it is tried again later).
+    fn rotate(&mut self) -> bool {
+        if self.retry_rotate_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        match self.try_rotate() {
+            Ok(()) => {
+                if self.rotate_failing {
+                    tracing::info!(file = %self.path.display(), "the record file rotates again");
+                }
+                self.rotate_failing = false;
+                self.retry_rotate_at = None;
+                true
+            }
+            Err(e) => {
+                if !self.rotate_failing {
+                    tracing::error!(error = %e, "cannot rotate the record file; records go on into the current one");
+                }
+                self.rotate_failing = true;
+                self.retry_rotate_at = Some(Instant::now() + RETRY_ROTATE);
+                false
+            }
+        }
+    }
+
+    fn try_rotate(&mut self) -> Result<(), RecordError> {
+        if !self.rotated_away {
+            for n in (1..self.keep).rev() {
+                let (from, to) = (self.numbered(n), self.numbered(n + 1));
+                match std::fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(RecordError::Rotate { from, to, source }),
+                }
+            }
+            let to = self.numbered(1);
+            match std::fs::rename(&self.path, &to) {
+                Ok(()) => {}
+                // Moved or removed by someone else: just open a new one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RecordError::Rotate {
+                        from: self.path.clone(),
+                        to,
+                        source,
+                    })
+                }
+            }
+            self.rotated_away = true;
+        }
+        let f = F::open(&self.path).map_err(|source| RecordError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.size = f.state().map_or(0, |s| s.0);
+        self.file = Some(f);
+        self.rotated_away = false;
+        self.torn_tail = false;
+        Ok(())
+    }
+
+    /// SIGUSR1: open the path again; on failure the old file stays in use.
+    fn reopen(&mut self) {
+        match F::open(&self.path) {
+            Ok(f) => {
+                self.size = f.state().map_or(0, |s| s.0);
+                self.file = Some(f);
+                self.retry_open_at = None;
+                self.rotated_away = false;
+                self.torn_tail = false;
+                tracing::info!(file = %self.path.display(), "record file reopened");
+            }
+            Err(source) => {
+                let e = RecordError::Open {
+                    path: self.path.clone(),
+                    source,
+                };
+                tracing::error!(error = %e, "cannot reopen the record file; records keep going to the old one");
+            }
+        }
+    }
+
+    /// At exit: sync, and say what an episode still open has lost.
+    fn close(&mut self) {
+        if let Some(f) = self.file.as_ref() {
+            let _ = f.sync();
+        }
+        if let Some(ep) = &self.failing {
+            tracing::error!(
+                file = %self.path.display(),
+                lost = ep.lost,
+                "exiting while records cannot be written; {} record(s) were lost",
+                ep.lost
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    /// A disk with `room` bytes free, for the writer to fill: writes take what
+    /// fits and return a short count, then ENOSPC, as a real filesystem does.
+    #[derive(Default)]
+    struct Disk {
+        files: HashMap<PathBuf, Rc<RefCell<Vec<u8>>>>,
+        room: usize,
+        /// ftruncate fails (an append-only file).
+        cut_fails: bool,
+        /// Opening fails (the directory is gone).
+        open_fails: bool,
+        writes: usize,
+    }
+
+    thread_local! {
+        static DISK: RefCell<Disk> = RefCell::new(Disk::default());
+    }
+
+    fn disk<R>(f: impl FnOnce(&mut Disk) -> R) -> R {
+        DISK.with(|d| f(&mut d.borrow_mut()))
+    }
+
+    fn content(p: &str) -> String {
+        disk(|d| {
+            d.files
+                .get(Path::new(p))
+                .map(|f| String::from_utf8_lossy(&f.borrow()).into_owned())
+                .unwrap_or_default()
+        })
+    }
+
+    struct FakeFile {
+        path: PathBuf,
+        data: Rc<RefCell<Vec<u8>>>,
+        pos: u64,
+    }
+
+    impl RecordFile for FakeFile {
+        fn open(path: &Path) -> io::Result<Self> {
+            disk(|d| {
+                if d.open_fails {
+                    return Err(io::Error::from(io::ErrorKind::NotFound));
+                }
+                let data = d.files.entry(path.to_path_buf()).or_default().clone();
+                Ok(FakeFile {
+                    path: path.to_path_buf(),
+                    data,
+                    pos: 0,
+                })
+            })
+        }
+        fn append(&mut self, buf: &[u8]) -> io::Result<usize> {
+            disk(|d| {
+                d.writes += 1;
+                let n = buf.len().min(d.room);
+                if n == 0 {
+                    return Err(io::Error::from_raw_os_error(28));
+                }
+                d.room -= n;
+                let mut data = self.data.borrow_mut();
+                data.extend_from_slice(&buf[..n]);
+                self.pos = data.len() as u64;
+                Ok(n)
+            })
+        }
+        fn end_and_len(&mut self) -> io::Result<(u64, u64)> {
+            Ok((self.pos, self.data.borrow().len() as u64))
+        }
+        fn cut(&mut self, len: u64) -> io::Result<()> {
+            disk(|d| {
+                if d.cut_fails {
+                    return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+                }
+                let mut data = self.data.borrow_mut();
+                d.room += data.len() - len as usize;
+                data.truncate(len as usize);
+                Ok(())
+            })
+        }
+        fn state(&self) -> io::Result<(u64, bool)> {
+            let here = disk(|d| {
+                d.files
+                    .get(&self.path)
+                    .is_some_and(|f| Rc::ptr_eq(f, &self.data))
+            });
+            Ok((self.data.borrow().len() as u64, !here))
+        }
+        fn sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `n` record-like lines of `len` bytes each (newline included), ids from `first`.
+    fn batch(first: u64, n: usize, len: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for i in 0..n as u64 {
+            let mut l = format!("{{\"id\":{},\"pad\":\"", first + i);
+            while l.len() < len - 3 {
+                l.push('x');
+            }
+            l.push_str("\"}\n");
+            assert_eq!(l.len(), len);
+            buf.extend_from_slice(l.as_bytes());
+            ends.push(buf.len());
+        }
+        (buf, ends)
+    }
+
+    /// Every line is whole JSON: the ids of records, and the notes' counts by reason.
+    fn parse(text: &str) -> (Vec<u64>, Vec<(u64, String)>) {
+        let mut ids = Vec::new();
+        let mut notes = Vec::new();
+        for l in text.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a whole line: {l:?}: {e}"));
+            if let Some(id) = v["id"].as_u64() {
+                ids.push(id);
+            } else {
+                notes.push((
+                    v["records_dropped"].as_u64().unwrap(),
+                    v["reason"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        (ids, notes)
+    }
+
+    fn fake_sink(path: &str) -> Sink<FakeFile> {
+        Sink::open(
+            Path::new(path),
+            None,
+            5,
+            Arc::new(Drops::default()),
+            Arc::new(Mutex::new(None)),
+        )
+        .unwrap()
+    }
+
+    /// Logs written while `f` runs, one string per line.
+    fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+            type Writer = Buf;
+            fn make_writer(&'a self) -> Buf {
+                self.clone()
+            }
+        }
+        let buf = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .finish();
+        let r = tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (r, text.lines().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn a_short_write_is_cut_back_to_the_last_whole_line() {
+        disk(|d| d.room = 250);
+        let mut f = FakeFile::open(Path::new("short")).unwrap();
+        let (buf, ends) = batch(0, 5, 100);
+        let w = append_lines(&mut f, &buf, 0, &ends);
+        assert_eq!(w.lines, 2);
+        assert_eq!(w.bytes, 200);
+        assert!(!w.torn_left);
+        assert_eq!(
+            w.error.map(|e| e.kind()),
+            Some(io::ErrorKind::StorageFull),
+            "no progress on the retry: full"
+        );
+        let text = content("short");
+        assert_eq!(text.len(), 200, "the torn third line is cut off: {text:?}");
+        assert_eq!(parse(&text).0, vec![0, 1]);
+        // The first write took 250 bytes, the retry of the rest took the 50 left.
+        assert_eq!(disk(|d| (d.writes, d.room)), (2, 50));
+    }
+
+    #[test]
+    fn space_freed_between_writes_is_used_and_nothing_is_doubled() {
+        let mut f = FakeFile::open(Path::new("freed")).unwrap();
+        let (buf, ends) = batch(0, 4, 100);
+        // Room for one and a half lines, then space comes back (another file removed).
+        disk(|d| d.room = 150);
+        let w = append_lines(&mut f, &buf, 0, &ends);
+        assert_eq!(w.lines, 1);
+        disk(|d| d.room = 1000);
+        let w2 = append_lines(&mut f, &buf, ends[0], &ends[1..]);
+        assert_eq!((w2.lines, w2.error.is_none()), (3, true));
+        assert_eq!(parse(&content("freed")).0, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_fragment_that_cannot_be_cut_stays_a_line_of_its_own() {
+        disk(|d| {
+            d.room = 150;
+            d.cut_fails = true;
+        });
+        let mut s = fake_sink("appendonly");
+        let (buf, ends) = batch(0, 3, 100);
+        s.write(&buf, &ends);
+        assert!(s.torn_tail);
+        assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 2);
+        disk(|d| {
+            d.room = 10_000;
+            d.cut_fails = false;
+        });
+        let (buf, ends) = batch(3, 2, 100);
+        s.write(&buf, &ends);
+        let text = content("appendonly");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines[1].len(), 50, "the fragment alone on its line: {text}");
+        let rest: String = [lines[0], lines[2], lines[3], lines[4]]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (ids, notes) = parse(&rest);
+        assert_eq!(ids, vec![0, 3, 4]);
+        assert_eq!(notes, vec![(2, "write_error".to_string())]);
+    }
+
+    #[test]
+    fn a_full_disk_counts_every_lost_record_logs_once_per_episode_and_resumes() {
+        let ((), logs) = logged(|| {
+            disk(|d| d.room = 350);
+            let mut s = fake_sink("full");
+            let mut next = 0;
+            let mut send = |s: &mut Sink<FakeFile>, n: usize| {
+                let (buf, ends) = batch(next, n, 100);
+                next += n as u64;
+                s.write(&buf, &ends);
+            };
+            send(&mut s, 10); // 3 fit
+            send(&mut s, 5); // none
+            send(&mut s, 5);
+            assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 17);
+            assert!(s.file_error.lock().unwrap().is_some());
+            disk(|d| d.room = 1000);
+            send(&mut s, 2); // episode 1 ends: note, then 20 and 21
+            assert!(s.failing.is_none());
+            assert!(s.file_error.lock().unwrap().is_none());
+            disk(|d| d.room = 0);
+            send(&mut s, 4); // episode 2
+            disk(|d| d.room = 1000);
+            send(&mut s, 1);
+            assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 21);
+            let (ids, notes) = parse(&content("full"));
+            assert_eq!(ids, vec![0, 1, 2, 20, 21, 26]);
+            assert_eq!(
+                notes,
+                vec![(17, "write_error".into()), (4, "write_error".into())]
+            );
+            // lines + lost == records
+            assert_eq!(ids.len() as u64 + 21, 27);
+        });
+        let starts = logs
+            .iter()
+            .filter(|l| l.contains("records cannot be written"))
+            .count();
+        let ends = logs
+            .iter()
+            .filter(|l| l.contains("records are written again"))
+            .count();
+        assert_eq!((starts, ends), (2, 2), "{logs:#?}");
+        assert!(
+            logs.iter().any(|l| l.contains("17 record(s) could not be written")),
+            "{logs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_removed_file_is_made_again_and_a_missing_directory_is_waited_for() {
+        let mut s = fake_sink("gone");
+        disk(|d| d.room = 100_000);
+        let (buf, ends) = batch(0, 2, 100);
+        s.write(&buf, &ends);
+        // The file is removed: the next batch goes to a new file, nothing lost.
+        disk(|d| d.files.remove(Path::new("gone")));
+        let (buf, ends) = batch(2, 2, 100);
+        s.write(&buf, &ends);
+        assert_eq!(parse(&content("gone")).0, vec![2, 3]);
+        assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 0);
+        // Removed with its directory: lost and counted until it can be made again.
+        disk(|d| {
+            d.files.remove(Path::new("gone"));
+            d.open_fails = true;
+        });
+        let (buf, ends) = batch(4, 3, 100);
+        s.write(&buf, &ends);
+        let (buf, ends) = batch(7, 1, 100);
+        s.write(&buf, &ends); // within RETRY_OPEN: not even tried
+        assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 4);
+        disk(|d| d.open_fails = false);
+        s.retry_open_at = None;
+        let (buf, ends) = batch(8, 1, 100);
+        s.write(&buf, &ends);
+        let (ids, notes) = parse(&content("gone"));
+        assert_eq!(ids, vec![8]);
+        assert_eq!(notes, vec![(4, "write_error".into())]);
+    }
+
+    /// A fresh directory under the system's temp dir, removed when dropped.
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "brownout-record-{name}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn file_sink(path: &Path, max: Option<u64>, keep: usize) -> Sink<File> {
+        Sink::open(
+            path,
+            max,
+            keep,
+            Arc::new(Drops::default()),
+            Arc::new(Mutex::new(None)),
+        )
+        .unwrap()
+    }
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    #[test]
+    fn size_rotation_keeps_every_record_once_and_the_newest_files() {
+        let dir = Dir::new("rotate");
+        let path = dir.0.join("r.jsonl");
+        let mut s = file_sink(&path, Some(350), 50);
+        let mut next = 0;
+        for n in [1, 7, 2, 10, 3, 1, 6] {
+            let (buf, ends) = batch(next, n, 100);
+            next += n as u64;
+            s.write(&buf, &ends);
+        }
+        let mut ids = Vec::new();
+        for k in (1..=50).rev() {
+            let p = s.numbered(k);
+            if p.exists() {
+                let len = std::fs::metadata(&p).unwrap().len();
+                assert!(len <= 350, "{} is {len} bytes", p.display());
+                ids.extend(parse(&read(&p)).0);
+            }
+        }
+        ids.extend(parse(&read(&path)).0);
+        assert_eq!(ids, (0..next).collect::<Vec<_>>(), "in order, once each");
+        assert!(s.numbered(9).exists() && !s.numbered(10).exists());
+
+        // keep 2: only .1 and .2 stay, the newest ones.
+        let dir = Dir::new("rotate-keep");
+        let path = dir.0.join("r.jsonl");
+        let mut s = file_sink(&path, Some(300), 2);
+        let (buf, ends) = batch(0, 20, 100);
+        s.write(&buf, &ends);
+        assert!(!s.numbered(3).exists());
+        let mut ids = parse(&read(&s.numbered(2))).0;
+        ids.extend(parse(&read(&s.numbered(1))).0);
+        ids.extend(parse(&read(&path)).0);
+        assert_eq!(ids, (12..20).collect::<Vec<_>>());
+
+        // A line longer than max_size goes alone into a file of its own.
+        let dir = Dir::new("rotate-long");
+        let path = dir.0.join("r.jsonl");
+        let mut s = file_sink(&path, Some(150), 5);
+        let (buf, ends) = batch(0, 1, 100);
+        s.write(&buf, &ends);
+        let (buf, ends) = batch(1, 1, 400);
+        s.write(&buf, &ends);
+        let (buf, ends) = batch(2, 1, 100);
+        s.write(&buf, &ends);
+        assert_eq!(parse(&read(&s.numbered(2))).0, vec![0]);
+        assert_eq!(parse(&read(&s.numbered(1))).0, vec![1]);
+        assert_eq!(parse(&read(&path)).0, vec![2]);
+    }
+
+    #[test]
+    fn a_rotation_that_fails_loses_nothing_and_is_tried_again() {
+        let dir = Dir::new("rotate-fail");
+        let path = dir.0.join("r.jsonl");
+        let mut s = file_sink(&path, Some(250), 1);
+        // A non-empty directory where `.1` should go: rename refuses.
+        std::fs::create_dir_all(s.numbered(1).join("x")).unwrap();
+        let ((), logs) = logged(|| {
+            for i in 0..3 {
+                let (buf, ends) = batch(i * 2, 2, 100);
+                s.write(&buf, &ends);
+            }
+        });
+        assert_eq!(parse(&read(&path)).0, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            logs.iter().filter(|l| l.contains("cannot rotate")).count(),
+            1,
+            "{logs:#?}"
+        );
+        std::fs::remove_dir_all(s.numbered(1)).unwrap();
+        s.retry_rotate_at = None;
+        let (buf, ends) = batch(6, 1, 100);
+        s.write(&buf, &ends);
+        assert_eq!(parse(&read(&s.numbered(1))).0, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(parse(&read(&path)).0, vec![6]);
+        assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn records_are_appended_so_copytruncate_works() {
+        let dir = Dir::new("copytruncate");
+        let path = dir.0.join("r.jsonl");
+        let mut s = file_sink(&path, Some(1000), 5);
+        let (buf, ends) = batch(0, 8, 100);
+        s.write(&buf, &ends);
+        // copytruncate: copy, then truncate the file under the writer.
+        std::fs::copy(&path, dir.0.join("r.jsonl.copy")).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let (buf, ends) = batch(8, 3, 100);
+        s.write(&buf, &ends);
+        let text = read(&path);
+        assert!(!text.starts_with('\0'), "no hole before the new records");
+        assert_eq!(parse(&text).0, vec![8, 9, 10]);
+        // The size is read from the file, so the truncation does not rotate early.
+        assert!(!s.numbered(1).exists());
+    }
+
+    #[test]
+    fn a_directory_that_disappears_and_returns() {
+        let dir = Dir::new("dir-gone");
+        let sub = dir.0.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("r.jsonl");
+        let mut s = file_sink(&path, None, 5);
+        let (buf, ends) = batch(0, 2, 100);
+        s.write(&buf, &ends);
+        std::fs::remove_dir_all(&sub).unwrap();
+        let (buf, ends) = batch(2, 3, 100);
+        s.write(&buf, &ends);
+        assert_eq!(s.drops.write_error.load(Ordering::Relaxed), 3);
+        std::fs::create_dir(&sub).unwrap();
+        s.retry_open_at = None;
+        let (buf, ends) = batch(5, 2, 100);
+        s.write(&buf, &ends);
+        let (ids, notes) = parse(&read(&path));
+        assert_eq!(ids, vec![5, 6]);
+        assert_eq!(notes, vec![(3, "write_error".into())]);
+    }
+
+    fn rec(id: u64) -> Box<Record> {
+        let mut r = Box::new(Record::new(id, Arc::from("l")));
+        r.outcome = Outcome::Ok;
+        r
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_device_that_is_always_full_loses_records_counted_not_traffic() {
+        let r = Recorder::start(Some(Path::new("/dev/full")), 1000, Arc::default()).unwrap();
+        for i in 0..50 {
+            r.submit(rec(i));
+        }
+        r.settle(Duration::from_secs(5));
+        assert_eq!(r.written(), 50);
+        assert_eq!(
+            r.dropped_by_reason(),
+            DroppedRecords {
+                queue_full: 0,
+                write_error: 50
+            }
+        );
+        assert!(r
+            .file_error()
+            .is_some_and(|e| e.contains("/dev/full") && e.contains("No space left")));
+        r.close();
+    }
+
+    #[test]
+    fn a_full_queue_is_counted_and_noted_in_the_file() {
+        let dir = Dir::new("queue");
+        let path = dir.0.join("r.jsonl");
+        let r = Recorder::start(Some(&path), 1, Arc::default()).unwrap();
+        let total = 20_000u64;
+        for i in 0..total {
+            r.submit(rec(i));
+        }
+        r.close();
+        let d = r.dropped_by_reason();
+        assert_eq!(d.write_error, 0);
+        assert_eq!(r.submitted() + d.queue_full, total);
+        let (ids, notes) = parse(&read(&path));
+        assert_eq!(ids.len() as u64, r.submitted());
+        let noted: u64 = notes
+            .iter()
+            .map(|(n, why)| {
+                assert_eq!(why, "queue_full");
+                *n
+            })
+            .sum();
+        assert_eq!(noted, d.queue_full, "every drop is noted in the file");
+    }
+
+    #[test]
+    fn record_config_reads_sizes_and_refuses_keep_zero() {
+        let c: RecordConfig =
+            brownout_faults::yaml::from_str("{jsonl: r.jsonl, max_size: 256MiB}", "t").unwrap();
+        assert_eq!(c.max_size.map(|b| b.0), Some(256 << 20));
+        assert_eq!(c.keep, 5);
+        let c: RecordConfig =
+            brownout_faults::yaml::from_str("{max_size: 1000, keep: 2}", "t").unwrap();
+        assert_eq!((c.max_size.map(|b| b.0), c.keep), (Some(1000), 2));
+        let e = brownout_faults::yaml::from_str::<RecordConfig>("{keep: 0}", "t")
+            .err()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("at least 1"), "{e}");
     }
 }

@@ -149,6 +149,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             crate::upstream::Upstream,
             crate::upstream::UpstreamClient,
         ),
+        protocol: crate::config::UpstreamProtocol,
+        h2: Option<crate::h2up::H2Dialer>,
         ca: Option<PathBuf>,
         tls: Option<TlsAcceptor>,
     }
@@ -176,10 +178,14 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             None => None,
         };
         let api = l.api.unwrap_or(brownout_faults::ApiKind::Generic);
+        let protocol = l.upstream_protocol;
+        let h2 = upstream_h2(protocol, &upstream, ca.as_deref()).map_err(cerr)?;
         planned.push(Planned {
             name,
             addr,
             ctx_parts: (api, upstream, client),
+            protocol,
+            h2,
             ca,
             tls,
         });
@@ -266,7 +272,15 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         .keep_alive(true);
     let h1 = Arc::new(h1);
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new()).keep_alive_interval(None);
+    // Limits no tighter than grpc-go's, so a gRPC client that its server would
+    // serve is not refused here: header lists up to 16 MiB, no cap on concurrent
+    // streams beyond the client's own. No PINGs, no `date` added to answers that
+    // pass through.
+    h2.timer(TokioTimer::new())
+        .keep_alive_interval(None)
+        .max_header_list_size(crate::h2up::MAX_HEADER_LIST)
+        .max_concurrent_streams(None)
+        .auto_date_header(false);
     let h2 = Arc::new(h2);
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
@@ -288,6 +302,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
                 api,
                 upstream: upstream.clone(),
                 client,
+                protocol: p.protocol,
+                h2: p.h2.clone(),
                 shared: shared.clone(),
             })
         };
@@ -299,7 +315,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
             idle_timeout: cfg.limits.idle_timeout.0,
-            fast_path: cfg.fast_path,
+            // The fast path speaks HTTP/1.1 upstream only.
+            fast_path: cfg.fast_path && p.protocol != crate::config::UpstreamProtocol::H2c,
         });
         if per_worker.is_empty() {
             tasks.push(tokio::spawn(accept_loop(
@@ -380,6 +397,37 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
 
 /// Bind a listening socket as tokio would (`SO_REUSEADDR`, backlog 1024), as a
 /// std socket that any worker's runtime can take a handle on.
+/// The HTTP/2 dialer a listener needs, checking `upstream_protocol` against the
+/// upstream's scheme: h2c is cleartext HTTP/2, h2 is HTTP/2 chosen in TLS, and
+/// neither can be had from the other scheme.
+fn upstream_h2(
+    protocol: crate::config::UpstreamProtocol,
+    upstream: &crate::upstream::Upstream,
+    ca: Option<&std::path::Path>,
+) -> Result<Option<crate::h2up::H2Dialer>, String> {
+    use crate::config::UpstreamProtocol as P;
+    let https = upstream.scheme == http::uri::Scheme::HTTPS;
+    match (protocol, https) {
+        (P::Http1, _) => return Ok(None),
+        (P::H2c, true) => {
+            return Err(format!(
+                "upstream_protocol h2c is cleartext HTTP/2, but the upstream {} is https (use h2)",
+                upstream.display
+            ))
+        }
+        (P::H2, false) => {
+            return Err(format!(
+                "upstream_protocol h2 is HTTP/2 through TLS, but the upstream {} is http (use h2c)",
+                upstream.display
+            ))
+        }
+        _ => {}
+    }
+    crate::h2up::H2Dialer::new(upstream, ca)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -736,6 +784,10 @@ async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
     }
 }
 
+/// How long a connection given an injected GOAWAY stays open: long enough for
+/// the GOAWAY to reach the client before the close.
+const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
+
 /// `header_timeout` for a connection's first request.
 struct FirstRequest {
     info: Arc<ConnInfo>,
@@ -759,6 +811,11 @@ where
     let mut idle_tick =
         tokio::time::interval((first.idle_timeout / 4).max(Duration::from_millis(250)));
     idle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After an injected GOAWAY, the connection closes this soon (in-flight calls
+    // fail as on a server going away).
+    let going = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(going);
+    let mut going_away = false;
     loop {
         if *stop.borrow() == ABORT {
             return;
@@ -777,6 +834,18 @@ where
                     graceful = true;
                 }
             }
+            _ = first.info.kill.notified() => {
+                if !first.info.goaway.load(Ordering::Acquire) {
+                    return;
+                }
+                if !graceful {
+                    conn.as_mut().graceful_shutdown();
+                    graceful = true;
+                }
+                going.as_mut().reset(tokio::time::Instant::now() + GOAWAY_CLOSE);
+                going_away = true;
+            }
+            _ = &mut going, if going_away => return,
             _ = &mut first_deadline, if waiting_first => {
                 if !first.info.first_request.load(Ordering::Relaxed) {
                     tracing::debug!(peer = %first.info.peer, "no request headers within header_timeout");

@@ -24,6 +24,8 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
+use crate::config::UpstreamProtocol;
+use crate::h2up::H2Dialer;
 use crate::decode::TapDecoder;
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
@@ -46,6 +48,11 @@ pub struct ListenerCtx {
     pub api: ApiKind,
     pub upstream: Upstream,
     pub client: UpstreamClient,
+    /// Which requests go upstream over HTTP/2 (`upstream_protocol`).
+    pub protocol: UpstreamProtocol,
+    /// How HTTP/2 upstream connections are made (each client connection has its
+    /// own); none when the listener never sends HTTP/2 upstream.
+    pub h2: Option<H2Dialer>,
     pub shared: Arc<Shared>,
     pub active: Arc<AtomicI64>,
 }
@@ -61,7 +68,18 @@ pub struct ProxyService {
 /// (HTTP/2): that is how an injected `reset` reaches the client.
 #[derive(Debug, thiserror::Error)]
 #[error("reset by brownout fault")]
-pub struct ResetAbort;
+pub struct ResetAbort(#[source] Option<h2::Error>);
+
+impl ResetAbort {
+    /// Drop the connection (HTTP/1.1) or reset the stream with INTERNAL_ERROR.
+    pub const PLAIN: ResetAbort = ResetAbort(None);
+
+    /// Reset an HTTP/2 stream with this RST_STREAM code (hyper reads it from the
+    /// error's sources).
+    pub fn with_reason(reason: h2::Reason) -> Self {
+        ResetAbort(Some(h2::Error::from(reason)))
+    }
+}
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
@@ -176,7 +194,7 @@ async fn inspect_body(
                     Err(e) => {
                         // The client's body broke while we read it: nothing to forward.
                         ex.finish(Outcome::ClientClosed, Some(format!("request body: {e}")));
-                        return Err(ResetAbort);
+                        return Err(ResetAbort::PLAIN);
                     }
                 }
             }
@@ -257,6 +275,9 @@ fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
+    if crate::grpc::is_grpc(&parts.headers) {
+        rec.grpc = Some(Box::new(crate::grpc::call_of(parts.uri.path())));
+    }
     let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
     proxy_exchange(ctx, conn, parts, incoming, endpoint, ex)
 }
@@ -284,9 +305,11 @@ async fn proxy_exchange(
         None
     };
     let mut decided: Vec<Decided<'_>> = Vec::new();
+    let grpc = ex.rec().grpc.is_some();
     let mut facts = RequestFacts {
         api: ctx.api,
         endpoint,
+        grpc,
         ..Default::default()
     };
     let mut ip = conn.peer.ip();
@@ -294,7 +317,9 @@ async fn proxy_exchange(
     let mut mark: Option<HeaderValue> = None;
 
     if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
-        if profile.needs_body && !parts.method.is_safe() {
+        // A gRPC body is protobuf, and a streaming call's may never end: neither
+        // is read for JSON facts.
+        if profile.needs_body && !parts.method.is_safe() && !grpc {
             if let Some(f) = inspect_body(&ctx, &parts, &mut req_body, &mut ex).await? {
                 facts = f;
             }
@@ -339,6 +364,7 @@ async fn proxy_exchange(
         // gpt-4.1-mini ...") needs the body even when no rule matches on it: read it
         // now, for the rules that fired (their decisions did not depend on it).
         if !profile.needs_body
+            && !grpc
             && !parts.method.is_safe()
             && endpoint.is_generative()
             && decided.iter().any(|d| d.rule.names_model())
@@ -350,11 +376,24 @@ async fn proxy_exchange(
     }
 
     if !decided.is_empty() {
+        let grpc_deadline = if grpc {
+            parts
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| crate::grpc::parse_timeout(v.as_bytes()))
+                .map(|t| ex.start() + t)
+        } else {
+            None
+        };
         let view = RequestView {
             api: ctx.api,
             facts: &facts,
             headers: &parts.headers,
             client_ip: ip,
+            grpc: grpc.then(|| crate::inject::GrpcView {
+                path: parts.uri.path(),
+                deadline: grpc_deadline,
+            }),
         };
         let step = request_side(shared, &view, &mut ex, &mut decided, &mut body_faults).await;
         mark = mark_value(&decided, shared.mark_injected, &mut ex);
@@ -371,32 +410,110 @@ async fn proxy_exchange(
                 ex.local_answer(status.as_u16(), Outcome::InjectedError);
                 return Ok(local_response(ex, status, headers, body, mark.as_ref()));
             }
-            Step::Reset => {
+            Step::Grpc(a) => {
+                drop(req_body.take());
+                ex.grpc_status(a.code);
+                if let Some(m) = a.in_message {
+                    ex.grpc_in_message(m);
+                }
+                ex.local_answer(200, Outcome::InjectedError);
+                let mut headers = a.headers;
+                if let Some(m) = mark.as_ref() {
+                    headers.insert(&X_BROWNOUT_FAULT, m.clone());
+                }
+                let body = ProxyBody::full(a.body, Some(ex)).with_trailers(a.trailers);
+                let mut resp = Response::new(body);
+                *resp.headers_mut() = headers;
+                return Ok(resp);
+            }
+            Step::Reset(how) => {
                 ex.finish(Outcome::Reset, None);
                 if !http2 {
                     conn.request_reset();
+                    return Err(ResetAbort::PLAIN);
                 }
-                return Err(ResetAbort);
+                use brownout_faults::profile::ResetScope;
+                match how.scope {
+                    Some(ResetScope::Connection) => conn.drop_connection(),
+                    Some(ResetScope::Goaway) => conn.go_away(),
+                    Some(ResetScope::Stream) | None => {}
+                }
+                return Err(ResetAbort::with_reason(how.reason()));
             }
         }
     }
 
-    // Forward upstream.
-    let uri = match ctx.client.uri_for(&ctx.upstream, &parts.uri) {
+    if grpc && !decided.is_empty() {
+        // What a fault held counts against the call's deadline: the upstream gets
+        // only the time the client has left, and none left is the client's
+        // DEADLINE_EXCEEDED, answered here as a server past the deadline would.
+        let left = parts
+            .headers
+            .get("grpc-timeout")
+            .and_then(|v| crate::grpc::parse_timeout(v.as_bytes()))
+            .map(|t| t.saturating_sub(ex.start().elapsed()));
+        match left {
+            Some(l) if l.is_zero() => {
+                ex.grpc_status(crate::grpc::code::DEADLINE_EXCEEDED);
+                ex.local_answer(200, Outcome::InjectedError);
+                let h = crate::grpc::trailers_only(
+                    crate::grpc::code::DEADLINE_EXCEEDED,
+                    "Deadline Exceeded",
+                );
+                return Ok(local_response(ex, StatusCode::OK, h, Bytes::new(), mark.as_ref()));
+            }
+            Some(l) => {
+                if let Ok(v) = HeaderValue::from_str(&crate::grpc::format_timeout(l)) {
+                    parts.headers.insert("grpc-timeout", v);
+                }
+            }
+            None => {}
+        }
+    }
+
+    // Forward upstream: over this connection's own HTTP/2 upstream connection
+    // for gRPC (and for everything under `upstream_protocol: h2c | h2`), else
+    // through the listener's HTTP/1.1 pool.
+    let h2 = match (ctx.protocol, ctx.h2.as_ref()) {
+        (UpstreamProtocol::H2c | UpstreamProtocol::H2, Some(d)) => Some(d),
+        (UpstreamProtocol::Auto, Some(d)) if grpc => Some(d),
+        _ => None,
+    };
+    if grpc && h2.is_none() {
+        let e = ProxyError::Unreachable {
+            upstream: ctx.upstream.display.clone(),
+            source: "gRPC needs HTTP/2 upstream, and this listener's upstream_protocol is http1"
+                .into(),
+        };
+        return Ok(gateway_error(ex, e));
+    }
+    let uri = match h2 {
+        Some(_) => ctx.upstream.uri_for(&parts.uri, true),
+        None => ctx.client.uri_for(&ctx.upstream, &parts.uri),
+    };
+    parts.uri = match uri {
         Ok(u) => u,
         Err(e) => return Ok(gateway_error(ex, ProxyError::BadRequest(e.to_string()))),
     };
-    parts.uri = uri;
     // A WebSocket upgrade keeps its upgrade headers and becomes a tunnel (tunnel.rs).
-    let upgrade = crate::tunnel::take(&mut parts);
-    parts.version = Version::HTTP_11;
+    let upgrade = match h2 {
+        Some(_) => None,
+        None => crate::tunnel::take(&mut parts),
+    };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(up) = &upgrade {
         up.restore(&mut parts.headers);
     }
-    parts
-        .headers
-        .insert(http::header::HOST, ctx.upstream.host.clone());
+    if h2.is_some() {
+        // HTTP/2 names the upstream in `:authority`, taken from the URI.
+        parts.version = Version::HTTP_2;
+        parts.headers.remove(http::header::HOST);
+    } else {
+        parts.version = Version::HTTP_11;
+        parts
+            .headers
+            .insert(http::header::HOST, ctx.upstream.host.clone());
+    }
     parts.headers.remove(&X_BROWNOUT_SEQ);
     if !body_faults.plan.is_empty() {
         // A body that must be rewritten is asked for without compression.
@@ -414,7 +531,10 @@ async fn proxy_exchange(
     let up_req = Request::from_parts(parts, body);
     ex.upstream_called();
     let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
-    let attempt = if upgrade.is_some() {
+    let attempt = if let Some(dialer) = h2 {
+        let send = conn.h2.send(dialer, up_req, shared.inspect_limit);
+        tokio::time::timeout_at(deadline, send).await
+    } else if upgrade.is_some() {
         // On a connection of its own: a tunnel never goes back to a pool.
         let send = async { ctx.client.upgrade(up_req).await.map(|r| (r, false)) };
         tokio::time::timeout_at(deadline, send).await
@@ -440,7 +560,7 @@ async fn proxy_exchange(
                     Outcome::ClientClosed,
                     Some(format!("request body: {}", crate::error::chain(&e))),
                 );
-                return Err(ResetAbort);
+                return Err(ResetAbort::PLAIN);
             }
             let e = ProxyError::Unreachable {
                 upstream: ctx.upstream.display.clone(),
@@ -458,10 +578,16 @@ async fn proxy_exchange(
     let (mut rparts, rbody) = resp.into_parts();
     // A proxy answers in its own HTTP version (RFC 9110 6.2): an HTTP/1.0 upstream's
     // answer goes out as HTTP/1.1 to the HTTP/1.1 client, as on the fast path.
-    if rparts.version == Version::HTTP_10 {
+    if rparts.version == Version::HTTP_10 || (rparts.version == Version::HTTP_2 && !http2) {
         rparts.version = Version::HTTP_11;
     }
     ex.upstream_headers(rparts.status.as_u16());
+    if grpc {
+        // A trailers-only answer carries the call's status in its headers.
+        if let Some(code) = crate::grpc::status_of(&rparts.headers) {
+            ex.grpc_status(code);
+        }
+    }
     if let Some(up) = upgrade {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             return Ok(crate::tunnel::switch(
@@ -878,6 +1004,18 @@ fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
 
 fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
     record_gateway_error(&mut ex, &e);
+    if ex.rec().grpc.is_some() {
+        // A gRPC client reads `grpc-status`: brownout's own failure is UNAVAILABLE
+        // (as a gateway's 502/503/504 maps to it), with the reason as the message.
+        let msg = crate::error::chain(&e);
+        ex.grpc_status(crate::grpc::code::UNAVAILABLE);
+        ex.rec().status = Some(200);
+        let mut h = crate::grpc::trailers_only(crate::grpc::code::UNAVAILABLE, &msg);
+        h.insert("x-brownout-error", HeaderValue::from_static(e.code()));
+        let mut resp = Response::new(ProxyBody::full(crate::grpc::no_body(), Some(ex)));
+        *resp.headers_mut() = h;
+        return resp;
+    }
     let (parts, body) = e.to_response().into_parts();
     Response::from_parts(parts, ProxyBody::full(body, Some(ex)))
 }

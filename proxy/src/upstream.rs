@@ -134,6 +134,9 @@ pub enum SendError {
     /// The pooled (TLS) client failed.
     #[error(transparent)]
     Pooled(#[from] hyper_util::client::legacy::Error),
+    /// An HTTP/2-only request, and the upstream's TLS picked another protocol.
+    #[error("upstream {0} does not offer HTTP/2 in TLS ALPN")]
+    NoH2(String),
 }
 
 impl SendError {
@@ -143,6 +146,7 @@ impl SendError {
             SendError::Connect(_) => true,
             SendError::Http(_) => false,
             SendError::Pooled(e) => e.is_connect(),
+            SendError::NoH2(_) => true,
         }
     }
 }

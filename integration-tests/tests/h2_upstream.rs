@@ -1,0 +1,276 @@
+//! HTTP/2 upstream connections and gRPC pass-through (DESIGN §1, §3
+//! `upstream_protocol`, §4 "gRPC"), against hyper's own HTTP/2 server.
+//!
+//! The real gRPC stack (grpcio, pymilvus against Milvus Lite) is driven in
+//! `grpc_real.rs`; these tests pin the wire rules with frames a test controls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brownout::config::UpstreamProtocol;
+use brownout_integration_tests::*;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+/// A body of `data` frames followed by `trailers`.
+fn with_trailers(data: &[&'static [u8]], trailers: HeaderMap) -> Body {
+    let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = data
+        .iter()
+        .map(|d| Ok(Frame::data(Bytes::from_static(d))))
+        .collect();
+    frames.push(Ok(Frame::trailers(trailers)));
+    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+fn grpc_trailers(status: u32, extra: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from(status));
+    for (k, v) in extra {
+        t.insert(*k, HeaderValue::from_static(v));
+    }
+    t
+}
+
+/// One length-prefixed gRPC message.
+fn message(payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8];
+    m.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+fn grpc_request(url: String, payload: &[u8]) -> Request<Body> {
+    Request::post(url)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "5S")
+        .header("x-tenant", "acme")
+        .body(full(message(payload)))
+        .expect("request")
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// An upstream answering every call with two messages and trailers, remembering
+/// what it saw.
+async fn grpc_upstream(status: u32) -> (Upstream, Arc<Mutex<Vec<Seen>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let up = Upstream::start(move |req: Request<hyper::body::Incoming>| {
+        let s = s.clone();
+        async move {
+            let version = req.version();
+            let headers = req.headers().clone();
+            let body = collect(req.into_body()).await.unwrap_or_default();
+            s.lock().unwrap().push(Seen {
+                version,
+                headers,
+                body,
+            });
+            Response::builder()
+                .header("content-type", "application/grpc")
+                .header("x-initial", "meta")
+                .body(with_trailers(
+                    &[b"\x00\x00\x00\x00\x02hi", b"\x00\x00\x00\x00\x03you"],
+                    grpc_trailers(status, &[("x-trailing", "bye")]),
+                ))
+                .unwrap()
+        }
+    })
+    .await;
+    (up, seen)
+}
+
+#[tokio::test]
+async fn grpc_passes_through_over_h2c_with_trailers_and_metadata() {
+    let (up, seen) = grpc_upstream(0).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(
+            proxy.url("/pkg.Echo/Unary"),
+            b"\x0a\x03abc",
+        ))
+        .await
+        .expect("call");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.headers()["x-initial"], "meta");
+    let collected = resp.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["x-trailing"], "bye");
+    assert_eq!(
+        collected.to_bytes().as_ref(),
+        b"\x00\x00\x00\x00\x02hi\x00\x00\x00\x00\x03you"
+    );
+
+    let seen = seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.version, Version::HTTP_2, "gRPC must go upstream as HTTP/2");
+    assert_eq!(seen.headers["te"], "trailers");
+    assert_eq!(seen.headers["grpc-timeout"], "5S");
+    assert_eq!(seen.headers["x-tenant"], "acme");
+    assert_eq!(seen.body.as_ref(), message(b"\x0a\x03abc").as_slice());
+
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["grpc"]["service"], "pkg.Echo", "{rec}");
+    assert_eq!(rec["grpc"]["method"], "Unary", "{rec}");
+    assert_eq!(rec["grpc"]["status"], 0, "{rec}");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_grpc_status_in_the_trailers_is_an_http_error() {
+    let (up, _) = grpc_upstream(14).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b""))
+        .await
+        .expect("call");
+    let collected = resp.into_body().collect().await.expect("body");
+    assert_eq!(collected.trailers().expect("trailers")["grpc-status"], "14");
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["grpc"]["status"], 14, "{rec}");
+    assert_eq!(rec["outcome"], "http_error", "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http2_goes_upstream_as_http1_under_auto_and_as_h2_under_h2c() {
+    let (up, seen) = grpc_upstream(0).await;
+    let auto = ProxyBuilder::new(up.url()).start().await;
+    let r = send(&h2c_client(), get(auto.url("/v1/models")))
+        .await
+        .expect("h2 client");
+    assert_eq!(r.status, 200);
+    assert_eq!(seen.lock().unwrap()[0].version, Version::HTTP_11);
+    auto.shutdown().await;
+
+    let h2c = ProxyBuilder::new(up.url())
+        .config(|c| c.listeners[0].upstream_protocol = UpstreamProtocol::H2c)
+        .start()
+        .await;
+    for client in [h2c_client(), http1_client()] {
+        let r = send(&client, get(h2c.url("/v1/models")))
+            .await
+            .expect("through h2c");
+        assert_eq!(r.status, 200);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[1].version, Version::HTTP_2);
+    assert_eq!(seen[2].version, Version::HTTP_2, "an HTTP/1.1 client too");
+    drop(seen);
+    h2c.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_client_connection_gets_its_own_upstream_connection() {
+    let (up, _) = grpc_upstream(0).await;
+    let proxy = ProxyBuilder::new(up.url()).start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Two client connections, each with several concurrent streams.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let client = h2c_client();
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let (client, url, calls) = (client.clone(), proxy.url("/pkg.Echo/Unary"), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                let resp = client.request(grpc_request(url, b"x")).await.expect("call");
+                resp.into_body().collect().await.expect("body");
+                calls.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        clients.push(client);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+    assert_eq!(
+        up.connections(),
+        2,
+        "one upstream connection per client connection, whatever the streams"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_grpc_call_to_a_dead_upstream_gets_unavailable_not_a_502() {
+    let dead = closed_port_addr().await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(format!("http://{dead}"))
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b""))
+        .await
+        .expect("an answer");
+    assert_eq!(resp.status(), 200, "gRPC errors ride on :status 200");
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    assert!(resp.headers().contains_key("grpc-message"));
+    let collected = resp.into_body().collect().await.expect("body");
+    assert!(collected.to_bytes().is_empty(), "trailers-only: no body");
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["grpc"]["status"], 14, "{rec}");
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2_and_h2c_must_match_the_upstream_scheme() {
+    let err = ProxyBuilder::new("http://127.0.0.1:9")
+        .config(|c| c.listeners[0].upstream_protocol = UpstreamProtocol::H2)
+        .try_start()
+        .await
+        .expect_err("h2 over http is refused");
+    assert!(err.to_string().contains("use h2c"), "{err}");
+    let err = ProxyBuilder::new("https://127.0.0.1:9")
+        .config(|c| c.listeners[0].upstream_protocol = UpstreamProtocol::H2c)
+        .try_start()
+        .await
+        .expect_err("h2c over https is refused");
+    assert!(err.to_string().contains("use h2"), "{err}");
+}
+
+#[tokio::test]
+async fn a_response_that_ends_without_grpc_status_is_an_upstream_error() {
+    let up = Upstream::start(|_req| async {
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .body(full(&b"\x00\x00\x00\x00\x00"[..]))
+            .unwrap()
+    })
+    .await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b""))
+        .await
+        .expect("call");
+    let _ = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await;
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    assert!(rec["grpc"]["status"].is_null(), "{rec}");
+    proxy.shutdown().await;
+}
