@@ -12,7 +12,8 @@
 #   TERM, then KILL after CLEANUP_WAIT tenths of a second, default 30), USER_LINE
 #   (nginx `user root;` when run as root), CLK_TCK, NCPU.
 #   die, need_cmds, need_brownout, free_port, wait_http, spawn, stop_pid, tree_pids,
-#   cpu_ticks, ctx_switches, mem_kib, unset_brownout_env, bench_body,
+#   wait_h2c, cpu_ticks, ctx_switches, upstream_conns, mem_kib,
+#   unset_brownout_env, bench_body,
 #   write_upstream_conf, start_upstream, start_nginx_proxy, start_haproxy,
 #   start_brownout, start_sim, write_rules_profile, write_wrk_script, utc_stamp.
 #
@@ -109,6 +110,21 @@ wait_http() {
   die "$name on port $port did not come up"
 }
 
+# wait_h2c NAME PORT [PATH [CURL_ARGS...]]: like wait_http, over cleartext HTTP/2 with
+# prior knowledge (curl --http2-prior-knowledge), for servers that speak only h2c.
+wait_h2c() {
+  local name=$1 port=$2 path=${3:-/}
+  shift $(( $# < 3 ? $# : 3 ))
+  for _ in $(seq 1 100); do
+    if curl -s --http2-prior-knowledge -o /dev/null -m 1 -w '%{http_code}' "$@" "http://127.0.0.1:$port$path" 2>/dev/null | grep -q '^200$'; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "--- $name logs:" >&2; cat "$WORK"/"$name".* >&2 2>/dev/null || true
+  die "$name on port $port did not come up (h2c)"
+}
+
 # All PIDs of a process tree (the process and its descendants).
 tree_pids() {
   local pid=$1 child
@@ -137,6 +153,16 @@ ctx_switches() {
     total=$(( total + $(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}') ))
   done
   echo "$total"
+}
+
+# upstream_conns PID PORT: established TCP connections from the process tree of PID to
+# destination port PORT (the upstream's port; ss -tnp, which needs to see the process:
+# the same user, or root).
+upstream_conns() {
+  local root=$1 port=$2 pids
+  [[ $root == none ]] && { echo 0; return; }
+  pids=$(tree_pids "$root" | paste -sd'|' -)
+  ss -Htnp state established "( dport = :$port )" 2>/dev/null | grep -cE "pid=($pids)," || true
 }
 
 # mem_kib PID: "RSS PSS" in KiB summed over the process tree (smaps_rollup).

@@ -412,10 +412,7 @@ mod tests {
             "{whole}\n{{\"ts\":\"2026-01-01T00:00:01.000Z\",\"records_dropped\":7,\"reason\":\"write_error\",\"error\":\"No space left on device\"}}\n{{\"records_dropped\":2,\"reason\":\"queue_full\"}}\n{{\"records_dropped\":1,\"reason\":\"write_error\"}}\n{whole}\n{torn}"
         );
         let c = format!("{whole}\n{whole}");
-        let r = report_from_records(
-            &[("a".into(), a), ("b".into(), b), ("c".into(), c)],
-            None,
-        );
+        let r = report_from_records(&[("a".into(), a), ("b".into(), b), ("c".into(), c)], None);
         let why = r.incomplete.clone().unwrap_or_default();
         assert!(
             why.contains("a: 2 line(s) are not records, the first at line 2"),
@@ -427,7 +424,10 @@ mod tests {
             why.contains("b: the proxy noted 10 record(s) it could not write (queue_full: 2, write_error: 8)"),
             "{why}"
         );
-        assert!(!why.contains("c:"), "an unterminated whole record is fine: {why}");
+        assert!(
+            !why.contains("c:"),
+            "an unterminated whole record is fine: {why}"
+        );
         assert_eq!(r.result.stats.total.requests, 2 + 2 + 2);
 
         // A clean file is complete; a note of zero losses changes nothing.
@@ -443,7 +443,8 @@ mod tests {
 
     #[test]
     fn a_record_cut_inside_a_character_reads_as_torn() {
-        let dir = std::env::temp_dir().join(format!("brownout-records-utf8-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("brownout-records-utf8-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("r.jsonl");
         let whole = line("2026-01-01T00:00:00.000Z", "base", "ok", 200, 50.0, 0);

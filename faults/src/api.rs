@@ -975,11 +975,26 @@ mod grpc_tests {
         let post = Method::POST;
         for api in [ApiKind::Milvus, ApiKind::Generic, ApiKind::Openai] {
             let c = |p| classify(api, &post, p);
-            assert_eq!(c("/milvus.proto.milvus.MilvusService/Search"), Endpoint::Search);
-            assert_eq!(c("/milvus.proto.milvus.MilvusService/Query"), Endpoint::Query);
-            assert_eq!(c("/milvus.proto.milvus.MilvusService/Insert"), Endpoint::Upsert);
-            assert_eq!(c("/milvus.proto.milvus.MilvusService/Upsert"), Endpoint::Upsert);
-            assert_eq!(c("/milvus.proto.milvus.MilvusService/Connect"), Endpoint::Other);
+            assert_eq!(
+                c("/milvus.proto.milvus.MilvusService/Search"),
+                Endpoint::Search
+            );
+            assert_eq!(
+                c("/milvus.proto.milvus.MilvusService/Query"),
+                Endpoint::Query
+            );
+            assert_eq!(
+                c("/milvus.proto.milvus.MilvusService/Insert"),
+                Endpoint::Upsert
+            );
+            assert_eq!(
+                c("/milvus.proto.milvus.MilvusService/Upsert"),
+                Endpoint::Upsert
+            );
+            assert_eq!(
+                c("/milvus.proto.milvus.MilvusService/Connect"),
+                Endpoint::Other
+            );
             assert_eq!(c("/qdrant.Points/Search"), Endpoint::Search);
             assert_eq!(c("/qdrant.Points/Query"), Endpoint::Query);
             assert_eq!(c("/qdrant.Points/Upsert"), Endpoint::Upsert);

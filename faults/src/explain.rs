@@ -200,7 +200,8 @@ fn rule_sentence(rule: &Rule, name: &str) -> String {
             f,
             FaultSpec::Error { .. }
                 | FaultSpec::Reset {
-                    after_bytes: None, ..
+                    after_bytes: None,
+                    ..
                 }
                 | FaultSpec::Hang { .. }
         )
@@ -321,13 +322,14 @@ fn reset_h2_words(
         S::Connection => {
             " (HTTP/2: the whole connection drops; gRPC calls on it get UNAVAILABLE)".to_string()
         }
-        S::Goaway => " (HTTP/2: GOAWAY, then the connection closes; gRPC gets UNAVAILABLE)"
-            .to_string(),
+        S::Goaway => {
+            " (HTTP/2: GOAWAY, then the connection closes; gRPC gets UNAVAILABLE)".to_string()
+        }
         S::Stream => {
             let (frame, status) = match code.unwrap_or(C::Cancel) {
                 C::Cancel => ("CANCEL", "CANCELLED"),
                 C::InternalError => ("INTERNAL_ERROR", "INTERNAL"),
-                C::RefusedStream => ("REFUSED_STREAM", "UNAVAILABLE, retried by gRPC clients"),
+                C::RefusedStream => ("REFUSED_STREAM", "UNAVAILABLE"),
                 C::EnhanceYourCalm => ("ENHANCE_YOUR_CALM", "RESOURCE_EXHAUSTED"),
             };
             format!(" (HTTP/2: RST_STREAM {frame} on this stream only; gRPC gets {status})")
@@ -368,7 +370,7 @@ fn fault_words(f: &FaultSpec) -> String {
                 let _ = write!(
                     s,
                     " (a gRPC call gets grpc-status {g} {}, trailers-only)",
-                    crate::grpc_codes::name_of(g)
+                    crate::grpc::status::Code::from_u32(g).map_or("UNKNOWN", |c| c.name())
                 );
             }
             s.push_str(" without calling the upstream");

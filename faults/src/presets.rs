@@ -303,14 +303,9 @@ pub enum GrpcForm {
     TrailersOnly { code: u32, message: &'static str },
     /// A typed response message whose own `status` field carries the error, under
     /// `grpc-status: 0`: how Milvus answers rate limits and a full queue (its
-    /// interceptors return a failed response instead of a gRPC error). `code` is
-    /// Milvus's error code (`merr`), `legacy` its older `ErrorCode` enum.
-    InMessage {
-        code: i32,
-        legacy: i32,
-        reason: &'static str,
-        retriable: bool,
-    },
+    /// interceptors return a failed response instead of a gRPC error); the status
+    /// is [`crate::grpc::milvus::preset_status`].
+    InMessage,
 }
 
 /// The gRPC form of a preset, or `None` for a preset that only exists over
@@ -359,20 +354,8 @@ pub fn grpc_form(name: &str) -> Option<GrpcForm> {
             message: "Exceeds maximum queue size",
         },
         // Milvus: `merr.ErrServiceRateLimit` (code 8, legacy `RateLimit` = 49) and
-        // `merr.ErrServiceQuotaExceeded`-style queue rejection (code 4), in the
-        // response's `status`.
-        "milvus.rate_limit" => GrpcForm::InMessage {
-            code: 8,
-            legacy: 49,
-            reason: "request is rejected by limiter: rate limit exceeded, please retry later",
-            retriable: true,
-        },
-        "milvus.queue_full" => GrpcForm::InMessage {
-            code: 4,
-            legacy: 1,
-            reason: "too many concurrent requests, queue is full",
-            retriable: true,
-        },
+        // `merr.ErrServiceTooManyRequests` (code 4), in the response's `status`.
+        "milvus.rate_limit" | "milvus.queue_full" => GrpcForm::InMessage,
         _ => return None,
     })
 }

@@ -189,8 +189,8 @@ impl GrpcStatusSpec {
     /// The code, when the name is one of gRPC's 17 (validation reports the rest).
     pub fn code(&self) -> Option<u32> {
         match self {
-            GrpcStatusSpec::Code(c) => (*c <= 16).then_some(*c),
-            GrpcStatusSpec::Name(n) => crate::grpc_codes::code_of(n),
+            GrpcStatusSpec::Code(c) => crate::grpc::status::Code::from_u32(*c).map(|c| c.as_u32()),
+            GrpcStatusSpec::Name(n) => crate::grpc::status::Code::parse(n).map(|c| c.as_u32()),
         }
     }
 }
@@ -215,8 +215,8 @@ pub enum ResetCode {
     Cancel,
     /// INTERNAL_ERROR: the client sees INTERNAL.
     InternalError,
-    /// REFUSED_STREAM: the client sees UNAVAILABLE, and gRPC clients retry it
-    /// transparently (the server never processed it).
+    /// REFUSED_STREAM: the client sees UNAVAILABLE (the server says it never
+    /// processed the stream, so it is safe to send again).
     RefusedStream,
     /// ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED.
     EnhanceYourCalm,
@@ -768,7 +768,8 @@ impl FaultSpec {
                 | FaultSpec::Error { .. }
                 | FaultSpec::Hang { .. }
                 | FaultSpec::Reset {
-                    after_bytes: None, ..
+                    after_bytes: None,
+                    ..
                 }
                 | FaultSpec::ConcurrencyLimit { .. }
                 | FaultSpec::RateLimit { .. }

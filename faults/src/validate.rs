@@ -506,7 +506,11 @@ impl Cx<'_> {
                             format!("{given} is not a gRPC status code"),
                             Some(format!(
                                 "use a number from 0 to 16 or a name: {}",
-                                crate::grpc_codes::NAMES.join(", ").to_ascii_lowercase()
+                                crate::grpc::status::ALL
+                                    .iter()
+                                    .map(|c| c.name().to_ascii_lowercase())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )),
                         );
                     }
@@ -1155,7 +1159,7 @@ phases:
             "7:17 `max_active` must be at least 1",
             "8:13 this rule has no faults",
             "9:11 rule name `a` is used twice",
-            "11:9 an `error` fault needs a `status` or a `preset`",
+            "11:9 an `error` fault needs a `status`, a `preset` or a `grpc_status`",
             "13:27 `bytes_per_second` must be at least 1",
             "15:29 uniform bounds are reversed",
             "18:15 a phase must last longer than zero",

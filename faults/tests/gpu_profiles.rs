@@ -119,7 +119,8 @@ fn presets_give_defaults_and_fields_override_them() {
         after_bytes: None,
         scope: None,
         code: None
-    }).is_err());
+    })
+    .is_err());
 }
 
 #[test]

@@ -67,6 +67,12 @@ const STATUSES: &[(&str, u16)] = &[
     ("http.service_unavailable", 503),
     ("http.gateway_timeout", 504),
     ("http.too_many_requests", 429),
+    // gRPC-only presets ride on :status 200; their status is grpc-status.
+    ("grpc.unavailable", 200),
+    ("grpc.resource_exhausted", 200),
+    ("grpc.deadline_exceeded", 200),
+    ("grpc.internal", 200),
+    ("grpc.unimplemented", 200),
 ];
 
 fn ctx() -> RenderCtx<'static> {
@@ -120,7 +126,8 @@ fn statuses_match_the_reference() {
 
 #[test]
 fn every_body_has_its_providers_shape() {
-    for p in all() {
+    // gRPC-only presets have no HTTP body: `grpc_presets_answer_trailers_only`.
+    for p in all().iter().filter(|p| family(p.name) != "grpc") {
         let v = body_json(p.name, &ctx());
         let ok = match family(p.name) {
             "openai" => {
@@ -510,4 +517,33 @@ fn faults_whose_errors_name_the_model() {
         preset: None,
     }
     .names_model());
+}
+
+#[test]
+fn grpc_presets_answer_trailers_only_with_their_code() {
+    use brownout_faults::presets::{grpc_form, grpc_only, GrpcForm};
+    for (name, want) in [
+        ("grpc.unavailable", 14),
+        ("grpc.resource_exhausted", 8),
+        ("grpc.deadline_exceeded", 4),
+        ("grpc.internal", 13),
+        ("grpc.unimplemented", 12),
+        ("qdrant.timeout", 4),
+        ("qdrant.rate_limit", 8),
+        ("qdrant.unavailable", 14),
+        ("triton.queue_full", 14),
+    ] {
+        match grpc_form(name) {
+            Some(GrpcForm::TrailersOnly { code, message }) => {
+                assert_eq!(code, want, "{name}");
+                assert!(!message.is_empty(), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(grpc_only(name), name.starts_with("grpc."), "{name}");
+    }
+    assert_eq!(grpc_form("milvus.rate_limit"), Some(GrpcForm::InMessage));
+    assert_eq!(grpc_form("milvus.queue_full"), Some(GrpcForm::InMessage));
+    assert_eq!(grpc_form("openai.rate_limit_requests"), None);
+    assert_eq!(grpc_form("anthropic.overloaded"), None);
 }

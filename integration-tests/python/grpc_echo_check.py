@@ -18,6 +18,13 @@ Cases:
     fail:CODE        Fail: the server answers CODE (a grpc.StatusCode name) after
                      its initial metadata
     fail_only:CODE   the same, trailers-only (no initial metadata first)
+    server_stream_big
+                     ServerStream: 16 messages of 16 KiB, no gap (256 KiB in all)
+
+A case may carry modifiers, `CASE+fault=TAG+timeout=S`: `fault=TAG` adds the
+metadata `x-fault: TAG` (for a proxy's profile to pick the call by), `timeout=S`
+gives this call a deadline of S seconds instead of --timeout. The call's `case` in
+the output is the whole text; `base` is the case without its modifiers.
 
 Every call sends `x-case: CASE` and `x-call: I` metadata and has a deadline
 (--timeout, 10 s by default; deadline's own is 300 ms), so a broken proxy cannot
@@ -77,7 +84,20 @@ def msg_json(m):
     }
 
 
-def expected_code(case):
+def parse_case(spec):
+    """`CASE+k=v+...` -> (CASE, {k: v})."""
+    base, *mods = spec.split("+")
+    opts = {}
+    for m in mods:
+        k, sep, v = m.partition("=")
+        if not sep or k not in ("fault", "timeout"):
+            raise SystemExit(f"bad case modifier {m!r} in {spec!r}")
+        opts[k] = v
+    return base, opts
+
+
+def expected_code(spec):
+    case = parse_case(spec)[0]
     if case == "deadline":
         return "DEADLINE_EXCEEDED"
     if case.startswith("fail:") or case.startswith("fail_only:"):
@@ -85,9 +105,16 @@ def expected_code(case):
     return "OK"
 
 
-def run_call(stub, case, call_no, timeout):
-    md = [("x-case", case), ("x-call", str(call_no))]
-    res = {"case": case, "call": call_no}
+def run_call(stub, spec, call_no, timeout):
+    case, opts = parse_case(spec)
+    md = [("x-case", spec), ("x-call", str(call_no))]
+    if "fault" in opts:
+        md.append(("x-fault", opts["fault"]))
+    if "timeout" in opts:
+        timeout = float(opts["timeout"])
+    res = {"case": spec, "call": call_no}
+    if spec != case:
+        res["base"] = case
     messages, call = [], None
     start = time.monotonic()
     try:
@@ -112,9 +139,14 @@ def run_call(stub, case, call_no, timeout):
                 pb.EchoRequest(sleep_ms=2000, text=case), timeout=0.3, metadata=md
             )
             messages.append(reply)
-        elif case == "server_stream":
+        elif case in ("server_stream", "server_stream_big"):
+            req = (
+                pb.StreamRequest(n=16, interval_ms=0, payload_size=16 * 1024)
+                if case == "server_stream_big"
+                else pb.StreamRequest(n=5, interval_ms=50, payload_size=64)
+            )
             call = stub.ServerStream(
-                pb.StreamRequest(n=5, interval_ms=50, payload_size=64),
+                req,
                 timeout=timeout,
                 metadata=md,
             )

@@ -4,6 +4,7 @@
     milvus_check.py setup    URI [--collection NAME]
     milvus_check.py search   URI [--collection NAME] [--repeat N]
     milvus_check.py error    URI [--collection NAME] [--timeout S] [--no-rate-limit-retry]
+    milvus_check.py cases    URI --cases JSON [--collection NAME]
 
 URI is Milvus's, http://HOST:PORT (pymilvus speaks gRPC to it).
 
@@ -18,6 +19,14 @@ URI is Milvus's, http://HOST:PORT (pymilvus speaks gRPC to it).
 - error: one search, timed; reports the exception pymilvus raised (type, `code`,
   `compatible_code`, `message`; for a grpc.RpcError its status code and details)
   and the Search calls it sent, so a test can see whether pymilvus retried.
+- cases: several `search` and `error` runs in one process (URI is unused; each
+  case names its own), each with a MilvusClient of its own. JSON is a list of
+  {"name", "uri", "op": "search"|"error", "timeout": S, "queries": N,
+  "repeat": N, "filter": EXPR, "no_rate_limit_retry": bool}; the document's `cases` maps each
+  name to {"searches": [...]} (op search; with `search_error` when a search
+  raised, and then no more repeats) or {"error": {...}} (op error), with the
+  case's `grpc_calls`. `queries` (5 by default) is how many query vectors a
+  search sends in its one request; the first 5 are always the same 5.
 
 Every pymilvus call has timeout=--timeout (10 s by default; pymilvus treats it as
 both each call's deadline and its retry budget), so a broken proxy cannot hang a
@@ -119,9 +128,9 @@ def rows():
     ]
 
 
-def queries():
+def queries(n=5):
     rng = random.Random(11)
-    return [[round(rng.uniform(-1, 1), 4) for _ in range(DIM)] for _ in range(5)]
+    return [[round(rng.uniform(-1, 1), 4) for _ in range(DIM)] for _ in range(n)]
 
 
 def plain(v):
@@ -201,11 +210,12 @@ def setup(c, name, t, doc):
     step(doc, "load", load)
 
 
-def do_search(c, name, t):
+def do_search(c, name, t, n=5, filter=""):
     return search_hits(
         c.search(
             name,
-            data=queries(),
+            data=queries(n),
+            filter=filter,
             limit=TOP_K,
             output_fields=["tag", "score"],
             search_params={"metric_type": "COSINE"},
@@ -214,19 +224,94 @@ def do_search(c, name, t):
     )
 
 
+def error_search(c, name, t, no_rate_limit_retry):
+    """One search of one query vector, timed; what pymilvus raised, if it did."""
+    kwargs = {"retry_on_rate_limit": False} if no_rate_limit_retry else {}
+    TRACER.take()
+    began = time.monotonic()
+    err = {"raised": None}
+    try:
+        res = c.search(name, data=queries()[:1], limit=TOP_K, timeout=t, **kwargs)
+        err["hits"] = search_hits(res)
+    except MilvusException as e:
+        # After retrying a gRPC error, pymilvus raises a MilvusException whose
+        # `code` is the grpc.StatusCode; otherwise it is Milvus's error code.
+        code = e.code.name if isinstance(e.code, grpc.StatusCode) else plain(e.code)
+        err.update(
+            raised=type(e).__name__,
+            code=code,
+            compatible_code=plain(e.compatible_code),
+            message=e.message,
+        )
+    except grpc.RpcError as e:
+        err.update(
+            raised=type(e).__name__,
+            code=e.code().name,
+            message=e.details(),
+        )
+    except Exception as e:  # noqa: BLE001 - report whatever pymilvus raised
+        err.update(raised=type(e).__name__, message=str(e))
+    err["elapsed_ms"] = round((time.monotonic() - began) * 1000, 1)
+    calls = TRACER.take()
+    err["grpc_calls"] = calls
+    err["attempts"] = sum(1 for x in calls if x["method"].endswith("/Search"))
+    return err, calls
+
+
+def run_case(case, name):
+    """One case of `cases` mode, on a client of its own."""
+    t = float(case.get("timeout", 10.0))
+    TRACER.take()
+    c = MilvusClient(uri=case["uri"], timeout=t)
+    out = {"connect_calls": TRACER.take()}
+    if case["op"] == "search":
+        out["searches"] = []
+        try:
+            for _ in range(int(case.get("repeat", 1))):
+                out["searches"].append(
+                    do_search(c, name, t, int(case.get("queries", 5)), case.get("filter", ""))
+                )
+        except Exception as e:  # noqa: BLE001 - a fault may break the search: report it
+            code = getattr(e, "code", None)
+            code = code() if callable(code) else code
+            out["search_error"] = {
+                "raised": type(e).__name__,
+                "code": code.name if isinstance(code, grpc.StatusCode) else plain(code),
+                "message": str(e),
+            }
+        out["grpc_calls"] = TRACER.take()
+    elif case["op"] == "error":
+        out["error"], out["grpc_calls"] = error_search(
+            c, name, t, bool(case.get("no_rate_limit_retry"))
+        )
+    else:
+        raise SystemExit(f"unknown op {case['op']!r}")
+    c.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["workflow", "setup", "search", "error"])
+    ap.add_argument("mode", choices=["workflow", "setup", "search", "error", "cases"])
     ap.add_argument("uri")
     ap.add_argument("--collection", default="brownout_check")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--no-rate-limit-retry", action="store_true")
+    ap.add_argument("--cases", default="[]")
     args = ap.parse_args()
     t, name = args.timeout, args.collection
     doc = {"mode": args.mode, "uri": args.uri, "collection": name, "steps": []}
 
     start = time.monotonic()
+    if args.mode == "cases":
+        doc["cases"] = {}
+        for case in json.loads(args.cases):
+            doc["cases"][case["name"]] = run_case(case, name)
+        doc["elapsed_ms"] = round((time.monotonic() - start) * 1000, 1)
+        print(json.dumps(doc))
+        sys.stdout.flush()
+        return
     c = step(doc, "connect", lambda: MilvusClient(uri=args.uri, timeout=t))
     doc["steps"][-1]["result"] = None
     if args.mode in ("workflow", "setup"):
@@ -259,36 +344,7 @@ def main():
         for _ in range(args.repeat):
             doc["searches"].append(step(doc, "search", lambda: do_search(c, name, t)))
     elif args.mode == "error":
-        kwargs = {"retry_on_rate_limit": False} if args.no_rate_limit_retry else {}
-        began = time.monotonic()
-        err = {"raised": None}
-        try:
-            res = c.search(
-                name, data=queries()[:1], limit=TOP_K, timeout=t, **kwargs
-            )
-            err["hits"] = search_hits(res)
-        except MilvusException as e:
-            # After retrying a gRPC error, pymilvus raises a MilvusException whose
-            # `code` is the grpc.StatusCode; otherwise it is Milvus's error code.
-            code = e.code.name if isinstance(e.code, grpc.StatusCode) else plain(e.code)
-            err.update(
-                raised=type(e).__name__,
-                code=code,
-                compatible_code=plain(e.compatible_code),
-                message=e.message,
-            )
-        except grpc.RpcError as e:
-            err.update(
-                raised=type(e).__name__,
-                code=e.code().name,
-                message=e.details(),
-            )
-        except Exception as e:  # noqa: BLE001 - report whatever pymilvus raised
-            err.update(raised=type(e).__name__, message=str(e))
-        err["elapsed_ms"] = round((time.monotonic() - began) * 1000, 1)
-        calls = TRACER.take()
-        err["grpc_calls"] = calls
-        err["attempts"] = sum(1 for x in calls if x["method"].endswith("/Search"))
+        err, calls = error_search(c, name, t, args.no_rate_limit_retry)
         doc["error"] = err
         doc["steps"].append({"step": "error_search", "grpc_calls": calls})
     c.close()

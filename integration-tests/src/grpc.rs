@@ -307,3 +307,45 @@ impl GrpcEcho {
         ProxyBuilder::new(self.url()).api(ApiKind::Generic)
     }
 }
+
+/// The names of the gRPC status codes, by number (`grpc.StatusCode` names).
+pub const GRPC_CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The number of a gRPC status code named as `grpc.StatusCode` names it
+/// (`"UNAVAILABLE"` → 14); panics on a name that is none.
+pub fn grpc_code_number(name: &str) -> u64 {
+    GRPC_CODE_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or_else(|| panic!("not a gRPC status code: {name}")) as u64
+}
+
+/// Run a script of `integration-tests/python/` with the `grpc` environment's
+/// python ([`grpc_python`]), within `limit`, and return the one JSON document it
+/// prints (a script that prints none, or more than one, fails the test).
+pub async fn grpc_script(script: &str, args: &[String], limit: Duration) -> serde_json::Value {
+    let py = tokio::task::spawn_blocking(grpc_python)
+        .await
+        .expect("build the grpc environment");
+    let mut out = crate::within(limit, script, crate::run_python_json(&py, script, args)).await;
+    assert_eq!(out.len(), 1, "{script} prints one JSON document: {out:#?}");
+    out.remove(0)
+}

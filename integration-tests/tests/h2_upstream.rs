@@ -99,16 +99,16 @@ async fn grpc_passes_through_over_h2c_with_trailers_and_metadata() {
         .start()
         .await;
     let resp = h2c_client()
-        .request(grpc_request(
-            proxy.url("/pkg.Echo/Unary"),
-            b"\x0a\x03abc",
-        ))
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b"\x0a\x03abc"))
         .await
         .expect("call");
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_eq!(resp.headers()["x-initial"], "meta");
     let collected = resp.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers reach the client");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers reach the client");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["x-trailing"], "bye");
     assert_eq!(
@@ -117,7 +117,11 @@ async fn grpc_passes_through_over_h2c_with_trailers_and_metadata() {
     );
 
     let seen = seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.version, Version::HTTP_2, "gRPC must go upstream as HTTP/2");
+    assert_eq!(
+        seen.version,
+        Version::HTTP_2,
+        "gRPC must go upstream as HTTP/2"
+    );
     assert_eq!(seen.headers["te"], "trailers");
     assert_eq!(seen.headers["grpc-timeout"], "5S");
     assert_eq!(seen.headers["x-tenant"], "acme");
@@ -190,7 +194,8 @@ async fn each_client_connection_gets_its_own_upstream_connection() {
         let client = h2c_client();
         let mut tasks = Vec::new();
         for _ in 0..5 {
-            let (client, url, calls) = (client.clone(), proxy.url("/pkg.Echo/Unary"), calls.clone());
+            let (client, url, calls) =
+                (client.clone(), proxy.url("/pkg.Echo/Unary"), calls.clone());
             tasks.push(tokio::spawn(async move {
                 let resp = client.request(grpc_request(url, b"x")).await.expect("call");
                 resp.into_body().collect().await.expect("body");
@@ -272,5 +277,99 @@ async fn a_response_that_ends_without_grpc_status_is_an_upstream_error() {
     let rec = proxy.record_for("/pkg.Echo/Unary").await;
     assert_eq!(rec["outcome"], "upstream_error", "{rec}");
     assert!(rec["grpc"]["status"].is_null(), "{rec}");
+    proxy.shutdown().await;
+}
+
+/// An h2 server (the codec itself, so a test can refuse streams) that refuses
+/// the first `refuse` streams with REFUSED_STREAM and answers the rest OK.
+async fn refusing_upstream(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = streams.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    // Each stream on a task of its own: the connection is driven
+                    // only by `accept`, which must keep running meanwhile.
+                    tokio::spawn(async move {
+                        // The whole request arrives first (a server refusing
+                        // streams it is shedding, or one going away).
+                        let mut body = req.into_body();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        if n < refuse {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            return;
+                        }
+                        let resp = Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let Ok(mut send) = respond.send_response(resp, false) else {
+                            return;
+                        };
+                        let _ = send.send_data(Bytes::from(message(b"ok")), false);
+                        let _ = send.send_trailers(grpc_trailers(0, &[]));
+                    });
+                }
+            });
+        }
+    });
+    (addr, streams)
+}
+
+#[tokio::test]
+async fn a_stream_the_upstream_refused_is_sent_again_once() {
+    let (addr, streams) = refusing_upstream(1).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(format!("http://{addr}"))
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b"hello"))
+        .await
+        .expect("answered after one refusal");
+    let collected = resp.into_body().collect().await.expect("body");
+    assert_eq!(collected.trailers().expect("trailers")["grpc-status"], "0");
+    assert_eq!(collected.to_bytes().as_ref(), message(b"ok").as_slice());
+    assert_eq!(streams.load(Ordering::SeqCst), 2);
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["upstream"]["retried"], true, "{rec}");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_refused_twice_fails_as_unavailable_without_a_third_try() {
+    let (addr, streams) = refusing_upstream(usize::MAX).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(format!("http://{addr}"))
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b"hello"))
+        .await
+        .expect("an answer");
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    assert_eq!(
+        streams.load(Ordering::SeqCst),
+        2,
+        "sent again once, not more"
+    );
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
     proxy.shutdown().await;
 }

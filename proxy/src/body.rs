@@ -175,6 +175,11 @@ impl Body for ReqBody {
                         if let Some(d) = f.data_ref() {
                             hold.frame(d);
                         }
+                        // HTTP/2 ends the stream with the last frame and never
+                        // polls past it.
+                        if inner.is_end_stream() {
+                            hold.end();
+                        }
                     }
                     Poll::Ready(None) => hold.end(),
                     _ => {}
@@ -327,6 +332,12 @@ pub struct ProxyBody {
     head: Option<Bytes>,
     /// A non-streaming LLM answer, copied for its token usage.
     json_tap: Option<Box<JsonTap>>,
+    /// A gRPC response, read for in-message errors and broken framing.
+    grpc_tap: Option<Box<crate::grpc::GrpcTap>>,
+    /// The upstream's trailers, held while a shaper still has messages to send:
+    /// they go last, and only after the upstream's own end (a stream cut short by
+    /// a fault ends without them, so the client cannot read it as complete).
+    held_trailers: Option<http::HeaderMap>,
 }
 
 /// Longest single sleep while pacing, so the kill switch is noticed promptly.
@@ -349,6 +360,8 @@ impl ProxyBody {
             http2: false,
             head: None,
             json_tap: None,
+            grpc_tap: None,
+            held_trailers: None,
         }
     }
 
@@ -390,6 +403,8 @@ impl ProxyBody {
             http2,
             head: None,
             json_tap: None,
+            grpc_tap: None,
+            held_trailers: None,
         }
     }
 
@@ -412,6 +427,12 @@ impl ProxyBody {
         self
     }
 
+    /// Read this gRPC response's messages on the side (in-message errors, framing).
+    pub fn with_grpc_tap(mut self, tap: crate::grpc::GrpcTap) -> Self {
+        self.grpc_tap = Some(Box::new(tap));
+        self
+    }
+
     /// Measure (and, with a shaper, harm) this body as an LLM event stream.
     pub fn with_llm(mut self, llm: LlmStream) -> Self {
         self.llm = Some(Box::new(llm));
@@ -423,6 +444,15 @@ impl ProxyBody {
             let mut outcome = outcome;
             if let Some(tap) = self.json_tap.as_deref() {
                 tap.record(&mut ex);
+            }
+            let mut error = error;
+            if let Some(tap) = self.grpc_tap.as_deref_mut() {
+                if let Some(why) = tap.record(&mut ex) {
+                    if outcome.is_none() {
+                        outcome = Some(Outcome::UpstreamError);
+                        error = error.or(Some(why));
+                    }
+                }
             }
             if let Some(llm) = self.llm.as_deref() {
                 llm.record(&mut ex, Instant::now());
@@ -479,6 +509,11 @@ impl ProxyBody {
                     }
                 }
                 Next::End => {
+                    if let Some(t) = self.held_trailers.take() {
+                        if llm.upstream_done && llm.harm() != Some(Outcome::Truncated) {
+                            return Poll::Ready(Some(Ok(self.trailers(Frame::trailers(t)))));
+                        }
+                    }
                     self.finish(None, None);
                     return Poll::Ready(None);
                 }
@@ -506,7 +541,15 @@ impl ProxyBody {
                             }
                             match frame.into_data() {
                                 Ok(data) => llm.feed(&data),
-                                Err(frame) => return Poll::Ready(Some(Ok(self.trailers(frame)))),
+                                // Trailers end the upstream's body: they wait until
+                                // every queued message has gone.
+                                Err(frame) => match frame.into_trailers() {
+                                    Ok(t) => {
+                                        self.held_trailers = Some(t);
+                                        llm.upstream_end();
+                                    }
+                                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                                },
                             }
                         }
                     }
@@ -666,7 +709,7 @@ impl Body for ProxyBody {
                     return Poll::Ready(Some(Ok(Frame::data(b))));
                 }
                 match t.take() {
-                    Some(t) => return Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                    Some(t) => return Poll::Ready(Some(Ok(this.trailers(Frame::trailers(t))))),
                     None => Poll::Ready(None),
                 }
             }
@@ -696,6 +739,8 @@ impl Body for ProxyBody {
                             llm.tap(&data);
                         } else if let Some(tap) = this.json_tap.as_deref_mut() {
                             tap.tap(&data);
+                        } else if let Some(tap) = this.grpc_tap.as_deref_mut() {
+                            tap.tap(&data);
                         }
                         let out = this.shape(cx, data);
                         if let Kind::Upstream(inc) = &this.kind {
@@ -721,8 +766,10 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        // Queued stream events or a head still to send: not done, whatever the upstream says.
+        // Queued stream events, a head or held trailers still to send: not done,
+        // whatever the upstream says.
         if self.head.is_some()
+            || self.held_trailers.is_some()
             || self
                 .llm
                 .as_deref()

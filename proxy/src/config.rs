@@ -85,6 +85,9 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub upstream_ca: Option<PathBuf>,
+    /// What a client's FIN after its request means (DESIGN §1, "Half-close").
+    #[serde(default)]
+    pub half_close: HalfClose,
     /// Which HTTP version requests go upstream in (DESIGN §3).
     #[serde(default)]
     pub upstream_protocol: UpstreamProtocol,
@@ -105,6 +108,22 @@ pub enum UpstreamProtocol {
     H2c,
     /// HTTP/2 through ALPN, for every request (`https://` only).
     H2,
+}
+
+/// What a client that shuts down its sending side after its request (a FIN, as
+/// `printf ... | nc -N` sends) wants. TCP cannot tell that half-close from a client
+/// that closed its socket, so a listener says which to assume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HalfClose {
+    /// It still wants the answer, as nginx gives it: the exchange goes on and is
+    /// `client_closed` only when a write to the client fails, or when the FIN
+    /// arrives while a fault holds the request (a client giving up on a hang).
+    #[default]
+    Answer,
+    /// It gave up: the exchange ends `client_closed` when the FIN is seen, and the
+    /// upstream is not called if it has not been yet.
+    Abort,
 }
 
 /// Downstream TLS termination.
@@ -440,5 +459,31 @@ pub fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
     match base.and_then(|b| b.parent()) {
         Some(dir) if p.is_relative() => dir.join(p),
         _ => p.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod half_close_tests {
+    use super::*;
+
+    fn listener(extra: &str) -> Result<ListenerConfig, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{"listen": "127.0.0.1:0", "upstream": "http://127.0.0.1:1"{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn half_close_defaults_to_answer_and_takes_abort() {
+        assert_eq!(listener("").unwrap().half_close, HalfClose::Answer);
+        assert_eq!(
+            listener(r#", "half_close": "abort""#).unwrap().half_close,
+            HalfClose::Abort
+        );
+        assert_eq!(
+            listener(r#", "half_close": "answer""#).unwrap().half_close,
+            HalfClose::Answer
+        );
+        let e = listener(r#", "half_close": "close""#).unwrap_err();
+        assert!(e.to_string().contains("answer"), "{e}");
     }
 }

@@ -75,6 +75,7 @@ pub(crate) async fn serve(
         ctx: ctx.clone(),
         pool,
         served: 0,
+        abort_on_fin: settings.half_close == crate::config::HalfClose::Abort,
     };
     // Whether an exchange is in flight (read by the stop watcher on the same task).
     let busy = AtomicBool::new(false);
@@ -124,6 +125,9 @@ struct FastConn {
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
     served: u64,
+    /// `half_close: abort`: a FIN while the answer is awaited ends the exchange
+    /// (`client_closed`); under `answer` (the default) the answer is still sent.
+    abort_on_fin: bool,
 }
 
 /// How a message's body is delimited.
@@ -295,7 +299,16 @@ impl FastConn {
                 Ok(_) => None,
             },
             _ = timers.head.as_mut() => {
-                tracing::debug!(peer = %self.info.peer, served = self.served, "closing connection: no request head in time");
+                if self.served == 0 {
+                    self.ctx.shared.metrics.rejected(
+                        crate::metrics::Rejection::HeaderTimeout,
+                        &self.ctx.name,
+                        self.info.peer,
+                        &format_args!("no request head within header_timeout ({limit:?})"),
+                    );
+                } else {
+                    tracing::debug!(peer = %self.info.peer, served = self.served, "closing idle connection (idle_timeout)");
+                }
                 Some(Ended::Closed)
             }
         }
@@ -786,7 +799,9 @@ impl FastConn {
         let upstream = &self.ctx.upstream.display;
         let mut got_any = !up.buf.is_empty();
         // Meanwhile the client is watched, so one that gives up waiting is recorded
-        // when it leaves (its next pipelined requests, if any, are kept).
+        // when it leaves (its next pipelined requests, if any, are kept). Its FIN
+        // alone is a half-close under `half_close: answer`: the answer still goes to
+        // it, and only a failed write says it is gone.
         let mut watch_client = self.buf.len() < MAX_HEAD;
         loop {
             if !up.buf.is_empty() {
@@ -815,6 +830,7 @@ impl FastConn {
                 r = up.stream.read_buf(&mut up.buf) => r,
                 c = self.io.read_buf(&mut self.buf), if watch_client => {
                     match c {
+                        Ok(0) if !self.abort_on_fin => watch_client = false,
                         Ok(0) | Err(_) => return Err(UpFail::ClientGone(None)),
                         Ok(_) => watch_client = self.buf.len() < MAX_HEAD,
                     }

@@ -22,25 +22,18 @@ pub mod code {
     pub const UNAVAILABLE: u32 = 14;
 }
 
-/// Whether a request is a gRPC call: `application/grpc`, alone or with a
-/// `+format` suffix (`application/grpc+proto`), as the gRPC spec defines it.
+/// Whether a request is a gRPC call (`application/grpc`, alone or with a
+/// `+format` suffix).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let media = ct.split(';').next().unwrap_or("").trim();
-            media
-                .get(..16)
-                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
-                && matches!(media.as_bytes().get(16), None | Some(b'+'))
-        })
+        .is_some_and(brownout_faults::grpc::is_grpc_content_type)
 }
 
 /// The call a path names (`/package.Service/Method`), for the record.
 pub fn call_of(path: &str) -> GrpcCall {
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let (service, method) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+    let (service, method) = brownout_faults::grpc::split_path(path).unwrap_or(("", path));
     GrpcCall {
         service: service.to_string(),
         method: method.to_string(),
@@ -67,7 +60,9 @@ pub fn trailers_only(code: u32, message: &str) -> HeaderMap {
     );
     h.insert("grpc-status", HeaderValue::from(code));
     if !message.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&encode_message(message)) {
+        if let Ok(v) =
+            HeaderValue::from_str(&brownout_faults::grpc::status::encode_message(message))
+        {
             h.insert("grpc-message", v);
         }
     }
@@ -79,35 +74,28 @@ pub fn no_body() -> Bytes {
     Bytes::new()
 }
 
-/// `grpc-message` is percent-encoded UTF-8: bytes outside printable ASCII, and
-/// `%` itself, become `%XX` (gRPC over HTTP/2, "Responses").
-pub fn encode_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for b in message.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A Milvus-style in-message error: a response message for `path` whose
-/// `status` field carries the error, then `grpc-status: 0`, as Milvus's
-/// interceptors answer a rate-limited call.
+/// Milvus's in-message error for `preset` on the call at `path`: the method's own
+/// response type whose `status` carries the error, then `grpc-status: 0`, as
+/// Milvus's interceptors answer a rate-limited call (`text` replaces the reason).
+/// A method whose response has no status gets UNAVAILABLE, trailers-only; `None`
+/// for a preset with no Milvus status.
 pub fn in_message_error(
     path: &str,
-    code: i32,
-    legacy: i32,
-    reason: &str,
-    retriable: bool,
-) -> crate::inject::GrpcAnswer {
-    let payload = milvus_failed_response(path, code, legacy, reason, retriable);
-    let mut framed = Vec::with_capacity(payload.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&payload);
+    preset: &str,
+    text: Option<&str>,
+) -> Option<crate::inject::GrpcAnswer> {
+    use brownout_faults::grpc::milvus;
+    let mut status = milvus::preset_status(preset)?;
+    if let Some(t) = text {
+        status.reason = t.to_string();
+        status.detail = t.to_string();
+    }
+    let Some(frame) = milvus::failed_response_frame(path, &status) else {
+        return Some(crate::inject::GrpcAnswer::status(
+            code::UNAVAILABLE,
+            &status.reason,
+        ));
+    };
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -115,90 +103,101 @@ pub fn in_message_error(
     );
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from(code::OK));
-    crate::inject::GrpcAnswer {
+    Some(crate::inject::GrpcAnswer {
         code: code::OK,
         headers,
-        body: Bytes::from(framed),
+        body: frame,
         trailers: Some(trailers),
-        in_message: Some(format!("code {code}: {reason}")),
-    }
-}
-
-/// PROVISIONAL: the serialized failed response (to be replaced by the faults
-/// crate's Milvus builder).
-fn milvus_failed_response(
-    path: &str,
-    code: i32,
-    legacy: i32,
-    reason: &str,
-    retriable: bool,
-) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    let mut status = Vec::new();
-    status.push(0x08);
-    varint(&mut status, legacy as i64 as u64);
-    status.push(0x12);
-    varint(&mut status, reason.len() as u64);
-    status.extend_from_slice(reason.as_bytes());
-    status.push(0x18);
-    varint(&mut status, code as i64 as u64);
-    if retriable {
-        status.extend_from_slice(&[0x20, 0x01]);
-    }
-    let bare = path.rsplit('/').next().is_some_and(|m| {
-        m.starts_with("Create") || m.starts_with("Drop") || m.starts_with("Load") || m.starts_with("Release")
-    });
-    if bare {
-        return status;
-    }
-    let mut out = vec![0x0a];
-    varint(&mut out, status.len() as u64);
-    out.extend_from_slice(&status);
-    out
-}
-
-/// A `grpc-timeout` value (`<at most 8 digits><H|M|S|m|u|n>`) as a duration.
-pub fn parse_timeout(v: &[u8]) -> Option<std::time::Duration> {
-    let (unit, digits) = v.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    use std::time::Duration as D;
-    Some(match unit {
-        b'H' => D::from_secs(n * 3600),
-        b'M' => D::from_secs(n * 60),
-        b'S' => D::from_secs(n),
-        b'm' => D::from_millis(n),
-        b'u' => D::from_micros(n),
-        b'n' => D::from_nanos(n),
-        _ => return None,
+        in_message: Some(format!("code {}: {}", status.code, status.reason)),
     })
 }
 
-/// A duration as a `grpc-timeout` value: the finest unit whose count fits in 8
-/// digits, rounded up so the upstream never gets more time than is left.
-pub fn format_timeout(d: std::time::Duration) -> String {
-    const MAX: u128 = 99_999_999;
-    let nanos = d.as_nanos();
-    for (unit, per) in [
-        ('n', 1u128),
-        ('u', 1_000),
-        ('m', 1_000_000),
-        ('S', 1_000_000_000),
-        ('M', 60_000_000_000),
-        ('H', 3_600_000_000_000),
-    ] {
-        let n = nanos.div_ceil(per);
-        if n <= MAX {
-            return format!("{n}{unit}");
+/// What a gRPC response's messages say, read on the side as they pass: errors a
+/// response message carries in its own status field (Milvus `status`, Triton's
+/// `error_message`), and a body that breaks gRPC's framing. Nothing is changed or
+/// held back: complete messages are zero-copy slices of the frames.
+#[derive(Debug)]
+pub struct GrpcTap {
+    splitter: brownout_faults::grpc::MessageSplitter,
+    reader: InMessage,
+    /// The first in-message error seen.
+    in_message: Option<String>,
+    broken: Option<String>,
+}
+
+/// Whose in-message errors a call's responses carry.
+#[derive(Debug)]
+enum InMessage {
+    /// A MilvusService method, by path.
+    Milvus(String),
+    /// Triton's streaming inference.
+    TritonStream,
+    /// Any other service: framing only.
+    None,
+}
+
+impl GrpcTap {
+    /// A tap for the responses of the call at `path`.
+    pub fn new(path: &str) -> Self {
+        let reader = if brownout_faults::grpc::milvus::method_name(path).is_some()
+            && path.starts_with("/milvus.")
+        {
+            InMessage::Milvus(path.to_string())
+        } else if path == brownout_faults::grpc::triton::STREAM_INFER {
+            InMessage::TritonStream
+        } else {
+            InMessage::None
+        };
+        GrpcTap {
+            splitter: brownout_faults::grpc::MessageSplitter::default(),
+            reader,
+            in_message: None,
+            broken: None,
         }
     }
-    format!("{MAX}H")
+
+    /// One DATA frame on its way to the client.
+    pub fn tap(&mut self, data: &Bytes) {
+        use brownout_faults::grpc::Piece;
+        for piece in self.splitter.push(data) {
+            match piece {
+                Ok(Piece::Message(m)) => {
+                    if self.in_message.is_some() || m.compressed() {
+                        continue;
+                    }
+                    let payload = m.payload();
+                    self.in_message = match &self.reader {
+                        InMessage::Milvus(path) => {
+                            brownout_faults::grpc::milvus::in_message_status_for(path, &payload)
+                                .filter(|s| !s.is_success())
+                                .map(|s| format!("code {}: {}", s.code, s.reason))
+                        }
+                        InMessage::TritonStream => {
+                            brownout_faults::grpc::triton::stream_error(&payload)
+                        }
+                        InMessage::None => None,
+                    };
+                }
+                Ok(Piece::Oversized { .. }) => {}
+                Err(e) => self.broken = Some(e.to_string()),
+            }
+        }
+    }
+
+    /// Put what the messages said into the record; returns why the body broke
+    /// gRPC's framing, if it did (a body that ends inside a message: the client
+    /// sees an error, whatever the trailers say).
+    pub fn record(&mut self, ex: &mut crate::exchange::Exchange) -> Option<String> {
+        if let Some(m) = self.in_message.take() {
+            ex.grpc_in_message(m);
+        }
+        if self.broken.is_none() {
+            if let Err(e) = self.splitter.finish() {
+                self.broken = Some(e.to_string());
+            }
+        }
+        self.broken
+            .take()
+            .map(|why| format!("malformed gRPC response: {why}"))
+    }
 }

@@ -133,18 +133,9 @@ fn grpc_error(
         Some(Some(presets::GrpcForm::TrailersOnly { code, message })) => {
             Some(GrpcAnswer::status(code, text.unwrap_or(message)))
         }
-        Some(Some(presets::GrpcForm::InMessage {
-            code,
-            legacy,
-            reason,
-            retriable,
-        })) => Some(crate::grpc::in_message_error(
-            grpc.path,
-            code,
-            legacy,
-            text.unwrap_or(reason),
-            retriable,
-        )),
+        Some(Some(presets::GrpcForm::InMessage)) => {
+            crate::grpc::in_message_error(grpc.path, preset.unwrap_or_default(), text)
+        }
         None => Some(GrpcAnswer::status(
             crate::grpc::code::INTERNAL,
             text.unwrap_or("error injected by brownout"),
@@ -409,13 +400,19 @@ pub async fn request_side(
                     if let Some(g) = &req.grpc {
                         let as_http = status.is_some() && preset.is_none() && grpc_status.is_none();
                         if !as_http {
-                            match grpc_error(g, preset.as_deref(), grpc_status.as_ref(), body.as_ref())
-                            {
+                            match grpc_error(
+                                g,
+                                preset.as_deref(),
+                                grpc_status.as_ref(),
+                                body.as_ref(),
+                            ) {
                                 Some(mut a) => {
                                     ex.applied(&rule.name, kind);
                                     for (k, v) in headers {
                                         if let (Ok(k), Ok(v)) = (
-                                            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                                            HeaderName::from_bytes(
+                                                k.to_ascii_lowercase().as_bytes(),
+                                            ),
                                             HeaderValue::from_str(v),
                                         ) {
                                             a.headers.insert(k, v);

@@ -337,7 +337,10 @@ impl LlmStream {
         if self.meter.saw_error() {
             return Some(Outcome::UpstreamError);
         }
-        if !self.meter.saw_terminator() && self.meter.content_events() > 0 {
+        // A gRPC stream has no terminator event: its end is the trailers, and the
+        // call's status is judged from them (a missing one is an upstream error).
+        let grpc = self.framing == brownout_faults::stream::Framing::Grpc;
+        if !grpc && !self.meter.saw_terminator() && self.meter.content_events() > 0 {
             return Some(Outcome::Truncated);
         }
         None

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::record::{DroppedRecords, Record};
@@ -120,6 +120,44 @@ pub struct Metrics {
     /// Per-phase aggregates and the dashboard's live series (`/api/v1/summary`,
     /// `/api/v1/live`), fed by the same recorder thread.
     pub summary: crate::summary::Summary,
+    /// Connections dropped before any exchange on them began, by [`Rejection`]:
+    /// they leave no record, so this is all an operator sees of them. Counted
+    /// inline (one atomic): there is no record to count them from.
+    rejected: [AtomicU64; Rejection::ALL.len()],
+}
+
+/// Why a connection was dropped before it carried an exchange
+/// (`brownout_connections_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No complete request head within `limits.header_timeout`.
+    HeaderTimeout,
+    /// A request head that is not HTTP (answered 400, or 431 when too large).
+    BadRequest,
+    /// `limits.max_connections` were open and none freed within `header_timeout`
+    /// (or too many connections were already waiting for one).
+    MaxConnections,
+    /// The TLS handshake failed or took longer than `limits.tls_handshake_timeout`.
+    TlsHandshake,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 4] = [
+        Rejection::HeaderTimeout,
+        Rejection::BadRequest,
+        Rejection::MaxConnections,
+        Rejection::TlsHandshake,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::HeaderTimeout => "header_timeout",
+            Rejection::BadRequest => "bad_request",
+            Rejection::MaxConnections => "max_connections",
+            Rejection::TlsHandshake => "tls_handshake",
+        }
+    }
 }
 
 /// Escape a label value per the text format.
@@ -156,6 +194,24 @@ pub struct GpuGauge {
 }
 
 impl Metrics {
+    /// Count a connection dropped before any exchange began, and say so at debug
+    /// level (`why` says what happened, e.g. the TLS error).
+    pub fn rejected(
+        &self,
+        reason: Rejection,
+        listener: &str,
+        peer: std::net::SocketAddr,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(listener, %peer, reason = reason.as_str(), "connection rejected: {why}");
+    }
+
+    /// Connections rejected so far for `reason`.
+    pub fn rejected_count(&self, reason: Rejection) -> u64 {
+        self.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
     /// The in-flight gauge for one listener (updated inline by the request path).
     pub fn active_gauge(&self, listener: &str) -> Arc<AtomicI64> {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,6 +402,20 @@ impl Metrics {
                 "brownout_active_requests{{listener=\"{}\"}} {}",
                 esc(l),
                 g.load(Ordering::Relaxed)
+            );
+        }
+        head(
+            &mut out,
+            "connections_rejected_total",
+            "counter",
+            "Connections dropped before any exchange began, by reason: header_timeout, bad_request, max_connections, tls_handshake.",
+        );
+        for r in Rejection::ALL {
+            let _ = writeln!(
+                out,
+                "brownout_connections_rejected_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.rejected_count(r)
             );
         }
         head(

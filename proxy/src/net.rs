@@ -5,8 +5,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use http::header::{HeaderMap, HeaderName, CONNECTION};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -28,7 +30,7 @@ pub struct ConnInfo {
     /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
     /// socket over only once its connection has finished, so the connection's task
     /// runs the tunnel then ([`crate::tunnel`]).
-    pub tunnel: std::sync::Mutex<Option<Box<crate::tunnel::Parked>>>,
+    pub tunnel: Mutex<Option<Box<crate::tunnel::Parked>>>,
     /// This connection's own HTTP/2 upstream connection, for gRPC (and every
     /// request under `upstream_protocol: h2c | h2`), dialled on first use.
     pub h2: crate::h2up::H2Slot,
@@ -37,6 +39,20 @@ pub struct ConnInfo {
     pub kill: tokio::sync::Notify,
     /// With `kill`: send GOAWAY first, then close.
     pub goaway: AtomicBool,
+    /// The client socket while the connection is served through a [`ConnIo`]. It
+    /// lives here, not in the `ConnIo`, so that the connection's task can also peek
+    /// at it for a FIN while a fault holds a request ([`HoldWatch`]): under
+    /// `half_close: answer` hyper reads nothing then. Only that one task touches
+    /// it, so the lock is never contended.
+    sock: Mutex<Option<TcpStream>>,
+    /// Request-side fault holds in progress on this connection, and how many have
+    /// begun (which tells a [`HoldWatch`] one hold from the next).
+    holds: AtomicU32,
+    hold_starts: AtomicU32,
+    /// When the latest hold began, in ms since `created`.
+    hold_began_ms: AtomicU64,
+    /// The connection task's [`HoldWatch`], woken when a hold begins.
+    hold_waker: AtomicWaker,
 }
 
 impl ConnInfo {
@@ -48,11 +64,33 @@ impl ConnInfo {
             inflight: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
-            tunnel: std::sync::Mutex::new(None),
+            tunnel: Mutex::new(None),
             h2: crate::h2up::H2Slot::default(),
             kill: tokio::sync::Notify::new(),
             goaway: AtomicBool::new(false),
+            sock: Mutex::new(None),
+            holds: AtomicU32::new(0),
+            hold_starts: AtomicU32::new(0),
+            hold_began_ms: AtomicU64::new(0),
+            hold_waker: AtomicWaker::new(),
         })
+    }
+
+    /// Mark a request-side fault hold (delay, hang, a queue, GPU admission, a cold
+    /// start) for as long as the mark lives. A FIN that arrives meanwhile is a client
+    /// giving up, not a half-close: the connection's task ends the exchange then
+    /// (`client_closed`, the upstream not called), as `half_close: answer` says.
+    pub fn holding(&self) -> HoldMark<'_> {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.hold_began_ms.store(ms, Ordering::Release);
+        self.holds.fetch_add(1, Ordering::AcqRel);
+        self.hold_starts.fetch_add(1, Ordering::AcqRel);
+        self.hold_waker.wake();
+        HoldMark(self)
+    }
+
+    fn sock(&self) -> std::sync::MutexGuard<'_, Option<TcpStream>> {
+        self.sock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An exchange on this connection began.
@@ -106,26 +144,139 @@ impl ConnInfo {
     }
 }
 
+/// A request-side fault hold in progress ([`ConnInfo::holding`]).
+#[derive(Debug)]
+pub struct HoldMark<'a>(&'a ConnInfo);
+
+impl Drop for HoldMark<'_> {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A FIN this soon after a hold began came with the request (`printf ... | nc -N`
+/// sends it right after the last byte, and it may land just after the proxy read
+/// the request): a half-close, to be answered. One later is a client giving up. A
+/// FIN already there when the hold is first looked at came with the request too,
+/// however long the connection's task took to get to it.
+pub const FIN_WITH_REQUEST: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Resolves when the client's FIN arrives while a fault holds its request (more
+/// than [`FIN_WITH_REQUEST`] into the hold), or its connection breaks then.
+///
+/// HTTP/1.1 under `half_close: answer` only: hyper then reads nothing between a
+/// request and its answer, so without this a client that gave up on a `hang`
+/// would be held until the hang ends, which for `hang` without a duration is
+/// never. A peek sees the FIN only behind no unread bytes: behind a request body
+/// not read yet, a pipelined request, or (TLS) a `close_notify`, the exchange
+/// ends when its answer cannot be written instead.
+#[derive(Debug)]
+pub struct HoldWatch<'a> {
+    info: &'a ConnInfo,
+    /// The hold being watched (`hold_starts` when it began) and when it began.
+    hold: Option<(u32, tokio::time::Instant)>,
+    /// Unread bytes hide any FIN until this hold ends.
+    blocked: bool,
+    /// This hold's socket has been seen without a FIN.
+    waited: bool,
+    /// The client half-closed: nothing more can arrive on this connection.
+    half_closed: bool,
+}
+
+impl<'a> HoldWatch<'a> {
+    pub fn new(info: &'a ConnInfo) -> Self {
+        HoldWatch {
+            info,
+            hold: None,
+            blocked: false,
+            waited: false,
+            half_closed: false,
+        }
+    }
+}
+
+impl std::future::Future for HoldWatch<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.half_closed {
+            return Poll::Pending;
+        }
+        this.info.hold_waker.register(cx.waker());
+        if this.info.holds.load(Ordering::Acquire) == 0 {
+            this.hold = None;
+            return Poll::Pending;
+        }
+        let starts = this.info.hold_starts.load(Ordering::Acquire);
+        let since = match this.hold {
+            Some((n, since)) if n == starts => since,
+            _ => {
+                let began = this.info.created
+                    + std::time::Duration::from_millis(
+                        this.info.hold_began_ms.load(Ordering::Acquire),
+                    );
+                this.hold = Some((starts, began));
+                this.blocked = false;
+                this.waited = false;
+                began
+            }
+        };
+        if this.blocked {
+            return Poll::Pending;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let peeked = match this.info.sock().as_ref() {
+            Some(s) => s.poll_peek(cx, &mut buf),
+            None => return Poll::Pending,
+        };
+        match peeked {
+            Poll::Pending => {
+                this.waited = true;
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) if !this.waited || since.elapsed() <= FIN_WITH_REQUEST => {
+                this.half_closed = true;
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(()),
+            Poll::Ready(Ok(_)) => {
+                this.blocked = true;
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// An accepted TCP stream that, once its connection asked for a reset, fails all
 /// further I/O and closes with zero linger so the peer sees ECONNRESET.
+///
+/// The socket itself is kept in the connection's [`ConnInfo`] (see its `sock`).
 #[derive(Debug)]
 pub struct ConnIo {
-    inner: TcpStream,
     info: Arc<ConnInfo>,
 }
 
 impl ConnIo {
     pub fn new(inner: TcpStream, info: Arc<ConnInfo>) -> Self {
-        ConnIo { inner, info }
-    }
-
-    /// The socket, to peek at before serving.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.inner
+        *info.sock() = Some(inner);
+        ConnIo { info }
     }
 
     fn reset_requested(&self) -> bool {
         self.info.rst.load(Ordering::Acquire)
+    }
+
+    /// Run one poll on the socket (gone only after this `ConnIo` was dropped).
+    fn with<R>(
+        &self,
+        f: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match self.info.sock().as_mut() {
+            Some(s) => f(Pin::new(s)),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
     }
 }
 
@@ -138,9 +289,13 @@ fn reset_err() -> io::Error {
 
 impl Drop for ConnIo {
     fn drop(&mut self) {
+        // The socket closes with its ConnIo, whoever else holds the ConnInfo.
+        let Some(sock) = self.info.sock().take() else {
+            return;
+        };
         if self.reset_requested() {
             // Zero linger turns the close into an RST; it never blocks.
-            let _ = self.inner.set_zero_linger();
+            let _ = sock.set_zero_linger();
         }
     }
 }
@@ -151,11 +306,10 @@ impl AsyncRead for ConnIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.reset_requested() {
+        if self.reset_requested() {
             return Poll::Ready(Err(reset_err()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        self.with(|s| s.poll_read(cx, buf))
     }
 }
 
@@ -165,11 +319,10 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.reset_requested() {
+        if self.reset_requested() {
             return Poll::Ready(Err(reset_err()));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        self.with(|s| s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -177,28 +330,27 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.reset_requested() {
+        if self.reset_requested() {
             return Poll::Ready(Err(reset_err()));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        self.with(|s| s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        // As tokio's TcpStream, which writes vectored on every platform.
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        self.with(|s| s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.reset_requested() {
+        if self.reset_requested() {
             // No FIN: the drop will send the RST.
             return Poll::Ready(Err(reset_err()));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        self.with(|s| s.poll_shutdown(cx))
     }
 }
 
@@ -335,6 +487,83 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connected pair: the client's socket, and the proxy side in a ConnIo.
+    async fn pair() -> (TcpStream, Arc<ConnInfo>, ConnIo) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let info = ConnInfo::new(peer);
+        let io = ConnIo::new(server, info.clone());
+        (client, info, io)
+    }
+
+    /// Whether `w` resolves within `d`.
+    async fn fires(w: &mut std::pin::Pin<&mut HoldWatch<'_>>, d: std::time::Duration) -> bool {
+        tokio::time::timeout(d, w.as_mut()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_fin_during_a_hold_is_a_client_giving_up() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, info, _io) = pair().await;
+        let watch = HoldWatch::new(&info);
+        tokio::pin!(watch);
+        let short = std::time::Duration::from_millis(30);
+        // No hold: nothing to watch, whatever the client does.
+        assert!(!fires(&mut watch, short).await);
+        let held = info.holding();
+        tokio::time::sleep(FIN_WITH_REQUEST * 2).await;
+        assert!(!fires(&mut watch, short).await, "no FIN yet");
+        client.shutdown().await.unwrap();
+        assert!(fires(&mut watch, std::time::Duration::from_secs(5)).await);
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_fin_that_came_with_the_request_is_a_half_close() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, info, _io) = pair().await;
+        client.shutdown().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let watch = HoldWatch::new(&info);
+        tokio::pin!(watch);
+        let _held = info.holding();
+        // However late the connection's task first looks.
+        tokio::time::sleep(FIN_WITH_REQUEST * 2).await;
+        assert!(
+            !fires(&mut watch, FIN_WITH_REQUEST * 3).await,
+            "a FIN already there when the hold began is a half-close"
+        );
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_hide_a_fin_without_a_busy_loop() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, info, _io) = pair().await;
+        let watch = HoldWatch::new(&info);
+        tokio::pin!(watch);
+        let _held = info.holding();
+        tokio::time::sleep(FIN_WITH_REQUEST * 2).await;
+        client.write_all(b"next request").await.unwrap();
+        client.shutdown().await.unwrap();
+        assert!(!fires(&mut watch, std::time::Duration::from_millis(100)).await);
+        assert!(watch.blocked, "stops peeking at bytes it cannot read past");
+    }
+
+    #[tokio::test]
+    async fn the_socket_closes_with_its_conn_io_not_its_conn_info() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, info, io) = pair().await;
+        drop(io);
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "closed while the ConnInfo lives on");
+        assert!(info.sock().is_none());
+    }
 
     #[test]
     fn cidr_contains() {

@@ -237,7 +237,6 @@ impl Record {
     }
 }
 
-
 /// Records lost, by reason (`brownout_records_dropped_total{reason}`, and
 /// `records.dropped_by_reason` in `/api/v1/status`), so an operator can tell a
 /// recorder that cannot keep up from a disk that cannot take its records.
@@ -671,6 +670,10 @@ trait RecordFile: Sized {
     fn state(&self) -> io::Result<(u64, bool)>;
     /// Make what was written durable (at exit).
     fn sync(&self) -> io::Result<()>;
+    /// The file at `path` ends inside a line (a writer killed mid-write, or
+    /// another program's bytes): the first write into it must start a new line,
+    /// or its first record would be glued to the fragment.
+    fn torn_end(path: &Path) -> bool;
 }
 
 impl RecordFile for File {
@@ -707,6 +710,15 @@ impl RecordFile for File {
 
     fn sync(&self) -> io::Result<()> {
         self.sync_data()
+    }
+
+    fn torn_end(path: &Path) -> bool {
+        use std::io::{Read, SeekFrom};
+        let Ok(mut f) = File::open(path) else {
+            return false;
+        };
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n'
     }
 }
 
@@ -774,7 +786,7 @@ fn append_lines<F: RecordFile>(f: &mut F, buf: &[u8], from: usize, ends: &[usize
             out.error = Some(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
-                    "short write: the file took {n} of {} bytes, not a whole record",
+                    "no room for a whole record: the file took {n} of {} bytes (a full disk, or a file-size limit)",
                     last - off
                 ),
             ));
@@ -799,7 +811,10 @@ fn cut_torn<F: RecordFile>(f: &mut F, torn: u64) -> io::Result<()> {
     f.cut(end - torn)
 }
 
-/// A write-failure episode: records are being lost since `error`.
+/// A write-failure episode: records are being lost since `error`. It ends when a
+/// whole batch of records is written again, not when a note alone fits (a disk
+/// with a few hundred bytes free would otherwise end and begin an episode, and log
+/// twice, for every batch).
 #[derive(Debug)]
 struct Episode {
     lost: u64,
@@ -825,6 +840,9 @@ struct Sink<F: RecordFile> {
     /// A torn fragment could not be cut off: the next write starts with a newline.
     torn_tail: bool,
     failing: Option<Episode>,
+    /// Write errors not yet noted in the file, and the error to note with them.
+    unnoted: u64,
+    unnoted_error: String,
     /// Queue overflows to note in the file.
     pending_queue_full: u64,
     drops: Arc<Drops>,
@@ -844,6 +862,7 @@ impl<F: RecordFile> Sink<F> {
             source,
         })?;
         let size = file.state().map_or(0, |s| s.0);
+        let torn_tail = F::torn_end(path);
         Ok(Sink {
             path: path.to_path_buf(),
             file: Some(file),
@@ -854,8 +873,10 @@ impl<F: RecordFile> Sink<F> {
             rotated_away: false,
             rotate_failing: false,
             retry_rotate_at: None,
-            torn_tail: false,
+            torn_tail,
             failing: None,
+            unnoted: 0,
+            unnoted_error: String::new(),
             pending_queue_full: 0,
             drops,
             file_error,
@@ -877,6 +898,10 @@ impl<F: RecordFile> Sink<F> {
         self.drops
             .write_error
             .fetch_add(n as u64, Ordering::Relaxed);
+        if self.unnoted == 0 {
+            self.unnoted_error = why.to_string();
+        }
+        self.unnoted += n as u64;
         match self.failing.as_mut() {
             Some(ep) => ep.lost += n as u64,
             None => {
@@ -923,11 +948,7 @@ impl<F: RecordFile> Sink<F> {
         self.file = None;
         match F::open(&self.path) {
             Ok(f) => {
-                self.size = f.state().map_or(0, |s| s.0);
-                self.file = Some(f);
-                self.retry_open_at = None;
-                self.torn_tail = false;
-                self.rotated_away = false;
+                self.use_file(f);
                 if removed {
                     tracing::warn!(file = %self.path.display(), "the record file was removed; records go to a new one");
                 }
@@ -961,15 +982,17 @@ impl<F: RecordFile> Sink<F> {
     }
 
     /// Write what the file owes its readers before the next records: a newline
-    /// after a torn fragment, and the notes of records lost. An episode of write
-    /// errors ends when its note is in the file.
+    /// after a torn fragment, and the notes of records lost.
     fn write_notes(&mut self) -> Result<(), RecordError> {
         let mut notes: Vec<(Vec<u8>, u8)> = Vec::new();
         if self.torn_tail {
             notes.push((b"\n".to_vec(), 0));
         }
-        if let Some(ep) = &self.failing {
-            notes.push((self.note(ep.lost, "write_error", Some(&ep.error)), 1));
+        if self.unnoted > 0 {
+            notes.push((
+                self.note(self.unnoted, "write_error", Some(&self.unnoted_error)),
+                1,
+            ));
         }
         if self.pending_queue_full > 0 {
             notes.push((self.note(self.pending_queue_full, "queue_full", None), 2));
@@ -991,17 +1014,7 @@ impl<F: RecordFile> Sink<F> {
             }
             match kind {
                 0 => self.torn_tail = false,
-                1 => {
-                    if let Some(ep) = self.failing.take() {
-                        tracing::warn!(
-                            file = %self.path.display(),
-                            lost = ep.lost,
-                            "records are written again; {} record(s) could not be written and are counted as lost",
-                            ep.lost
-                        );
-                    }
-                    *self.file_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
+                1 => self.unnoted = 0,
                 _ => self.pending_queue_full = 0,
             }
         }
@@ -1011,19 +1024,22 @@ impl<F: RecordFile> Sink<F> {
     /// Write a batch of whole lines (`ends`: where each ends in `buf`), rotating
     /// by size between lines; what the file does not take is counted lost.
     fn write(&mut self, buf: &[u8], ends: &[usize]) {
-        if ends.is_empty()
-            && !self.torn_tail
-            && self.failing.is_none()
-            && self.pending_queue_full == 0
-        {
+        if ends.is_empty() && !self.torn_tail && self.unnoted == 0 && self.pending_queue_full == 0 {
             return;
         }
         if let Err(e) = self.ready() {
             self.lost(ends.len(), &e);
             return;
         }
-        // A failed note is tried again with the next batch; the records may still fit.
-        let _ = self.write_notes();
+        // A failed note is tried again with the next batch; the records may still
+        // fit. But not after a fragment that could not be ended: they would be
+        // glued to it.
+        if let Err(e) = self.write_notes() {
+            if self.torn_tail {
+                self.lost(ends.len(), &e);
+                return;
+            }
+        }
         let mut i = 0;
         while i < ends.len() {
             let from = if i == 0 { 0 } else { ends[i - 1] };
@@ -1066,9 +1082,17 @@ impl<F: RecordFile> Sink<F> {
                 return;
             }
         }
-        // Writing works: close the episode at once rather than at the next batch.
-        if self.failing.is_some() {
-            let _ = self.write_notes();
+        // A whole batch is in the file: the episode (if any) is over.
+        if !ends.is_empty() {
+            if let Some(ep) = self.failing.take() {
+                tracing::warn!(
+                    file = %self.path.display(),
+                    lost = ep.lost,
+                    "records are written again; {} record(s) could not be written and are counted as lost",
+                    ep.lost
+                );
+                *self.file_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
     }
 
@@ -1128,22 +1152,24 @@ impl<F: RecordFile> Sink<F> {
             path: self.path.clone(),
             source,
         })?;
+        self.use_file(f);
+        Ok(())
+    }
+
+    /// Write to `f`, just opened at the path, from now on.
+    fn use_file(&mut self, f: F) {
         self.size = f.state().map_or(0, |s| s.0);
         self.file = Some(f);
+        self.retry_open_at = None;
         self.rotated_away = false;
-        self.torn_tail = false;
-        Ok(())
+        self.torn_tail = F::torn_end(&self.path);
     }
 
     /// SIGUSR1: open the path again; on failure the old file stays in use.
     fn reopen(&mut self) {
         match F::open(&self.path) {
             Ok(f) => {
-                self.size = f.state().map_or(0, |s| s.0);
-                self.file = Some(f);
-                self.retry_open_at = None;
-                self.rotated_away = false;
-                self.torn_tail = false;
+                self.use_file(f);
                 tracing::info!(file = %self.path.display(), "record file reopened");
             }
             Err(source) => {
@@ -1151,7 +1177,11 @@ impl<F: RecordFile> Sink<F> {
                     path: self.path.clone(),
                     source,
                 };
-                tracing::error!(error = %e, "cannot reopen the record file; records keep going to the old one");
+                if self.file.is_some() {
+                    tracing::error!(error = %e, "cannot reopen the record file; records keep going to the old one");
+                } else {
+                    tracing::error!(error = %e, "cannot reopen the record file; it is tried again with the next records");
+                }
             }
         }
     }
@@ -1164,6 +1194,7 @@ impl<F: RecordFile> Sink<F> {
         if let Some(ep) = &self.failing {
             tracing::error!(
                 file = %self.path.display(),
+                error = %ep.error,
                 lost = ep.lost,
                 "exiting while records cannot be written; {} record(s) were lost",
                 ep.lost
@@ -1267,6 +1298,13 @@ mod tests {
         }
         fn sync(&self) -> io::Result<()> {
             Ok(())
+        }
+        fn torn_end(path: &Path) -> bool {
+            disk(|d| {
+                d.files
+                    .get(path)
+                    .is_some_and(|f| f.borrow().last().is_some_and(|b| *b != b'\n'))
+            })
         }
     }
 
@@ -1455,7 +1493,8 @@ mod tests {
             .count();
         assert_eq!((starts, ends), (2, 2), "{logs:#?}");
         assert!(
-            logs.iter().any(|l| l.contains("17 record(s) could not be written")),
+            logs.iter()
+                .any(|l| l.contains("17 record(s) could not be written")),
             "{logs:#?}"
         );
     }
@@ -1629,6 +1668,35 @@ mod tests {
     }
 
     #[test]
+    fn a_file_left_torn_by_an_earlier_process_gets_its_own_line_ended_first() {
+        let dir = Dir::new("torn-at-open");
+        let path = dir.0.join("r.jsonl");
+        // A proxy killed in the middle of a write left half a record.
+        std::fs::write(&path, "{\"id\":0}\n{\"id\":1,\"pa").unwrap();
+        let mut s = file_sink(&path, None, 5);
+        let (buf, ends) = batch(2, 2, 100);
+        s.write(&buf, &ends);
+        let text = read(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1], "{\"id\":1,\"pa",
+            "the fragment stays alone: {text}"
+        );
+        let rest: String = [lines[0], lines[2], lines[3]]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(parse(&rest).0, vec![0, 2, 3]);
+        // A whole file needs no newline.
+        let path = dir.0.join("whole.jsonl");
+        std::fs::write(&path, "{\"id\":0}\n").unwrap();
+        let mut s = file_sink(&path, None, 5);
+        let (buf, ends) = batch(1, 1, 100);
+        s.write(&buf, &ends);
+        assert_eq!(parse(&read(&path)).0, vec![0, 1]);
+    }
+
+    #[test]
     fn a_directory_that_disappears_and_returns() {
         let dir = Dir::new("dir-gone");
         let sub = dir.0.join("sub");
@@ -1690,6 +1758,7 @@ mod tests {
         r.close();
         let d = r.dropped_by_reason();
         assert_eq!(d.write_error, 0);
+        assert!(d.queue_full > 0, "a queue of one overflows");
         assert_eq!(r.submitted() + d.queue_full, total);
         let (ids, notes) = parse(&read(&path));
         assert_eq!(ids.len() as u64, r.submitted());

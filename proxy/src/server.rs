@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{parse_addr, relative_to, FileConfig};
-use crate::metrics::Metrics;
+use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
+use crate::metrics::{Metrics, Rejection};
 use crate::net::{Cidr, ConnInfo, ConnIo};
 use crate::record::Recorder;
 use crate::service::{ListenerCtx, ProxyService};
@@ -153,6 +153,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         h2: Option<crate::h2up::H2Dialer>,
         ca: Option<PathBuf>,
         tls: Option<TlsAcceptor>,
+        half_close: HalfClose,
     }
     let mut planned = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
@@ -188,6 +189,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             h2,
             ca,
             tls,
+            half_close: l.half_close,
         });
     }
     let trusted = cfg
@@ -226,7 +228,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
 
     let metrics = Arc::new(Metrics::default());
     let record_path = cfg.record.jsonl.as_ref().map(|p| relative_to(base, p));
-    let recorder = Recorder::start(record_path.as_deref(), cfg.record.queue, metrics.clone())?;
+    let recorder = Recorder::start_with(record_path.as_deref(), &cfg.record, metrics.clone())?;
     let seed_override = cfg.seed;
     let shared = Arc::new(Shared {
         profile: ArcSwap::from_pointee(CompiledProfile::empty(seed_override.unwrap_or(0))),
@@ -260,6 +262,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     let (stop_tx, stop_rx) = watch::channel(0u8);
     let max_conns = cfg.limits.max_connections.max(1);
     let conns = Arc::new(Semaphore::new(max_conns));
+    let waiting = Arc::new(Semaphore::new(WAITING_ROOM));
     // Each connection picks its protocol first (ALPN under TLS, HTTP/2's preface or
     // not in plain text) and is served by that protocol's builder alone, so an
     // HTTP/1.1 connection's task is sized for HTTP/1.1, not for the larger of the two.
@@ -270,7 +273,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         // `header_timeout` is enforced per connection in `drive`.
         .header_read_timeout(cfg.limits.idle_timeout.0.max(cfg.limits.header_timeout.0))
         .keep_alive(true);
-    let h1 = Arc::new(h1);
+    // `half_close: answer`: hyper then keeps serving a request after the client's
+    // FIN instead of treating it as the end (its default); holds watch for a FIN
+    // themselves (`net::HoldWatch`). `abort` keeps hyper's default.
+    let h1_abort = Arc::new(h1.clone());
+    h1.half_close(true);
+    let h1_answer = Arc::new(h1);
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // Limits no tighter than grpc-go's, so a gRPC client that its server would
     // serve is not refused here: header lists up to 16 MiB, no cap on concurrent
@@ -310,7 +318,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         bound.push((p.name.clone(), addr));
         let settings = Arc::new(ConnSettings {
             tls: p.tls,
-            h1: h1.clone(),
+            h1: match p.half_close {
+                HalfClose::Answer => h1_answer.clone(),
+                HalfClose::Abort => h1_abort.clone(),
+            },
+            half_close: p.half_close,
+            waiting: waiting.clone(),
             h2: h2.clone(),
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
@@ -501,7 +514,12 @@ fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
 /// How a listener serves each accepted connection.
 pub(crate) struct ConnSettings {
     tls: Option<TlsAcceptor>,
+    /// hyper's HTTP/1.1 builder for this listener's `half_close`.
     h1: Arc<hyper::server::conn::http1::Builder>,
+    pub(crate) half_close: HalfClose,
+    /// Room for connections accepted over `max_connections` to wait for a slot,
+    /// shared by every listener ([`WAITING_ROOM`]).
+    waiting: Arc<Semaphore>,
     h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
     pub(crate) header_timeout: Duration,
@@ -583,6 +601,12 @@ impl Drop for OpenConn {
 const SHARE_WAIT: Duration = Duration::from_millis(1);
 const SHARE_TRIES: u32 = 5;
 
+/// How many connections accepted over `max_connections` may wait for a slot at
+/// once, across every listener: as many as the listen backlog brownout asks the
+/// kernel for, which is where they waited before they could be counted. Beyond
+/// that, a new connection is closed at once.
+const WAITING_ROOM: usize = 1024;
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerCtx>,
@@ -599,10 +623,6 @@ async fn accept_loop(
                 tries += 1;
             }
         }
-        let permit = tokio::select! {
-            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -615,9 +635,56 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let (ctx, settings, stop) = (ctx.clone(), settings.clone(), stop.clone());
+        // A connection over `max_connections` waits for a slot (FIFO) within
+        // `header_timeout`, the time any new connection has to start a request; one
+        // that cannot is closed and counted, where a paused accept would have left
+        // it in the kernel's queue, unseen, or dropped its SYN.
+        let permit = match conns.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match settings.waiting.clone().try_acquire_owned() {
+                    Ok(seat) => Err(seat),
+                    Err(_) => {
+                        ctx.shared.metrics.rejected(
+                            Rejection::MaxConnections,
+                            &ctx.name,
+                            peer,
+                            &"max_connections open and too many already waiting for a slot",
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let (ctx, settings, mut stop, conns) =
+            (ctx.clone(), settings.clone(), stop.clone(), conns.clone());
         let counted = load.clone().map(|(l, me)| OpenConn::new(l, me));
         tokio::spawn(async move {
+            let permit = match permit {
+                Ok(p) => p,
+                Err(seat) => {
+                    let wait = settings.header_timeout;
+                    let p = tokio::select! {
+                        p = conns.acquire_owned() => p.ok(),
+                        _ = tokio::time::sleep(wait) => {
+                            ctx.shared.metrics.rejected(
+                                Rejection::MaxConnections,
+                                &ctx.name,
+                                peer,
+                                &format_args!("no free slot within header_timeout ({wait:?})"),
+                            );
+                            None
+                        }
+                        _ = stop.changed() => None,
+                    };
+                    drop(seat);
+                    match p {
+                        Some(p) => p,
+                        None => return,
+                    }
+                }
+            };
             serve_conn(stream, peer, ctx, &settings, stop).await;
             drop(counted);
             drop(permit);
@@ -639,33 +706,64 @@ async fn serve_conn(
     }
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
-    let io = ConnIo::new(stream, info.clone());
+    let reject = |reason, why: &dyn std::fmt::Display| {
+        ctx.shared.metrics.rejected(reason, &ctx.name, peer, why)
+    };
     match &settings.tls {
         None => {
-            let stream_ref = io.tcp();
-            let h2 =
-                match tokio::time::timeout(settings.header_timeout, speaks_h2(stream_ref)).await {
-                    Ok(Ok(Some(h2))) => h2,
-                    // Closed, failed, or silent past header_timeout: nothing to serve.
-                    _ => return,
-                };
-            serve_full(h2, io, ctx, info, settings, stop).await
-        }
-        Some(acceptor) => {
-            let tls_stream = match tokio::time::timeout(
-                settings.handshake_timeout,
-                Box::pin(acceptor.accept(io)),
+            let h2 = match tokio::time::timeout(settings.header_timeout, speaks_h2(&stream)).await {
+                Ok(Ok(Some(h2))) => h2,
+                Err(_) => {
+                    let t = settings.header_timeout;
+                    return reject(
+                        Rejection::HeaderTimeout,
+                        &format_args!("no request within header_timeout ({t:?})"),
+                    );
+                }
+                // Closed before sending anything, or failed: nothing to serve.
+                Ok(_) => return,
+            };
+            serve_full(
+                h2,
+                ConnIo::new(stream, info.clone()),
+                ctx,
+                info,
+                settings,
+                stop,
             )
             .await
-            {
+        }
+        Some(acceptor) => {
+            let limit = settings.handshake_timeout;
+            let started = tokio::time::Instant::now();
+            // A client that closes before sending a byte (a TCP health check) did
+            // not fail a handshake: it never began one.
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(limit, stream.peek(&mut byte)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    return reject(
+                        Rejection::TlsHandshake,
+                        &format_args!("no ClientHello within tls_handshake_timeout ({limit:?})"),
+                    )
+                }
+            }
+            let io = ConnIo::new(stream, info.clone());
+            let left = limit.saturating_sub(started.elapsed());
+            let tls_stream = match tokio::time::timeout(left, Box::pin(acceptor.accept(io))).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+                    return reject(
+                        Rejection::TlsHandshake,
+                        &format_args!("TLS handshake failed: {e}"),
+                    )
                 }
                 Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+                    return reject(
+                        Rejection::TlsHandshake,
+                        &format_args!("TLS handshake timed out (tls_handshake_timeout {limit:?})"),
+                    )
                 }
             };
             // HTTP/2 over TLS is chosen through ALPN (RFC 9113 §3.2).
@@ -699,6 +797,10 @@ pub(crate) async fn serve_full<I>(
         info,
         timeout: settings.header_timeout,
         idle_timeout: settings.idle_timeout,
+        // HTTP/2 has no half-close of the connection (a stream ends with END_STREAM,
+        // which hyper handles), and under `abort` hyper sees every FIN itself.
+        watch_holds: !h2 && settings.half_close == HalfClose::Answer,
+        ctx: svc.ctx.clone(),
     };
     serve_as(h2, io, svc, settings, stop.clone(), first).await;
     tunnel.run(settings.idle_timeout, stop).await
@@ -786,7 +888,7 @@ async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
 
 /// How long a connection given an injected GOAWAY stays open: long enough for
 /// the GOAWAY to reach the client before the close.
-const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
+pub(crate) const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
 
 /// `header_timeout` for a connection's first request.
 struct FirstRequest {
@@ -794,13 +896,18 @@ struct FirstRequest {
     timeout: Duration,
     /// A connection with nothing in flight this long is closed (GOAWAY on HTTP/2).
     idle_timeout: Duration,
+    /// End the connection when the client's FIN arrives while a fault holds its
+    /// request ([`crate::net::HoldWatch`]).
+    watch_holds: bool,
+    /// The listener, for the rejection counter.
+    ctx: Arc<ListenerCtx>,
 }
 
 /// Poll a connection until it ends, shutting it down gracefully on stop, dropping
 /// it on abort, and dropping it when no first request arrives within `header_timeout`.
 async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>, first: FirstRequest)
 where
-    C: Graceful,
+    C: Graceful + std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;
@@ -816,6 +923,12 @@ where
     let going = tokio::time::sleep(Duration::MAX);
     tokio::pin!(going);
     let mut going_away = false;
+    let hold_watch = crate::net::HoldWatch::new(&first.info);
+    tokio::pin!(hold_watch);
+    let reject = |reason, why: &dyn std::fmt::Display| {
+        let (ctx, peer) = (&first.ctx, first.info.peer);
+        ctx.shared.metrics.rejected(reason, &ctx.name, peer, why)
+    };
     loop {
         if *stop.borrow() == ABORT {
             return;
@@ -825,7 +938,21 @@ where
             graceful = true;
         }
         tokio::select! {
-            _ = conn.as_mut() => return,
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    if e.is_parse() {
+                        // hyper answered 400 (431 for an oversized head) and closed.
+                        reject(Rejection::BadRequest, &e);
+                    } else if e.is_timeout() && !first.info.first_request.load(Ordering::Relaxed) {
+                        reject(Rejection::HeaderTimeout, &e);
+                    }
+                }
+                return;
+            }
+            _ = &mut hold_watch, if first.watch_holds => {
+                tracing::debug!(peer = %first.info.peer, "the client closed while a fault held its request");
+                return;
+            }
             r = stop.changed() => if r.is_err() { return },
             _ = idle_tick.tick(), if !graceful => {
                 if first.info.idle_for() >= first.idle_timeout {
@@ -848,7 +975,11 @@ where
             _ = &mut going, if going_away => return,
             _ = &mut first_deadline, if waiting_first => {
                 if !first.info.first_request.load(Ordering::Relaxed) {
-                    tracing::debug!(peer = %first.info.peer, "no request headers within header_timeout");
+                    let t = first.timeout;
+                    reject(
+                        Rejection::HeaderTimeout,
+                        &format_args!("no request headers within header_timeout ({t:?})"),
+                    );
                     return;
                 }
                 waiting_first = false;

@@ -25,10 +25,10 @@ use tokio::time::Instant;
 
 use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
-use crate::h2up::H2Dialer;
 use crate::decode::TapDecoder;
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
+use crate::h2up::H2Dialer;
 use crate::inject::{request_side, Decided, RequestView, Step};
 use crate::llm::{JsonTap, LlmStream};
 use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
@@ -380,7 +380,8 @@ async fn proxy_exchange(
             parts
                 .headers
                 .get("grpc-timeout")
-                .and_then(|v| crate::grpc::parse_timeout(v.as_bytes()))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| brownout_faults::grpc::status::parse_timeout(v).ok())
                 .map(|t| ex.start() + t)
         } else {
             None
@@ -395,7 +396,11 @@ async fn proxy_exchange(
                 deadline: grpc_deadline,
             }),
         };
+        // While the faults hold the request, a FIN is the client giving up, not a
+        // half-close (`half_close: answer`; see `net::HoldWatch`).
+        let held = conn.holding();
         let step = request_side(shared, &view, &mut ex, &mut decided, &mut body_faults).await;
+        drop(held);
         mark = mark_value(&decided, shared.mark_injected, &mut ex);
         match step {
             Step::Forward => {}
@@ -433,10 +438,22 @@ async fn proxy_exchange(
                     return Err(ResetAbort::PLAIN);
                 }
                 use brownout_faults::profile::ResetScope;
-                match how.scope {
-                    Some(ResetScope::Connection) => conn.drop_connection(),
-                    Some(ResetScope::Goaway) => conn.go_away(),
-                    Some(ResetScope::Stream) | None => {}
+                let whole = match how.scope {
+                    Some(ResetScope::Connection) => {
+                        conn.drop_connection();
+                        true
+                    }
+                    Some(ResetScope::Goaway) => {
+                        conn.go_away();
+                        true
+                    }
+                    Some(ResetScope::Stream) | None => false,
+                };
+                if whole {
+                    // The stream dies with its connection (GOAWAY first, for
+                    // `goaway`): a reset of its own would reach the client first
+                    // and read as CANCELLED, not the UNAVAILABLE of a lost server.
+                    tokio::time::sleep(crate::server::GOAWAY_CLOSE * 3).await;
                 }
                 return Err(ResetAbort::with_reason(how.reason()));
             }
@@ -450,7 +467,8 @@ async fn proxy_exchange(
         let left = parts
             .headers
             .get("grpc-timeout")
-            .and_then(|v| crate::grpc::parse_timeout(v.as_bytes()))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| brownout_faults::grpc::status::parse_timeout(v).ok())
             .map(|t| t.saturating_sub(ex.start().elapsed()));
         match left {
             Some(l) if l.is_zero() => {
@@ -460,10 +478,18 @@ async fn proxy_exchange(
                     crate::grpc::code::DEADLINE_EXCEEDED,
                     "Deadline Exceeded",
                 );
-                return Ok(local_response(ex, StatusCode::OK, h, Bytes::new(), mark.as_ref()));
+                return Ok(local_response(
+                    ex,
+                    StatusCode::OK,
+                    h,
+                    Bytes::new(),
+                    mark.as_ref(),
+                ));
             }
             Some(l) => {
-                if let Ok(v) = HeaderValue::from_str(&crate::grpc::format_timeout(l)) {
+                if let Ok(v) =
+                    HeaderValue::from_str(&brownout_faults::grpc::status::format_timeout(l))
+                {
                     parts.headers.insert("grpc-timeout", v);
                 }
             }
@@ -681,6 +707,25 @@ async fn respond(
         plan
     };
     let idle = shared.upstream_idle_timeout;
+    if ex.rec().grpc.is_some() {
+        if let Some(seq) = gpu {
+            // The simulated GPU paces tokens of LLM streams, not gRPC messages.
+            seq.release();
+            seq.finish();
+        }
+        let call = GrpcResponse {
+            conn,
+            http2,
+            idle,
+            inspect_limit: shared.inspect_limit,
+            path: &llm.path,
+            api: llm.api,
+            endpoint: llm.endpoint,
+        };
+        return call
+            .respond(ex, rparts, rbody, body_faults, plan, rules, rng)
+            .await;
+    }
     let skip_all =
         |ex: &mut Exchange, plan: &StreamPlan, reason: &'static str, only_stream: bool| {
             for (i, f) in plan.faults() {
@@ -897,6 +942,207 @@ async fn respond(
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(rparts, ProxyBody::full(out, Some(ex)))
+}
+
+/// A gRPC call's answer on its way to the client.
+struct GrpcResponse<'a> {
+    conn: &'a Arc<ConnInfo>,
+    http2: bool,
+    idle: std::time::Duration,
+    inspect_limit: usize,
+    path: &'a str,
+    api: ApiKind,
+    endpoint: Endpoint,
+}
+
+impl GrpcResponse<'_> {
+    /// Pass the answer through (its messages read on the side), or, with vector
+    /// result faults on a Milvus search, edit the search results in the protobuf
+    /// itself. Content faults never apply to protobuf; stream faults act per
+    /// message.
+    #[allow(clippy::too_many_arguments)]
+    async fn respond(
+        self,
+        mut ex: Exchange,
+        mut rparts: http::response::Parts,
+        rbody: UpBody,
+        body_faults: BodyFaults,
+        plan: StreamPlan,
+        rules: Vec<Arc<str>>,
+        rng: Option<rand_chacha::ChaCha8Rng>,
+    ) -> Response<ProxyBody> {
+        let compressed = rparts
+            .headers
+            .get("grpc-encoding")
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let rule = |i: usize| rules.get(i);
+        let mut vector = Vec::new();
+        // Stream faults act on the messages of a streamed answer, as on SSE events.
+        let mut stream = StreamPlan::new();
+        for (i, f) in plan.faults() {
+            let Some(r) = rule(i) else { continue };
+            if f.is_content_fault() {
+                ex.skipped(r, f.kind(), "grpc_protobuf");
+            } else if f.is_stream_fault() {
+                if compressed {
+                    ex.skipped(r, f.kind(), "compressed");
+                } else {
+                    stream.push(i, f);
+                }
+            } else if f.is_vector_fault() {
+                vector.push((i, f));
+            }
+        }
+        if !stream.is_empty() {
+            for (i, f) in &vector {
+                if let Some(r) = rule(*i) {
+                    ex.skipped(r, f.kind(), "with_stream_faults");
+                }
+            }
+            rparts.headers.remove(http::header::CONTENT_LENGTH);
+            let framing = brownout_faults::stream::Framing::Grpc;
+            let shaper = Shaper::new(
+                self.api,
+                self.endpoint,
+                framing,
+                stream,
+                rng.unwrap_or_else(|| rng_for(0, 0, 0)),
+            );
+            let llm = LlmStream::new(
+                self.api,
+                self.endpoint,
+                framing,
+                ex.start(),
+                Some(shaper),
+                rules,
+            );
+            let body =
+                ProxyBody::upstream(rbody, ex, body_faults, self.conn, self.http2, self.idle)
+                    .with_llm(llm);
+            return Response::from_parts(rparts, body);
+        }
+        let search = self.endpoint == Endpoint::Search
+            && brownout_faults::grpc::milvus::method_name(self.path) == Some("Search");
+        if !vector.is_empty() && (compressed || !search) {
+            let why = if compressed {
+                "compressed"
+            } else {
+                "not_supported_on_grpc"
+            };
+            for (i, f) in &vector {
+                if let Some(r) = rule(*i) {
+                    ex.skipped(r, f.kind(), why);
+                }
+            }
+            vector.clear();
+        }
+        let tap = crate::grpc::GrpcTap::new(self.path);
+        if vector.is_empty() || !rparts.status.is_success() {
+            let body =
+                ProxyBody::upstream(rbody, ex, body_faults, self.conn, self.http2, self.idle)
+                    .with_grpc_tap(tap);
+            return Response::from_parts(rparts, body);
+        }
+        // A unary search answer: its message and trailers, read whole (at most
+        // `inspect_limit`), then edited.
+        let mut rbody = rbody;
+        let mut data = BytesMut::new();
+        let mut trailers = None;
+        loop {
+            match rbody.frame().await {
+                None => break,
+                Some(Err(e)) => {
+                    let e = ProxyError::Unreachable {
+                        upstream: "upstream body".into(),
+                        source: Box::new(e),
+                    };
+                    return gateway_error(ex, e);
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => {
+                        data.extend_from_slice(&d);
+                        if data.len() > self.inspect_limit {
+                            for (i, f) in &vector {
+                                if let Some(r) = rule(*i) {
+                                    ex.skipped(r, f.kind(), "over_inspect_limit");
+                                }
+                            }
+                            let body = ProxyBody::upstream(
+                                rbody,
+                                ex,
+                                body_faults,
+                                self.conn,
+                                self.http2,
+                                self.idle,
+                            )
+                            .with_head(data.freeze())
+                            .with_grpc_tap(tap);
+                            return Response::from_parts(rparts, body);
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            trailers = Some(t);
+                        }
+                    }
+                },
+            }
+        }
+        ex.upstream_body_done();
+        let data = data.freeze();
+        let mut rng = rng.unwrap_or_else(|| rng_for(0, 0, 0));
+        let edited = match brownout_faults::grpc::frame::split_all(&data, self.inspect_limit) {
+            Ok(messages) if messages.len() == 1 => {
+                let m = &messages[0];
+                match brownout_faults::grpc::milvus::edit_search_frame(
+                    m,
+                    vector.iter().copied(),
+                    &mut rng,
+                ) {
+                    Ok(edit) => {
+                        for (i, kind) in &edit.applied {
+                            if let Some(r) = rule(*i) {
+                                ex.applied(r, kind);
+                            }
+                        }
+                        for (i, kind, why) in &edit.skipped {
+                            if let Some(r) = rule(*i) {
+                                ex.skipped(r, kind, why.as_str());
+                            }
+                        }
+                        ex.rec().results = Some(
+                            serde_json::json!({"returned": edit.returned, "dropped": edit.dropped}),
+                        );
+                        edit.frame()
+                    }
+                    Err(why) => {
+                        for (i, f) in &vector {
+                            if let Some(r) = rule(*i) {
+                                ex.skipped(r, f.kind(), why.as_str());
+                            }
+                        }
+                        None
+                    }
+                }
+            }
+            _ => {
+                for (i, f) in &vector {
+                    if let Some(r) = rule(*i) {
+                        ex.skipped(r, f.kind(), "not_one_message");
+                    }
+                }
+                None
+            }
+        };
+        let out = edited.unwrap_or(data);
+        rparts.headers.remove(http::header::CONTENT_LENGTH);
+        let mut tap = tap;
+        tap.tap(&out);
+        let body = ProxyBody::full(out, Some(ex))
+            .with_trailers(trailers)
+            .with_grpc_tap(tap);
+        Response::from_parts(rparts, body)
+    }
 }
 
 /// How an answer no fault touches is measured on its way through.

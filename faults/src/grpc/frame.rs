@@ -248,7 +248,8 @@ impl MessageSplitter {
                     continue;
                 }
                 self.at = self.consumed;
-                self.buf.reserve(total);
+                // A declared length is not trusted for an allocation beyond 1 MiB.
+                self.buf.reserve(total.min(1 << 20));
                 self.buf.extend_from_slice(&data);
                 break;
             }
@@ -301,7 +302,8 @@ impl MessageSplitter {
             let missing = if self.buf.len() < PREFIX_LEN {
                 (PREFIX_LEN - self.buf.len()) as u64
             } else {
-                let declared = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                let declared =
+                    u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
                 (PREFIX_LEN as u64 + u64::from(declared)).saturating_sub(self.buf.len() as u64)
             };
             Some(FrameError::Truncated {
@@ -368,7 +370,10 @@ fn prefix(buf: &[u8], at: u64) -> Result<(bool, u32), FrameError> {
     if flag > 1 {
         return Err(FrameError::BadFlag { at, flag });
     }
-    Ok((flag == 1, u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]])))
+    Ok((
+        flag == 1,
+        u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]),
+    ))
 }
 
 /// Every message of a whole (already buffered) body, each at most `max` bytes:
@@ -425,7 +430,9 @@ mod tests {
     }
 
     fn body(msgs: &[&[u8]]) -> Vec<u8> {
-        msgs.iter().flat_map(|m| encode(m, false).to_vec()).collect()
+        msgs.iter()
+            .flat_map(|m| encode(m, false).to_vec())
+            .collect()
     }
 
     #[test]
@@ -475,7 +482,9 @@ mod tests {
         let (pieces, err) = run(&input, &[50], 64);
         assert_eq!(err, None);
         assert!(matches!(pieces.last(), Some(Piece::Message(m)) if &m.payload()[..] == b"ok"));
-        assert!(pieces.iter().any(|p| matches!(p, Piece::Oversized { last: true, .. })));
+        assert!(pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Oversized { last: true, .. })));
     }
 
     #[test]
@@ -483,11 +492,17 @@ mod tests {
         let (_, err) = run(&[2, 0, 0, 0, 0], &[], 64);
         assert!(matches!(err, Some(FrameError::BadFlag { flag: 2, .. })));
         let (_, err) = run(&[0, 0, 0], &[], 64);
-        assert!(matches!(err, Some(FrameError::Truncated { missing: 2, .. })));
+        assert!(matches!(
+            err,
+            Some(FrameError::Truncated { missing: 2, .. })
+        ));
         let mut input = body(&[b"abc"]);
         input.pop();
         let (_, err) = run(&input, &[4], 64);
-        assert!(matches!(err, Some(FrameError::Truncated { missing: 1, .. })));
+        assert!(matches!(
+            err,
+            Some(FrameError::Truncated { missing: 1, .. })
+        ));
         assert!(matches!(
             split_all(&Bytes::from(body(&[&[0u8; 10]])), 4),
             Err(FrameError::TooLarge { declared: 10, .. })

@@ -102,9 +102,12 @@ impl Code {
 
     /// A code from a profile: a name in any case, with `_`, `-` or nothing between
     /// words (`unavailable`, `RESOURCE_EXHAUSTED`, `deadline-exceeded`,
-    /// `DeadlineExceeded`; grpc-go's `Canceled` too), or a number 0 ..= 16.
+    /// `DeadlineExceeded`; grpc-go's `Canceled` and grpcio's `StatusCode.NAME`
+    /// too), or a number 0 ..= 16.
     pub fn parse(s: &str) -> Option<Code> {
         let s = s.trim();
+        // grpcio prints codes as `StatusCode.UNAVAILABLE`.
+        let s = s.strip_prefix("StatusCode.").unwrap_or(s);
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return s.parse::<u32>().ok().and_then(Code::from_u32);
         }
@@ -116,7 +119,8 @@ impl Code {
         if squashed == "CANCELED" {
             return Some(Code::Cancelled);
         }
-        ALL.into_iter().find(|c| c.name().replace('_', "") == squashed)
+        ALL.into_iter()
+            .find(|c| c.name().replace('_', "") == squashed)
     }
 
     /// What a gRPC client reports when the answer was not gRPC at all, by HTTP
@@ -295,9 +299,19 @@ mod tests {
             assert_eq!(Code::parse(&n.to_string()), Some(*c));
             assert_eq!(Code::from_wire(n.to_string().as_bytes()), *c);
         }
-        assert_eq!(Code::parse("resource-exhausted"), Some(Code::ResourceExhausted));
-        assert_eq!(Code::parse("DeadlineExceeded"), Some(Code::DeadlineExceeded));
+        assert_eq!(
+            Code::parse("resource-exhausted"),
+            Some(Code::ResourceExhausted)
+        );
+        assert_eq!(
+            Code::parse("DeadlineExceeded"),
+            Some(Code::DeadlineExceeded)
+        );
         assert_eq!(Code::parse("canceled"), Some(Code::Cancelled));
+        assert_eq!(
+            Code::parse("StatusCode.UNAVAILABLE"),
+            Some(Code::Unavailable)
+        );
         assert_eq!(Code::parse("17"), None);
         assert_eq!(Code::parse("nope"), None);
         assert_eq!(Code::parse(""), None);
@@ -324,7 +338,10 @@ mod tests {
         assert_eq!(parse_timeout("1S"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_timeout("250m"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_timeout("2H"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_timeout("99999999n"), Ok(Duration::from_nanos(99_999_999)));
+        assert_eq!(
+            parse_timeout("99999999n"),
+            Ok(Duration::from_nanos(99_999_999))
+        );
         for bad in ["", "S", "123456789S", "10s", "-1S", "1.5S", "10 S"] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
         }

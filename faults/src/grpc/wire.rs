@@ -78,6 +78,8 @@ pub enum WireError {
 pub struct Field {
     /// The field number (1 ..= 2^29 − 1).
     pub number: u32,
+    /// How the payload is encoded (tells a packed repeated field from one
+    /// element, and a sub-message from a number).
     pub wire_type: WireType,
     /// The whole field: tag, any length prefix, payload.
     pub span: Range<usize>,
@@ -298,7 +300,7 @@ pub fn packed_fixed(
         return Err(WireError::Truncated { at: range.start });
     }
     let len = range.end - range.start;
-    if width == 0 || len % width != 0 {
+    if width == 0 || !len.is_multiple_of(width) {
         return Err(WireError::RaggedPacked {
             at: range.start,
             width,
@@ -330,10 +332,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Append a field tag.
 pub fn put_tag(out: &mut Vec<u8>, number: u32, wire_type: WireType) {
-    put_varint(
-        out,
-        (u64::from(number) << 3) | u64::from(wire_type.code()),
-    );
+    put_varint(out, (u64::from(number) << 3) | u64::from(wire_type.code()));
 }
 
 /// Append a varint field (int64, uint64, enum, bool; int32 sign-extended as
@@ -397,7 +396,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");
@@ -435,7 +444,7 @@ mod tests {
             Some(Err(WireError::Group { .. }))
         ));
         assert!(matches!(
-            fields(&[0x07]).next(),
+            fields(&[0x0f]).next(),
             Some(Err(WireError::BadWireType { .. }))
         ));
         assert!(matches!(
@@ -448,7 +457,8 @@ mod tests {
             Some(Err(WireError::LengthOverrun { .. }))
         ));
         assert!(matches!(
-            fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).next(),
+            fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+                .next(),
             Some(Err(WireError::VarintTooLong { .. }))
         ));
         // After an error nothing more comes out.
@@ -470,7 +480,10 @@ mod tests {
         assert_eq!(sub[0].span.start, outer[1].value.start);
         assert!(collect(&m, 0..m.len() + 1).is_err());
         let mut bad = fields_in(&m, 5..100);
-        assert!(matches!(bad.next(), Some(Err(WireError::Truncated { at: 5 }))));
+        assert!(matches!(
+            bad.next(),
+            Some(Err(WireError::Truncated { at: 5 }))
+        ));
         assert!(bad.next().is_none());
     }
 
@@ -500,7 +513,15 @@ mod tests {
     #[test]
     fn splice_ignores_bad_edits() {
         let src = b"abcdef";
-        assert_eq!(splice(src, &[(1..2, b"X".to_vec()), (4..6, Vec::new())]), b"aXcd");
-        assert_eq!(splice(src, &[(3..2, b"X".to_vec()), (0..99, Vec::new())]), src);
+        assert_eq!(
+            splice(src, &[(1..2, b"X".to_vec()), (4..6, Vec::new())]),
+            b"aXcd"
+        );
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 3..2;
+        assert_eq!(
+            splice(src, &[(backwards, b"X".to_vec()), (0..99, Vec::new())]),
+            src
+        );
     }
 }

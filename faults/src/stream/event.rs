@@ -6,6 +6,11 @@
 //! gateways mix them. Parsing uses small borrowed structs that ignore unknown
 //! fields and never keep the text itself, so inspecting an event allocates little;
 //! anything that does not parse is [`EventKind::Other`], never a panic.
+//!
+//! A gRPC event is one length-prefixed message: each whole message is a token
+//! (what a streaming RPC sends is its content), except a Triton stream message
+//! whose `error_message` is set, which is an error. A compressed message is still
+//! a token, flagged, since nothing inside it can be read or rewritten.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -52,6 +57,9 @@ pub struct EventInfo {
     pub usage_output: Option<u64>,
     /// The finish/stop reason when this event carries one.
     pub finish_reason: Option<String>,
+    /// gRPC: the message is compressed (`grpc-encoding`), so content faults must
+    /// leave it alone and say so; timing faults still count it.
+    pub compressed: bool,
 }
 
 impl EventInfo {
@@ -62,6 +70,7 @@ impl EventInfo {
             usage_input: None,
             usage_output: None,
             finish_reason: None,
+            compressed: false,
         }
     }
 
@@ -109,6 +118,7 @@ pub fn inspect(api: ApiKind, endpoint: Endpoint, framing: Framing, raw: &[u8]) -
             }
             (None, Cow::Borrowed(line))
         }
+        Framing::Grpc => return grpc_event(api, raw),
     };
     if data.trim_ascii() == b"[DONE]" {
         return EventInfo::of(EventKind::Terminator);
@@ -117,6 +127,27 @@ pub fn inspect(api: ApiKind, endpoint: Endpoint, framing: Framing, raw: &[u8]) -
         return EventInfo::of(EventKind::Other);
     };
     classify(api, endpoint, event_name.as_deref(), &ev)
+}
+
+/// One gRPC event: a whole message is a token (Triton's with an `error_message`
+/// an error); a piece of an oversized or broken body is [`EventKind::Other`].
+fn grpc_event(api: ApiKind, raw: &[u8]) -> EventInfo {
+    use crate::grpc::frame::PREFIX_LEN;
+    let whole = raw.len() >= PREFIX_LEN
+        && raw[0] <= 1
+        && u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize == raw.len() - PREFIX_LEN;
+    if !whole {
+        return EventInfo::of(EventKind::Other);
+    }
+    let mut info = EventInfo::of(EventKind::Content);
+    if raw[0] == 1 {
+        info.compressed = true;
+        return info;
+    }
+    if api == ApiKind::Triton && crate::grpc::triton::stream_error(&raw[PREFIX_LEN..]).is_some() {
+        info.kind = EventKind::Error;
+    }
+    info
 }
 
 fn classify(api: ApiKind, endpoint: Endpoint, event_name: Option<&[u8]>, ev: &Ev<'_>) -> EventInfo {
@@ -394,6 +425,8 @@ pub(crate) fn payload_range(framing: Framing, raw: &[u8]) -> Option<Range<usize>
             }
         }
         Framing::Ndjson => Some(0..trim_eol(raw).len()),
+        // Protobuf, not JSON: nothing to rewrite as text.
+        Framing::Grpc => None,
     }
 }
 

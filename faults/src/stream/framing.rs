@@ -19,13 +19,19 @@ pub enum Framing {
     Sse,
     /// One JSON document per line. Ollama's native `/api/chat` and `/api/generate`.
     Ndjson,
+    /// gRPC length-prefixed messages (a flag byte, a 4-byte big-endian length, the
+    /// message): every streaming RPC, Triton's `ModelStreamInfer` among them. An
+    /// event is one whole message, so stream faults act between messages and never
+    /// inside one.
+    Grpc,
 }
 
 /// The framing of a response, or `None` when it is not a stream brownout can cut
 /// into events (a plain JSON answer, an embedding, an error page).
 ///
 /// The `Content-Type` decides when present (`text/event-stream` → SSE,
-/// `application/x-ndjson` → NDJSON); without one, the API decides: Ollama's native
+/// `application/x-ndjson` → NDJSON, `application/grpc` with or without a `+proto`
+/// or other suffix → gRPC messages); without one, the API decides: Ollama's native
 /// chat and generate routes stream NDJSON, the other LLM APIs SSE.
 pub fn framing_for(
     api: ApiKind,
@@ -36,6 +42,9 @@ pub fn framing_for(
         let media = ct.split(';').next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case("text/event-stream") {
             return Some(Framing::Sse);
+        }
+        if crate::grpc::is_grpc_content_type(media) {
+            return Some(Framing::Grpc);
         }
         if [
             "application/x-ndjson",
@@ -76,6 +85,11 @@ pub const DEFAULT_MAX_EVENT: usize = 1 << 20;
 /// input, whatever the chunking, and the events themselves do not depend on where
 /// the chunks were split. Complete events inside one chunk are zero-copy slices of
 /// it; only a partial event at a chunk's end is copied, to be completed by the next.
+///
+/// gRPC bodies are cut at the message boundaries their prefixes give. A message
+/// that declares more than the cap passes on piece by piece as its bytes arrive
+/// (never held whole), and after a flag byte that is neither 0 nor 1 nothing can
+/// be cut any more: the rest passes on as it comes ([`Splitter::broken`]).
 #[derive(Debug)]
 pub struct Splitter {
     framing: Framing,
@@ -88,6 +102,10 @@ pub struct Splitter {
     /// terminator there is a blank line, which ends the event).
     line_start: bool,
     oversized: u64,
+    /// gRPC: bytes still to pass on of an oversized message (`u64::MAX` once the
+    /// body stopped parsing).
+    grpc_skip: u64,
+    grpc_broken: bool,
 }
 
 /// What scanning a slice found.
@@ -114,6 +132,8 @@ impl Splitter {
             scanned: 0,
             line_start: true,
             oversized: 0,
+            grpc_skip: 0,
+            grpc_broken: false,
         }
     }
 
@@ -132,10 +152,20 @@ impl Splitter {
         self.buf.len()
     }
 
+    /// gRPC: whether the body stopped parsing (a flag byte other than 0 or 1), so
+    /// that everything after it passed on uncut. Always false for other framings.
+    pub fn broken(&self) -> bool {
+        self.grpc_broken
+    }
+
     /// Feed one chunk; returns every event it completed, in order.
     pub fn push(&mut self, chunk: &Bytes) -> Vec<Bytes> {
         let mut out = Vec::new();
         if chunk.is_empty() {
+            return out;
+        }
+        if self.framing == Framing::Grpc {
+            self.push_grpc(chunk, &mut out);
             return out;
         }
         let mut start = 0;
@@ -209,6 +239,76 @@ impl Splitter {
         }
     }
 
+    /// gRPC: cut whole messages (zero-copy when inside the chunk), pass oversized
+    /// ones and a broken tail on as they arrive.
+    fn push_grpc(&mut self, chunk: &Bytes, out: &mut Vec<Bytes>) {
+        use crate::grpc::frame::PREFIX_LEN;
+        let mut data = chunk.clone();
+        while !data.is_empty() {
+            if self.grpc_skip > 0 {
+                let n = usize::try_from(self.grpc_skip)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                out.push(data.split_to(n));
+                if !self.grpc_broken {
+                    self.grpc_skip -= n as u64;
+                }
+                continue;
+            }
+            // The prefix is read straight from the chunk when a message starts in
+            // it whole; otherwise it is completed in the buffer first.
+            let in_buffer = !self.buf.is_empty() || data.len() < PREFIX_LEN;
+            if in_buffer && self.buf.len() < PREFIX_LEN {
+                let take = (PREFIX_LEN - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data.split_to(take));
+                if self.buf.len() < PREFIX_LEN {
+                    return;
+                }
+            }
+            let head: &[u8] = if self.buf.is_empty() {
+                &data
+            } else {
+                &self.buf
+            };
+            if head[0] > 1 {
+                // Not gRPC framing any more: pass everything on uncut.
+                self.grpc_broken = true;
+                self.grpc_skip = u64::MAX;
+                if !self.buf.is_empty() {
+                    out.push(self.buf.split().freeze());
+                }
+                continue;
+            }
+            let declared = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+            let total = PREFIX_LEN as u64 + u64::from(declared);
+            if total > self.max_event as u64 {
+                self.oversized += 1;
+                let held = self.buf.len() as u64;
+                if held > 0 {
+                    out.push(self.buf.split().freeze());
+                }
+                self.grpc_skip = total - held;
+                continue;
+            }
+            let total = total as usize;
+            if self.buf.is_empty() {
+                if data.len() >= total {
+                    out.push(data.split_to(total));
+                    continue;
+                }
+                // A declared length is not trusted for an allocation beyond 1 MiB.
+                self.buf.reserve(total.min(1 << 20));
+                self.buf.extend_from_slice(&data);
+                return;
+            }
+            let take = (total - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() == total {
+                out.push(self.buf.split().freeze());
+            }
+        }
+    }
+
     fn reset_event(&mut self) {
         self.scanned = 0;
         self.line_start = true;
@@ -217,6 +317,8 @@ impl Splitter {
     /// Look for the end of the event that starts at `data[0]`, resuming at `from`.
     fn scan(&mut self, data: &[u8], from: usize) -> Scan {
         match self.framing {
+            // Cut by `push_grpc`, never scanned.
+            Framing::Grpc => Scan::More(data.len()),
             Framing::Ndjson => match data[from..].iter().position(|&b| b == b'\n') {
                 Some(i) => Scan::Cut(from + i + 1),
                 None => Scan::More(data.len()),

@@ -111,10 +111,18 @@ enum Dialect {
     /// TGI's `/generate_stream` and `/v1/completions` are both "completion": the
     /// first event tells.
     TgiUnsure,
+    /// gRPC messages: no terminator event (a call ends with its trailers, which
+    /// the proxy writes); Triton's streams report errors in a message.
+    Grpc {
+        triton: bool,
+    },
 }
 
 fn dialect(api: ApiKind, endpoint: Endpoint, framing: Framing) -> Dialect {
     match (api, endpoint, framing) {
+        (_, _, Framing::Grpc) => Dialect::Grpc {
+            triton: api == ApiKind::Triton,
+        },
         (ApiKind::Anthropic, _, _) | (_, Endpoint::Messages, _) => Dialect::Anthropic,
         (_, Endpoint::Responses, _) => Dialect::Responses,
         (_, Endpoint::Chat, Framing::Ndjson) => Dialect::OllamaChat,
@@ -309,7 +317,9 @@ impl Shaper {
                     match ending {
                         TruncateEnding::Clean => {
                             let bytes = self.clean_ending();
-                            self.emit(&mut out, bytes, base);
+                            if !bytes.is_empty() {
+                                self.emit(&mut out, bytes, base);
+                            }
                             out.push(Action::End);
                         }
                         TruncateEnding::NoTerminator => out.push(Action::End),
@@ -324,6 +334,12 @@ impl Shaper {
                     self.fired[i] = true;
                     self.mark(rule, "stream_error");
                     self.done = true;
+                    if self.dialect == (Dialect::Grpc { triton: false }) {
+                        // A gRPC stream fails in its trailers, which the shaper
+                        // cannot write: abort it (RST_STREAM) instead.
+                        out.push(Action::Reset);
+                        return out;
+                    }
                     let bytes = self.error_event(preset.as_deref());
                     self.emit(&mut out, bytes, base);
                     out.push(Action::End);
@@ -636,6 +652,8 @@ impl Shaper {
                 "data: {{\"index\":{},\"token\":{{\"id\":0,\"text\":\"\",\"logprob\":0.0,\"special\":true}},\"generated_text\":\"\",\"details\":null}}{eol}{eol}",
                 self.tokens_sent
             ),
+            // gRPC has no terminator message: the proxy's trailers end the call.
+            Dialect::Grpc { .. } => String::new(),
         };
         Bytes::from(text)
     }
@@ -646,6 +664,7 @@ impl Shaper {
             (Dialect::Anthropic, _) => "anthropic.overloaded",
             (Dialect::OllamaChat | Dialect::OllamaGenerate, Framing::Ndjson) => "ollama.busy",
             (Dialect::TgiNative, _) => "tgi.overloaded",
+            (Dialect::Grpc { .. }, _) => "triton.queue_full",
             _ => "openai.server_error",
         });
         let ctx = RenderCtx {
@@ -661,6 +680,19 @@ impl Shaper {
                 br#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#,
             ),
         };
+        if self.framing == Framing::Grpc {
+            // Triton: a ModelStreamInferResponse carrying the preset's message.
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    let e = v.get("error")?;
+                    e.as_str()
+                        .or_else(|| e.get("message").and_then(|m| m.as_str()))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| crate::grpc::triton::QUEUE_FULL_MESSAGE.to_string());
+            return crate::grpc::triton::stream_error_frame(&message, "");
+        }
         let body = String::from_utf8_lossy(&body).replace(['\r', '\n'], " ");
         let eol = self.eol();
         let text = match (self.framing, self.dialect) {
@@ -669,6 +701,7 @@ impl Shaper {
                 format!("event: error{eol}data: {body}{eol}{eol}")
             }
             (Framing::Sse, _) => format!("data: {body}{eol}{eol}"),
+            (Framing::Grpc, _) => String::new(),
         };
         Bytes::from(text)
     }

@@ -343,9 +343,7 @@ pub fn in_message_status_for(method: &str, msg: &[u8]) -> Option<Status> {
         StatusPlace::Field(n) => {
             let top: Vec<Field> = wire::collect(msg, 0..msg.len()).ok()?;
             match top.iter().rev().find(|f| f.number == n) {
-                Some(f) if f.wire_type == WireType::Len => {
-                    parse_status(msg, f.value.clone(), true)
-                }
+                Some(f) if f.wire_type == WireType::Len => parse_status(msg, f.value.clone(), true),
                 Some(_) => None,
                 None => Some(Status::success()),
             }
@@ -445,11 +443,17 @@ mod tests {
 
     #[test]
     fn status_places() {
-        assert_eq!(status_place("/milvus.proto.milvus.MilvusService/Search"), StatusPlace::Field(1));
+        assert_eq!(
+            status_place("/milvus.proto.milvus.MilvusService/Search"),
+            StatusPlace::Field(1)
+        );
         assert_eq!(status_place("CreateCollection"), StatusPlace::Whole);
         assert_eq!(status_place("GetComponentStates"), StatusPlace::Field(3));
         assert_eq!(status_place("/qdrant.Points/Search"), StatusPlace::None);
-        assert_eq!(method_name("/milvus.proto.milvus.MilvusService/Query"), Some("Query"));
+        assert_eq!(
+            method_name("/milvus.proto.milvus.MilvusService/Query"),
+            Some("Query")
+        );
         assert!(rate_limits_in_message("Search"));
         assert!(!rate_limits_in_message("HybridSearch"));
     }
@@ -460,7 +464,10 @@ mod tests {
         assert!(!st.is_success());
         let whole = failed_response("DropCollection", &st).unwrap();
         assert_eq!(in_message_status(&whole), Some(st.clone()));
-        assert_eq!(in_message_status_for("DropCollection", &whole), Some(st.clone()));
+        assert_eq!(
+            in_message_status_for("DropCollection", &whole),
+            Some(st.clone())
+        );
         let wrapped = failed_response("Search", &st).unwrap();
         assert_eq!(in_message_status(&wrapped), Some(st.clone()));
         assert_eq!(in_message_status_for("Search", &wrapped), Some(st));
@@ -470,6 +477,9 @@ mod tests {
         assert_eq!(in_message_status(&[0x12, 0x02, 0xff, 0xfe]), None);
         // An empty answer is a success either way.
         assert!(in_message_status(&[]).is_some_and(|s| s.is_success()));
-        assert_eq!(in_message_status_for("Search", &[]), Some(Status::success()));
+        assert_eq!(
+            in_message_status_for("Search", &[]),
+            Some(Status::success())
+        );
     }
 }

@@ -283,6 +283,10 @@ fn rows_json(lists: &[Vec<Row>]) -> String {
     s
 }
 
+/// Per query, the rows kept in their new order, each with its score as the
+/// decision code left it (`None`: not a number).
+type Decided = Vec<Vec<(usize, Option<f64>)>>;
+
 #[derive(Deserialize)]
 struct RowBack {
     r: usize,
@@ -291,7 +295,7 @@ struct RowBack {
 }
 
 /// The decision code's hits back as (row, new score) per query.
-fn read_back(hits: &[Vec<crate::vector::Hit>]) -> Result<Vec<Vec<(usize, Option<f64>)>>, Skip> {
+fn read_back(hits: &[Vec<crate::vector::Hit>]) -> Result<Decided, Skip> {
     hits.iter()
         .map(|list| {
             list.iter()
@@ -359,7 +363,11 @@ fn rep(buf: &[u8], fields: &[Field], number: u32, kind: Elem) -> Result<Rep, Ski
                     wire::packed_fixed(f.value.clone(), w, buf.len()).map_err(Skip::Malformed)?,
                 );
             }
-            _ => return Err(Skip::UnknownLayout("a repeated field has an unexpected wire type")),
+            _ => {
+                return Err(Skip::UnknownLayout(
+                    "a repeated field has an unexpected wire type",
+                ))
+            }
         }
     }
     Ok(r)
@@ -373,7 +381,12 @@ impl Rep {
     /// The field with only the elements at `idx`, in that order; `patch` may give
     /// an element new value bytes. Empty when no element is left (proto3 omits an
     /// empty repeated field).
-    fn write(&self, buf: &[u8], idx: &[usize], patch: &dyn Fn(usize) -> Option<Vec<u8>>) -> Vec<u8> {
+    fn write(
+        &self,
+        buf: &[u8],
+        idx: &[usize],
+        patch: &dyn Fn(usize) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let value = |i: usize| -> Vec<u8> {
             patch(i).unwrap_or_else(|| buf.get(self.elems[i].clone()).unwrap_or(&[]).to_vec())
@@ -474,7 +487,11 @@ fn len_field(number: u32, content: &[u8]) -> Vec<u8> {
 
 /// The one occurrence of a singular field, if any; twice is not a layout brownout
 /// edits (protobuf would merge them).
-fn single<'f>(fields: &'f [Field], number: u32, what: &'static str) -> Result<Option<&'f Field>, Skip> {
+fn single<'f>(
+    fields: &'f [Field],
+    number: u32,
+    what: &'static str,
+) -> Result<Option<&'f Field>, Skip> {
     let mut it = fields.iter().filter(|f| f.number == number);
     let first = it.next();
     if it.next().is_some() {
@@ -528,7 +545,12 @@ fn arr(
 impl Arr {
     /// The array field with only the data elements at `idx` (the message is kept,
     /// even empty, so a oneof stays set).
-    fn write(&self, buf: &[u8], idx: &[usize], patch: &dyn Fn(usize) -> Option<Vec<u8>>) -> Vec<u8> {
+    fn write(
+        &self,
+        buf: &[u8],
+        idx: &[usize],
+        patch: &dyn Fn(usize) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
         let data = self.data.write(buf, idx, patch);
         let content = if self.data.present {
             rebuild(buf, &self.inner, &[(self.data.number, data)], &[])
@@ -560,7 +582,9 @@ fn phys(count: usize, per_row: usize, n: usize, mask: Option<&[bool]>) -> Result
             return Ok(Phys::Compact(m.to_vec()));
         }
     }
-    Err(Skip::UnknownLayout("a column's length matches neither the hits nor its valid rows"))
+    Err(Skip::UnknownLayout(
+        "a column's length matches neither the hits nor its valid rows",
+    ))
 }
 
 impl Phys {
@@ -586,7 +610,9 @@ impl Phys {
 
 /// Element indices of `rows` when each row is `width` consecutive elements.
 fn widen(rows: &[usize], width: usize) -> Vec<usize> {
-    rows.iter().flat_map(|&r| r * width..(r + 1) * width).collect()
+    rows.iter()
+        .flat_map(|&r| r * width..(r + 1) * width)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -630,7 +656,11 @@ enum Body {
 enum VecData {
     None,
     /// Dense vectors stored as numbers: `width` elements per row.
-    Numbers { arr: Arr, width: usize, phys: Phys },
+    Numbers {
+        arr: Arr,
+        width: usize,
+        phys: Phys,
+    },
     /// Dense vectors stored as one bytes field: `width` bytes per row.
     Bytes {
         number: u32,
@@ -639,7 +669,10 @@ enum VecData {
         phys: Phys,
     },
     /// One element per row (sparse `contents`, vector arrays' `data`).
-    PerRow { arr: Arr, phys: Phys },
+    PerRow {
+        arr: Arr,
+        phys: Phys,
+    },
 }
 
 /// A validity mask: present and one entry per hit, or absent.
@@ -649,7 +682,9 @@ fn mask(buf: &[u8], fields: &[Field], number: u32, n: usize) -> Result<Option<Re
         return Ok(None);
     }
     if r.len() != n {
-        return Err(Skip::UnknownLayout("valid_data does not have one entry per hit"));
+        return Err(Skip::UnknownLayout(
+            "valid_data does not have one entry per hit",
+        ));
     }
     let _ = r.bools(buf)?;
     Ok(Some(r))
@@ -674,7 +709,11 @@ impl Column {
             return Err(Skip::UnknownLayout("a column is not a message"));
         }
         let inner = wire::collect(buf, field.value.clone()).map_err(Skip::Malformed)?;
-        only_known(&inner, &[1, 2, 3, 4, 5, 6, 7, 8], "unknown field in a column")?;
+        only_known(
+            &inner,
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            "unknown field in a column",
+        )?;
         let valid = mask(buf, &inner, 7, n)?;
         let outer_mask = match &valid {
             Some(r) => Some(r.bools(buf)?),
@@ -739,7 +778,10 @@ impl Column {
                 if let Some(v) = valid {
                     s_once.push((17, v.write(buf, rows, &no_patch)));
                 }
-                once.push((*number, len_field(*number, &rebuild(buf, inner, &s_once, &[]))));
+                once.push((
+                    *number,
+                    len_field(*number, &rebuild(buf, inner, &s_once, &[])),
+                ));
             }
             Body::Vectors {
                 number,
@@ -774,7 +816,10 @@ impl Column {
                 if let Some(v) = valid {
                     v_once.push((9, v.write(buf, rows, &no_patch)));
                 }
-                once.push((*number, len_field(*number, &rebuild(buf, inner, &v_once, &[]))));
+                once.push((
+                    *number,
+                    len_field(*number, &rebuild(buf, inner, &v_once, &[])),
+                ));
             }
             Body::Structs {
                 number,
@@ -807,7 +852,9 @@ fn read_scalars(buf: &[u8], s: &Field, n: usize, outer: Option<&[bool]>) -> Resu
             return Err(Skip::UnknownLayout("unknown scalar type"));
         };
         if data.is_some() || f.wire_type != WireType::Len {
-            return Err(Skip::UnknownLayout("scalar data sent twice or not as a message"));
+            return Err(Skip::UnknownLayout(
+                "scalar data sent twice or not as a message",
+            ));
         }
         // ArrayArray keeps its element type in field 2.
         let known: &[u32] = if f.number == 8 { &[1, 2] } else { &[1] };
@@ -828,7 +875,11 @@ fn read_scalars(buf: &[u8], s: &Field, n: usize, outer: Option<&[bool]>) -> Resu
 
 fn read_vectors(buf: &[u8], v: &Field, n: usize, outer: Option<&[bool]>) -> Result<Body, Skip> {
     let inner = wire::collect(buf, v.value.clone()).map_err(Skip::Malformed)?;
-    only_known(&inner, &[1, 2, 3, 4, 5, 6, 7, 8, 9], "unknown field in a vector column")?;
+    only_known(
+        &inner,
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+        "unknown field in a vector column",
+    )?;
     let valid = mask(buf, &inner, 9, n)?;
     let own = match &valid {
         Some(r) => Some(r.bools(buf)?),
@@ -844,11 +895,20 @@ fn read_vectors(buf: &[u8], v: &Field, n: usize, outer: Option<&[bool]>) -> Resu
     let mut data = VecData::None;
     for f in inner.iter().filter(|f| (2..=8).contains(&f.number)) {
         if !matches!(data, VecData::None) || f.wire_type != WireType::Len {
-            return Err(Skip::UnknownLayout("vector data sent twice or not as bytes"));
+            return Err(Skip::UnknownLayout(
+                "vector data sent twice or not as bytes",
+            ));
         }
         data = match f.number {
             2 => {
-                let a = arr(buf, f, 1, Elem::Fixed32, &[1], "unknown field in a float vector")?;
+                let a = arr(
+                    buf,
+                    f,
+                    1,
+                    Elem::Fixed32,
+                    &[1],
+                    "unknown field in a float vector",
+                )?;
                 let p = phys(a.data.len(), dim, n, m)?;
                 VecData::Numbers {
                     arr: a,
@@ -860,11 +920,15 @@ fn read_vectors(buf: &[u8], v: &Field, n: usize, outer: Option<&[bool]>) -> Resu
                 let width = match f.number {
                     3 => {
                         if dim % 8 != 0 {
-                            return Err(Skip::UnknownLayout("binary vector dim is not a multiple of 8"));
+                            return Err(Skip::UnknownLayout(
+                                "binary vector dim is not a multiple of 8",
+                            ));
                         }
                         dim / 8
                     }
-                    4 | 5 => dim * 2,
+                    4 | 5 => dim
+                        .checked_mul(2)
+                        .ok_or(Skip::UnknownLayout("vector dim out of range"))?,
                     _ => dim,
                 };
                 let p = phys(f.value.len(), width, n, m)?;
@@ -876,12 +940,26 @@ fn read_vectors(buf: &[u8], v: &Field, n: usize, outer: Option<&[bool]>) -> Resu
                 }
             }
             6 => {
-                let a = arr(buf, f, 1, Elem::Len, &[1, 2], "unknown field in a sparse vector")?;
+                let a = arr(
+                    buf,
+                    f,
+                    1,
+                    Elem::Len,
+                    &[1, 2],
+                    "unknown field in a sparse vector",
+                )?;
                 let p = phys(a.data.len(), 1, n, m)?;
                 VecData::PerRow { arr: a, phys: p }
             }
             _ => {
-                let a = arr(buf, f, 2, Elem::Len, &[1, 2, 3], "unknown field in a vector array")?;
+                let a = arr(
+                    buf,
+                    f,
+                    2,
+                    Elem::Len,
+                    &[1, 2, 3],
+                    "unknown field in a vector array",
+                )?;
                 let p = phys(a.data.len(), 1, n, m)?;
                 VecData::PerRow { arr: a, phys: p }
             }
@@ -908,7 +986,9 @@ fn read_vectors(buf: &[u8], v: &Field, n: usize, outer: Option<&[bool]>) -> Resu
 /// 12 recalls, 13 primary_field_name, 14 highlight_results, 15 element_indices,
 /// 17 group_by_field_values, 18 agg_buckets, 19 agg_topks. Anything else could be
 /// another per-hit array, so it stops the edit.
-const RESULT_FIELDS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19];
+const RESULT_FIELDS: &[u32] = &[
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19,
+];
 
 #[derive(Debug)]
 struct ResultData {
@@ -944,7 +1024,9 @@ impl ResultData {
         }
         // A hit takes at least 4 bytes (its score): more hits than that is a lie.
         if n > buf.len() / 4 + 1 {
-            return Err(Skip::UnknownLayout("topks claim more hits than the message holds"));
+            return Err(Skip::UnknownLayout(
+                "topks claim more hits than the message holds",
+            ));
         }
         let scores = rep(buf, &fields, 4, Elem::Fixed32)?;
         if scores.len() != n {
@@ -967,7 +1049,11 @@ impl ResultData {
                     if found.is_some() || g.wire_type != WireType::Len {
                         return Err(Skip::UnknownLayout("ids sent twice"));
                     }
-                    let kind = if g.number == 1 { Elem::Varint } else { Elem::Len };
+                    let kind = if g.number == 1 {
+                        Elem::Varint
+                    } else {
+                        Elem::Len
+                    };
                     found = Some(arr(buf, g, 1, kind, &[1], "unknown field in ids")?);
                 }
                 match found {
@@ -993,7 +1079,14 @@ impl ResultData {
         let element_indices = match single(&fields, 15, "element_indices")? {
             None => None,
             Some(f) => {
-                let a = arr(buf, f, 1, Elem::Varint, &[1], "unknown field in element_indices")?;
+                let a = arr(
+                    buf,
+                    f,
+                    1,
+                    Elem::Varint,
+                    &[1],
+                    "unknown field in element_indices",
+                )?;
                 match a.data.len() {
                     0 => None,
                     l if l == n => Some(a),
@@ -1057,24 +1150,20 @@ impl ResultData {
     }
 
     /// The results message with the hits `lists` (rows and new scores per query).
-    fn write(
-        &self,
-        buf: &[u8],
-        orig: &[Vec<Row>],
-        lists: &[Vec<(usize, Option<f64>)>],
-    ) -> Result<Vec<u8>, Skip> {
+    fn write(&self, buf: &[u8], orig: &[Vec<Row>], lists: &Decided) -> Result<Vec<u8>, Skip> {
         let n = self.scores.len();
         let rows: Vec<usize> = lists.iter().flatten().map(|(r, _)| *r).collect();
         if rows.iter().any(|&r| r >= n) {
             return Err(Skip::UnknownLayout("decision code returned an unknown row"));
         }
         // New scores where the noise moved them; the original bytes elsewhere.
+        // `orig` lists every row once, in row order.
+        let old: Vec<f32> = orig.iter().flatten().map(|x| x.score).collect();
         let mut new_scores: Vec<Option<[u8; 4]>> = vec![None; n];
         for (r, d) in lists.iter().flatten() {
             let Some(d) = d else { continue };
-            let old = orig.iter().flatten().find(|x| x.row == *r).map(|x| x.score);
             let v = *d as f32;
-            if v.is_finite() && old.is_none_or(|o| o.to_bits() != v.to_bits()) {
+            if v.is_finite() && old.get(*r).is_none_or(|o| o.to_bits() != v.to_bits()) {
                 new_scores[*r] = Some(v.to_le_bytes());
             }
         }
@@ -1109,7 +1198,12 @@ impl ResultData {
             once.push((10, d.write(buf, &rows, &no_patch)));
         }
         if let (Some(a), Some((number, inner))) = (&self.ids, &self.ids_field) {
-            let content = rebuild(buf, inner, &[(a.number, a.write(buf, &rows, &no_patch))], &[]);
+            let content = rebuild(
+                buf,
+                inner,
+                &[(a.number, a.write(buf, &rows, &no_patch))],
+                &[],
+            );
             once.push((*number, len_field(*number, &content)));
         }
         if let Some(c) = &self.group_by {
@@ -1119,8 +1213,14 @@ impl ResultData {
             once.push((15, a.write(buf, &rows, &no_patch)));
         }
         let mut per: Vec<(u32, Vec<Vec<u8>>)> = Vec::new();
-        per.push((3, self.columns.iter().map(|c| c.write(buf, &rows)).collect()));
-        per.push((17, self.group_bys.iter().map(|c| c.write(buf, &rows)).collect()));
+        per.push((
+            3,
+            self.columns.iter().map(|c| c.write(buf, &rows)).collect(),
+        ));
+        per.push((
+            17,
+            self.group_bys.iter().map(|c| c.write(buf, &rows)).collect(),
+        ));
         per.push((
             14,
             self.highlights
