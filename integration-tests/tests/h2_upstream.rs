@@ -176,10 +176,9 @@ async fn plain_http2_goes_upstream_as_http1_under_auto_and_as_h2_under_h2c() {
             .expect("through h2c");
         assert_eq!(r.status, 200);
     }
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen[1].version, Version::HTTP_2);
-    assert_eq!(seen[2].version, Version::HTTP_2, "an HTTP/1.1 client too");
-    drop(seen);
+    let versions: Vec<Version> = seen.lock().unwrap().iter().map(|s| s.version).collect();
+    assert_eq!(versions[1], Version::HTTP_2);
+    assert_eq!(versions[2], Version::HTTP_2, "an HTTP/1.1 client too");
     h2c.shutdown().await;
 }
 
@@ -371,5 +370,162 @@ async fn a_stream_refused_twice_fails_as_unavailable_without_a_third_try() {
     );
     let rec = proxy.record_for("/pkg.Echo/Unary").await;
     assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    proxy.shutdown().await;
+}
+
+/// An upstream answering every call with these body bytes and trailers.
+async fn answering(body: &'static [u8], trailers: HeaderMap) -> Upstream {
+    Upstream::start(move |req: Request<hyper::body::Incoming>| {
+        let trailers = trailers.clone();
+        async move {
+            let _ = collect(req.into_body()).await;
+            Response::builder()
+                .header("content-type", "application/grpc")
+                .body(with_trailers(&[body], trailers))
+                .unwrap()
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_body_that_ends_inside_a_message_is_recorded_as_an_upstream_error() {
+    // The prefix declares 10 bytes; 3 come, then an OK status.
+    let up = answering(b"\x00\x00\x00\x00\x0aabc", grpc_trailers(0, &[])).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b""))
+        .await
+        .expect("call");
+    let collected = resp.into_body().collect().await.expect("body");
+    assert_eq!(
+        collected.to_bytes().as_ref(),
+        b"\x00\x00\x00\x00\x0aabc",
+        "passed on as it came: the client's own parser rejects it"
+    );
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("malformed gRPC response"),
+        "{rec}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn trailers_without_a_status_are_an_upstream_error() {
+    let mut t = HeaderMap::new();
+    t.insert("x-other", HeaderValue::from_static("1"));
+    let up = answering(b"\x00\x00\x00\x00\x02hi", t).await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Unary"), b""))
+        .await
+        .expect("call");
+    let collected = resp.into_body().collect().await.expect("body");
+    assert_eq!(collected.trailers().expect("trailers")["x-other"], "1");
+    let rec = proxy.record_for("/pkg.Echo/Unary").await;
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    assert!(rec["grpc"]["status"].is_null(), "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_goes_away_mid_call_fails_the_call_not_cleanly() {
+    // An h2 server that answers one message, then drops the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                if let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let resp = Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    if let Ok(mut send) = respond.send_response(resp, false) {
+                        let _ = send.send_data(Bytes::from(message(b"one")), false);
+                    }
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
+                }
+            });
+        }
+    });
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(format!("http://{addr}"))
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(proxy.url("/pkg.Echo/Stream"), b""))
+        .await
+        .expect("headers came");
+    let got = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .expect("the call ends");
+    if let Ok(body) = got {
+        assert!(
+            body.trailers().and_then(|t| t.get("grpc-status")).is_none(),
+            "never a clean OK end"
+        );
+    }
+    let rec = proxy.record_for("/pkg.Echo/Stream").await;
+    assert_eq!(rec["outcome"], "upstream_error", "{rec}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_compressed_search_answer_is_not_edited_and_says_why() {
+    let up = Upstream::start(|req: Request<hyper::body::Incoming>| async move {
+        let _ = collect(req.into_body()).await;
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-encoding", "gzip")
+            .body(with_trailers(
+                &[b"\x01\x00\x00\x00\x03zzz"],
+                grpc_trailers(0, &[]),
+            ))
+            .unwrap()
+    })
+    .await;
+    let dir = TempDir::new();
+    let proxy = ProxyBuilder::new(up.url())
+        .api(ApiKind::Milvus)
+        .profile(
+            "version: 1\nname: t\nrules:\n  - name: lose\n    faults: [{type: drop_results, fraction: 0.5}]\n",
+        )
+        .record(&dir.join("r.jsonl"))
+        .start()
+        .await;
+    let resp = h2c_client()
+        .request(grpc_request(
+            proxy.url("/milvus.proto.milvus.MilvusService/Search"),
+            b"",
+        ))
+        .await
+        .expect("call");
+    let collected = resp.into_body().collect().await.expect("body");
+    assert_eq!(collected.trailers().expect("trailers")["grpc-status"], "0");
+    assert_eq!(collected.to_bytes().as_ref(), b"\x01\x00\x00\x00\x03zzz");
+    let rec = proxy
+        .record_for("/milvus.proto.milvus.MilvusService/Search")
+        .await;
+    assert_eq!(rec["faults_skipped"][0]["reason"], "compressed", "{rec}");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
     proxy.shutdown().await;
 }
