@@ -320,32 +320,6 @@ async fn grpc_echo_through_brownout_matches_direct() {
     p.shutdown().await;
 }
 
-/// The `grpc` code number of a grpc.StatusCode name.
-fn code_number(name: &str) -> u64 {
-    [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ]
-    .iter()
-    .position(|n| *n == name)
-    .unwrap_or_else(|| panic!("not a status code: {name}")) as u64
-}
-
 /// The records of a proxy's JSONL file, in the order the exchanges began.
 fn read_records(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("the record file");
@@ -395,7 +369,11 @@ async fn brownout_writes_one_record_per_grpc_call_with_its_method_and_status() {
         let code = c["code"].as_str().unwrap();
         assert_eq!(r["grpc"]["service"], "brownout.test.Echo", "{case}: {r:#}");
         assert_eq!(r["grpc"]["method"], method, "{case}: {r:#}");
-        assert_eq!(r["grpc"]["status"], code_number(code), "{case}: {r:#}");
+        assert_eq!(
+            r["grpc"]["status"],
+            brownout_integration_tests::grpc::grpc_code_number(code),
+            "{case}: {r:#}"
+        );
         assert_eq!(r["method"], "POST", "{case}: {r:#}");
         assert_eq!(
             r["path"],
@@ -430,7 +408,12 @@ async fn brownout_writes_one_record_per_grpc_call_with_its_method_and_status() {
         .collect();
     let expected: Vec<(String, String)> = made
         .iter()
-        .map(|(m, code)| (m.clone(), code_number(code).to_string()))
+        .map(|(m, code)| {
+            (
+                m.clone(),
+                brownout_integration_tests::grpc::grpc_code_number(code).to_string(),
+            )
+        })
         .collect();
     assert_eq!(recorded, expected, "records vs pymilvus's calls: {recs:#?}");
     for r in &recs {
