@@ -32,6 +32,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use brownout_faults::api::inspect_request;
 use brownout_faults::matcher::{CompiledProfile, CompiledRule, MatchInput, RuleDecision};
+use brownout_faults::schedule::CallId;
 use brownout_faults::validate::load_profile;
 use brownout_faults::{ApiKind, RequestFacts};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -137,7 +138,9 @@ fn match_request<'p>(
         client_ip: Some(ip),
     };
     for rule in active.rules {
-        if let RuleDecision::Fire(rng) = rule.decide(&input, profile.seed, active.fraction, None) {
+        if let RuleDecision::Fire(rng) =
+            rule.decide(&input, profile.seed, active.at, &CallId::default())
+        {
             decided.push((rule, rng));
         }
     }

@@ -20,6 +20,9 @@ pub struct PhaseAt {
     /// Fraction of the current phase elapsed, clamped to [0, 1] (1 for the last phase
     /// once its duration has passed: it stays active).
     pub fraction: f64,
+    /// When the current phase began, in nanoseconds from the clock's base: it names
+    /// this run of the phase (a jump back into it starts another run).
+    pub start_ns: i128,
 }
 
 /// A timeline of phase durations with a movable origin.
@@ -56,16 +59,19 @@ impl PhaseClock {
             index: None,
             in_phase: Duration::ZERO,
             fraction: 0.0,
+            start_ns: 0,
         };
         if self.durations.is_empty() {
             return none;
         }
         let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
-        let t = since_base - self.origin_ns.load(Ordering::Relaxed) as i128;
+        let origin = i128::from(self.origin_ns.load(Ordering::Relaxed));
+        let t = since_base - origin;
         if t < 0 {
             return none;
         }
         let mut t = Duration::from_nanos(t.min(u64::MAX as i128) as u64);
+        let mut start_ns = origin;
         let last = self.durations.len() - 1;
         for (i, d) in self.durations.iter().enumerate() {
             if t < *d || i == last {
@@ -78,9 +84,11 @@ impl PhaseClock {
                     index: Some(i),
                     in_phase: t,
                     fraction,
+                    start_ns,
                 };
             }
             t -= *d;
+            start_ns += d.as_nanos() as i128;
         }
         none
     }
@@ -115,6 +123,7 @@ mod tests {
         assert_eq!(at.index, Some(1));
         assert_eq!(at.in_phase, ms(50));
         assert!((at.fraction - 0.25).abs() < 1e-9);
+        assert_eq!(at.start_ns, ms(100).as_nanos() as i128);
         tokio::time::advance(ms(10_000)).await;
         let at = c.at(Instant::now());
         assert_eq!(at.index, Some(2));
@@ -132,6 +141,13 @@ mod tests {
         let at = c.at(Instant::now());
         assert_eq!(at.index, Some(1));
         assert_eq!(at.in_phase, Duration::ZERO);
+        // Each run of a phase has its own start: schedules count per run.
+        tokio::time::advance(ms(20)).await;
+        assert_eq!(c.at(Instant::now()).start_ns, at.start_ns);
+        c.jump_to(1, Instant::now());
+        let again = c.at(Instant::now());
+        assert_eq!(again.index, Some(1));
+        assert_eq!(again.start_ns - at.start_ns, ms(20).as_nanos() as i128);
     }
 
     #[tokio::test(start_paused = true)]

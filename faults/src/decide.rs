@@ -5,6 +5,10 @@
 //! on that rule seeks to a fixed word position. So the decision for the Nth request
 //! on a rule does not depend on what other rules or concurrent requests drew, and a
 //! drill that sends `x-brownout-seq: N` gets the same decisions at any concurrency.
+//! With `x-brownout-seq` the ordinal is (N, the attempt's retry count)
+//! ([`attempt_ordinal`]), so that a retry of a faulted call gets a fresh draw, as it
+//! would from a real provider, and a drill's retries recover at the rate the
+//! probability implies.
 //! ChaCha's output is specified, unlike `StdRng`'s, so [`DECISION_VERSION`] only
 //! changes when this addressing scheme does.
 
@@ -14,7 +18,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::profile::Probability;
 
 /// Bumped whenever the same (seed, rule, ordinal) could decide differently.
-pub const DECISION_VERSION: u32 = 1;
+/// 2: a retried attempt with `x-brownout-seq` has an ordinal of its own.
+pub const DECISION_VERSION: u32 = 2;
 
 /// Words reserved per ordinal: room for the probability draw and every fault's samples.
 const WORDS_PER_ORDINAL: u128 = 256;
@@ -27,6 +32,20 @@ pub fn rule_id(name: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// The ordinal of attempt `retry` (0: the first) of the request a drill numbered
+/// `seq`: `seq` itself for the first attempt, so first attempts decide as before,
+/// and a splitmix64 mix of both for a retry, kept below 2^60 so that its word
+/// position (ordinal × 256) stays inside the 2^68 words of one ChaCha stream.
+pub fn attempt_ordinal(seq: u64, retry: u32) -> u64 {
+    if retry == 0 {
+        return seq;
+    }
+    let mut z = seq ^ u64::from(retry).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) >> 4
 }
 
 /// The random stream for one request on one rule.
@@ -115,6 +134,29 @@ mod tests {
             .count();
         assert!((900..1100).contains(&early), "early {early}");
         assert!((4800..5200).contains(&late), "late {late}");
+    }
+
+    #[test]
+    fn retries_draw_afresh_at_the_configured_rate() {
+        // A call whose first attempt was faulted at p = 0.5 is faulted again on a
+        // retry about half the time, not always.
+        let p = 0.5;
+        let faulted: Vec<u64> = (0..20_000)
+            .filter(|s| decide(3, rule_id("r"), attempt_ordinal(*s, 0), p).is_some())
+            .collect();
+        let again = faulted
+            .iter()
+            .filter(|s| decide(3, rule_id("r"), attempt_ordinal(**s, 1), p).is_some())
+            .count();
+        let rate = again as f64 / faulted.len() as f64;
+        assert!((rate - 0.5).abs() < 0.03, "retry faulted again at {rate}");
+        assert_eq!(
+            attempt_ordinal(12, 0),
+            12,
+            "first attempts keep their ordinal"
+        );
+        assert_ne!(attempt_ordinal(12, 1), attempt_ordinal(12, 2));
+        assert_eq!(attempt_ordinal(12, 3), attempt_ordinal(12, 3));
     }
 
     #[test]

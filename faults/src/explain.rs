@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::duration::format_duration;
 use crate::profile::{
-    CorruptMode, ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule, TruncateEnding,
+    CorruptMode, ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule,
+    SchedulePer, TruncateEnding,
 };
 
 /// Describe what the profile will do, phase by phase.
@@ -70,7 +71,7 @@ pub fn explain(profile: &Profile) -> String {
             let _ = writeln!(
                 out,
                 "  - {}.",
-                rule_sentence(rule, &rule_name(rule, i, None))
+                rule_sentence(rule, &rule_name(rule, i, None), false)
             );
         }
         out.push('\n');
@@ -116,7 +117,7 @@ fn phase_body(out: &mut String, phase: &Phase, has_global: bool) {
             let _ = writeln!(
                 out,
                 " {}.",
-                rule_sentence(rule, &rule_name(rule, 0, Some(&phase.name)))
+                rule_sentence(rule, &rule_name(rule, 0, Some(&phase.name)), true)
             );
         }
         rules => {
@@ -125,7 +126,7 @@ fn phase_body(out: &mut String, phase: &Phase, has_global: bool) {
                 let _ = writeln!(
                     out,
                     "  - {}.",
-                    rule_sentence(rule, &rule_name(rule, i, Some(&phase.name)))
+                    rule_sentence(rule, &rule_name(rule, i, Some(&phase.name)), true)
                 );
             }
         }
@@ -169,9 +170,77 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn rule_sentence(rule: &Rule, name: &str) -> String {
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `22nd`.
+fn nth(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// What a `schedule` fires for, and what it counts from.
+fn schedule_words(schedule: &Schedule, in_phase: bool) -> String {
+    let since = if in_phase {
+        "counted from the start of the phase"
+    } else {
+        "counted from when the profile is applied"
+    };
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            one.to_string()
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    const CALL: &str = "a call's attempts are numbered by its x-stainless-retry-count; \
+                        without one, requests with the same x-brownout-seq, or the same request \
+                        from the same client within a minute, are one call's attempts";
+    match (schedule.per, schedule.first, schedule.every) {
+        (SchedulePer::Rule, Some(n), _) => format!(
+            ", for the first {} only, then never ({since})",
+            plural(n, "matching request", "matching requests")
+        ),
+        (SchedulePer::Rule, None, Some(1)) => ", every time (every matching request)".to_string(),
+        (SchedulePer::Rule, None, Some(n)) => {
+            format!(", for every {} matching request ({since})", nth(n))
+        }
+        (SchedulePer::Call, Some(n), _) => format!(
+            ", for the first {} of every call, so a call that retries gets through on its {} attempt ({CALL})",
+            plural(n, "attempt", "attempts"),
+            nth(n + 1)
+        ),
+        (SchedulePer::Call, None, Some(1)) => {
+            ", every time (every attempt of every call)".to_string()
+        }
+        (SchedulePer::Call, None, Some(n)) => {
+            format!(", for every {} attempt of each call ({CALL})", nth(n))
+        }
+        (_, None, None) => ", never (a schedule without `first` or `every`)".to_string(),
+    }
+}
+
+fn rule_sentence(rule: &Rule, name: &str, in_phase: bool) -> String {
     let mut s = format!("rule `{name}` — {}", match_words(&rule.matches));
-    match rule.probability {
+    if let Some(schedule) = &rule.schedule {
+        s.push_str(&schedule_words(schedule, in_phase));
+    } else {
+        probability_words(&mut s, &rule.probability);
+    }
+    if let Some(max) = rule.max_active {
+        let _ = write!(s, ", at most {max} at once");
+        if rule.schedule.is_some() {
+            s.push_str(" (a turn that finds it at its cap is skipped, not passed on)");
+        }
+    }
+    rule_tail(s, rule)
+}
+
+fn probability_words(s: &mut String, probability: &Probability) {
+    match *probability {
         Probability::Fixed(p) if p >= 1.0 => s.push_str(", every time"),
         Probability::Fixed(p) if p <= 0.0 => s.push_str(", never (probability 0)"),
         Probability::Fixed(p) => {
@@ -186,9 +255,9 @@ fn rule_sentence(rule: &Rule, name: &str) -> String {
             );
         }
     }
-    if let Some(max) = rule.max_active {
-        let _ = write!(s, ", at most {max} at once");
-    }
+}
+
+fn rule_tail(mut s: String, rule: &Rule) -> String {
     if rule.mark == Some(false) {
         s.push_str(", without the x-brownout-fault header");
     }
@@ -764,5 +833,59 @@ rules:
         ] {
             assert!(text.contains(want), "missing `{want}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn schedules_are_said() {
+        let src = "\
+version: 1
+name: retries
+rules:
+  - name: fail-twice
+    match: {endpoint: chat}
+    schedule: {first: 2, per: call}
+    faults: [{type: error, preset: openai.server_error}]
+  - name: every-third
+    schedule: {every: 3}
+    max_active: 4
+    faults: [{type: error, status: 503}]
+phases:
+  - name: storm
+    duration: 1m
+    rules:
+      - name: once
+        schedule: {first: 1}
+        faults: [{type: reset}]
+";
+        let p = crate::validate::load_profile(src, "t.yaml").unwrap();
+        let text = explain(&p);
+        assert!(
+            text.contains(
+                "rule `fail-twice` — for chat requests, for the first 2 attempts of every call, \
+                 so a call that retries gets through on its 3rd attempt (a call's attempts are \
+                 numbered by its x-stainless-retry-count"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rule `every-third` — for every request, for every 3rd matching request \
+                 (counted from when the profile is applied), at most 4 at once (a turn that \
+                 finds it at its cap is skipped, not passed on): answer 503"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rule `once` — for every request, for the first matching request only, then \
+                 never (counted from the start of the phase)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("probability"), "{text}");
+        assert_eq!(
+            [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101].map(nth),
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st"]
+        );
     }
 }

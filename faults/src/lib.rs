@@ -21,6 +21,7 @@ pub mod presets;
 pub mod profile;
 pub mod ratelimit;
 pub mod release;
+pub mod schedule;
 pub mod schema;
 pub mod stream;
 pub mod validate;
@@ -29,4 +30,4 @@ pub mod yaml;
 
 pub use api::{ApiKind, Endpoint, RequestFacts};
 pub use dist::Dist;
-pub use profile::{FaultSpec, Match, Phase, Probability, Profile, Rule};
+pub use profile::{FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule, SchedulePer};

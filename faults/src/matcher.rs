@@ -20,7 +20,8 @@ use crate::api::{client_share, ApiKind, Endpoint, RequestFacts};
 use crate::clock::PhaseClock;
 use crate::glob::Glob;
 use crate::limit::ConcurrencyLimiter;
-use crate::profile::{FaultSpec, Match, Probability, Profile, Rule};
+use crate::profile::{FaultSpec, Match, Probability, Profile, Rule, SchedulePer};
+use crate::schedule::{CallId, Scheduler};
 
 /// What a request offers to be matched against.
 #[derive(Debug, Clone, Copy)]
@@ -379,9 +380,24 @@ pub struct CompiledRule {
     pub max_active: Option<u32>,
     pub mark: Option<bool>,
     pub faults: Vec<FaultSpec>,
+    /// Firing by count instead of by `probability`, with its counters. Made anew
+    /// each time the profile is applied: schedules start over with the phase clock.
+    pub schedule: Option<Scheduler>,
+    /// Whether the rule belongs to a phase (its `per: rule` count starts over with
+    /// each run of the phase) rather than to the top level.
+    pub in_phase: bool,
     /// Identity of the rule's parameters, for carrying state over reloads.
     fingerprint: String,
     pub state: Arc<RuleState>,
+}
+
+/// Where the phase clock stands, as far as a decision needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moment {
+    /// Fraction of the phase elapsed (for ramps).
+    pub fraction: f64,
+    /// Names the current run of the current phase (see [`crate::clock::PhaseAt`]).
+    pub phase_epoch: u64,
 }
 
 impl CompiledRule {
@@ -392,6 +408,7 @@ impl CompiledRule {
             name: Some(name.to_string()),
             matches: Match::default(),
             probability: Probability::Fixed(1.0),
+            schedule: None,
             max_active: None,
             mark: None,
             faults: faults.clone(),
@@ -405,6 +422,8 @@ impl CompiledRule {
             mark: None,
             state: Arc::new(RuleState::for_rule(&rule)),
             faults,
+            schedule: None,
+            in_phase: false,
             fingerprint: String::new(),
         }
     }
@@ -423,26 +442,46 @@ impl CompiledRule {
         self.cond.matches(input, seed)
     }
 
-    /// Whether this rule fires for one request: it matches `input`, the seeded draw
-    /// for its ordinal says yes at the phase's `fraction` (the ordinal is the
-    /// request's `x-brownout-seq` when it has one, else the rule's own count), and
-    /// a `max_active` slot is free. A firing rule holds its slot until
-    /// [`RuleState::deactivate`].
+    /// Whether this rule fires for one request: it matches `input`; its `schedule`
+    /// says this is its turn, or else the seeded draw for the request's ordinal says
+    /// yes at the phase's `at.fraction` (the ordinal is (`x-brownout-seq`, retry
+    /// count) when the request has a seq, else the rule's own count); and a
+    /// `max_active` slot is free. A scheduled turn that finds the rule at its cap is
+    /// used up all the same (`Busy`), as a draw is. A firing rule holds its slot
+    /// until [`RuleState::deactivate`].
     pub fn decide(
         &self,
         input: &MatchInput<'_>,
         seed: u64,
-        fraction: f64,
-        seq: Option<u64>,
+        at: Moment,
+        call: &CallId,
     ) -> RuleDecision {
         if !self.cond.matches(input, seed) {
             return RuleDecision::Skip;
         }
-        let ordinal = seq.unwrap_or_else(|| self.state.ordinal.fetch_add(1, Ordering::Relaxed));
-        let Some(rng) =
-            crate::decide::decide(seed, self.id, ordinal, self.probability.at(fraction))
-        else {
-            return RuleDecision::Skip;
+        let ordinal = call
+            .ordinal()
+            .unwrap_or_else(|| self.state.ordinal.fetch_add(1, Ordering::Relaxed));
+        let rng = match &self.schedule {
+            Some(schedule) => {
+                let epoch = if self.in_phase { at.phase_epoch } else { 0 };
+                if !schedule.turn(call, epoch, Instant::now()) {
+                    return RuleDecision::Skip;
+                }
+                // Past the decision word, where a drawn rule's faults sample from.
+                let mut rng = crate::decide::rng_for(seed, self.id, ordinal);
+                let _: f64 = rand::Rng::random(&mut rng);
+                rng
+            }
+            None => match crate::decide::decide(
+                seed,
+                self.id,
+                ordinal,
+                self.probability.at(at.fraction),
+            ) {
+                Some(rng) => rng,
+                None => return RuleDecision::Skip,
+            },
         };
         if !self.state.try_activate(self.max_active) {
             return RuleDecision::Busy;
@@ -632,6 +671,9 @@ pub struct CompiledProfile {
     pub needs_body: bool,
     /// Whether any rule's conditions read request headers.
     pub needs_headers: bool,
+    /// Whether any rule counts calls (`schedule: {per: call}`): requests without
+    /// `x-brownout-seq` then need a [`crate::schedule::fingerprint`].
+    pub counts_calls: bool,
     pub expires_after: Option<Duration>,
     /// When the profile was applied.
     pub applied_at: Instant,
@@ -643,6 +685,8 @@ pub struct Active<'a> {
     pub phase: Option<&'a CompiledPhase>,
     /// Fraction of the phase elapsed (for ramps).
     pub fraction: f64,
+    /// The fraction and the run of the phase, for [`CompiledRule::decide`].
+    pub at: Moment,
     pub rules:
         std::iter::Chain<std::slice::Iter<'a, CompiledRule>, std::slice::Iter<'a, CompiledRule>>,
 }
@@ -660,6 +704,7 @@ impl CompiledProfile {
             top_index: PathIndex::default(),
             needs_body: false,
             needs_headers: false,
+            counts_calls: false,
             expires_after: None,
             applied_at: now,
             source: Profile {
@@ -688,6 +733,10 @@ impl CompiledProfile {
         Active {
             phase,
             fraction: at.fraction,
+            at: Moment {
+                fraction: at.fraction,
+                phase_epoch: at.start_ns as u64,
+            },
             rules: self.top.iter().chain(phase_rules.iter()),
         }
     }
@@ -722,11 +771,19 @@ impl CompiledProfile {
                 carry.insert(&r.name, (&r.fingerprint, &r.state));
             }
         }
-        let build = |rule: &Rule, default_name: String| -> Result<CompiledRule, CompileError> {
+        let build = |rule: &Rule,
+                     default_name: String,
+                     in_phase: bool|
+         -> Result<CompiledRule, CompileError> {
             let name = rule.name.clone().unwrap_or(default_name);
             let fingerprint = format!(
-                "{:?}|{:?}|{:?}|{:?}|{:?}",
-                rule.matches, rule.probability, rule.max_active, rule.mark, rule.faults
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                rule.matches,
+                rule.probability,
+                rule.schedule,
+                rule.max_active,
+                rule.mark,
+                rule.faults
             );
             let state = match carry.get(name.as_str()) {
                 Some((fp, st)) if *fp == fingerprint => Arc::clone(st),
@@ -740,6 +797,8 @@ impl CompiledProfile {
                 max_active: rule.max_active,
                 mark: rule.mark,
                 faults: rule.faults.clone(),
+                schedule: rule.schedule.map(|s| Scheduler::new(s, now)),
+                in_phase,
                 fingerprint,
                 state,
             })
@@ -748,7 +807,7 @@ impl CompiledProfile {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| build(r, format!("rule-{}", i + 1)))
+            .map(|(i, r)| build(r, format!("rule-{}", i + 1), false))
             .collect::<Result<Vec<_>, _>>()?;
         let phases = profile
             .phases
@@ -758,7 +817,7 @@ impl CompiledProfile {
                     .rules
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| build(r, format!("{}-{}", p.name, i + 1)))
+                    .map(|(i, r)| build(r, format!("{}-{}", p.name, i + 1), true))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(CompiledPhase {
                     name: Arc::from(p.name.as_str()),
@@ -787,6 +846,16 @@ impl CompiledProfile {
             .iter()
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
             .any(|r| r.cond.needs_headers());
+        // A call is told apart by a fingerprint that includes the body.
+        let counts_calls = top
+            .iter()
+            .chain(phases.iter().flat_map(|p| p.rules.iter()))
+            .any(|r| {
+                r.schedule
+                    .as_ref()
+                    .is_some_and(|s| s.schedule().per == SchedulePer::Call)
+            });
+        let needs_body = needs_body || counts_calls;
         Ok(CompiledProfile {
             name: Arc::from(profile.name.as_str()),
             seed,
@@ -800,6 +869,7 @@ impl CompiledProfile {
             phases,
             needs_body,
             needs_headers,
+            counts_calls,
             expires_after: profile.expires_after.map(|d| d.0),
             applied_at: now,
             source: profile.clone(),
@@ -1155,5 +1225,159 @@ rules:
                 "stale_results"
             ]
         );
+    }
+
+    fn decide_all(p: &CompiledProfile, call: &CallId, n: usize) -> Vec<&'static str> {
+        let headers = HeaderMap::new();
+        let facts = RequestFacts::default();
+        let input = MatchInput {
+            listener: "l",
+            method: &Method::POST,
+            path: "/v1/chat/completions",
+            headers: &headers,
+            facts: &facts,
+            client_ip: None,
+        };
+        (0..n)
+            .map(|_| {
+                let active = p.active(Instant::now());
+                let mut out = "skip";
+                for rule in active.rules {
+                    match rule.decide(&input, p.seed, active.at, call) {
+                        RuleDecision::Skip => {}
+                        RuleDecision::Busy => out = "busy",
+                        RuleDecision::Fire(_) => out = "fire",
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scheduled_phase_rules_count_per_run_of_their_phase() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: top, match: {path: /never}, schedule: {first: 1}, faults: [{type: reset}]}
+phases:
+  - name: one
+    duration: 10s
+    rules:
+      - {name: once, schedule: {first: 1}, faults: [{type: reset}]}
+  - name: two
+    duration: 10s
+"#,
+        );
+        let call = CallId::default();
+        assert_eq!(decide_all(&p, &call, 3), ["fire", "skip", "skip"]);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(decide_all(&p, &call, 1), ["skip"], "phase two has no rule");
+        // `ctl phase one`: a new run of the phase, a new count.
+        p.clock.jump_to(0, Instant::now());
+        assert_eq!(decide_all(&p, &call, 2), ["fire", "skip"]);
+        // Applying the profile again (a reload, even unchanged) starts over too.
+        let again = CompiledProfile::compile(&p.source, 1, Some(&p), Instant::now(), 0).unwrap();
+        assert_eq!(decide_all(&again, &call, 2), ["fire", "skip"]);
+    }
+
+    #[test]
+    fn a_scheduled_turn_at_the_cap_is_busy_and_used_up() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: r, schedule: {first: 3}, max_active: 1, faults: [{type: reset}]}
+"#,
+        );
+        let call = CallId::default();
+        // Nothing ends, so the one slot stays taken.
+        assert_eq!(
+            decide_all(&p, &call, 5),
+            ["fire", "busy", "busy", "skip", "skip"]
+        );
+        assert!(!p.counts_calls && !p.needs_body);
+    }
+
+    #[test]
+    fn per_call_schedules_read_the_body_and_follow_the_retry_count() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: r, schedule: {first: 2, per: call}, faults: [{type: reset}]}
+"#,
+        );
+        assert!(
+            p.counts_calls && p.needs_body,
+            "the fingerprint needs the body"
+        );
+        for _ in 0..3 {
+            let got: Vec<&str> = (0..3)
+                .flat_map(|retry| {
+                    let call = CallId {
+                        retry: Some(retry),
+                        fingerprint: Some(9),
+                        ..Default::default()
+                    };
+                    decide_all(&p, &call, 1)
+                })
+                .collect();
+            assert_eq!(got, ["fire", "fire", "skip"]);
+            for _ in 0..2 {
+                p.top[0].state.deactivate();
+            }
+        }
+    }
+
+    #[test]
+    fn a_seq_retry_gets_its_own_draw() {
+        let p = compile(
+            r#"
+version: 1
+name: t
+rules:
+  - {name: coin, probability: 0.5, faults: [{type: reset}]}
+"#,
+        );
+        let at = |seq, retry| CallId {
+            seq: Some(seq),
+            retry: Some(retry),
+            fingerprint: None,
+        };
+        let first: Vec<&str> = (0..200)
+            .flat_map(|s| decide_all(&p, &at(s, 0), 1))
+            .collect();
+        let pinned: Vec<&str> = (0..200)
+            .flat_map(|s| {
+                decide_all(
+                    &p,
+                    &CallId {
+                        retry: None,
+                        ..at(s, 0)
+                    },
+                    1,
+                )
+            })
+            .collect();
+        assert_eq!(
+            first, pinned,
+            "a first attempt decides as without the header"
+        );
+        let retry: Vec<&str> = (0..200)
+            .flat_map(|s| decide_all(&p, &at(s, 1), 1))
+            .collect();
+        assert_ne!(first, retry, "retries draw afresh");
+        let again = first
+            .iter()
+            .zip(&retry)
+            .filter(|(a, b)| **a == "fire" && **b == "fire");
+        let fired = first.iter().filter(|a| **a == "fire").count();
+        let rate = again.count() as f64 / fired as f64;
+        assert!((0.35..0.65).contains(&rate), "faulted again at {rate}");
     }
 }

@@ -77,6 +77,11 @@ pub struct Rule {
     /// How often the rule fires for a matching request (default 1: always).
     #[serde(default)]
     pub probability: Probability,
+    /// Fire by count instead of by chance: `{first: N}` (the first N, then none) or
+    /// `{every: N}` (every Nth), counted per rule or per call. Replaces the random
+    /// draw, so it cannot be given with `probability`.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
     /// Blast-radius cap: at most this many requests harmed by this rule at once.
     #[serde(default)]
     #[schemars(range(min = 1))]
@@ -154,6 +159,76 @@ pub struct ClientsMatch {
     #[serde(default)]
     #[schemars(regex(pattern = r"^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
     pub by: Option<String>,
+}
+
+/// Which of a rule's matching requests it fires for, by count: "fail the first N,
+/// then succeed", the retry test.
+///
+/// Exactly one of `first` and `every` is given (validation says so otherwise).
+/// Counting is per rule (`per: rule`, the default: the rule's matching requests in
+/// arrival order since the profile was applied, or since its phase began) or per
+/// call (`per: call`: one call's attempts, numbered by `x-stainless-retry-count`,
+/// or without it counted by `x-brownout-seq` or the request's fingerprint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Fire for the first N, then never again.
+    #[serde(default)]
+    pub first: Option<u64>,
+    /// Fire for every Nth: the Nth, the 2Nth, ...
+    #[serde(default)]
+    pub every: Option<u64>,
+    /// What is counted: the rule's requests (`rule`) or each call's attempts (`call`).
+    #[serde(default)]
+    pub per: SchedulePer,
+}
+
+/// What a [`Schedule`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulePer {
+    /// The rule's matching requests, in arrival order.
+    #[default]
+    Rule,
+    /// One call's attempts: its first try is attempt 1, its first retry attempt 2.
+    Call,
+}
+
+impl Schedule {
+    /// Whether the schedule fires for the request or attempt at 0-based position
+    /// `k` of what it counts. A schedule without `first` or `every` (which
+    /// validation refuses) never fires.
+    pub fn fires(&self, k: u64) -> bool {
+        match (self.first, self.every) {
+            (Some(n), _) => k < n,
+            (None, Some(n)) if n > 0 => (k + 1).is_multiple_of(n),
+            _ => false,
+        }
+    }
+}
+
+impl JsonSchema for Schedule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Schedule".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let per = generator.subschema_for::<SchedulePer>();
+        schemars::json_schema!({
+            "description": "Fire by count instead of by chance: `{first: N}` fires for the first N and then never, `{every: N}` for every Nth. `per: rule` (default) counts the rule's matching requests in arrival order (from when the profile is applied, or from the start of the rule's phase); `per: call` counts each call's attempts (its `x-stainless-retry-count`; without one, requests with the same `x-brownout-seq`, or the same request from the same client within a minute), so `{first: 2, per: call}` fails every call's first two attempts and lets the third through. Not allowed together with `probability`.",
+            "type": "object",
+            "properties": {
+                "first": {"type": "integer", "minimum": 1, "description": "Fire for the first N, then never again."},
+                "every": {"type": "integer", "minimum": 1, "description": "Fire for every Nth: the Nth, the 2Nth, ..."},
+                "per": per
+            },
+            "oneOf": [
+                {"required": ["first"], "not": {"required": ["every"]}},
+                {"required": ["every"], "not": {"required": ["first"]}}
+            ],
+            "additionalProperties": false
+        })
+    }
 }
 
 /// How often a matching rule fires.

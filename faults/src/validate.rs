@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use crate::dist::Dist;
 use crate::duration::format_duration;
-use crate::profile::{ClientsMatch, FaultSpec, Match, Probability, Profile, Rule};
+use crate::profile::{
+    ClientsMatch, FaultSpec, Match, Probability, Profile, Rule, Schedule, SchedulePer,
+};
 use crate::yaml::{closest, parse_tree, Diagnostic, Node, PathSeg};
+
+/// The most attempts of one call a `schedule: {per: call}` counts to.
+pub const MAX_CALL_ATTEMPTS: u64 = 1000;
 
 /// Load and fully validate a profile from text (YAML or JSON).
 ///
@@ -267,6 +272,9 @@ impl Cx<'_> {
                 }
             }
         }
+        if let Some(schedule) = &rule.schedule {
+            self.schedule(schedule, base);
+        }
         if rule.max_active == Some(0) {
             self.err(
                 &join(base, &[K("max_active")]),
@@ -289,6 +297,70 @@ impl Cx<'_> {
         }
         for (i, fault) in rule.faults.iter().enumerate() {
             self.fault(fault, &join(base, &[K("faults"), I(i)]));
+        }
+    }
+
+    fn schedule(&mut self, schedule: &Schedule, base: &[PathSeg<'_>]) {
+        let path = join(base, &[K("schedule")]);
+        let prob = join(base, &[K("probability")]);
+        if self.tree.at_path(&prob).is_some() {
+            self.err(
+                &prob,
+                "`probability` and `schedule` cannot both be given",
+                Some(
+                    "a schedule decides by count which requests the rule fires for, in place of the random draw; remove `probability` (or remove `schedule` to fail a random share)"
+                        .to_string(),
+                ),
+            );
+        }
+        let per_call = schedule.per == SchedulePer::Call;
+        match (schedule.first, schedule.every) {
+            (None, None) => self.err(
+                &path,
+                "a schedule needs `first` or `every`",
+                Some(
+                    "`{first: 2}` fires for the first 2 matching requests, then never; `{every: 3}` for every 3rd; add `per: call` to count each call's attempts instead"
+                        .to_string(),
+                ),
+            ),
+            (Some(_), Some(_)) => self.err(
+                &join(&path, &[K("every")]),
+                "a schedule takes `first` or `every`, not both",
+                Some(
+                    "keep `first: N` to fail the first N and then let everything through, or `every: N` to fail every Nth; for both patterns write two rules"
+                        .to_string(),
+                ),
+            ),
+            (first, every) => {
+                let (key, n) = match (first, every) {
+                    (Some(n), _) => ("first", n),
+                    (_, Some(n)) => ("every", n),
+                    _ => unreachable!("one of them is given"),
+                };
+                let at = join(&path, &[K(key)]);
+                if n == 0 {
+                    let hint = if key == "first" {
+                        "`first: 0` would never fire; write `first: 1` or more, or remove the rule"
+                    } else {
+                        "`every: 1` fires for every request, `every: 2` for every other one"
+                    };
+                    self.err(
+                        &at,
+                        format!("`schedule.{key}` must be at least 1"),
+                        Some(hint.to_string()),
+                    );
+                } else if per_call && n > MAX_CALL_ATTEMPTS {
+                    self.err(
+                        &at,
+                        format!(
+                            "`schedule.{key}` must be at most {MAX_CALL_ATTEMPTS} with `per: call`"
+                        ),
+                        Some(format!(
+                            "a call's attempts are counted up to {MAX_CALL_ATTEMPTS} (openai-python retries twice by default); to count the rule's requests instead write `per: rule`"
+                        )),
+                    );
+                }
+            }
         }
     }
 
@@ -1175,5 +1247,75 @@ phases:
             assert!(g.starts_with(w), "got `{g}`, want `{w}…`");
         }
         assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+    }
+
+    #[test]
+    fn schedules_load_and_their_mistakes_are_positioned() {
+        let ok = "version: 1\nname: t\nrules:\n  - name: a\n    schedule: {first: 2, per: call}\n    faults: [{type: reset}]\n  - name: b\n    schedule: {every: 3}\n    faults: [{type: reset}]\n";
+        let p = load_profile(ok, "t.yaml").unwrap();
+        assert_eq!(
+            p.rules[0].schedule,
+            Some(Schedule {
+                first: Some(2),
+                every: None,
+                per: SchedulePer::Call
+            })
+        );
+        assert_eq!(
+            p.rules[1].schedule,
+            Some(Schedule {
+                first: None,
+                every: Some(3),
+                per: SchedulePer::Rule
+            })
+        );
+
+        let src = "\
+version: 1
+name: t
+rules:
+  - name: both
+    probability: 0.5
+    schedule: {first: 2}
+    faults: [{type: reset}]
+  - name: neither
+    schedule: {per: call}
+    faults: [{type: reset}]
+  - name: two
+    schedule: {first: 2, every: 3}
+    faults: [{type: reset}]
+  - name: zero
+    schedule: {every: 0}
+    faults: [{type: reset}]
+  - name: many
+    schedule: {first: 5000, per: call}
+    faults: [{type: reset}]
+";
+        let errs = load_profile(src, "t.yaml").unwrap_err();
+        let got: Vec<String> = errs
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "5:18 `probability` and `schedule` cannot both be given",
+                "9:15 a schedule needs `first` or `every`",
+                "12:33 a schedule takes `first` or `every`, not both",
+                "15:23 `schedule.every` must be at least 1",
+                "18:23 `schedule.first` must be at most 1000 with `per: call`",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+        let unknown = load_profile(
+            "version: 1\nname: t\nrules:\n  - schedule: {frist: 2}\n    faults: [{type: reset}]\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            unknown[0].message.contains("frist"),
+            "unknown fields are errors: {unknown:#?}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use brownout_faults::api::{classify, inspect_request};
 use brownout_faults::decide::{decide, rng_for};
 use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput, RuleDecision};
+use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
@@ -212,6 +213,32 @@ async fn inspect_body(
     Ok(facts)
 }
 
+/// The request's fingerprint for telling calls apart (`schedule: {per: call}`):
+/// method, path and query, the body as far as it was read for matching, and the
+/// client, by its API key or authorization header, else its address.
+fn call_fingerprint(
+    parts: &http::request::Parts,
+    body: Option<&ReqBody>,
+    ip: std::net::IpAddr,
+) -> u64 {
+    let body = match body {
+        Some(ReqBody::Prefixed {
+            prefix: Some(p), ..
+        }) => Some(&p[..]),
+        _ => None,
+    };
+    let ip = ip.to_string();
+    let client = ["authorization", "x-api-key", "api-key"]
+        .iter()
+        .find_map(|h| parts.headers.get(*h))
+        .map_or(ip.as_bytes(), |v| v.as_bytes());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    fingerprint(parts.method.as_str(), target, body, Some(client))
+}
+
 /// Read and discard the request body (up to `limit`) so an injected answer leaves
 /// the connection reusable, as a real server's would.
 async fn drain(body: Option<ReqBody>, limit: usize) -> u64 {
@@ -330,6 +357,15 @@ async fn proxy_exchange(
             .get(&X_BROWNOUT_SEQ)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        // Which call this attempt belongs to, for `x-brownout-seq` ordinals and
+        // `schedule: {per: call}`.
+        let retry = ex.rec().attempt;
+        let call = CallId {
+            seq,
+            retry,
+            fingerprint: (profile.counts_calls && seq.is_none() && retry.is_none())
+                .then(|| call_fingerprint(&parts, req_body.as_ref(), ip)),
+        };
         let input = MatchInput {
             listener: &ctx.name,
             method: &parts.method,
@@ -339,7 +375,7 @@ async fn proxy_exchange(
             client_ip: Some(ip),
         };
         for rule in active.rules {
-            let rng = match rule.decide(&input, profile.seed, active.fraction, seq) {
+            let rng = match rule.decide(&input, profile.seed, active.at, &call) {
                 RuleDecision::Skip => continue,
                 RuleDecision::Busy => {
                     for f in &rule.faults {
@@ -354,7 +390,7 @@ async fn proxy_exchange(
             decided.push(Decided { rule, rng });
         }
         if let Some(rule) = header_rule.as_ref() {
-            let ordinal = seq.unwrap_or_else(|| ex.rec().id);
+            let ordinal = call.ordinal().unwrap_or_else(|| ex.rec().id);
             if let Some(rng) = decide(profile.seed, rule.id, ordinal, 1.0) {
                 ex.rec().rules.push(rule.name.clone());
                 decided.push(Decided { rule, rng });
