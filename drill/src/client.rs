@@ -2,13 +2,14 @@
 //!
 //! The client is hyper-util's pooled HTTP/1.1 client with keep-alive, like the
 //! httpx pools behind the official SDKs, so a fault that closes connections shows up
-//! as reconnects here too. Retries are the engine's (`engine::send`).
+//! as reconnects here too. Retries are the engine's
+//! ([`crate::engine::send_with_retries`]), by the SDKs' rules ([`crate::retry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -19,6 +20,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::meter::StreamMeter;
 use crate::pool::Pool;
+use crate::retry::{Ending, RetryHeaders};
 use crate::sample::{Outcome, Sample, TokensSource};
 use crate::workload::RequestShape;
 
@@ -38,7 +40,24 @@ pub struct DrillClient {
     stream: bool,
     timeout: Duration,
     shape: RequestShape,
+    keys: Keys,
 }
+
+/// How a request says which simulated user sent it.
+#[derive(Debug, Clone, Default)]
+enum Keys {
+    /// No credentials at all (the plain drill).
+    #[default]
+    None,
+    /// A fake key of the user's own.
+    Fake,
+    /// One real key for everybody (the credential header's whole value), and
+    /// `x-brownout-client: user-N`: a real provider refuses fake keys.
+    Real(HeaderValue),
+}
+
+/// Names the simulated user when every user sends the same real key.
+pub const CLIENT_HEADER: &str = "x-brownout-client";
 
 /// Connections a drill client may open at once, as the openai SDK's default
 /// (`httpx.Limits(max_connections=1000)`).
@@ -204,26 +223,99 @@ impl DrillClient {
             stream: stream && shape != RequestShape::Embeddings && !shape.is_search(),
             timeout,
             shape,
+            keys: Keys::None,
+        }
+    }
+
+    /// Send each request (of [`DrillClient::exchange_with`]) as the simulated
+    /// user it names, with the credential header the API's SDK sends: fake keys
+    /// (`authorization: Bearer sk-brownout-user-N`, or for Anthropic `x-api-key:
+    /// sk-ant-brownout-user-N`), or, given a real key, that key for every user and
+    /// `x-brownout-client: user-N`. A key that cannot be a header value (a control
+    /// character) is not sent: fake keys are, and a warning says so.
+    pub fn with_users(mut self, real_key: Option<&str>) -> Self {
+        self.keys = match real_key.map(str::trim) {
+            None => Keys::Fake,
+            Some(key) => {
+                let value = if self.credential_header() == http::header::AUTHORIZATION {
+                    format!("Bearer {key}")
+                } else {
+                    key.to_owned()
+                };
+                match HeaderValue::from_str(&value) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        Keys::Real(v)
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "drill: the API key is not a valid header value; sending fake keys"
+                        );
+                        Keys::Fake
+                    }
+                }
+            }
+        };
+        self
+    }
+
+    /// The header the API's clients carry their key in.
+    fn credential_header(&self) -> HeaderName {
+        match self.shape {
+            RequestShape::Messages => HeaderName::from_static("x-api-key"),
+            RequestShape::QdrantSearch => HeaderName::from_static("api-key"),
+            RequestShape::ChromaQuery => HeaderName::from_static("x-chroma-token"),
+            RequestShape::Chat | RequestShape::Completion | RequestShape::Embeddings => {
+                http::header::AUTHORIZATION
+            }
+        }
+    }
+
+    /// The credential headers of simulated user `user`.
+    fn user_headers(&self, user: u32) -> Vec<(HeaderName, HeaderValue)> {
+        let fake = |prefix: &str| {
+            let key = match self.shape {
+                RequestShape::Messages => format!("sk-ant-brownout-user-{user}"),
+                _ => format!("sk-brownout-user-{user}"),
+            };
+            HeaderValue::from_str(&format!("{prefix}{key}")).ok()
+        };
+        let name = self.credential_header();
+        let bearer = if name == http::header::AUTHORIZATION {
+            "Bearer "
+        } else {
+            ""
+        };
+        match &self.keys {
+            Keys::None => Vec::new(),
+            Keys::Fake => fake(bearer).map(|v| vec![(name, v)]).unwrap_or_default(),
+            Keys::Real(v) => {
+                let mut out = vec![(name, v.clone())];
+                if let Ok(id) = HeaderValue::from_str(&format!("user-{user}")) {
+                    out.push((HeaderName::from_static(CLIENT_HEADER), id));
+                }
+                out
+            }
         }
     }
 
     /// Send `body` as request `slot.seq` and measure it. Never fails: every way a
     /// request can end is an [`Outcome`].
     pub async fn exchange(&self, slot: Slot, body: Bytes) -> Sample {
-        self.exchange_with(slot, body, 0).await.0
+        self.exchange_with(slot, body, 0, None).await.0
     }
 
     /// Like [`DrillClient::exchange`], for attempt number `retry_count` (0 for the
-    /// first), sent as `x-stainless-retry-count` like the official SDKs do; also
-    /// returns the server's requested wait (`retry-after-ms`, else `retry-after` in
-    /// seconds) on an error response.
+    /// first), sent as `x-stainless-retry-count` like the official SDKs do, from
+    /// simulated user `user` (see [`DrillClient::with_users`]); also returns how
+    /// the attempt ended for the SDK's retry rules.
     pub async fn exchange_with(
         &self,
         slot: Slot,
         body: Bytes,
         retry_count: u32,
-    ) -> (Sample, Option<Duration>) {
-        let mut retry_after = None;
+        user: Option<u32>,
+    ) -> (Sample, Ending) {
         let send_lag = Instant::now().saturating_duration_since(slot.scheduled);
         let deadline = slot.scheduled + self.timeout;
         let mut sample = Sample {
@@ -240,19 +332,13 @@ impl DrillClient {
             embedding: None,
             ids: None,
         };
-        let outcome = self
-            .attempt(
-                &mut sample,
-                slot,
-                body,
-                deadline,
-                retry_count,
-                &mut retry_after,
-            )
+        let user = user.map(|u| self.user_headers(u)).unwrap_or_default();
+        let (outcome, ending) = self
+            .attempt(&mut sample, slot, body, deadline, retry_count, &user)
             .await;
         sample.outcome = outcome;
         sample.e2e = Instant::now().saturating_duration_since(slot.scheduled);
-        (sample, retry_after)
+        (sample, ending)
     }
 
     async fn attempt(
@@ -262,8 +348,8 @@ impl DrillClient {
         body: Bytes,
         deadline: Instant,
         retry_count: u32,
-        retry_after: &mut Option<Duration>,
-    ) -> Outcome {
+        user: &[(HeaderName, HeaderValue)],
+    ) -> (Outcome, Ending) {
         let make = || {
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = Method::POST;
@@ -282,13 +368,19 @@ impl DrillClient {
             if self.shape == RequestShape::Messages {
                 h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
             }
+            for (name, value) in user {
+                h.insert(name.clone(), value.clone());
+            }
             req
         };
+        // Before the response head, and while reading a body that is not streamed,
+        // httpx raises connection errors and timeouts, which the SDKs retry; a
+        // stream's body is read after their retry loop, so its failures are final.
         let (resp, lease) = match timeout_at(deadline, self.pool.send(make)).await {
-            Err(_) => return Outcome::Timeout,
+            Err(_) => return (Outcome::Timeout, Ending::Connection),
             Ok(Err(e)) => {
                 tracing::debug!(seq = slot.seq, error = %e, "drill: request failed");
-                return Outcome::TransportError;
+                return (Outcome::TransportError, Ending::Connection);
             }
             Ok(Ok(r)) => r,
         };
@@ -296,7 +388,8 @@ impl DrillClient {
         // end; any early return drops it, which closes it.
         let release = |lease| self.pool.release(lease);
         let status = resp.status();
-        *retry_after = parse_retry_after(resp.headers());
+        let retry_headers =
+            (!status.is_success()).then(|| RetryHeaders::from_headers(resp.headers()));
         let encoding = resp
             .headers()
             .get(http::header::CONTENT_ENCODING)
@@ -306,18 +399,27 @@ impl DrillClient {
 
         if !status.is_success() {
             // Read the error body to the end so the connection can be reused, as an
-            // SDK does; its content does not matter here.
-            loop {
+            // SDK does; its content does not matter here. Without a stream httpx
+            // reads it before the SDK sees the status, so a failure there is a
+            // connection error to the SDK.
+            let broken = loop {
                 match timeout_at(deadline, body.frame()).await {
-                    Err(_) | Ok(Some(Err(_))) => break,
+                    Err(_) => break Some(Outcome::Timeout),
+                    Ok(Some(Err(_))) => break Some(Outcome::TransportError),
                     Ok(None) => {
                         release(lease);
-                        break;
+                        break None;
                     }
                     Ok(Some(Ok(_))) => {}
                 }
-            }
-            return Outcome::HttpError(status.as_u16());
+            };
+            return match broken {
+                Some(o) if !self.stream => (o, Ending::Connection),
+                _ => (
+                    Outcome::HttpError(status.as_u16()),
+                    Ending::Status(status.as_u16(), retry_headers.unwrap_or_default()),
+                ),
+            };
         }
 
         if self.stream {
@@ -357,22 +459,23 @@ impl DrillClient {
                 sample.output_tokens = Some(n);
                 sample.tokens_source = Some(src);
             }
-            if timed_out {
+            let outcome = if timed_out {
                 Outcome::Timeout
             } else {
                 summary.outcome
-            }
+            };
+            (outcome, Ending::Delivered)
         } else {
             let mut buf = Vec::new();
             let mut overflow = false;
             loop {
                 match timeout_at(deadline, body.frame()).await {
-                    Err(_) => return Outcome::Timeout,
+                    Err(_) => return (Outcome::Timeout, Ending::Connection),
                     Ok(None) => {
                         release(lease);
                         break;
                     }
-                    Ok(Some(Err(_))) => return Outcome::Truncated,
+                    Ok(Some(Err(_))) => return (Outcome::Truncated, Ending::Connection),
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             if buf.len() + data.len() <= MAX_JSON_BODY {
@@ -385,7 +488,7 @@ impl DrillClient {
                 }
             }
             if overflow {
-                return Outcome::Ok;
+                return (Outcome::Ok, Ending::Delivered);
             }
             // Like the SDKs' HTTP clients, read compressed answers (Qdrant gzips
             // its answers whatever the client asked for).
@@ -393,11 +496,11 @@ impl DrillClient {
                 None | Some("identity") => {}
                 Some(enc @ ("gzip" | "x-gzip" | "deflate")) => match inflate(enc, &buf) {
                     Some(b) => buf = b,
-                    None => return Outcome::Corrupt,
+                    None => return (Outcome::Corrupt, Ending::Delivered),
                 },
-                Some(_) => return Outcome::Corrupt,
+                Some(_) => return (Outcome::Corrupt, Ending::Delivered),
             }
-            match serde_json::from_slice::<Completion>(&buf)
+            let outcome = match serde_json::from_slice::<Completion>(&buf)
                 .ok()
                 .and_then(|c| c.read(self.shape))
             {
@@ -412,7 +515,8 @@ impl DrillClient {
                     Outcome::Ok
                 }
                 None => Outcome::Corrupt,
-            }
+            };
+            (outcome, Ending::Delivered)
         }
     }
 }
@@ -487,36 +591,64 @@ pub async fn resolve_chroma_collection(
         .ok_or_else(|| fail("the answer has no `id`".into()))
 }
 
-/// The wait a response asks for: `retry-after-ms` (milliseconds), else
-/// `retry-after` in seconds (fractions allowed); HTTP dates are not followed.
-pub fn parse_retry_after(h: &http::HeaderMap) -> Option<Duration> {
-    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
-    }
-    let s = get("retry-after")?.parse::<f64>().ok()?;
-    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
-}
-
 #[cfg(test)]
-mod retry_after_tests {
+mod user_tests {
     use super::*;
 
+    fn client(path: &str) -> DrillClient {
+        let uri = format!("http://127.0.0.1:9{path}").parse().unwrap();
+        DrillClient::new(uri, false, Duration::from_secs(1))
+    }
+
+    fn shown(h: Vec<(HeaderName, HeaderValue)>) -> Vec<(String, String)> {
+        h.into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
     #[test]
-    fn retry_after_headers() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(parse_retry_after(&h), None);
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(250)));
-        h.remove("retry-after-ms");
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+    fn each_user_has_its_own_fake_key() {
+        let chat = client("/v1/chat/completions").with_users(None);
+        assert_eq!(
+            shown(chat.user_headers(7)),
+            [("authorization".into(), "Bearer sk-brownout-user-7".into())]
         );
-        assert_eq!(parse_retry_after(&h), None);
+        let messages = client("/v1/messages").with_users(None);
+        assert_eq!(
+            shown(messages.user_headers(0)),
+            [("x-api-key".into(), "sk-ant-brownout-user-0".into())]
+        );
+        let qdrant = client("/collections/docs/points/search").with_users(None);
+        assert_eq!(shown(qdrant.user_headers(3))[0].0, "api-key");
+        // The plain drill sends no credentials.
+        assert!(client("/v1/chat/completions").user_headers(1).is_empty());
+    }
+
+    #[test]
+    fn a_real_key_is_shared_and_users_are_named() {
+        let chat = client("/v1/embeddings").with_users(Some(" sk-real\n"));
+        let h = chat.user_headers(42);
+        assert!(h[0].1.is_sensitive());
+        assert_eq!(
+            shown(h),
+            [
+                ("authorization".into(), "Bearer sk-real".into()),
+                ("x-brownout-client".into(), "user-42".into())
+            ]
+        );
+        let messages = client("/v1/messages").with_users(Some("sk-ant-real"));
+        assert_eq!(
+            shown(messages.user_headers(1)),
+            [
+                ("x-api-key".into(), "sk-ant-real".into()),
+                ("x-brownout-client".into(), "user-1".into())
+            ]
+        );
+        // A key that cannot be sent falls back to fake keys.
+        let bad = client("/v1/chat/completions").with_users(Some("a\u{7}b"));
+        assert_eq!(
+            shown(bad.user_headers(2)),
+            [("authorization".into(), "Bearer sk-brownout-user-2".into())]
+        );
     }
 }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, sleep, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 
 use crate::arrival::PoissonArrivals;
 use crate::client::{DrillClient, Slot};
@@ -18,15 +18,13 @@ use crate::correct::{Answer, Correctness, Expect, Scorer};
 use crate::error::DrillError;
 use crate::plan::{LoadPlan, PhasePlan};
 use crate::progress::{Progress, ProgressSink};
-use crate::sample::{Outcome, Sample};
+use crate::retry::RetryPolicy;
+use crate::sample::Sample;
 use crate::scenario::{
     Api, ArrivalKind, ClientSpec, Endpoint, Goodput, PhaseSlo, Slo, StopWhen, WorkloadSpec,
 };
 use crate::stats::{finish_phases, DrillResult, LiveWindow, PhaseAccumulator, PhaseStats};
 use crate::workload::Workload;
-
-/// The longest `retry-after` the client honours, like the SDKs.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// One workload, ready to run against a base URL.
 #[derive(Debug, Clone)]
@@ -130,7 +128,10 @@ pub struct PhaseExtra {
 }
 
 /// A point of the latency-over-time chart.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// The fields after `ok` came later: `#[serde(default)]` keeps older
+/// `report.json` files loading (their points read as workload 0, no stream data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Scheduled send, seconds from the start.
     pub t_s: f64,
@@ -138,6 +139,41 @@ pub struct Point {
     pub e2e_ms: f64,
     /// Whether it succeeded.
     pub ok: bool,
+    /// Index into [`EngineResult::workloads`]: a search's latency charted with a
+    /// chat's hides both.
+    #[serde(default)]
+    pub workload: usize,
+    /// Time to first token, ms (streams only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Time per output token, ms ([`Sample::tpot`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// The request's median gap between content events, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_p50_ms: Option<f64>,
+    /// Its longest gap, ms: a stalled stream shows here, not in the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_max_ms: Option<f64>,
+}
+
+impl Point {
+    /// The chart point of `s`, scheduled `t_s` seconds from the start.
+    pub fn of(t_s: f64, workload: usize, s: &Sample) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut gaps: Vec<Duration> = s.itl.clone();
+        gaps.sort_unstable();
+        Self {
+            t_s,
+            e2e_ms: ms(s.e2e),
+            ok: s.outcome.is_ok(),
+            workload,
+            ttft_ms: s.ttft.map(ms),
+            tpot_ms: s.tpot().map(ms),
+            itl_p50_ms: gaps.get(gaps.len() / 2).copied().map(ms),
+            itl_max_ms: gaps.last().copied().map(ms),
+        }
+    }
 }
 
 /// What a scenario drill measured.
@@ -179,8 +215,11 @@ struct Done {
     scheduled_s: f64,
 }
 
-/// Send with SDK-style retries; every latency is measured from `scheduled`.
-async fn send(
+/// Send request `seq` as the SDK named by `spec` would, retries and waits
+/// included ([`crate::retry`]), from simulated user `seq % users`; every latency
+/// is measured from `scheduled`. Returns the last attempt's sample and the number
+/// of attempts.
+pub async fn send_with_retries(
     client: &DrillClient,
     spec: &ClientSpec,
     seq: u64,
@@ -189,53 +228,37 @@ async fn send(
     body: Bytes,
     mut rng: ChaCha8Rng,
 ) -> (Sample, u32) {
-    let mut attempt: u32 = 0;
-    loop {
-        let start = Instant::now();
-        // Each retry gets its own fault decision (as a fresh request would), still
-        // fixed by the seed: the attempt number goes in the high bits.
-        let slot = Slot {
-            seq: seq | (u64::from(attempt) << 48),
-            phase,
-            scheduled: start,
-        };
-        let (mut s, retry_after) = client.exchange_with(slot, body.clone(), attempt).await;
-        s.seq = seq;
-        let offset = start.saturating_duration_since(scheduled);
-        s.e2e += offset;
-        s.ttft = s.ttft.map(|t| t + offset);
-        s.send_lag = s
-            .send_lag
-            .max(if attempt == 0 { offset } else { s.send_lag });
-        attempt += 1;
-        if !retryable(s.outcome) || attempt > spec.retries {
-            return (s, attempt);
-        }
-        let wait = match retry_after {
-            Some(w) if spec.honor_retry_after && w <= MAX_RETRY_AFTER => w,
-            _ => backoff(attempt - 1, &mut rng),
-        };
-        sleep(wait).await;
-    }
-}
-
-/// Whether the SDKs retry a request that ended so. openai-python and
-/// anthropic-sdk-python share the rule: 408, 409, 429, every 5xx (Anthropic's 529
-/// `overloaded_error` included), connection errors and timeouts.
-pub fn retryable(o: Outcome) -> bool {
-    match o {
-        Outcome::HttpError(c) => c == 408 || c == 409 || c == 429 || c >= 500,
-        Outcome::TransportError | Outcome::Timeout => true,
-        _ => false,
-    }
-}
-
-/// The openai-python backoff before retry `n + 1`: `min(0.5·2^n, 8)` seconds,
-/// less up to 25% jitter.
-pub fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
-    let base = (0.5 * 2f64.powi(n.min(16) as i32)).min(8.0);
-    let jitter = 1.0 - 0.25 * rng.random::<f64>();
-    Duration::from_secs_f64(base * jitter)
+    let policy = RetryPolicy {
+        sdk: spec.sdk,
+        max_retries: spec.retries,
+        honor_retry_after: spec.honor_retry_after,
+    };
+    // A request keeps its user across retries, as an SDK client keeps its key.
+    let user = (seq % u64::from(spec.users.max(1))) as u32;
+    policy
+        .run(&mut rng, |attempt| {
+            let body = body.clone();
+            async move {
+                let start = Instant::now();
+                // Each retry gets its own fault decision (as a fresh request would),
+                // still fixed by the seed: the attempt number goes in the high bits.
+                let slot = Slot {
+                    seq: seq | (u64::from(attempt) << 48),
+                    phase,
+                    scheduled: start,
+                };
+                let (mut s, ending) = client.exchange_with(slot, body, attempt, Some(user)).await;
+                s.seq = seq;
+                let offset = start.saturating_duration_since(scheduled);
+                s.e2e += offset;
+                s.ttft = s.ttft.map(|t| t + offset);
+                s.send_lag = s
+                    .send_lag
+                    .max(if attempt == 0 { offset } else { s.send_lag });
+                (s, ending)
+            }
+        })
+        .await
 }
 
 /// Whether `s` is good under `g`: ok and within every threshold given.
@@ -349,12 +372,28 @@ pub async fn run_engine(
             p.rate_per_sec = r;
         }
         p.validate()?;
-        clients.push(Arc::new(DrillClient::with_limits(
-            p.request_uri()?,
-            p.stream,
-            p.timeout,
-            w.spec.client.max_connections as usize,
-        )));
+        let real_key = match &w.spec.client.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.trim().is_empty() => Some(k),
+                _ => {
+                    tracing::warn!(
+                        workload = %w.spec.name,
+                        "drill: `{var}` holds no API key; sending fake keys"
+                    );
+                    None
+                }
+            },
+        };
+        clients.push(Arc::new(
+            DrillClient::with_limits(
+                p.request_uri()?,
+                p.stream,
+                p.timeout,
+                w.spec.client.max_connections as usize,
+            )
+            .with_users(real_key.as_deref()),
+        ));
         bodies.push(Workload::with_prompts(&p, &w.prompts));
         arrivals.push(match w.spec.arrival.kind() {
             ArrivalKind::Rate(r) => {
@@ -472,7 +511,8 @@ pub async fn run_engine(
         let rng = ChaCha8Rng::seed_from_u64(jitter.random());
         let scheduled = start + offset;
         let fut = async move {
-            let (sample, attempts) = send(&client, &spec, s, phase, scheduled, body, rng).await;
+            let (sample, attempts) =
+                send_with_retries(&client, &spec, s, phase, scheduled, body, rng).await;
             Done {
                 workload: i,
                 prompt,
@@ -554,11 +594,7 @@ pub async fn run_engine(
                 total_extra.attempts += u64::from(done.attempts);
                 live.record(s);
                 recent.push_back((Instant::now(), s.outcome.is_ok()));
-                points.push(Point {
-                    t_s: done.scheduled_s,
-                    e2e_ms: s.e2e.as_secs_f64() * 1000.0,
-                    ok: s.outcome.is_ok(),
-                });
+                points.push(Point::of(done.scheduled_s, done.workload, s));
                 // A closed-loop user sends its next request at once.
                 if matches!(plan.workloads[done.workload].spec.arrival.kind(), ArrivalKind::Concurrency(_)) {
                     let now = start.elapsed();
@@ -792,27 +828,7 @@ pub fn evaluate(slo: &Slo, r: &EngineResult) -> Vec<SloCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_follows_the_sdk() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for (n, base) in [(0, 0.5), (1, 1.0), (2, 2.0), (4, 8.0), (9, 8.0)] {
-            let d = backoff(n, &mut rng).as_secs_f64();
-            assert!(d <= base && d >= base * 0.75, "{n}: {d}");
-        }
-    }
-
-    #[test]
-    fn retry_rule_matches_the_sdks() {
-        for c in [408, 409, 429, 500, 503, 529] {
-            assert!(retryable(Outcome::HttpError(c)), "{c}");
-        }
-        for c in [400, 401, 404, 413, 422] {
-            assert!(!retryable(Outcome::HttpError(c)), "{c}");
-        }
-        assert!(retryable(Outcome::Timeout) && retryable(Outcome::TransportError));
-        assert!(!retryable(Outcome::StreamError) && !retryable(Outcome::Corrupt));
-    }
+    use crate::sample::Outcome;
 
     fn sample(outcome: Outcome, e2e_ms: u64, ttft_ms: Option<u64>) -> Sample {
         Sample {

@@ -39,17 +39,20 @@
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod arrival;
+pub mod chaos;
 pub mod client;
 pub mod correct;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod html;
 pub mod meter;
 pub mod plan;
 pub mod pool;
 pub mod progress;
 pub mod records;
 pub mod report;
+pub mod retry;
 mod run;
 pub mod sample;
 pub mod scenario;

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use brownout_faults::Profile;
+
+use crate::chaos::{self, ChaosInput, ChaosSummary, FaultRecord, FaultRef, GrpcRef, PhaseSpan};
 use crate::engine::{evaluate, is_good, EngineResult, PhaseExtra, Point};
 use crate::gate::DrillReport;
 use crate::sample::{Outcome, Sample, TokensSource};
@@ -25,6 +28,24 @@ struct Rec {
     ts: String,
     #[serde(default)]
     phase: Option<String>,
+    #[serde(default)]
+    listener: Option<String>,
+    #[serde(default)]
+    api: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    matched: Option<Vec<String>>,
+    #[serde(default)]
+    rules: Vec<String>,
+    #[serde(default)]
+    faults: Vec<FaultRef>,
+    #[serde(default)]
+    faults_skipped: Vec<FaultRef>,
+    #[serde(default)]
+    grpc: Option<GrpcRef>,
     #[serde(default)]
     status: Option<u16>,
     outcome: String,
@@ -155,9 +176,33 @@ pub fn read_record_file(path: &std::path::Path) -> std::io::Result<String> {
     })
 }
 
-/// Build the report from `(file name, text)` pairs, applying the scenario's SLOs
-/// and baseline when one is given.
-pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenario>) -> DrillReport {
+impl Rec {
+    /// What the chaos accounting reads of it.
+    fn fault_record(&self, t_s: f64) -> FaultRecord {
+        FaultRecord {
+            t_s,
+            phase: self.phase.clone(),
+            listener: self.listener.clone(),
+            api: self.api.clone(),
+            endpoint: self.endpoint.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            model: self.model.clone(),
+            stream: self.stream,
+            matched: self.matched.clone(),
+            rules: self.rules.clone(),
+            faults: self.faults.clone(),
+            faults_skipped: self.faults_skipped.clone(),
+            attempt: self.attempt,
+            outcome: self.outcome.clone(),
+            grpc: self.grpc.clone(),
+        }
+    }
+}
+
+/// The records of `(file name, text)` pairs in arrival order, with what makes
+/// them incomplete (per file, as [`report_from_records`] names it).
+fn read_all(files: &[(String, String)]) -> (Vec<(f64, Rec)>, Vec<String>) {
     let mut recs: Vec<(f64, Rec)> = Vec::new();
     let mut why = Vec::new();
     for (name, text) in files {
@@ -197,6 +242,47 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         why.extend(flaws.describe(name));
     }
     recs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    (recs, why)
+}
+
+/// The chaos accounting of record files (the in-process drill's proxy writes one):
+/// every rule of `profile` counted and judged over the records, in arrival order.
+/// The second value says why the records are incomplete, when they are.
+pub fn chaos_from_records(
+    files: &[(String, String)],
+    input: &ChaosInput<'_>,
+    source: &str,
+) -> (ChaosSummary, Option<String>) {
+    let (recs, why) = read_all(files);
+    let faults: Vec<FaultRecord> = recs.iter().map(|(t, r)| r.fault_record(*t)).collect();
+    let mut summary = chaos::account(&faults, input, source);
+    let why = (!why.is_empty()).then(|| why.join("; "));
+    if let Some(w) = &why {
+        summary.note = Some(match summary.note.take() {
+            Some(n) => format!("{n}; records incomplete: {w}"),
+            None => format!("records incomplete: {w}"),
+        });
+    }
+    (summary, why)
+}
+
+/// Build the report from `(file name, text)` pairs, applying the scenario's SLOs
+/// and baseline when one is given. Faults are counted per phase and rule as the
+/// records name them, not judged: [`report_from_records_with`] judges them
+/// against the scenario's profile.
+pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenario>) -> DrillReport {
+    report_from_records_with(files, scenario, None)
+}
+
+/// [`report_from_records`], with the profile the records were made under: each of
+/// its rules is judged (DESIGN §6), and an idle one makes the verdict
+/// inconclusive (exit 4) unless the scenario says `allow_idle_rules: true`.
+pub fn report_from_records_with(
+    files: &[(String, String)],
+    scenario: Option<&Scenario>,
+    profile: Option<&Profile>,
+) -> DrillReport {
+    let (recs, why) = read_all(files);
     let t0 = recs.first().map_or(0.0, |r| r.0);
     // Phases in order of first appearance, with their time spans.
     let mut order: Vec<String> = Vec::new();
@@ -252,11 +338,7 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         all.0 += first;
         all.1 += u64::from(good_all);
         all.2 += 1;
-        points.push(Point {
-            t_s: t - t0,
-            e2e_ms: s.e2e.as_secs_f64() * 1000.0,
-            ok: s.outcome.is_ok(),
-        });
+        points.push(Point::of(t - t0, 0, &s));
     }
     let dur = |name: &str| span.get(name).map_or(0.001, |(a, b)| (b - a).max(0.001));
     let extra = |name: &str, (firsts, good, n): (u64, u64, u64)| PhaseExtra {
@@ -309,7 +391,26 @@ pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenari
         .and_then(|s| s.baseline.clone())
         .or_else(|| order.first().cloned());
     let name = scenario.map_or("records".to_owned(), |s| s.name.clone());
-    let mut report = DrillReport::new(&name, baseline, result, checks);
+    let faults: Vec<FaultRecord> = recs.iter().map(|(t, r)| r.fault_record(*t)).collect();
+    let phases: Vec<PhaseSpan> = order
+        .iter()
+        .map(|n| PhaseSpan {
+            name: n.clone(),
+            duration_s: profile
+                .and_then(|p| p.phases.iter().find(|q| &q.name == n))
+                .map(|q| q.duration.0.as_secs_f64()),
+        })
+        .collect();
+    let chaos = chaos::account(
+        &faults,
+        &ChaosInput {
+            profile,
+            phases: &phases,
+            allow_idle_rules: scenario.is_some_and(|s| s.allow_idle_rules),
+        },
+        &format!("{} record file(s)", files.len()),
+    );
+    let mut report = DrillReport::judged(&name, baseline, result, checks, Some(chaos));
     if !why.is_empty() {
         report.incomplete = Some(why.join("; "));
     }

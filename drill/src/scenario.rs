@@ -57,6 +57,11 @@ pub struct Scenario {
     /// Seed for arrivals, prompts and retry jitter.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Pass even when a rule applied nothing or improbably little (otherwise the
+    /// verdict is inconclusive, exit 4): for drills that test a rule which may
+    /// rightly never fire.
+    #[serde(default)]
+    pub allow_idle_rules: bool,
 }
 
 /// The drill's target: a running proxy, or simulated upstreams plus an in-process proxy.
@@ -363,23 +368,41 @@ impl fmt::Display for Rate {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
+    /// The SDK whose retry rules the client follows (`openai-python` by default,
+    /// or `anthropic-python`): see [`crate::retry`].
+    #[serde(default)]
+    pub sdk: crate::retry::Sdk,
     /// Retries after the first attempt (the SDKs default to 2).
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// Per-attempt timeout.
     #[serde(default = "default_timeout")]
     pub timeout: DurationStr,
-    /// Wait as long as `retry-after-ms`/`retry-after` say (up to 60 s).
+    /// Read `retry-after-ms`/`retry-after` as the SDK does; `false` runs the SDK's
+    /// rules as if the server had sent neither.
     #[serde(default = "default_true")]
     pub honor_retry_after: bool,
     /// Connections open at once (the openai SDK's default is 1000); requests
     /// beyond wait for a free one, and the wait counts in their latency.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Simulated users the requests come from, each with a key of its own, so that
+    /// `clients: {percent}` rules and per-key rate limits see a population rather
+    /// than one client.
+    #[serde(default = "default_users")]
+    pub users: u32,
+    /// The environment variable holding a real API key: every user then sends it,
+    /// and users are told apart by `x-brownout-client` instead of fake keys.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 fn default_max_connections() -> u32 {
     crate::client::DEFAULT_MAX_CONNECTIONS as u32
+}
+
+fn default_users() -> u32 {
+    100
 }
 
 fn default_retries() -> u32 {
@@ -397,10 +420,13 @@ fn default_true() -> bool {
 impl Default for ClientSpec {
     fn default() -> Self {
         Self {
+            sdk: crate::retry::Sdk::default(),
             retries: default_retries(),
             timeout: default_timeout(),
             honor_retry_after: true,
             max_connections: default_max_connections(),
+            users: default_users(),
+            api_key_env: None,
         }
     }
 }
@@ -554,19 +580,113 @@ impl Scenario {
 /// span fields (one target form, one arrival form, workloads present and uniquely
 /// named, rates between 0 and 1). Every problem comes with its position.
 pub fn load_scenario(src: &str, file: &str) -> Result<Scenario, Vec<Diagnostic>> {
-    let tree = yaml::parse_tree(src, file).map_err(|d| vec![d])?;
-    let mut scenario: Scenario = yaml::from_node(&tree, file).map_err(|d| vec![d])?;
-    default_workload_names(&mut scenario, &tree);
-    let diags = check(&scenario, &tree, file);
-    if diags.is_empty() {
-        Ok(scenario)
-    } else {
-        Err(diags)
+    let c = check_scenario(src, file);
+    match c.read.and_then(|r| r.value) {
+        Some(s) if c.diagnostics.is_empty() => Ok(s),
+        _ => Err(c.diagnostics),
     }
 }
 
-/// Where workload `i` is in the file: `workload`, or `workloads[i]`.
-fn workload_path(s: &Scenario, i: usize) -> Vec<PathSeg<'static>> {
+/// What [`check_scenario`] found.
+#[derive(Debug, Clone)]
+pub struct ScenarioCheck {
+    /// Every problem in the file, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// What could be read; `None` after a syntax error. A value that had the wrong
+    /// type is a stand-in here, so checks beyond the file (the profile, prompt
+    /// files) ask [`ScenarioCheck::trusted`] before following it.
+    pub read: Option<yaml::Recovered<Scenario>>,
+}
+
+impl ScenarioCheck {
+    /// The scenario as read, stand-ins included.
+    pub fn scenario(&self) -> Option<&Scenario> {
+        self.read.as_ref()?.value.as_ref()
+    }
+
+    /// Whether the value at `path` is what the file says (no type error there).
+    pub fn trusted(&self, path: &[PathSeg<'_>]) -> bool {
+        self.read.as_ref().is_some_and(|r| !r.touched(path))
+    }
+
+    /// Whether a later check's complaint about the scenario is a follow-on of a
+    /// type error already reported.
+    pub fn follows_from_repair(&self, d: &Diagnostic) -> bool {
+        self.read.as_ref().is_some_and(|r| r.follows_from_repair(d))
+    }
+
+    /// Where the value at `path` is written, for diagnostics about what it names.
+    pub fn node(&self, path: &[PathSeg<'_>]) -> Option<&Node> {
+        self.read.as_ref()?.tree.at_path(path)
+    }
+}
+
+/// Check a scenario, finding every problem in it at once: syntax, duplicate keys,
+/// every type error and unknown key (each worked around so the rest is still
+/// read), then the rules of [`load_scenario`] on what was read.
+pub fn check_scenario(src: &str, file: &str) -> ScenarioCheck {
+    let (tree, mut diags) = match yaml::parse_tree_lenient(src, file) {
+        Ok(t) => t,
+        Err(d) => {
+            return ScenarioCheck {
+                diagnostics: vec![d],
+                read: None,
+            }
+        }
+    };
+    let mut read = yaml::recover::<Scenario>(&tree, file, Some(&scenario_range));
+    diags.extend(read.diagnostics());
+    if let Some(s) = read.value.as_mut() {
+        default_workload_names(s, &read.tree);
+        diags.extend(
+            check(s, &read.tree, file)
+                .into_iter()
+                .filter(|d| !read.follows_from_repair(d)),
+        );
+    }
+    diags.sort_by_key(|d| (d.line, d.column));
+    ScenarioCheck {
+        diagnostics: diags,
+        read: Some(read),
+    }
+}
+
+/// The allowed range of a scenario's number fields, in the words of [`check`], so
+/// that `users: -1` and `users: 0` are refused alike.
+fn scenario_range(path: &[yaml::Step], _tree: &Node) -> Option<yaml::FieldRange> {
+    use yaml::FieldRange;
+    let (last, parent) = path.split_last()?;
+    let parent = parent.last().and_then(yaml::Step::key);
+    Some(match (parent, last.key()?) {
+        (Some("arrival"), "concurrency") => {
+            FieldRange::at_least("at least 1").hint(CONCURRENCY_HINT)
+        }
+        (Some("client"), "max_connections") => {
+            FieldRange::at_least("at least 1").hint(MAX_CONNECTIONS_HINT)
+        }
+        (Some("client"), "users") => FieldRange::at_least("at least 1").hint(USERS_HINT),
+        (_, "top_k") => FieldRange::between("between 1 and 1000").hint(TOP_K_HINT),
+        (_, "dims") => FieldRange::between("between 1 and 8192").hint(DIMS_HINT),
+        (_, "error_rate" | "answer_match" | "recall_at_k") | (Some("goodput"), "min") => {
+            FieldRange::between("between 0 and 1").hint(FRACTION_HINT)
+        }
+        (Some("error_rate"), "above") => FieldRange::between("between 0 and 1").hint(FRACTION_HINT),
+        _ => return None,
+    })
+}
+
+const USERS_HINT: &str = "the default is 100 simulated users";
+const CONCURRENCY_HINT: &str =
+    "it is how many closed-loop users send at once, e.g. `{concurrency: 16}`";
+const MAX_CONNECTIONS_HINT: &str =
+    "it caps the connections open at once (the openai SDK's default is 1000)";
+const TOP_K_HINT: &str = "it is how many results each query asks for, e.g. `top_k: 10`";
+const DIMS_HINT: &str = "the simulated databases use 64-dimensional vectors";
+const FRACTION_HINT: &str = "write 2% as 0.02";
+
+/// Where workload `i` of [`Scenario::all_workloads`] is in the file: `workload`,
+/// or `workloads[i]`.
+pub fn workload_path(s: &Scenario, i: usize) -> Vec<PathSeg<'static>> {
     match (s.workload.is_some(), i) {
         (true, 0) => vec![PathSeg::Key("workload")],
         // Both forms given (an error of its own): the list follows the single one.
@@ -712,7 +832,7 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
                     at(
                         &[Key("target"), Key(k)],
                         format!("`{k}` must be an http:// URL, got `{v}`"),
-                        None,
+                        Some("e.g. http://127.0.0.1:8080 (the proxy does not serve TLS to drills)"),
                     );
                 }
             }
@@ -754,7 +874,7 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
                 at(
                     &p(&[Key("name")]),
                     format!("workload name `{}` is used twice", w.name),
-                    None,
+                    Some("reports and SLOs tell workloads apart by name; give each its own"),
                 );
             } else {
                 // At least one of them took its endpoint's name.
@@ -777,7 +897,7 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             (None, Some(0)) => at(
                 &p(&[Key("arrival"), Key("concurrency")]),
                 "`concurrency` must be at least 1".into(),
-                None,
+                Some(CONCURRENCY_HINT),
             ),
             _ => {}
         }
@@ -785,14 +905,28 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             at(
                 &p(&[Key("client"), Key("max_connections")]),
                 "`max_connections` must be at least 1".into(),
-                None,
+                Some(MAX_CONNECTIONS_HINT),
+            );
+        }
+        if w.client.users == 0 {
+            at(
+                &p(&[Key("client"), Key("users")]),
+                "`users` must be at least 1".into(),
+                Some(USERS_HINT),
+            );
+        }
+        if w.client.api_key_env.as_deref().is_some_and(str::is_empty) {
+            at(
+                &p(&[Key("client"), Key("api_key_env")]),
+                "`api_key_env` names an environment variable and cannot be empty".into(),
+                Some("e.g. `api_key_env: OPENAI_API_KEY`, or remove it to send fake keys"),
             );
         }
         if w.client.timeout.0.is_zero() {
             at(
                 &p(&[Key("client"), Key("timeout")]),
                 "the client timeout must be positive".into(),
-                None,
+                Some("a per-attempt timeout such as `timeout: 30s` (the SDKs' default is 600s)"),
             );
         }
         let fits = match w.api {
@@ -815,21 +949,21 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             at(
                 &p(&[Key("stream")]),
                 format!("{:?} requests cannot stream", w.endpoint).to_lowercase(),
-                None,
+                Some("remove `stream: true` from this workload"),
             );
         }
         if w.endpoint == Endpoint::Search && !(1..=1000).contains(&w.top_k) {
             at(
                 &p(&[Key("top_k")]),
-                format!("`top_k` must be between 1 and 1000, got {}", w.top_k),
-                None,
+                format!("`top_k` must be between 1 and 1000, not {}", w.top_k),
+                Some(TOP_K_HINT),
             );
         }
         if w.endpoint == Endpoint::Search && !(1..=8192).contains(&w.dims) {
             at(
                 &p(&[Key("dims")]),
-                format!("`dims` must be between 1 and 8192, got {}", w.dims),
-                None,
+                format!("`dims` must be between 1 and 8192, not {}", w.dims),
+                Some(DIMS_HINT),
             );
         }
         if w.collection.is_empty() || w.collection.contains(['/', '?', '#', ' ']) {
@@ -843,10 +977,14 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
     let mut fraction = |path: &[PathSeg<'_>], v: Option<f64>| {
         if let Some(v) = v {
             if !(0.0..=1.0).contains(&v) {
+                let key = match path.last() {
+                    Some(Key(k)) => *k,
+                    _ => "the fraction",
+                };
                 at(
                     path,
-                    format!("expected a fraction between 0 and 1, got {v}"),
-                    Some("write 2% as 0.02"),
+                    format!("`{key}` must be between 0 and 1, not {v}"),
+                    Some(FRACTION_HINT),
                 );
             }
         }
@@ -893,7 +1031,7 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             at(
                 &[Key("duration")],
                 "`duration` must be positive".into(),
-                None,
+                Some("e.g. `duration: 2m`, or remove it to run the profile's phases in full"),
             );
         }
     }
@@ -909,7 +1047,7 @@ pub fn check_against_profile(
     file: &str,
     phases: &[String],
 ) -> Vec<Diagnostic> {
-    let Ok(tree) = yaml::parse_tree(src, file) else {
+    let Ok((tree, _)) = yaml::parse_tree_lenient(src, file) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -1099,6 +1237,35 @@ report: {dir: drill-report/}
             e[0]
         );
         assert_eq!(e[0].line, 7, "{}", e[0]);
+    }
+
+    #[test]
+    fn client_sdk_users_and_api_key() {
+        let s = load_scenario(OK, "s.yaml").unwrap();
+        let c = &s.all_workloads()[0].client;
+        assert_eq!(c.sdk, crate::retry::Sdk::OpenaiPython);
+        assert_eq!((c.users, c.api_key_env.as_deref()), (100, None));
+        assert_eq!(*c, ClientSpec::default());
+
+        let with = |client: &str| OK.replace("honor_retry_after: true}", client);
+        let s = load_scenario(
+            &with("sdk: anthropic-python, users: 7, api_key_env: KEY}"),
+            "s.yaml",
+        )
+        .unwrap();
+        let c = &s.all_workloads()[0].client;
+        assert_eq!(c.sdk, crate::retry::Sdk::AnthropicPython);
+        assert_eq!((c.users, c.api_key_env.as_deref()), (7, Some("KEY")));
+
+        let e = err(&with("users: 0}"));
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.message.contains("`users` must be at least 1"), "{e}");
+        let e = err(&with("api_key_env: ''}"));
+        assert!(e.message.contains("api_key_env"), "{e}");
+        let e = err(&with("sdk: openai-node}"));
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.message.contains("openai-node"), "{e}");
+        assert!(e.hint.unwrap_or_default().contains("anthropic-python"));
     }
 
     #[test]

@@ -189,6 +189,12 @@ fn openai_route(m: MethodKind, path: &str) -> Option<Endpoint> {
         Some(Endpoint::Responses)
     } else if path.ends_with("/embeddings") {
         Some(Endpoint::Embeddings)
+    } else if path.ends_with("/v1/messages") {
+        // Anthropic's Messages API, which OpenAI-compatible servers (vLLM, LiteLLM,
+        // gateways) serve beside their own routes: a `match: {endpoint: messages}`
+        // rule must see it whatever the listener's `api`. Only `/v1/messages` itself:
+        // the Assistants API's `/v1/threads/{id}/messages` stays `other`.
+        Some(Endpoint::Messages)
     } else {
         None
     }

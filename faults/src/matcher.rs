@@ -457,7 +457,7 @@ impl CompiledRule {
         call: &CallId,
     ) -> RuleDecision {
         if !self.cond.matches(input, seed) {
-            return RuleDecision::Skip;
+            return RuleDecision::NoMatch;
         }
         let ordinal = call
             .ordinal()
@@ -496,7 +496,10 @@ impl CompiledRule {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RuleDecision {
-    /// Not matched, or not drawn this time.
+    /// Its conditions do not hold for the request.
+    NoMatch,
+    /// Matched, but not drawn this time (its probability or schedule said no): a
+    /// drill counts these to tell an idle rule from an unlucky one.
     Skip,
     /// Matched and drawn, but `max_active` requests already hold it.
     Busy,
@@ -1244,7 +1247,7 @@ rules:
                 let mut out = "skip";
                 for rule in active.rules {
                     match rule.decide(&input, p.seed, active.at, call) {
-                        RuleDecision::Skip => {}
+                        RuleDecision::NoMatch | RuleDecision::Skip => {}
                         RuleDecision::Busy => out = "busy",
                         RuleDecision::Fire(_) => out = "fire",
                     }

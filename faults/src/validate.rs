@@ -15,7 +15,9 @@ use crate::duration::format_duration;
 use crate::profile::{
     ClientsMatch, FaultSpec, Match, Probability, Profile, Rule, Schedule, SchedulePer,
 };
-use crate::yaml::{closest, parse_tree, Diagnostic, Node, PathSeg};
+use crate::yaml::{
+    closest, parse_tree_lenient, recover, Diagnostic, FieldRange, Node, PathSeg, Step,
+};
 
 /// The most attempts of one call a `schedule: {per: call}` counts to.
 pub const MAX_CALL_ATTEMPTS: u64 = 1000;
@@ -26,15 +28,118 @@ pub const MAX_CALL_ATTEMPTS: u64 = 1000;
 /// [`default_rule_names`]). On failure, every problem found is returned, sorted by
 /// position.
 pub fn load_profile(src: &str, file: &str) -> Result<Profile, Vec<Diagnostic>> {
-    let tree = parse_tree(src, file).map_err(|d| vec![d])?;
-    let mut profile: Profile = crate::yaml::from_node(&tree, file).map_err(|d| vec![d])?;
-    let diags = validate_profile(&profile, &tree, file);
-    if !diags.is_empty() {
-        return Err(diags);
+    let c = check_profile(src, file);
+    match c.profile {
+        Some(p) => Ok(p),
+        None => Err(c.diagnostics),
     }
-    default_rule_names(&mut profile);
-    Ok(profile)
 }
+
+/// What [`check_profile`] found.
+#[derive(Debug, Clone)]
+pub struct ProfileCheck {
+    /// The profile, with default rule names; only when nothing is wrong with it.
+    pub profile: Option<Profile>,
+    /// Every problem, sorted by position: duplicate keys, type errors, then what
+    /// the checks below find in the rest.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The phase names as written, even in a profile with mistakes, so that a
+    /// drill scenario's references to them can be checked in the same run; `None`
+    /// when the file is not YAML at all.
+    pub phase_names: Option<Vec<String>>,
+}
+
+/// Check a profile from text (YAML or JSON), finding every problem at once: a
+/// value of the wrong type is reported and worked around so that the rest of the
+/// file is still read and checked.
+pub fn check_profile(src: &str, file: &str) -> ProfileCheck {
+    let (tree, mut diags) = match parse_tree_lenient(src, file) {
+        Ok(t) => t,
+        Err(d) => {
+            return ProfileCheck {
+                profile: None,
+                diagnostics: vec![d],
+                phase_names: None,
+            }
+        }
+    };
+    let phase_names = match tree.get("phases").map(|n| &n.kind) {
+        Some(crate::yaml::NodeKind::Seq(items)) => items
+            .iter()
+            .filter_map(|p| p.get("name").and_then(Node::as_str).map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let read = recover::<Profile>(&tree, file, Some(&profile_range));
+    diags.extend(read.diagnostics());
+    if let Some(p) = &read.value {
+        diags.extend(
+            validate_profile(p, &read.tree, file)
+                .into_iter()
+                .filter(|d| !read.follows_from_repair(d)),
+        );
+    }
+    diags.sort_by_key(|d| (d.line, d.column));
+    let profile = match read.value {
+        Some(mut p) if diags.is_empty() => {
+            default_rule_names(&mut p);
+            Some(p)
+        }
+        _ => None,
+    };
+    ProfileCheck {
+        profile,
+        diagnostics: diags,
+        phase_names: Some(phase_names),
+    }
+}
+
+/// The allowed range of a profile's number fields, in the words of the checks
+/// below, so that `max_active: -3` and `max_active: 0` are refused alike.
+fn profile_range(path: &[Step], tree: &Node) -> Option<FieldRange> {
+    const AT_LEAST_1: FieldRange = FieldRange::at_least("at least 1");
+    const ABOVE_ZERO: FieldRange = FieldRange::at_least("above zero");
+    const SHARE: FieldRange = FieldRange::between("above 0 and at most 1");
+    let (last, parent) = path.split_last()?;
+    let key = last.key()?;
+    let parent_key = parent.last().and_then(Step::key);
+    // The fault the field belongs to: its mapping's `type`, or the only key of
+    // `{bandwidth: {...}}`.
+    let fault = tree
+        .at_steps(parent)
+        .and_then(|n| n.get("type"))
+        .and_then(Node::as_str)
+        .or(parent_key);
+    Some(match (fault, key) {
+        (Some("schedule"), "first") => AT_LEAST_1.named("schedule.first"),
+        (Some("schedule"), "every") => AT_LEAST_1.named("schedule.every"),
+        (Some("clients"), "percent") => FieldRange::between("between 0 and 100"),
+        (_, "max_active") => AT_LEAST_1.hint(MAX_ACTIVE_HINT),
+        (Some("bandwidth"), "bytes_per_second")
+        | (Some("concurrency_limit"), "max")
+        | (Some("rate_limit"), "requests_per_minute" | "tokens_per_minute")
+        | (Some("gpu_saturation"), "slots" | "max_batched_tokens" | "kv_cache_tokens")
+        | (Some("embedding_truncate"), "dims") => AT_LEAST_1,
+        (Some("gpu_saturation"), "slowdown") => FieldRange::at_least("1 or more"),
+        (Some("gpu_saturation"), "prefill_ms_per_token") => FieldRange::at_least("0 or more"),
+        (Some("stale_results"), "depth") => FieldRange::between(STALE_DEPTH_RANGE),
+        (Some("token_rate"), "tokens_per_second")
+        | (Some("score_noise" | "embedding_noise"), "stddev") => ABOVE_ZERO,
+        (Some("corrupt"), "rate") | (Some("garble" | "drop_results"), "fraction") => SHARE,
+        (Some("fit"), "a_ms") => ABOVE_ZERO,
+        (Some("fit"), "b_ms" | "c_ms") => FieldRange::at_least("0 or more"),
+        (Some("roofline"), "bandwidth_efficiency" | "flops_efficiency") => SHARE,
+        (Some("roofline"), _) => ABOVE_ZERO,
+        _ => return None,
+    })
+}
+
+const MAX_ACTIVE_HINT: &str =
+    "it caps how many requests this rule harms at once; remove it for no cap";
+
+/// `stale_results.depth`'s range, spelled out (a test keeps it in step with
+/// [`crate::vector::MAX_STALE_DEPTH`]).
+const STALE_DEPTH_RANGE: &str = "between 1 and 16";
 
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
@@ -279,10 +384,7 @@ impl Cx<'_> {
             self.err(
                 &join(base, &[K("max_active")]),
                 "`max_active` must be at least 1",
-                Some(
-                    "it caps how many requests this rule harms at once; remove it for no cap"
-                        .to_string(),
-                ),
+                Some(MAX_ACTIVE_HINT.to_string()),
             );
         }
         self.matches(&rule.matches, &join(base, &[K("match")]));
@@ -776,10 +878,7 @@ impl Cx<'_> {
                     if !(1..=crate::vector::MAX_STALE_DEPTH).contains(d) {
                         self.err(
                             &join(base, &[K("depth")]),
-                            format!(
-                                "`depth` must be between 1 and {}, not {d}",
-                                crate::vector::MAX_STALE_DEPTH
-                            ),
+                            format!("`depth` must be {STALE_DEPTH_RANGE}, not {d}"),
                             Some(
                                 "it is how many queries back the stale answer comes from; 1 is the previous query"
                                     .to_string(),
@@ -1247,6 +1346,86 @@ phases:
             assert!(g.starts_with(w), "got `{g}`, want `{w}…`");
         }
         assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+    }
+
+    /// Type errors (negative, text, a misspelt key or fault type) and range errors
+    /// come in one run, and a range is stated alike whichever way it is broken.
+    #[test]
+    fn type_and_range_errors_come_together_in_the_same_words() {
+        let src = "\
+version: 1
+name: t
+rules:
+  - name: a
+    max_active: -3
+    faults: [{type: reset}]
+  - name: b
+    max_active: 0
+    faults: [{type: reset}]
+  - name: c
+    max_active: lots
+    probability: 2
+    faults:
+      - type: bandwidth
+        bytes_per_second: -1
+      - type: delay
+        duration: 250
+      - type: dealy
+        duration: 1s
+  - name: d
+    matc: {path: /v1/*}
+    schedule: {every: -2}
+    faults:
+      - {type: concurrency_limit, max: 0}
+      - {type: stale_results, depth: 99}
+      - {type: stale_results, depth: -1}
+      - {type: embedding_truncate, dims: 5000000000000000000000}
+    name: again
+";
+        let errs = load_profile(src, "t.yaml").unwrap_err();
+        let got: Vec<String> = errs
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "5:17 `max_active` must be at least 1, not -3",
+                "8:17 `max_active` must be at least 1",
+                "11:17 expected a whole number, found the text \"lots\"",
+                "12:18 probability 2 is not between 0 and 1",
+                "15:27 `bytes_per_second` must be at least 1, not -1",
+                "17:19 `250` has no unit",
+                "18:15 unknown fault type `dealy`",
+                "21:5 unknown field `matc`",
+                "22:23 `schedule.every` must be at least 1, not -2",
+                "24:40 `max` must be at least 1",
+                "25:38 `depth` must be between 1 and 16, not 99",
+                "26:38 `depth` must be between 1 and 16, not -1",
+                "27:42 expected a whole number, found the number 5000000000000000000000",
+                "28:5 duplicate key `name`",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+        // Text where a number goes is told the range in its hint.
+        assert!(
+            errs[2]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("`max_active` must be at least 1")),
+            "{:?}",
+            errs[2].hint
+        );
+        assert_eq!(errs[0].hint, errs[1].hint);
+    }
+
+    #[test]
+    fn the_stale_depth_range_is_the_vector_limit() {
+        assert_eq!(
+            STALE_DEPTH_RANGE,
+            format!("between 1 and {}", crate::vector::MAX_STALE_DEPTH)
+        );
     }
 
     #[test]

@@ -154,6 +154,18 @@ impl Node {
         Some(node)
     }
 
+    /// [`Node::at_path`] for a path a type error was found at.
+    pub fn at_steps(&self, path: &[Step]) -> Option<&Node> {
+        let mut node = self;
+        for step in path {
+            node = match step {
+                Step::Key(k) => node.get(k)?,
+                Step::Index(i) => node.index(*i)?,
+            };
+        }
+        Some(node)
+    }
+
     /// Like [`Node::at_path`], but falls back to the deepest node that exists, so a
     /// diagnostic always has a position near the problem.
     pub fn nearest(&self, path: &[PathSeg<'_>]) -> &Node {
@@ -213,9 +225,10 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
     anchors: HashMap<usize, Node>,
-    /// The first structural problem (duplicate key, unknown alias); the receiver
-    /// cannot fail, so it is kept and reported after parsing.
-    error: Option<(usize, usize, String, Option<String>)>,
+    /// Structural problems (duplicate keys, unknown aliases); the receiver cannot
+    /// fail, so they are kept and reported after parsing. A duplicate key is left
+    /// out of the tree (the first one stays), so the rest can still be read.
+    errors: Vec<(usize, usize, String, Option<String>)>,
 }
 
 fn pos(mark: &Marker) -> (usize, usize) {
@@ -250,21 +263,20 @@ impl Builder {
                     *key = Some(node)
                 }
                 Some(k) => {
-                    if self.error.is_none() {
-                        if let Some(text) = k.as_str() {
-                            if let Some((first, _)) =
-                                entries.iter().find(|(e, _)| e.as_str() == Some(text))
-                            {
-                                self.error = Some((
-                                    k.line,
-                                    k.column,
-                                    format!("duplicate key `{text}`"),
-                                    Some(format!(
-                                        "`{text}` is already set at line {}; keep one of them",
-                                        first.line
-                                    )),
-                                ));
-                            }
+                    if let Some(text) = k.as_str() {
+                        if let Some((first, _)) =
+                            entries.iter().find(|(e, _)| e.as_str() == Some(text))
+                        {
+                            self.errors.push((
+                                k.line,
+                                k.column,
+                                format!("duplicate key `{text}`"),
+                                Some(format!(
+                                    "`{text}` is already set at line {}; keep one of them",
+                                    first.line
+                                )),
+                            ));
+                            return;
                         }
                     }
                     entries.push((k, node));
@@ -341,25 +353,30 @@ impl MarkedEventReceiver for Builder {
                 ),
                 None => {}
             },
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let node = node.clone();
-                    self.push(node, 0);
-                }
-                None => {
-                    if self.error.is_none() {
-                        self.error = Some((line, column, "unknown alias".into(), None));
+            Event::Alias(id) => {
+                match self.anchors.get(&id) {
+                    Some(node) => {
+                        let node = node.clone();
+                        self.push(node, 0);
                     }
-                    self.push(
-                        Node {
-                            kind: NodeKind::Null,
-                            line,
-                            column,
-                        },
-                        0,
-                    );
+                    None => {
+                        self.errors.push((
+                        line,
+                        column,
+                        "unknown alias".into(),
+                        Some("define the anchor (`&name`) before the alias (`*name`) that uses it".into()),
+                    ));
+                        self.push(
+                            Node {
+                                kind: NodeKind::Null,
+                                line,
+                                column,
+                            },
+                            0,
+                        );
+                    }
                 }
-            },
+            }
             Event::Nothing
             | Event::StreamStart
             | Event::StreamEnd
@@ -423,8 +440,22 @@ pub fn read_file(path: &std::path::Path, what: &str) -> Result<(String, String),
 /// Parse YAML (or JSON) text into a [`Node`] tree.
 ///
 /// An empty document is a `Null` node at 1:1. Only the first document of a stream is
-/// read.
+/// read. The first problem found is the error; [`parse_tree_lenient`] keeps going
+/// past duplicate keys and unknown aliases.
 pub fn parse_tree(src: &str, file: &str) -> Result<Node, Diagnostic> {
+    let (tree, mut problems) = parse_tree_lenient(src, file)?;
+    if problems.is_empty() {
+        Ok(tree)
+    } else {
+        Err(problems.remove(0))
+    }
+}
+
+/// Parse YAML (or JSON) text into a [`Node`] tree, with every structural problem
+/// that does not stop the parser: duplicate keys (the first one is kept in the tree)
+/// and unknown aliases (read as null). `Err` is a syntax error, where the parser
+/// stopped; nothing after it can be read.
+pub fn parse_tree_lenient(src: &str, file: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(src);
     if let Err(e) = parser.load(&mut builder, false) {
@@ -442,20 +473,23 @@ pub fn parse_tree(src: &str, file: &str) -> Result<Node, Diagnostic> {
             message: format!("invalid YAML: {info}"),
         });
     }
-    if let Some((line, column, message, hint)) = builder.error {
-        return Err(Diagnostic {
+    let problems = builder
+        .errors
+        .into_iter()
+        .map(|(line, column, message, hint)| Diagnostic {
             file: file.into(),
             line,
             column,
             message,
             hint,
-        });
-    }
-    Ok(builder.root.unwrap_or(Node {
+        })
+        .collect();
+    let root = builder.root.unwrap_or(Node {
         kind: NodeKind::Null,
         line: 1,
         column: 1,
-    }))
+    });
+    Ok((root, problems))
 }
 
 /// Deserialize `T` from YAML (or JSON) text, reporting the position of any error.
@@ -465,9 +499,407 @@ pub fn from_str<T: DeserializeOwned>(src: &str, file: &str) -> Result<T, Diagnos
 }
 
 /// Deserialize `T` from an already parsed tree (for callers that also need the tree,
-/// e.g. to position semantic errors).
+/// e.g. to position semantic errors). Stops at the first error; [`recover`] finds
+/// them all.
 pub fn from_node<T: DeserializeOwned>(node: &Node, file: &str) -> Result<T, Diagnostic> {
-    T::deserialize(NodeDe(node)).map_err(|e| e.into_diagnostic(file, node))
+    T::deserialize(NodeDe::root(node)).map_err(|e| e.finish(file, node, None).diagnostic)
+}
+
+// ---------------------------------------------------------------------------
+// Every type error at once.
+
+/// One step of a path into a [`Node`] tree, owned: where a type error was found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Step {
+    /// The key, when this step is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Step::Key(k) => Some(k),
+            Step::Index(_) => None,
+        }
+    }
+}
+
+/// The allowed range of a number field, in the words its semantic check uses, so
+/// that a value of the wrong type (`max_active: -3`, `max_active: lots`) and a value
+/// out of range (`max_active: 0`) are refused in the same terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRange {
+    /// "at least 1", "between 0 and 1", "above zero".
+    pub phrase: &'static str,
+    /// Whether the phrase bounds the value from above; if not, a value above what
+    /// the field's type can hold is told that largest value too.
+    pub bounded_above: bool,
+    /// What the field is, for the hint (replacing the generic one).
+    pub hint: Option<&'static str>,
+    /// The name the field's check calls it by when that is not its key
+    /// (`schedule.every`), so both messages name it alike.
+    pub name: Option<&'static str>,
+}
+
+impl FieldRange {
+    /// A range with a lower bound only.
+    pub const fn at_least(phrase: &'static str) -> Self {
+        FieldRange {
+            phrase,
+            bounded_above: false,
+            hint: None,
+            name: None,
+        }
+    }
+
+    /// A range bounded on both sides.
+    pub const fn between(phrase: &'static str) -> Self {
+        FieldRange {
+            phrase,
+            bounded_above: true,
+            hint: None,
+            name: None,
+        }
+    }
+
+    /// The same range with a hint.
+    pub const fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// The same range for a field its check names `name`.
+    pub const fn named(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+}
+
+/// A number field's range, given where the field is (its path and the tree it is
+/// in, e.g. to find the `type` of the fault it belongs to).
+pub type RangeOf<'r> = &'r dyn Fn(&[Step], &Node) -> Option<FieldRange>;
+
+/// A value that should have been a number and was not (or was out of its type's
+/// range), for restating the error in the field's own terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberProblem {
+    /// What was written, in words: `-3`, `1.5`, `the text "abc"`, `a list`.
+    pub found: String,
+    /// The whole number written, when one was (too large, or negative).
+    pub int: Option<i128>,
+    /// Whether a whole number was expected.
+    pub whole: bool,
+    /// The largest value the field's type holds, for whole numbers.
+    pub type_max: Option<u128>,
+    /// The smallest value the field's type holds, for whole numbers.
+    pub type_min: Option<i128>,
+}
+
+/// One type error: its diagnostic and where in the tree it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeError {
+    pub diagnostic: Diagnostic,
+    pub path: Vec<Step>,
+    pub number: Option<NumberProblem>,
+}
+
+/// What [`recover`] read: the value (when the errors could be worked around), the
+/// tree it was read from after the workarounds, and every type error.
+///
+/// A workaround removes or replaces the value at fault (or fills in a missing
+/// one) and reads the file again, so that the errors after it are found too. A
+/// check that runs on the value afterwards may then see a stand-in: its complaints
+/// about what was worked around are follow-ons of a type error already reported,
+/// and [`Recovered::follows_from_repair`] says which they are.
+#[derive(Debug, Clone)]
+pub struct Recovered<T> {
+    pub value: Option<T>,
+    pub tree: Node,
+    pub errors: Vec<TypeError>,
+    repairs: Vec<RepairMark>,
+}
+
+#[derive(Debug, Clone)]
+struct RepairMark {
+    path: Vec<Step>,
+    positions: Vec<(usize, usize)>,
+}
+
+impl<T> Recovered<T> {
+    /// The type errors as diagnostics.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        self.errors.iter().map(|e| e.diagnostic.clone()).collect()
+    }
+
+    /// Whether a diagnostic from a later check points at a value that was worked
+    /// around (or at the mapping or list that lost it).
+    pub fn follows_from_repair(&self, d: &Diagnostic) -> bool {
+        self.repairs
+            .iter()
+            .any(|r| r.positions.contains(&(d.line, d.column)))
+    }
+
+    /// Whether the value at `path` (or anything inside it, or a mapping or list
+    /// it is in) was worked around, so checks that read it should not trust it.
+    pub fn touched(&self, path: &[PathSeg<'_>]) -> bool {
+        let path: Vec<Step> = path
+            .iter()
+            .map(|s| match *s {
+                PathSeg::Key(k) => Step::Key(k.to_string()),
+                PathSeg::Index(i) => Step::Index(i),
+            })
+            .collect();
+        self.repairs
+            .iter()
+            .any(|r| r.path.starts_with(&path) || path.starts_with(&r.path))
+    }
+}
+
+/// Deserialize `T` from a tree, finding every type error rather than stopping at
+/// the first: each error is recorded, the value at fault worked around (removed,
+/// replaced by a stand-in, or filled in when missing), and the tree read again.
+/// `ranges` restates errors on number fields in the field's own terms.
+pub fn recover<T: DeserializeOwned>(
+    tree: &Node,
+    file: &str,
+    ranges: Option<RangeOf<'_>>,
+) -> Recovered<T> {
+    /// Reads of the file allowed in all (each workaround tried is one).
+    const BUDGET: usize = 2000;
+    /// Errors reported at most; a file with more is probably not this format.
+    const MAX_ERRORS: usize = 200;
+    let mut tree = tree.clone();
+    let mut errors: Vec<TypeError> = Vec::new();
+    let mut repairs = Vec::new();
+    let mut reads = 1;
+    let mut result = T::deserialize(NodeDe::root(&tree));
+    loop {
+        let e = match result {
+            Ok(v) => {
+                return Recovered {
+                    value: Some(v),
+                    tree,
+                    errors,
+                    repairs,
+                }
+            }
+            Err(e) => e,
+        };
+        let te = e.clone().finish(file, &tree, ranges);
+        let (line, column) = (te.diagnostic.line, te.diagnostic.column);
+        // An error where a workaround changed the tree (`missing field `to`` once
+        // the misspelled `too` is gone) follows from one already reported: it is
+        // worked around in turn, not reported.
+        let follows = repairs
+            .iter()
+            .any(|r: &RepairMark| r.positions.contains(&(line, column)));
+        if !follows && !errors.iter().any(|x| x.diagnostic == te.diagnostic) {
+            errors.push(te);
+        }
+        let mut next = None;
+        if errors.len() < MAX_ERRORS {
+            for edit in candidates(&e) {
+                if reads >= BUDGET {
+                    break;
+                }
+                let mut t2 = tree.clone();
+                let Some(mark) = apply_edit(&mut t2, &edit, &e) else {
+                    continue;
+                };
+                reads += 1;
+                let r = T::deserialize(NodeDe::root(&t2));
+                let fixed = match &r {
+                    Ok(_) => true,
+                    Err(e2) => !same_site(&edit, e2),
+                };
+                if fixed {
+                    next = Some((t2, mark, r));
+                    break;
+                }
+            }
+        }
+        match next {
+            Some((t2, mark, r)) => {
+                tree = t2;
+                repairs.extend(mark);
+                result = r;
+            }
+            None => {
+                return Recovered {
+                    value: None,
+                    tree,
+                    errors,
+                    repairs,
+                };
+            }
+        }
+    }
+}
+
+/// A change to the tree that works around one error.
+#[derive(Debug, Clone)]
+enum Edit {
+    RemoveEntry(Vec<Step>, String),
+    RemoveItem(Vec<Step>, usize),
+    Replace(Vec<Step>, NodeKind),
+    Insert(Vec<Step>, String, NodeKind),
+}
+
+/// Stand-ins that satisfy most field types: a number, a duration, a flag, a
+/// name, then an enum's own variants, a list and a mapping.
+fn fillers(variants: &[&str]) -> Vec<NodeKind> {
+    let plain = |t: &str| NodeKind::Scalar {
+        text: t.to_string(),
+        style: ScalarStyle::Plain,
+    };
+    let mut out = vec![plain("1"), plain("1s"), plain("true"), plain("x")];
+    out.extend(variants.iter().take(8).map(|v| plain(v)));
+    out.push(NodeKind::Seq(Vec::new()));
+    out.push(NodeKind::Map(Vec::new()));
+    out
+}
+
+fn candidates(e: &Error) -> Vec<Edit> {
+    let Some(site) = &e.site else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let (ErrKind::MissingField(f), false) = (e.kind, site.on_key) {
+        // Fill the field in; failing that (or when the value is not a mapping at
+        // all), work around the mapping as a whole.
+        out.extend(
+            fillers(&[])
+                .into_iter()
+                .map(|k| Edit::Insert(site.path.clone(), f.to_string(), k)),
+        );
+    }
+    let (path, on_key) = match &e.repair {
+        Some(p) => (p.clone(), false),
+        None => (site.path.clone(), site.on_key),
+    };
+    let Some((last, parent)) = path.split_last() else {
+        return out;
+    };
+    out.push(match last {
+        Step::Key(k) => Edit::RemoveEntry(parent.to_vec(), k.clone()),
+        Step::Index(i) => Edit::RemoveItem(parent.to_vec(), *i),
+    });
+    if !on_key {
+        let variants = e.variants.unwrap_or(&[]);
+        out.extend(
+            fillers(variants)
+                .into_iter()
+                .map(|k| Edit::Replace(path.clone(), k)),
+        );
+    }
+    out
+}
+
+fn node_mut<'t>(mut node: &'t mut Node, path: &[Step]) -> Option<&'t mut Node> {
+    for step in path {
+        node = match (&mut node.kind, step) {
+            (NodeKind::Map(entries), Step::Key(k)) => entries
+                .iter_mut()
+                .find(|(key, _)| key.as_str() == Some(k.as_str()))
+                .map(|(_, v)| v)?,
+            (NodeKind::Seq(items), Step::Index(i)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Apply `edit`; returns where it changed the tree, or `None` when it does not
+/// apply.
+fn apply_edit(tree: &mut Node, edit: &Edit, e: &Error) -> Option<Vec<RepairMark>> {
+    let mark = |path: Vec<Step>, positions: Vec<(usize, usize)>| RepairMark { path, positions };
+    match edit {
+        Edit::RemoveEntry(parent, k) => {
+            let map = node_mut(tree, parent)?;
+            let at = (map.line, map.column);
+            let NodeKind::Map(entries) = &mut map.kind else {
+                return None;
+            };
+            let i = entries
+                .iter()
+                .position(|(key, _)| key.as_str() == Some(k))?;
+            let (_, v) = entries.remove(i);
+            let mut path = parent.clone();
+            path.push(Step::Key(k.clone()));
+            Some(if e.kind == ErrKind::UnknownField {
+                // No value changes, but the mapping lost what was probably a
+                // misspelled field (`frist`): what its checks say it lacks follows.
+                vec![mark(path, vec![at])]
+            } else {
+                vec![mark(path, vec![(v.line, v.column), at])]
+            })
+        }
+        Edit::RemoveItem(parent, i) => {
+            let seq = node_mut(tree, parent)?;
+            let at = (seq.line, seq.column);
+            let NodeKind::Seq(items) = &mut seq.kind else {
+                return None;
+            };
+            if *i >= items.len() {
+                return None;
+            }
+            let v = items.remove(*i);
+            let mut path = parent.clone();
+            path.push(Step::Index(*i));
+            Some(vec![mark(path, vec![(v.line, v.column), at])])
+        }
+        Edit::Replace(path, kind) => {
+            let node = node_mut(tree, path)?;
+            node.kind = kind.clone();
+            Some(vec![mark(path.clone(), vec![(node.line, node.column)])])
+        }
+        Edit::Insert(parent, k, kind) => {
+            let map = node_mut(tree, parent)?;
+            let (line, column) = (map.line, map.column);
+            let NodeKind::Map(entries) = &mut map.kind else {
+                return None;
+            };
+            let key = Node {
+                kind: NodeKind::Scalar {
+                    text: k.clone(),
+                    style: ScalarStyle::Plain,
+                },
+                line,
+                column,
+            };
+            let value = Node {
+                kind: kind.clone(),
+                line,
+                column,
+            };
+            entries.push((key, value));
+            let mut path = parent.clone();
+            path.push(Step::Key(k.clone()));
+            Some(vec![mark(path, vec![(line, column)])])
+        }
+    }
+}
+
+/// Whether `e2`, the first error after `edit`, is still the problem the edit was
+/// meant to work around.
+fn same_site(edit: &Edit, e2: &Error) -> bool {
+    let Some(s2) = &e2.site else {
+        return true;
+    };
+    let p2 = &s2.path;
+    let missing = |parent: &Vec<Step>, k: &str| {
+        p2 == parent && matches!(e2.kind, ErrKind::MissingField(f) if f == k)
+    };
+    let under = |parent: &Vec<Step>, k: &str| {
+        p2.len() > parent.len() && p2.starts_with(parent) && p2[parent.len()].key() == Some(k)
+    };
+    match edit {
+        Edit::Replace(p, _) => p2.starts_with(p),
+        Edit::RemoveEntry(parent, k) => missing(parent, k) || under(parent, k),
+        Edit::RemoveItem(parent, _) => p2 == parent && e2.kind == ErrKind::Length,
+        Edit::Insert(parent, k, _) => missing(parent, k) || under(parent, k),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -478,43 +910,179 @@ pub fn from_node<T: DeserializeOwned>(node: &Node, file: &str) -> Result<T, Diag
 #[derive(Debug, Clone, PartialEq)]
 pub struct Error {
     pos: Option<(usize, usize)>,
+    /// Where in the tree `pos` is, for working around the error.
+    site: Option<Site>,
     message: String,
     hint: Option<String>,
+    kind: ErrKind,
     unknown_variant: Option<(String, &'static [&'static str])>,
+    /// The variants of the enum whose tag was unknown, as stand-ins.
+    variants: Option<&'static [&'static str]>,
     /// Set when the unknown variant was the enum's own tag, so only the enum being
     /// read (not an enclosing one) rewrites the message.
     from_tag: bool,
+    /// The node to work around when it is not the one at `site`: an enum whose
+    /// tag was wrong is removed or replaced as a whole.
+    repair: Option<Vec<Step>>,
+    number: Option<NumberProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Site {
+    path: Vec<Step>,
+    /// The error is about the key at `path`, not its value.
+    on_key: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrKind {
+    Other,
+    UnknownField,
+    MissingField(&'static str),
+    Length,
 }
 
 impl Error {
     fn new(message: String, hint: Option<String>) -> Self {
         Error {
             pos: None,
+            site: None,
             message,
             hint,
+            kind: ErrKind::Other,
             unknown_variant: None,
+            variants: None,
             from_tag: false,
+            repair: None,
+            number: None,
         }
     }
 
-    /// Stamp the node's position unless an inner node already did.
-    fn locate(mut self, node: &Node) -> Self {
+    /// Stamp the node's position (and path) unless an inner node already did.
+    fn locate(self, node: &Node, trail: &Trail<'_>) -> Self {
+        self.stamp(node, trail, false)
+    }
+
+    /// Like [`Error::locate`], for an error about a mapping's key.
+    fn locate_key(self, node: &Node, trail: &Trail<'_>) -> Self {
+        self.stamp(node, trail, true)
+    }
+
+    fn stamp(mut self, node: &Node, trail: &Trail<'_>, on_key: bool) -> Self {
         if self.pos.is_none() {
             self.pos = Some((node.line, node.column));
+            self.site = Some(Site {
+                path: trail.to_vec(),
+                on_key,
+            });
         }
         self
     }
 
-    fn into_diagnostic(self, file: &str, root: &Node) -> Diagnostic {
+    /// The error as users see it, restated in the field's terms where `ranges`
+    /// (or the field's type) knows its range.
+    fn finish(self, file: &str, root: &Node, ranges: Option<RangeOf<'_>>) -> TypeError {
         let (line, column) = self.pos.unwrap_or((root.line, root.column));
-        Diagnostic {
-            file: file.into(),
-            line,
-            column,
-            message: self.message,
-            hint: self.hint,
+        let (path, on_key) = match &self.site {
+            Some(s) => (s.path.clone(), s.on_key),
+            None => (Vec::new(), false),
+        };
+        let (mut message, mut hint) = (self.message, self.hint);
+        if let (Some(n), Some(key), false) = (&self.number, path.last().and_then(Step::key), on_key)
+        {
+            // Without a range of its own, a number out of its type's range is told
+            // that range; text where a number goes needs no range to be fixed.
+            let range = ranges.and_then(|f| f(&path, root)).or_else(|| {
+                (n.int.is_some() && n.type_min == Some(0))
+                    .then(|| FieldRange::at_least("0 or more"))
+            });
+            if let Some(r) = range {
+                (message, hint) = restate(r.name.unwrap_or(key), n, &r, message, hint);
+            }
+        }
+        TypeError {
+            diagnostic: Diagnostic {
+                file: file.into(),
+                line,
+                column,
+                message,
+                hint,
+            },
+            path,
+            number: self.number,
         }
     }
+}
+
+/// "`max_active` must be at least 1, not -3": the range as the field's own check
+/// states it. Text or a fraction where a whole number goes keeps its message (what
+/// was expected and found), and its hint gains the range.
+fn restate(
+    key: &str,
+    n: &NumberProblem,
+    r: &FieldRange,
+    message: String,
+    hint: Option<String>,
+) -> (String, Option<String>) {
+    let phrase = r.phrase;
+    match n.int {
+        Some(v) => {
+            let over = n.type_max.filter(|m| v > *m as i128);
+            let message = match over {
+                Some(max) if !r.bounded_above => {
+                    format!("`{key}` must be {phrase} and at most {max}, not {v}")
+                }
+                _ => format!("`{key}` must be {phrase}, not {v}"),
+            };
+            let hint = r
+                .hint
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("write a whole number {phrase}, without quotes"));
+            (message, Some(hint))
+        }
+        None => {
+            let rule = format!("`{key}` must be {phrase}");
+            let hint = match hint {
+                Some(h) => format!("{h}; {rule}"),
+                None => rule,
+            };
+            (message, Some(hint))
+        }
+    }
+}
+
+/// How a field's number type was named in serde's "expected" text, and its range.
+fn number_type(exp: &str) -> Option<(bool, Option<i128>, Option<u128>)> {
+    Some(match exp {
+        "u8" => (true, Some(0), Some(u8::MAX.into())),
+        "u16" => (true, Some(0), Some(u16::MAX.into())),
+        "u32" => (true, Some(0), Some(u32::MAX.into())),
+        "u64" | "usize" => (true, Some(0), Some(u64::MAX.into())),
+        "i8" => (true, Some(i8::MIN.into()), Some(i8::MAX as u128)),
+        "i16" => (true, Some(i16::MIN.into()), Some(i16::MAX as u128)),
+        "i32" => (true, Some(i32::MIN.into()), Some(i32::MAX as u128)),
+        "i64" | "isize" => (true, Some(i64::MIN.into()), Some(i64::MAX as u128)),
+        "f32" | "f64" => (false, None, None),
+        _ => return None,
+    })
+}
+
+fn number_problem(unexp: &de::Unexpected<'_>, exp: &str) -> Option<NumberProblem> {
+    use de::Unexpected as U;
+    let (whole, type_min, type_max) = number_type(exp)?;
+    let (found, int) = match *unexp {
+        U::Signed(v) => (v.to_string(), Some(i128::from(v))),
+        U::Unsigned(v) => (v.to_string(), Some(i128::from(v))),
+        U::Float(v) => (v.to_string(), None),
+        ref other => (unexpected_text(other), None),
+    };
+    Some(NumberProblem {
+        found,
+        int,
+        whole,
+        type_max,
+        type_min,
+    })
 }
 
 impl fmt::Display for Error {
@@ -639,36 +1207,43 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        let (what, hint) = expected_text(&exp.to_string());
-        Error::new(
+        let exp = exp.to_string();
+        let (what, hint) = expected_text(&exp);
+        let mut e = Error::new(
             format!("expected {what}, found {}", unexpected_text(&unexp)),
             hint,
-        )
+        );
+        e.number = number_problem(&unexp, &exp);
+        e
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         let (what, hint) = expected_text(&exp.to_string());
         let hint = match exp.to_string().as_str() {
-            "u8" => Some("must be between 0 and 255".into()),
-            "u16" => Some("must be between 0 and 65535".into()),
-            "u32" => Some("must be between 0 and 4294967295".into()),
+            "u8" => Some("must be 0 or more and at most 255".into()),
+            "u16" => Some("must be 0 or more and at most 65535".into()),
+            "u32" => Some("must be 0 or more and at most 4294967295".into()),
             "u64" | "usize" => Some("must be 0 or more".into()),
             _ => hint,
         };
-        Error::new(
+        let mut e = Error::new(
             format!(
                 "{} is not valid here: expected {what}",
                 unexpected_text(&unexp)
             ),
             hint,
-        )
+        );
+        e.number = number_problem(&unexp, &exp.to_string());
+        e
     }
 
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
-        Error::new(
+        let mut e = Error::new(
             format!("wrong number of items ({len}): expected {exp}"),
             None,
-        )
+        );
+        e.kind = ErrKind::Length;
+        e
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -677,6 +1252,7 @@ impl de::Error for Error {
             suggestion(variant, expected, "expected one of"),
         );
         e.unknown_variant = Some((variant.to_string(), expected));
+        e.variants = Some(expected);
         e
     }
 
@@ -686,14 +1262,18 @@ impl de::Error for Error {
         } else {
             suggestion(field, expected, "expected one of")
         };
-        Error::new(format!("unknown field `{field}`"), hint)
+        let mut e = Error::new(format!("unknown field `{field}`"), hint);
+        e.kind = ErrKind::UnknownField;
+        e
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Error::new(
+        let mut e = Error::new(
             format!("missing field `{field}`"),
             Some(format!("add `{field}:` to this mapping")),
-        )
+        );
+        e.kind = ErrKind::MissingField(field);
+        e
     }
 
     fn duplicate_field(field: &'static str) -> Self {
@@ -778,10 +1358,81 @@ fn is_core_float(s: &str) -> bool {
     mantissa_ok && exp_ok
 }
 
+/// The path to the node being read, as a chain through the reader's stack frames.
 #[derive(Clone, Copy)]
-struct NodeDe<'a>(&'a Node);
+struct Trail<'a> {
+    parent: Option<&'a Trail<'a>>,
+    step: TrailStep<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum TrailStep<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+const ROOT_TRAIL: Trail<'static> = Trail {
+    parent: None,
+    step: TrailStep::Root,
+};
+
+impl<'a> Trail<'a> {
+    fn key(&'a self, key: &'a Node) -> Trail<'a> {
+        Trail {
+            parent: Some(self),
+            step: TrailStep::Key(key.as_str().unwrap_or("")),
+        }
+    }
+
+    fn key_str(&'a self, key: &'a str) -> Trail<'a> {
+        Trail {
+            parent: Some(self),
+            step: TrailStep::Key(key),
+        }
+    }
+
+    fn index(&'a self, i: usize) -> Trail<'a> {
+        Trail {
+            parent: Some(self),
+            step: TrailStep::Index(i),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Step> {
+        let mut out = Vec::new();
+        let mut t = Some(self);
+        while let Some(x) = t {
+            match x.step {
+                TrailStep::Root => {}
+                TrailStep::Key(k) => out.push(Step::Key(k.to_string())),
+                TrailStep::Index(i) => out.push(Step::Index(i)),
+            }
+            t = x.parent;
+        }
+        out.reverse();
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+struct NodeDe<'a> {
+    node: &'a Node,
+    trail: &'a Trail<'a>,
+}
 
 impl<'a> NodeDe<'a> {
+    fn root(node: &'a Node) -> Self {
+        NodeDe {
+            node,
+            trail: &ROOT_TRAIL,
+        }
+    }
+
+    fn at(&self, e: Error) -> Error {
+        e.locate(self.node, self.trail)
+    }
+
     fn visit_seq_items<'de, V: Visitor<'de>>(
         self,
         items: &'a [Node],
@@ -790,16 +1441,19 @@ impl<'a> NodeDe<'a> {
         let mut access = SeqAcc {
             iter: items.iter(),
             count: 0,
+            trail: self.trail,
         };
         let value = visitor.visit_seq(&mut access)?;
         let rest = access.iter.len();
         if rest > 0 {
-            let extra = &items[items.len() - rest];
+            let i = items.len() - rest;
+            let extra = &items[i];
+            let t = self.trail.index(i);
             return Err(Error::new(
                 format!("too many items: only {} expected", access.count),
                 Some("remove the extra items".into()),
             )
-            .locate(extra));
+            .locate(extra, &t));
         }
         Ok(value)
     }
@@ -812,6 +1466,7 @@ impl<'a> NodeDe<'a> {
         visitor.visit_map(MapAcc {
             iter: entries.iter(),
             value: None,
+            trail: self.trail,
         })
     }
 }
@@ -828,7 +1483,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let node = self.0;
+        let node = self.node;
         let result = match &node.kind {
             NodeKind::Null => visitor.visit_unit(),
             NodeKind::Map(entries) => self.visit_map_entries(entries, visitor),
@@ -848,7 +1503,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 Plain::Str(s) => visitor.visit_str(s),
             },
         };
-        result.map_err(|e| e.locate(node))
+        result.map_err(|e| self.at(e))
     }
 
     forward_to_any! {
@@ -859,11 +1514,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match &self.0.kind {
+        match &self.node.kind {
             // A plain scalar asked for as text is text: `version: 1.0` as a string is "1.0".
-            NodeKind::Scalar { text, .. } => {
-                visitor.visit_str(text).map_err(|e: Error| e.locate(self.0))
-            }
+            NodeKind::Scalar { text, .. } => visitor.visit_str(text).map_err(|e| self.at(e)),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -877,11 +1530,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.0.kind {
+        match self.node.kind {
             NodeKind::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }
-        .map_err(|e| e.locate(self.0))
+        .map_err(|e| self.at(e))
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -901,18 +1554,16 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor
-            .visit_newtype_struct(self)
-            .map_err(|e| e.locate(self.0))
+        visitor.visit_newtype_struct(self).map_err(|e| self.at(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match &self.0.kind {
+        match &self.node.kind {
             // `rules:` with nothing after it means no rules.
             NodeKind::Null => self.visit_seq_items(&[], visitor),
             _ => self.deserialize_any(visitor),
         }
-        .map_err(|e| e.locate(self.0))
+        .map_err(|e| self.at(e))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -933,12 +1584,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match &self.0.kind {
+        match &self.node.kind {
             // `match:` with nothing after it means no conditions.
             NodeKind::Null => self.visit_map_entries(&[], visitor),
             _ => self.deserialize_any(visitor),
         }
-        .map_err(|e| e.locate(self.0))
+        .map_err(|e| self.at(e))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -956,11 +1607,16 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        let node = self.0;
+        let node = self.node;
+        let trail = self.trail;
         let access = match &node.kind {
             NodeKind::Scalar { .. } => EnumAcc {
                 tag: node,
-                body: Body::None,
+                tag_trail: TagAt::Same,
+                body: Body {
+                    kind: BodyKind::None,
+                    trail,
+                },
             },
             NodeKind::Map(entries) => {
                 if let Some((_, tag)) = entries.iter().find(|(k, _)| k.as_str() == Some("type")) {
@@ -976,19 +1632,27 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                     };
                     EnumAcc {
                         tag,
-                        body: Body::Owned(body),
+                        tag_trail: TagAt::TypeKey,
+                        body: Body {
+                            kind: BodyKind::Owned(body),
+                            trail,
+                        },
                     }
                 } else if let [(key, value)] = entries.as_slice() {
                     if key.as_str().is_some_and(|k| variants.contains(&k)) {
                         EnumAcc {
                             tag: key,
-                            body: Body::Node(value),
+                            tag_trail: TagAt::OnlyKey,
+                            body: Body {
+                                kind: BodyKind::Node(value, key),
+                                trail,
+                            },
                         }
                     } else {
-                        return Err(missing_type(name, variants, node));
+                        return Err(self.at(missing_type(name, variants)));
                     }
                 } else {
-                    return Err(missing_type(name, variants, node));
+                    return Err(self.at(missing_type(name, variants)));
                 }
             }
             _ => {
@@ -998,19 +1662,20 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                     "one of the allowed values"
                 };
                 let (_, example) = enum_words(name, variants);
-                return Err(Error::new(
+                return Err(self.at(Error::new(
                     format!("expected {what}, found {}", node.describe()),
                     Some(example),
-                )
-                .locate(node));
+                )));
             }
         };
-        let tag = access.tag;
         visitor.visit_enum(access).map_err(|mut e| {
             if !e.from_tag {
-                return e.locate(node);
+                return self.at(e);
             }
             e.from_tag = false;
+            // A wrong variant name makes the whole value unreadable: work around
+            // the enum, not only its tag.
+            e.repair = Some(trail.to_vec());
             if let Some((variant, expected)) = e.unknown_variant.take() {
                 let noun = enum_noun(name);
                 e.message = format!("unknown {noun} `{variant}`");
@@ -1020,7 +1685,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                     None => format!("{noun}s: {list}"),
                 });
             }
-            e.locate(tag)
+            self.at(e)
         })
     }
 
@@ -1057,14 +1722,15 @@ fn enum_words(name: &str, variants: &[&str]) -> (&'static str, String) {
     }
 }
 
-fn missing_type(name: &str, variants: &[&str], node: &Node) -> Error {
+fn missing_type(name: &str, variants: &[&str]) -> Error {
     let (what, example) = enum_words(name, variants);
-    Error::new(format!("missing `type` (the {what})"), Some(example)).locate(node)
+    Error::new(format!("missing `type` (the {what})"), Some(example))
 }
 
 struct SeqAcc<'a> {
     iter: std::slice::Iter<'a, Node>,
     count: usize,
+    trail: &'a Trail<'a>,
 }
 
 impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
@@ -1076,8 +1742,9 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
     ) -> Result<Option<T::Value>, Error> {
         match self.iter.next() {
             Some(node) => {
+                let t = self.trail.index(self.count);
                 self.count += 1;
-                seed.deserialize(NodeDe(node)).map(Some)
+                seed.deserialize(NodeDe { node, trail: &t }).map(Some)
             }
             None => Ok(None),
         }
@@ -1090,7 +1757,8 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
 
 struct MapAcc<'a> {
     iter: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    value: Option<(&'a Node, &'a Node)>,
+    trail: &'a Trail<'a>,
 }
 
 impl<'de> de::MapAccess<'de> for MapAcc<'_> {
@@ -1102,10 +1770,11 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
     ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
-                self.value = Some(v);
-                seed.deserialize(NodeDe(k))
+                self.value = Some((k, v));
+                let t = self.trail.key(k);
+                seed.deserialize(NodeDe { node: k, trail: &t })
                     .map(Some)
-                    .map_err(|e| e.locate(k))
+                    .map_err(|e| e.locate_key(k, &t))
             }
             None => Ok(None),
         }
@@ -1113,7 +1782,11 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         match self.value.take() {
-            Some(v) => seed.deserialize(NodeDe(v)).map_err(|e| e.locate(v)),
+            Some((k, v)) => {
+                let t = self.trail.key(k);
+                seed.deserialize(NodeDe { node: v, trail: &t })
+                    .map_err(|e| e.locate(v, &t))
+            }
             None => Err(Error::new("a value was read before its key".into(), None)),
         }
     }
@@ -1123,17 +1796,35 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
     }
 }
 
-enum Body<'a> {
+/// Where an enum's tag is, relative to the enum's node.
+#[derive(Clone, Copy)]
+enum TagAt {
+    /// `endpoint: chat`: the node is the tag.
+    Same,
+    /// `{type: delay, ...}`: under the `type` key.
+    TypeKey,
+    /// `{delay: {...}}`: the only key.
+    OnlyKey,
+}
+
+enum BodyKind<'a> {
     /// `endpoint: chat`: a bare name.
     None,
-    /// `{delay: {duration: 1s}}`: the value under the variant's key.
-    Node(&'a Node),
+    /// `{delay: {duration: 1s}}`: the value under the variant's key (and that key).
+    Node(&'a Node, &'a Node),
     /// `{type: delay, duration: 1s}`: the mapping without its `type` key.
     Owned(Node),
 }
 
+/// A variant's fields, and where the enum is.
+struct Body<'a> {
+    kind: BodyKind<'a>,
+    trail: &'a Trail<'a>,
+}
+
 struct EnumAcc<'a> {
     tag: &'a Node,
+    tag_trail: TagAt,
     body: Body<'a>,
 }
 
@@ -1143,8 +1834,19 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAcc<'a> {
 
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Body<'a>), Error> {
         let tag = self.tag;
+        let trail = self.body.trail;
+        let type_trail = trail.key_str("type");
+        let key_trail = trail.key(tag);
+        let (tag_trail, on_key) = match self.tag_trail {
+            TagAt::Same => (trail, false),
+            TagAt::TypeKey => (&type_trail, false),
+            TagAt::OnlyKey => (&key_trail, true),
+        };
         let value = match &tag.kind {
-            NodeKind::Scalar { .. } => seed.deserialize(NodeDe(tag)),
+            NodeKind::Scalar { .. } => seed.deserialize(NodeDe {
+                node: tag,
+                trail: tag_trail,
+            }),
             _ => Err(Error::new(
                 format!("expected a name, found {}", tag.describe()),
                 Some("write the name as plain text, e.g. `type: delay`".into()),
@@ -1152,7 +1854,11 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAcc<'a> {
         }
         .map_err(|mut e| {
             e.from_tag = e.unknown_variant.is_some();
-            e.locate(tag)
+            if on_key {
+                e.locate_key(tag, tag_trail)
+            } else {
+                e.locate(tag, tag_trail)
+            }
         })?;
         Ok((value, self.body))
     }
@@ -1162,41 +1868,56 @@ impl<'de> de::VariantAccess<'de> for Body<'_> {
     type Error = Error;
 
     fn unit_variant(self) -> Result<(), Error> {
-        match self {
-            Body::None => Ok(()),
-            Body::Node(n) if n.kind == NodeKind::Null => Ok(()),
-            Body::Owned(n) => match &n.kind {
+        let trail = self.trail;
+        match self.kind {
+            BodyKind::None => Ok(()),
+            BodyKind::Node(n, _) if n.kind == NodeKind::Null => Ok(()),
+            BodyKind::Owned(n) => match &n.kind {
                 NodeKind::Map(entries) if !entries.is_empty() => {
                     let (k, _) = &entries[0];
+                    let t = trail.key(k);
                     Err(Error::new(
                         format!("unknown field `{}`", k.as_str().unwrap_or("?")),
                         Some("this takes no fields".into()),
                     )
-                    .locate(k))
+                    .locate_key(k, &t))
                 }
                 _ => Ok(()),
             },
-            Body::Node(n) => Err(Error::new(
-                format!("expected nothing here, found {}", n.describe()),
-                Some("this takes no fields".into()),
-            )
-            .locate(n)),
+            BodyKind::Node(n, key) => {
+                let t = trail.key(key);
+                Err(Error::new(
+                    format!("expected nothing here, found {}", n.describe()),
+                    Some("this takes no fields".into()),
+                )
+                .locate(n, &t))
+            }
         }
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
-        match self {
-            Body::Node(n) => seed.deserialize(NodeDe(n)),
-            Body::Owned(n) => seed.deserialize(NodeDe(&n)),
-            Body::None => Err(Error::new("a value is needed here".into(), None)),
+        let trail = self.trail;
+        match self.kind {
+            BodyKind::Node(n, key) => {
+                let t = trail.key(key);
+                seed.deserialize(NodeDe { node: n, trail: &t })
+            }
+            BodyKind::Owned(n) => seed.deserialize(NodeDe { node: &n, trail }),
+            BodyKind::None => Err(Error::new("a value is needed here".into(), None)),
         }
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Body::Node(n) => de::Deserializer::deserialize_seq(NodeDe(n), visitor),
-            Body::Owned(n) => de::Deserializer::deserialize_seq(NodeDe(&n), visitor),
-            Body::None => Err(Error::new("a list is needed here".into(), None)),
+        let trail = self.trail;
+        match self.kind {
+            BodyKind::Node(n, key) => {
+                let t = trail.key(key);
+                de::Deserializer::deserialize_seq(NodeDe { node: n, trail: &t }, visitor)
+            }
+            BodyKind::Owned(n) => {
+                de::Deserializer::deserialize_seq(NodeDe { node: &n, trail }, visitor)
+            }
+            BodyKind::None => Err(Error::new("a list is needed here".into(), None)),
         }
     }
 
@@ -1205,13 +1926,20 @@ impl<'de> de::VariantAccess<'de> for Body<'_> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        match self {
-            Body::Node(n) => de::Deserializer::deserialize_map(NodeDe(n), visitor),
-            Body::Owned(n) => de::Deserializer::deserialize_map(NodeDe(&n), visitor),
+        let trail = self.trail;
+        match self.kind {
+            BodyKind::Node(n, key) => {
+                let t = trail.key(key);
+                de::Deserializer::deserialize_map(NodeDe { node: n, trail: &t }, visitor)
+            }
+            BodyKind::Owned(n) => {
+                de::Deserializer::deserialize_map(NodeDe { node: &n, trail }, visitor)
+            }
             // `- reset` alone: a fault with no fields.
-            Body::None => visitor.visit_map(MapAcc {
+            BodyKind::None => visitor.visit_map(MapAcc {
                 iter: [].iter(),
                 value: None,
+                trail,
             }),
         }
     }
@@ -1277,6 +2005,10 @@ mod tests {
             e.message.contains("expected a whole number"),
             "{}",
             e.message
+        );
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("without quotes"),
+            "{e}"
         );
     }
 

@@ -30,7 +30,14 @@ const TABLE: &[(ApiKind, &str, &str, Endpoint)] = &[
     (Openai, "GET", "/v1/models", Other),
     (Openai, "GET", "/v1/responses/resp_123", Other),
     (Openai, "POST", "/v1/responses/resp_123/cancel", Other),
-    (Openai, "POST", "/v1/messages", Other),
+    // Anthropic messages served by an OpenAI-compatible server; the Assistants
+    // API's thread messages are not them.
+    (Openai, "POST", "/v1/messages", Messages),
+    (Openai, "POST", "/v1/messages?beta=true", Messages),
+    (Openai, "POST", "/v1/messages/count_tokens", Other),
+    (Openai, "POST", "/v1/threads/thread_abc/messages", Other),
+    (Openai, "GET", "/v1/messages", Other),
+    (Vllm, "POST", "/v1/messages", Messages),
     (Openai, "POST", "/v1/chat/completionsx", Other),
     (Vllm, "POST", "/v1/chat/completions", Chat),
     (Vllm, "POST", "/v1/completions", Completion),

@@ -1,8 +1,9 @@
 //! The live dashboard in a real browser (DESIGN §8, issue "Live dashboard"):
 //! headless Chromium (Debian's `chromium` package), driven over the Chrome DevTools
-//! Protocol. The page loads without console errors or exceptions, its charts
-//! update under traffic, and clicking the kill switch turns faults off, as the
-//! admin API confirms.
+//! Protocol. The page loads without console errors or exceptions (its strict
+//! Content-Security-Policy included: uPlot is served by the admin server), its
+//! uPlot charts update under traffic, and clicking the kill switch turns faults
+//! off, as the admin API confirms.
 //!
 //! With `BROWNOUT_SCREENSHOT=1` the test runs a longer game day (traffic through
 //! three phases) and saves the page as `docs/dashboard.png`.
@@ -184,15 +185,34 @@ async fn dashboard_loads_updates_and_kills_faults_in_chromium() {
         Duration::from_secs(5),
     )
     .await;
-    // Canvas pixels were actually drawn: some non-transparent pixel in the plot.
+    // The four strip charts are uPlot's (the vendored copy the admin server
+    // serves), and each drew pixels on its canvas.
+    assert_eq!(cdp.eval("typeof uPlot").await, "function");
     assert_eq!(
-        cdp.eval(
-            "(() => { const c = document.querySelector('#chart-latency'); \
-             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
-             let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n > 500; })()"
-        )
-        .await,
-        true
+        cdp.eval("document.querySelectorAll('.charts .plot > .uplot').length")
+            .await,
+        4
+    );
+    for id in ["latency", "ttft", "errors", "rps"] {
+        assert_eq!(
+            cdp.eval(&format!(
+                "(() => {{ const c = document.querySelector('#chart-{id} canvas'); \
+                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+                 let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n > 500; }})()"
+            ))
+            .await,
+            true,
+            "#chart-{id} drew nothing"
+        );
+    }
+    // The legend names the series, with the latest values.
+    let legend = cdp
+        .eval("document.querySelector('#chart-latency .u-legend').textContent")
+        .await;
+    let legend = legend.as_str().unwrap_or_default();
+    assert!(
+        legend.contains("p50") && legend.contains("p95") && legend.contains("p99"),
+        "{legend}"
     );
 
     if screenshot {

@@ -306,15 +306,50 @@ async fn route(
         }
         (&Method::GET, "/api/v1/live") => json(StatusCode::OK, live(&req, shared)),
         (&Method::GET, "/api/v1/records") => {
-            let limit = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+            let param = |name: &str| {
+                req.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                        .map(str::to_owned)
+                })
+            };
+            let limit = param("limit")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100usize);
-            let recs = shared.recorder.recent(limit);
+            // `after=CURSOR` (or `after=now`) reads on from a cursor instead, for a
+            // poller that must see every record: the cursor to ask with next and
+            // how many records it missed come back as headers.
+            let Some(after) = param("after") else {
+                let recs = shared.recorder.recent(limit);
+                return match serde_json::to_value(&recs) {
+                    Ok(v) => json(StatusCode::OK, v),
+                    Err(e) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        serde_json::json!({"error": e.to_string()}),
+                    ),
+                };
+            };
+            let after = match after.as_str() {
+                "now" => None,
+                n => match n.parse() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return json(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({"error": format!("after={n}: expected a cursor (a number) or `now`")}),
+                        )
+                    }
+                },
+            };
+            let (recs, next, missed) = shared.recorder.recent_after(after, limit);
             match serde_json::to_value(&recs) {
-                Ok(v) => json(StatusCode::OK, v),
+                Ok(v) => {
+                    let mut resp = json(StatusCode::OK, v);
+                    let h = resp.headers_mut();
+                    h.insert("x-brownout-cursor", http::HeaderValue::from(next));
+                    h.insert("x-brownout-missed", http::HeaderValue::from(missed));
+                    resp
+                }
                 Err(e) => json(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     serde_json::json!({"error": e.to_string()}),
@@ -332,6 +367,10 @@ const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const LOGIN_HTML: &str = include_str!("dashboard/login.html");
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+/// The dashboard's charts use the drill report's vendored uPlot: one copy, one
+/// version, for both pages.
+const UPLOT_JS: &str = brownout_drill::html::UPLOT_JS;
+const UPLOT_CSS: &str = brownout_drill::html::UPLOT_CSS;
 
 /// Headers for every dashboard response: only our own scripts, styles and fetches
 /// run (a Content-Security-Policy that forbids inline code), the page cannot be
@@ -393,6 +432,9 @@ async fn dashboard(req: Request<Incoming>, token: Option<&str>) -> Response<Full
         // The stylesheet holds nothing secret and the login page needs it.
         (&Method::GET, "/dashboard.css") => {
             return page(StatusCode::OK, DASHBOARD_CSS, "text/css; charset=utf-8")
+        }
+        (&Method::GET, "/uplot.css") => {
+            return page(StatusCode::OK, UPLOT_CSS, "text/css; charset=utf-8")
         }
         (&Method::GET, "/") => {
             if let (Some(t), Some(given)) = (
@@ -468,6 +510,9 @@ async fn dashboard(req: Request<Incoming>, token: Option<&str>) -> Response<Full
             DASHBOARD_JS,
             "text/javascript; charset=utf-8",
         ),
+        (&Method::GET, "/uplot.js") => {
+            page(StatusCode::OK, UPLOT_JS, "text/javascript; charset=utf-8")
+        }
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": "not found"}),
@@ -560,7 +605,10 @@ async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
         _ => json(
             StatusCode::BAD_REQUEST,
             serde_json::json!({
-                "error": "no such phase",
+                "error": match &ask.name {
+                    Some(n) => format!("no such phase `{n}`"),
+                    None => "expected {\"name\": \"PHASE\"} or {\"next\": true}".to_owned(),
+                },
                 "phases": profile.phases.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
             }),
         ),

@@ -43,6 +43,97 @@ pub enum CtlError {
 /// How long one admin call may take before ctl gives up.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `http://HOST:PORT` for an admin address given with or without a scheme.
+fn base_url(admin: &str) -> String {
+    if admin.starts_with("http://") || admin.starts_with("https://") {
+        admin.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{}", admin.trim_end_matches('/'))
+    }
+}
+
+/// One admin call: the status, headers and body of its answer.
+async fn call(
+    base: &str,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(http::StatusCode, http::HeaderMap, Bytes), CtlError> {
+    let url = format!("{base}{path}");
+    let mut req = Request::builder().method(method).uri(&url);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|_| CtlError::BadAddress(base.to_string()))?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    // A health check must answer, not hang: orchestrators count a stuck probe
+    // against the container only after their own, longer timeout.
+    let resp = tokio::time::timeout(CALL_TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| CtlError::Unreachable {
+            url: url.clone(),
+            message: format!("no answer within {CALL_TIMEOUT:?}"),
+        })?
+        .map_err(|e| CtlError::Unreachable {
+            url: url.clone(),
+            message: crate::error::chain(&e),
+        })?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| CtlError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?
+        .to_bytes();
+    Ok((parts.status, parts.headers, bytes))
+}
+
+/// Records a running proxy wrote after `cursor` (`None`: from now on), as JSON
+/// values, with the cursor to ask with next and how many records the proxy no
+/// longer held (the copy is then incomplete): a drill against a running proxy
+/// counts its faults from these.
+pub async fn records_after(
+    admin: &str,
+    token: Option<&str>,
+    cursor: Option<u64>,
+) -> Result<(Vec<serde_json::Value>, u64, u64), CtlError> {
+    let after = cursor.map_or("now".to_owned(), |c| c.to_string());
+    let path = format!("/api/v1/records?after={after}&limit=1000");
+    let (status, headers, bytes) =
+        call(&base_url(admin), token, Method::GET, &path, Bytes::new()).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !status.is_success() {
+        return Err(CtlError::Refused {
+            status: status.as_u16(),
+            body: pretty_error(&text),
+        });
+    }
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(next), Some(missed)) = (number("x-brownout-cursor"), number("x-brownout-missed"))
+    else {
+        return Err(CtlError::Refused {
+            status: status.as_u16(),
+            body: "the proxy does not page its records (an older brownout?)".into(),
+        });
+    };
+    let recs: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| CtlError::Refused {
+            status: status.as_u16(),
+            body: format!("records are not a JSON array: {e}"),
+        })?;
+    Ok((recs, next, missed))
+}
+
 /// Run one command; returns the text to print.
 pub async fn run(
     admin: &str,
@@ -50,11 +141,7 @@ pub async fn run(
     cmd: &CtlCommand,
     as_json: bool,
 ) -> Result<String, CtlError> {
-    let base = if admin.starts_with("http://") || admin.starts_with("https://") {
-        admin.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{}", admin.trim_end_matches('/'))
-    };
+    let base = base_url(admin);
     let (method, path, body) = match cmd {
         CtlCommand::Health => (Method::GET, "/healthz", Bytes::new()),
         CtlCommand::Status => (Method::GET, "/api/v1/status", Bytes::new()),
@@ -83,42 +170,16 @@ pub async fn run(
             (Method::POST, "/api/v1/phase", Bytes::from(v.to_string()))
         }
     };
-    let url = format!("{base}{path}");
-    let mut req = Request::builder().method(method).uri(&url);
-    if let Some(t) = token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = req
-        .body(Full::new(body))
-        .map_err(|_| CtlError::BadAddress(admin.to_string()))?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    // A health check must answer, not hang: orchestrators count a stuck probe
-    // against the container only after their own, longer timeout.
-    let resp = tokio::time::timeout(CALL_TIMEOUT, client.request(req))
-        .await
-        .map_err(|_| CtlError::Unreachable {
-            url: url.clone(),
-            message: format!("no answer within {CALL_TIMEOUT:?}"),
-        })?
-        .map_err(|e| CtlError::Unreachable {
-            url: url.clone(),
-            message: crate::error::chain(&e),
-        })?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| CtlError::Unreachable {
-            url: url.clone(),
-            message: e.to_string(),
-        })?
-        .to_bytes();
+    let (status, _, bytes) = call(&base, token, method, path, body).await?;
     let text = String::from_utf8_lossy(&bytes).to_string();
     if !status.is_success() {
+        let file = match cmd {
+            CtlCommand::Apply(f) => f.display().to_string(),
+            _ => "<profile>".to_owned(),
+        };
         return Err(CtlError::Refused {
             status: status.as_u16(),
-            body: pretty_error(&text),
+            body: pretty_error_in(&text, &file),
         });
     }
     if let CtlCommand::Health = cmd {
@@ -146,14 +207,28 @@ pub async fn run(
     })
 }
 
+/// The admin API's error body for people; profile errors are placed in `file`
+/// (the file `ctl apply` sent, else `<profile>`).
 fn pretty_error(body: &str) -> String {
+    pretty_error_in(body, "<profile>")
+}
+
+fn pretty_error_in(body: &str, file: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) => {
             let mut s = v["error"].as_str().unwrap_or(body).to_string();
+            if let Some(phases) = v["phases"].as_array() {
+                let names: Vec<&str> = phases.iter().filter_map(|p| p.as_str()).collect();
+                s.push_str(&if names.is_empty() {
+                    "; the profile has no phases".to_owned()
+                } else {
+                    format!("; the profile's phases: {}, or `next`", names.join(", "))
+                });
+            }
             if let Some(errs) = v["errors"].as_array() {
                 for e in errs {
                     s.push_str(&format!(
-                        "\n  <profile>:{}:{}: {}",
+                        "\n  {file}:{}:{}: {}",
                         e["line"],
                         e["column"],
                         e["message"].as_str().unwrap_or_default()

@@ -16,19 +16,21 @@ use brownout::{start, StartOptions};
 use brownout_drill::engine::{
     evaluate, run_engine_isolated, EnginePlan, EngineWorkload, PhaseDriver,
 };
+use brownout_drill::chaos::{ChaosInput, PhaseSpan};
 use brownout_drill::gate::{self, DrillReport, EXIT_INVALID};
 use brownout_drill::scenario::{self, Api, Scenario, TargetKind};
 use brownout_drill::PhasePlan;
-use brownout_faults::yaml::Diagnostic;
+use brownout_faults::yaml::{Diagnostic, PathSeg};
 use brownout_sim::SimApi;
 use std::sync::Arc;
 
 /// Simulated upstreams with an in-process proxy in front (no admin port), as the
-/// demo and `target: {upstream: sim}` drills use: listener `llm` (OpenAI API, which
-/// also carries Anthropic messages) before a model sim, and listener `vectors`
-/// before a vector-database sim for each database API the drill searches (the
-/// second, when both are used, is `vectors-chroma`). The caller applies the
-/// profile.
+/// demo and `target: {upstream: sim}` drills use: one listener per API the
+/// workloads speak, each classifying its traffic as that API and standing before
+/// a sim of it, so every rule sees what a real deployment would show it. The
+/// first model API's listener is `llm` (a second is `llm-anthropic` or
+/// `llm-openai`), the first vector database's `vectors` (a second is
+/// `vectors-chroma` or `vectors-qdrant`). The caller applies the profile.
 pub(crate) struct SimTarget {
     sims: Vec<brownout_sim::SimHandle>,
     pub running: brownout::Running,
@@ -36,29 +38,52 @@ pub(crate) struct SimTarget {
     urls: Vec<(Api, String)>,
 }
 
+/// The listener name, sim and classification for each API, in the order given.
+fn sim_listeners(apis: &[Api]) -> Vec<(Api, SimApi, brownout_faults::ApiKind, &'static str)> {
+    use brownout_faults::ApiKind;
+    let mut out: Vec<(Api, SimApi, brownout_faults::ApiKind, &'static str)> = Vec::new();
+    let (mut models, mut vectors) = (0, 0);
+    for api in apis {
+        if out.iter().any(|(a, ..)| a == api) {
+            continue;
+        }
+        let (sim, kind) = match api {
+            Api::Openai => (SimApi::Openai, ApiKind::Openai),
+            Api::Anthropic => (SimApi::Anthropic, ApiKind::Anthropic),
+            Api::Qdrant => (SimApi::Qdrant, ApiKind::Qdrant),
+            Api::Chroma => (SimApi::Chroma, ApiKind::Chroma),
+        };
+        let name = match (api.is_vector(), api) {
+            (false, _) if models == 0 => "llm",
+            (false, Api::Anthropic) => "llm-anthropic",
+            (false, _) => "llm-openai",
+            (true, _) if vectors == 0 => "vectors",
+            (true, Api::Chroma) => "vectors-chroma",
+            (true, _) => "vectors-qdrant",
+        };
+        if api.is_vector() {
+            vectors += 1;
+        } else {
+            models += 1;
+        }
+        out.push((*api, sim, kind, name));
+    }
+    out
+}
+
 impl SimTarget {
+    /// Start a sim and a listener for each of `apis` (an OpenAI one when none is
+    /// given), recording every exchange to `record` when given.
     pub(crate) async fn start(
         sim_cfg: brownout_sim::SimConfig,
-        vector_apis: &[Api],
+        apis: &[Api],
         seed: u64,
+        record: Option<PathBuf>,
     ) -> Result<SimTarget, String> {
-        use brownout_faults::ApiKind;
         let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
         let mut sims = Vec::new();
         let mut listeners = Vec::new();
-        let mut apis = vec![(Api::Openai, SimApi::Openai, ApiKind::Openai, "llm")];
-        for (i, api) in vector_apis.iter().enumerate() {
-            let name = match (i, api) {
-                (0, _) => "vectors",
-                (_, Api::Chroma) => "vectors-chroma",
-                _ => "vectors-qdrant",
-            };
-            match api {
-                Api::Qdrant => apis.push((Api::Qdrant, SimApi::Qdrant, ApiKind::Qdrant, name)),
-                Api::Chroma => apis.push((Api::Chroma, SimApi::Chroma, ApiKind::Chroma, name)),
-                _ => {}
-            }
-        }
+        let apis = sim_listeners(if apis.is_empty() { &[Api::Openai] } else { apis });
         for (_, sim_api, api_kind, name) in &apis {
             let sim = brownout_sim::spawn(
                 addr,
@@ -78,12 +103,13 @@ impl SimTarget {
             });
             sims.push(sim);
         }
-        let config = FileConfig {
+        let mut config = FileConfig {
             listeners,
             seed: Some(seed),
             mark_injected: true,
             ..Default::default()
         };
+        config.record.jsonl = record;
         let running = start(StartOptions {
             config,
             no_admin: true,
@@ -97,9 +123,6 @@ impl SimTarget {
                 .addr(Some(name))
                 .ok_or_else(|| format!("listener `{name}` did not start"))?;
             urls.push((*api, format!("http://{a}")));
-            if *api == Api::Openai {
-                urls.push((Api::Anthropic, format!("http://{a}")));
-            }
         }
         Ok(SimTarget {
             sims,
@@ -160,74 +183,171 @@ pub(crate) struct Loaded {
     pub profile: brownout_faults::Profile,
     pub profile_path: PathBuf,
     pub scenario_path: Option<PathBuf>,
+    /// Each workload's prompt file (in [`Scenario::all_workloads`] order; empty for
+    /// the built-in prompts), read by the pre-flight so that a bad one is reported
+    /// with everything else wrong rather than once the drill has started.
+    pub prompts: Vec<Vec<serde_json::Value>>,
 }
 
-/// Load the scenario and its profile, checking both (exit 2 material on failure).
+/// `brownout drill`'s pre-flight on a scenario file, which is also what
+/// `brownout validate` runs on one (exit 2 material on failure).
 pub(crate) fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let (src, file) = brownout_faults::yaml::read_file(path, "scenario").map_err(|d| vec![d])?;
-    let scenario = scenario::load_scenario(&src, &file)?;
-    let profile_path = scenario.resolve(path, &scenario.profile);
-    let profile = brownout_faults::validate::load_profile_file(&profile_path)?;
-    check_loaded(
-        Loaded {
-            scenario,
-            profile,
-            profile_path,
-            scenario_path: Some(path.to_path_buf()),
-        },
-        &src,
-        &file,
-    )
+    preflight(&src, &file, Some(path), None)
 }
 
-/// Load a scenario and profile given as text (the built-in demo).
+/// The pre-flight on a scenario and profile given as text (the built-in demo).
 pub(crate) fn load_text(
     src: &str,
     file: &str,
     profile_src: &str,
     profile_file: &str,
 ) -> Result<Loaded, Vec<Diagnostic>> {
-    let scenario = scenario::load_scenario(src, file)?;
-    let profile = brownout_faults::validate::load_profile(profile_src, profile_file)?;
-    check_loaded(
-        Loaded {
-            scenario,
-            profile,
-            profile_path: PathBuf::from(profile_file),
-            scenario_path: None,
-        },
-        src,
-        file,
-    )
+    preflight(src, file, None, Some((profile_src, profile_file)))
 }
 
-/// The checks that need both files: phase names, and the sim's GPU preset.
-fn check_loaded(l: Loaded, src: &str, file: &str) -> Result<Loaded, Vec<Diagnostic>> {
-    let names: Vec<String> = l.profile.phases.iter().map(|p| p.name.clone()).collect();
-    let mut diags = scenario::check_against_profile(&l.scenario, src, file, &names);
-    if let Some(Err(e)) = l
-        .scenario
-        .target
-        .gpu
-        .as_deref()
-        .map(brownout_sim::SimGpu::from_spec)
-    {
-        let line = src
-            .lines()
-            .position(|x| x.contains("gpu:"))
-            .map_or(0, |i| i + 1);
-        diags.push(Diagnostic {
+/// Every check the drill makes before it sends a request: the scenario, its
+/// profile, the names the scenario takes from the profile, the files it names
+/// (profile, prompts), the sim's GPU preset and the target's URLs. `validate` runs
+/// exactly this, so a scenario that validates is one the drill starts; and every
+/// problem is reported at once, each at the value at fault, so one run is enough
+/// to fix a file.
+///
+/// `scenario_path` resolves the scenario's relative paths (none: the working
+/// directory); `profile` replaces the scenario's profile file with text.
+fn preflight(
+    src: &str,
+    file: &str,
+    scenario_path: Option<&Path>,
+    profile: Option<(&str, &str)>,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    use brownout_faults::yaml::PathSeg::Key;
+    let checked = scenario::check_scenario(src, file);
+    // Problems in the scenario file, sorted by position; then those in the files
+    // it names, in the order they are read.
+    let mut here = checked.diagnostics.clone();
+    let mut elsewhere = Vec::new();
+    let Some(s) = checked.scenario() else {
+        return Err(here);
+    };
+    let at = |path: &[PathSeg<'_>], message: String, hint: &str| {
+        let (line, column) = checked.node(path).map_or((0, 0), |n| (n.line, n.column));
+        Diagnostic {
             file: file.to_owned(),
             line,
-            column: 1,
-            message: format!("target.gpu: {e}"),
-            hint: None,
-        });
+            column,
+            message,
+            hint: Some(hint.to_owned()),
+        }
+    };
+    let resolve = |p: &Path| scenario_path.map_or_else(|| p.to_path_buf(), |f| s.resolve(f, p));
+    const RELATIVE: &str =
+        "paths are relative to the scenario file; check the name and that the file is readable";
+
+    let profile_path = match profile {
+        Some((_, name)) => PathBuf::from(name),
+        None => resolve(&s.profile),
+    };
+    let profile_text = match profile {
+        Some((text, _)) => Some(text.to_owned()),
+        None if !checked.trusted(&[Key("profile")]) => None,
+        None => match std::fs::read_to_string(&profile_path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                here.push(at(
+                    &[Key("profile")],
+                    format!("cannot read the profile {}: {e}", profile_path.display()),
+                    RELATIVE,
+                ));
+                None
+            }
+        },
+    };
+    let mut loaded_profile = None;
+    if let Some(text) = profile_text {
+        let c =
+            brownout_faults::validate::check_profile(&text, &profile_path.display().to_string());
+        elsewhere.extend(c.diagnostics);
+        if let Some(names) = c.phase_names {
+            here.extend(
+                scenario::check_against_profile(s, src, file, &names)
+                    .into_iter()
+                    .filter(|d| !checked.follows_from_repair(d)),
+            );
+        }
+        loaded_profile = c.profile;
     }
-    if diags.is_empty() {
-        Ok(l)
-    } else {
-        Err(diags)
+
+    let gpu_at = [Key("target"), Key("gpu")];
+    if let (Some(g), true) = (s.target.gpu.as_deref(), checked.trusted(&gpu_at)) {
+        if let Err(e) = brownout_sim::SimGpu::from_spec(g) {
+            let (message, hint) = e.split_once("; ").unwrap_or((&e, "e.g. `gpu: h100-80gb`"));
+            here.push(at(&gpu_at, format!("target.gpu: {message}"), hint));
+        }
+    }
+
+    if let TargetKind::Proxy { url, admin, .. } = s.target.kind() {
+        for (key, v) in [("url", url), ("admin", admin)] {
+            let path = [Key("target"), Key(key)];
+            if checked.trusted(&path) {
+                if let Err(e) = v.parse::<http::Uri>() {
+                    here.push(at(
+                        &path,
+                        format!("`{key}` `{v}` is not a usable URL: {e}"),
+                        "e.g. http://127.0.0.1:8080",
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut prompts = Vec::new();
+    for (i, w) in s.all_workloads().into_iter().enumerate() {
+        let mut path = scenario::workload_path(s, i);
+        path.push(Key("prompts"));
+        let lines = match &w.prompts {
+            Some(p) if checked.trusted(&path) => {
+                let p = resolve(p);
+                match std::fs::read_to_string(&p) {
+                    Ok(text) => match scenario::load_prompts(&text, &p.display().to_string()) {
+                        Ok(lines) => lines,
+                        Err(d) => {
+                            elsewhere.push(d);
+                            Vec::new()
+                        }
+                    },
+                    Err(e) => {
+                        here.push(at(
+                            &path,
+                            format!("cannot read the prompt file {}: {e}", p.display()),
+                            RELATIVE,
+                        ));
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        prompts.push(lines);
+    }
+
+    here.sort_by_key(|d| (d.line, d.column));
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for d in here.into_iter().chain(elsewhere) {
+        // Two workloads on one bad prompt file: its problem once.
+        if !diags.contains(&d) {
+            diags.push(d);
+        }
+    }
+    match loaded_profile {
+        Some(profile) if diags.is_empty() => Ok(Loaded {
+            scenario: s.clone(),
+            profile,
+            profile_path,
+            scenario_path: scenario_path.map(Path::to_path_buf),
+            prompts,
+        }),
+        _ => Err(diags),
     }
 }
 
@@ -268,26 +388,18 @@ pub(crate) fn phases(l: &Loaded) -> Vec<PhasePlan> {
 
 /// Run the drill and return its report (the caller writes it and exits with its
 /// code); `Err` is a message for a drill that could not run.
-pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
+///
+/// The proxy's records of the drill go to `report_dir/records.jsonl` (an
+/// in-process proxy writes them; a running proxy's are copied from its admin API
+/// as the drill goes), and every rule is counted and judged from them: a drill
+/// whose chaos did not happen is inconclusive, never a pass.
+pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillReport, String> {
     let s = &l.scenario;
     let seed = s.seed.or(l.profile.seed).unwrap_or(0);
     let phases = phases(l);
-    let mut prompts = Vec::new();
-    for w in s.all_workloads() {
-        prompts.push(match &w.prompts {
-            None => Vec::new(),
-            Some(p) => {
-                let path = l
-                    .scenario_path
-                    .as_deref()
-                    .map_or(p.clone(), |f| s.resolve(f, p));
-                let file = path.display().to_string();
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{file}: cannot read the prompt file: {e}"))?;
-                scenario::load_prompts(&text, &file).map_err(|d| d.to_string())?
-            }
-        });
-    }
+    // Read and checked by the pre-flight; a workload added since has none.
+    let mut prompts = l.prompts.clone();
+    prompts.resize(s.all_workloads().len(), Vec::new());
     let plan =
         |target: &dyn Fn(Api) -> String, driver: PhaseDriver| -> Result<EnginePlan, String> {
             let mut workloads = Vec::new();
@@ -310,6 +422,8 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
             })
         };
     let progress = brownout_drill::StderrProgress::new();
+    let records = fresh_records_file(report_dir)?;
+    let mut copied = None;
     let result = match s.target.kind() {
         TargetKind::Sim => {
             let gpu = s
@@ -323,13 +437,8 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
                 gpu,
                 ..Default::default()
             };
-            let mut vector_apis = Vec::new();
-            for w in s.all_workloads() {
-                if w.api.is_vector() && !vector_apis.contains(&w.api) {
-                    vector_apis.push(w.api);
-                }
-            }
-            let sim = SimTarget::start(sim_cfg, &vector_apis, seed).await?;
+            let apis: Vec<Api> = s.all_workloads().iter().map(|w| w.api).collect();
+            let sim = SimTarget::start(sim_cfg, &apis, seed, Some(records.clone())).await?;
             let text = std::fs::read_to_string(&l.profile_path).ok();
             sim.running
                 .shared
@@ -379,9 +488,12 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
                 });
             }));
             let target = |_: Api| url.clone();
+            let copy = RecordCopy::start(admin.clone(), token.clone(), records.clone()).await;
             let r = run_engine_isolated(plan(&target, driver)?, progress)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string());
+            copied = Some(copy.finish().await);
+            let r = r?;
             if r.stopped.is_some() {
                 match brownout::ctl::run(&admin, token.as_deref(), &CtlCommand::Faults(false), true)
                     .await
@@ -402,7 +514,122 @@ pub(crate) async fn run_loaded(l: &Loaded) -> Result<DrillReport, String> {
         .baseline
         .clone()
         .or_else(|| phases.first().map(|p| p.name.clone()));
-    Ok(DrillReport::new(&s.name, baseline, result, slo))
+    let spans: Vec<PhaseSpan> = phases
+        .iter()
+        .map(|p| PhaseSpan {
+            name: p.name.clone(),
+            duration_s: Some(p.duration.as_secs_f64()),
+        })
+        .collect();
+    let (source, text) = match (&copied, std::fs::read_to_string(&records)) {
+        (Some(Err(e)), _) => (format!("no records: {e}"), String::new()),
+        (_, Err(e)) => (
+            format!("no records: cannot read {}: {e}", records.display()),
+            String::new(),
+        ),
+        (Some(Ok(_)), Ok(t)) => (format!("the proxy's records ({})", records.display()), t),
+        (None, Ok(t)) => (
+            format!("the in-process proxy's records ({})", records.display()),
+            t,
+        ),
+    };
+    let (chaos, incomplete) = brownout_drill::records::chaos_from_records(
+        &[(records.display().to_string(), text)],
+        &ChaosInput {
+            profile: Some(&l.profile),
+            phases: &spans,
+            allow_idle_rules: s.allow_idle_rules,
+        },
+        &source,
+    );
+    let mut report = DrillReport::judged(&s.name, baseline, result, slo, Some(chaos));
+    let missed = match &copied {
+        Some(Ok(n)) if *n > 0 => Some(format!(
+            "{n} record(s) left the proxy's admin API before the drill could copy them, so the fault counts are partial"
+        )),
+        _ => None,
+    };
+    report.incomplete = [incomplete, missed]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| format!("{a}; {b}"));
+    Ok(report)
+}
+
+/// `report_dir/records.jsonl`, created empty (records of an earlier drill in the
+/// same directory would be counted otherwise).
+fn fresh_records_file(report_dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(report_dir)
+        .map_err(|e| format!("cannot create the report directory {}: {e}", report_dir.display()))?;
+    let path = report_dir.join("records.jsonl");
+    std::fs::write(&path, b"")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Copies a running proxy's records into a file while a drill runs, through its
+/// admin API (`GET /api/v1/records?after=CURSOR`), so its faults can be counted
+/// as an in-process proxy's are.
+struct RecordCopy {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<u64, String>>,
+}
+
+/// How often the copy asks for new records: the admin API keeps the last 1000,
+/// so this copies up to 2000 requests a second without a loss.
+const COPY_EVERY: Duration = Duration::from_millis(500);
+
+impl RecordCopy {
+    async fn start(admin: String, token: Option<String>, path: PathBuf) -> RecordCopy {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let start = brownout::ctl::records_after(&admin, token.as_deref(), None).await;
+        let task = tokio::spawn(async move {
+            let (_, mut cursor, _) = start.map_err(|e| e.to_string())?;
+            let mut missed = 0u64;
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            loop {
+                let last = *stopped.borrow();
+                if last {
+                    // What the proxy is still writing for the drill's last requests.
+                    tokio::time::sleep(COPY_EVERY).await;
+                }
+                loop {
+                    let (recs, next, lost) =
+                        brownout::ctl::records_after(&admin, token.as_deref(), Some(cursor))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    missed += lost;
+                    cursor = next;
+                    let mut buf = Vec::new();
+                    for r in &recs {
+                        buf.extend_from_slice(r.to_string().as_bytes());
+                        buf.push(b'\n');
+                    }
+                    std::io::Write::write_all(&mut out, &buf)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    if recs.len() < 1000 {
+                        break;
+                    }
+                }
+                if last {
+                    return Ok(missed);
+                }
+                let _ = tokio::time::timeout(COPY_EVERY, stopped.changed()).await;
+            }
+        });
+        RecordCopy { stop, task }
+    }
+
+    /// Copy what is left and stop; the records missed, or why none could be copied.
+    async fn finish(self) -> Result<u64, String> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(format!("the record copy failed: {e}")))
+    }
 }
 
 /// `brownout drill SCENARIO`.
@@ -413,24 +640,35 @@ pub(crate) async fn drill(path: &Path, report_dir: Option<&Path>) -> ExitCode {
     }
 }
 
+/// Where the reports go without `--report-dir`: the scenario's `report.dir`,
+/// relative to the scenario file as `profile:` and `prompts:` are, else
+/// `drill-report/` beside it (in the working directory for the built-in demo).
+fn default_report_dir(loaded: &Loaded) -> PathBuf {
+    let dir = loaded
+        .scenario
+        .report
+        .as_ref()
+        .map(|r| r.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("drill-report"));
+    match &loaded.scenario_path {
+        Some(file) => loaded.scenario.resolve(file, &dir),
+        None => dir,
+    }
+}
+
 /// Run a loaded drill, print its table and verdict, and write its reports; the
 /// exit code is the verdict's.
 pub(crate) async fn run_and_report(loaded: &Loaded, report_dir: Option<&Path>) -> ExitCode {
-    let report = match run_loaded(loaded).await {
+    let dir = report_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_report_dir(loaded));
+    let report = match run_loaded(loaded, &dir).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let dir = report_dir.map(Path::to_path_buf).unwrap_or_else(|| {
-        loaded
-            .scenario
-            .report
-            .as_ref()
-            .map(|r| r.dir.clone())
-            .unwrap_or_else(|| PathBuf::from("drill-report"))
-    });
     println!(
         "\n{}",
         brownout_drill::render_table(&report.result.stats, report.baseline.as_deref())
@@ -448,6 +686,12 @@ pub(crate) async fn run_and_report(loaded: &Loaded, report_dir: Option<&Path>) -
     }
     for c in &report.slo {
         println!("{} {}", if c.passed { "pass" } else { "FAIL" }, c.message);
+    }
+    if let Some(c) = &report.chaos {
+        println!("\n{}", gate::render_chaos_table(c));
+    }
+    if let Some(why) = &report.incomplete {
+        println!("incomplete: {why}");
     }
     if let Some(why) = &report.result.stopped {
         println!("STOPPED: {why}");
@@ -528,7 +772,7 @@ baseline: calm
         let path = d.join("scenario.yaml");
         std::fs::write(&path, scenario(tag, extra)).unwrap();
         let loaded = load(&path).unwrap_or_else(|e| panic!("{}", e[0]));
-        let report = run_loaded(&loaded).await.unwrap();
+        let report = run_loaded(&loaded, &d.join("report")).await.unwrap();
         gate::write_all(&d.join("report"), &report).unwrap();
         (d, report)
     }
@@ -675,7 +919,7 @@ slo:
         )
         .unwrap();
         let loaded = load(&path).unwrap_or_else(|e| panic!("{}", e[0]));
-        let r = run_loaded(&loaded).await.unwrap();
+        let r = run_loaded(&loaded, &d.join("report")).await.unwrap();
         gate::write_all(&d.join("report"), &r).unwrap();
         let calm = &r.result.phases[0];
         let bad = &r.result.phases[1];
@@ -776,7 +1020,7 @@ slo:
         )
         .unwrap();
         let loaded = load(&path).unwrap_or_else(|e| panic!("{}", e[0]));
-        let r = run_loaded(&loaded).await.unwrap();
+        let r = run_loaded(&loaded, &d.join("report")).await.unwrap();
         let by = |name: &str| {
             r.result
                 .by_workload

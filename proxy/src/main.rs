@@ -233,21 +233,36 @@ enum CtlWhat {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    #[arg(long)]
+    /// Config file (YAML): listeners, admin, records, limits. Flags below override
+    /// its values; without one, the flags describe a single listener.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    #[arg(long)]
+    /// Address the proxy listens on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    #[arg(long)]
+    /// Where requests go: the model server or vector database, `http://HOST:PORT`
+    /// or `https://...` (h2c:// or h2:// for an HTTP/2 upstream such as gRPC).
+    #[arg(long, value_name = "URL")]
     upstream: Option<String>,
-    #[arg(long)]
+    /// The upstream's API, for classifying endpoints and shaping errors: openai,
+    /// anthropic, vllm, tgi, ollama, triton, qdrant, chroma, milvus, weaviate,
+    /// pinecone [default: guessed from each request's path].
+    #[arg(long, value_name = "KIND")]
     api: Option<String>,
-    #[arg(long)]
+    /// Fault profile (YAML) to apply at start; SIGHUP or the admin API reloads it.
+    /// Without one the proxy is transparent.
+    #[arg(long, value_name = "FILE")]
     profile: Option<PathBuf>,
-    #[arg(long)]
+    /// Admin API and dashboard address (e.g. 127.0.0.1:9911); a non-loopback
+    /// address needs a token in BROWNOUT_ADMIN_TOKEN.
+    #[arg(long, value_name = "ADDR")]
     admin: Option<String>,
-    #[arg(long)]
+    /// Append one JSON record per exchange to this file (SIGUSR1 reopens it
+    /// after rotation).
+    #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
-    #[arg(long)]
+    /// Seed for every random choice the faults make, so a run can be repeated.
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Write the process id to this file (for `logrotate`'s `postrotate kill -USR1`),
     /// removed on exit.
@@ -643,7 +658,8 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         let is_config = text.lines().any(|l| l.starts_with("listeners:"));
         let is_scenario = !is_config && brownout_drill::scenario::looks_like_scenario(&text);
         let result = if is_scenario {
-            brownout_drill::scenario::load_scenario(&text, &name).map(|_| ())
+            // The drill's own pre-flight: what passes here, `brownout drill` starts.
+            drill::load(f).map(|_| ())
         } else if is_config {
             brownout_faults::yaml::from_str::<FileConfig>(&text, &name)
                 .map(|_| ())

@@ -151,6 +151,9 @@ pub struct Record {
     pub path: String,
     pub model: Option<String>,
     pub stream: Option<bool>,
+    /// Rules whose `match` held, whether or not they fired: the drill's chaos
+    /// accounting needs the matched count to tell an idle rule from an unlucky one.
+    pub matched: Vec<Arc<str>>,
     pub rules: Vec<Arc<str>>,
     pub faults: Vec<FaultRef>,
     pub faults_skipped: Vec<FaultRef>,
@@ -192,6 +195,7 @@ impl Record {
             path: String::new(),
             model: None,
             stream: None,
+            matched: Vec::new(),
             rules: Vec::new(),
             faults: Vec::new(),
             faults_skipped: Vec::new(),
@@ -220,17 +224,20 @@ impl Record {
     pub fn reset(&mut self, id: u64, listener: Arc<str>) {
         let mut method = std::mem::take(&mut self.method);
         let mut path = std::mem::take(&mut self.path);
+        let mut matched = std::mem::take(&mut self.matched);
         let mut rules = std::mem::take(&mut self.rules);
         let mut faults = std::mem::take(&mut self.faults);
         let mut skipped = std::mem::take(&mut self.faults_skipped);
         method.clear();
         path.clear();
+        matched.clear();
         rules.clear();
         faults.clear();
         skipped.clear();
         *self = Record::new(id, listener);
         self.method = method;
         self.path = path;
+        self.matched = matched;
         self.rules = rules;
         self.faults = faults;
         self.faults_skipped = skipped;
@@ -316,6 +323,9 @@ pub struct Recorder {
     reopen: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
+    /// Records ever put in `recent`, changed only under its lock: the cursor a
+    /// poller (a drill against a running proxy) reads on from.
+    recent_total: Arc<AtomicU64>,
     file_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -380,6 +390,7 @@ impl Recorder {
         let q = Arc::new(ArrayQueue::new(cfg.queue.max(1)));
         let free = Arc::new(ArrayQueue::new(FREE));
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
+        let recent_total = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
@@ -390,6 +401,7 @@ impl Recorder {
             sink,
             metrics,
             recent: recent.clone(),
+            recent_total: recent_total.clone(),
             written: written.clone(),
             closing: closing.clone(),
             drops: drops.clone(),
@@ -412,6 +424,7 @@ impl Recorder {
             reopen,
             writer: Mutex::new(Some(handle)),
             recent,
+            recent_total,
             file_error,
         }))
     }
@@ -485,6 +498,26 @@ impl Recorder {
         r.iter().skip(skip).map(|b| (**b).clone()).collect()
     }
 
+    /// The records after cursor `after` (oldest first, at most `limit`), the cursor
+    /// to ask with next, and how many records after `after` have already left the
+    /// ring (so a poller knows its copy is incomplete). Cursor 0 is the start;
+    /// `after: None` starts at the newest record, for a poller that only wants
+    /// what comes next.
+    pub fn recent_after(&self, after: Option<u64>, limit: usize) -> (Vec<Record>, u64, u64) {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let total = self.recent_total.load(Ordering::Relaxed);
+        let Some(after) = after else {
+            return (Vec::new(), total, 0);
+        };
+        let oldest = total - r.len() as u64;
+        let missed = oldest.saturating_sub(after);
+        let from = after.max(oldest).min(total);
+        let skip = (from - oldest) as usize;
+        let out: Vec<Record> = r.iter().skip(skip).take(limit).map(|b| (**b).clone()).collect();
+        let next = from + out.len() as u64;
+        (out, next, missed)
+    }
+
     /// Wait (up to `timeout`) until every record submitted so far has been handled.
     pub fn settle(&self, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
@@ -527,6 +560,7 @@ struct Writer {
     sink: Option<Sink<File>>,
     metrics: Arc<Metrics>,
     recent: Arc<Mutex<VecDeque<Box<Record>>>>,
+    recent_total: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
     drops: Arc<Drops>,
@@ -598,6 +632,7 @@ impl Writer {
                     None
                 };
                 r.push_back(rec);
+                self.recent_total.fetch_add(1, Ordering::Relaxed);
                 old
             };
             if let Some(old) = evicted {

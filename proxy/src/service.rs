@@ -376,8 +376,13 @@ async fn proxy_exchange(
         };
         for rule in active.rules {
             let rng = match rule.decide(&input, profile.seed, active.at, &call) {
-                RuleDecision::Skip => continue,
+                RuleDecision::NoMatch => continue,
+                RuleDecision::Skip => {
+                    ex.rec().matched.push(rule.name.clone());
+                    continue;
+                }
                 RuleDecision::Busy => {
+                    ex.rec().matched.push(rule.name.clone());
                     for f in &rule.faults {
                         ex.skipped(&rule.name, f.kind(), "max_active");
                     }
@@ -385,6 +390,7 @@ async fn proxy_exchange(
                 }
                 RuleDecision::Fire(rng) => rng,
             };
+            ex.rec().matched.push(rule.name.clone());
             ex.hold_rule(rule.state.clone());
             ex.rec().rules.push(rule.name.clone());
             decided.push(Decided { rule, rng });

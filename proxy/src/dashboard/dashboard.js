@@ -1,6 +1,7 @@
-// brownout live dashboard. Self-contained: no library, nothing fetched from
-// elsewhere. Every value from the API is written with textContent, never parsed
-// as HTML, so a rule or phase name cannot inject markup.
+// brownout live dashboard. Self-contained: its one library, uPlot, is served by
+// the admin server too, and nothing is fetched from elsewhere. Every value from
+// the API is written with textContent (uPlot's legends too) or drawn on a canvas,
+// never parsed as HTML, so a rule or phase name cannot inject markup.
 'use strict';
 
 (function () {
@@ -17,6 +18,7 @@
     status: null,
     summary: null,
     lastT: null,     // newest live point's unix second
+    phaseMarks: [],  // {t, name}: phase changes this page saw, for the charts
   };
   window.__brownout = state;
 
@@ -104,114 +106,137 @@
 
   // ---------------------------------------------------------------- charts
 
-  // A small line chart on a canvas: time on x (the last WINDOW_S seconds), one or
-  // more series on y, auto-scaled from zero, with grid lines and a legend.
-  function drawChart(canvas, series, opts) {
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(50, canvas.clientWidth);
-    const h = Math.max(50, canvas.clientHeight);
-    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
-      canvas.width = Math.round(w * dpr);
-      canvas.height = Math.round(h * dpr);
-    }
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, h);
-    const css = getComputedStyle(document.documentElement);
-    const lineColor = css.getPropertyValue('--line').trim() || '#2a2f3a';
-    const muted = css.getPropertyValue('--muted').trim() || '#8b93a5';
-    const pad = { l: 48, r: 10, t: 18, b: 20 };
-    const pw = w - pad.l - pad.r;
-    const ph = h - pad.t - pad.b;
-    const now = opts.now;
-    const t0 = now - WINDOW_S;
-    let ymax = opts.minMax || 1;
-    series.forEach((s) => s.values.forEach((p) => { if (p[1] !== null && p[1] > ymax) ymax = p[1]; }));
-    // Four grid steps of a round size (1, 2 or 5 × 10^k).
-    ymax = niceStep((ymax * 1.05) / 4) * 4;
-    const x = (t) => pad.l + ((t - t0) / WINDOW_S) * pw;
-    const y = (v) => pad.t + ph - (v / ymax) * ph;
+  // Strip charts drawn by uPlot (served by the admin server as /uplot.js, the
+  // same vendored copy the drill report inlines): time on x (the last WINDOW_S
+  // seconds), one or more series on y from zero, a gap wherever a value is
+  // missing, and a dashed line wherever the profile changed phase.
+  const charts = {};
 
-    ctx.font = '11px system-ui, sans-serif';
-    ctx.lineWidth = 1;
-    // Grid and y labels.
-    ctx.strokeStyle = lineColor;
-    ctx.fillStyle = muted;
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    for (let i = 0; i <= 4; i++) {
-      const v = (ymax / 4) * i;
-      const yy = Math.round(y(v)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
-      ctx.fillText(opts.fmt ? opts.fmt(v) : String(v), pad.l - 6, yy);
-    }
-    // x labels: minutes ago.
-    ctx.textAlign = 'center';
-    ctx.textBaseline = 'top';
-    for (let m = 0; m <= WINDOW_S / 60; m++) {
-      const t = now - m * 60;
-      const xx = x(t);
-      ctx.fillText(m === 0 ? 'now' : '-' + m + 'm', xx, h - pad.b + 5);
-    }
-    // Series: a gap wherever a value is missing.
-    series.forEach((s) => {
-      ctx.strokeStyle = s.color;
-      ctx.lineWidth = 1.8;
-      ctx.beginPath();
-      let pen = false;
-      s.values.forEach((p) => {
-        if (p[0] < t0 || p[1] === null || p[1] === undefined) { pen = false; return; }
-        const xx = x(p[0]);
-        const yy = y(p[1]);
-        if (pen) ctx.lineTo(xx, yy); else ctx.moveTo(xx, yy);
-        pen = true;
-      });
-      ctx.stroke();
-    });
-    // Legend.
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'middle';
-    let lx = pad.l + 4;
-    series.forEach((s) => {
-      ctx.fillStyle = s.color;
-      ctx.fillRect(lx, 5, 10, 3);
-      ctx.fillStyle = muted;
-      ctx.fillText(s.name, lx + 14, 7);
-      lx += 14 + ctx.measureText(s.name).width + 14;
-    });
-    state.draws++;
+  const fmtAxisMs = (v) => (v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' s' : Math.round(v) + ' ms');
+  const fmtAxisNum = (v) => v.toFixed(v < 10 ? 1 : 0);
+  const fmtAxisPct = (v) => (v === 0 ? '0' : v.toFixed(v < 1 ? 2 : v < 10 ? 1 : 0)) + '%';
+
+  function cssVar(name, fallback) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+  }
+
+  // Phase changes seen by this page, as vertical lines with the new phase's name.
+  function phasePlugin() {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          const b = u.bbox;
+          const dpr = window.devicePixelRatio || 1;
+          ctx.save();
+          ctx.font = (11 * dpr) + 'px system-ui, sans-serif';
+          ctx.textAlign = 'left';
+          ctx.textBaseline = 'top';
+          state.phaseMarks.forEach((m) => {
+            const x = Math.round(u.valToPos(m.t, 'x', true)) + 0.5;
+            if (x < b.left || x > b.left + b.width) return;
+            ctx.strokeStyle = cssVar('--accent', '#e0a040');
+            ctx.lineWidth = dpr;
+            ctx.setLineDash([4 * dpr, 3 * dpr]);
+            ctx.beginPath();
+            ctx.moveTo(x, b.top);
+            ctx.lineTo(x, b.top + b.height);
+            ctx.stroke();
+            ctx.setLineDash([]);
+            ctx.fillStyle = cssVar('--accent', '#e0a040');
+            ctx.fillText(m.name, x + 4 * dpr, b.top + 2 * dpr);
+          });
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  function makeChart(el, defs, fmt, minMax) {
+    const muted = cssVar('--muted', '#8b93a5');
+    const line = cssVar('--line', '#2a2f3a');
+    const axis = (extra) => Object.assign({
+      stroke: muted,
+      grid: { stroke: line, width: 1 },
+      ticks: { stroke: line, width: 1 },
+    }, extra);
+    const opts = {
+      width: Math.max(200, el.clientWidth),
+      height: 190,
+      scales: {
+        x: { time: true, range: () => { const now = chartNow(); return [now - WINDOW_S, now]; } },
+        y: { range: (u, min, max) => [0, niceStep((Math.max(minMax, isFinite(max) ? max : 0) * 1.05) / 4) * 4] },
+      },
+      axes: [axis({}), axis({ size: 58, values: (u, splits) => splits.map(fmt) })],
+      series: [{ label: 'time' }].concat(defs.map((d) => ({
+        label: d.name,
+        stroke: d.color,
+        width: 1.8,
+        points: { show: false },
+        value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
+      }))),
+      legend: { live: true },
+      cursor: { sync: { key: 'live' }, drag: { x: false, y: false } },
+      plugins: [phasePlugin()],
+    };
+    return new uPlot(opts, [[]].concat(defs.map(() => [])), el);
   }
 
   function niceStep(v) {
     if (v <= 0) return 1;
     const e = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (m * e >= v) return m * e;
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= v) return m * e;
     return 10 * e;
   }
 
-  const fmtAxisMs = (v) => (v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + 's' : Math.round(v) + '');
+  function chartNow() {
+    return state.lastT !== null ? state.lastT + 1 : Math.floor(Date.now() / 1000);
+  }
+
+  const CHARTS = [
+    ['latency', () => [
+      { name: 'p50', color: cssVar('--p50', '#5b9cf5'), f: (p) => p.e2e_ms.p50 },
+      { name: 'p95', color: cssVar('--p95', '#e0a040'), f: (p) => p.e2e_ms.p95 },
+      { name: 'p99', color: cssVar('--p99', '#e5484d'), f: (p) => p.e2e_ms.p99 },
+    ], fmtAxisMs, 10],
+    ['ttft', () => [
+      { name: 'p50', color: cssVar('--p50', '#5b9cf5'), f: (p) => p.ttft_ms.p50 },
+      { name: 'p95', color: cssVar('--p95', '#e0a040'), f: (p) => p.ttft_ms.p95 },
+    ], fmtAxisMs, 10],
+    // Scaled to the data: a 0.2% error rate must not be a flat line on 0-100%.
+    ['errors', () => [
+      { name: 'errors', color: cssVar('--bad', '#e5484d'), f: (p) => (p.error_rate === null ? null : p.error_rate * 100) },
+    ], fmtAxisPct, 0.5],
+    ['rps', () => [
+      { name: 'requests/s', color: cssVar('--ok', '#3fb68b'), f: (p) => p.rps },
+      { name: 'faults/s', color: cssVar('--accent', '#e0a040'), f: (p) => p.faults_per_s },
+    ], fmtAxisNum, 1],
+  ];
 
   function drawCharts() {
+    if (typeof uPlot !== 'function') return;
     const pts = state.points;
-    const now = state.lastT !== null ? state.lastT + 1 : Math.floor(Date.now() / 1000);
-    const col = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-    const ser = (name, color, f) => ({ name, color, values: pts.map((p) => [p.t, f(p)]) });
-    drawChart($('chart-latency'), [
-      ser('p50', col('--p50'), (p) => p.e2e_ms.p50),
-      ser('p95', col('--p95'), (p) => p.e2e_ms.p95),
-      ser('p99', col('--p99'), (p) => p.e2e_ms.p99),
-    ], { now, fmt: fmtAxisMs, minMax: 10 });
-    drawChart($('chart-ttft'), [
-      ser('p50', col('--p50'), (p) => p.ttft_ms.p50),
-      ser('p95', col('--p95'), (p) => p.ttft_ms.p95),
-    ], { now, fmt: fmtAxisMs, minMax: 10 });
-    drawChart($('chart-errors'), [
-      ser('errors', col('--bad'), (p) => (p.error_rate === null ? null : p.error_rate * 100)),
-    ], { now, fmt: (v) => v.toFixed(v < 10 ? 1 : 0), minMax: 5 });
-    drawChart($('chart-rps'), [
-      ser('requests/s', col('--ok'), (p) => p.rps),
-      ser('faults/s', col('--accent'), (p) => p.faults_per_s),
-    ], { now, fmt: (v) => v.toFixed(v < 10 ? 1 : 0), minMax: 1 });
+    CHARTS.forEach(([id, defsOf, fmt, minMax]) => {
+      const el = $('chart-' + id);
+      let c = charts[id];
+      if (!c) {
+        const defs = defsOf();
+        c = charts[id] = { defs, u: makeChart(el, defs, fmt, minMax) };
+      }
+      const data = [pts.map((p) => p.t)].concat(c.defs.map((d) => pts.map((p) => {
+        const v = d.f(p);
+        return v === undefined ? null : v;
+      })));
+      c.u.setData(data);
+    });
+    state.draws++;
+  }
+
+  function resizeCharts() {
+    Object.keys(charts).forEach((id) => {
+      const el = $('chart-' + id);
+      charts[id].u.setSize({ width: Math.max(200, el.clientWidth), height: 190 });
+    });
   }
 
   // ---------------------------------------------------------------- rendering
@@ -407,6 +432,11 @@
         api('GET', '/api/v1/live?window=5' + since),
         api('GET', '/api/v1/records?limit=12'),
       ]);
+      const before = state.status ? state.status.phase : undefined;
+      if (before !== undefined && status.phase && status.phase !== before) {
+        state.phaseMarks.push({ t: Date.now() / 1000, name: status.phase });
+        state.phaseMarks = state.phaseMarks.filter((m) => m.t >= Date.now() / 1000 - WINDOW_S);
+      }
       state.status = status;
       state.summary = summary;
       renderStatus(status);
@@ -429,7 +459,7 @@
   function start() {
     $('kill').addEventListener('click', onKill);
     $('next-phase').addEventListener('click', () => act(() => api('POST', '/api/v1/phase', { next: true })));
-    window.addEventListener('resize', drawCharts);
+    window.addEventListener('resize', resizeCharts);
     poll();
     setInterval(poll, POLL_MS);
   }
