@@ -41,7 +41,14 @@ pub struct DrillClient {
     timeout: Duration,
     shape: RequestShape,
     keys: Keys,
+    /// `x-brownout-sim-answer` values, by the request body they go with: the
+    /// answers a prompt file scripts for the simulator (`sim_answer`).
+    sim_answers: Arc<std::collections::HashMap<Bytes, HeaderValue>>,
 }
+
+/// The header that tells the simulator what to answer (a prompt line's
+/// `sim_answer`, percent-encoded); real servers ignore it.
+pub const SIM_ANSWER_HEADER: &str = "x-brownout-sim-answer";
 
 /// How a request says which simulated user sent it.
 #[derive(Debug, Clone, Default)]
@@ -224,7 +231,14 @@ impl DrillClient {
             timeout,
             shape,
             keys: Keys::None,
+            sim_answers: Arc::default(),
         }
+    }
+
+    /// Send the scripted simulator answer of each request body that has one.
+    pub fn with_sim_answers(mut self, answers: std::collections::HashMap<Bytes, HeaderValue>) -> Self {
+        self.sim_answers = Arc::new(answers);
+        self
     }
 
     /// Send each request (of [`DrillClient::exchange_with`]) as the simulated
@@ -370,6 +384,9 @@ impl DrillClient {
             }
             for (name, value) in user {
                 h.insert(name.clone(), value.clone());
+            }
+            if let Some(v) = self.sim_answers.get(&body) {
+                h.insert(SIM_ANSWER_HEADER, v.clone());
             }
             req
         };

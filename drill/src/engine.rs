@@ -392,7 +392,8 @@ pub async fn run_engine(
                 p.timeout,
                 w.spec.client.max_connections as usize,
             )
-            .with_users(real_key.as_deref()),
+            .with_users(real_key.as_deref())
+            .with_sim_answers(Workload::with_prompts(&p, &w.prompts).sim_answers(&w.prompts)),
         ));
         bodies.push(Workload::with_prompts(&p, &w.prompts));
         arrivals.push(match w.spec.arrival.kind() {

@@ -183,9 +183,7 @@ fn header(out: &mut String, r: &DrillReport, tl: &Timeline, groups: &[Group]) {
         .iter()
         .map(|c| {
             format!(
-                "<li class=\"fail\"><b>{}</b> <code>{}</code>: {}</li>",
-                xml_escape(&c.scope),
-                xml_escape(&c.slo),
+                "<li class=\"fail\"><b>Broken:</b> {}</li>",
                 xml_escape(&c.message)
             )
         })
@@ -748,7 +746,7 @@ fn workload_table(out: &mut String, stats: &DrillResult, baseline: Option<&str>,
 }
 
 /// Goodput, retries and correctness per phase, over all workloads (the engine
-/// counts them so).
+/// counts them so); correctness only where something was scored.
 fn phases_table(out: &mut String, r: &DrillReport) {
     let res = &r.result;
     type Metric = (
@@ -772,11 +770,7 @@ fn phases_table(out: &mut String, r: &DrillReport) {
                 .any(|e| f(&e.correctness).is_some())
         })
         .collect();
-    out.push_str("<section id=\"goodput\"><h2>Goodput, retries and correctness <small class=\"muted\">(all workloads)</small></h2>\n<table><tr><th>phase</th><th>requests</th><th>goodput</th><th>HTTP attempts</th><th>retry amplification</th>");
-    for (h, _, _) in &shown {
-        let _ = write!(out, "<th>{h}</th>");
-    }
-    out.push_str("</tr>\n");
+    out.push_str("<section id=\"goodput\"><h2>Goodput and retries per phase <small class=\"muted\">(all workloads)</small></h2>\n<table><tr><th>phase</th><th>requests</th><th>goodput</th><th>HTTP attempts</th><th>retry amplification</th></tr>\n");
     let requests = |name: &str| {
         res.stats
             .phases
@@ -786,30 +780,38 @@ fn phases_table(out: &mut String, r: &DrillReport) {
             .map_or(0, |p| p.requests)
     };
     for e in res.phases.iter().chain([&res.total]) {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.2}×</td>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.2}×</td></tr>",
             xml_escape(&e.name),
             requests(&e.name),
             e.goodput * 100.0,
             e.attempts,
             e.retry_amplification
         );
-        for (_, f, pct) in &shown {
-            let v = f(&e.correctness);
-            let _ = write!(
-                out,
-                "<td>{}</td>",
-                match v {
+    }
+    out.push_str("</table>\n");
+    if !shown.is_empty() {
+        out.push_str("<h2>Correctness per phase <small class=\"muted\">(all workloads, against the baseline's answers)</small></h2>\n<table><tr><th>phase</th>");
+        for (h, _, _) in &shown {
+            let _ = write!(out, "<th>{h}</th>");
+        }
+        out.push_str("</tr>\n");
+        for e in res.phases.iter().chain([&res.total]) {
+            let _ = write!(out, "<tr><td>{}</td>", xml_escape(&e.name));
+            for (_, f, pct) in &shown {
+                let cell = match f(&e.correctness) {
                     None => "–".to_owned(),
                     Some(v) if *pct => format!("{:.1}%", v * 100.0),
                     Some(v) => format!("{v:.3}"),
-                }
-            );
+                };
+                let _ = write!(out, "<td>{cell}</td>");
+            }
+            out.push_str("</tr>\n");
         }
-        out.push_str("</tr>\n");
+        out.push_str("</table>\n");
     }
-    out.push_str("</table></section>\n");
+    out.push_str("</section>\n");
 }
 
 /// The fault accounting as an HTML section: idle rules, then the table.
@@ -1415,7 +1417,7 @@ mod tests {
         let e = error_chart("w1", &gs[1], &w, &tl);
         let [lo, hi] = e.y_range.unwrap();
         assert_eq!(lo, 0.0);
-        assert!(hi >= 10.0 && hi <= 25.0, "{hi}");
+        assert!((10.0..=25.0).contains(&hi), "{hi}");
     }
 
     #[test]

@@ -764,6 +764,12 @@ pub fn load_prompts(text: &str, file: &str) -> Result<Vec<serde_json::Value>, Di
             ));
         }
         crate::correct::Expect::from_line(&v).map_err(|m| diag(1, m))?;
+        if !v["sim_answer"].is_null() && !v["sim_answer"].is_string() {
+            return Err(diag(
+                1,
+                "`sim_answer` must be a string: what the simulator answers this prompt with".into(),
+            ));
+        }
         out.push(v);
     }
     if out.is_empty() {
@@ -911,7 +917,7 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
         if w.client.users == 0 {
             at(
                 &p(&[Key("client"), Key("users")]),
-                "`users` must be at least 1".into(),
+                "`users` must be at least 1, not 0".into(),
                 Some(USERS_HINT),
             );
         }
@@ -1304,6 +1310,41 @@ report: {dir: drill-report/}
         assert_eq!(parse_rate("600/m"), Ok(10.0));
         assert_eq!(parse_rate("5"), Ok(5.0));
         assert!(parse_rate("0/s").is_err());
+    }
+
+    /// Type errors do not stop the reading: each is reported, and the checks on
+    /// the rest of the file still run, without follow-ons of what was set aside.
+    #[test]
+    fn every_type_error_is_reported_at_once() {
+        let src = OK
+            .replace("  stream: true", "  steam: true")
+            .replace("rate: 20/s", "concurrency: -2")
+            .replace("timeout: 30s", "timeout: 30")
+            .replace("endpoint: chat", "endpoint: chats")
+            .replace("error_rate: 0.02", "error_rate: 2")
+            .replace("  answer_match: 0.9", "  answer_match: lots");
+        let errs = load_scenario(&src, "s.yaml").unwrap_err();
+        let got: Vec<String> = errs
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "11:13 unknown endpoint `chats`",
+                "13:3 unknown field `steam`",
+                "15:26 `concurrency` must be at least 1, not -2",
+                "16:33 `30` has no unit",
+                "21:15 `error_rate` must be between 0 and 1, not 2",
+                "23:17 expected a number, found the text \"lots\"",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs.iter().all(|d| d.hint.is_some()), "{errs:#?}");
+        // A count below its range is told the same range as one of the wrong sign.
+        let zero = err(&OK.replace("rate: 20/s", "concurrency: 0"));
+        assert_eq!(zero.message, "`concurrency` must be at least 1");
+        assert_eq!(Some(zero.hint), errs.get(2).map(|e| e.hint.clone()));
     }
 
     #[test]

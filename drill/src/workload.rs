@@ -95,6 +95,27 @@ impl Workload {
         Self { bodies, rng }
     }
 
+    /// The scripted simulator answers (`sim_answer`) of `prompts`, by the body
+    /// each prompt's requests carry, percent-encoded for the header.
+    pub fn sim_answers(
+        &self,
+        prompts: &[serde_json::Value],
+    ) -> std::collections::HashMap<Bytes, http::HeaderValue> {
+        let mut out = std::collections::HashMap::new();
+        if self.bodies.len() != prompts.len() {
+            return out;
+        }
+        for (body, line) in self.bodies.iter().zip(prompts) {
+            if let Some(v) = line["sim_answer"]
+                .as_str()
+                .and_then(|a| http::HeaderValue::from_str(&percent_encode(a)).ok())
+            {
+                out.insert(body.clone(), v);
+            }
+        }
+        out
+    }
+
     /// Bodies from prompt-file lines (`{"messages": [...]}` or `{"prompt": "..."}`,
     /// see [`crate::scenario::load_prompts`]) instead of the built-in prompts; an
     /// empty list falls back to them. Chat and Anthropic messages requests send
@@ -209,6 +230,20 @@ fn request_body(shape: RequestShape, plan: &LoadPlan, prompt: &str) -> serde_jso
         body["stream_options"] = json!({"include_usage": true});
     }
     body
+}
+
+/// `%XX` for every byte that cannot stand in a header value as itself (and for
+/// `%`), so any UTF-8 answer survives the trip; the simulator decodes it.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -972,7 +972,7 @@ impl Error {
         if self.pos.is_none() {
             self.pos = Some((node.line, node.column));
             self.site = Some(Site {
-                path: trail.to_vec(),
+                path: trail.steps(),
                 on_key,
             });
         }
@@ -1188,6 +1188,10 @@ fn expected_text(exp: &str) -> (String, Option<String>) {
         ),
         "f32" | "f64" => ("a number", "write a number without quotes, e.g. 0.25"),
         "a boolean" => ("true or false", "write true or false, without quotes"),
+        "path string" => (
+            "a file path",
+            "write the path as text, e.g. `../profiles/storm.yaml`",
+        ),
         "a string" | "a borrowed string" | "string or map" => (
             "text",
             "write a value like `name: my-rule`; quote it if it contains `: ` or starts with `*`",
@@ -1399,9 +1403,9 @@ impl<'a> Trail<'a> {
         }
     }
 
-    fn to_vec(&self) -> Vec<Step> {
+    fn steps(self) -> Vec<Step> {
         let mut out = Vec::new();
-        let mut t = Some(self);
+        let mut t = Some(&self);
         while let Some(x) = t {
             match x.step {
                 TrailStep::Root => {}
@@ -1421,6 +1425,9 @@ struct NodeDe<'a> {
     trail: &'a Trail<'a>,
 }
 
+// The helpers return what the serde trait methods around them return; the error
+// carries where it happened and how to work around it, and a file is read once.
+#[allow(clippy::result_large_err)]
 impl<'a> NodeDe<'a> {
     fn root(node: &'a Node) -> Self {
         NodeDe {
@@ -1675,7 +1682,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             e.from_tag = false;
             // A wrong variant name makes the whole value unreadable: work around
             // the enum, not only its tag.
-            e.repair = Some(trail.to_vec());
+            e.repair = Some(trail.steps());
             if let Some((variant, expected)) = e.unknown_variant.take() {
                 let noun = enum_noun(name);
                 e.message = format!("unknown {noun} `{variant}`");

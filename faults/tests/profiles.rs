@@ -102,3 +102,16 @@ fn demo_is_a_rag_brownout_under_a_minute() {
         assert!(kinds.contains(&want), "{want:?} in {kinds:?}");
     }
 }
+
+/// A newcomer picks a profile from the docs' table: every shipped file has a row.
+#[test]
+fn every_shipped_profile_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/profiles.md")).unwrap();
+    let missing: Vec<String> = shipped()
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .filter(|name| !doc.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/profiles.md: {missing:?}");
+}

@@ -600,7 +600,7 @@ fn negative_number_for_unsigned_field() {
         &d,
         6,
         27,
-        "the number -5 is not valid here",
-        "must be 0 or more",
+        "`bytes_per_second` must be at least 1, not -5",
+        "at least 1",
     );
 }

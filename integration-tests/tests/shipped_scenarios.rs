@@ -108,6 +108,17 @@ fn every_rule_fired(name: &str, out: &Output, report: &Path) {
         }
     }
     assert_ne!(r["verdict"], "inconclusive", "{name}: {}", text(&out.stdout));
+    // Prompts with `expect` checks pass them at baseline (the prompt file scripts
+    // the simulator's answers), so a drop under faults means the faults.
+    let baseline = r["baseline"].as_str().unwrap_or_default();
+    for p in r["result"]["phases"].as_array().unwrap() {
+        if p["name"] == baseline {
+            let c = &p["correctness"];
+            if c["expect_checked"].as_u64().unwrap_or(0) > 0 {
+                assert_eq!(c["expect_pass_rate"], 1.0, "{name}: {c:#}");
+            }
+        }
+    }
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "{name}: exit {:?}: {}{}",

@@ -236,9 +236,9 @@ fn a_profile_gets_all_its_type_and_range_errors_in_one_wording() {
             "profile.yaml:17:49",
             "`bytes_per_second` must be at least 1, not -1",
         ),
-        ("profile.yaml:18:46", "`max` must be at least 1"),
+        ("profile.yaml:18:44", "`max` must be at least 1"),
         ("profile.yaml:19:27", "unknown field `duraton`"),
-        ("profile.yaml:20:19", "unknown fault type `dealy`"),
+        ("profile.yaml:20:20", "unknown fault type `dealy`"),
     ];
     assert_reported(&err, want);
     assert_eq!(diagnostics(&err).len(), want.len(), "{err}");
@@ -296,7 +296,7 @@ async fn a_refused_drill_sends_nothing_to_a_running_proxy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("scenario.yaml:5:22: cannot read the prompt file"),
+        err.contains("scenario.yaml:5:21: cannot read the prompt file"),
         "{err}"
     );
     assert_eq!(upstream.requests(), 0);

@@ -215,7 +215,8 @@ async fn inspect_body(
 
 /// The request's fingerprint for telling calls apart (`schedule: {per: call}`):
 /// method, path and query, the body as far as it was read for matching, and the
-/// client, by its API key or authorization header, else its address.
+/// client, by the drill's `x-brownout-client` (simulated users sharing one real
+/// key), else its API key or authorization header, else its address.
 fn call_fingerprint(
     parts: &http::request::Parts,
     body: Option<&ReqBody>,
@@ -228,7 +229,7 @@ fn call_fingerprint(
         _ => None,
     };
     let ip = ip.to_string();
-    let client = ["authorization", "x-api-key", "api-key"]
+    let client = ["x-brownout-client", "authorization", "x-api-key", "api-key"]
         .iter()
         .find_map(|h| parts.headers.get(*h))
         .map_or(ip.as_bytes(), |v| v.as_bytes());

@@ -267,6 +267,7 @@ pub(crate) async fn messages(
     start: Instant,
 ) -> Response<SimBody> {
     let ids = Ids::new(ordinal, cfg.seed);
+    let headers = req.headers().clone();
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(e) => return error(&ids, invalid(e)),
@@ -275,14 +276,24 @@ pub(crate) async fn messages(
         Ok(p) => p,
         Err(e) => return error(&ids, e),
     };
-    let natural = cfg.answer_len(None);
-    let n = cfg.answer_len(Some(parsed.max_tokens.min(u64::from(natural))));
+    let scripted = crate::text::scripted_tokens(&headers, None);
+    let natural = scripted
+        .as_ref()
+        .map_or(cfg.answer_len(None), |t| u32::try_from(t.len()).unwrap_or(u32::MAX));
+    let n = u32::try_from(parsed.max_tokens.min(u64::from(natural)).max(1)).unwrap_or(natural);
+    let n = if scripted.is_some() { n } else { cfg.answer_len(Some(u64::from(n))) };
     let stop_reason = if parsed.max_tokens < u64::from(natural) {
         "max_tokens"
     } else {
         "end_turn"
     };
-    let tokens = answer_tokens(&parsed.model, &parsed.prompt, n);
+    let tokens = match scripted {
+        Some(mut t) => {
+            t.truncate(n as usize);
+            t
+        }
+        None => answer_tokens(&parsed.model, &parsed.prompt, n),
+    };
     let offsets = token_offsets(cfg, n, ordinal);
     let input_tokens = estimate_tokens(&parsed.prompt);
     let end = offsets.last().copied().unwrap_or_default();

@@ -38,7 +38,7 @@ pub use embeddings::{
 pub use openai::{chat_prompt_text, legacy_prompt_text, MODELS};
 pub use pacing::{token_offsets, PacedBody};
 pub use server::{serve, spawn, SimHandle};
-pub use text::{answer_text, answer_tokens, estimate_tokens, prompt_hash};
+pub use text::{answer_text, answer_tokens, estimate_tokens, prompt_hash, scripted_tokens};
 pub use vector::{
     seed_text, seed_top_k, seed_vector, SEED_COLLECTION, SEED_DIMS, SEED_DOCS, SEED_MODEL,
 };

@@ -114,6 +114,7 @@ impl OpenaiSim {
         kind: Kind,
     ) -> Response<SimBody> {
         let ordinal = self.next_ordinal();
+        let headers = req.headers().clone();
         let body = match read_body(req).await {
             Ok(b) => b,
             Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::invalid(e, None)),
@@ -122,8 +123,13 @@ impl OpenaiSim {
             Ok(p) => p,
             Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
         };
-        let n = self.cfg.answer_len(parsed.max_tokens);
-        let tokens = answer_tokens(&parsed.model, &parsed.prompt, n);
+        let (n, tokens) = match crate::text::scripted_tokens(&headers, parsed.max_tokens) {
+            Some(t) => (u32::try_from(t.len()).unwrap_or(u32::MAX), t),
+            None => {
+                let n = self.cfg.answer_len(parsed.max_tokens);
+                (n, answer_tokens(&parsed.model, &parsed.prompt, n))
+            }
+        };
         if let Some(gpu) = &self.cfg.gpu {
             return self
                 .completion_on_gpu(gpu, kind, ordinal, &parsed, &tokens, n)

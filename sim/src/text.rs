@@ -117,6 +117,50 @@ pub fn answer_text(model: &str, prompt: &str, n: u32) -> String {
     answer_tokens(model, prompt, n).concat()
 }
 
+/// The answer a request scripts with `x-brownout-sim-answer` (percent-encoded
+/// UTF-8), as tokens the way [`answer_tokens`] gives them: a word each, spaces
+/// leading, so that the tokens add up to the text. A drill's prompt file sets it
+/// (`sim_answer`) so that `expect` checks hold at baseline, as a real model's
+/// answers would, and a fault that corrupts or cuts an answer shows. At most
+/// `max` tokens (the request's `max_tokens`), at least one.
+pub fn scripted_tokens(headers: &http::HeaderMap, max: Option<u64>) -> Option<Vec<String>> {
+    let raw = headers.get("x-brownout-sim-answer")?.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                bytes.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    // A token is a word with the spaces before it.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for ch in text.chars() {
+        if ch == ' ' && !cur.is_empty() && !cur.ends_with(' ') {
+            tokens.push(std::mem::take(&mut cur));
+        }
+        cur.push(ch);
+    }
+    if !cur.is_empty() {
+        tokens.push(cur);
+    }
+    let limit = max.map_or(usize::MAX, |m| usize::try_from(m.max(1)).unwrap_or(usize::MAX));
+    tokens.truncate(limit);
+    if tokens.is_empty() {
+        tokens.push(String::new());
+    }
+    Some(tokens)
+}
+
 /// A rough prompt-token estimate (four characters a token, at least one), good
 /// enough for `usage.prompt_tokens`.
 pub fn estimate_tokens(text: &str) -> u32 {
@@ -127,6 +171,21 @@ pub fn estimate_tokens(text: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripted_answers_add_up_to_their_text_and_respect_max_tokens() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-brownout-sim-answer",
+            http::HeaderValue::from_static("{\"status\": \"ok\"}  caf%C3%A9 100%25"),
+        );
+        let t = scripted_tokens(&h, None).unwrap();
+        assert_eq!(t.concat(), "{\"status\": \"ok\"}  café 100%");
+        assert_eq!(t[0], "{\"status\":");
+        let cut = scripted_tokens(&h, Some(2)).unwrap();
+        assert_eq!(cut.concat(), "{\"status\": \"ok\"}");
+        assert!(scripted_tokens(&http::HeaderMap::new(), None).is_none());
+    }
 
     #[test]
     fn same_prompt_same_answer() {

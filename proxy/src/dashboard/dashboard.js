@@ -114,6 +114,12 @@
 
   const fmtAxisMs = (v) => (v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' s' : Math.round(v) + ' ms');
   const fmtAxisNum = (v) => v.toFixed(v < 10 ? 1 : 0);
+  // Clock time, one line: uPlot's default two-row date labels crowd a strip chart.
+  const fmtClock = (t) => {
+    const d = new Date(t * 1000);
+    const two = (n) => String(n).padStart(2, '0');
+    return d.getHours() + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds());
+  };
   const fmtAxisPct = (v) => (v === 0 ? '0' : v.toFixed(v < 1 ? 2 : v < 10 ? 1 : 0)) + '%';
 
   function cssVar(name, fallback) {
@@ -167,7 +173,10 @@
         x: { time: true, range: () => { const now = chartNow(); return [now - WINDOW_S, now]; } },
         y: { range: (u, min, max) => [0, niceStep((Math.max(minMax, isFinite(max) ? max : 0) * 1.05) / 4) * 4] },
       },
-      axes: [axis({}), axis({ size: 58, values: (u, splits) => splits.map(fmt) })],
+      axes: [
+        axis({ space: 70, values: (u, splits) => splits.map(fmtClock) }),
+        axis({ size: 58, values: (u, splits) => splits.map(fmt) }),
+      ],
       series: [{ label: 'time' }].concat(defs.map((d) => ({
         label: d.name,
         stroke: d.color,
