@@ -49,7 +49,12 @@ const EXACT_STEPS: u64 = 4_000_000;
 /// Faults that apply only when a limit or state is reached (a bucket runs dry, a
 /// queue fills, a replica is cold, a cached answer exists): not applying on most
 /// decided requests is what they do.
-const CONDITIONAL: &[&str] = &["rate_limit", "concurrency_limit", "cold_start", "stale_results"];
+const CONDITIONAL: &[&str] = &[
+    "rate_limit",
+    "concurrency_limit",
+    "cold_start",
+    "stale_results",
+];
 
 /// Faults that end the exchange when they apply, so faults after them do not.
 /// (A limit that rejects ends it too, as an `injected_error` outcome.)
@@ -264,7 +269,10 @@ fn timeline(records: &[FaultRecord]) -> Vec<FaultSeries> {
     for r in records {
         let i = (((r.t_s - t0) / bucket_s).floor() as usize).min(buckets - 1);
         for f in &r.faults {
-            let at = match out.iter().position(|s| s.rule == f.rule && s.fault == f.fault) {
+            let at = match out
+                .iter()
+                .position(|s| s.rule == f.rule && s.fault == f.fault)
+            {
                 Some(at) => at,
                 None => {
                     out.push(FaultSeries {
@@ -302,7 +310,9 @@ impl ChaosSummary {
                     "rule `{}` ({}) is idle: {}",
                     r.rule,
                     scope_words(&r.scope),
-                    r.nearest_miss.as_deref().unwrap_or("it applied improbably rarely")
+                    r.nearest_miss
+                        .as_deref()
+                        .unwrap_or("it applied improbably rarely")
                 )
             })
             .collect()
@@ -357,7 +367,13 @@ impl ChaosSummary {
         let mut out = String::new();
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let align: Vec<&str> = (0..head.len())
-            .map(|i| if (2..=4).contains(&i) || i == 6 { "---:" } else { "---" })
+            .map(|i| {
+                if (2..=4).contains(&i) || i == 6 {
+                    "---:"
+                } else {
+                    "---"
+                }
+            })
             .collect();
         let _ = writeln!(out, "|{}|", align.join("|"));
         for r in rows {
@@ -423,9 +439,14 @@ pub fn account(records: &[FaultRecord], input: &ChaosInput<'_>, source: &str) ->
             for (i, rule) in profile.rules.iter().enumerate() {
                 let name = rule_name(rule, None, i);
                 let scope: Vec<&FaultRecord> = records.iter().collect();
-                summary
-                    .rules
-                    .push(judge_rule(rule, &name, "all", &scope, None, matches_recorded));
+                summary.rules.push(judge_rule(
+                    rule,
+                    &name,
+                    "all",
+                    &scope,
+                    None,
+                    matches_recorded,
+                ));
             }
             for phase in &profile.phases {
                 let Some(span) = ran.iter().find(|p| p.name == phase.name) else {
@@ -508,7 +529,10 @@ fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
                 .iter()
                 .any(|f| f.rule == name && f.reason.as_deref() == Some("max_active"));
             let fired = r.rules.iter().any(|x| x == name);
-            let matched = r.matched.as_ref().map_or(fired || capped, |m| m.iter().any(|x| x == name));
+            let matched = r
+                .matched
+                .as_ref()
+                .map_or(fired || capped, |m| m.iter().any(|x| x == name));
             t.matched += u64::from(matched);
             t.decided += u64::from(fired || capped);
             let mut kinds: Vec<&str> = r
@@ -542,7 +566,14 @@ fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
 }
 
 /// Count one exchange for fault `kind` of rule `name` (fired or capped there).
-fn tally_fault(f: &mut FaultTally, r: &FaultRecord, name: &str, kind: &str, fired: bool, capped: bool) {
+fn tally_fault(
+    f: &mut FaultTally,
+    r: &FaultRecord,
+    name: &str,
+    kind: &str,
+    fired: bool,
+    capped: bool,
+) {
     let is = |x: &FaultRef| x.rule == name && x.fault == kind;
     if r.faults.iter().any(is) {
         f.applied += 1;
@@ -607,9 +638,11 @@ fn judge_rule(
     matches_recorded: bool,
 ) -> RuleTally {
     // Where each record falls in its phase, for ramps.
-    let (t0, t1) = scope.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| {
-        (a.min(r.t_s), b.max(r.t_s))
-    });
+    let (t0, t1) = scope
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| {
+            (a.min(r.t_s), b.max(r.t_s))
+        });
     let length = span
         .and_then(|s| s.duration_s)
         .unwrap_or((t1 - t0).max(1e-3))
@@ -644,7 +677,9 @@ fn judge_rule(
             .any(|f| f.rule == name && f.reason.as_deref() == Some("max_active"));
         let matched = match &r.matched {
             Some(m) => m.iter().any(|x| x == name),
-            None => fired || capped || (visible_only(&rule.matches) && visible_match(&rule.matches, r)),
+            None => {
+                fired || capped || (visible_only(&rule.matches) && visible_match(&rule.matches, r))
+            }
         };
         if !matched {
             continue;
@@ -778,7 +813,10 @@ impl Cond {
             Cond::Listener(l) => r.listener.as_deref() == Some(l.as_str()),
             Cond::Api(a) => r.api.as_deref() == Some(a.as_str()),
             Cond::Endpoint(e) => r.endpoint.as_deref() == Some(e.as_str()),
-            Cond::Method(m) => r.method.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)),
+            Cond::Method(m) => r
+                .method
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(m)),
             Cond::Path(_, g) => globbed(g, r.path.as_deref()),
             Cond::GrpcMethod(_, g) => globbed(g, grpc_path(r).as_deref()),
             Cond::Model(_, g) => globbed(g, r.model.as_deref()),
@@ -930,7 +968,10 @@ fn nearest_miss(
             );
         }
         if hidden.is_empty() {
-            return format!("rule `{name}` matched none of the {} requests {where_}", scope.len());
+            return format!(
+                "rule `{name}` matched none of the {} requests {where_}",
+                scope.len()
+            );
         }
         let passed = scope
             .iter()
@@ -974,7 +1015,11 @@ fn nearest_miss(
         };
         parts.push(text);
     }
-    format!("rule `{name}` matched {} requests {where_}: {}", t.matched, parts.join("; "))
+    format!(
+        "rule `{name}` matched {} requests {where_}: {}",
+        t.matched,
+        parts.join("; ")
+    )
 }
 
 /// `P(X <= k)` for `X` the number of successes of independent Bernoulli trials
@@ -1057,18 +1102,29 @@ mod tests {
 
     #[test]
     fn poisson_binomial_matches_the_binomial_and_its_tails() {
-        for (n, p, k) in [(10, 0.5, 3), (40, 0.1, 0), (200, 0.3, 45), (7, 1.0, 6), (12, 0.0, 0)] {
+        for (n, p, k) in [
+            (10, 0.5, 3),
+            (40, 0.1, 0),
+            (200, 0.3, 45),
+            (7, 1.0, 6),
+            (12, 0.0, 0),
+        ] {
             let ps = vec![p; n as usize];
             let got = poisson_binomial_cdf(&ps, k);
             let want = binom_cdf(n, p, k);
-            assert!((got - want).abs() < 1e-9, "n={n} p={p} k={k}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "n={n} p={p} k={k}: {got} vs {want}"
+            );
         }
         // Ten requests at 1%: nothing applied is the likely outcome, not a miss.
         assert!(poisson_binomial_cdf(&[0.01; 10], 0) > 0.9);
         // A certain fault that never applied is impossible.
         assert_eq!(poisson_binomial_cdf(&[1.0; 3], 0), 0.0);
         // The normal approximation agrees with the exact sum where both apply.
-        let ps: Vec<f64> = (0..20_000).map(|i| 0.1 + 0.3 * (i as f64 / 20_000.0)).collect();
+        let ps: Vec<f64> = (0..20_000)
+            .map(|i| 0.1 + 0.3 * (i as f64 / 20_000.0))
+            .collect();
         let approx = poisson_binomial_cdf(&ps, 4_700);
         let exact = {
             let mut d = vec![0.0f64; 4_701];
@@ -1107,7 +1163,13 @@ phases:
         faults: [{type: delay, duration: 1s}]
 ";
 
-    fn rec(phase: &str, endpoint: &str, matched: &[&str], fired: &[&str], applied: &[(&str, &str)]) -> FaultRecord {
+    fn rec(
+        phase: &str,
+        endpoint: &str,
+        matched: &[&str],
+        fired: &[&str],
+        applied: &[(&str, &str)],
+    ) -> FaultRecord {
         FaultRecord {
             t_s: 0.0,
             phase: Some(phase.to_owned()),
@@ -1144,7 +1206,9 @@ phases:
     #[test]
     fn a_rule_that_never_matched_is_idle_with_its_nearest_miss() {
         let p = profile(PROFILE);
-        let mut records: Vec<FaultRecord> = (0..40).map(|_| rec("storm", "other", &["slow"], &["slow"], &[("slow", "delay")])).collect();
+        let mut records: Vec<FaultRecord> = (0..40)
+            .map(|_| rec("storm", "other", &["slow"], &["slow"], &[("slow", "delay")]))
+            .collect();
         records.push(rec("calm", "other", &[], &[], &[]));
         let ph = phases();
         let input = ChaosInput {
@@ -1168,18 +1232,46 @@ phases:
         assert_eq!(slow.faults[0].applied, 40);
         assert_eq!(slow.faults[0].p_value, Some(1.0));
         // Opting out keeps the counts, not the verdict.
-        let s = account(&records, &ChaosInput { allow_idle_rules: true, ..input }, "test");
+        let s = account(
+            &records,
+            &ChaosInput {
+                allow_idle_rules: true,
+                ..input
+            },
+            "test",
+        );
         assert!(s.rules[0].idle && !s.inconclusive());
     }
 
     #[test]
     fn hidden_conditions_are_named_when_records_pass_the_visible_ones() {
         let p = profile(PROFILE);
-        let records: Vec<FaultRecord> = (0..30).map(|_| rec("storm", "messages", &["slow"], &["slow"], &[("slow", "delay")])).collect();
+        let records: Vec<FaultRecord> = (0..30)
+            .map(|_| {
+                rec(
+                    "storm",
+                    "messages",
+                    &["slow"],
+                    &["slow"],
+                    &[("slow", "delay")],
+                )
+            })
+            .collect();
         let ph = phases();
-        let s = account(&records, &ChaosInput { profile: Some(&p), phases: &ph, allow_idle_rules: false }, "t");
+        let s = account(
+            &records,
+            &ChaosInput {
+                profile: Some(&p),
+                phases: &ph,
+                allow_idle_rules: false,
+            },
+            "t",
+        );
         let miss = s.rules[0].nearest_miss.clone().unwrap();
-        assert!(miss.contains("passed the conditions records show"), "{miss}");
+        assert!(
+            miss.contains("passed the conditions records show"),
+            "{miss}"
+        );
         assert!(miss.contains("do the clients send `x-api-key`?"), "{miss}");
     }
 
@@ -1187,19 +1279,45 @@ phases:
     fn too_few_applications_are_idle_but_an_unlucky_few_are_not() {
         let p = profile(PROFILE);
         let ph = phases();
-        let input = ChaosInput { profile: Some(&p), phases: &ph, allow_idle_rules: false };
+        let input = ChaosInput {
+            profile: Some(&p),
+            phases: &ph,
+            allow_idle_rules: false,
+        };
         // 100 matched at 0.5, 20 applied: P(X <= 20) ≈ 1e-9.
         let mut records = Vec::new();
         for i in 0..100 {
             if i < 20 {
-                records.push(rec("storm", "messages", &["shed", "slow"], &["shed", "slow"], &[("shed", "error")]));
+                records.push(rec(
+                    "storm",
+                    "messages",
+                    &["shed", "slow"],
+                    &["shed", "slow"],
+                    &[("shed", "error")],
+                ));
             } else if i < 30 {
                 // Decided, but skipped by the proxy.
-                let mut r = rec("storm", "messages", &["shed", "slow"], &["shed", "slow"], &[("slow", "delay")]);
-                r.faults_skipped.push(FaultRef { rule: "shed".into(), fault: "error".into(), reason: Some("http_only_preset".into()) });
+                let mut r = rec(
+                    "storm",
+                    "messages",
+                    &["shed", "slow"],
+                    &["shed", "slow"],
+                    &[("slow", "delay")],
+                );
+                r.faults_skipped.push(FaultRef {
+                    rule: "shed".into(),
+                    fault: "error".into(),
+                    reason: Some("http_only_preset".into()),
+                });
                 records.push(r);
             } else {
-                records.push(rec("storm", "messages", &["shed", "slow"], &["slow"], &[("slow", "delay")]));
+                records.push(rec(
+                    "storm",
+                    "messages",
+                    &["shed", "slow"],
+                    &["slow"],
+                    &[("slow", "delay")],
+                ));
             }
         }
         let s = account(&records, &input, "t");
@@ -1209,7 +1327,10 @@ phases:
         assert_eq!(shed.faults[0].skipped.get("http_only_preset"), Some(&10));
         assert!(shed.idle, "{shed:?}");
         let miss = shed.nearest_miss.clone().unwrap();
-        assert!(miss.contains("most often skipped: http_only_preset (10)"), "{miss}");
+        assert!(
+            miss.contains("most often skipped: http_only_preset (10)"),
+            "{miss}"
+        );
         // `slow` (probability 1) was pre-empted by shed's error on 20 of them: those
         // still count as drawn, so it is not idle.
         let slow = &s.rules[1];
@@ -1220,7 +1341,13 @@ phases:
         let records: Vec<FaultRecord> = (0..100)
             .map(|i| {
                 if i < 40 {
-                    rec("storm", "messages", &["shed"], &["shed"], &[("shed", "error")])
+                    rec(
+                        "storm",
+                        "messages",
+                        &["shed"],
+                        &["shed"],
+                        &[("shed", "error")],
+                    )
                 } else {
                     rec("storm", "messages", &["shed"], &[], &[])
                 }
@@ -1235,8 +1362,20 @@ phases:
     #[test]
     fn without_a_profile_rules_are_counted_not_judged() {
         let mut r = rec("storm", "chat", &["a"], &["a"], &[("a", "error")]);
-        r.faults_skipped.push(FaultRef { rule: "b".into(), fault: "delay".into(), reason: Some("max_active".into()) });
-        let s = account(&[r], &ChaosInput { profile: None, phases: &[], allow_idle_rules: false }, "t");
+        r.faults_skipped.push(FaultRef {
+            rule: "b".into(),
+            fault: "delay".into(),
+            reason: Some("max_active".into()),
+        });
+        let s = account(
+            &[r],
+            &ChaosInput {
+                profile: None,
+                phases: &[],
+                allow_idle_rules: false,
+            },
+            "t",
+        );
         assert!(!s.judged && !s.inconclusive());
         assert_eq!(s.rules.len(), 2);
         let b = s.rules.iter().find(|t| t.rule == "b").unwrap();

@@ -236,7 +236,10 @@ impl DrillClient {
     }
 
     /// Send the scripted simulator answer of each request body that has one.
-    pub fn with_sim_answers(mut self, answers: std::collections::HashMap<Bytes, HeaderValue>) -> Self {
+    pub fn with_sim_answers(
+        mut self,
+        answers: std::collections::HashMap<Bytes, HeaderValue>,
+    ) -> Self {
         self.sim_answers = Arc::new(answers);
         self
     }

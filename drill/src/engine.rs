@@ -279,6 +279,33 @@ pub fn is_good(s: &Sample, g: Option<&Goodput>) -> bool {
         && within(Some(s.e2e), g.e2e)
 }
 
+impl PhaseExtra {
+    /// Whether the phase measured anything: a phase cut off before its first
+    /// request (by `stop_when`, or a `duration` shorter than the profile) has no
+    /// goodput or amplification to show, and must not read as a healthy 100%.
+    pub fn measured(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// Goodput for people: `93.5%`, or `no data`.
+    pub fn goodput_text(&self) -> String {
+        if self.measured() {
+            format!("{:.1}%", self.goodput * 100.0)
+        } else {
+            "no data".to_owned()
+        }
+    }
+
+    /// Retry amplification for people: `1.07×`, or `no data`.
+    pub fn amplification_text(&self) -> String {
+        if self.measured() {
+            format!("{:.2}×", self.retry_amplification)
+        } else {
+            "no data".to_owned()
+        }
+    }
+}
+
 struct Extra {
     requests: u64,
     good: u64,
@@ -830,6 +857,26 @@ pub fn evaluate(slo: &Slo, r: &EngineResult) -> Vec<SloCheck> {
 mod tests {
     use super::*;
     use crate::sample::Outcome;
+
+    #[test]
+    fn an_unmeasured_phase_says_no_data_not_a_healthy_pass() {
+        let empty = Extra {
+            requests: 0,
+            good: 0,
+            attempts: 0,
+        }
+        .finish("storm");
+        assert_eq!(empty.goodput_text(), "no data");
+        assert_eq!(empty.amplification_text(), "no data");
+        let busy = Extra {
+            requests: 4,
+            good: 3,
+            attempts: 5,
+        }
+        .finish("calm");
+        assert_eq!(busy.goodput_text(), "75.0%");
+        assert_eq!(busy.amplification_text(), "1.25×");
+    }
 
     fn sample(outcome: Outcome, e2e_ms: u64, ttft_ms: Option<u64>) -> Sample {
         Sample {

@@ -250,10 +250,10 @@ pub fn render_summary(r: &DrillReport) -> String {
     {
         let _ = writeln!(
             out,
-            "| {} | {:.1}% | {:.2}× |",
+            "| {} | {} | {} |",
             e.name,
-            e.goodput * 100.0,
-            e.retry_amplification
+            e.goodput_text(),
+            e.amplification_text()
         );
     }
     out.push('\n');
@@ -345,7 +345,11 @@ pub fn chaos_markdown(c: &ChaosSummary) -> String {
         out.push('\n');
     }
     if c.rules.is_empty() {
-        let _ = writeln!(out, "No fault rules ({} exchanges read from {}).", c.exchanges, c.source);
+        let _ = writeln!(
+            out,
+            "No fault rules ({} exchanges read from {}).",
+            c.exchanges, c.source
+        );
     } else {
         out.push_str(&c.markdown());
         let _ = writeln!(
@@ -364,7 +368,11 @@ pub fn chaos_markdown(c: &ChaosSummary) -> String {
 pub fn render_chaos_table(c: &ChaosSummary) -> String {
     let mut out = String::new();
     if c.rules.is_empty() {
-        let _ = writeln!(out, "faults: no rules ({} exchanges from {})", c.exchanges, c.source);
+        let _ = writeln!(
+            out,
+            "faults: no rules ({} exchanges from {})",
+            c.exchanges, c.source
+        );
     } else {
         let (head, rows) = c.rows();
         out.push_str(&crate::report::align(
@@ -375,7 +383,15 @@ pub fn render_chaos_table(c: &ChaosSummary) -> String {
         ));
     }
     for l in c.idle_lines() {
-        let _ = writeln!(out, "{} {l}", if c.inconclusive() { "IDLE" } else { "idle (allowed)" });
+        let _ = writeln!(
+            out,
+            "{} {l}",
+            if c.inconclusive() {
+                "IDLE"
+            } else {
+                "idle (allowed)"
+            }
+        );
     }
     if let Some(n) = &c.note {
         let _ = writeln!(out, "note: {n}");
@@ -391,10 +407,8 @@ pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
         fn(&crate::engine::PhaseExtra) -> Option<String>,
     );
     let cols: [Col; 7] = [
-        ("goodput", |e| Some(format!("{:.1}%", e.goodput * 100.0))),
-        ("retry ampl.", |e| {
-            Some(format!("{:.2}x", e.retry_amplification))
-        }),
+        ("goodput", |e| Some(e.goodput_text())),
+        ("retry ampl.", |e| Some(e.amplification_text())),
         ("expect pass", |e| {
             e.correctness
                 .expect_pass_rate

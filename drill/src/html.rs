@@ -782,12 +782,12 @@ fn phases_table(out: &mut String, r: &DrillReport) {
     for e in res.phases.iter().chain([&res.total]) {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.2}×</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             xml_escape(&e.name),
             requests(&e.name),
-            e.goodput * 100.0,
+            e.goodput_text(),
             e.attempts,
-            e.retry_amplification
+            e.amplification_text()
         );
     }
     out.push_str("</table>\n");

@@ -54,11 +54,18 @@ async fn ctl_names_the_phases_and_the_file() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let at = format!("{}:4:", bad.display());
-    assert!(err.contains(&at), "errors are placed in the file sent: {err}");
+    assert!(
+        err.contains(&at),
+        "errors are placed in the file sent: {err}"
+    );
     assert!(!err.contains("<profile>"), "{err}");
     assert!(err.contains("did you mean `error`?"), "{err}");
     // The good profile stays in force.
     let out = ctl(&admin, &["phase", "storm"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     proxy.shutdown().await;
 }

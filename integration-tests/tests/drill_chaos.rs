@@ -96,12 +96,18 @@ fn tally<'a>(r: &'a Value, rule: &str) -> &'a Value {
 fn check_counts(r: &Value) {
     let t = tally(r, "throttle");
     assert_eq!(t["scope"], "storm");
-    let (requests, matched) = (t["requests"].as_u64().unwrap(), t["matched"].as_u64().unwrap());
+    let (requests, matched) = (
+        t["requests"].as_u64().unwrap(),
+        t["matched"].as_u64().unwrap(),
+    );
     assert!(requests >= 30, "{t:#}");
     assert_eq!(matched, requests, "every storm request is chat: {t:#}");
     let applied = t["faults"][0]["applied"].as_u64().unwrap();
     let share = applied as f64 / matched as f64;
-    assert!((0.25..0.75).contains(&share), "applied {applied} of {matched}: {t:#}");
+    assert!(
+        (0.25..0.75).contains(&share),
+        "applied {applied} of {matched}: {t:#}"
+    );
     assert_eq!(t["idle"], false, "{t:#}");
     let e = tally(r, "embed-only");
     assert_eq!(e["matched"], 0, "{e:#}");
@@ -126,7 +132,13 @@ async fn an_idle_rule_makes_a_sim_drill_inconclusive_unless_allowed() {
     let (ra, rb) = (idle.join("report"), allowed.join("report"));
     let (oa, ob) = tokio::join!(drill(&a, &ra, &[]), drill(&b, &rb, &[]));
 
-    assert_eq!(oa.status.code(), Some(4), "{}{}", text(&oa.stdout), text(&oa.stderr));
+    assert_eq!(
+        oa.status.code(),
+        Some(4),
+        "{}{}",
+        text(&oa.stdout),
+        text(&oa.stderr)
+    );
     let out = text(&oa.stdout);
     assert!(out.contains("verdict: INCONCLUSIVE"), "{out}");
     assert!(out.contains("IDLE rule `embed-only`"), "{out}");
@@ -149,7 +161,13 @@ async fn an_idle_rule_makes_a_sim_drill_inconclusive_unless_allowed() {
     );
 
     // Allowed: the same counts, and a pass.
-    assert_eq!(ob.status.code(), Some(0), "{}{}", text(&ob.stdout), text(&ob.stderr));
+    assert_eq!(
+        ob.status.code(),
+        Some(0),
+        "{}{}",
+        text(&ob.stdout),
+        text(&ob.stderr)
+    );
     let r = report(&rb);
     assert_eq!(r["verdict"], "pass");
     check_counts(&r);
@@ -183,7 +201,13 @@ async fn a_drill_against_a_running_proxy_counts_the_faults_it_applied() {
     }
     let rd = dir.join("report");
     let out = drill(&path, &rd, &[("DRILL_ADMIN_TOKEN", "drill-token")]).await;
-    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let r = report(&rd);
     check_counts(&r);
     let source = r["chaos"]["source"].as_str().unwrap();

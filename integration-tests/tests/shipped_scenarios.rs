@@ -57,11 +57,7 @@ fn stage(name: &str, dir: &Path, target: Option<&str>) -> PathBuf {
         out.push('\n');
     }
     for prompts in ["prompts.jsonl", "prompts-expect.jsonl"] {
-        std::fs::copy(
-            root.join("scenarios").join(prompts),
-            dir.join(prompts),
-        )
-        .unwrap();
+        std::fs::copy(root.join("scenarios").join(prompts), dir.join(prompts)).unwrap();
     }
     let path = dir.join(name);
     std::fs::write(&path, out).unwrap();
@@ -107,7 +103,12 @@ fn every_rule_fired(name: &str, out: &Output, report: &Path) {
             );
         }
     }
-    assert_ne!(r["verdict"], "inconclusive", "{name}: {}", text(&out.stdout));
+    assert_ne!(
+        r["verdict"],
+        "inconclusive",
+        "{name}: {}",
+        text(&out.stdout)
+    );
     // Prompts with `expect` checks pass them at baseline (the prompt file scripts
     // the simulator's answers), so a drop under faults means the faults.
     let baseline = r["baseline"].as_str().unwrap_or_default();

@@ -13,10 +13,10 @@ use std::time::Duration;
 use brownout::config::{FileConfig, ListenerConfig};
 use brownout::ctl::CtlCommand;
 use brownout::{start, StartOptions};
+use brownout_drill::chaos::{ChaosInput, PhaseSpan};
 use brownout_drill::engine::{
     evaluate, run_engine_isolated, EnginePlan, EngineWorkload, PhaseDriver,
 };
-use brownout_drill::chaos::{ChaosInput, PhaseSpan};
 use brownout_drill::gate::{self, DrillReport, EXIT_INVALID};
 use brownout_drill::scenario::{self, Api, Scenario, TargetKind};
 use brownout_drill::PhasePlan;
@@ -83,7 +83,11 @@ impl SimTarget {
         let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
         let mut sims = Vec::new();
         let mut listeners = Vec::new();
-        let apis = sim_listeners(if apis.is_empty() { &[Api::Openai] } else { apis });
+        let apis = sim_listeners(if apis.is_empty() {
+            &[Api::Openai]
+        } else {
+            apis
+        });
         for (_, sim_api, api_kind, name) in &apis {
             let sim = brownout_sim::spawn(
                 addr,
@@ -559,11 +563,14 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
 /// `report_dir/records.jsonl`, created empty (records of an earlier drill in the
 /// same directory would be counted otherwise).
 fn fresh_records_file(report_dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(report_dir)
-        .map_err(|e| format!("cannot create the report directory {}: {e}", report_dir.display()))?;
+    std::fs::create_dir_all(report_dir).map_err(|e| {
+        format!(
+            "cannot create the report directory {}: {e}",
+            report_dir.display()
+        )
+    })?;
     let path = report_dir.join("records.jsonl");
-    std::fs::write(&path, b"")
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, b"").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 

@@ -513,7 +513,12 @@ impl Recorder {
         let missed = oldest.saturating_sub(after);
         let from = after.max(oldest).min(total);
         let skip = (from - oldest) as usize;
-        let out: Vec<Record> = r.iter().skip(skip).take(limit).map(|b| (**b).clone()).collect();
+        let out: Vec<Record> = r
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|b| (**b).clone())
+            .collect();
         let next = from + out.len() as u64;
         (out, next, missed)
     }

@@ -277,11 +277,15 @@ pub(crate) async fn messages(
         Err(e) => return error(&ids, e),
     };
     let scripted = crate::text::scripted_tokens(&headers, None);
-    let natural = scripted
-        .as_ref()
-        .map_or(cfg.answer_len(None), |t| u32::try_from(t.len()).unwrap_or(u32::MAX));
+    let natural = scripted.as_ref().map_or(cfg.answer_len(None), |t| {
+        u32::try_from(t.len()).unwrap_or(u32::MAX)
+    });
     let n = u32::try_from(parsed.max_tokens.min(u64::from(natural)).max(1)).unwrap_or(natural);
-    let n = if scripted.is_some() { n } else { cfg.answer_len(Some(u64::from(n))) };
+    let n = if scripted.is_some() {
+        n
+    } else {
+        cfg.answer_len(Some(u64::from(n)))
+    };
     let stop_reason = if parsed.max_tokens < u64::from(natural) {
         "max_tokens"
     } else {

@@ -129,7 +129,11 @@ pub fn scripted_tokens(headers: &http::HeaderMap, max: Option<u64>) -> Option<Ve
     let mut i = 0;
     while i < raw.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 bytes.push((h * 16 + l) as u8);
                 i += 3;
@@ -153,7 +157,9 @@ pub fn scripted_tokens(headers: &http::HeaderMap, max: Option<u64>) -> Option<Ve
     if !cur.is_empty() {
         tokens.push(cur);
     }
-    let limit = max.map_or(usize::MAX, |m| usize::try_from(m.max(1)).unwrap_or(usize::MAX));
+    let limit = max.map_or(usize::MAX, |m| {
+        usize::try_from(m.max(1)).unwrap_or(usize::MAX)
+    });
     tokens.truncate(limit);
     if tokens.is_empty() {
         tokens.push(String::new());
