@@ -1293,3 +1293,54 @@ pub async fn sim_behind_proxy(
         .await;
     (sim, proxy)
 }
+
+// ---------------------------------------------------------------------------
+// Drills
+// ---------------------------------------------------------------------------
+
+/// A simulated OpenAI server behind an in-process proxy whose admin API wants
+/// `token`, and the scenario `target:` that drives that proxy as a running one,
+/// the token read from the environment variable `token_env`.
+pub async fn proxied_sim(
+    token: &str,
+    token_env: &str,
+) -> (brownout_sim::SimHandle, TestProxy, String) {
+    let sim = brownout_sim::spawn(
+        "127.0.0.1:0".parse().expect("an address"),
+        brownout_sim::SimConfig::default(),
+    )
+    .await
+    .expect("start the sim");
+    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
+        .api(brownout_faults::ApiKind::Openai)
+        .admin_token(token)
+        .start()
+        .await;
+    let target = format!(
+        "{{url: \"{}\", admin: \"{}\", token_env: {token_env}}}",
+        proxy.url(""),
+        proxy.admin_url("")
+    );
+    (sim, proxy, target)
+}
+
+/// `brownout drill SCENARIO --report-dir REPORT` with `env` set, within `limit`.
+pub async fn run_drill(
+    scenario: &Path,
+    report: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(brownout_bin());
+    cmd.arg("drill")
+        .arg(scenario)
+        .arg("--report-dir")
+        .arg(report)
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    within(limit, "brownout drill", cmd.output())
+        .await
+        .expect("run brownout drill")
+}

@@ -59,18 +59,7 @@ fn setup(dir: &Path, profile: &str, scenario: &str) -> PathBuf {
 }
 
 async fn drill(scenario: &Path, report: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(brownout_bin());
-    cmd.arg("drill")
-        .arg(scenario)
-        .arg("--report-dir")
-        .arg(report)
-        .env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    within(Duration::from_secs(60), "brownout drill", cmd.output())
-        .await
-        .expect("run brownout drill")
+    run_drill(scenario, report, env, Duration::from_secs(60)).await
 }
 
 fn text(b: &[u8]) -> String {
@@ -176,23 +165,8 @@ async fn an_idle_rule_makes_a_sim_drill_inconclusive_unless_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_against_a_running_proxy_counts_the_faults_it_applied() {
-    let sim = brownout_sim::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        brownout_sim::SimConfig::default(),
-    )
-    .await
-    .unwrap();
-    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
-        .api(brownout_faults::ApiKind::Openai)
-        .admin_token("drill-token")
-        .start()
-        .await;
+    let (sim, proxy, target) = proxied_sim("drill-token", "DRILL_ADMIN_TOKEN").await;
     let dir = TempDir::new();
-    let target = format!(
-        "{{url: \"{}\", admin: \"{}\", token_env: DRILL_ADMIN_TOKEN}}",
-        proxy.url(""),
-        proxy.admin_url("")
-    );
     let path = setup(dir.path(), PROFILE, &scenario(&target, ""));
     // Traffic before the drill is not the drill's: it must not be counted.
     let client = http1_client();

@@ -65,18 +65,7 @@ fn stage(name: &str, dir: &Path, target: Option<&str>) -> PathBuf {
 }
 
 async fn drill(scenario: &Path, report: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(brownout_bin());
-    cmd.arg("drill")
-        .arg(scenario)
-        .arg("--report-dir")
-        .arg(report)
-        .env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    within(Duration::from_secs(120), "brownout drill", cmd.output())
-        .await
-        .expect("run brownout drill")
+    run_drill(scenario, report, env, Duration::from_secs(120)).await
 }
 
 /// The drill ran to the end (pass or a broken objective, never inconclusive or
@@ -151,23 +140,8 @@ async fn every_shipped_sim_scenario_injects_what_its_profile_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_game_day_scenario_injects_what_its_profile_says_on_a_running_proxy() {
-    let sim = brownout_sim::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        brownout_sim::SimConfig::default(),
-    )
-    .await
-    .unwrap();
-    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
-        .api(brownout_faults::ApiKind::Openai)
-        .admin_token("gameday-token")
-        .start()
-        .await;
+    let (sim, proxy, target) = proxied_sim("gameday-token", "BROWNOUT_ADMIN_TOKEN").await;
     let dir = TempDir::new();
-    let target = format!(
-        "{{url: \"{}\", admin: \"{}\", token_env: BROWNOUT_ADMIN_TOKEN}}",
-        proxy.url(""),
-        proxy.admin_url("")
-    );
     let path = stage("gameday-proxy.yaml", dir.path(), Some(&target));
     let report = dir.join("report");
     let out = drill(&path, &report, &[("BROWNOUT_ADMIN_TOKEN", "gameday-token")]).await;
