@@ -427,6 +427,25 @@ async fn shutdown_signal() {
 /// send: SIGUSR1 reopens the record file (as nginx reopens its logs), SIGHUP
 /// re-reads the profile file (an invalid one is refused; the last good one stays).
 /// No other signal stops the proxy.
+/// A record file that reaches the process's file-size limit (`ulimit -f`, a
+/// container's) must fail its write with `EFBIG`, counted as a write error like a
+/// full disk, rather than kill the sidecar with SIGXFSZ's default action: a handler
+/// is installed (tokio keeps it for the life of the process) whose events nobody
+/// waits for.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    {
+        /// SIGXFSZ on Linux, macOS and the BSDs.
+        const SIGXFSZ: i32 = 25;
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(e) = signal(SignalKind::from_raw(SIGXFSZ)) {
+            tracing::warn!(
+                "cannot handle SIGXFSZ ({e}): a record file past the file-size limit stops the process"
+            );
+        }
+    }
+}
+
 async fn serve_signals(running: &brownout::Running) {
     #[cfg(unix)]
     {
@@ -466,6 +485,7 @@ async fn serve_signals(running: &brownout::Running) {
 }
 
 async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
+    ignore_file_size_signal();
     let flags = Overrides {
         config: a.config.clone(),
         listen: a.listen,
