@@ -210,6 +210,20 @@ impl Cdp {
         }
     }
 
+    /// The whole page (beyond the viewport) as PNG bytes, for the pictures in
+    /// `docs/`.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        png
+    }
+
     /// Console errors, uncaught exceptions and error log entries so far.
     pub fn problems(&self) -> Vec<Value> {
         self.events

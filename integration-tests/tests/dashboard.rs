@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brownout_faults::ApiKind;
-use brownout_integration_tests::browser::{base64_decode, launch, Cdp};
+use brownout_integration_tests::browser::{launch, Cdp};
 use brownout_integration_tests::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -227,14 +227,7 @@ async fn dashboard_loads_updates_and_kills_faults_in_chromium() {
         let (st, _) = post_phase(&proxy, "storm").await;
         assert_eq!(st, 200);
         tokio::time::sleep(Duration::from_secs(6)).await;
-        let shot = cdp
-            .call(
-                "Page.captureScreenshot",
-                json!({"format": "png", "captureBeyondViewport": true}),
-            )
-            .await;
-        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
-        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let png = cdp.screenshot().await;
         let path = repo_root().join("docs/dashboard.png");
         std::fs::write(&path, png).expect("write docs/dashboard.png");
         eprintln!("wrote {}", path.display());

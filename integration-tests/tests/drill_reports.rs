@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use brownout_integration_tests::browser::{base64_decode, launch, Cdp};
+use brownout_integration_tests::browser::{launch, Cdp};
 use brownout_integration_tests::*;
 use serde_json::{json, Value};
 
@@ -231,16 +231,6 @@ async fn open_report(cdp: &Cdp, html: &Path) {
     .await;
 }
 
-async fn screenshot(cdp: &Cdp) -> Vec<u8> {
-    let shot = cdp
-        .call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true}),
-        )
-        .await;
-    base64_decode(shot["data"].as_str().expect("screenshot data"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_report_renders_in_chromium() {
     let dir = TempDir::new();
@@ -280,7 +270,7 @@ async fn html_report_renders_in_chromium() {
         width.as_u64().unwrap() <= 1440,
         "no horizontal overflow: {width}"
     );
-    let png = screenshot(&cdp).await;
+    let png = cdp.screenshot().await;
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "{}",
@@ -301,7 +291,7 @@ async fn html_report_renders_in_chromium() {
         eprintln!("{}", text(&out.stdout));
         open_report(&cdp, &demo.path().join("report.html")).await;
         let path = repo_root().join("docs/drill-report.png");
-        std::fs::write(&path, screenshot(&cdp).await).unwrap();
+        std::fs::write(&path, cdp.screenshot().await).unwrap();
         eprintln!("wrote {}", path.display());
     }
 }

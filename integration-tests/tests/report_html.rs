@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use brownout_integration_tests::browser::{base64_decode, launch, Cdp};
+use brownout_integration_tests::browser::{launch, Cdp};
 use brownout_integration_tests::*;
 use serde_json::{json, Value};
 
@@ -117,16 +117,6 @@ async fn drawn(cdp: &Cdp, selector: &str) -> bool {
     ))
     .await
         == Value::Bool(true)
-}
-
-async fn screenshot(cdp: &Cdp) -> Vec<u8> {
-    let shot = cdp
-        .call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true}),
-        )
-        .await;
-    base64_decode(shot["data"].as_str().expect("screenshot data"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,7 +273,7 @@ async fn report_html_draws_per_workload_charts_in_chromium() {
             text(&out.stderr)
         );
         open(&cdp, &demo.path().join("report.html")).await;
-        let png = screenshot(&cdp).await;
+        let png = cdp.screenshot().await;
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         let path = repo_root().join("docs/drill-report.png");
         std::fs::write(&path, png).unwrap();
