@@ -45,6 +45,11 @@ pub struct DrillReport {
     /// and the rules that were idle. `None` when no records could be read.
     #[serde(default)]
     pub chaos: Option<ChaosSummary>,
+    /// What the records of a report rebuilt from them (`brownout report`) held,
+    /// shown in place of the drill's settings (arrival process, seed), which
+    /// records do not carry. `None` for a drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<crate::records::RecordsSource>,
 }
 
 impl DrillReport {
@@ -87,6 +92,7 @@ impl DrillReport {
             result,
             slo,
             chaos,
+            records: None,
         }
     }
 
@@ -207,14 +213,26 @@ pub fn render_summary(r: &DrillReport) -> String {
         "pass" => "✅",
         "fail" => "❌",
         "inconclusive" => "❔",
+        "no verdict" => "➖",
         _ => "⛔",
     };
     let _ = writeln!(
         out,
-        "# {icon} brownout drill `{}`: {}\n",
+        "# {icon} brownout {} `{}`: {}\n",
+        if r.records.is_some() {
+            "report"
+        } else {
+            "drill"
+        },
         r.name,
         r.verdict.to_uppercase()
     );
+    if let Some(src) = &r.records {
+        let _ = writeln!(out, "{}\n", src.describe());
+        if let Some(why) = &src.no_verdict {
+            let _ = writeln!(out, "No verdict: {why}.\n");
+        }
+    }
     if let Some(why) = &r.result.stopped {
         let _ = writeln!(out, "Stopped early: {why}; faults were switched off.\n");
     }
@@ -242,12 +260,7 @@ pub fn render_summary(r: &DrillReport) -> String {
         out,
         "| phase | goodput | retry amplification |\n|---|---:|---:|"
     );
-    for e in r
-        .result
-        .phases
-        .iter()
-        .chain(std::iter::once(&r.result.total))
-    {
+    for e in phase_rows(r) {
         let _ = writeln!(
             out,
             "| {} | {} | {} |",
@@ -257,12 +270,7 @@ pub fn render_summary(r: &DrillReport) -> String {
         );
     }
     out.push('\n');
-    let phases = || {
-        r.result
-            .phases
-            .iter()
-            .chain(std::iter::once(&r.result.total))
-    };
+    let phases = || phase_rows(r).into_iter();
     let c = &r.result.total.correctness;
     if c.expect_checked + c.answer_compared + c.embeddings_compared + c.searches_compared > 0 {
         let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
@@ -288,7 +296,15 @@ pub fn render_summary(r: &DrillReport) -> String {
     }
     let table = render_markdown(&r.result.stats, r.baseline.as_deref());
     let table = table.trim_start_matches("## brownout drill\n\n");
-    if r.result.workloads.is_empty() {
+    if r.records.is_some() {
+        // The settings line describes a drill's load; the header above says what
+        // the records hold, and the proxy measured from arrival, not a schedule.
+        let body = table.split_once("\n\n").map_or(table, |(_, rest)| rest);
+        out.push_str(&body.replace(
+            crate::report::LATENCY_NOTE,
+            "Latencies are of successful exchanges, as the proxy measured them: from the request's arrival to the end of the response.",
+        ));
+    } else if r.result.workloads.is_empty() {
         out.push_str(table);
     } else {
         // The plain table's heading describes one target; a scenario has several
@@ -399,8 +415,18 @@ pub fn render_chaos_table(c: &ChaosSummary) -> String {
     out
 }
 
+/// The phases' rows, then the total's, unless the only phase is the total (records
+/// without phases): one row saying the same twice reads as two measurements.
+pub(crate) fn phase_rows(r: &DrillReport) -> Vec<&crate::engine::PhaseExtra> {
+    let res = &r.result;
+    let dup = matches!(res.phases.as_slice(), [one] if one.name == res.total.name);
+    let total = (!dup).then_some(&res.total);
+    res.phases.iter().chain(total).collect()
+}
+
 /// For the terminal: goodput, retry amplification and the correctness numbers per
-/// phase (columns without data left out), aligned; `None` with no phases.
+/// phase (columns without data left out), aligned; `None` with no phases. An
+/// unmeasured phase says `no data`, never a healthy 100%.
 pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
     type Col = (
         &'static str,
@@ -429,12 +455,7 @@ pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
             e.correctness.rank_overlap.map(|v| format!("{v:.3}"))
         }),
     ];
-    let rows: Vec<&crate::engine::PhaseExtra> = r
-        .result
-        .phases
-        .iter()
-        .chain(std::iter::once(&r.result.total))
-        .collect();
+    let rows = phase_rows(r);
     if r.result.phases.is_empty() {
         return None;
     }
@@ -485,7 +506,7 @@ mod tests {
             "s.yaml",
         )
         .unwrap();
-        report_from_records(&[("r.jsonl".into(), text)], Some(&scenario))
+        report_from_records(&[("r.jsonl".into(), text)], Some(&scenario)).unwrap()
     }
 
     #[test]

@@ -139,6 +139,8 @@ fn verdict_class(v: &str) -> &'static str {
     match v {
         "pass" => "pass",
         "inconclusive" => "idle",
+        // Records without objectives: nothing was judged, nothing failed.
+        "no verdict" => "none",
         _ => "fail",
     }
 }
@@ -171,6 +173,13 @@ fn header(out: &mut String, r: &DrillReport, tl: &Timeline, groups: &[Group]) {
         "inconclusive" => {
             "The objectives held, but the chaos did not happen as the profile says, so the pass proves nothing.".to_owned()
         }
+        "no verdict" => r
+            .records
+            .as_ref()
+            .and_then(|s| s.no_verdict.clone())
+            .map_or("No verdict: no objectives were given.".to_owned(), |w| {
+                format!("No verdict: {w}.")
+            }),
         other => format!("Verdict {other}."),
     };
     let _ = writeln!(
@@ -216,6 +225,17 @@ fn header(out: &mut String, r: &DrillReport, tl: &Timeline, groups: &[Group]) {
         let _ = writeln!(out, "<ul class=\"findings\">{}</ul>", items.join(""));
     }
     let s = &r.result.stats;
+    if let Some(src) = &r.records {
+        // Rebuilt from records: what they hold, not a drill's settings they do not carry.
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\">{}</p>\n</header>",
+            xml_escape(&src.describe())
+        );
+        out.push_str("<div id=\"render-error\" class=\"render-error\" hidden></div>\n");
+        out.push_str(NOSCRIPT);
+        return;
+    }
     let phase_names: Vec<String> = tl.phases.iter().map(|p| xml_escape(&p.name)).collect();
     let workloads: Vec<String> = groups
         .iter()
@@ -240,8 +260,10 @@ fn header(out: &mut String, r: &DrillReport, tl: &Timeline, groups: &[Group]) {
         xml_escape(&s.target),
     );
     out.push_str("<div id=\"render-error\" class=\"render-error\" hidden></div>\n");
-    out.push_str("<noscript><p class=\"muted\">Scripts are off: the tables below are complete, the charts need JavaScript.</p></noscript>\n");
+    out.push_str(NOSCRIPT);
 }
+
+const NOSCRIPT: &str = "<noscript><p class=\"muted\">Scripts are off: the tables below are complete, the charts need JavaScript.</p></noscript>\n";
 
 fn objectives(out: &mut String, r: &DrillReport) {
     out.push_str("<section id=\"objectives\"><h2>Objectives</h2>\n");
@@ -779,7 +801,7 @@ fn phases_table(out: &mut String, r: &DrillReport) {
             .find(|p| p.name == name)
             .map_or(0, |p| p.requests)
     };
-    for e in res.phases.iter().chain([&res.total]) {
+    for e in crate::gate::phase_rows(r) {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -797,7 +819,7 @@ fn phases_table(out: &mut String, r: &DrillReport) {
             let _ = write!(out, "<th>{h}</th>");
         }
         out.push_str("</tr>\n");
-        for e in res.phases.iter().chain([&res.total]) {
+        for e in crate::gate::phase_rows(r) {
             let _ = write!(out, "<tr><td>{}</td>", xml_escape(&e.name));
             for (_, f, pct) in &shown {
                 let cell = match f(&e.correctness) {

@@ -1,71 +1,45 @@
 //! `brownout report RECORDS...`: per-phase statistics rebuilt from proxy record
 //! files (DESIGN §7, one JSON object per line), merged across many sidecars.
 //!
-//! A record gives what the proxy saw of one exchange: its phase, outcome, status,
-//! TTFT, e2e and tokens. Records are merged by timestamp; phases come in the order
-//! they first appear, and each phase lasts from its first to its last record. The
-//! report says it is incomplete, naming the file and why, when a file ends in a
-//! torn line (a writer cut off mid-record), holds lines that are not records, or
-//! carries the proxy's note that records were lost (`records_dropped`, with its
-//! reason): such lines are never skipped silently.
+//! Lines are read as the proxy's own [`Record`] type, so every outcome counts as
+//! the record names it (`injected_error` is not an `http_error`), and a line this
+//! version cannot read as a record (an outcome it does not know, a missing `ts`)
+//! is a foreign line, never guessed at. Records are merged by timestamp; phases
+//! come in the order they first appear, and each phase lasts from its first to its
+//! last record. The report says it is incomplete, naming the file and why, when a
+//! file ends in a torn line (a writer cut off mid-record), holds lines that are
+//! not records, or carries the proxy's note that records were lost
+//! (`records_dropped`, with its reason): such lines are never skipped silently.
+//!
+//! Records know nothing of how the traffic was made (no arrival process, no seed),
+//! so the report describes what they hold instead ([`RecordsSource`]), and without
+//! objectives it gives no verdict: a pass would say nothing was checked.
+//!
+//! Retries are counted as the records allow: an `attempt` above 0 (the SDK's own
+//! retry count) is a retry; so is an exchange with the same `fingerprint` and
+//! `client` as a failed exchange that ended at most [`CALL_WINDOW`] before it
+//! arrived, because LiteLLM and LangChain retry with fresh SDK calls, each of
+//! which says attempt 0 or nothing at all. A success ends the call: the next
+//! identical request is a new one.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use brownout_faults::record::{ClientId, Fingerprint, Outcome as RecOutcome, Record};
+use brownout_faults::schedule::CALL_WINDOW;
 use brownout_faults::Profile;
 
 use crate::chaos::{self, ChaosInput, ChaosSummary, FaultRecord, FaultRef, GrpcRef, PhaseSpan};
 use crate::engine::{evaluate, is_good, EngineResult, PhaseExtra, Point};
-use crate::gate::DrillReport;
+use crate::error::DrillError;
+use crate::gate::{DrillReport, EXIT_PASS};
 use crate::sample::{Outcome, Sample, TokensSource};
 use crate::scenario::Scenario;
 use crate::stats::{DrillResult, PhaseAccumulator};
-
-#[derive(Deserialize)]
-struct Rec {
-    ts: String,
-    #[serde(default)]
-    phase: Option<String>,
-    #[serde(default)]
-    listener: Option<String>,
-    #[serde(default)]
-    api: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    matched: Option<Vec<String>>,
-    #[serde(default)]
-    rules: Vec<String>,
-    #[serde(default)]
-    faults: Vec<FaultRef>,
-    #[serde(default)]
-    faults_skipped: Vec<FaultRef>,
-    #[serde(default)]
-    grpc: Option<GrpcRef>,
-    #[serde(default)]
-    status: Option<u16>,
-    outcome: String,
-    #[serde(default)]
-    ttft_ms: Option<f64>,
-    #[serde(default)]
-    e2e_ms: Option<f64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default)]
-    tokens_source: Option<String>,
-    #[serde(default)]
-    attempt: Option<u32>,
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC time
 /// (`2026-01-02T03:04:05.678Z`); `None` if it is not one.
@@ -89,17 +63,28 @@ pub fn parse_ts(s: &str) -> Option<f64> {
     Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
-fn outcome(r: &Rec) -> Outcome {
-    match r.outcome.as_str() {
-        "ok" => Outcome::Ok,
-        "http_error" | "injected_error" | "upstream_error" => {
+/// One record as read, with what the line said beyond the type.
+struct Read {
+    /// Arrival, seconds since the Unix epoch.
+    t: f64,
+    rec: Record,
+    /// The line had a `matched` list: older proxies did not say, and the chaos
+    /// accounting must then tell "none matched" from "not recorded".
+    matched_known: bool,
+}
+
+/// The drill's outcome for a record's, for goodput and the charts (the error
+/// counts by kind use the record's own names).
+fn sample_outcome(r: &Record) -> Outcome {
+    match r.outcome {
+        RecOutcome::Ok => Outcome::Ok,
+        RecOutcome::HttpError | RecOutcome::InjectedError | RecOutcome::UpstreamError => {
             Outcome::HttpError(r.status.unwrap_or(502))
         }
-        "timeout" => Outcome::Timeout,
-        "reset" | "client_closed" => Outcome::TransportError,
-        "truncated" => Outcome::Truncated,
-        "corrupt" => Outcome::Corrupt,
-        _ => Outcome::StreamError,
+        RecOutcome::Timeout => Outcome::Timeout,
+        RecOutcome::Reset | RecOutcome::ClientClosed => Outcome::TransportError,
+        RecOutcome::Truncated => Outcome::Truncated,
+        RecOutcome::Corrupt => Outcome::Corrupt,
     }
 }
 
@@ -125,9 +110,10 @@ fn dropped_note(v: &serde_json::Value) -> Option<(Option<u64>, String)> {
 struct FileFlaws {
     /// The file ends inside a line (a writer cut off mid-record).
     torn_last: bool,
-    /// Lines that are not records, and the first one's number.
+    /// Lines that are not records, the first one's number, and why it is not one
+    /// when it is JSON (an outcome this version does not know, say).
     foreign: usize,
-    first_foreign: Option<usize>,
+    first_foreign: Option<(usize, Option<String>)>,
     /// Records the proxy noted it lost, by reason (None: a count it could not give).
     dropped: BTreeMap<String, Option<u64>>,
 }
@@ -140,10 +126,11 @@ impl FileFlaws {
                 "{name}: the last line is torn (cut off mid-record)"
             ));
         }
-        if let Some(first) = self.first_foreign {
+        if let Some((first, why)) = &self.first_foreign {
             out.push(format!(
-                "{name}: {} line(s) are not records, the first at line {first}",
-                self.foreign
+                "{name}: {} line(s) are not records, the first at line {first}{}",
+                self.foreign,
+                why.as_ref().map_or(String::new(), |w| format!(" ({w})"))
             ));
         }
         if !self.dropped.is_empty() {
@@ -165,6 +152,29 @@ impl FileFlaws {
     }
 }
 
+/// Why a JSON line is not a record, in a few words.
+fn not_a_record(v: &serde_json::Value, e: &serde_json::Error) -> String {
+    match v.get("outcome") {
+        Some(serde_json::Value::String(o))
+            if RecOutcome::deserialize(&serde_json::Value::String(o.clone())).is_err() =>
+        {
+            format!("unknown outcome `{o}`")
+        }
+        _ => {
+            let mut s = e.to_string();
+            if s.len() > 160 {
+                let cut = (0..=160)
+                    .rev()
+                    .find(|i| s.is_char_boundary(*i))
+                    .unwrap_or(0);
+                s.truncate(cut);
+                s.push('…');
+            }
+            s
+        }
+    }
+}
+
 /// Read a record file for [`report_from_records`]. Bytes that are not UTF-8 (a
 /// record cut inside a character) become U+FFFD, so the line reads as torn rather
 /// than the whole file being refused.
@@ -176,34 +186,50 @@ pub fn read_record_file(path: &std::path::Path) -> std::io::Result<String> {
     })
 }
 
-impl Rec {
-    /// What the chaos accounting reads of it.
-    fn fault_record(&self, t_s: f64) -> FaultRecord {
+impl Read {
+    /// What the chaos accounting reads of it (its own, older view of a record:
+    /// empty names read as not recorded).
+    fn fault_record(&self) -> FaultRecord {
+        let r = &self.rec;
+        let named = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let names = |v: &[std::sync::Arc<str>]| v.iter().map(|n| n.to_string()).collect();
+        let faults = |v: &[brownout_faults::record::FaultRef]| {
+            v.iter()
+                .map(|f| FaultRef {
+                    rule: f.rule.to_string(),
+                    fault: f.fault.to_owned(),
+                    reason: f.reason.map(str::to_owned),
+                })
+                .collect()
+        };
         FaultRecord {
-            t_s,
-            phase: self.phase.clone(),
-            listener: self.listener.clone(),
-            api: self.api.clone(),
-            endpoint: self.endpoint.clone(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            model: self.model.clone(),
-            stream: self.stream,
-            matched: self.matched.clone(),
-            rules: self.rules.clone(),
-            faults: self.faults.clone(),
-            faults_skipped: self.faults_skipped.clone(),
-            attempt: self.attempt,
-            outcome: self.outcome.clone(),
-            grpc: self.grpc.clone(),
+            t_s: self.t,
+            phase: r.phase.as_deref().map(str::to_owned),
+            listener: named(&r.listener),
+            api: named(r.api),
+            endpoint: named(r.endpoint),
+            method: named(&r.method),
+            path: named(&r.path),
+            model: r.model.clone(),
+            stream: r.stream,
+            matched: self.matched_known.then(|| names(&r.matched)),
+            rules: names(&r.rules),
+            faults: faults(&r.faults),
+            faults_skipped: faults(&r.faults_skipped),
+            attempt: r.attempt,
+            outcome: r.outcome.as_str().to_owned(),
+            grpc: r.grpc.as_ref().map(|g| GrpcRef {
+                service: g.service.clone(),
+                method: g.method.clone(),
+            }),
         }
     }
 }
 
 /// The records of `(file name, text)` pairs in arrival order, with what makes
 /// them incomplete (per file, as [`report_from_records`] names it).
-fn read_all(files: &[(String, String)]) -> (Vec<(f64, Rec)>, Vec<String>) {
-    let mut recs: Vec<(f64, Rec)> = Vec::new();
+fn read_all(files: &[(String, String)]) -> (Vec<Read>, Vec<String>) {
+    let mut recs: Vec<Read> = Vec::new();
     let mut why = Vec::new();
     for (name, text) in files {
         let mut flaws = FileFlaws::default();
@@ -213,17 +239,24 @@ fn read_all(files: &[(String, String)]) -> (Vec<(f64, Rec)>, Vec<String>) {
             if line.trim().is_empty() {
                 continue;
             }
-            let rec = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .map(|v| match dropped_note(&v) {
-                    Some(note) => Err(note),
-                    None => Ok(serde_json::from_value::<Rec>(v)
-                        .ok()
-                        .and_then(|r| parse_ts(&r.ts).map(|t| (t, r)))),
-                });
+            // Err(None): not JSON; Err(Some(why)): JSON, but no record.
+            let rec = match serde_json::from_str::<serde_json::Value>(line) {
+                Err(_) => Err(None),
+                Ok(v) => match dropped_note(&v) {
+                    Some(note) => Ok(Err(note)),
+                    None => match Record::deserialize(&v) {
+                        Ok(rec) => Ok(Ok(Read {
+                            t: rec.ts.unix_secs(),
+                            matched_known: v.get("matched").is_some(),
+                            rec,
+                        })),
+                        Err(e) => Err(Some(not_a_record(&v, &e))),
+                    },
+                },
+            };
             match rec {
-                Some(Ok(Some(r))) => recs.push(r),
-                Some(Err((n, reason))) => {
+                Ok(Ok(r)) => recs.push(r),
+                Ok(Err((n, reason))) => {
                     if n != Some(0) {
                         let e = flaws.dropped.entry(reason).or_insert(Some(0));
                         *e = match (*e, n) {
@@ -232,16 +265,16 @@ fn read_all(files: &[(String, String)]) -> (Vec<(f64, Rec)>, Vec<String>) {
                         };
                     }
                 }
-                _ if unterminated && i + 1 == count => flaws.torn_last = true,
-                _ => {
+                Err(_) if unterminated && i + 1 == count => flaws.torn_last = true,
+                Err(w) => {
                     flaws.foreign += 1;
-                    flaws.first_foreign.get_or_insert(i + 1);
+                    flaws.first_foreign.get_or_insert((i + 1, w));
                 }
             }
         }
         why.extend(flaws.describe(name));
     }
-    recs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    recs.sort_by(|a, b| a.t.total_cmp(&b.t));
     (recs, why)
 }
 
@@ -254,7 +287,7 @@ pub fn chaos_from_records(
     source: &str,
 ) -> (ChaosSummary, Option<String>) {
     let (recs, why) = read_all(files);
-    let faults: Vec<FaultRecord> = recs.iter().map(|(t, r)| r.fault_record(*t)).collect();
+    let faults: Vec<FaultRecord> = recs.iter().map(Read::fault_record).collect();
     let mut summary = chaos::account(&faults, input, source);
     let why = (!why.is_empty()).then(|| why.join("; "));
     if let Some(w) = &why {
@@ -266,58 +299,366 @@ pub fn chaos_from_records(
     (summary, why)
 }
 
+/// How far a failure's end may seem to come after its retry's arrival: record
+/// times are cut to milliseconds, so a retry sent at once can read as arriving a
+/// moment before the failure it follows ended.
+const CLOCK_SLACK_US: i64 = 2_000;
+
+/// Which records (in arrival order) are retries of an earlier call: an `attempt`
+/// above 0, or the same fingerprint and client as a failed exchange that ended at
+/// most [`CALL_WINDOW`] before this one arrived (module docs).
+fn retries(recs: &[Read]) -> Vec<bool> {
+    let us = |s: f64| (s * 1e6).round() as i64;
+    let key = |r: &Record| -> Option<(Fingerprint, ClientId)> { Some((r.fingerprint?, r.client?)) };
+    let window = i64::try_from(CALL_WINDOW.as_micros()).unwrap_or(i64::MAX);
+    // Exchanges that have arrived but not yet ended, by end; an exchange's own end
+    // goes in after it is judged, so it is never its own retry.
+    let mut ending: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    // Per call identity, when its latest failure ended (a success removes it).
+    let mut failed: HashMap<(Fingerprint, ClientId), i64> = HashMap::new();
+    let mut out = Vec::with_capacity(recs.len());
+    for (i, r) in recs.iter().enumerate() {
+        let at = us(r.t);
+        while let Some(&Reverse((end, j))) = ending.peek() {
+            if end > at + CLOCK_SLACK_US {
+                break;
+            }
+            ending.pop();
+            if let Some(k) = key(&recs[j].rec) {
+                if recs[j].rec.outcome == RecOutcome::Ok {
+                    failed.remove(&k);
+                } else {
+                    failed.insert(k, end);
+                }
+            }
+        }
+        let explicit = r.rec.attempt.is_some_and(|a| a > 0);
+        let k = key(&r.rec);
+        let inferred = k
+            .and_then(|k| failed.get(&k))
+            .is_some_and(|end| at - end <= window);
+        out.push(explicit || inferred);
+        if k.is_some() {
+            ending.push(Reverse((at + us(r.rec.e2e_ms.max(0.0) / 1000.0), i)));
+        }
+    }
+    out
+}
+
+/// A name and how many records carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Count {
+    /// The listener, `api endpoint` or model.
+    pub name: String,
+    /// Records that name it.
+    pub records: u64,
+}
+
+/// What a report rebuilt from records read: its header in place of the drill
+/// settings (arrival process, seed) that records do not carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordsSource {
+    /// Record files read.
+    pub files: usize,
+    /// Records read from them.
+    pub records: u64,
+    /// The first arrival (RFC 3339), none without records.
+    pub first: Option<String>,
+    /// The last arrival.
+    pub last: Option<String>,
+    /// From the first arrival to the last, seconds.
+    pub span_s: f64,
+    /// Records per second over the span; none when they all arrived at once.
+    pub rate_per_sec: Option<f64>,
+    /// Records by listener, most first.
+    pub listeners: Vec<Count>,
+    /// Records by API kind and endpoint class (`openai chat`), most first.
+    pub endpoints: Vec<Count>,
+    /// Records by model, most first (a model is known only where the body was read).
+    pub models: Vec<Count>,
+    /// Records that asked for a stream.
+    pub streaming: u64,
+    /// Records whose body said whether to stream (the proxy reads a body only
+    /// when a rule needs it).
+    pub stream_known: u64,
+    /// Why the report has no verdict, when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_verdict: Option<String>,
+}
+
+fn counted(m: HashMap<String, u64>) -> Vec<Count> {
+    let mut v: Vec<Count> = m
+        .into_iter()
+        .map(|(name, records)| Count { name, records })
+        .collect();
+    v.sort_by(|a, b| b.records.cmp(&a.records).then_with(|| a.name.cmp(&b.name)));
+    v
+}
+
+/// A rate for people: `1.12 req/s`, `42.0 req/s`, `3.5 req/min`.
+pub fn fmt_rate(per_sec: f64) -> String {
+    if per_sec >= 100.0 {
+        format!("{per_sec:.0} req/s")
+    } else if per_sec >= 10.0 {
+        format!("{per_sec:.1} req/s")
+    } else if per_sec >= 0.1 {
+        format!("{per_sec:.2} req/s")
+    } else if per_sec * 60.0 >= 1.0 {
+        format!("{:.1} req/min", per_sec * 60.0)
+    } else {
+        format!("{:.1} req/h", per_sec * 3600.0)
+    }
+}
+
+/// A span for people: `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
+fn fmt_span(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        let t = s.round() as u64;
+        format!("{}m {:02}s", t / 60, t % 60)
+    } else {
+        let t = (s / 60.0).round() as u64;
+        format!("{}h {:02}m", t / 60, t % 60)
+    }
+}
+
+impl RecordsSource {
+    fn of(recs: &[Read], files: usize) -> Self {
+        let mut listeners: HashMap<String, u64> = HashMap::new();
+        let mut endpoints: HashMap<String, u64> = HashMap::new();
+        let mut models: HashMap<String, u64> = HashMap::new();
+        let (mut streaming, mut stream_known) = (0, 0);
+        for r in recs {
+            let r = &r.rec;
+            let name = |s: &str| {
+                if s.is_empty() {
+                    "?".to_owned()
+                } else {
+                    s.to_owned()
+                }
+            };
+            *listeners.entry(name(&r.listener)).or_default() += 1;
+            let ep = format!("{} {}", name(r.api), name(r.endpoint));
+            *endpoints.entry(ep).or_default() += 1;
+            if let Some(m) = &r.model {
+                *models.entry(m.clone()).or_default() += 1;
+            }
+            if let Some(s) = r.stream {
+                stream_known += 1;
+                streaming += u64::from(s);
+            }
+        }
+        let span_s = match (recs.first(), recs.last()) {
+            (Some(a), Some(b)) => (b.t - a.t).max(0.0),
+            _ => 0.0,
+        };
+        let ts = |r: Option<&Read>| {
+            r.and_then(|r| {
+                serde_json::to_value(r.rec.ts)
+                    .ok()?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        };
+        RecordsSource {
+            files,
+            records: recs.len() as u64,
+            first: ts(recs.first()),
+            last: ts(recs.last()),
+            span_s,
+            // One record, or all in one millisecond: no rate to speak of.
+            rate_per_sec: (span_s >= 0.001 && recs.len() > 1)
+                .then(|| (recs.len() - 1) as f64 / span_s),
+            listeners: counted(listeners),
+            endpoints: counted(endpoints),
+            models: counted(models),
+            streaming,
+            stream_known,
+            no_verdict: None,
+        }
+    }
+
+    /// The report's header line: what the records hold and over what time.
+    pub fn describe(&self) -> String {
+        let list = |v: &[Count], code: bool| {
+            let shown: Vec<String> = v
+                .iter()
+                .take(4)
+                .map(|c| {
+                    let n = if code {
+                        format!("`{}`", c.name)
+                    } else {
+                        c.name.clone()
+                    };
+                    if v.len() > 1 {
+                        format!("{n} ({})", c.records)
+                    } else {
+                        n
+                    }
+                })
+                .collect();
+            let more = v.len().saturating_sub(4);
+            if more > 0 {
+                format!("{} and {more} more", shown.join(", "))
+            } else {
+                shown.join(", ")
+            }
+        };
+        let mut out = format!("{} record(s) from {} file(s)", self.records, self.files);
+        if let (Some(a), Some(b)) = (&self.first, &self.last) {
+            let _ = write!(out, " · {a} → {b} ({})", fmt_span(self.span_s));
+        }
+        match self.rate_per_sec {
+            Some(r) => {
+                let _ = write!(out, " · {} observed", fmt_rate(r));
+            }
+            None if self.records > 0 => out.push_str(" · no rate (a single instant)"),
+            None => {}
+        }
+        if !self.listeners.is_empty() {
+            let _ = write!(out, " · listener {}", list(&self.listeners, true));
+        }
+        if !self.endpoints.is_empty() {
+            let _ = write!(out, " · {}", list(&self.endpoints, false));
+        }
+        if self.models.is_empty() {
+            if self.records > 0 {
+                out.push_str(" · no model recorded");
+            }
+        } else {
+            let _ = write!(out, " · model {}", list(&self.models, true));
+        }
+        if self.stream_known > 0 {
+            let pct = (self.streaming as f64 * 100.0 / self.stream_known as f64).round();
+            let _ = write!(out, " · {pct:.0}% streaming");
+            if self.stream_known < self.records {
+                let _ = write!(out, " (of {} with a body read)", self.stream_known);
+            }
+        } else if self.records > 0 {
+            out.push_str(" · streaming not recorded");
+        }
+        out
+    }
+}
+
 /// Build the report from `(file name, text)` pairs, applying the scenario's SLOs
 /// and baseline when one is given. Faults are counted per phase and rule as the
 /// records name them, not judged: [`report_from_records_with`] judges them
 /// against the scenario's profile.
-pub fn report_from_records(files: &[(String, String)], scenario: Option<&Scenario>) -> DrillReport {
+///
+/// Fails only if a latency histogram cannot be made (a bug: the bounds are
+/// constant).
+pub fn report_from_records(
+    files: &[(String, String)],
+    scenario: Option<&Scenario>,
+) -> Result<DrillReport, DrillError> {
     report_from_records_with(files, scenario, None)
+}
+
+/// Per phase: records, successes within the goodput thresholds, first attempts
+/// of calls, errors by the records' outcome names and non-2xx statuses.
+#[derive(Default)]
+struct Tally {
+    attempts: u64,
+    good: u64,
+    calls: u64,
+    kinds: BTreeMap<String, u64>,
+    statuses: BTreeMap<u16, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Record, good: bool, retry: bool) {
+        self.attempts += 1;
+        self.good += u64::from(good);
+        self.calls += u64::from(!retry);
+        if r.outcome != RecOutcome::Ok {
+            *self.kinds.entry(r.outcome.as_str().to_owned()).or_default() += 1;
+            if let Some(s) = r.status.filter(|s| !(200..300).contains(s)) {
+                *self.statuses.entry(s).or_default() += 1;
+            }
+        }
+    }
+
+    fn extra(&self, name: &str) -> PhaseExtra {
+        let n = self.attempts;
+        PhaseExtra {
+            name: name.to_owned(),
+            good: self.good,
+            goodput: if n == 0 {
+                1.0
+            } else {
+                self.good as f64 / n as f64
+            },
+            attempts: n,
+            // Retries of calls made in an earlier phase, alone: count them as
+            // one call rather than divide by none.
+            retry_amplification: if n == 0 {
+                1.0
+            } else {
+                n as f64 / self.calls.max(1) as f64
+            },
+            correctness: Default::default(),
+        }
+    }
 }
 
 /// [`report_from_records`], with the profile the records were made under: each of
 /// its rules is judged (DESIGN §6), and an idle one makes the verdict
 /// inconclusive (exit 4) unless the scenario says `allow_idle_rules: true`.
+///
+/// Without objectives (no scenario, or one without `slo`) there is no verdict
+/// (`no verdict`, exit 0): records alone cannot pass.
 pub fn report_from_records_with(
     files: &[(String, String)],
     scenario: Option<&Scenario>,
     profile: Option<&Profile>,
-) -> DrillReport {
+) -> Result<DrillReport, DrillError> {
     let (recs, why) = read_all(files);
-    let t0 = recs.first().map_or(0.0, |r| r.0);
+    let t0 = recs.first().map_or(0.0, |r| r.t);
+    // Records without a phase are all the records when none has one (one row,
+    // the total's), else a row of their own.
+    let phased = recs.iter().any(|r| r.rec.phase.is_some());
+    let unphased = if phased { "(no phase)" } else { "all" };
+    let phase_of = |r: &Read| -> String { r.rec.phase.as_deref().unwrap_or(unphased).to_owned() };
     // Phases in order of first appearance, with their time spans.
     let mut order: Vec<String> = Vec::new();
     let mut span: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for (t, r) in &recs {
-        let p = r.phase.clone().unwrap_or_else(|| "all".to_owned());
+    for r in &recs {
+        let p = phase_of(r);
         if !order.contains(&p) {
             order.push(p.clone());
         }
-        let e = span.entry(p).or_insert((*t, *t));
-        e.0 = e.0.min(*t);
-        e.1 = e.1.max(*t);
+        let e = span.entry(p).or_insert((r.t, r.t));
+        e.0 = e.0.min(r.t);
+        e.1 = e.1.max(r.t);
     }
     let slo = scenario.and_then(|s| s.slo.clone()).unwrap_or_default();
-    let mut accs: Vec<PhaseAccumulator> = order
+    let mut accs = order
         .iter()
-        .map(|_| PhaseAccumulator::new().expect("constant histogram bounds"))
-        .collect();
-    let mut total = PhaseAccumulator::new().expect("constant histogram bounds");
-    let mut extras: Vec<(u64, u64, u64)> = vec![(0, 0, 0); order.len()];
-    let mut all = (0u64, 0u64, 0u64);
+        .map(|_| PhaseAccumulator::new())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut total = PhaseAccumulator::new()?;
+    let mut tallies: Vec<Tally> = order.iter().map(|_| Tally::default()).collect();
+    let mut all = Tally::default();
     let mut points = Vec::new();
+    let retried = retries(&recs);
     let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
-    for (seq, (t, r)) in recs.iter().enumerate() {
-        let name = r.phase.as_deref().unwrap_or("all");
-        let i = order.iter().position(|p| p == name).unwrap_or(0);
+    for (seq, r) in recs.iter().enumerate() {
+        let name = phase_of(r);
+        let i = order.iter().position(|p| *p == name).unwrap_or(0);
+        let rec = &r.rec;
         let s = Sample {
             seq: seq as u64,
             phase: i,
-            outcome: outcome(r),
-            e2e: ms(r.e2e_ms.unwrap_or(0.0)),
-            ttft: r.ttft_ms.map(ms),
+            outcome: sample_outcome(rec),
+            e2e: ms(rec.e2e_ms),
+            ttft: rec.ttft_ms.map(ms),
             itl: Vec::new(),
-            output_tokens: r.output_tokens,
-            tokens_source: match r.tokens_source.as_deref() {
+            output_tokens: rec.output_tokens,
+            tokens_source: match rec.tokens_source {
                 Some("usage") => Some(TokensSource::Usage),
                 Some(_) => Some(TokensSource::Counted),
                 None => None,
@@ -329,69 +670,74 @@ pub fn report_from_records_with(
         };
         accs[i].record(&s);
         total.record(&s);
-        let first = u64::from(r.attempt.unwrap_or(0) == 0);
-        let good = is_good(&s, slo.for_phase(name).goodput.as_ref());
+        let good = is_good(&s, slo.for_phase(&name).goodput.as_ref());
         let good_all = is_good(&s, slo.goodput.as_ref());
-        extras[i].0 += first;
-        extras[i].1 += u64::from(good);
-        extras[i].2 += 1;
-        all.0 += first;
-        all.1 += u64::from(good_all);
-        all.2 += 1;
-        points.push(Point::of(t - t0, 0, &s));
+        tallies[i].add(rec, good, retried[seq]);
+        all.add(rec, good_all, retried[seq]);
+        points.push(Point::of(r.t - t0, 0, &s));
     }
     let dur = |name: &str| span.get(name).map_or(0.001, |(a, b)| (b - a).max(0.001));
-    let extra = |name: &str, (firsts, good, n): (u64, u64, u64)| PhaseExtra {
-        name: name.to_owned(),
-        good,
-        goodput: if n == 0 { 1.0 } else { good as f64 / n as f64 },
-        attempts: n,
-        retry_amplification: if firsts == 0 {
-            1.0
-        } else {
-            n as f64 / firsts as f64
-        },
-        correctness: Default::default(),
+    let source = RecordsSource::of(&recs, files.len());
+    let total_s = source.span_s.max(0.001);
+    let finish = |acc: &PhaseAccumulator, t: &Tally, name: &str, secs: f64| {
+        let mut p = acc.finish(name, Duration::from_secs_f64(secs));
+        p.errors_by_kind = t.kinds.clone();
+        p.http_statuses = t.statuses.clone();
+        p
     };
-    let total_s = recs.last().map_or(0.001, |r| (r.0 - t0).max(0.001));
-    let first = recs.first().map(|r| &r.1);
+    let single = |v: &[Count]| match v {
+        [one] => one.name.clone(),
+        _ => String::new(),
+    };
+    let paths: std::collections::BTreeSet<&str> =
+        recs.iter().map(|r| r.rec.path.as_str()).collect();
     let stats = DrillResult {
         target: format!("{} record file(s)", files.len()),
-        path: first.and_then(|r| r.path.clone()).unwrap_or_default(),
-        model: first.and_then(|r| r.model.clone()).unwrap_or_default(),
-        stream: first.and_then(|r| r.stream).unwrap_or(false),
-        rate_per_sec: recs.len() as f64 / total_s,
+        path: match paths.len() {
+            1 => paths
+                .iter()
+                .next()
+                .map_or(String::new(), |p| (*p).to_owned()),
+            _ => String::new(),
+        },
+        model: single(&source.models),
+        stream: source.stream_known > 0 && source.streaming == source.stream_known,
+        rate_per_sec: source.rate_per_sec.unwrap_or(0.0),
         seed: 0,
         elapsed_s: total_s,
         phases: order
             .iter()
-            .zip(&accs)
-            .map(|(n, a)| a.finish(n, Duration::from_secs_f64(dur(n))))
+            .zip(accs.iter().zip(&tallies))
+            .map(|(n, (a, t))| finish(a, t, n, dur(n)))
             .collect(),
-        total: total.finish("all", Duration::from_secs_f64(total_s)),
+        total: finish(&total, &all, "all", total_s),
     };
     let result = EngineResult {
         stats,
         phases: order
             .iter()
-            .zip(&extras)
-            .map(|(n, e)| extra(n, *e))
+            .zip(&tallies)
+            .map(|(n, t)| t.extra(n))
             .collect(),
-        total: extra("all", all),
+        total: all.extra("all"),
         stopped: None,
         points,
         workloads: Vec::new(),
         by_workload: Vec::new(),
     };
-    let checks = scenario
+    let mut checks = scenario
         .and_then(|s| s.slo.as_ref())
         .map(|slo| evaluate(slo, &result))
         .unwrap_or_default();
+    // The phase-less row is the total: its objectives are checked once.
+    let mut seen = std::collections::HashSet::new();
+    checks.retain(|c| seen.insert((c.scope.clone(), c.slo.clone())));
+    // Without phases there is nothing to compare: the one row is the total.
     let baseline = scenario
         .and_then(|s| s.baseline.clone())
-        .or_else(|| order.first().cloned());
+        .or_else(|| order.first().filter(|_| phased).cloned());
     let name = scenario.map_or("records".to_owned(), |s| s.name.clone());
-    let faults: Vec<FaultRecord> = recs.iter().map(|(t, r)| r.fault_record(*t)).collect();
+    let faults: Vec<FaultRecord> = recs.iter().map(Read::fault_record).collect();
     let phases: Vec<PhaseSpan> = order
         .iter()
         .map(|n| PhaseSpan {
@@ -410,11 +756,26 @@ pub fn report_from_records_with(
         },
         &format!("{} record file(s)", files.len()),
     );
+    let no_objectives = checks.is_empty();
     let mut report = DrillReport::judged(&name, baseline, result, checks, Some(chaos));
+    let mut source = source;
+    if report.verdict == "pass" && (no_objectives || recs.is_empty()) {
+        let why = if recs.is_empty() {
+            "no records"
+        } else if scenario.is_none() {
+            "no objectives (pass --scenario)"
+        } else {
+            "the scenario sets no objectives (slo)"
+        };
+        report.verdict = "no verdict".to_owned();
+        report.exit_code = EXIT_PASS;
+        source.no_verdict = Some(why.to_owned());
+    }
+    report.records = Some(source);
     if !why.is_empty() {
         report.incomplete = Some(why.join("; "));
     }
-    report
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -431,6 +792,215 @@ mod tests {
             "bytes_in": 1, "bytes_out": 1, "upstream": null
         })
         .to_string()
+    }
+
+    use brownout_faults::record::{FingerprintKey, Outcome as O, Timestamp};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    /// A record as the proxy writes it: arrival `at_ms` after a fixed start, the
+    /// call named by `body` and the client by `key` (the API key), as a line.
+    fn rec_line(at_ms: u64, outcome: O, status: u16, body: &str, key: &str) -> String {
+        let k = FingerprintKey::new(b"sidecars");
+        let mut r = Record::new(at_ms, Arc::from("llm"));
+        r.ts = Timestamp(std::time::UNIX_EPOCH + Duration::from_millis(1_767_225_600_000 + at_ms));
+        r.api = "openai";
+        r.endpoint = "chat";
+        r.method = "POST".into();
+        r.path = "/v1/chat/completions".into();
+        r.model = Some("gpt-4o-mini".into());
+        r.stream = Some(false);
+        r.fingerprint = Some(k.fingerprint("POST", "/v1/chat/completions", Some(body.as_bytes())));
+        r.client = Some(k.client(Some(key.as_bytes()), IpAddr::from([10, 0, 0, 1])));
+        // LiteLLM's fresh SDK calls each say they are a first attempt.
+        r.attempt = Some(0);
+        r.status = Some(status);
+        r.outcome = outcome;
+        r.e2e_ms = if outcome == O::Ok { 300.0 } else { 2.0 };
+        serde_json::to_string(&r).unwrap()
+    }
+
+    fn amplification(lines: &[String]) -> (f64, u64) {
+        let r = report_from_records(&[("r".into(), lines.join("\n"))], None).unwrap();
+        (r.result.total.retry_amplification, r.result.total.attempts)
+    }
+
+    #[test]
+    fn fresh_call_retries_are_counted_by_fingerprint_and_client() {
+        let fail = |t| rec_line(t, O::InjectedError, 429, "{\"q\":1}", "Bearer sk-a");
+        let ok = |t| rec_line(t, O::Ok, 200, "{\"q\":1}", "Bearer sk-a");
+        // LiteLLM: three 429s and a success, all fresh calls, within 60 s.
+        let litellm = [fail(0), fail(1_000), fail(21_000), ok(59_000)];
+        assert_eq!(amplification(&litellm), (4.0, 4));
+        let r = report_from_records(&[("r".into(), litellm.join("\n"))], None).unwrap();
+        let md = crate::gate::render_summary(&r);
+        assert!(md.contains("| all | 25.0% | 4.00× |"), "{md}");
+        // The window is from the failure's end: 60 s after it is a new call.
+        assert_eq!(amplification(&[fail(0), ok(60_100)]).0, 1.0);
+        assert_eq!(amplification(&[fail(0), ok(59_900)]).0, 2.0);
+        // Another client, or another body, is another call.
+        let other_client = rec_line(1_000, O::Ok, 200, "{\"q\":1}", "Bearer sk-b");
+        let other_body = rec_line(1_000, O::Ok, 200, "{\"q\":2}", "Bearer sk-a");
+        assert_eq!(amplification(&[fail(0), other_client]).0, 1.0);
+        assert_eq!(amplification(&[fail(0), other_body]).0, 1.0);
+        // A success ends the call: the same request after it is a new one.
+        assert_eq!(
+            amplification(&[fail(0), ok(1_000), ok(2_000), fail(3_000)]),
+            (4.0 / 3.0, 4)
+        );
+        // Two identical calls at once: the second arrived before the first failed.
+        let slow_fail = {
+            let mut v: serde_json::Value = serde_json::from_str(&fail(0)).unwrap();
+            v["e2e_ms"] = 5_000.0.into();
+            v.to_string()
+        };
+        assert_eq!(amplification(&[slow_fail, ok(1_000)]).0, 1.0);
+        // The SDK's own retry count still counts, with or without a fingerprint.
+        let mut v: serde_json::Value = serde_json::from_str(&ok(1_000)).unwrap();
+        v["attempt"] = 1.into();
+        v["fingerprint"] = serde_json::Value::Null;
+        assert_eq!(amplification(&[ok(0), v.to_string()]).0, 2.0);
+    }
+
+    #[test]
+    fn outcomes_count_as_the_records_name_them() {
+        let lines: Vec<String> = [
+            (O::Ok, 200),
+            (O::InjectedError, 429),
+            (O::InjectedError, 429),
+            (O::HttpError, 500),
+            (O::Reset, 200),
+            (O::ClientClosed, 200),
+            (O::UpstreamError, 502),
+            (O::Timeout, 504),
+            (O::Truncated, 200),
+            (O::Corrupt, 200),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (o, st))| rec_line(i as u64 * 100, *o, *st, &format!("{i}"), "k"))
+        .collect();
+        let r = report_from_records(&[("r".into(), lines.join("\n"))], None).unwrap();
+        let t = &r.result.stats.total;
+        let kinds: Vec<(&str, u64)> = t
+            .errors_by_kind
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("client_closed", 1),
+                ("corrupt", 1),
+                ("http_error", 1),
+                ("injected_error", 2),
+                ("reset", 1),
+                ("timeout", 1),
+                ("truncated", 1),
+                ("upstream_error", 1),
+            ]
+        );
+        assert_eq!((t.requests, t.ok, t.errors), (10, 1, 9));
+        let statuses: Vec<(u16, u64)> = t.http_statuses.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(statuses, [(429, 2), (500, 1), (502, 1), (504, 1)]);
+        let md = crate::gate::render_summary(&r);
+        assert!(md.contains("injected_error: 2"), "{md}");
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_a_foreign_line_not_a_guess() {
+        let good = rec_line(0, O::Ok, 200, "a", "k");
+        let alien = good.replace("\"outcome\":\"ok\"", "\"outcome\":\"exploded\"");
+        let r =
+            report_from_records(&[("r.jsonl".into(), format!("{good}\n{alien}\n"))], None).unwrap();
+        assert_eq!(r.result.stats.total.requests, 1);
+        let why = r.incomplete.unwrap_or_default();
+        assert!(
+            why.contains("r.jsonl: 1 line(s) are not records, the first at line 2 (unknown outcome `exploded`)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn records_without_objectives_have_no_verdict_and_an_honest_header() {
+        // 40% errors, no phases, no scenario.
+        let lines: Vec<String> = (0..10u64)
+            .map(|i| {
+                let o = if i % 5 < 2 { O::InjectedError } else { O::Ok };
+                let mut v: serde_json::Value = serde_json::from_str(&rec_line(
+                    i * 893,
+                    o,
+                    if o == O::Ok { 200 } else { 429 },
+                    &format!("{i}"),
+                    "k",
+                ))
+                .unwrap();
+                v["stream"] = (i < 6).into();
+                if i == 9 {
+                    v["stream"] = serde_json::Value::Null;
+                    v["model"] = "gpt-4.1".into();
+                }
+                v.to_string()
+            })
+            .collect();
+        let r = report_from_records(&[("a".into(), lines.join("\n"))], None).unwrap();
+        assert_eq!((r.verdict.as_str(), r.exit_code), ("no verdict", 0));
+        let md = crate::gate::render_summary(&r);
+        assert!(md.contains("NO VERDICT"), "{md}");
+        assert!(
+            md.contains("No verdict: no objectives (pass --scenario)."),
+            "{md}"
+        );
+        assert!(
+            !md.contains("PASS") && !md.contains("Poisson") && !md.contains("seed"),
+            "{md}"
+        );
+        assert!(!md.contains("scheduled send time"), "{md}");
+        let head = r.records.as_ref().unwrap().describe();
+        assert_eq!(
+            head,
+            "10 record(s) from 1 file(s) · 2026-01-01T00:00:00.000Z → 2026-01-01T00:00:08.037Z (8.0 s) \
+             · 1.12 req/s observed · listener `llm` · openai chat · model `gpt-4o-mini` (9), `gpt-4.1` (1) \
+             · 67% streaming (of 9 with a body read)"
+        );
+        // Phase-less records: one row, the total's, not a copy of it.
+        assert_eq!(r.result.stats.phases.len(), 1);
+        assert_eq!(
+            md.matches("| all |").count(),
+            2,
+            "the goodput row and the table's: {md}"
+        );
+        let t = crate::gate::render_correctness_table(&r).unwrap();
+        assert_eq!(t.lines().filter(|l| l.starts_with("all")).count(), 1, "{t}");
+        // A scenario with objectives gives one; checks of the one row are not doubled.
+        let scenario = crate::scenario::load_scenario(
+            "version: 1\nname: s\ntarget: {upstream: sim}\nprofile: p.yaml\n\
+             workload: {name: w, arrival: {rate: 1/s}}\nslo:\n  error_rate: 0.3\n",
+            "s.yaml",
+        )
+        .unwrap();
+        let r = report_from_records(&[("a".into(), lines.join("\n"))], Some(&scenario)).unwrap();
+        assert_eq!(
+            (r.verdict.as_str(), r.exit_code),
+            ("fail", crate::gate::EXIT_SLO_BROKEN)
+        );
+        assert_eq!(r.slo.len(), 1, "{:?}", r.slo);
+        // Nothing read: no verdict, and no made-up 100% goodput.
+        let r = report_from_records(&[("empty".into(), String::new())], Some(&scenario)).unwrap();
+        assert_eq!((r.verdict.as_str(), r.exit_code), ("no verdict", 0));
+        assert_eq!(r.result.total.goodput_text(), "no data");
+        assert!(crate::gate::render_summary(&r).contains("No verdict: no records."));
+    }
+
+    #[test]
+    fn rates_read_sanely() {
+        assert_eq!(fmt_rate(1.124145561206549), "1.12 req/s");
+        assert_eq!(fmt_rate(42.04), "42.0 req/s");
+        assert_eq!(fmt_rate(1234.5), "1234 req/s");
+        assert_eq!(fmt_rate(0.05), "3.0 req/min");
+        assert_eq!(fmt_rate(0.0002), "0.7 req/h");
+        assert_eq!(fmt_span(107.0), "1m 47s");
+        assert_eq!(fmt_span(7530.0), "2h 06m");
     }
 
     #[test]
@@ -468,7 +1038,8 @@ mod tests {
             line("2026-01-01T00:00:00.500Z", "base", "ok", 200, 60.0, 0),
         ]
         .join("\n");
-        let r = report_from_records(&[("a".into(), a.clone()), ("b".into(), b.clone())], None);
+        let r =
+            report_from_records(&[("a".into(), a.clone()), ("b".into(), b.clone())], None).unwrap();
         assert_eq!(r.incomplete, None);
         let p = &r.result.stats.phases;
         assert_eq!(p.len(), 2);
@@ -490,7 +1061,8 @@ mod tests {
                 ("b".into(), format!("{b}\n{{\"records_dropped\": 3}}")),
             ],
             None,
-        );
+        )
+        .unwrap();
         let why = r.incomplete.unwrap();
         assert!(
             why.contains("b: the proxy noted 3 record(s) it could not write (unknown: 3)"),
@@ -513,7 +1085,8 @@ mod tests {
             "{whole}\n{{\"ts\":\"2026-01-01T00:00:01.000Z\",\"records_dropped\":7,\"reason\":\"write_error\",\"error\":\"No space left on device\"}}\n{{\"records_dropped\":2,\"reason\":\"queue_full\"}}\n{{\"records_dropped\":1,\"reason\":\"write_error\"}}\n{whole}\n{torn}"
         );
         let c = format!("{whole}\n{whole}");
-        let r = report_from_records(&[("a".into(), a), ("b".into(), b), ("c".into(), c)], None);
+        let r = report_from_records(&[("a".into(), a), ("b".into(), b), ("c".into(), c)], None)
+            .unwrap();
         let why = r.incomplete.clone().unwrap_or_default();
         assert!(
             why.contains("a: 2 line(s) are not records, the first at line 2"),
@@ -538,7 +1111,8 @@ mod tests {
                 format!("{whole}\n{{\"records_dropped\":0,\"reason\":\"queue_full\"}}\n"),
             )],
             None,
-        );
+        )
+        .unwrap();
         assert_eq!(r.incomplete, None);
     }
 
@@ -553,7 +1127,7 @@ mod tests {
         bytes.extend_from_slice(b"{\"ts\":\"2026-01-01T00:00:01.000Z\",\"path\":\"/caf\xc3");
         std::fs::write(&p, bytes).unwrap();
         let text = read_record_file(&p).unwrap();
-        let r = report_from_records(&[("r".into(), text)], None);
+        let r = report_from_records(&[("r".into(), text)], None).unwrap();
         assert_eq!(r.result.stats.total.requests, 1);
         assert!(r.incomplete.unwrap().contains("r: the last line is torn"));
         let _ = std::fs::remove_dir_all(&dir);

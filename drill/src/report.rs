@@ -42,8 +42,12 @@ fn opt_ms(v: Option<f64>) -> String {
     v.map(fmt_ms).unwrap_or_else(|| "-".to_owned())
 }
 
-/// How `phase` compares with `base`: `p95 ×3.2, TTFT p95 ×2.1, errors +9.8pp`.
+/// How `phase` compares with `base`: `p95 ×3.2, TTFT p95 ×2.1, errors +9.8pp`;
+/// `no data` when either sent nothing (an error rate of an empty phase is no 0%).
 pub fn degradation(phase: &PhaseStats, base: &PhaseStats) -> String {
+    if phase.requests == 0 || base.requests == 0 {
+        return "no data".to_owned();
+    }
     let mut parts = Vec::new();
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -81,7 +85,11 @@ fn row(p: &PhaseStats, base: Option<&PhaseStats>, base_name: &str) -> Vec<String
     let mut cells = vec![
         p.name.clone(),
         p.requests.to_string(),
-        fmt_pct(p.error_rate),
+        if p.requests == 0 {
+            "no data".to_owned()
+        } else {
+            fmt_pct(p.error_rate)
+        },
         opt_ms(p.e2e.as_ref().map(|e| e.p50_ms)),
         opt_ms(p.e2e.as_ref().map(|e| e.p95_ms)),
         opt_ms(p.e2e.as_ref().map(|e| e.p99_ms)),
@@ -233,12 +241,14 @@ pub fn render_markdown(result: &DrillResult, baseline: Option<&str>) -> String {
     if !kinds.is_empty() {
         let _ = writeln!(out, "\nErrors by kind: {}.", kinds.join(", "));
     }
-    let _ = writeln!(
-        out,
-        "\nLatencies are of successful requests, measured from each request's scheduled send time."
-    );
+    let _ = writeln!(out, "\n{LATENCY_NOTE}");
     out
 }
+
+/// The footnote of [`render_markdown`] on what its latencies measure (a report
+/// from records, timed by the proxy, says otherwise).
+pub(crate) const LATENCY_NOTE: &str =
+    "Latencies are of successful requests, measured from each request's scheduled send time.";
 
 /// Write `report.json` (the full [`DrillResult`]) and `summary.md` into `dir`,
 /// creating it. The first phase is the baseline of the summary; callers wanting
@@ -370,6 +380,26 @@ mod tests {
             .unwrap()
             .contains("storm"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_empty_phase_says_no_data() {
+        let mut r = result();
+        r.phases[2] = PhaseStats {
+            requests: 0,
+            ok: 0,
+            errors: 0,
+            error_rate: 0.0,
+            e2e: None,
+            ttft: None,
+            ..phase("recovery", 0.0, 1.0)
+        };
+        let t = render_table(&r, Some("baseline"));
+        let line = t.lines().find(|l| l.starts_with("recovery")).unwrap();
+        assert!(line.contains("no data"), "{t}");
+        assert!(!line.contains("0.0%") && !line.contains("errors"), "{t}");
+        let md = render_markdown(&r, Some("baseline"));
+        assert!(md.contains("| recovery | 0 | no data |"), "{md}");
     }
 
     #[test]

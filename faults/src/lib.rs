@@ -20,6 +20,7 @@ pub mod matcher;
 pub mod presets;
 pub mod profile;
 pub mod ratelimit;
+pub mod record;
 pub mod release;
 pub mod schedule;
 pub mod schema;

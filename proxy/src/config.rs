@@ -179,6 +179,11 @@ pub struct RecordConfig {
     /// least 1: the file being rotated is always kept as `.1`.
     #[serde(default = "default_keep", deserialize_with = "keep_at_least_one")]
     pub keep: usize,
+    /// The secret that keys records' `fingerprint` and `client` (HMAC-SHA256):
+    /// sidecars given the same one write fingerprints a report can merge. None: a
+    /// key drawn at random when the process starts.
+    #[serde(default)]
+    pub fingerprint_key: Option<brownout_faults::record::FingerprintKey>,
 }
 
 impl Default for RecordConfig {
@@ -188,6 +193,7 @@ impl Default for RecordConfig {
             queue: default_queue(),
             max_size: None,
             keep: default_keep(),
+            fingerprint_key: None,
         }
     }
 }

@@ -37,7 +37,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::net::{ConnInfo, ConnIo};
-use crate::record::Outcome;
+use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::service::{api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap};
 use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 
@@ -344,6 +344,8 @@ impl FastConn {
         let mut chunked = false;
         let mut client_close = false;
         let mut attempt = None;
+        // The strongest of `CLIENT_HEADERS` seen, for the record's `client`.
+        let mut who: Option<(usize, &[u8])> = None;
         for h in req.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("content-length") {
@@ -373,6 +375,13 @@ impl FastConn {
                 attempt = std::str::from_utf8(h.value)
                     .ok()
                     .and_then(|v| v.trim().parse().ok());
+            } else if let Some(rank) = CLIENT_HEADERS
+                .iter()
+                .position(|c| name.eq_ignore_ascii_case(c))
+            {
+                if who.is_none_or(|(r, _)| rank < r) {
+                    who = Some((rank, h.value));
+                }
             }
         }
         if chunked && length.is_some() {
@@ -425,6 +434,13 @@ impl FastConn {
         rec.attempt = attempt;
         rec.bytes_in = length.unwrap_or(0);
         rec.phase = phase;
+        // The body is not read here: the fingerprint is of the method and target.
+        let fp_target = target.split('#').next().unwrap_or(target);
+        let peer = self.info.peer.ip();
+        let cred = who.map(|(_, v)| v);
+        shared
+            .recorder
+            .identify(&mut rec, method, fp_target, None, cred, peer);
         let ex = Exchange::new(
             shared.clone(),
             ctx.active.clone(),

@@ -150,10 +150,15 @@ enum Cmd {
         report_dir: Option<PathBuf>,
     },
     /// Rebuild a drill report from proxy record files (JSON lines), merged.
+    ///
+    /// Exit code: the verdict's with --scenario (0 pass, 1 an objective broken,
+    /// 4 inconclusive); 0 and no verdict without objectives; 2 for unreadable
+    /// files or an invalid scenario.
     Report {
         #[arg(required = true)]
         records: Vec<PathBuf>,
-        /// A scenario whose SLOs and baseline to apply.
+        /// A scenario whose SLOs and baseline to apply. Without objectives there
+        /// is no verdict (exit 0): records alone cannot pass.
         #[arg(long)]
         scenario: Option<PathBuf>,
         #[arg(long, default_value = "brownout-report")]
@@ -647,7 +652,13 @@ fn report_cmd(
             }
         }
     }
-    let report = brownout_drill::records::report_from_records(&files, scenario.as_ref());
+    let report = match brownout_drill::records::report_from_records(&files, scenario.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot build the report: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     if let Some(why) = &report.incomplete {
         eprintln!("warning: the report is incomplete: {why}");
     }

@@ -43,206 +43,9 @@ use serde::Serialize;
 use crate::config::RecordConfig;
 use crate::metrics::Metrics;
 
-/// A wall-clock instant, formatted (off the hot path) as RFC 3339 with milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timestamp(pub std::time::SystemTime);
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let t = time::OffsetDateTime::from(self.0);
-        let fmt = time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
-        match t.format(&fmt) {
-            Ok(v) => s.serialize_str(&v),
-            Err(e) => Err(serde::ser::Error::custom(e)),
-        }
-    }
-}
-
-/// How an exchange ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    HttpError,
-    InjectedError,
-    Truncated,
-    Reset,
-    Timeout,
-    ClientClosed,
-    UpstreamError,
-    Corrupt,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::HttpError => "http_error",
-            Outcome::InjectedError => "injected_error",
-            Outcome::Truncated => "truncated",
-            Outcome::Reset => "reset",
-            Outcome::Timeout => "timeout",
-            Outcome::ClientClosed => "client_closed",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::Corrupt => "corrupt",
-        }
-    }
-}
-
-/// A fault named in a record: `rule/fault`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FaultRef {
-    pub rule: Arc<str>,
-    pub fault: &'static str,
-    /// Why it was skipped (only in `faults_skipped`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}
-
-/// Latency of the upstream leg.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct UpstreamTiming {
-    pub status: Option<u16>,
-    pub ttfb_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    /// The request went upstream a second time, on a new connection, because a
-    /// reused one was closed by the upstream before it answered.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub retried: bool,
-}
-
-/// A gRPC call, as its client names it and as it ended.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GrpcCall {
-    /// `package.Service`, from the request path.
-    pub service: String,
-    /// The method name, from the request path.
-    pub method: String,
-    /// The call's `grpc-status` (0 = OK), from the trailers or a trailers-only
-    /// answer; none when the call ended without one (a reset, a cut stream).
-    pub status: Option<u32>,
-    /// The error a response message carried in its own status field (Milvus
-    /// `status`, Triton `error_message`) under `grpc-status` 0.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_message: Option<String>,
-}
-
-/// Inter-token latency summary (filled by the LLM adapters).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ItlSummary {
-    pub p50: f64,
-    pub p95: f64,
-    pub max: f64,
-}
-
-/// One exchange, however it ended.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    /// Wall-clock time the request arrived (RFC 3339 in files).
-    pub ts: Timestamp,
-    pub id: u64,
-    pub listener: Arc<str>,
-    pub api: &'static str,
-    pub endpoint: &'static str,
-    pub phase: Option<Arc<str>>,
-    pub method: String,
-    pub path: String,
-    pub model: Option<String>,
-    pub stream: Option<bool>,
-    /// Rules whose `match` held, whether or not they fired: the drill's chaos
-    /// accounting needs the matched count to tell an idle rule from an unlucky one.
-    pub matched: Vec<Arc<str>>,
-    pub rules: Vec<Arc<str>>,
-    pub faults: Vec<FaultRef>,
-    pub faults_skipped: Vec<FaultRef>,
-    pub attempt: Option<u32>,
-    pub status: Option<u16>,
-    pub outcome: Outcome,
-    pub ttfb_ms: Option<f64>,
-    pub ttft_ms: Option<f64>,
-    pub e2e_ms: f64,
-    pub itl_ms: Option<ItlSummary>,
-    pub tpot_ms: Option<f64>,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub tokens_source: Option<&'static str>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub upstream: Option<UpstreamTiming>,
-    pub gpu: Option<serde_json::Value>,
-    pub results: Option<serde_json::Value>,
-    /// A gRPC call's method and final status (only on gRPC exchanges).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<Box<GrpcCall>>,
-    /// Why brownout itself failed the exchange (`x-brownout-error`), if it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Record {
-    /// A blank record for a new exchange.
-    pub fn new(id: u64, listener: Arc<str>) -> Self {
-        Record {
-            ts: Timestamp(std::time::SystemTime::now()),
-            id,
-            listener,
-            api: "generic",
-            endpoint: "other",
-            phase: None,
-            method: String::new(),
-            path: String::new(),
-            model: None,
-            stream: None,
-            matched: Vec::new(),
-            rules: Vec::new(),
-            faults: Vec::new(),
-            faults_skipped: Vec::new(),
-            attempt: None,
-            status: None,
-            outcome: Outcome::ClientClosed,
-            ttfb_ms: None,
-            ttft_ms: None,
-            e2e_ms: 0.0,
-            itl_ms: None,
-            tpot_ms: None,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_source: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            upstream: None,
-            gpu: None,
-            results: None,
-            grpc: None,
-            error: None,
-        }
-    }
-
-    /// Make a written record blank again, keeping its buffers' capacity.
-    pub fn reset(&mut self, id: u64, listener: Arc<str>) {
-        let mut method = std::mem::take(&mut self.method);
-        let mut path = std::mem::take(&mut self.path);
-        let mut matched = std::mem::take(&mut self.matched);
-        let mut rules = std::mem::take(&mut self.rules);
-        let mut faults = std::mem::take(&mut self.faults);
-        let mut skipped = std::mem::take(&mut self.faults_skipped);
-        method.clear();
-        path.clear();
-        matched.clear();
-        rules.clear();
-        faults.clear();
-        skipped.clear();
-        *self = Record::new(id, listener);
-        self.method = method;
-        self.path = path;
-        self.matched = matched;
-        self.rules = rules;
-        self.faults = faults;
-        self.faults_skipped = skipped;
-    }
-}
+/// The record itself is shared with the drill, which reads record files back
+/// into the same type (`brownout report`); this module is what writes it.
+pub use brownout_faults::record::*;
 
 /// Records lost, by reason (`brownout_records_dropped_total{reason}`, and
 /// `records.dropped_by_reason` in `/api/v1/status`), so an operator can tell a
@@ -327,6 +130,23 @@ pub struct Recorder {
     /// poller (a drill against a running proxy) reads on from.
     recent_total: Arc<AtomicU64>,
     file_error: Arc<Mutex<Option<String>>>,
+    /// Keys records' `fingerprint` and `client` (`record.fingerprint_key`, else
+    /// drawn at start): one key for the process, so its records can be compared.
+    key: FingerprintKey,
+}
+
+/// Request headers that name a client, strongest first: the drill's simulated
+/// user (many share one real key), then the credentials AI APIs take. Their
+/// values are only ever hashed ([`Recorder::identify`]).
+pub const CLIENT_HEADERS: [&str; 4] =
+    ["x-brownout-client", "authorization", "x-api-key", "api-key"];
+
+/// The value of the first of [`CLIENT_HEADERS`] the request carries.
+pub fn credential(headers: &http::HeaderMap) -> Option<&[u8]> {
+    CLIENT_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .map(|v| v.as_bytes())
 }
 
 /// How many recent records the admin API can show.
@@ -366,6 +186,10 @@ impl Recorder {
         cfg: &RecordConfig,
         metrics: Arc<Metrics>,
     ) -> io::Result<Arc<Recorder>> {
+        let key = match &cfg.fingerprint_key {
+            Some(k) => k.clone(),
+            None => FingerprintKey::random().map_err(io::Error::other)?,
+        };
         let drops = Arc::new(Drops::default());
         let file_error = Arc::new(Mutex::new(None));
         let sink = match path {
@@ -426,7 +250,25 @@ impl Recorder {
             recent,
             recent_total,
             file_error,
+            key,
         }))
+    }
+
+    /// Name the call and the client in `rec` (docs/records.md `fingerprint`,
+    /// `client`): `target` is the path with its query, `body` what was read of it
+    /// for matching (`None`: not read, and then only the method and target count),
+    /// `credential` what [`credential`] found, else the client's address counts.
+    pub fn identify(
+        &self,
+        rec: &mut Record,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+        credential: Option<&[u8]>,
+        ip: std::net::IpAddr,
+    ) {
+        rec.fingerprint = Some(self.key.fingerprint(method, target, body));
+        rec.client = Some(self.key.client(credential, ip));
     }
 
     /// A blank record for a new exchange, reusing a written one when possible.
@@ -1810,6 +1652,144 @@ mod tests {
             })
             .sum();
         assert_eq!(noted, d.queue_full, "every drop is noted in the file");
+    }
+
+    /// A record with every field the proxy can fill, ending as `outcome`.
+    fn filled(id: u64, outcome: Outcome, r: &Recorder) -> Box<Record> {
+        let mut rec = r.blank(id, Arc::from("llm"));
+        // Files hold milliseconds: a time on a millisecond reads back equal.
+        rec.ts = Timestamp(std::time::UNIX_EPOCH + Duration::from_millis(1_767_225_600_000 + id));
+        rec.api = "openai";
+        rec.endpoint = "chat";
+        rec.phase = Some(Arc::from("storm"));
+        rec.method.push_str("POST");
+        rec.path.push_str("/v1/chat/completions");
+        rec.model = Some("gpt-4o-mini".into());
+        rec.stream = Some(id < 4);
+        rec.matched.push(Arc::from("throttle"));
+        rec.rules.push(Arc::from("throttle"));
+        rec.faults.push(FaultRef {
+            rule: Arc::from("throttle"),
+            fault: "error",
+            reason: None,
+        });
+        rec.faults_skipped.push(FaultRef {
+            rule: Arc::from("slow"),
+            fault: "delay",
+            reason: Some("max_active"),
+        });
+        rec.attempt = Some(1);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer sk-SECRET"),
+        );
+        r.identify(
+            &mut rec,
+            "POST",
+            "/v1/chat/completions?x=1",
+            Some(b"{\"model\":\"gpt-4o-mini\"}"),
+            credential(&headers),
+            std::net::IpAddr::from([127, 0, 0, 1]),
+        );
+        rec.status = Some(429);
+        rec.outcome = outcome;
+        rec.ttfb_ms = Some(0.25);
+        rec.ttft_ms = Some(12.5);
+        rec.e2e_ms = 40.125;
+        rec.itl_ms = Some(ItlSummary {
+            p50: 2.5,
+            p95: 4.0,
+            max: 8.0,
+        });
+        rec.tpot_ms = Some(3.0);
+        rec.input_tokens = Some(3);
+        rec.output_tokens = Some(5);
+        rec.tokens_source = Some("usage");
+        rec.bytes_in = 96;
+        rec.bytes_out = 310;
+        rec.upstream = Some(UpstreamTiming {
+            status: Some(200),
+            ttfb_ms: Some(1.0),
+            e2e_ms: Some(30.5),
+            retried: id > 5,
+        });
+        rec.gpu = Some(serde_json::json!({"queue_ms": 4.5, "batch": 3}));
+        rec.results = Some(serde_json::json!({"returned": 3, "dropped": 1}));
+        rec.grpc = Some(Box::new(GrpcCall {
+            service: "milvus.proto.milvus.MilvusService".into(),
+            method: "Search".into(),
+            status: Some(14),
+            in_message: Some("busy".into()),
+        }));
+        rec.error = Some("upstream: connection refused".into());
+        rec
+    }
+
+    #[test]
+    fn what_the_proxy_writes_reads_back_as_the_same_record_for_every_outcome() {
+        let dir = Dir::new("roundtrip");
+        let path = dir.0.join("r.jsonl");
+        let r = Recorder::start(Some(&path), 1000, Arc::default()).unwrap();
+        let mut sent = Vec::new();
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            let full = filled(i as u64, *o, &r);
+            // And a blank one: nulls, empty lists, fields left out.
+            let mut blank = r.blank(100 + i as u64, Arc::from("llm"));
+            blank.ts = full.ts;
+            blank.outcome = *o;
+            sent.push((*full).clone());
+            sent.push((*blank).clone());
+            r.submit(full);
+            r.submit(blank);
+        }
+        r.close();
+        let text = read(&path);
+        assert!(!text.contains("SECRET"), "{text}");
+        let back: Vec<Record> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(back.len(), sent.len());
+        for (b, s) in back.iter().zip(&sent) {
+            assert_eq!(b, s);
+        }
+        let outcomes: Vec<Outcome> = back.iter().map(|b| b.outcome).step_by(2).collect();
+        assert_eq!(outcomes, Outcome::ALL);
+        // One key per recorder: the same call and client hash alike.
+        assert!(back[0].fingerprint.is_some() && back[0].fingerprint == back[2].fingerprint);
+        assert_eq!(back[0].client, back[2].client);
+    }
+
+    #[test]
+    fn a_configured_fingerprint_key_is_shared_and_never_shown() {
+        let c: RecordConfig =
+            brownout_faults::yaml::from_str("{fingerprint_key: s3cret-shared}", "t").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let (a, b) = (
+            Recorder::start_with(None, &c, Arc::default()).unwrap(),
+            Recorder::start_with(None, &c, Arc::default()).unwrap(),
+        );
+        let (own, other) = (
+            Recorder::start(None, 10, Arc::default()).unwrap(),
+            Recorder::start(None, 10, Arc::default()).unwrap(),
+        );
+        let id = |r: &Recorder| {
+            let mut rec = Record::new(0, Arc::from("l"));
+            r.identify(&mut rec, "GET", "/x", None, None, [10, 0, 0, 1].into());
+            (rec.fingerprint, rec.client)
+        };
+        assert_eq!(id(&a), id(&b), "sidecars sharing a key");
+        assert_ne!(id(&own), id(&other), "a key of each process");
+        assert_ne!(id(&a), id(&own));
+        for r in [a, b, own, other] {
+            r.close();
+        }
+        let e = brownout_faults::yaml::from_str::<RecordConfig>("{fingerprint_key: ''}", "t")
+            .err()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("must not be empty"), "{e}");
     }
 
     #[test]

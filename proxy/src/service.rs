@@ -417,6 +417,25 @@ async fn proxy_exchange(
             }
         }
     }
+    // The record names the call and its client by keyed hashes (docs/records.md).
+    // Only a body read for matching counts: one read for an error's model text is
+    // read on faulted attempts alone, and the attempt that gets through must hash
+    // as they did for a report to count it as their retry.
+    let read = match req_body.as_ref() {
+        Some(ReqBody::Prefixed {
+            prefix: Some(p), ..
+        }) if profile.needs_body => Some(&p[..]),
+        _ => None,
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let who = crate::record::credential(&parts.headers);
+    let method = parts.method.as_str();
+    shared
+        .recorder
+        .identify(ex.rec(), method, target, read, who, ip);
 
     if !decided.is_empty() {
         let grpc_deadline = if grpc {
