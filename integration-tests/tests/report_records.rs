@@ -205,3 +205,64 @@ async fn the_report_command_gives_no_verdict_without_objectives() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("FAIL"), "{stdout}");
 }
+
+/// The real LiteLLM Router, retrying a throttled call with fresh SDK calls
+/// (`num_retries=3`), through a recording proxy to the simulator: each attempt is a
+/// new OpenAI-SDK call, so the records carry no retry count (every `attempt` is 0),
+/// and `brownout report` still counts the call's four attempts, 4.00x, from their
+/// fingerprints. (`litellm.completion(num_retries=...)` alone hands the retries to
+/// the SDK, which numbers them: its records say 0, 1, 2, 3 themselves.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_fresh_call_retries_show_as_four_attempts_of_one_call() {
+    let sim = brownout_sim::spawn("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.join("records.jsonl");
+    let proxy = ProxyBuilder::new(format!("http://{}", sim.addr))
+        .api(ApiKind::Openai)
+        .record(&file)
+        .profile(
+            r#"
+version: 1
+name: litellm-retries
+rules:
+  - name: first-three
+    match: {endpoint: chat}
+    schedule: {first: 3}
+    faults: [{type: error, preset: openai.rate_limit_requests, retry_after: 100ms}]
+"#,
+        )
+        .start()
+        .await;
+    let py = tokio::task::spawn_blocking(sdk_python).await.unwrap();
+    let out = run_python_json(
+        &py,
+        "litellm_retries_check.py",
+        &[proxy.url("/v1"), "1".into(), "3".into()],
+    )
+    .await;
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(
+        out[0]["ok"], true,
+        "the fourth attempt got through: {out:#?}"
+    );
+    proxy.exactly_records(4).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let recs: Vec<Record> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let statuses: Vec<Option<u16>> = recs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(429), Some(429), Some(429), Some(200)]);
+    assert!(
+        recs.iter().all(|r| r.attempt.unwrap_or(0) == 0),
+        "LiteLLM's retries are fresh calls, no retry count: {text}"
+    );
+    let r = brownout_drill::records::report_from_records(&[("records.jsonl".into(), text)], None)
+        .unwrap();
+    assert_eq!(r.result.total.attempts, 4);
+    assert_eq!(r.result.total.amplification_text(), "4.00×");
+    proxy.shutdown().await;
+    sim.shutdown().await;
+}
