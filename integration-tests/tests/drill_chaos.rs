@@ -149,6 +149,36 @@ async fn an_idle_rule_makes_a_sim_drill_inconclusive_unless_allowed() {
         r["chaos"]["exchanges"].as_u64().unwrap()
     );
 
+    // The same records through `brownout report --scenario`: the same judgement.
+    let out = within(
+        Duration::from_secs(60),
+        "brownout report",
+        tokio::process::Command::new(brownout_bin())
+            .arg("report")
+            .arg(ra.join("records.jsonl"))
+            .arg("--scenario")
+            .arg(&a)
+            .arg("--report-dir")
+            .arg(idle.join("again"))
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let again = report(&idle.join("again"));
+    assert_eq!(again["verdict"], "inconclusive");
+    assert_eq!(tally(&again, "embed-only")["idle"], true);
+    assert_eq!(
+        tally(&again, "throttle")["faults"][0]["applied"],
+        tally(&r, "throttle")["faults"][0]["applied"]
+    );
+
     // Allowed: the same counts, and a pass.
     assert_eq!(
         ob.status.code(),

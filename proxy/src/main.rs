@@ -632,9 +632,11 @@ fn report_cmd(
     dir: &std::path::Path,
 ) -> ExitCode {
     use brownout_drill::gate::EXIT_INVALID;
-    let scenario = match scenario.map(brownout_drill::scenario::load_scenario_file) {
+    // The drill's own pre-flight: the scenario's objectives and baseline, and its
+    // profile, against which every rule is judged (an idle one: inconclusive).
+    let loaded = match scenario.map(drill::load) {
         None => None,
-        Some(Ok(s)) => Some(s),
+        Some(Ok(l)) => Some(l),
         Some(Err(diags)) => {
             for d in diags {
                 eprintln!("{d}");
@@ -652,7 +654,11 @@ fn report_cmd(
             }
         }
     }
-    let report = match brownout_drill::records::report_from_records(&files, scenario.as_ref()) {
+    let report = match brownout_drill::records::report_from_records_with(
+        &files,
+        loaded.as_ref().map(|l| &l.scenario),
+        loaded.as_ref().map(|l| &l.profile),
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot build the report: {e}");
