@@ -7,9 +7,10 @@
 //! client connection parses each request head in place (`httparse`, into the
 //! connection's own buffer), writes the upstream's request head straight from it,
 //! relays the body and the answer as raw bytes (chunked framing is followed, not
-//! re-encoded), and keeps three timers per connection whose deadlines only move
-//! forward. The record of each exchange is the same one the full path writes:
-//! the same [`Exchange`] guard, the same measurement taps.
+//! re-encoded), and keeps one timer per connection, set again for each wait (a
+//! connection waits for one thing at a time). The record of each exchange is the
+//! same one the full path writes: the same [`Exchange`] guard, the same
+//! measurement taps.
 //!
 //! Whatever this loop does not handle is handed to the full (hyper) path with the
 //! bytes already read, for the rest of the connection: the first request a rule
@@ -56,72 +57,153 @@ enum Ended {
     Handoff { h2: bool },
 }
 
-/// Serve one plain-text client connection, on the fast path while it can be.
-pub(crate) async fn serve(
+/// Serve one plain-text client connection, on the fast path while it can be,
+/// holding `guard` (its slot among `max_connections`) until it ends.
+///
+/// Not an `async fn`: one keeps its arguments, and the copies its body moves them
+/// into, side by side for the connection's whole life. The connection is built
+/// first and the future only borrows it, so an idle connection's task holds each
+/// part once.
+pub(crate) fn serve<G: Send + 'static>(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
-    settings: &crate::server::ConnSettings,
+    settings: Arc<crate::server::ConnSettings>,
     stop: watch::Receiver<u8>,
-) {
+    guard: G,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
-    let info = ConnInfo::new(peer);
     let mut conn = FastConn {
         io: stream,
         buf: BytesMut::new(),
         out: Vec::new(),
-        info: info.clone(),
-        ctx: ctx.clone(),
+        peer,
+        last_done: Instant::now(),
+        ctx,
         pool,
         served: 0,
         abort_on_fin: settings.half_close == crate::config::HalfClose::Abort,
     };
-    // Whether an exchange is in flight (read by the stop watcher on the same task).
-    let busy = AtomicBool::new(false);
-    let mut watcher = stop.clone();
-    let ended = {
-        let run = conn.run(settings, &stop, &busy);
-        tokio::select! {
-            biased;
-            e = run => e,
-            _ = stop_signal(&mut watcher, &busy) => Ended::Closed,
-        }
-    };
-    if let Ended::Handoff { h2 } = ended {
-        let FastConn { io, buf, .. } = conn;
-        let io = Rewind {
-            prefix: buf.freeze(),
-            inner: ConnIo::new(io, info.clone()),
+    async move {
+        // Whether an exchange is in flight (read by the stop watcher on the same task).
+        let busy = AtomicBool::new(false);
+        let mut watcher = stop.clone();
+        let ended = {
+            let run = conn.run(&settings, &stop, &busy);
+            tokio::select! {
+                biased;
+                e = run => e,
+                _ = stop_signal(&mut watcher, &busy) => Ended::Closed,
+            }
         };
-        crate::server::serve_full(h2, io, ctx, info, settings, stop).await;
+        match ended {
+            // A closed connection's buffers serve the next one.
+            Ended::Closed => give_back(&mut conn.buf, &mut conn.out),
+            Ended::Handoff { h2 } => {
+                // The facts hyper's path shares with every request, made only now:
+                // the fast path needs none of them.
+                let info = ConnInfo::resumed(conn.peer, conn.last_done, conn.served > 0);
+                let prefix = std::mem::take(&mut conn.buf).freeze();
+                let FastConn { io, ctx, .. } = conn;
+                let io = Rewind {
+                    prefix,
+                    inner: ConnIo::new(io, info.clone()),
+                };
+                // Boxed: a connection the fast path keeps carries no room for hyper's.
+                let full = crate::server::serve_full(h2, io, ctx, info, &settings, stop);
+                Box::pin(full).await;
+            }
+        }
+        drop(guard);
     }
 }
 
 /// Resolves when the connection must end now: at once on abort, and on a graceful
 /// stop while no exchange is in flight (the loop itself stops after the one that is).
-async fn stop_signal(stop: &mut watch::Receiver<u8>, busy: &AtomicBool) {
-    loop {
-        let v = *stop.borrow_and_update();
-        if v == crate::server::ABORT
-            || (v == crate::server::STOP_ACCEPTING && !busy.load(Ordering::Relaxed))
-        {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return std::future::pending().await;
+///
+/// This and the loop's other futures are written as functions returning a block:
+/// an `async fn` keeps a second copy of its arguments, for every connection.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps a second copy of its arguments in every idle connection"
+)]
+fn stop_signal<'a>(
+    stop: &'a mut watch::Receiver<u8>,
+    busy: &'a AtomicBool,
+) -> impl std::future::Future<Output = ()> + 'a {
+    async move {
+        loop {
+            let v = *stop.borrow_and_update();
+            if v == crate::server::ABORT
+                || (v == crate::server::STOP_ACCEPTING && !busy.load(Ordering::Relaxed))
+            {
+                return;
+            }
+            if stop.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 }
 
+/// Read into `buf`, which holds no request bytes yet or part of a head. While
+/// the client has sent nothing, no buffer is held: `buf` and `out` go back to
+/// the thread's spares as the connection waits ([`crate::reuse`]), and a buffer
+/// is taken again once the socket is readable. The same system calls as
+/// `read_buf`: the readiness is tokio's, as that read's would be.
+fn poll_fill(
+    io: &TcpStream,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    loop {
+        if io.poll_read_ready(cx)?.is_pending() {
+            if buf.is_empty() {
+                give_back(buf, out);
+            }
+            return Poll::Pending;
+        }
+        if buf.capacity() == 0 {
+            *buf = crate::reuse::read_buf(READ_ROOM);
+        }
+        buf.reserve(READ_ROOM);
+        match io.try_read_buf(buf) {
+            // Readiness was stale: tokio cleared it, and the next poll waits.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+/// Give the connection's buffers to the thread's spares.
+fn give_back(buf: &mut BytesMut, out: &mut Vec<u8>) {
+    if buf.capacity() > 0 {
+        crate::reuse::give_read_buf(std::mem::take(buf));
+    }
+    if out.capacity() > 0 {
+        crate::reuse::give_head_buf(std::mem::take(out));
+    }
+}
+
 /// One client connection on the fast path.
+///
+/// Kept small, since idle keep-alive connections may be many: the buffers are
+/// lent only while a request is read and answered, the exchange's own state is
+/// boxed for its duration, and no [`ConnInfo`] is made unless the connection is
+/// handed over.
 struct FastConn {
     io: TcpStream,
-    /// Bytes read from the client and not yet used.
+    /// Bytes read from the client and not yet used; lent by the thread
+    /// ([`crate::reuse`]), none while the connection idles.
     buf: BytesMut,
-    /// Heads being written (upstream request, client response).
+    /// Heads being written (upstream request, client response); lent as `buf` is.
     out: Vec<u8>,
-    info: Arc<ConnInfo>,
+    peer: SocketAddr,
+    /// When the last exchange ended (when the connection was accepted, before the
+    /// first): the start of the wait for the next request.
+    last_done: Instant,
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
     served: u64,
@@ -157,24 +239,35 @@ enum Prep {
     Forward(Forward),
 }
 
-/// Timers of one connection, reused by every exchange on it.
-struct Timers {
-    /// Waiting for a request head: `header_timeout`, then `idle_timeout`.
-    head: Pin<Box<Sleep>>,
-    /// Waiting for the upstream's response head: `upstream_timeout`.
-    upstream: Pin<Box<Sleep>>,
-    /// Between upstream body reads: `upstream_idle_timeout`.
-    body: Pin<Box<Sleep>>,
-}
+/// The timer of one connection, reused by every exchange on it.
+///
+/// One, not one per kind of wait: a connection waits for a request head, or for
+/// the upstream's answer head, or between upstream body reads, never for two of
+/// them at once, and every wait sets the deadline it needs before it begins. An
+/// idle connection then holds a single timer; moving a deadline back costs tokio
+/// a re-filing, twice per exchange, where extending one is nearly free.
+struct Timers(Pin<Box<Sleep>>);
 
 impl Timers {
     fn new() -> Self {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        Timers {
-            head: Box::pin(tokio::time::sleep_until(far)),
-            upstream: Box::pin(tokio::time::sleep_until(far)),
-            body: Box::pin(tokio::time::sleep_until(far)),
-        }
+        Timers(Box::pin(tokio::time::sleep_until(far)))
+    }
+
+    /// Waiting for a request head: `header_timeout`, then `idle_timeout`.
+    fn head(&mut self) -> Pin<&mut Sleep> {
+        self.0.as_mut()
+    }
+
+    /// Waiting for the upstream's response head: `upstream_timeout`, set when the
+    /// exchange is sent.
+    fn upstream(&mut self) -> Pin<&mut Sleep> {
+        self.0.as_mut()
+    }
+
+    /// Between upstream body reads: `upstream_idle_timeout`.
+    fn body(&mut self) -> Pin<&mut Sleep> {
+        self.0.as_mut()
     }
 }
 
@@ -224,51 +317,57 @@ enum UpFail {
 }
 
 impl FastConn {
-    async fn run(
-        &mut self,
-        settings: &crate::server::ConnSettings,
-        stop: &watch::Receiver<u8>,
-        busy: &AtomicBool,
-    ) -> Ended {
-        let mut timers = Timers::new();
-        let mut last_done = Instant::now();
-        loop {
-            // A whole request head.
-            let fwd = loop {
-                if !self.buf.is_empty() {
-                    if self.served == 0 {
-                        match h2_preface(&self.buf) {
-                            Some(true) => return Ended::Handoff { h2: true },
-                            Some(false) => {}
-                            None => {
-                                if let Some(e) =
-                                    self.read_head_bytes(&mut timers, settings, last_done).await
-                                {
-                                    return e;
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of its arguments in every idle connection"
+    )]
+    fn run<'a>(
+        &'a mut self,
+        settings: &'a crate::server::ConnSettings,
+        stop: &'a watch::Receiver<u8>,
+        busy: &'a AtomicBool,
+    ) -> impl std::future::Future<Output = Ended> + 'a {
+        async move {
+            let mut timers = Timers::new();
+            loop {
+                // A whole request head.
+                let fwd = loop {
+                    if !self.buf.is_empty() {
+                        if self.served == 0 {
+                            match h2_preface(&self.buf) {
+                                Some(true) => return Ended::Handoff { h2: true },
+                                Some(false) => {}
+                                None => {
+                                    if let Some(e) =
+                                        self.read_head_bytes(&mut timers, settings).await
+                                    {
+                                        return e;
+                                    }
+                                    continue;
                                 }
-                                continue;
                             }
                         }
+                        match self.prepare() {
+                            Prep::Forward(f) => break f,
+                            Prep::Handoff => return Ended::Handoff { h2: false },
+                            Prep::Partial => {}
+                        }
                     }
-                    match self.prepare() {
-                        Prep::Forward(f) => break f,
-                        Prep::Handoff => return Ended::Handoff { h2: false },
-                        Prep::Partial => {}
+                    if let Some(e) = self.read_head_bytes(&mut timers, settings).await {
+                        return e;
                     }
+                };
+                busy.store(true, Ordering::Relaxed);
+                // Boxed for as long as it runs: an idle connection carries no room for
+                // an exchange's state.
+                let keep = Box::pin(self.exchange(fwd, &mut timers, stop)).await;
+                self.served += 1;
+                busy.store(false, Ordering::Relaxed);
+                self.last_done = Instant::now();
+                if !keep || *stop.borrow() != 0 {
+                    let _ = self.io.shutdown().await;
+                    return Ended::Closed;
                 }
-                if let Some(e) = self.read_head_bytes(&mut timers, settings, last_done).await {
-                    return e;
-                }
-            };
-            busy.store(true, Ordering::Relaxed);
-            self.info.first_request.store(true, Ordering::Relaxed);
-            let keep = self.exchange(fwd, &mut timers, stop).await;
-            self.served += 1;
-            busy.store(false, Ordering::Relaxed);
-            last_done = Instant::now();
-            if !keep || *stop.borrow() != 0 {
-                let _ = self.io.shutdown().await;
-                return Ended::Closed;
             }
         }
     }
@@ -276,42 +375,45 @@ impl FastConn {
     /// Read more of a request head, within `header_timeout` for the first request
     /// and `idle_timeout` (at least `header_timeout`) for later ones. `Some`: the
     /// connection ended.
-    async fn read_head_bytes(
-        &mut self,
-        timers: &mut Timers,
+    fn read_head_bytes<'a>(
+        &'a mut self,
+        timers: &'a mut Timers,
         settings: &crate::server::ConnSettings,
-        since: Instant,
-    ) -> Option<Ended> {
-        if self.buf.len() > MAX_HEAD {
-            return Some(Ended::Handoff { h2: false });
-        }
+    ) -> impl std::future::Future<Output = Option<Ended>> + 'a {
+        let too_long = self.buf.len() > MAX_HEAD;
         let limit = if self.served == 0 {
             settings.header_timeout
         } else {
             settings.idle_timeout.max(settings.header_timeout)
         };
-        timers.head.as_mut().reset(since + limit);
-        self.buf.reserve(READ_ROOM);
-        tokio::select! {
-            biased;
-            r = self.io.read_buf(&mut self.buf) => match r {
-                Ok(0) | Err(_) => Some(Ended::Closed),
-                Ok(_) => None,
-            },
-            _ = timers.head.as_mut() => {
-                if self.served == 0 {
-                    self.ctx.shared.metrics.rejected(
-                        crate::metrics::Rejection::HeaderTimeout,
-                        &self.ctx.name,
-                        self.info.peer,
-                        &format_args!("no request head within header_timeout ({limit:?})"),
-                    );
-                } else {
-                    tracing::debug!(peer = %self.info.peer, served = self.served, "closing idle connection (idle_timeout)");
-                }
-                Some(Ended::Closed)
-            }
+        if !too_long {
+            timers.head().reset(self.last_done + limit);
         }
+        let mut timer = timers.head();
+        std::future::poll_fn(move |cx| {
+            if too_long {
+                return Poll::Ready(Some(Ended::Handoff { h2: false }));
+            }
+            // The client first, as a biased select would.
+            if let Poll::Ready(r) = poll_fill(&self.io, &mut self.buf, &mut self.out, cx) {
+                return Poll::Ready(match r {
+                    Ok(0) | Err(_) => Some(Ended::Closed),
+                    Ok(_) => None,
+                });
+            }
+            std::task::ready!(std::future::Future::poll(timer.as_mut(), cx));
+            if self.served == 0 {
+                self.ctx.shared.metrics.rejected(
+                    crate::metrics::Rejection::HeaderTimeout,
+                    &self.ctx.name,
+                    self.peer,
+                    &format_args!("no request head within header_timeout ({limit:?})"),
+                );
+            } else {
+                tracing::debug!(peer = %self.peer, served = self.served, "closing idle connection (idle_timeout)");
+            }
+            Poll::Ready(Some(Ended::Closed))
+        })
     }
 
     /// Parse the buffered request head and, when no fault can apply to it, write
@@ -417,7 +519,7 @@ impl FastConn {
                 path,
                 headers: &no_headers,
                 facts: &facts,
-                client_ip: Some(self.info.peer.ip()),
+                client_ip: Some(self.peer.ip()),
             };
             if profile.any_rule_matches(active.phase, &input) {
                 return Prep::Handoff;
@@ -436,20 +538,19 @@ impl FastConn {
         rec.phase = phase;
         // The body is not read here: the fingerprint is of the method and target.
         let fp_target = target.split('#').next().unwrap_or(target);
-        let peer = self.info.peer.ip();
+        let peer = self.peer.ip();
         let cred = who.map(|(_, v)| v);
         shared
             .recorder
             .identify(&mut rec, method, fp_target, None, cred, peer);
-        let ex = Exchange::new(
-            shared.clone(),
-            ctx.active.clone(),
-            rec,
-            Some(self.info.clone()),
-        );
+        // No connection to tell: the fast path keeps its own idle timer.
+        let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, None);
 
         // The upstream's request head: the client's, less hop-by-hop headers, with
         // the upstream's `Host`.
+        if self.out.capacity() == 0 {
+            self.out = crate::reuse::head_buf();
+        }
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(method.as_bytes());
@@ -526,7 +627,7 @@ impl FastConn {
         };
         ex.upstream_called();
         let deadline = Instant::now() + self.ctx.shared.upstream_timeout;
-        timers.upstream.as_mut().reset(deadline);
+        timers.upstream().reset(deadline);
 
         // Send, and wait for the answer's head. A reused connection that the
         // upstream closed under the request gets it again, once, on a new one,
@@ -550,7 +651,7 @@ impl FastConn {
                     let connect = tokio::select! {
                         biased;
                         c = self.pool.connect_raw() => c,
-                        _ = timers.upstream.as_mut() => Err(std::io::Error::new(
+                        _ = timers.upstream() => Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             "connect timed out",
                         )),
@@ -677,12 +778,12 @@ impl FastConn {
             }
             // More from the upstream, within upstream_idle_timeout.
             let idle = self.ctx.shared.upstream_idle_timeout;
-            timers.body.as_mut().reset(Instant::now() + idle);
+            timers.body().reset(Instant::now() + idle);
             up.buf.reserve(READ_ROOM);
             let read = tokio::select! {
                 biased;
                 r = up.stream.read_buf(&mut up.buf) => r,
-                _ = timers.body.as_mut() => {
+                _ = timers.body() => {
                     let msg = format!("upstream sent nothing for {idle:?} (upstream_idle_timeout)");
                     return self.broken_body(ex, tap, Outcome::Timeout, msg, false).await;
                 }
@@ -738,7 +839,7 @@ impl FastConn {
         let written = tokio::select! {
             biased;
             r = up.stream.write_all(&self.out) => r,
-            _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
         };
         sending.last = Instant::now();
         if let Err(e) = written {
@@ -749,7 +850,7 @@ impl FastConn {
             let r = tokio::select! {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
-                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
             };
             match r {
                 Ok(0) => {
@@ -781,7 +882,7 @@ impl FastConn {
             let w = tokio::select! {
                 biased;
                 r = up.stream.write_all(&self.buf[..used]) => r,
-                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
             };
             sending.last = Instant::now();
             // Kept to send again: it went after the head and the first bytes.
@@ -852,7 +953,7 @@ impl FastConn {
                     }
                     continue;
                 }
-                _ = timers.upstream.as_mut() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
             };
             match r {
                 Ok(0) if !got_any => {

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod record;
 pub mod reload;
+pub mod reuse;
 pub mod server;
 pub mod service;
 pub mod state;

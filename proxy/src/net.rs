@@ -26,6 +26,8 @@ pub struct ConnInfo {
     pub inflight: AtomicU32,
     /// When the last exchange ended, in ms since `created` (for `idle_timeout`).
     pub last_done_ms: AtomicU64,
+    /// The origin of the other times kept in ms (when the connection was accepted,
+    /// or handed over by the fast path): only durations from it are read.
     pub created: tokio::time::Instant,
     /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
     /// socket over only once its connection has finished, so the connection's task
@@ -57,13 +59,26 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     pub fn new(peer: SocketAddr) -> Arc<Self> {
+        Self::resumed(peer, tokio::time::Instant::now(), false)
+    }
+
+    /// The facts of a connection served so far without them (the fast path, which
+    /// hands a connection over only when it needs them): idle since `idle_since`
+    /// (its last exchange's end, or when it was accepted), and whether its first
+    /// request has come. Only durations are read from `created`, so it starts
+    /// there, which keeps `idle_for` what it would have been.
+    pub fn resumed(
+        peer: SocketAddr,
+        idle_since: tokio::time::Instant,
+        first_request: bool,
+    ) -> Arc<Self> {
         Arc::new(ConnInfo {
             peer,
             rst: AtomicBool::new(false),
-            first_request: AtomicBool::new(false),
+            first_request: AtomicBool::new(first_request),
             inflight: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(0),
-            created: tokio::time::Instant::now(),
+            created: idle_since,
             tunnel: Mutex::new(None),
             h2: crate::h2up::H2Slot::default(),
             kill: tokio::sync::Notify::new(),

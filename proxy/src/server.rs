@@ -657,53 +657,112 @@ async fn accept_loop(
                 }
             }
         };
-        let (ctx, settings, mut stop, conns) =
-            (ctx.clone(), settings.clone(), stop.clone(), conns.clone());
         let counted = load.clone().map(|(l, me)| OpenConn::new(l, me));
-        tokio::spawn(async move {
-            let permit = match permit {
-                Ok(p) => p,
-                Err(seat) => {
-                    let wait = settings.header_timeout;
-                    let p = tokio::select! {
-                        p = conns.acquire_owned() => p.ok(),
-                        _ = tokio::time::sleep(wait) => {
-                            ctx.shared.metrics.rejected(
-                                Rejection::MaxConnections,
-                                &ctx.name,
-                                peer,
-                                &format_args!("no free slot within header_timeout ({wait:?})"),
-                            );
-                            None
-                        }
-                        _ = stop.changed() => None,
+        let (ctx, settings, mut stop) = (ctx.clone(), settings.clone(), stop.clone());
+        match permit {
+            Ok(permit) => {
+                let guard = SlotGuard {
+                    _counted: counted,
+                    _permit: permit,
+                };
+                tokio::spawn(serve_conn(stream, peer, ctx, settings, stop, guard));
+            }
+            Err(seat) => {
+                let conns = conns.clone();
+                tokio::spawn(async move {
+                    let wait = wait_for_slot(seat, conns, &ctx, &settings, peer, &mut stop);
+                    // Boxed: rare, and the connection's future is as large as its
+                    // largest state for the rest of its life.
+                    let Some(permit) = Box::pin(wait).await else {
+                        return;
                     };
-                    drop(seat);
-                    match p {
-                        Some(p) => p,
-                        None => return,
-                    }
-                }
-            };
-            serve_conn(stream, peer, ctx, &settings, stop).await;
-            drop(counted);
-            drop(permit);
-        });
+                    let guard = SlotGuard {
+                        _counted: counted,
+                        _permit: permit,
+                    };
+                    serve_conn(stream, peer, ctx, settings, stop, guard).await
+                });
+            }
+        }
     }
 }
 
-async fn serve_conn(
+/// A connection's place: counted against its worker, and its slot among
+/// `max_connections`, both given back (in that order) when it is dropped, even
+/// when the task is aborted or unwinds.
+struct SlotGuard {
+    _counted: Option<OpenConn>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Wait for a connection slot within `header_timeout`, holding a seat in the
+/// waiting room meanwhile; `None`: none came in time (counted), or shutdown.
+async fn wait_for_slot(
+    seat: tokio::sync::OwnedSemaphorePermit,
+    conns: Arc<Semaphore>,
+    ctx: &ListenerCtx,
+    settings: &ConnSettings,
+    peer: SocketAddr,
+    stop: &mut watch::Receiver<u8>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let wait = settings.header_timeout;
+    let p = tokio::select! {
+        p = conns.acquire_owned() => p.ok(),
+        _ = tokio::time::sleep(wait) => {
+            ctx.shared.metrics.rejected(
+                Rejection::MaxConnections,
+                &ctx.name,
+                peer,
+                &format_args!("no free slot within header_timeout ({wait:?})"),
+            );
+            None
+        }
+        _ = stop.changed() => None,
+    };
+    drop(seat);
+    p
+}
+
+/// The future that serves one accepted connection, holding `guard` until it ends.
+///
+/// The fast path's future is the connection's task itself, as small as it can be
+/// (idle keep-alive connections may be many, and each task is as large as its
+/// largest state); every other path is boxed, so that it takes only the room it
+/// needs on its own connections.
+fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    settings: Arc<ConnSettings>,
+    stop: watch::Receiver<u8>,
+    guard: SlotGuard,
+) -> futures_util::future::Either<
+    impl std::future::Future<Output = ()> + Send + 'static,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>,
+> {
+    use futures_util::future::Either;
+    if settings.tls.is_none() && settings.fast_path {
+        if let Some(pool) = ctx.client.direct_pool() {
+            return Either::Left(crate::fast::serve(
+                stream, peer, ctx, pool, settings, stop, guard,
+            ));
+        }
+    }
+    Either::Right(Box::pin(async move {
+        serve_other(stream, peer, ctx, &settings, stop).await;
+        drop(guard);
+    }))
+}
+
+/// Serve a connection the fast path does not take: TLS, or a plain one when the
+/// fast path is off.
+async fn serve_other(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: &ConnSettings,
     stop: watch::Receiver<u8>,
 ) {
-    if settings.tls.is_none() && settings.fast_path {
-        if let Some(pool) = ctx.client.direct_pool() {
-            return crate::fast::serve(stream, peer, ctx, pool, settings, stop).await;
-        }
-    }
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
     let reject = |reason, why: &dyn std::fmt::Display| {
@@ -1009,5 +1068,24 @@ mod tests {
         // Out of range is harmless (never happens: workers are numbered from 0).
         load.opened(9);
         assert_eq!(load.open_of(9), 0);
+    }
+
+    /// The size of what `f` returns, without calling it.
+    fn output_size<F, A, B, C, D, E, G, R>(_: &F) -> usize
+    where
+        F: FnOnce(A, B, C, D, E, G) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn an_idle_fast_path_connection_holds_a_small_task() {
+        // The fast path's future is the whole task of most connections, idle ones
+        // included. tokio's task cell adds 112 bytes to it and rounds up to 128:
+        // up to 528 bytes, each connection's cell is 640. One more byte costs
+        // every connection 128 (bench/idle_conns.sh); box what does not belong
+        // to an idle connection instead.
+        let size = output_size(&serve_conn);
+        assert!(size <= 528, "the connection future is {size} bytes");
     }
 }

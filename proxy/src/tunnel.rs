@@ -213,7 +213,8 @@ impl Slot {
     /// Run the tunnel parked on the connection, if any, until it ends.
     pub(crate) async fn run(self, idle: Duration, stop: watch::Receiver<u8>) {
         if let Some(t) = self.0.take_tunnel() {
-            t.run(idle, stop).await;
+            // Boxed: a connection without a tunnel carries no room for one.
+            Box::pin(t.run(idle, stop)).await;
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Memory a fast-path connection needs only while it is busy, lent per thread.
+//!
+//! An idle keep-alive connection should cost little more than its socket: nginx
+//! frees a connection's buffers while it waits for the next request, and HAProxy
+//! holds none either. The fast path ([`crate::fast`]) does the same without an
+//! allocation per request: its read and head buffers are taken from this thread's
+//! spares when a request begins to arrive and given back when the connection has
+//! nothing left to read, and so are the timers an exchange needs. Only connections
+//! busy at the same moment hold any; a burst leaves at most [`SPARE`] of each kind
+//! behind per thread.
+//!
+//! Per thread, not shared: each worker is a single-thread runtime, so a connection
+//! gives back on the thread it took from, with no lock and a warm cache.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use tokio::time::{Instant, Sleep};
+
+/// Spares kept per thread, of each kind.
+pub const SPARE: usize = 64;
+/// A buffer grown past this (a large upload or head) is freed instead of kept.
+pub const KEEP_UP_TO: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static HEAD_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static TIMERS: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keep `item` among this thread's spares, unless there are enough already.
+fn keep<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, item: T) {
+    // At thread exit the spares are gone already: the item is simply dropped.
+    let _ = pool.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < SPARE {
+            p.push(item);
+        }
+    });
+}
+
+fn take<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+    pool.try_with(|p| p.borrow_mut().pop()).ok().flatten()
+}
+
+/// An empty read buffer with room for `room` bytes at least.
+pub fn read_buf(room: usize) -> BytesMut {
+    let mut b = take(&READ_BUFS).unwrap_or_default();
+    b.reserve(room);
+    b
+}
+
+/// Give a read buffer back (its bytes are dropped). One that holds no memory, or
+/// too much, is not kept.
+pub fn give_read_buf(mut b: BytesMut) {
+    b.clear();
+    let cap = b.capacity();
+    if cap > 0 && cap <= KEEP_UP_TO {
+        keep(&READ_BUFS, b);
+    }
+}
+
+/// An empty buffer for writing heads.
+pub fn head_buf() -> Vec<u8> {
+    take(&HEAD_BUFS).unwrap_or_default()
+}
+
+/// Give a head buffer back; as [`give_read_buf`].
+pub fn give_head_buf(mut b: Vec<u8>) {
+    b.clear();
+    let cap = b.capacity();
+    if cap > 0 && cap <= KEEP_UP_TO {
+        keep(&HEAD_BUFS, b);
+    }
+}
+
+/// A timer for one exchange, set for `deadline`.
+///
+/// A spare was last set by an earlier exchange, on this thread's runtime: moving
+/// its deadline forward is cheap (tokio re-files the entry only when it fires),
+/// where a new timer would be registered and, when dropped, removed again. Until
+/// then it may still wake the task that set it, which then finds nothing to do,
+/// as a connection's own timer left set after its exchange would.
+pub fn timer(deadline: Instant) -> Pin<Box<Sleep>> {
+    match take(&TIMERS) {
+        Some(mut t) => {
+            t.as_mut().reset(deadline);
+            t
+        }
+        None => Box::pin(tokio::time::sleep_until(deadline)),
+    }
+}
+
+/// Give an exchange's timer back.
+pub fn give_timer(t: Pin<Box<Sleep>>) {
+    keep(&TIMERS, t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_and_big_ones_are_freed() {
+        let mut b = read_buf(4096);
+        b.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        give_read_buf(b);
+        let b = read_buf(4096);
+        assert!(b.is_empty() && b.capacity() >= 4096);
+        give_read_buf(b);
+        let before = READ_BUFS.with(|p| p.borrow().len());
+        give_read_buf(BytesMut::with_capacity(KEEP_UP_TO * 2));
+        give_read_buf(BytesMut::new());
+        assert_eq!(READ_BUFS.with(|p| p.borrow().len()), before);
+        let mut h = head_buf();
+        h.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        give_head_buf(h);
+        let h = head_buf();
+        assert!(h.is_empty() && h.capacity() > 0, "the same buffer, emptied");
+    }
+
+    #[test]
+    fn spares_are_bounded() {
+        for _ in 0..SPARE * 2 {
+            give_head_buf(Vec::with_capacity(64));
+        }
+        assert_eq!(HEAD_BUFS.with(|p| p.borrow().len()), SPARE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spare_timer_fires_at_its_new_deadline() {
+        let t = timer(Instant::now() + std::time::Duration::from_secs(60));
+        give_timer(t);
+        let start = Instant::now();
+        let t = timer(start + std::time::Duration::from_secs(1));
+        assert_eq!(TIMERS.with(|p| p.borrow().len()), 0, "the spare was taken");
+        t.await;
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
+    }
+}
