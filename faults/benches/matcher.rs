@@ -2,7 +2,7 @@
 //!
 //! Profiles are built as YAML and loaded through the same loader as `brownout
 //! validate` and `serve` (`validate::load_profile`), then compiled
-//! (`CompiledProfile::compile`). Each iteration is what `proxy/src/service.rs`
+//! (`CompiledProfile::compile`). Each iteration is what `proxy/src/pipeline/service.rs`
 //! (`handle`) does for one request once a profile is loaded: take the active rules
 //! at `now`, build the `MatchInput` from the request's method, path, headers and
 //! body facts, and walk the rules in file order through `CompiledRule::decide` (the

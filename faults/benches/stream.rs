@@ -1,6 +1,6 @@
 //! Throughput of the SSE transformer the proxy runs on every LLM stream.
 //!
-//! The pipeline is the one `proxy/src/llm.rs` (`LlmStream`) wires up:
+//! The pipeline is the one `proxy/src/body/llm.rs` (`LlmStream`) wires up:
 //!
 //! - `tap` (no stream fault, the common case): upstream frames → `Splitter::push` →
 //!   `inspect` each event → `StreamMeter::observe`; at the end `Splitter::finish`.

@@ -656,7 +656,7 @@ impl TestProxy {
         self.running.as_ref().expect("the proxy is running")
     }
 
-    pub fn shared(&self) -> &Arc<brownout::state::Shared> {
+    pub fn shared(&self) -> &Arc<brownout::control::state::Shared> {
         &self.running().shared
     }
 

@@ -330,8 +330,8 @@ fn grafana_dashboard_queries_only_metrics_brownout_exports() {
         serde_json::from_str(&read("deploy/grafana-dashboard.json")).unwrap();
     let docs = read("docs/records.md");
     // Every family the renderer writes (HELP/TYPE lines appear even with no samples).
-    let metrics = brownout::metrics::Metrics::default();
-    let text = metrics.render(&brownout::metrics::Gauges {
+    let metrics = brownout::record::metrics::Metrics::default();
+    let text = metrics.render(&brownout::record::metrics::Gauges {
         faults_enabled: true,
         profile: "p",
         phase: None,
@@ -383,7 +383,7 @@ fn grafana_dashboard_queries_only_metrics_brownout_exports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_health_is_the_containers_health_check() {
-    use brownout::ctl::{run, CtlCommand};
+    use brownout::control::ctl::{run, CtlCommand};
     let up = Upstream::start(|_req| async { reply(200, "ok") }).await;
     let proxy = ProxyBuilder::new(up.url())
         .admin_token("health-needs-no-token")

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 fast path (proxy/src/fast.rs), against raw peers that write and
+//! The HTTP/1.1 fast path (proxy/src/http1/mod.rs), against raw peers that write and
 //! read exact bytes: framing the fast path follows without re-encoding (chunked in
 //! both directions, close-delimited answers, HEAD/204/304, interim 1xx), a pooled
 //! upstream connection that died while idle, a client that leaves while the

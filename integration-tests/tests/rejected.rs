@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use brownout::metrics::Rejection;
+use brownout::record::metrics::Rejection;
 use brownout_faults::duration::DurationStr;
 use brownout_integration_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,40 +1,36 @@
 //! brownout: a chaos and fault-injection reverse proxy for AI services.
 //!
 //! The crate is a library so that integration tests and the demo can run the proxy
-//! in-process; `main.rs` is only the command line around it.
+//! in-process; `cli/main.rs` is only the command line around it.
 //!
-//! The path of a request: [`server`] accepts and speaks HTTP/1.1 and HTTP/2 →
-//! [`service`] classifies it, matches the profile's rules and decides faults →
-//! [`inject`] turns request-side decisions into behaviour → [`upstream`] forwards →
-//! [`body`] wraps the response frame by frame (measuring, and applying body faults) →
-//! the [`record`] guard writes one record when the exchange ends, however it ends.
-//! An HTTP/1.1 WebSocket upgrade that the upstream accepts becomes a byte tunnel
-//! between the two connections ([`tunnel`]), recorded as one exchange.
+//! The crate is laid out by plane:
+//! - [`server`]: listeners, connections, TLS and WebSocket tunnels, HTTP/1.1 and
+//!   HTTP/2 through hyper (the full path);
+//! - [`http1`]: the HTTP/1.1 fast path, taken while no rule could touch a request;
+//! - [`pipeline`]: what the full path does with a request: classify it, match the
+//!   profile's rules and decide faults, carry out request-side decisions, and the
+//!   record guard of each exchange;
+//! - [`upstream`]: forwarding, connection pools and their keep-alive rules;
+//! - [`body`]: the response wrapped frame by frame (measuring, and applying body
+//!   and stream faults);
+//! - [`record`]: records, the per-phase summary and `/metrics`;
+//! - [`control`]: the admin API and dashboard, `ctl`, hot reload, shared state.
+//!
+//! A request's path: [`server`] accepts it → [`pipeline::service`] classifies it and
+//! decides faults → [`pipeline::inject`] turns request-side decisions into behaviour
+//! → [`upstream`] forwards → [`body`] wraps the response → the
+//! [`pipeline::exchange`] guard writes one record when the exchange ends, however it
+//! ends. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod body;
 pub mod config;
-pub mod ctl;
-pub mod decode;
+pub mod control;
 pub mod error;
-pub mod exchange;
-pub mod fast;
-pub mod grpc;
-pub mod h2up;
-pub mod inject;
-pub mod llm;
-pub mod metrics;
-pub mod net;
+pub mod http1;
+pub mod pipeline;
 pub mod record;
-pub mod reload;
-pub mod reuse;
 pub mod server;
-pub mod service;
-pub mod state;
-pub mod summary;
-pub mod tls;
-pub mod tunnel;
 pub mod upstream;
 
 pub use server::{start, Running, StartOptions};

@@ -119,7 +119,7 @@ pub struct Metrics {
     active: Mutex<Vec<(String, Arc<AtomicI64>)>>,
     /// Per-phase aggregates and the dashboard's live series (`/api/v1/summary`,
     /// `/api/v1/live`), fed by the same recorder thread.
-    pub summary: crate::summary::Summary,
+    pub summary: crate::record::summary::Summary,
     /// Connections dropped before any exchange on them began, by [`Rejection`]:
     /// they leave no record, so this is all an operator sees of them. Counted
     /// inline (one atomic): there is no record to count them from.

@@ -2,7 +2,7 @@
 //!
 //! An idle keep-alive connection should cost little more than its socket: nginx
 //! frees a connection's buffers while it waits for the next request, and HAProxy
-//! holds none either. The fast path ([`crate::fast`]) does the same without an
+//! holds none either. The fast path ([`crate::http1`]) does the same without an
 //! allocation per request: its read and head buffers are taken from this thread's
 //! spares when a request begins to arrive and given back when the connection has
 //! nothing left to read, and so are the timers an exchange needs. Only connections

@@ -24,17 +24,17 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::body::decode::TapDecoder;
+use crate::body::llm::{JsonTap, LlmStream};
 use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
-use crate::decode::TapDecoder;
+use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::exchange::Exchange;
-use crate::h2up::H2Dialer;
-use crate::inject::{request_side, Decided, RequestView, Step};
-use crate::llm::{JsonTap, LlmStream};
-use crate::net::{client_ip, strip_hop_by_hop, ConnInfo};
+use crate::pipeline::exchange::Exchange;
+use crate::pipeline::inject::{request_side, Decided, RequestView, Step};
 use crate::record::Outcome;
-use crate::state::Shared;
+use crate::server::net::{client_ip, strip_hop_by_hop, ConnInfo};
+use crate::upstream::h2::H2Dialer;
 use crate::upstream::{UpBody, Upstream, UpstreamClient};
 
 /// Header names brownout reads or writes on every request, parsed once.
@@ -303,8 +303,8 @@ fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
-    if crate::grpc::is_grpc(&parts.headers) {
-        rec.grpc = Some(Box::new(crate::grpc::call_of(parts.uri.path())));
+    if crate::pipeline::grpc::is_grpc(&parts.headers) {
+        rec.grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));
     }
     let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
     proxy_exchange(ctx, conn, parts, incoming, endpoint, ex)
@@ -453,7 +453,7 @@ async fn proxy_exchange(
             facts: &facts,
             headers: &parts.headers,
             client_ip: ip,
-            grpc: grpc.then(|| crate::inject::GrpcView {
+            grpc: grpc.then(|| crate::pipeline::inject::GrpcView {
                 path: parts.uri.path(),
                 deadline: grpc_deadline,
             }),
@@ -534,10 +534,10 @@ async fn proxy_exchange(
             .map(|t| t.saturating_sub(ex.start().elapsed()));
         match left {
             Some(l) if l.is_zero() => {
-                ex.grpc_status(crate::grpc::code::DEADLINE_EXCEEDED);
+                ex.grpc_status(crate::pipeline::grpc::code::DEADLINE_EXCEEDED);
                 ex.local_answer(200, Outcome::InjectedError);
-                let h = crate::grpc::trailers_only(
-                    crate::grpc::code::DEADLINE_EXCEEDED,
+                let h = crate::pipeline::grpc::trailers_only(
+                    crate::pipeline::grpc::code::DEADLINE_EXCEEDED,
                     "Deadline Exceeded",
                 );
                 return Ok(local_response(
@@ -586,7 +586,7 @@ async fn proxy_exchange(
     // A WebSocket upgrade keeps its upgrade headers and becomes a tunnel (tunnel.rs).
     let upgrade = match h2 {
         Some(_) => None,
-        None => crate::tunnel::take(&mut parts),
+        None => crate::server::tunnel::take(&mut parts),
     };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(up) = &upgrade {
@@ -672,13 +672,13 @@ async fn proxy_exchange(
     ex.upstream_headers(rparts.status.as_u16());
     if grpc {
         // A trailers-only answer carries the call's status in its headers.
-        if let Some(code) = crate::grpc::status_of(&rparts.headers) {
+        if let Some(code) = crate::pipeline::grpc::status_of(&rparts.headers) {
             ex.grpc_status(code);
         }
     }
     if let Some(up) = upgrade {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(crate::tunnel::switch(
+            return Ok(crate::server::tunnel::switch(
                 shared,
                 &conn,
                 up,
@@ -1098,7 +1098,7 @@ impl GrpcResponse<'_> {
             }
             vector.clear();
         }
-        let tap = crate::grpc::GrpcTap::new(self.path);
+        let tap = crate::pipeline::grpc::GrpcTap::new(self.path);
         if vector.is_empty() || !rparts.status.is_success() {
             let body =
                 ProxyBody::upstream(rbody, ex, body_faults, self.conn, self.http2, self.idle)
@@ -1316,11 +1316,12 @@ fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
         // A gRPC client reads `grpc-status`: brownout's own failure is UNAVAILABLE
         // (as a gateway's 502/503/504 maps to it), with the reason as the message.
         let msg = crate::error::chain(&e);
-        ex.grpc_status(crate::grpc::code::UNAVAILABLE);
+        ex.grpc_status(crate::pipeline::grpc::code::UNAVAILABLE);
         ex.rec().status = Some(200);
-        let mut h = crate::grpc::trailers_only(crate::grpc::code::UNAVAILABLE, &msg);
+        let mut h =
+            crate::pipeline::grpc::trailers_only(crate::pipeline::grpc::code::UNAVAILABLE, &msg);
         h.insert("x-brownout-error", HeaderValue::from_static(e.code()));
-        let mut resp = Response::new(ProxyBody::full(crate::grpc::no_body(), Some(ex)));
+        let mut resp = Response::new(ProxyBody::full(crate::pipeline::grpc::no_body(), Some(ex)));
         *resp.headers_mut() = h;
         return resp;
     }

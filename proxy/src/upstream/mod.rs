@@ -5,6 +5,8 @@
 //! reused connections, which is what model servers expect, driven on each
 //! request's own task ([`DirectPool`]).
 
+pub mod h2;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -27,7 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::ReqBody;
-use crate::tls::{client_config, TlsError};
+use crate::server::tls::{client_config, TlsError};
 
 /// Where a listener forwards, parsed once at start-up.
 #[derive(Debug, Clone)]

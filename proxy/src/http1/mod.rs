@@ -19,6 +19,8 @@
 //! headers, ambiguous framing, a malformed or oversized head (hyper answers those
 //! as it always has).
 
+pub mod reuse;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,10 +38,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
-use crate::exchange::Exchange;
-use crate::net::{ConnInfo, ConnIo};
+use crate::pipeline::exchange::Exchange;
+use crate::pipeline::service::{
+    api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap,
+};
 use crate::record::{Outcome, CLIENT_HEADERS};
-use crate::service::{api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap};
+use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 
 /// Request headers parsed in place; a request with more goes to the full path.
@@ -149,7 +153,7 @@ fn stop_signal<'a>(
 
 /// Read into `buf`, which holds no request bytes yet or part of a head. While
 /// the client has sent nothing, no buffer is held: `buf` and `out` go back to
-/// the thread's spares as the connection waits ([`crate::reuse`]), and a buffer
+/// the thread's spares as the connection waits ([`crate::http1::reuse`]), and a buffer
 /// is taken again once the socket is readable. The same system calls as
 /// `read_buf`: the readiness is tokio's, as that read's would be.
 fn poll_fill(
@@ -166,7 +170,7 @@ fn poll_fill(
             return Poll::Pending;
         }
         if buf.capacity() == 0 {
-            *buf = crate::reuse::read_buf(READ_ROOM);
+            *buf = crate::http1::reuse::read_buf(READ_ROOM);
         }
         buf.reserve(READ_ROOM);
         match io.try_read_buf(buf) {
@@ -180,10 +184,10 @@ fn poll_fill(
 /// Give the connection's buffers to the thread's spares.
 fn give_back(buf: &mut BytesMut, out: &mut Vec<u8>) {
     if buf.capacity() > 0 {
-        crate::reuse::give_read_buf(std::mem::take(buf));
+        crate::http1::reuse::give_read_buf(std::mem::take(buf));
     }
     if out.capacity() > 0 {
-        crate::reuse::give_head_buf(std::mem::take(out));
+        crate::http1::reuse::give_head_buf(std::mem::take(out));
     }
 }
 
@@ -196,7 +200,7 @@ fn give_back(buf: &mut BytesMut, out: &mut Vec<u8>) {
 struct FastConn {
     io: TcpStream,
     /// Bytes read from the client and not yet used; lent by the thread
-    /// ([`crate::reuse`]), none while the connection idles.
+    /// ([`crate::http1::reuse`]), none while the connection idles.
     buf: BytesMut,
     /// Heads being written (upstream request, client response); lent as `buf` is.
     out: Vec<u8>,
@@ -404,7 +408,7 @@ impl FastConn {
             std::task::ready!(std::future::Future::poll(timer.as_mut(), cx));
             if self.served == 0 {
                 self.ctx.shared.metrics.rejected(
-                    crate::metrics::Rejection::HeaderTimeout,
+                    crate::record::metrics::Rejection::HeaderTimeout,
                     &self.ctx.name,
                     self.peer,
                     &format_args!("no request head within header_timeout ({limit:?})"),
@@ -549,7 +553,7 @@ impl FastConn {
         // The upstream's request head: the client's, less hop-by-hop headers, with
         // the upstream's `Host`.
         if self.out.capacity() == 0 {
-            self.out = crate::reuse::head_buf();
+            self.out = crate::http1::reuse::head_buf();
         }
         let out = &mut self.out;
         out.clear();

@@ -12,9 +12,9 @@ use brownout_faults::matcher::RuleState;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::net::ConnInfo;
+use crate::control::state::Shared;
 use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
-use crate::state::Shared;
+use crate::server::net::ConnInfo;
 
 /// A request in flight and what will be recorded about it.
 #[derive(Debug)]

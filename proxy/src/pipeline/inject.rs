@@ -24,8 +24,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::body::BodyFaults;
-use crate::exchange::Exchange;
-use crate::state::Shared;
+use crate::control::state::Shared;
+use crate::pipeline::exchange::Exchange;
 
 /// A rule that fired for this request, with its decision stream.
 pub struct Decided<'a> {
@@ -87,7 +87,7 @@ impl GrpcAnswer {
     pub fn status(code: u32, message: &str) -> Self {
         GrpcAnswer {
             code,
-            headers: crate::grpc::trailers_only(code, message),
+            headers: crate::pipeline::grpc::trailers_only(code, message),
             body: Bytes::new(),
             trailers: None,
             in_message: None,
@@ -134,10 +134,10 @@ fn grpc_error(
             Some(GrpcAnswer::status(code, text.unwrap_or(message)))
         }
         Some(Some(presets::GrpcForm::InMessage)) => {
-            crate::grpc::in_message_error(grpc.path, preset.unwrap_or_default(), text)
+            crate::pipeline::grpc::in_message_error(grpc.path, preset.unwrap_or_default(), text)
         }
         None => Some(GrpcAnswer::status(
-            crate::grpc::code::INTERNAL,
+            crate::pipeline::grpc::code::INTERNAL,
             text.unwrap_or("error injected by brownout"),
         )),
     }
@@ -151,9 +151,9 @@ fn grpc_rejection(grpc: &GrpcView<'_>, preset: &str, status: StatusCode) -> Grpc
         Some(a) => a,
         None => {
             let code = if status == StatusCode::TOO_MANY_REQUESTS {
-                crate::grpc::code::RESOURCE_EXHAUSTED
+                crate::pipeline::grpc::code::RESOURCE_EXHAUSTED
             } else {
-                crate::grpc::code::UNAVAILABLE
+                crate::pipeline::grpc::code::UNAVAILABLE
             };
             GrpcAnswer::status(code, preset)
         }
@@ -482,7 +482,7 @@ pub async fn request_side(
                         };
                         if shared.release.hold(wait).await == Held::Elapsed && wait.is_some() {
                             return Step::Grpc(GrpcAnswer::status(
-                                crate::grpc::code::DEADLINE_EXCEEDED,
+                                crate::pipeline::grpc::code::DEADLINE_EXCEEDED,
                                 "Deadline Exceeded",
                             ));
                         }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use brownout::config::{FileConfig, ListenerConfig};
-use brownout::ctl::CtlCommand;
+use brownout::control::ctl::CtlCommand;
 use brownout::{start, StartOptions};
 use brownout_drill::chaos::{ChaosInput, PhaseSpan};
 use brownout_drill::engine::{
@@ -444,9 +444,11 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
             let apis: Vec<Api> = s.all_workloads().iter().map(|w| w.api).collect();
             let sim = SimTarget::start(sim_cfg, &apis, seed, Some(records.clone())).await?;
             let text = std::fs::read_to_string(&l.profile_path).ok();
-            sim.running
-                .shared
-                .apply(&l.profile, text, brownout::state::ProfileSource::File)?;
+            sim.running.shared.apply(
+                &l.profile,
+                text,
+                brownout::control::state::ProfileSource::File,
+            )?;
             eprintln!(
                 "brownout drill `{}`: {}; profile `{}`",
                 s.name,
@@ -467,7 +469,7 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
             token_env,
         } => {
             let token = token_env.as_deref().and_then(|v| std::env::var(v).ok());
-            brownout::ctl::run(
+            brownout::control::ctl::run(
                 &admin,
                 token.as_deref(),
                 &CtlCommand::Apply(l.profile_path.clone()),
@@ -486,7 +488,8 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
                 let (a, t, name) = (a.clone(), t.clone(), name.to_owned());
                 tokio::spawn(async move {
                     let cmd = CtlCommand::Phase(name.clone());
-                    if let Err(e) = brownout::ctl::run(&a, t.as_deref(), &cmd, true).await {
+                    if let Err(e) = brownout::control::ctl::run(&a, t.as_deref(), &cmd, true).await
+                    {
                         eprintln!("cannot move {a} to phase `{name}`: {e}");
                     }
                 });
@@ -499,8 +502,13 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
             copied = Some(copy.finish().await);
             let r = r?;
             if r.stopped.is_some() {
-                match brownout::ctl::run(&admin, token.as_deref(), &CtlCommand::Faults(false), true)
-                    .await
+                match brownout::control::ctl::run(
+                    &admin,
+                    token.as_deref(),
+                    &CtlCommand::Faults(false),
+                    true,
+                )
+                .await
                 {
                     Ok(_) => eprintln!("stop_when fired: faults switched off on {admin}"),
                     Err(e) => eprintln!("stop_when fired but the kill switch failed: {e}"),
@@ -589,7 +597,7 @@ const COPY_EVERY: Duration = Duration::from_millis(500);
 impl RecordCopy {
     async fn start(admin: String, token: Option<String>, path: PathBuf) -> RecordCopy {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let start = brownout::ctl::records_after(&admin, token.as_deref(), None).await;
+        let start = brownout::control::ctl::records_after(&admin, token.as_deref(), None).await;
         let task = tokio::spawn(async move {
             let (_, mut cursor, _) = start.map_err(|e| e.to_string())?;
             let mut missed = 0u64;
@@ -604,10 +612,13 @@ impl RecordCopy {
                     tokio::time::sleep(COPY_EVERY).await;
                 }
                 loop {
-                    let (recs, next, lost) =
-                        brownout::ctl::records_after(&admin, token.as_deref(), Some(cursor))
-                            .await
-                            .map_err(|e| e.to_string())?;
+                    let (recs, next, lost) = brownout::control::ctl::records_after(
+                        &admin,
+                        token.as_deref(),
+                        Some(cursor),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     missed += lost;
                     cursor = next;
                     let mut buf = Vec::new();

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::metrics::{Gauges, GpuGauge};
-use crate::state::Shared;
+use crate::control::state::Shared;
+use crate::record::metrics::{Gauges, GpuGauge};
 
 /// Accept admin connections until stopped.
 pub async fn serve(
@@ -293,7 +293,7 @@ async fn route(
                 StatusCode::CONFLICT,
                 serde_json::json!({"error": "no profile file is configured"}),
             ),
-            Some(path) => match crate::reload::reload_from_file(&path, shared, true) {
+            Some(path) => match crate::control::reload::reload_from_file(&path, shared, true) {
                 Ok(_) => json(StatusCode::OK, status(shared)),
                 Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
             },
@@ -557,7 +557,11 @@ async fn put_profile(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<F
                 })).collect::<Vec<_>>(),
             }),
         ),
-        Ok(p) => match shared.apply(&p, Some(text.to_string()), crate::state::ProfileSource::Api) {
+        Ok(p) => match shared.apply(
+            &p,
+            Some(text.to_string()),
+            crate::control::state::ProfileSource::Api,
+        ) {
             Ok(()) => json(StatusCode::OK, status(shared)),
             Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
         },

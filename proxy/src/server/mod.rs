@@ -5,6 +5,10 @@
 //! is graceful: readiness fails at once, accepting stops, in-flight exchanges get
 //! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
 
+pub mod net;
+pub mod tls;
+pub mod tunnel;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +26,11 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
-use crate::metrics::{Metrics, Rejection};
-use crate::net::{Cidr, ConnInfo, ConnIo};
+use crate::control::state::{ProfileMeta, ProfileSource, Shared};
+use crate::pipeline::service::{ListenerCtx, ProxyService};
+use crate::record::metrics::{Metrics, Rejection};
 use crate::record::Recorder;
-use crate::service::{ListenerCtx, ProxyService};
-use crate::state::{ProfileMeta, ProfileSource, Shared};
+use crate::server::net::{Cidr, ConnInfo, ConnIo};
 
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ pub struct Running {
     grace: Duration,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
-    _watcher: Option<crate::reload::Watcher>,
+    _watcher: Option<crate::control::reload::Watcher>,
 }
 
 pub(crate) const STOP_ACCEPTING: u8 = 1;
@@ -150,7 +154,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             crate::upstream::UpstreamClient,
         ),
         protocol: crate::config::UpstreamProtocol,
-        h2: Option<crate::h2up::H2Dialer>,
+        h2: Option<crate::upstream::h2::H2Dialer>,
         ca: Option<PathBuf>,
         tls: Option<TlsAcceptor>,
         half_close: HalfClose,
@@ -173,8 +177,11 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             .map_err(|e| cerr(e.to_string()))?;
         let tls = match &l.tls {
             Some(t) => Some(TlsAcceptor::from(
-                crate::tls::server_config(&relative_to(base, &t.cert), &relative_to(base, &t.key))
-                    .map_err(|e| cerr(e.to_string()))?,
+                crate::server::tls::server_config(
+                    &relative_to(base, &t.cert),
+                    &relative_to(base, &t.key),
+                )
+                .map_err(|e| cerr(e.to_string()))?,
             )),
             None => None,
         };
@@ -286,7 +293,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     // pass through.
     h2.timer(TokioTimer::new())
         .keep_alive_interval(None)
-        .max_header_list_size(crate::h2up::MAX_HEADER_LIST)
+        .max_header_list_size(crate::upstream::h2::MAX_HEADER_LIST)
         .max_concurrent_streams(None)
         .auto_date_header(false);
     let h2 = Arc::new(h2);
@@ -381,7 +388,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             })?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "admin API listening");
-        tasks.push(tokio::spawn(crate::admin::serve(
+        tasks.push(tokio::spawn(crate::control::admin::serve(
             listener,
             shared.clone(),
             opts.admin_token.clone(),
@@ -390,7 +397,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         Some(addr)
     };
     let watcher = match (&profile_path, &opts.builtin_profile) {
-        (Some(path), None) => crate::reload::watch(path.clone(), shared.clone()),
+        (Some(path), None) => crate::control::reload::watch(path.clone(), shared.clone()),
         _ => None,
     };
     shared.ready.store(true, Ordering::Release);
@@ -417,7 +424,7 @@ fn upstream_h2(
     protocol: crate::config::UpstreamProtocol,
     upstream: &crate::upstream::Upstream,
     ca: Option<&std::path::Path>,
-) -> Result<Option<crate::h2up::H2Dialer>, String> {
+) -> Result<Option<crate::upstream::h2::H2Dialer>, String> {
     use crate::config::UpstreamProtocol as P;
     let https = upstream.scheme == http::uri::Scheme::HTTPS;
     match (protocol, https) {
@@ -436,7 +443,7 @@ fn upstream_h2(
         }
         _ => {}
     }
-    crate::h2up::H2Dialer::new(upstream, ca)
+    crate::upstream::h2::H2Dialer::new(upstream, ca)
         .map(Some)
         .map_err(|e| e.to_string())
 }
@@ -524,7 +531,7 @@ pub(crate) struct ConnSettings {
     handshake_timeout: Duration,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
-    /// Plain HTTP/1.1 to a plain-HTTP upstream goes through [`crate::fast`].
+    /// Plain HTTP/1.1 to a plain-HTTP upstream goes through [`crate::http1`].
     fast_path: bool,
 }
 
@@ -743,7 +750,7 @@ fn serve_conn(
     use futures_util::future::Either;
     if settings.tls.is_none() && settings.fast_path {
         if let Some(pool) = ctx.client.direct_pool() {
-            return Either::Left(crate::fast::serve(
+            return Either::Left(crate::http1::serve(
                 stream, peer, ctx, pool, settings, stop, guard,
             ));
         }
@@ -851,7 +858,7 @@ pub(crate) async fn serve_full<I>(
     };
     // A WebSocket tunnel is parked on the connection while its 101 goes out, and
     // runs here, on the connection's task, once hyper has handed the socket over.
-    let tunnel = crate::tunnel::Slot::new(info.clone());
+    let tunnel = crate::server::tunnel::Slot::new(info.clone());
     let first = FirstRequest {
         info,
         timeout: settings.header_timeout,
@@ -956,7 +963,7 @@ struct FirstRequest {
     /// A connection with nothing in flight this long is closed (GOAWAY on HTTP/2).
     idle_timeout: Duration,
     /// End the connection when the client's FIN arrives while a fault holds its
-    /// request ([`crate::net::HoldWatch`]).
+    /// request ([`crate::server::net::HoldWatch`]).
     watch_holds: bool,
     /// The listener, for the rejection counter.
     ctx: Arc<ListenerCtx>,
@@ -982,7 +989,7 @@ where
     let going = tokio::time::sleep(Duration::MAX);
     tokio::pin!(going);
     let mut going_away = false;
-    let hold_watch = crate::net::HoldWatch::new(&first.info);
+    let hold_watch = crate::server::net::HoldWatch::new(&first.info);
     tokio::pin!(hold_watch);
     let reject = |reason, why: &dyn std::fmt::Display| {
         let (ctx, peer) = (&first.ctx, first.info.peer);

@@ -16,8 +16,8 @@ use brownout_faults::{ApiKind, Endpoint};
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::decode::TapDecoder;
-use crate::exchange::Exchange;
+use crate::body::decode::TapDecoder;
+use crate::pipeline::exchange::Exchange;
 
 /// Stream state carried by [`crate::body::ProxyBody`].
 #[derive(Debug)]

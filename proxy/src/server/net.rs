@@ -31,11 +31,11 @@ pub struct ConnInfo {
     pub created: tokio::time::Instant,
     /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
     /// socket over only once its connection has finished, so the connection's task
-    /// runs the tunnel then ([`crate::tunnel`]).
-    pub tunnel: Mutex<Option<Box<crate::tunnel::Parked>>>,
+    /// runs the tunnel then ([`crate::server::tunnel`]).
+    pub tunnel: Mutex<Option<Box<crate::server::tunnel::Parked>>>,
     /// This connection's own HTTP/2 upstream connection, for gRPC (and every
     /// request under `upstream_protocol: h2c | h2`), dialled on first use.
-    pub h2: crate::h2up::H2Slot,
+    pub h2: crate::upstream::h2::H2Slot,
     /// Wakes the connection's task to end the connection now (a `reset` of scope
     /// `connection` or `goaway` on HTTP/2).
     pub kill: tokio::sync::Notify,
@@ -80,7 +80,7 @@ impl ConnInfo {
             last_done_ms: AtomicU64::new(0),
             created: idle_since,
             tunnel: Mutex::new(None),
-            h2: crate::h2up::H2Slot::default(),
+            h2: crate::upstream::h2::H2Slot::default(),
             kill: tokio::sync::Notify::new(),
             goaway: AtomicBool::new(false),
             sock: Mutex::new(None),
@@ -149,12 +149,12 @@ impl ConnInfo {
     }
 
     /// Keep a tunnel for the connection's task to run once hyper lets go.
-    pub fn park_tunnel(&self, t: Box<crate::tunnel::Parked>) {
+    pub fn park_tunnel(&self, t: Box<crate::server::tunnel::Parked>) {
         *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
 
     /// The tunnel parked on this connection, if any.
-    pub fn take_tunnel(&self) -> Option<Box<crate::tunnel::Parked>> {
+    pub fn take_tunnel(&self) -> Option<Box<crate::server::tunnel::Parked>> {
         self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }

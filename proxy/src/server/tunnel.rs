@@ -8,7 +8,7 @@
 //! version, subprotocol or extension the two peers agree on works.
 //!
 //! Faults. Everything that acts on a request (`delay`, `error`, `reset`, `hang`,
-//! the limits) acts on the upgrade request in [`crate::service`] before it is
+//! the limits) acts on the upgrade request in [`crate::pipeline::service`] before it is
 //! forwarded, as on any request: an `error` is the answer the client's handshake
 //! gets instead of `101`. Of the faults that act on an answer, `bandwidth` paces
 //! each direction of the tunnel separately and `reset` with `after_bytes` resets the
@@ -47,11 +47,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{BodyFaults, ProxyBody, CLIENT_BODY_FAILED};
+use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::exchange::Exchange;
-use crate::net::{strip_hop_by_hop, ConnInfo};
+use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
-use crate::state::Shared;
+use crate::server::net::{strip_hop_by_hop, ConnInfo};
 
 /// Bytes read at once from either side.
 const BUF: usize = 32 * 1024;
@@ -134,7 +134,7 @@ pub(crate) fn switch(
             upstream: "upstream upgrade".into(),
             source: "101 without an upgradable connection".into(),
         };
-        crate::service::record_gateway_error(&mut ex, &e);
+        crate::pipeline::service::record_gateway_error(&mut ex, &e);
         let (parts, body) = e.to_response().into_parts();
         return Response::from_parts(parts, ProxyBody::full(body, Some(ex)));
     };

@@ -8,6 +8,9 @@
 //! [`Exchange`] guard so the record is written exactly when the client is done,
 //! whether the body ended, failed, or the client went away.
 
+pub mod decode;
+pub mod llm;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +24,10 @@ use hyper::body::Incoming;
 use crate::upstream::UpBody;
 use tokio::time::{Instant, Sleep};
 
-use crate::exchange::Exchange;
-use crate::llm::{JsonTap, LlmStream, Next};
-use crate::net::ConnInfo;
+use crate::body::llm::{JsonTap, LlmStream, Next};
+use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
+use crate::server::net::ConnInfo;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -100,7 +103,7 @@ impl Hold {
     }
 
     /// The whole body again, when every byte of it is held and its last byte went
-    /// at most [`crate::upstream::RESEND_WINDOW`] ago.
+    /// at most `upstream::RESEND_WINDOW` ago.
     pub fn replay(&self) -> Option<ReqBody> {
         let recent = self
             .lock()
@@ -333,7 +336,7 @@ pub struct ProxyBody {
     /// A non-streaming LLM answer, copied for its token usage.
     json_tap: Option<Box<JsonTap>>,
     /// A gRPC response, read for in-message errors and broken framing.
-    grpc_tap: Option<Box<crate::grpc::GrpcTap>>,
+    grpc_tap: Option<Box<crate::pipeline::grpc::GrpcTap>>,
     /// The upstream's trailers, held while a shaper still has messages to send:
     /// they go last, and only after the upstream's own end (a stream cut short by
     /// a fault ends without them, so the client cannot read it as complete).
@@ -428,7 +431,7 @@ impl ProxyBody {
     }
 
     /// Read this gRPC response's messages on the side (in-message errors, framing).
-    pub fn with_grpc_tap(mut self, tap: crate::grpc::GrpcTap) -> Self {
+    pub fn with_grpc_tap(mut self, tap: crate::pipeline::grpc::GrpcTap) -> Self {
         self.grpc_tap = Some(Box::new(tap));
         self
     }
@@ -581,7 +584,7 @@ impl ProxyBody {
     /// Trailers pass through untouched; a gRPC call's status is read from them.
     fn trailers(&mut self, frame: Frame<Bytes>) -> Frame<Bytes> {
         if let (Some(t), Some(ex)) = (frame.trailers_ref(), self.ex.as_mut()) {
-            if let Some(code) = crate::grpc::status_of(t) {
+            if let Some(code) = crate::pipeline::grpc::status_of(t) {
                 ex.grpc_status(code);
             }
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::state::{ProfileSource, Shared};
+use crate::control::state::{ProfileSource, Shared};
 
 /// Keeps the OS watch alive.
 pub struct Watcher {

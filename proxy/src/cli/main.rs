@@ -12,82 +12,85 @@ use clap::{Parser, Subcommand};
 mod drill;
 
 /// The demo's profile, built into the binary so `brownout demo` needs no files.
-const DEMO_PROFILE: &str = include_str!("../../profiles/demo.yaml");
+const DEMO_PROFILE: &str = include_str!("../../../profiles/demo.yaml");
 /// The demo's drill: a RAG service on simulated upstreams.
-const DEMO_SCENARIO: &str = include_str!("../../scenarios/demo.yaml");
+const DEMO_SCENARIO: &str = include_str!("../../../scenarios/demo.yaml");
 
 /// Built-in profiles: (file name, text).
 const BUILTIN: &[(&str, &str)] = &[
     ("demo", DEMO_PROFILE),
     (
         "openai-429-storm",
-        include_str!("../../profiles/openai-429-storm.yaml"),
+        include_str!("../../../profiles/openai-429-storm.yaml"),
     ),
     (
         "slow-upstream",
-        include_str!("../../profiles/slow-upstream.yaml"),
+        include_str!("../../../profiles/slow-upstream.yaml"),
     ),
     (
         "flaky-network",
-        include_str!("../../profiles/flaky-network.yaml"),
+        include_str!("../../../profiles/flaky-network.yaml"),
     ),
-    ("overload", include_str!("../../profiles/overload.yaml")),
+    ("overload", include_str!("../../../profiles/overload.yaml")),
     (
         "anthropic-overloaded",
-        include_str!("../../profiles/anthropic-overloaded.yaml"),
+        include_str!("../../../profiles/anthropic-overloaded.yaml"),
     ),
     (
         "openai-token-quota",
-        include_str!("../../profiles/openai-token-quota.yaml"),
+        include_str!("../../../profiles/openai-token-quota.yaml"),
     ),
     (
         "slow-first-token",
-        include_str!("../../profiles/slow-first-token.yaml"),
+        include_str!("../../../profiles/slow-first-token.yaml"),
     ),
     (
         "stream-stalls",
-        include_str!("../../profiles/stream-stalls.yaml"),
+        include_str!("../../../profiles/stream-stalls.yaml"),
     ),
     (
         "truncated-streams",
-        include_str!("../../profiles/truncated-streams.yaml"),
+        include_str!("../../../profiles/truncated-streams.yaml"),
     ),
     (
         "midstream-errors",
-        include_str!("../../profiles/midstream-errors.yaml"),
+        include_str!("../../../profiles/midstream-errors.yaml"),
     ),
     (
         "gpu-saturation-h100",
-        include_str!("../../profiles/gpu-saturation-h100.yaml"),
+        include_str!("../../../profiles/gpu-saturation-h100.yaml"),
     ),
     (
         "gpu-noisy-neighbor",
-        include_str!("../../profiles/gpu-noisy-neighbor.yaml"),
+        include_str!("../../../profiles/gpu-noisy-neighbor.yaml"),
     ),
     (
         "kv-cache-pressure",
-        include_str!("../../profiles/kv-cache-pressure.yaml"),
+        include_str!("../../../profiles/kv-cache-pressure.yaml"),
     ),
-    ("cold-start", include_str!("../../profiles/cold-start.yaml")),
+    (
+        "cold-start",
+        include_str!("../../../profiles/cold-start.yaml"),
+    ),
     (
         "vector-recall-loss",
-        include_str!("../../profiles/vector-recall-loss.yaml"),
+        include_str!("../../../profiles/vector-recall-loss.yaml"),
     ),
     (
         "stale-replica",
-        include_str!("../../profiles/stale-replica.yaml"),
+        include_str!("../../../profiles/stale-replica.yaml"),
     ),
     (
         "vector-db-overload",
-        include_str!("../../profiles/vector-db-overload.yaml"),
+        include_str!("../../../profiles/vector-db-overload.yaml"),
     ),
     (
         "embedding-drift",
-        include_str!("../../profiles/embedding-drift.yaml"),
+        include_str!("../../../profiles/embedding-drift.yaml"),
     ),
     (
         "rag-brownout",
-        include_str!("../../profiles/rag-brownout.yaml"),
+        include_str!("../../../profiles/rag-brownout.yaml"),
     ),
 ];
 
@@ -369,16 +372,18 @@ async fn async_main(cmd: Cmd) -> ExitCode {
         } => return drill::drill(&scenario, report_dir.as_deref()).await,
         Cmd::Ctl { admin, json, what } => {
             let cmd = match what {
-                CtlWhat::Health => brownout::ctl::CtlCommand::Health,
-                CtlWhat::Status => brownout::ctl::CtlCommand::Status,
-                CtlWhat::Apply { file } => brownout::ctl::CtlCommand::Apply(file),
-                CtlWhat::Faults { state } => brownout::ctl::CtlCommand::Faults(state == "on"),
-                CtlWhat::Phase { name } => brownout::ctl::CtlCommand::Phase(name),
+                CtlWhat::Health => brownout::control::ctl::CtlCommand::Health,
+                CtlWhat::Status => brownout::control::ctl::CtlCommand::Status,
+                CtlWhat::Apply { file } => brownout::control::ctl::CtlCommand::Apply(file),
+                CtlWhat::Faults { state } => {
+                    brownout::control::ctl::CtlCommand::Faults(state == "on")
+                }
+                CtlWhat::Phase { name } => brownout::control::ctl::CtlCommand::Phase(name),
             };
             let token = std::env::var("BROWNOUT_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty());
-            match brownout::ctl::run(&admin, token.as_deref(), &cmd, json).await {
+            match brownout::control::ctl::run(&admin, token.as_deref(), &cmd, json).await {
                 Ok(out) => {
                     println!("{}", out.trim_end());
                     Ok(ExitCode::SUCCESS)
@@ -475,7 +480,7 @@ async fn serve_signals(running: &brownout::Running) {
                 _ = hup.recv() => match &running.shared.profile_path {
                     Some(path) => {
                         tracing::info!(file = %path.display(), "SIGHUP: re-reading the profile");
-                        let _ = brownout::reload::reload_from_file(path, &running.shared, true);
+                        let _ = brownout::control::reload::reload_from_file(path, &running.shared, true);
                     }
                     None => tracing::info!("SIGHUP: no profile file to re-read"),
                 },

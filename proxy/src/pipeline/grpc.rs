@@ -83,7 +83,7 @@ pub fn in_message_error(
     path: &str,
     preset: &str,
     text: Option<&str>,
-) -> Option<crate::inject::GrpcAnswer> {
+) -> Option<crate::pipeline::inject::GrpcAnswer> {
     use brownout_faults::grpc::milvus;
     let mut status = milvus::preset_status(preset)?;
     if let Some(t) = text {
@@ -91,7 +91,7 @@ pub fn in_message_error(
         status.detail = t.to_string();
     }
     let Some(frame) = milvus::failed_response_frame(path, &status) else {
-        return Some(crate::inject::GrpcAnswer::status(
+        return Some(crate::pipeline::inject::GrpcAnswer::status(
             code::UNAVAILABLE,
             &status.reason,
         ));
@@ -103,7 +103,7 @@ pub fn in_message_error(
     );
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from(code::OK));
-    Some(crate::inject::GrpcAnswer {
+    Some(crate::pipeline::inject::GrpcAnswer {
         code: code::OK,
         headers,
         body: frame,
@@ -187,7 +187,7 @@ impl GrpcTap {
     /// Put what the messages said into the record; returns why the body broke
     /// gRPC's framing, if it did (a body that ends inside a message: the client
     /// sees an error, whatever the trailers say).
-    pub fn record(&mut self, ex: &mut crate::exchange::Exchange) -> Option<String> {
+    pub fn record(&mut self, ex: &mut crate::pipeline::exchange::Exchange) -> Option<String> {
         if let Some(m) = self.in_message.take() {
             ex.grpc_in_message(m);
         }

@@ -28,6 +28,9 @@
 //! records after it stay whole. Lines the file did not take are counted as lost, and
 //! writing is tried again with the next batch: it resumes by itself when space returns.
 
+pub mod metrics;
+pub mod summary;
+
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
@@ -41,7 +44,7 @@ use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use crate::config::RecordConfig;
-use crate::metrics::Metrics;
+use crate::record::metrics::Metrics;
 
 /// The record itself is shared with the drill, which reads record files back
 /// into the same type (`brownout report`); this module is what writes it.

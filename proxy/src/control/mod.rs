@@ -1,0 +1,9 @@
+//! The control plane: what an operator uses to steer a running proxy. The admin
+//! API and dashboard ([`admin`]), its command-line client ([`ctl`]), hot reload of
+//! the profile file ([`reload`]), and the state all of them share with the
+//! listeners ([`state`]).
+
+pub mod admin;
+pub mod ctl;
+pub mod reload;
+pub mod state;
