@@ -4,7 +4,9 @@
 //! Keeping this crate free of I/O means every timing rule (dists, ramps, phase clocks,
 //! queues) can be unit-tested under paused tokio time, and the proxy, the drill and
 //! the simulator all share one definition of a profile.
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod clock;

@@ -171,6 +171,8 @@ async fn signal_storms_stop_nothing_and_lose_no_record() {
         .arg(&pid_file)
         .arg("--profile")
         .arg(&profile)
+        // Its own admin port: the default one may be taken on a shared machine.
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

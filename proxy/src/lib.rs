@@ -21,7 +21,9 @@
 //! → [`upstream`] forwards → [`body`] wraps the response → the
 //! [`pipeline::exchange`] guard writes one record when the exchange ends, however it
 //! ends. See `docs/architecture.md`.
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod body;
 pub mod config;

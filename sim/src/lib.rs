@@ -19,11 +19,13 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(unreachable_pub, missing_docs)]
 
 mod anthropic;
 mod config;
 mod embeddings;
+pub mod gpu_sweep;
 mod openai;
 mod pacing;
 mod server;

@@ -214,7 +214,7 @@ pub struct GpuConfig {
 /// was measured with clients that start together and ask for equal lengths, so
 /// prefills arrive in waves and decode steps carry none: its ITL is the pure decode
 /// step.
-pub const H100_8B_FIT: StepModel = StepModel::Fit {
+pub(crate) const H100_8B_FIT: StepModel = StepModel::Fit {
     a_ms: 4.60,
     b_ms: 0.0187,
     c_ms: 1.09e-4,
@@ -224,13 +224,13 @@ pub const H100_8B_FIT: StepModel = StepModel::Fit {
 /// table's TTFT column. It is lower than the 0.02–0.03 ms per token an isolated
 /// prefill takes: with that, a wave of 25 synchronized 200-token prompts would take
 /// 125 ms against the published 36 ms.
-pub const H100_8B_PREFILL_MS_PER_TOKEN: f64 = 0.0075;
+pub(crate) const H100_8B_PREFILL_MS_PER_TOKEN: f64 = 0.0075;
 
 /// Per-step budget of the calibrated H100 / 8B preset: large enough for a wave of
 /// 250 prompts of 200 tokens to prefill in one step, which the NIM table's TTFT
 /// (growing in proportion to concurrency) shows its engine doing. vLLM's default
 /// for this card is 8192.
-pub const H100_8B_BATCHED_TOKENS: u64 = 65_536;
+pub(crate) const H100_8B_BATCHED_TOKENS: u64 = 65_536;
 
 impl GpuConfig {
     /// The defaults for a card and a model, or `None` when either is unknown or the

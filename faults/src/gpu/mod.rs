@@ -3,14 +3,12 @@
 //! [`Replica`] models one accelerator replica running continuous batching, with
 //! parameters from [`GpuConfig`] (presets calibrated against published serving
 //! curves, see `docs/gpu-model.md`); [`ColdStart`] models a model load after an idle
-//! spell; [`sweep`] drives a replica with closed-loop clients in virtual time to
-//! show (and test) the calibration.
+//! spell. The calibration sweep (closed-loop clients in virtual time) lives in
+//! `brownout-sim`'s `gpu_sweep`, so this crate ships no plotting or paused clock.
 
-pub mod chart;
 mod cold;
 mod config;
 mod replica;
-pub mod sweep;
 
 pub use cold::ColdStart;
 pub use config::{

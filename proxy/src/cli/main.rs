@@ -1,5 +1,8 @@
 //! The `brownout` command line (DESIGN §2).
 
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -801,7 +804,7 @@ fn gpu_sweep(
     chart: Option<PathBuf>,
     json: bool,
 ) -> ExitCode {
-    use brownout_faults::gpu::sweep;
+    use brownout_sim::gpu_sweep as sweep;
     let mut opts = sweep::SweepOptions::calibration(gpu, model);
     if !concurrency.is_empty() {
         opts.concurrency = concurrency;
@@ -840,7 +843,7 @@ fn gpu_sweep(
         print!("{}", sweep::render_table(&result));
     }
     if let Some(path) = chart {
-        if let Err(e) = brownout_faults::gpu::chart::write_chart_svg(&result, &path) {
+        if let Err(e) = sweep::write_chart_svg(&result, &path) {
             eprintln!("error: cannot write the chart to {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

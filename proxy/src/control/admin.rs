@@ -18,25 +18,24 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::control::state::Shared;
 use crate::record::metrics::{Gauges, GpuGauge};
 
 /// Accept admin connections until stopped.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,
-    mut stop: watch::Receiver<u8>,
+    mut stop: crate::server::StopRx,
 ) {
     let token: Option<Arc<str>> = token.map(Arc::from);
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             // Keep answering /readyz (503) during a graceful stop; end only on abort.
-            r = stop.changed() => { if r.is_err() || *stop.borrow() == 2 { return } else { continue } }
+            r = stop.changed() => { if r.is_err() || *stop.borrow() == crate::server::Shutdown::Abort { return } else { continue } }
         };
         let (shared, token) = (shared.clone(), token.clone());
         tokio::spawn(async move {

@@ -34,7 +34,6 @@ use brownout_faults::{Endpoint, RequestFacts};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
@@ -74,7 +73,7 @@ pub(crate) fn serve<G: Send + 'static>(
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
     settings: Arc<crate::server::ConnSettings>,
-    stop: watch::Receiver<u8>,
+    stop: crate::server::StopRx,
     guard: G,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
@@ -133,14 +132,14 @@ pub(crate) fn serve<G: Send + 'static>(
     reason = "an async fn keeps a second copy of its arguments in every idle connection"
 )]
 fn stop_signal<'a>(
-    stop: &'a mut watch::Receiver<u8>,
+    stop: &'a mut crate::server::StopRx,
     busy: &'a AtomicBool,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         loop {
             let v = *stop.borrow_and_update();
-            if v == crate::server::ABORT
-                || (v == crate::server::STOP_ACCEPTING && !busy.load(Ordering::Relaxed))
+            if v == crate::server::Shutdown::Abort
+                || (v == crate::server::Shutdown::Draining && !busy.load(Ordering::Relaxed))
             {
                 return;
             }
@@ -328,7 +327,7 @@ impl FastConn {
     fn run<'a>(
         &'a mut self,
         settings: &'a crate::server::ConnSettings,
-        stop: &'a watch::Receiver<u8>,
+        stop: &'a crate::server::StopRx,
         busy: &'a AtomicBool,
     ) -> impl std::future::Future<Output = Ended> + 'a {
         async move {
@@ -368,7 +367,7 @@ impl FastConn {
                 self.served += 1;
                 busy.store(false, Ordering::Relaxed);
                 self.last_done = Instant::now();
-                if !keep || *stop.borrow() != 0 {
+                if !keep || *stop.borrow() != crate::server::Shutdown::Running {
                     let _ = self.io.shutdown().await;
                     return Ended::Closed;
                 }
@@ -595,7 +594,7 @@ impl FastConn {
         &mut self,
         fwd: Forward,
         timers: &mut Timers,
-        stop: &watch::Receiver<u8>,
+        stop: &crate::server::StopRx,
     ) -> bool {
         let Forward {
             head_len,
@@ -730,7 +729,7 @@ impl FastConn {
         ex.upstream_headers(resp.status);
 
         // The answer: head, then the body as it comes.
-        let stopping = *stop.borrow() != 0;
+        let stopping = *stop.borrow() != crate::server::Shutdown::Running;
         let close = client_close || resp.framing == Framing::Close || stopping;
         self.out.clear();
         write_status_line(&mut self.out, resp.status, &up.buf[resp.reason.clone()]);

@@ -73,7 +73,7 @@ pub struct Running {
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     pub shared: Arc<Shared>,
-    stop: watch::Sender<u8>,
+    stop: watch::Sender<Shutdown>,
     conns: Arc<Semaphore>,
     max_conns: usize,
     grace: Duration,
@@ -82,8 +82,23 @@ pub struct Running {
     _watcher: Option<crate::control::reload::Watcher>,
 }
 
-pub(crate) const STOP_ACCEPTING: u8 = 1;
-pub(crate) const ABORT: u8 = 2;
+/// How far a shutdown has gone, broadcast to every listener, connection and tunnel.
+///
+/// Ordered: each stage includes the ones before it, so `stage >= Draining` means
+/// "stop taking new work".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) enum Shutdown {
+    /// Serving.
+    #[default]
+    Running,
+    /// Not accepting; connections finish the exchange in flight and close.
+    Draining,
+    /// The grace period is over: everything still open is cut.
+    Abort,
+}
+
+/// The receiving side of [`Shutdown`], held by every task that must stop.
+pub(crate) type StopRx = watch::Receiver<Shutdown>;
 
 impl Running {
     /// The address of listener `name` (or the first listener).
@@ -98,7 +113,7 @@ impl Running {
     /// the grace period, cut the rest, flush records.
     pub async fn shutdown(self) {
         self.shared.ready.store(false, Ordering::Release);
-        let _ = self.stop.send(STOP_ACCEPTING);
+        let _ = self.stop.send(Shutdown::Draining);
         let deadline = Instant::now() + self.grace;
         let all_closed = |s: &Semaphore| s.available_permits() >= self.max_conns;
         while !all_closed(&self.conns) && Instant::now() < deadline {
@@ -116,7 +131,7 @@ impl Running {
         }
         if !all_closed(&self.conns) {
             tracing::warn!("closing remaining connections");
-            let _ = self.stop.send(ABORT);
+            let _ = self.stop.send(Shutdown::Abort);
             let deadline = Instant::now() + Duration::from_secs(2);
             while !all_closed(&self.conns) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -127,7 +142,7 @@ impl Running {
         }
         // Workers end (dropping what is left on them, which records it) before the
         // recorder is closed.
-        let _ = self.stop.send(ABORT);
+        let _ = self.stop.send(Shutdown::Abort);
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
@@ -266,7 +281,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     }
 
     // Bind.
-    let (stop_tx, stop_rx) = watch::channel(0u8);
+    let (stop_tx, stop_rx) = watch::channel(Shutdown::Running);
     let max_conns = cfg.limits.max_connections.max(1);
     let conns = Arc::new(Semaphore::new(max_conns));
     let waiting = Arc::new(Semaphore::new(WAITING_ROOM));
@@ -475,7 +490,7 @@ fn spawn_worker(
     (load, i): (Arc<WorkerLoad>, usize),
     listeners: Vec<WorkerListener>,
     conns: Arc<Semaphore>,
-    mut stop: watch::Receiver<u8>,
+    mut stop: crate::server::StopRx,
 ) -> Result<std::thread::JoinHandle<()>, StartError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -503,7 +518,7 @@ fn spawn_worker(
                 }
                 // Dropping the runtime then drops every connection still open,
                 // which writes their records.
-                let _ = stop.wait_for(|v| *v == ABORT).await;
+                let _ = stop.wait_for(|v| *v == Shutdown::Abort).await;
             });
         })?;
     Ok(handle)
@@ -619,7 +634,7 @@ async fn accept_loop(
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
     conns: Arc<Semaphore>,
-    mut stop: watch::Receiver<u8>,
+    mut stop: crate::server::StopRx,
     load: Option<(Arc<WorkerLoad>, usize)>,
 ) {
     loop {
@@ -710,7 +725,7 @@ async fn wait_for_slot(
     ctx: &ListenerCtx,
     settings: &ConnSettings,
     peer: SocketAddr,
-    stop: &mut watch::Receiver<u8>,
+    stop: &mut crate::server::StopRx,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let wait = settings.header_timeout;
     let p = tokio::select! {
@@ -741,7 +756,7 @@ fn serve_conn(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
-    stop: watch::Receiver<u8>,
+    stop: crate::server::StopRx,
     guard: SlotGuard,
 ) -> futures_util::future::Either<
     impl std::future::Future<Output = ()> + Send + 'static,
@@ -768,7 +783,7 @@ async fn serve_other(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: &ConnSettings,
-    stop: watch::Receiver<u8>,
+    stop: crate::server::StopRx,
 ) {
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
@@ -848,7 +863,7 @@ pub(crate) async fn serve_full<I>(
     ctx: Arc<ListenerCtx>,
     info: Arc<ConnInfo>,
     settings: &ConnSettings,
-    stop: watch::Receiver<u8>,
+    stop: crate::server::StopRx,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -880,7 +895,7 @@ async fn serve_as<I>(
     io: I,
     svc: ProxyService,
     settings: &ConnSettings,
-    stop: watch::Receiver<u8>,
+    stop: crate::server::StopRx,
     first: FirstRequest,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -971,7 +986,7 @@ struct FirstRequest {
 
 /// Poll a connection until it ends, shutting it down gracefully on stop, dropping
 /// it on abort, and dropping it when no first request arrives within `header_timeout`.
-async fn drive<C>(conn: C, mut stop: watch::Receiver<u8>, first: FirstRequest)
+async fn drive<C>(conn: C, mut stop: crate::server::StopRx, first: FirstRequest)
 where
     C: Graceful + std::future::Future<Output = Result<(), hyper::Error>>,
 {
@@ -996,10 +1011,10 @@ where
         ctx.shared.metrics.rejected(reason, &ctx.name, peer, why)
     };
     loop {
-        if *stop.borrow() == ABORT {
+        if *stop.borrow() == Shutdown::Abort {
             return;
         }
-        if *stop.borrow() == STOP_ACCEPTING && !graceful {
+        if *stop.borrow() == Shutdown::Draining && !graceful {
             conn.as_mut().graceful_shutdown();
             graceful = true;
         }

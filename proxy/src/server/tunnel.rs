@@ -43,7 +43,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{BodyFaults, ProxyBody, CLIENT_BODY_FAILED};
@@ -211,7 +210,7 @@ impl Slot {
     }
 
     /// Run the tunnel parked on the connection, if any, until it ends.
-    pub(crate) async fn run(self, idle: Duration, stop: watch::Receiver<u8>) {
+    pub(crate) async fn run(self, idle: Duration, stop: crate::server::StopRx) {
         if let Some(t) = self.0.take_tunnel() {
             // Boxed: a connection without a tunnel carries no room for one.
             Box::pin(t.run(idle, stop)).await;
@@ -379,7 +378,7 @@ async fn idle_for(idle: Duration, activity: &AtomicU64, started: Instant) {
 
 impl Parked {
     /// Relay bytes both ways until the tunnel ends, then write the record.
-    async fn run(self, idle: Duration, mut stop: watch::Receiver<u8>) {
+    async fn run(self, idle: Duration, mut stop: crate::server::StopRx) {
         let Parked {
             ex,
             client,
@@ -391,7 +390,11 @@ impl Parked {
         } = self;
         let mut tally = Tally::new(ex);
         let abort = async move {
-            if stop.wait_for(|v| *v == crate::server::ABORT).await.is_err() {
+            if stop
+                .wait_for(|v| *v == crate::server::Shutdown::Abort)
+                .await
+                .is_err()
+            {
                 // The proxy went away without a shutdown: nothing will stop us.
                 std::future::pending::<()>().await;
             }

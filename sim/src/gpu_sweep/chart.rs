@@ -11,7 +11,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::sweep::SweepResult;
+use super::SweepResult;
 
 const MODEL_COLOR: RGBColor = RGBColor(31, 119, 180);
 const PUBLISHED_COLOR: RGBColor = RGBColor(214, 39, 40);
@@ -36,8 +36,8 @@ pub fn write_chart_svg(result: &SweepResult, path: &Path) -> io::Result<()> {
 
 /// The sweep's chart as SVG text.
 pub fn render_chart_svg(result: &SweepResult) -> io::Result<String> {
-    let x = |p: &super::sweep::SweepPoint| f64::from(p.concurrency);
-    let pick = |f: &dyn Fn(&super::sweep::SweepPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+    let x = |p: &super::SweepPoint| f64::from(p.concurrency);
+    let pick = |f: &dyn Fn(&super::SweepPoint) -> Option<f64>| -> Vec<(f64, f64)> {
         result
             .points
             .iter()

@@ -9,6 +9,8 @@
 //! calibration evidence in `docs/gpu-model.md`, and a test holds them to the
 //! published values so the presets cannot drift silently.
 
+pub mod chart;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +18,15 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::{timeout_at, Instant};
 
-use super::config::{GpuConfig, DEFAULT_GPU, DEFAULT_MODEL};
-use super::replica::{Admit, Replica};
-use crate::release::Release;
+use brownout_faults::gpu::{Admit, GpuConfig, Replica, DEFAULT_GPU, DEFAULT_MODEL};
+use brownout_faults::release::Release;
 
 /// What to sweep.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
+    /// GPU preset (`brownout_faults::gpu::GPUS`).
     pub gpu: String,
+    /// Model preset (`brownout_faults::gpu::MODELS`).
     pub model: String,
     /// Concurrency levels (closed-loop clients), each run separately.
     pub concurrency: Vec<u32>,
@@ -83,26 +86,35 @@ impl SweepOptions {
 /// Published values at one concurrency, where the source gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Published {
+    /// Mean time to first token.
     pub ttft_ms: Option<f64>,
+    /// Mean inter-token latency.
     pub itl_ms: Option<f64>,
+    /// Output tokens per second over all clients.
     pub throughput_tok_s: Option<f64>,
 }
 
 /// The model's numbers at one concurrency level.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweepPoint {
+    /// Closed-loop clients.
     pub concurrency: u32,
     /// Requests completed within the duration.
     pub requests: u64,
+    /// Time to first token, median.
     pub ttft_p50_ms: f64,
+    /// Time to first token, 95th percentile.
     pub ttft_p95_ms: f64,
+    /// Time to first token, mean.
     pub ttft_mean_ms: f64,
     /// Per request (end − first token) / (output tokens − 1), as genai-perf
     /// computes it, averaged over requests.
     pub itl_mean_ms: f64,
+    /// The same, median over requests.
     pub itl_p50_ms: f64,
     /// Output tokens per second over the duration (partial answers included).
     pub throughput_tok_s: f64,
+    /// Sequences preempted (KV cache full) during the run.
     pub preemptions: u64,
     /// Running sequences, averaged over the run (sampled every 10 ms).
     pub batch_mean: f64,
@@ -115,13 +127,19 @@ pub struct SweepPoint {
 /// A whole sweep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweepResult {
+    /// GPU preset swept.
     pub gpu: String,
+    /// Model preset swept.
     pub model: String,
+    /// Prompt length of every request.
     pub prompt_tokens: u64,
+    /// Output length of every request.
     pub output_tokens: u64,
+    /// Virtual seconds measured per level.
     pub duration_s: f64,
     /// Where the published values come from, if there are any for this pair.
     pub reference: Option<String>,
+    /// One per concurrency level, in the order swept.
     pub points: Vec<SweepPoint>,
 }
 
@@ -442,4 +460,4 @@ pub fn render_table(r: &SweepResult) -> String {
     out
 }
 
-pub use super::chart::write_chart_svg;
+pub use chart::write_chart_svg;

@@ -3,7 +3,7 @@
 //! A change to the model or a preset that drifts from the published numbers fails
 //! here instead of silently changing every drill's timing.
 
-use brownout_faults::gpu::sweep::{render_table, run, SweepOptions, SweepResult};
+use brownout_sim::gpu_sweep::{render_table, run, SweepOptions, SweepResult};
 
 fn sweep(gpu: &str, model: &str) -> SweepResult {
     let r = run(&SweepOptions::calibration(gpu, model)).expect("the preset sweeps");
@@ -22,12 +22,12 @@ fn within(model: f64, published: f64, tolerance: f64) -> bool {
 fn h100_llama_8b_matches_the_nim_table() {
     let r = sweep("h100-80gb", "llama-3.1-8b");
     assert_eq!((r.prompt_tokens, r.output_tokens), (200, 200));
-    // `BROWNOUT_BLESS=1 cargo test -p brownout-faults --test gpu_calibration`
+    // `BROWNOUT_BLESS=1 cargo test -p brownout-sim --test gpu_calibration`
     // redraws the chart in docs/gpu-model.md from this very run.
     if std::env::var_os("BROWNOUT_BLESS").is_some() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gpu-calibration.svg");
-        brownout_faults::gpu::sweep::write_chart_svg(&r, &path).expect("writes the chart");
+        brownout_sim::gpu_sweep::write_chart_svg(&r, &path).expect("writes the chart");
     }
     for c in [1, 25, 100, 250] {
         let p = r
@@ -158,7 +158,7 @@ fn chart_renders_text_without_fonts() {
         ..SweepOptions::default()
     };
     let r = run(&o).expect("sweeps");
-    let svg = brownout_faults::gpu::chart::render_chart_svg(&r).expect("draws");
+    let svg = brownout_sim::gpu_sweep::chart::render_chart_svg(&r).expect("draws");
     assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
     for text in [
         "Inter-token latency",
@@ -170,7 +170,7 @@ fn chart_renders_text_without_fonts() {
         assert!(svg.contains(text), "missing `{text}`");
     }
     let path = std::env::temp_dir().join(format!("brownout-gpu-chart-{}.svg", std::process::id()));
-    brownout_faults::gpu::sweep::write_chart_svg(&r, &path).expect("writes");
+    brownout_sim::gpu_sweep::write_chart_svg(&r, &path).expect("writes");
     let written = std::fs::read_to_string(&path).expect("reads back");
     assert_eq!(written, svg);
     let _ = std::fs::remove_file(&path);
