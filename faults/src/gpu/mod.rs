@@ -9,6 +9,7 @@
 pub mod chart;
 mod cold;
 mod config;
+mod power;
 mod replica;
 pub mod sweep;
 
@@ -17,4 +18,5 @@ pub use config::{
     gpu_spec, model_spec, GpuConfig, GpuSpec, ModelSpec, Roofline, StepModel, DEFAULT_GPU,
     DEFAULT_MODEL, GPUS, MODELS,
 };
-pub use replica::{Admit, Replica, Sequence};
+pub use power::{power_names, power_spec, PowerSpec, POWER};
+pub use replica::{Admit, Replica, Sequence, UTILISATION_TAU};
