@@ -299,6 +299,28 @@ pub fn chaos_from_records(
     (summary, why)
 }
 
+/// The cost of chaos in record files (`crate::cost::chaos_cost`): per phase of
+/// `phases` (names and lengths, in order), the tokens the upstream billed on
+/// retries (as [`retries`] infers them) and on answers that failed, priced.
+pub fn chaos_cost_from_records(
+    files: &[(String, String)],
+    phases: &[PhaseSpan],
+    cost: &crate::cost::CostSpec,
+) -> crate::cost::ChaosCost {
+    let (recs, _) = read_all(files);
+    let retry = retries(&recs);
+    let exchanges: Vec<crate::cost::Exchange<'_>> = recs
+        .iter()
+        .zip(retry)
+        .map(|(r, retry)| crate::cost::exchange_of(&r.rec, retry))
+        .collect();
+    let spans: Vec<(String, Option<f64>)> = phases
+        .iter()
+        .map(|p| (p.name.clone(), p.duration_s))
+        .collect();
+    crate::cost::chaos_cost(&exchanges, &spans, cost)
+}
+
 /// How far a failure's end may seem to come after its retry's arrival: record
 /// times are cut to milliseconds, so a retry sent at once can read as arriving a
 /// moment before the failure it follows ended.
