@@ -406,6 +406,8 @@ pub struct Exchange<'a> {
     pub failed: bool,
     /// What the upstream billed for it ([`billed_tokens`]).
     pub billed: Option<Tokens>,
+    /// Billed, but the record has no input token count.
+    pub input_unknown: bool,
 }
 
 /// One phase's cost of chaos.
@@ -417,6 +419,11 @@ pub struct PhaseCost {
     pub duration_s: Option<f64>,
     /// Exchanges the upstream billed.
     pub billed_exchanges: u64,
+    /// Billed exchanges whose record has no input token count (the proxy read no
+    /// body and no usage came back, as for a stream cut before its usage chunk):
+    /// their prompts are not priced.
+    #[serde(default)]
+    pub input_unknown: u64,
     /// Everything billed.
     pub billed: Tokens,
     /// Billed on extra attempts (retries), however they ended.
@@ -488,6 +495,7 @@ pub fn chaos_cost(
         let row = e.phase.and_then(|p| rows.iter_mut().find(|r| r.name == p));
         for r in row.into_iter().chain(std::iter::once(&mut total)) {
             r.billed_exchanges += 1;
+            r.input_unknown += u64::from(e.input_unknown);
             r.billed.add(t);
             if e.retry {
                 r.retries.add(t);
@@ -611,11 +619,22 @@ impl ChaosCost {
         (head, rows)
     }
 
+    /// What the figures leave out, when they leave something out.
+    pub fn note(&self) -> Option<String> {
+        let n = self.total.input_unknown;
+        (n > 0).then(|| {
+            format!("{n} billed exchange(s) carried no input token count (the proxy read no body and no usage came back), so their prompts are not priced")
+        })
+    }
+
     /// For the terminal: the table and what it means.
     pub fn table(&self) -> String {
         let (head, rows) = self.rows();
         let mut out = String::from("cost of chaos (tokens the upstream billed; wasted = on retries or on failed/cut-off answers):\n");
         out.push_str(&crate::report::align(&head, &rows, |i| i >= 1, true));
+        if let Some(n) = self.note() {
+            out.push_str(&format!("note: {n}\n"));
+        }
         out
     }
 
@@ -635,6 +654,9 @@ impl ChaosCost {
         for r in rows {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
+        if let Some(n) = self.note() {
+            out.push_str(&format!("\nNote: {n}.\n"));
+        }
         out
     }
 }
@@ -646,6 +668,7 @@ pub fn exchange_of(r: &Record, retry: bool) -> Exchange<'_> {
         retry,
         failed: r.outcome != brownout_faults::record::Outcome::Ok,
         billed: billed_tokens(r),
+        input_unknown: r.input_tokens.is_none() && billed_tokens(r).is_some(),
     }
 }
 
@@ -792,6 +815,11 @@ mod tests {
         assert_eq!(calm.tokens_price.unwrap().wasted, 0.0);
         let storm = &cc.phases[1];
         assert_eq!(storm.billed_exchanges, 3);
+        assert_eq!(storm.input_unknown, 1);
+        assert!(cc
+            .note()
+            .unwrap()
+            .starts_with("1 billed exchange(s) carried no input token count"));
         assert_eq!(
             storm.billed,
             Tokens {

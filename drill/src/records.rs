@@ -308,7 +308,15 @@ pub fn chaos_cost_from_records(
     cost: &crate::cost::CostSpec,
 ) -> crate::cost::ChaosCost {
     let (recs, _) = read_all(files);
-    let retry = retries(&recs);
+    cost_of(&recs, phases, cost)
+}
+
+fn cost_of(
+    recs: &[Read],
+    phases: &[PhaseSpan],
+    cost: &crate::cost::CostSpec,
+) -> crate::cost::ChaosCost {
+    let retry = retries(recs);
     let exchanges: Vec<crate::cost::Exchange<'_>> = recs
         .iter()
         .zip(retry)
@@ -793,6 +801,9 @@ pub fn report_from_records_with(
         report.exit_code = EXIT_PASS;
         source.no_verdict = Some(why.to_owned());
     }
+    report.cost = scenario
+        .and_then(|s| s.cost.as_ref())
+        .map(|c| cost_of(&recs, &phases, c));
     report.records = Some(source);
     if !why.is_empty() {
         report.incomplete = Some(why.join("; "));

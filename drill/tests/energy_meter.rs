@@ -17,7 +17,9 @@ async fn exporter(body: Arc<Mutex<String>>) -> String {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let body = body.lock().unwrap().clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
@@ -45,14 +47,22 @@ fn dcgm(power: [f64; 2], energy_mj: Option<[u64; 2]>) -> String {
     for i in 0..2 {
         s.push_str(&format!("DCGM_FI_DEV_GPU_UTIL{{{}}} 97\n", labels(i)));
     }
-    s.push_str("# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n");
+    s.push_str(
+        "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n",
+    );
     for (i, p) in power.iter().enumerate() {
-        s.push_str(&format!("DCGM_FI_DEV_POWER_USAGE{{{}}} {p:.3}\n", labels(i)));
+        s.push_str(&format!(
+            "DCGM_FI_DEV_POWER_USAGE{{{}}} {p:.3}\n",
+            labels(i)
+        ));
     }
     if let Some(e) = energy_mj {
         s.push_str("# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot (in mJ).\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n");
         for (i, e) in e.iter().enumerate() {
-            s.push_str(&format!("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{}}} {e}\n", labels(i)));
+            s.push_str(&format!(
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{}}} {e}\n",
+                labels(i)
+            ));
         }
     }
     s
@@ -68,7 +78,10 @@ fn dcgm_spec(url: &str) -> EnergySpec {
 
 #[tokio::test]
 async fn dcgm_energy_counter_gives_the_exact_mean() {
-    let body = Arc::new(Mutex::new(dcgm([100.0, 100.0], Some([5_000_000, 7_000_000]))));
+    let body = Arc::new(Mutex::new(dcgm(
+        [100.0, 100.0],
+        Some([5_000_000, 7_000_000]),
+    )));
     let url = exporter(body.clone()).await;
     let m = EnergyMeter::start(&dcgm_spec(&url), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -136,12 +149,22 @@ async fn brownout_busy_seconds_are_scaled_by_the_power_model() {
 async fn a_page_without_the_series_or_not_prometheus_is_an_error() {
     let body = Arc::new(Mutex::new("<html><body>Grafana</body></html>".to_owned()));
     let url = exporter(body.clone()).await;
-    let e = EnergyMeter::start(&dcgm_spec(&url), None).await.unwrap_err();
+    let e = EnergyMeter::start(&dcgm_spec(&url), None)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("not Prometheus text"), "{e}");
     *body.lock().unwrap() = busy(1.0, 1.0);
-    let e = EnergyMeter::start(&dcgm_spec(&url), None).await.unwrap_err();
+    let e = EnergyMeter::start(&dcgm_spec(&url), None)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(e, EnergyError::NoSeries { series: "DCGM_FI_DEV_POWER_USAGE", .. }),
+        matches!(
+            e,
+            EnergyError::NoSeries {
+                series: "DCGM_FI_DEV_POWER_USAGE",
+                ..
+            }
+        ),
         "{e}"
     );
     // brownout's /metrics without a power model cannot be turned into watts.
