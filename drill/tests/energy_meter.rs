@@ -173,3 +173,65 @@ async fn a_page_without_the_series_or_not_prometheus_is_an_error() {
         .unwrap_err();
     assert!(matches!(e, EnergyError::NoPowerModel), "{e}");
 }
+
+/// POST one streamed chat of `n` tokens to the sim and read it to the end.
+async fn chat(url: &str, n: u32) {
+    let mut s = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let body = format!(
+        "{{\"model\":\"m\",\"stream\":true,\"max_tokens\":{n},\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+    );
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("[DONE]"));
+}
+
+#[tokio::test]
+async fn the_sim_with_a_gpu_serves_the_same_gauges_and_the_meter_reads_them() {
+    let cfg = brownout_sim::SimConfig {
+        gpu: Some(brownout_sim::SimGpu::from_spec("h100-80gb").unwrap()),
+        ..Default::default()
+    };
+    let sim = brownout_sim::spawn("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    let metrics = format!("{}/metrics", sim.url());
+    let spec = EnergySpec {
+        gpu: Some("h100-80gb".into()),
+        ..EnergySpec::default()
+    };
+    let m = EnergyMeter::start(&spec, Some(&metrics)).await.unwrap();
+    let url = sim.url();
+    tokio::join!(chat(&url, 40), chat(&url, 40), chat(&url, 40));
+    let r = m.finish().await.unwrap();
+    assert_eq!(r.source, PowerSource::GpuModel);
+    // Some steps ran: above the H100 SXM's 70 W idle, at most its 700 W.
+    assert!(r.mean_w > 70.0 && r.mean_w <= 700.0, "{r:?}");
+    let text = brownout_drill::energy::scrape(&metrics).await.unwrap();
+    for name in [
+        "brownout_gpu_utilization",
+        "brownout_gpu_power_watts",
+        "brownout_gpu_energy_joules_total",
+        "brownout_gpu_queue_depth",
+    ] {
+        assert!(
+            text.iter()
+                .any(|s| s.name == name && s.labels == [("rule".to_owned(), "sim".to_owned())]),
+            "{name}"
+        );
+    }
+    // Without a GPU model the sim has no /metrics, as before.
+    let plain = brownout_sim::spawn("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let e = brownout_drill::energy::scrape(&format!("{}/metrics", plain.url()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+}
