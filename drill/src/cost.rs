@@ -769,32 +769,37 @@ mod tests {
                 retry: false,
                 failed: false,
                 billed: t(100, 50),
+                input_unknown: false,
             },
-            // storm: a free injected 429, its retry answered whole, a cut-off
-            // stream retried and answered.
+            // storm: a free injected 429 and its retry answered whole; a stream
+            // cut off (its record has no prompt count) and its retry cut off too.
             Exchange {
                 phase: Some("storm"),
                 retry: false,
                 failed: true,
                 billed: None,
+                input_unknown: false,
             },
             Exchange {
                 phase: Some("storm"),
                 retry: true,
                 failed: false,
                 billed: t(100, 50),
+                input_unknown: false,
             },
             Exchange {
                 phase: Some("storm"),
                 retry: false,
                 failed: true,
                 billed: t(100, 20),
+                input_unknown: true,
             },
             Exchange {
                 phase: Some("storm"),
                 retry: true,
                 failed: true,
                 billed: t(100, 10),
+                input_unknown: false,
             },
         ];
         let c = CostSpec {
