@@ -165,6 +165,19 @@ pub fn billed_tokens(r: &Record) -> Option<Tokens> {
     })
 }
 
+/// The tokens the upstream billed over `records` (a probe window's records, say),
+/// and how many exchanges it billed: [`Window::billed`] and a `requests` count
+/// that leaves out what never reached the upstream.
+pub fn billed_sum<'a>(records: impl IntoIterator<Item = &'a Record>) -> (u64, Tokens) {
+    let mut n = 0;
+    let mut t = Tokens::default();
+    for b in records.into_iter().filter_map(billed_tokens) {
+        n += 1;
+        t.add(b);
+    }
+    (n, t)
+}
+
 /// One measured window, as the capacity command measures a probe.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Window {
@@ -877,6 +890,79 @@ mod tests {
         let none = chaos_cost(&ex, &phases, &CostSpec::default());
         assert_eq!(none.phases[1].tokens_price, None);
         assert_eq!(none.phases[1].gpu_price, None);
+    }
+
+    #[test]
+    fn only_what_the_upstream_answered_2xx_is_billed() {
+        use brownout_faults::record::{Outcome, UpstreamTiming};
+        let rec = |upstream: Option<u16>, outcome: Outcome| {
+            let mut r = Record::new(1, "llm".into());
+            r.input_tokens = Some(10);
+            r.output_tokens = Some(4);
+            r.outcome = outcome;
+            r.upstream = upstream.map(|s| UpstreamTiming {
+                status: Some(s),
+                ttfb_ms: Some(1.0),
+                e2e_ms: Some(2.0),
+                retried: false,
+            });
+            r
+        };
+        let recs = [
+            // An injected 429: the upstream was never called.
+            rec(None, Outcome::InjectedError),
+            // The upstream's own 500: providers do not bill it.
+            rec(Some(500), Outcome::UpstreamError),
+            // A 2xx stream cut off by a fault: billed for what it produced.
+            rec(Some(200), Outcome::InjectedError),
+            rec(Some(200), Outcome::Ok),
+        ];
+        assert_eq!(billed_tokens(&recs[0]), None);
+        assert_eq!(billed_tokens(&recs[1]), None);
+        let (n, t) = billed_sum(&recs);
+        assert_eq!(
+            (n, t),
+            (
+                2,
+                Tokens {
+                    input: 20,
+                    output: 8
+                }
+            )
+        );
+        let e = exchange_of(&recs[2], false);
+        assert!(e.failed && !e.input_unknown && e.billed.is_some());
+    }
+
+    #[test]
+    fn scenarios_carry_cost_and_energy_and_report_their_errors_with_the_rest() {
+        let base = "version: 1\nname: t\ntarget: {upstream: sim}\nprofile: p.yaml\nworkload: {name: chat, arrival: {rate: 5/s}}\n";
+        let ok =
+            format!("{base}cost: {{gpu_hour: 2.5, replicas: 2}}\nenergy: {{gpu: a100-40gb}}\n");
+        let s = crate::scenario::load_scenario(&ok, "s.yaml").unwrap();
+        assert_eq!(s.cost.unwrap().per_hour(), Some(5.0));
+        assert_eq!(s.energy.unwrap().model().unwrap().max_w, 400.0);
+        let bad = format!("{base}cost: {{gpu_hour: -1, tokns: {{}}}}\nenergy: {{gpu: b200}}\n");
+        let e = crate::scenario::load_scenario(&bad, "s.yaml").unwrap_err();
+        let msgs: Vec<String> = e
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("6:22 unknown field `tokns`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("6:18 `gpu_hour` must be 0 or more")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("7:15 unknown GPU power preset `b200`")),
+            "{msgs:?}"
+        );
     }
 
     fn diags(src: &str) -> Vec<String> {
