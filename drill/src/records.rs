@@ -859,6 +859,44 @@ mod tests {
     }
 
     #[test]
+    fn a_scenario_with_cost_prices_the_records_retries() {
+        use brownout_faults::record::UpstreamTiming;
+        // LiteLLM again: two free injected 429s, then the fresh call that the
+        // upstream answered and billed: a retry by fingerprint, so its tokens
+        // are the chaos's.
+        let fail = |t| rec_line(t, O::InjectedError, 429, "{\"q\":1}", "Bearer sk-a");
+        let mut ok: Record =
+            serde_json::from_str(&rec_line(2_000, O::Ok, 200, "{\"q\":1}", "Bearer sk-a")).unwrap();
+        ok.input_tokens = Some(1_000);
+        ok.output_tokens = Some(500);
+        ok.upstream = Some(UpstreamTiming {
+            status: Some(200),
+            ttfb_ms: Some(5.0),
+            e2e_ms: Some(290.0),
+            retried: false,
+        });
+        let ok = serde_json::to_string(&ok).unwrap();
+        let src = "version: 1\nname: t\ntarget: {upstream: sim}\nprofile: p.yaml\nworkload: {name: chat, arrival: {rate: 5/s}}\ncost: {tokens: {input_per_mtok: 1, output_per_mtok: 4}}\n";
+        let scenario = crate::scenario::load_scenario(src, "s.yaml").unwrap();
+        let lines = [fail(0), fail(1_000), ok].join("\n");
+        let r = report_from_records(&[("r".into(), lines.clone())], Some(&scenario)).unwrap();
+        let c = r.cost.clone().expect("a cost section");
+        let t = crate::cost::Tokens {
+            input: 1_000,
+            output: 500,
+        };
+        assert_eq!((c.total.billed, c.total.retries, c.total.wasted), (t, t, t));
+        assert_eq!(c.total.billed_exchanges, 1);
+        let p = c.total.tokens_price.unwrap();
+        assert!((p.wasted - (0.001 + 0.002)).abs() < 1e-12, "{p:?}");
+        assert_eq!(c.total.gpu_price, None, "no gpu_hour, no GPU figure");
+        assert!(crate::gate::render_summary(&r).contains("### Cost of chaos"));
+        // Without a scenario's prices, no cost at all.
+        let none = report_from_records(&[("r".into(), lines)], None).unwrap();
+        assert!(none.cost.is_none());
+    }
+
+    #[test]
     fn fresh_call_retries_are_counted_by_fingerprint_and_client() {
         let fail = |t| rec_line(t, O::InjectedError, 429, "{\"q\":1}", "Bearer sk-a");
         let ok = |t| rec_line(t, O::Ok, 200, "{\"q\":1}", "Bearer sk-a");
