@@ -50,6 +50,10 @@ pub struct DrillReport {
     /// records do not carry. `None` for a drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<crate::records::RecordsSource>,
+    /// The cost of chaos per phase, when the scenario gives `cost` (absent
+    /// otherwise: no made-up zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::ChaosCost>,
 }
 
 impl DrillReport {
@@ -93,6 +97,7 @@ impl DrillReport {
             slo,
             chaos,
             records: None,
+            cost: None,
         }
     }
 
@@ -241,6 +246,9 @@ pub fn render_summary(r: &DrillReport) -> String {
     }
     if let Some(c) = &r.chaos {
         let _ = writeln!(out, "{}", chaos_markdown(c));
+    }
+    if let Some(c) = &r.cost {
+        let _ = writeln!(out, "{}", c.markdown());
     }
     if !r.slo.is_empty() {
         let _ = writeln!(out, "| scope | SLO | result | |\n|---|---|---|---|");

@@ -84,6 +84,9 @@ pub fn render_html(r: &DrillReport) -> io::Result<String> {
     if let Some(c) = &r.chaos {
         out.push_str(&chaos_html(c));
     }
+    if let Some(c) = &r.cost {
+        out.push_str(&cost_html(c));
+    }
     let _ = writeln!(
         out,
         "<footer class=\"muted\">Written by brownout. Charts drawn with uPlot {UPLOT_VERSION} (MIT licence), inlined with the data: this file needs no network. Latencies are of successful requests unless marked as errors; times are seconds from the drill's start, by scheduled send.</footer>"
@@ -888,6 +891,31 @@ pub fn chaos_html(c: &ChaosSummary) -> String {
             .as_ref()
             .map_or(String::new(), |n| format!(" Note: {}.", xml_escape(n)))
     );
+    out
+}
+
+/// The cost of chaos per phase (present only when the scenario gives `cost`).
+pub fn cost_html(c: &crate::cost::ChaosCost) -> String {
+    let mut out = String::from("<section id=\"cost\"><h2>Cost of chaos</h2>\n<table><tr>");
+    let (head, rows) = c.rows();
+    for (i, h) in head.iter().enumerate() {
+        let class = if i == 0 { " class=\"text\"" } else { "" };
+        let _ = write!(out, "<th{class}>{}</th>", xml_escape(h));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i == 0 { " class=\"text\"" } else { "" };
+            let _ = write!(out, "<td{class}>{}</td>", xml_escape(cell));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n<p>Tokens the upstream billed (input/output): an injected error or a refused request costs nothing. <i>Wasted</i> = billed on retries or on answers that failed or were cut off, each exchange once; GPU time is shared out by output tokens.");
+    if let Some(n) = c.note() {
+        let _ = write!(out, " Note: {}.", xml_escape(&n));
+    }
+    out.push_str("</p>\n</section>\n");
     out
 }
 

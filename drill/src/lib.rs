@@ -43,6 +43,8 @@ pub mod arrival;
 pub mod chaos;
 pub mod client;
 pub mod correct;
+pub mod cost;
+pub mod energy;
 pub mod engine;
 pub mod error;
 pub mod gate;

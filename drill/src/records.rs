@@ -299,6 +299,36 @@ pub fn chaos_from_records(
     (summary, why)
 }
 
+/// The cost of chaos in record files (`crate::cost::chaos_cost`): per phase of
+/// `phases` (names and lengths, in order), the tokens the upstream billed on
+/// retries (as [`retries`] infers them) and on answers that failed, priced.
+pub fn chaos_cost_from_records(
+    files: &[(String, String)],
+    phases: &[PhaseSpan],
+    cost: &crate::cost::CostSpec,
+) -> crate::cost::ChaosCost {
+    let (recs, _) = read_all(files);
+    cost_of(&recs, phases, cost)
+}
+
+fn cost_of(
+    recs: &[Read],
+    phases: &[PhaseSpan],
+    cost: &crate::cost::CostSpec,
+) -> crate::cost::ChaosCost {
+    let retry = retries(recs);
+    let exchanges: Vec<crate::cost::Exchange<'_>> = recs
+        .iter()
+        .zip(retry)
+        .map(|(r, retry)| crate::cost::exchange_of(&r.rec, retry))
+        .collect();
+    let spans: Vec<(String, Option<f64>)> = phases
+        .iter()
+        .map(|p| (p.name.clone(), p.duration_s))
+        .collect();
+    crate::cost::chaos_cost(&exchanges, &spans, cost)
+}
+
 /// How far a failure's end may seem to come after its retry's arrival: record
 /// times are cut to milliseconds, so a retry sent at once can read as arriving a
 /// moment before the failure it follows ended.
@@ -771,6 +801,9 @@ pub fn report_from_records_with(
         report.exit_code = EXIT_PASS;
         source.no_verdict = Some(why.to_owned());
     }
+    report.cost = scenario
+        .and_then(|s| s.cost.as_ref())
+        .map(|c| cost_of(&recs, &phases, c));
     report.records = Some(source);
     if !why.is_empty() {
         report.incomplete = Some(why.join("; "));
@@ -823,6 +856,44 @@ mod tests {
     fn amplification(lines: &[String]) -> (f64, u64) {
         let r = report_from_records(&[("r".into(), lines.join("\n"))], None).unwrap();
         (r.result.total.retry_amplification, r.result.total.attempts)
+    }
+
+    #[test]
+    fn a_scenario_with_cost_prices_the_records_retries() {
+        use brownout_faults::record::UpstreamTiming;
+        // LiteLLM again: two free injected 429s, then the fresh call that the
+        // upstream answered and billed: a retry by fingerprint, so its tokens
+        // are the chaos's.
+        let fail = |t| rec_line(t, O::InjectedError, 429, "{\"q\":1}", "Bearer sk-a");
+        let mut ok: Record =
+            serde_json::from_str(&rec_line(2_000, O::Ok, 200, "{\"q\":1}", "Bearer sk-a")).unwrap();
+        ok.input_tokens = Some(1_000);
+        ok.output_tokens = Some(500);
+        ok.upstream = Some(UpstreamTiming {
+            status: Some(200),
+            ttfb_ms: Some(5.0),
+            e2e_ms: Some(290.0),
+            retried: false,
+        });
+        let ok = serde_json::to_string(&ok).unwrap();
+        let src = "version: 1\nname: t\ntarget: {upstream: sim}\nprofile: p.yaml\nworkload: {name: chat, arrival: {rate: 5/s}}\ncost: {tokens: {input_per_mtok: 1, output_per_mtok: 4}}\n";
+        let scenario = crate::scenario::load_scenario(src, "s.yaml").unwrap();
+        let lines = [fail(0), fail(1_000), ok].join("\n");
+        let r = report_from_records(&[("r".into(), lines.clone())], Some(&scenario)).unwrap();
+        let c = r.cost.clone().expect("a cost section");
+        let t = crate::cost::Tokens {
+            input: 1_000,
+            output: 500,
+        };
+        assert_eq!((c.total.billed, c.total.retries, c.total.wasted), (t, t, t));
+        assert_eq!(c.total.billed_exchanges, 1);
+        let p = c.total.tokens_price.unwrap();
+        assert!((p.wasted - (0.001 + 0.002)).abs() < 1e-12, "{p:?}");
+        assert_eq!(c.total.gpu_price, None, "no gpu_hour, no GPU figure");
+        assert!(crate::gate::render_summary(&r).contains("### Cost of chaos"));
+        // Without a scenario's prices, no cost at all.
+        let none = report_from_records(&[("r".into(), lines)], None).unwrap();
+        assert!(none.cost.is_none());
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct Scenario {
     /// rightly never fire.
     #[serde(default)]
     pub allow_idle_rules: bool,
+    /// Prices: per GPU-hour and/or per token (`crate::cost`).
+    #[serde(default)]
+    pub cost: Option<crate::cost::CostSpec>,
+    /// A power model and real power's source (`crate::cost`, `crate::energy`).
+    #[serde(default)]
+    pub energy: Option<crate::cost::EnergySpec>,
 }
 
 /// The drill's target: a running proxy, or simulated upstreams plus an in-process proxy.
@@ -638,9 +644,11 @@ pub fn check_scenario(src: &str, file: &str) -> ScenarioCheck {
     diags.extend(read.diagnostics());
     if let Some(s) = read.value.as_mut() {
         default_workload_names(s, &read.tree);
+        let priced = crate::cost::check(s.cost.as_ref(), s.energy.as_ref(), &read.tree, file);
         diags.extend(
             check(s, &read.tree, file)
                 .into_iter()
+                .chain(priced)
                 .filter(|d| !read.follows_from_repair(d)),
         );
     }

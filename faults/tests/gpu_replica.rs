@@ -444,3 +444,25 @@ async fn cold_start_is_released_by_the_kill_switch() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     assert_eq!(cold.wait(&mut rng, &rel).await, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn busy_time_counts_steps_and_utilisation_follows_it() {
+    let r = Replica::new(cfg(4));
+    let rel = Release::default();
+    assert_eq!(r.busy_time(), Duration::ZERO);
+    assert_eq!(r.utilization(), 0.0);
+    let s = admitted(&r, 1, 100, &rel).await;
+    // One running sequence: 11 ms per step, 100 steps, busy all along.
+    s.until_produced(100).await;
+    drop(s);
+    assert_eq!(r.busy_time(), ms(1100));
+    // 1.1 s busy with a 1 s time constant: 1 − e^(−1.1).
+    let busy = r.utilization();
+    assert!((busy - (1.0 - (-1.1f64).exp())).abs() < 1e-3, "{busy}");
+    // Idle from now on: busy time stays, utilisation decays.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.busy_time(), ms(1100));
+    let idle = r.utilization();
+    assert!((idle - busy * (-3.0f64).exp()).abs() < 1e-3, "{idle}");
+    assert!(r.uptime() >= Duration::from_millis(4100));
+}

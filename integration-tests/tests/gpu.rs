@@ -111,6 +111,35 @@ async fn one_slot_queues_the_second_request_and_overflows_the_third() {
     );
     assert!(metrics.contains("brownout_gpu_batch_size{rule=\"gpu\"}"));
     assert!(metrics.contains("brownout_gpu_preemptions_total{rule=\"gpu\"} 0"));
+    // Utilisation and energy, as valid Prometheus text: the A100 SXM preset draws
+    // 50 W idle and 400 W busy, and the gauges of one scrape agree.
+    let samples = brownout_drill::energy::parse_prometheus(&metrics).expect("Prometheus text");
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels == [("rule".to_owned(), "gpu".to_owned())])
+            .unwrap_or_else(|| panic!("no {name}{{rule=\"gpu\"}} in {metrics}"))
+            .value
+    };
+    for (name, kind) in [
+        ("brownout_gpu_utilization", "gauge"),
+        ("brownout_gpu_busy_seconds_total", "counter"),
+        ("brownout_gpu_power_watts", "gauge"),
+        ("brownout_gpu_energy_joules_total", "counter"),
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}"
+        );
+    }
+    let util = value("brownout_gpu_utilization");
+    assert!(util > 0.0 && util <= 1.0, "{util}");
+    assert!((value("brownout_gpu_power_watts") - (50.0 + 350.0 * util)).abs() < 1.0);
+    // Two answers of 20 tokens at about 13 ms a token: over half a second busy.
+    let busy = value("brownout_gpu_busy_seconds_total");
+    assert!(busy > 0.4, "{busy}");
+    // At least the busy span's extra draw, plus idle draw over the replica's life.
+    assert!(value("brownout_gpu_energy_joules_total") >= 350.0 * busy + 50.0 * busy);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,7 @@ impl OpenaiSim {
                 crate::embeddings::embeddings(&self.cfg, self.next_ordinal(), req, start).await
             }
             (&Method::GET, "/health") => health(),
+            (&Method::GET, "/metrics") if self.cfg.gpu.is_some() => gpu_metrics(&self.cfg),
             (&Method::GET, "/v1/models") => list_models(),
             (&Method::GET, p) if p.starts_with("/v1/models/") => {
                 get_model(&p["/v1/models/".len()..])
@@ -633,6 +634,79 @@ struct ModelList<'a> {
 
 /// `GET /health`, as vLLM answers it: 200 with an empty body. Load generators
 /// (guidellm) and orchestrators probe it before sending traffic.
+/// `GET /metrics` of `brownout sim --gpu`: the simulated GPU's gauges under the
+/// same names and types as the proxy's `/metrics` (rule `sim`), so an energy meter
+/// or a dashboard reads a simulated server as it reads a `gpu_saturation` fault.
+fn gpu_metrics(cfg: &SimConfig) -> Response<SimBody> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let Some(gpu) = &cfg.gpu {
+        let r = &gpu.0;
+        let power = brownout_faults::gpu::power_spec(&r.config().gpu);
+        let util = r.utilization();
+        let busy = r.busy_time().as_secs_f64();
+        let mut family = |name: &str, kind: &str, help: &str, v: Option<f64>| {
+            let _ = writeln!(
+                out,
+                "# HELP brownout_{name} {help}\n# TYPE brownout_{name} {kind}"
+            );
+            if let Some(v) = v {
+                let _ = writeln!(out, "brownout_{name}{{rule=\"sim\"}} {v}");
+            }
+        };
+        family(
+            "gpu_queue_depth",
+            "gauge",
+            "Requests waiting for a simulated GPU slot.",
+            Some(r.queue_depth() as f64),
+        );
+        family(
+            "gpu_batch_size",
+            "gauge",
+            "Sequences running on the simulated GPU.",
+            Some(r.batch_size() as f64),
+        );
+        family(
+            "gpu_preemptions_total",
+            "counter",
+            "Sequences preempted when the simulated KV cache ran out.",
+            Some(r.preemptions() as f64),
+        );
+        family(
+            "gpu_utilization",
+            "gauge",
+            "Modelled utilisation (share of time running steps, about the last second).",
+            Some(util),
+        );
+        family(
+            "gpu_busy_seconds_total",
+            "counter",
+            "Seconds the simulated GPU spent running steps.",
+            Some(busy),
+        );
+        family(
+            "gpu_power_watts",
+            "gauge",
+            "Modelled board power: idle + (max - idle) x utilisation.",
+            power.map(|p| p.watts(util)),
+        );
+        family(
+            "gpu_energy_joules_total",
+            "counter",
+            "Modelled energy drawn since the simulated GPU was made.",
+            power.map(|p| {
+                p.watts(0.0) * r.uptime().as_secs_f64() + (p.watts(1.0) - p.watts(0.0)) * busy
+            }),
+        );
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(out)).boxed_unsync());
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
 fn health() -> Response<SimBody> {
     Response::new(Full::new(Bytes::new()).boxed_unsync())
 }

@@ -8,6 +8,7 @@
 
 mod cold;
 mod config;
+mod power;
 mod replica;
 
 pub use cold::ColdStart;
@@ -15,4 +16,5 @@ pub use config::{
     gpu_spec, model_spec, GpuConfig, GpuSpec, ModelSpec, Roofline, StepModel, DEFAULT_GPU,
     DEFAULT_MODEL, GPUS, MODELS,
 };
-pub use replica::{Admit, Replica, Sequence};
+pub use power::{power_names, power_spec, PowerSpec, POWER};
+pub use replica::{Admit, Replica, Sequence, UTILISATION_TAU};

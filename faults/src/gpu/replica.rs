@@ -47,6 +47,8 @@ pub enum Admit {
 pub struct Replica {
     cfg: GpuConfig,
     state: Mutex<State>,
+    /// When the replica came into being: its idle draw counts from here.
+    created: Instant,
 }
 
 impl fmt::Debug for Replica {
@@ -151,6 +153,32 @@ struct State {
     kv_used: u64,
     preemptions: u64,
     driver: bool,
+    /// Time spent running steps, in total: the energy model's busy time.
+    busy: Duration,
+    /// Utilisation, an exponentially weighted average of busy time (time constant
+    /// [`UTILISATION_TAU`]) as of `util_at`, the end of the last step.
+    util: f64,
+    util_at: Option<Instant>,
+}
+
+/// Time constant of [`Replica::utilization`]: about the sampling period of DCGM's
+/// `DCGM_FI_DEV_GPU_UTIL`, so the gauge moves as a real card's would.
+pub const UTILISATION_TAU: Duration = Duration::from_secs(1);
+
+impl State {
+    /// A step of length `step` ended at `end`: the time before it since the last
+    /// step was idle.
+    fn count_step(&mut self, step: Duration, end: Instant) {
+        self.busy += step;
+        let tau = UTILISATION_TAU.as_secs_f64();
+        let start = end.checked_sub(step).unwrap_or(end);
+        let idle = self
+            .util_at
+            .map_or(0.0, |at| start.saturating_duration_since(at).as_secs_f64());
+        let decayed = self.util * (-idle / tau).exp();
+        self.util = 1.0 - (1.0 - decayed) * (-step.as_secs_f64() / tau).exp();
+        self.util_at = Some(end);
+    }
 }
 
 /// What one step does to one sequence.
@@ -169,6 +197,7 @@ impl Replica {
         Arc::new(Replica {
             cfg,
             state: Mutex::new(State::default()),
+            created: Instant::now(),
         })
     }
 
@@ -194,6 +223,28 @@ impl Replica {
     /// Sequences preempted so far because the KV cache ran out.
     pub fn preemptions(&self) -> u64 {
         self.lock().preemptions
+    }
+
+    /// Time the replica has spent running steps since it was made: divided by a
+    /// window's length it is the busy fraction the power model scales by.
+    pub fn busy_time(&self) -> Duration {
+        self.lock().busy
+    }
+
+    /// Time since the replica was made (its idle draw counts from then).
+    pub fn uptime(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.created)
+    }
+
+    /// Modelled utilisation now, 0 to 1: busy time averaged over about the last
+    /// second ([`UTILISATION_TAU`]), the way DCGM's utilisation reads.
+    pub fn utilization(&self) -> f64 {
+        let st = self.lock();
+        let Some(at) = st.util_at else {
+            return 0.0;
+        };
+        let idle = Instant::now().saturating_duration_since(at).as_secs_f64();
+        (st.util * (-idle / UTILISATION_TAU.as_secs_f64()).exp()).clamp(0.0, 1.0)
     }
 
     /// Queue for admission (FIFO). Resolves when admitted into the running batch,
@@ -344,7 +395,11 @@ async fn drive(replica: Arc<Replica>) {
         }
         clock += step;
         tokio::time::sleep_until(clock).await;
-        replica.lock().apply(&plan, &mut woken);
+        {
+            let mut st = replica.lock();
+            st.apply(&plan, &mut woken);
+            st.count_step(step, clock);
+        }
         for s in woken.drain(..) {
             s.wake();
         }

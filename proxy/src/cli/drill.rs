@@ -546,7 +546,7 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
         ),
     };
     let (chaos, incomplete) = brownout_drill::records::chaos_from_records(
-        &[(records.display().to_string(), text)],
+        &[(records.display().to_string(), text.clone())],
         &ChaosInput {
             profile: Some(&l.profile),
             phases: &spans,
@@ -555,6 +555,13 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
         &source,
     );
     let mut report = DrillReport::judged(&s.name, baseline, result, slo, Some(chaos));
+    report.cost = s.cost.as_ref().map(|c| {
+        brownout_drill::records::chaos_cost_from_records(
+            &[(records.display().to_string(), text)],
+            &spans,
+            c,
+        )
+    });
     let missed = match &copied {
         Some(Ok(n)) if *n > 0 => Some(format!(
             "{n} record(s) left the proxy's admin API before the drill could copy them, so the fault counts are partial"
@@ -707,6 +714,9 @@ pub(crate) async fn run_and_report(loaded: &Loaded, report_dir: Option<&Path>) -
     }
     if let Some(c) = &report.chaos {
         println!("\n{}", gate::render_chaos_table(c));
+    }
+    if let Some(c) = &report.cost {
+        println!("\n{}", c.table());
     }
     if let Some(why) = &report.incomplete {
         println!("incomplete: {why}");

@@ -221,12 +221,11 @@ async fn route(
                 gpu: profile
                     .all_rules()
                     .flat_map(|r| {
-                        r.state.replicas.iter().flatten().map(move |rep| GpuGauge {
-                            rule: r.name.to_string(),
-                            queue_depth: rep.queue_depth(),
-                            batch_size: rep.batch_size(),
-                            preemptions: rep.preemptions(),
-                        })
+                        r.state
+                            .replicas
+                            .iter()
+                            .flatten()
+                            .map(move |rep| GpuGauge::of(&r.name, rep))
                     })
                     .collect(),
             });

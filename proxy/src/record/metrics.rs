@@ -191,6 +191,37 @@ pub struct GpuGauge {
     pub queue_depth: usize,
     pub batch_size: usize,
     pub preemptions: u64,
+    /// Modelled utilisation, 0 to 1 ([`brownout_faults::gpu::Replica::utilization`]).
+    pub utilization: f64,
+    /// Watts the power model draws at that utilisation; `None` for a card
+    /// without a power preset.
+    pub power_w: Option<f64>,
+    /// Joules drawn since the replica was made: idle draw over its uptime plus
+    /// the span between idle and maximum over its busy time.
+    pub energy_j: Option<f64>,
+    /// Seconds spent running steps.
+    pub busy_s: f64,
+}
+
+impl GpuGauge {
+    /// The gauges of one replica under `rule`.
+    pub fn of(rule: &str, rep: &brownout_faults::gpu::Replica) -> GpuGauge {
+        let power = brownout_faults::gpu::power_spec(&rep.config().gpu);
+        let utilization = rep.utilization();
+        let busy_s = rep.busy_time().as_secs_f64();
+        GpuGauge {
+            rule: rule.to_string(),
+            queue_depth: rep.queue_depth(),
+            batch_size: rep.batch_size(),
+            preemptions: rep.preemptions(),
+            utilization,
+            power_w: power.map(|p| p.watts(utilization)),
+            energy_j: power.map(|p| {
+                p.watts(0.0) * rep.uptime().as_secs_f64() + (p.watts(1.0) - p.watts(0.0)) * busy_s
+            }),
+            busy_s,
+        }
+    }
 }
 
 impl Metrics {
@@ -460,6 +491,41 @@ impl Metrics {
                 gg.preemptions
             );
         }
+        let gpu_float = |out: &mut String, name: &str, value: &dyn Fn(&GpuGauge) -> Option<f64>| {
+            for gg in &g.gpu {
+                if let Some(v) = value(gg) {
+                    let _ = writeln!(out, "brownout_{name}{{rule=\"{}\"}} {v}", esc(&gg.rule));
+                }
+            }
+        };
+        head(
+            &mut out,
+            "gpu_utilization",
+            "gauge",
+            "Modelled utilisation of a simulated GPU (share of time running steps, about the last second), per rule.",
+        );
+        gpu_float(&mut out, "gpu_utilization", &|gg| Some(gg.utilization));
+        head(
+            &mut out,
+            "gpu_busy_seconds_total",
+            "counter",
+            "Seconds a simulated GPU spent running steps, per rule.",
+        );
+        gpu_float(&mut out, "gpu_busy_seconds_total", &|gg| Some(gg.busy_s));
+        head(
+            &mut out,
+            "gpu_power_watts",
+            "gauge",
+            "Modelled board power of a simulated GPU: idle + (max - idle) x utilisation, per rule.",
+        );
+        gpu_float(&mut out, "gpu_power_watts", &|gg| gg.power_w);
+        head(
+            &mut out,
+            "gpu_energy_joules_total",
+            "counter",
+            "Modelled energy a simulated GPU drew since it was made, per rule.",
+        );
+        gpu_float(&mut out, "gpu_energy_joules_total", &|gg| gg.energy_j);
         head(
             &mut out,
             "records_dropped_total",
