@@ -232,8 +232,16 @@ enum CtlWhat {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-    /// Jump to a phase by name, or `next`.
-    Phase { name: String },
+    /// Jump to a phase by name, or `next`; `--hold` stops the clock there (ramps at
+    /// their end) until another phase call; `--release` lets a held clock run.
+    Phase {
+        #[arg(required_unless_present = "release")]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "release")]
+        hold: bool,
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -373,7 +381,21 @@ async fn async_main(cmd: Cmd) -> ExitCode {
                 CtlWhat::Status => brownout::ctl::CtlCommand::Status,
                 CtlWhat::Apply { file } => brownout::ctl::CtlCommand::Apply(file),
                 CtlWhat::Faults { state } => brownout::ctl::CtlCommand::Faults(state == "on"),
-                CtlWhat::Phase { name } => brownout::ctl::CtlCommand::Phase(name),
+                CtlWhat::Phase {
+                    name,
+                    hold,
+                    release,
+                } => match (name, hold, release) {
+                    (_, _, true) => brownout::ctl::CtlCommand::Hold {
+                        name: None,
+                        reset: false,
+                    },
+                    (Some(n), true, false) => brownout::ctl::CtlCommand::Hold {
+                        name: Some(n),
+                        reset: false,
+                    },
+                    (n, _, _) => brownout::ctl::CtlCommand::Phase(n.unwrap_or_default()),
+                },
             };
             let token = std::env::var("BROWNOUT_ADMIN_TOKEN")
                 .ok()
