@@ -262,6 +262,8 @@ pub struct ProbeConfig {
     pub goodput: Option<Goodput>,
     /// The engine phase index measured (after the warmup phase, if any).
     pub measured_phase: usize,
+    /// Set from outside (Ctrl-C) to stop the probe and the search.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Why a probe ended as it did, before the other objectives are checked.
@@ -273,6 +275,8 @@ pub enum ProbeEnd {
     Saturated(String),
     /// Still undecided at `probe_max`.
     Undecided,
+    /// Stopped from outside (the operator).
+    Stopped,
 }
 
 /// Feeds on the engine's finished requests and ticks to decide a probe: at
@@ -292,6 +296,11 @@ pub struct ProbeWatcher {
     pub output_tokens: u64,
     /// TTFTs (or e2e without a stream) of the successful ones, ms.
     pub ttft_ms: Vec<f64>,
+    /// Successful requests that finished inside the measured window: its
+    /// throughput (requests drained after it do not inflate it).
+    pub window_ok: u64,
+    /// Their output tokens.
+    pub window_tokens: u64,
     /// When sending stopped (the measured window's end), from the engine's start.
     pub cutoff: Option<Duration>,
     /// How the watcher ended the probe.
@@ -323,6 +332,8 @@ impl ProbeWatcher {
             errors: 0,
             output_tokens: 0,
             ttft_ms: Vec::new(),
+            window_ok: 0,
+            window_tokens: 0,
             cutoff: None,
             end: None,
             in_flight: Vec::new(),
@@ -402,6 +413,10 @@ impl Watcher for ProbeWatcher {
         self.good += u64::from(is_good(s, self.cfg.goodput.as_ref()));
         if s.outcome.is_ok() {
             self.output_tokens += s.output_tokens.unwrap_or(0);
+            if self.cutoff.is_none_or(|c| at <= c) {
+                self.window_ok += 1;
+                self.window_tokens += s.output_tokens.unwrap_or(0);
+            }
             let ttft = s.ttft.unwrap_or(s.e2e).as_secs_f64() * 1000.0;
             self.ttft_ms.push(ttft);
             let bin = at.saturating_sub(self.cfg.warmup).as_secs() as usize;
@@ -423,7 +438,20 @@ impl Watcher for ProbeWatcher {
                 self.ticks += 1;
             }
         }
-        if self.cutoff.is_some() || at < self.cfg.warmup {
+        if self.cutoff.is_some() {
+            return WatchSays::Go;
+        }
+        if self
+            .cfg
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            self.cutoff = Some(at);
+            self.end = Some(ProbeEnd::Stopped);
+            return WatchSays::Abort("stopped by the operator".to_owned());
+        }
+        if at < self.cfg.warmup {
             return WatchSays::Go;
         }
         self.in_flight.push(in_flight as f64);
@@ -1060,6 +1088,7 @@ mod tests {
                 e2e: None,
             }),
             measured_phase: 1,
+            stop: None,
         }
     }
 

@@ -9,6 +9,7 @@ use brownout::config::{env_overrides, load, FileConfig, Overrides};
 use brownout::{start, StartOptions};
 use clap::{Parser, Subcommand};
 
+mod capacity;
 mod drill;
 
 /// The demo's profile, built into the binary so `brownout demo` needs no files.
@@ -148,6 +149,44 @@ enum Cmd {
         /// Write reports here instead of the scenario's `report.dir`.
         #[arg(long)]
         report_dir: Option<PathBuf>,
+    },
+    /// Find the highest load at which a scenario's objectives hold, at baseline and
+    /// under each phase of its `capacity.under` (DESIGN §6, docs/capacity.md).
+    ///
+    /// The load (closed-loop users or an open-loop rate, `capacity.vary`) doubles
+    /// from `start` until a probe fails, then is bisected to `tolerance`. Each
+    /// probe warms up, then is judged on the share of good requests (the
+    /// `slo.goodput` thresholds) with a 95% Wilson interval against
+    /// `capacity.attainment`, and on the scenario's other objectives; it is
+    /// extended while undecided, up to `probe_max`, and ended early when the
+    /// target saturates. Works in-process (`target: {upstream: sim}`) or against a
+    /// running proxy (`target: {url, admin}`) in front of any upstream; phases are
+    /// held through its admin API. Writes capacity.json and capacity.html.
+    ///
+    /// Exit code: 0 a capacity was found for every phase (or `≥ max`); 1 a phase's
+    /// first probe failed (below start: no capacity); 2 invalid input; 3 stopped
+    /// (Ctrl-C) before the search ended.
+    Capacity {
+        scenario: PathBuf,
+        /// Write capacity.json and capacity.html here instead of the scenario's
+        /// `report.dir` (default `capacity-report/` beside the scenario).
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Override `capacity.start`.
+        #[arg(long)]
+        start: Option<f64>,
+        /// Override `capacity.max`.
+        #[arg(long)]
+        max: Option<f64>,
+        /// Override `capacity.under` (comma-separated phases; `baseline` is no faults).
+        #[arg(long, value_delimiter = ',')]
+        under: Vec<String>,
+        /// Override `capacity.probe` (e.g. 5s).
+        #[arg(long)]
+        probe: Option<String>,
+        /// Override `capacity.warmup` (e.g. 2s).
+        #[arg(long)]
+        warmup: Option<String>,
     },
     /// Rebuild a drill report from proxy record files (JSON lines), merged.
     ///
@@ -375,6 +414,39 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             scenario,
             report_dir,
         } => return drill::drill(&scenario, report_dir.as_deref()).await,
+        Cmd::Capacity {
+            scenario,
+            report_dir,
+            start,
+            max,
+            under,
+            probe,
+            warmup,
+        } => {
+            let dur = |flag: &str, v: Option<String>| -> Result<Option<Duration>, String> {
+                v.map(|v| {
+                    brownout_faults::duration::parse_duration(&v)
+                        .map_err(|e| format!("{flag}: {e}"))
+                })
+                .transpose()
+            };
+            let (probe, warmup) = match (dur("--probe", probe), dur("--warmup", warmup)) {
+                (Ok(p), Ok(w)) => (p, w),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let o = capacity::Overrides {
+                report_dir,
+                start,
+                max,
+                under,
+                probe,
+                warmup,
+            };
+            return capacity::capacity(&scenario, &o).await;
+        }
         Cmd::Ctl { admin, json, what } => {
             let cmd = match what {
                 CtlWhat::Health => brownout::ctl::CtlCommand::Health,
