@@ -314,8 +314,29 @@ pub struct ProbeWatcher {
     last_tick: Option<Duration>,
     late_total: Duration,
     ticks: u32,
+    /// The generator thread's CPU time at the first measured tick, and the last,
+    /// with when they were read: its busy share of one core.
+    cpu_first: Option<(Duration, f64)>,
+    cpu_last: Option<(Duration, f64)>,
     next_check: Duration,
 }
+
+/// The calling thread's CPU time (user + system), in seconds, from Linux's
+/// `/proc/thread-self/stat`; `None` elsewhere. The engine runs on one thread of
+/// its own, so this is the load generator's own work.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // Linux reports in clock ticks of USER_HZ, 100 on every mainstream platform.
+    Some((utime + stime) / 100.0)
+}
+
+/// Above this share of one core, the load generator's thread is the bottleneck.
+pub const GENERATOR_BUSY_SHARE: f64 = 0.9;
 
 /// A tick later than this on average means the load generator itself is the
 /// bottleneck (its single thread cannot keep up with the events it must handle).
@@ -341,6 +362,8 @@ impl ProbeWatcher {
             last_tick: None,
             late_total: Duration::ZERO,
             ticks: 0,
+            cpu_first: None,
+            cpu_last: None,
             next_check,
         }
     }
@@ -354,9 +377,22 @@ impl ProbeWatcher {
         }
     }
 
-    /// Whether the load generator fell behind during the probe.
+    /// The generator thread's busy share of one core over the measured window
+    /// (`None` where it cannot be read or nothing was measured).
+    pub fn generator_cpu_share(&self) -> Option<f64> {
+        let ((t0, c0), (t1, c1)) = (self.cpu_first?, self.cpu_last?);
+        let wall = t1.saturating_sub(t0).as_secs_f64();
+        (wall >= 1.0).then(|| ((c1 - c0) / wall).max(0.0))
+    }
+
+    /// Whether the load generator itself was the bottleneck during the probe: its
+    /// ticks came late (its thread starved or overloaded), or its thread was busy
+    /// nearly all the time. Such a probe measures the generator, not the server.
     pub fn generator_bound(&self) -> bool {
         self.mean_tick_lateness() > GENERATOR_LATE_TICK
+            || self
+                .generator_cpu_share()
+                .is_some_and(|s| s > GENERATOR_BUSY_SHARE)
     }
 
     /// The measured window's length, from the end of warmup to when sending
@@ -455,6 +491,10 @@ impl Watcher for ProbeWatcher {
             return WatchSays::Go;
         }
         self.in_flight.push(in_flight as f64);
+        if let Some(cpu) = thread_cpu_seconds() {
+            self.cpu_first.get_or_insert((at, cpu));
+            self.cpu_last = Some((at, cpu));
+        }
         let measured = at - self.cfg.warmup;
         // Early saturation checks need a few seconds of signal.
         if measured >= Duration::from_secs(3).min(self.cfg.probe) {
@@ -515,6 +555,9 @@ pub struct ProbeReport {
     pub measured_s: f64,
     /// The load generator fell behind: the probe measured it, not the server.
     pub generator_bound: bool,
+    /// The generator thread's busy share of one core during the probe.
+    #[serde(default)]
+    pub generator_cpu: Option<f64>,
 }
 
 /// One phase's search as `capacity.json` reports it.
@@ -676,9 +719,12 @@ pub fn compare_with_baseline(runs: &mut [RunReport], baseline: &str) {
 /// One terminal line for a probe.
 pub fn probe_line(phase: &str, vary: Vary, p: &ProbeReport) -> String {
     format!(
-        "probe {phase:<12} {:>12}  {:>6} req  attainment {}  [{:.3}, {:.3}]  {:<15} {}",
+        "probe {phase:<12} {:>12}  {:>6} req {:>8.1}/s  gen {:>4}  attainment {}  [{:.3}, {:.3}]  {:<15} {}",
         fmt_load(vary, p.load),
         p.requests,
+        p.rate_rps,
+        p.generator_cpu
+            .map_or("–".to_owned(), |c| format!("{:.0}%", c * 100.0)),
         p.attainment
             .map_or("  no data".to_owned(), |a| format!("{:>7.2}%", a * 100.0)),
         p.ci[0],
@@ -961,6 +1007,7 @@ mod tests {
             error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
             measured_s: 1.0,
             generator_bound: false,
+            generator_cpu: None,
         }
     }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use brownout::ctl::CtlCommand;
 use brownout_drill::capacity::{
-    self, compare_with_baseline, judge, probe_line, wilson, CapacityReport, Judgement,
-    ProbeConfig, ProbeEnd, ProbeReport, ProbeWatcher, RunReport, Search, SearchEnd, Z95,
+    self, compare_with_baseline, judge, probe_line, wilson, CapacityReport, Judgement, ProbeConfig,
+    ProbeEnd, ProbeReport, ProbeWatcher, RunReport, Search, SearchEnd, Z95,
 };
 use brownout_drill::engine::{evaluate, run_engine_isolated, EnginePlan, EngineWorkload, Watch};
 use brownout_drill::gate::EXIT_INVALID;
@@ -167,10 +167,7 @@ impl Control {
 /// The three priced figures at capacity: cost per 1k requests, per 1M output
 /// tokens, and energy per 1k tokens. `None` until pricing is wired in.
 // wired to drill::cost at merge
-fn priced(
-    _loaded: &Loaded,
-    _run: &RunReport,
-) -> (Option<f64>, Option<f64>, Option<f64>) {
+fn priced(_loaded: &Loaded, _run: &RunReport) -> (Option<f64>, Option<f64>, Option<f64>) {
     (None, None, None)
 }
 
@@ -205,7 +202,9 @@ pub(crate) async fn capacity(path: &Path, o: &Overrides) -> ExitCode {
     let flag = Arc::clone(&stop);
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping: the probe under way ends now; the report covers what was measured");
+            eprintln!(
+                "stopping: the probe under way ends now; the report covers what was measured"
+            );
             flag.store(true, Ordering::Relaxed);
         }
     });
@@ -265,14 +264,20 @@ fn spec_of(l: &Loaded, o: &Overrides) -> Result<CapacitySpec, String> {
         ));
     }
     if c.vary == Vary::Concurrency && (c.start.fract() != 0.0 || c.max.fract() != 0.0) {
-        return Err("with `vary: concurrency`, `start` and `max` count users and must be whole".into());
+        return Err(
+            "with `vary: concurrency`, `start` and `max` count users and must be whole".into(),
+        );
     }
     let phases: Vec<String> = l.profile.phases.iter().map(|p| p.name.clone()).collect();
     for u in &c.under {
         if u != "baseline" && !phases.contains(u) {
             return Err(format!(
                 "`{u}` (--under) is not a phase of the profile; its phases: {}",
-                if phases.is_empty() { "none".to_owned() } else { phases.join(", ") }
+                if phases.is_empty() {
+                    "none".to_owned()
+                } else {
+                    phases.join(", ")
+                }
             ));
         }
     }
@@ -354,7 +359,10 @@ pub(crate) async fn run(
                     "brownout capacity `{}`: profile `{}` applied through {admin}; load to {url}",
                     s.name, l.profile.name
                 );
-                (Control::Remote { admin, token }, Box::new(move |_| url.clone()))
+                (
+                    Control::Remote { admin, token },
+                    Box::new(move |_| url.clone()),
+                )
             }
         };
     let phases: Vec<String> = l.profile.phases.iter().map(|p| p.name.clone()).collect();
@@ -408,8 +416,9 @@ pub(crate) async fn run(
             run.verdict = "generator ceiling".to_owned();
             run.at_least = run.capacity.is_some();
             run.reason = format!(
-                "the load generator reached its own ceiling (its event loop fell behind by more than {} ms a tick); what passed before is a lower bound, not the server's capacity",
-                capacity::GENERATOR_LATE_TICK.as_millis()
+                "the load generator reached its own ceiling (its event loop fell behind by more than {} ms a tick, or its thread was over {:.0}% busy); what passed before is a lower bound, not the server's capacity",
+                capacity::GENERATOR_LATE_TICK.as_millis(),
+                capacity::GENERATOR_BUSY_SHARE * 100.0
             );
         } else if stopped {
             run.verdict = "stopped".to_owned();
@@ -472,7 +481,10 @@ async fn probe(
         phases.push(PhasePlan::new("warmup", warmup));
     }
     // The engine's plan outlasts `probe_max` a little: the watcher ends it.
-    phases.push(PhasePlan::new(phase, spec.probe_max() + Duration::from_secs(1)));
+    phases.push(PhasePlan::new(
+        phase,
+        spec.probe_max() + Duration::from_secs(1),
+    ));
     let measured_phase = phases.len() - 1;
     let mut prompts = l.prompts.clone();
     prompts.resize(s.all_workloads().len(), Vec::new());
@@ -536,7 +548,8 @@ async fn probe(
     let (lo, hi) = wilson(w.good, w.requests, Z95);
     let mut ttft = w.ttft_ms.clone();
     ttft.sort_by(f64::total_cmp);
-    let ttft_p95 = (!ttft.is_empty()).then(|| ttft[((ttft.len() as f64 * 0.95).ceil() as usize).clamp(1, ttft.len()) - 1]);
+    let ttft_p95 = (!ttft.is_empty())
+        .then(|| ttft[((ttft.len() as f64 * 0.95).ceil() as usize).clamp(1, ttft.len()) - 1]);
     // The other objectives of the phase (latency percentiles, error rate), as the
     // drill judges them; goodput is the attainment's, and answer comparisons need
     // a baseline phase a probe does not have.
@@ -564,8 +577,9 @@ async fn probe(
             false,
             "generator_bound",
             format!(
-                "the load generator fell behind ({:.0} ms late a tick): this probe measured the generator, not the server",
-                w.mean_tick_lateness().as_secs_f64() * 1000.0
+                "the load generator fell behind ({:.0} ms late a tick, its thread {:.0}% busy): this probe measured the generator, not the server",
+                w.mean_tick_lateness().as_secs_f64() * 1000.0,
+                w.generator_cpu_share().unwrap_or(0.0) * 100.0
             ),
         ),
         (Some(ProbeEnd::Saturated(why)), _) => (false, "saturated", why.clone()),
@@ -607,5 +621,6 @@ async fn probe(
         error_rate: (w.requests > 0).then(|| w.errors as f64 / w.requests as f64),
         measured_s: secs,
         generator_bound: w.generator_bound(),
+        generator_cpu: w.generator_cpu_share(),
     })
 }
