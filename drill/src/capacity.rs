@@ -294,6 +294,9 @@ pub struct ProbeWatcher {
     pub errors: u64,
     /// Output tokens of the successful ones.
     pub output_tokens: u64,
+    /// Their end-to-end latencies summed (every outcome), seconds: a closed
+    /// loop's throughput is users / mean latency (Little's law).
+    pub e2e_sum_s: f64,
     /// TTFTs (or e2e without a stream) of the successful ones, ms.
     pub ttft_ms: Vec<f64>,
     /// Successful requests that finished inside the measured window: its
@@ -352,6 +355,7 @@ impl ProbeWatcher {
             good: 0,
             errors: 0,
             output_tokens: 0,
+            e2e_sum_s: 0.0,
             ttft_ms: Vec::new(),
             window_ok: 0,
             window_tokens: 0,
@@ -383,6 +387,34 @@ impl ProbeWatcher {
         let ((t0, c0), (t1, c1)) = (self.cpu_first?, self.cpu_last?);
         let wall = t1.saturating_sub(t0).as_secs_f64();
         (wall >= 1.0).then(|| ((c1 - c0) / wall).max(0.0))
+    }
+
+    /// Successful requests a second and their output tokens a second. A closed
+    /// loop's users move in step (they start together and a batching server
+    /// finishes them together), so counting completions in a short window
+    /// counts rounds; Little's law gives the rate from the users and their mean
+    /// latency instead. An open loop's is what finished in the window.
+    pub fn throughput(&self, measured: Duration) -> (f64, f64) {
+        let ok = self.requests.saturating_sub(self.errors);
+        match self.cfg.vary {
+            Vary::Concurrency if self.requests > 0 && self.e2e_sum_s > 0.0 => {
+                let mean_e2e = self.e2e_sum_s / self.requests as f64;
+                let rate = self.cfg.load / mean_e2e * ok as f64 / self.requests as f64;
+                let per = if ok == 0 {
+                    0.0
+                } else {
+                    self.output_tokens as f64 / ok as f64
+                };
+                (rate, rate * per)
+            }
+            _ => {
+                let secs = measured.as_secs_f64().max(1e-3);
+                (
+                    self.window_ok as f64 / secs,
+                    self.window_tokens as f64 / secs,
+                )
+            }
+        }
     }
 
     /// Whether the load generator itself was the bottleneck during the probe: its
@@ -446,6 +478,7 @@ impl Watcher for ProbeWatcher {
             return;
         }
         self.requests += 1;
+        self.e2e_sum_s += s.e2e.as_secs_f64();
         self.good += u64::from(is_good(s, self.cfg.goodput.as_ref()));
         if s.outcome.is_ok() {
             self.output_tokens += s.output_tokens.unwrap_or(0);
@@ -1185,6 +1218,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.end, Some(ProbeEnd::Judged(Judgement::Fail)));
+    }
+
+    #[test]
+    fn closed_loop_throughput_follows_littles_law() {
+        let mut w = ProbeWatcher::new(cfg(Vary::Concurrency));
+        // 10 users, every request 110 ms end to end (sample()): 90.9 per second.
+        drive(
+            &mut w,
+            Duration::from_secs(20),
+            |_| 10,
+            |_, _| sample(true, 10),
+        )
+        .unwrap();
+        let (rate, tokens) = w.throughput(Duration::from_secs(2));
+        assert!((rate - 10.0 / 0.11).abs() < 1e-6, "{rate}");
+        assert!((tokens - rate * 10.0).abs() < 1e-6, "{tokens}");
+        // Open loop: what finished in the window.
+        let mut w = ProbeWatcher::new(cfg(Vary::Rate));
+        drive(
+            &mut w,
+            Duration::from_secs(20),
+            |_| 10,
+            |_, _| sample(true, 10),
+        )
+        .unwrap();
+        let (rate, _) = w.throughput(Duration::from_secs(2));
+        assert_eq!(rate, w.window_ok as f64 / 2.0);
     }
 
     #[test]

@@ -545,6 +545,7 @@ async fn probe(
         .map_err(|_| "the probe's watcher failed".to_owned())?;
     let measured = w.measured(Duration::from_secs_f64(result.stats.elapsed_s));
     let secs = measured.as_secs_f64();
+    let (rate_rps, output_tokens_per_s) = w.throughput(measured);
     let (lo, hi) = wilson(w.good, w.requests, Z95);
     let mut ttft = w.ttft_ms.clone();
     ttft.sort_by(f64::total_cmp);
@@ -615,8 +616,8 @@ async fn probe(
         passed,
         verdict: verdict.to_owned(),
         reason,
-        rate_rps: w.window_ok as f64 / secs,
-        output_tokens_per_s: w.window_tokens as f64 / secs,
+        rate_rps,
+        output_tokens_per_s,
         ttft_p95_ms: ttft_p95,
         error_rate: (w.requests > 0).then(|| w.errors as f64 / w.requests as f64),
         measured_s: secs,
