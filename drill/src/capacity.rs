@@ -715,6 +715,11 @@ fn below_start_reason(probes: &[ProbeReport]) -> String {
         format!("every request failed at the first load ({load}): the upstream fails at every load tried; no capacity")
     } else if p.requests > 0 && p.good == 0 {
         format!("no request met the goodput thresholds at the first load ({load}): the objectives may be out of reach at any load; no capacity")
+    } else if p.verdict == "undecided" {
+        format!(
+            "the first probe, at `start` ({load}), stayed undecided: {}; lengthen `probe` or `probe_max` for more evidence, or lower `start`",
+            p.reason
+        )
     } else {
         format!(
             "the first probe, at `start` ({load}), failed: {}; lower `start`",

@@ -668,7 +668,7 @@ async fn the_shipped_capacity_scenario_runs_with_its_flags() {
         .args(["--report-dir"])
         .arg(d.join("report"))
         .args([
-            "--start", "4", "--max", "8", "--probe", "1s", "--warmup", "300ms",
+            "--start", "16", "--max", "16", "--probe", "3s", "--warmup", "500ms",
         ])
         .args(["--under", "baseline,neighbour"])
         .env("RUST_LOG", "warn");
