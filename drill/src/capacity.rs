@@ -656,10 +656,7 @@ impl RunReport {
             SearchEnd::BelowStart => (None, false, "below start"),
         };
         let at = capacity.and_then(|c| {
-            probes
-                .iter()
-                .filter(|p| p.passed && p.load == c)
-                .next_back()
+            probes.iter().rfind(|p| p.passed && p.load == c)
         });
         let reason = match end {
             SearchEnd::Found(c) => {
@@ -954,7 +951,7 @@ mod tests {
         let SearchEnd::Found(c) = end else {
             panic!("{end:?}")
         };
-        assert!(c <= 100.0 && c >= 100.0 / 1.1, "{c} {probed:?}");
+        assert!((100.0 / 1.1..=100.0).contains(&c), "{c} {probed:?}");
         // Whole users: bisecting ends at adjacent users at worst.
         let (end, _) = run_search(Search::new(1.0, 16.0, 0.01, true), 3.0);
         assert_eq!(end, SearchEnd::Found(3.0));
@@ -963,7 +960,7 @@ mod tests {
         let SearchEnd::Found(c) = end else {
             panic!("{end:?}")
         };
-        assert!(c <= 37.3 && c >= 37.3 / 1.05, "{c}");
+        assert!((37.3 / 1.05..=37.3).contains(&c), "{c}");
     }
 
     #[test]
