@@ -48,6 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stop_when: None,
         baseline: None,
         phase_driver: None,
+        watch: None,
     };
     let cpu0 = cpu_seconds();
     let r = run_engine(plan, NoProgress).await?;

@@ -125,6 +125,8 @@ struct EmbeddingOut {
 struct Usage {
     completion_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    input_tokens: Option<u64>,
 }
 
 /// A result id as text: strings as they are, numbers in decimal.
@@ -141,6 +143,7 @@ fn id_text(v: serde_json::Value) -> String {
 struct Read {
     answer: Option<String>,
     tokens: Option<u64>,
+    input_tokens: Option<u64>,
     embedding: Option<Vec<f32>>,
     ids: Option<Vec<String>>,
 }
@@ -149,6 +152,9 @@ impl Completion {
     /// What the body says, or `None` when it lacks what `shape` needs.
     fn read(self, shape: RequestShape) -> Option<Read> {
         let usage = self.usage;
+        let input_tokens = usage
+            .as_ref()
+            .and_then(|u| u.prompt_tokens.or(u.input_tokens));
         let (answer, tokens, embedding) = match shape {
             RequestShape::Chat | RequestShape::Completion => {
                 let choices = self.choices?;
@@ -196,6 +202,7 @@ impl Completion {
         Some(Read {
             answer,
             tokens,
+            input_tokens,
             embedding,
             ids: None,
         })
@@ -344,6 +351,7 @@ impl DrillClient {
             itl: Vec::new(),
             output_tokens: None,
             tokens_source: None,
+            input_tokens: None,
             send_lag,
             answer: None,
             embedding: None,
@@ -479,6 +487,7 @@ impl DrillClient {
                 sample.output_tokens = Some(n);
                 sample.tokens_source = Some(src);
             }
+            sample.input_tokens = summary.input_tokens;
             let outcome = if timed_out {
                 Outcome::Timeout
             } else {
@@ -529,6 +538,7 @@ impl DrillClient {
                         sample.output_tokens = Some(n);
                         sample.tokens_source = Some(TokensSource::Usage);
                     }
+                    sample.input_tokens = read.input_tokens;
                     sample.answer = read.answer;
                     sample.embedding = read.embedding;
                     sample.ids = read.ids;

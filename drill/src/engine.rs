@@ -107,6 +107,40 @@ pub struct EnginePlan {
     pub baseline: Option<String>,
     /// Moves the target's profile from phase to phase with the drill.
     pub phase_driver: Option<PhaseDriver>,
+    /// Sees every finished request and may end the run early (`brownout capacity`
+    /// judges its probes with one); `None` for a drill.
+    pub watch: Option<Watch>,
+}
+
+/// What a [`Watcher`] tells the engine at each tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchSays {
+    /// Keep going.
+    Go,
+    /// Send nothing more; let the requests in flight finish, then end.
+    Finish,
+    /// End now, abandoning the requests in flight, for this reason.
+    Abort(String),
+}
+
+/// Watches a run from inside the engine's loop, where the in-flight count (an
+/// open loop's backlog) and each request's completion are known as they happen.
+pub trait Watcher: Send {
+    /// Request `s` finished; it was scheduled `scheduled` after the start, in
+    /// phase `phase`, and ended `at` after the start.
+    fn done(&mut self, at: Duration, scheduled: Duration, phase: usize, s: &Sample);
+    /// Every 250 ms: `in_flight` requests sent and not finished, `sent` in all.
+    fn tick(&mut self, at: Duration, in_flight: usize, sent: u64) -> WatchSays;
+}
+
+/// A shared [`Watcher`]: the caller keeps a clone to read its verdict afterwards.
+#[derive(Clone)]
+pub struct Watch(pub Arc<std::sync::Mutex<dyn Watcher>>);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
 }
 
 /// Extra per-phase numbers the plain statistics lack.
@@ -528,6 +562,8 @@ pub async fn run_engine(
     let mut recent: VecDeque<(Instant, bool)> = VecDeque::new();
     let mut above_since: Option<Instant> = None;
     let mut last_progress = start;
+    // When sending stops: the planned end, or earlier when the watcher says so.
+    let mut cutoff = planned;
 
     let mut spawn = |tasks: &mut JoinSet<Done>, i: usize, offset: Duration, seq: &mut u64| {
         let phase = lp.phase_at(offset);
@@ -623,16 +659,35 @@ pub async fn run_engine(
                 live.record(s);
                 recent.push_back((Instant::now(), s.outcome.is_ok()));
                 points.push(Point::of(done.scheduled_s, done.workload, s));
+                if let Some(w) = &plan.watch {
+                    if let Ok(mut w) = w.0.lock() {
+                        w.done(start.elapsed(), Duration::from_secs_f64(done.scheduled_s), s.phase, s);
+                    }
+                }
                 // A closed-loop user sends its next request at once.
                 if matches!(plan.workloads[done.workload].spec.arrival.kind(), ArrivalKind::Concurrency(_)) {
                     let now = start.elapsed();
-                    if now < planned {
+                    if now < cutoff {
                         spawn(&mut tasks, done.workload, now, &mut seq);
                     }
                 }
             }
             _ = ticker.tick() => {
                 let now = Instant::now();
+                let says = plan.watch.as_ref().and_then(|w| {
+                    w.0.lock().ok().map(|mut w| w.tick(start.elapsed(), tasks.len(), seq))
+                });
+                match says {
+                    Some(WatchSays::Abort(why)) => {
+                        stopped = Some(why);
+                        break;
+                    }
+                    Some(WatchSays::Finish) if cutoff == planned => {
+                        cutoff = start.elapsed();
+                        next.iter_mut().for_each(|n| *n = None);
+                    }
+                    _ => {}
+                }
                 // stop_when: the error rate over the last second, held long enough.
                 while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1)) {
                     recent.pop_front();
@@ -888,6 +943,7 @@ mod tests {
             itl: Vec::new(),
             output_tokens: Some(11),
             tokens_source: None,
+            input_tokens: None,
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,
@@ -935,6 +991,7 @@ mod tests {
                     .unwrap()
                     .push((i, name.to_owned(), Instant::now()));
             }))),
+            watch: None,
         };
         let r = run_engine(plan, crate::NoProgress).await.unwrap();
         let calls = calls.lock().unwrap();

@@ -1319,6 +1319,7 @@ mod tests {
                 },
                 output_tokens: Some(if w == 0 { 16 } else { 1 }),
                 tokens_source: None,
+                input_tokens: None,
                 send_lag: Duration::ZERO,
                 answer: None,
                 embedding: None,

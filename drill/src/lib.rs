@@ -40,6 +40,7 @@
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod arrival;
+pub mod capacity;
 pub mod chaos;
 pub mod client;
 pub mod correct;

@@ -23,6 +23,7 @@ pub struct StreamMeter {
     itl: Vec<Duration>,
     content_events: u64,
     usage_tokens: Option<u64>,
+    input_tokens: Option<u64>,
     done: bool,
     error_event: bool,
     malformed: bool,
@@ -39,6 +40,9 @@ pub struct StreamSummary {
     pub itl: Vec<Duration>,
     /// Output tokens and where the count came from.
     pub output_tokens: Option<(u64, TokensSource)>,
+    /// Input (prompt) tokens, when the stream's usage said (OpenAI's final
+    /// usage chunk, Anthropic's `message_start`); never estimated.
+    pub input_tokens: Option<u64>,
     /// Whether `[DONE]` (Anthropic: `message_stop`) arrived.
     pub done: bool,
     /// The outcome, given how the body ended (`body_failed`).
@@ -84,6 +88,7 @@ struct Function {
 #[derive(Deserialize)]
 struct Usage {
     completion_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
 }
 
 /// One Anthropic messages stream event (`data:` of `event: <type>`).
@@ -92,6 +97,13 @@ struct AnthropicEvent {
     #[serde(rename = "type")]
     kind: String,
     delta: Option<AnthropicDelta>,
+    usage: Option<AnthropicUsage>,
+    /// `message_start`'s message, which carries the input token count.
+    message: Option<AnthropicMessage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
     usage: Option<AnthropicUsage>,
 }
 
@@ -105,6 +117,7 @@ struct AnthropicDelta {
 #[derive(Deserialize)]
 struct AnthropicUsage {
     output_tokens: Option<u64>,
+    input_tokens: Option<u64>,
 }
 
 fn non_empty(s: &Option<String>) -> bool {
@@ -139,6 +152,7 @@ impl StreamMeter {
             itl: Vec::new(),
             content_events: 0,
             usage_tokens: None,
+            input_tokens: None,
             done: false,
             error_event: false,
             malformed: false,
@@ -193,8 +207,13 @@ impl StreamMeter {
         if chunk.error.is_some() {
             self.error_event = true;
         }
-        if let Some(n) = chunk.usage.as_ref().and_then(|u| u.completion_tokens) {
-            self.usage_tokens = Some(n);
+        if let Some(u) = chunk.usage.as_ref() {
+            if let Some(n) = u.completion_tokens {
+                self.usage_tokens = Some(n);
+            }
+            if let Some(n) = u.prompt_tokens {
+                self.input_tokens = Some(n);
+            }
         }
         if chunk.has_content() {
             self.on_content(now);
@@ -239,6 +258,12 @@ impl StreamMeter {
                     }
                 }
             }
+            "message_start" => {
+                let usage = ev.message.and_then(|m| m.usage);
+                if let Some(n) = usage.and_then(|u| u.input_tokens) {
+                    self.input_tokens = Some(n);
+                }
+            }
             "message_delta" => {
                 if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
                     self.usage_tokens = Some(n);
@@ -273,6 +298,7 @@ impl StreamMeter {
                 .map(|t| t.saturating_duration_since(self.scheduled)),
             itl: self.itl,
             output_tokens,
+            input_tokens: self.input_tokens,
             done: self.done,
             outcome,
             text: self.text,

@@ -693,6 +693,7 @@ pub fn report_from_records_with(
                 Some(_) => Some(TokensSource::Counted),
                 None => None,
             },
+            input_tokens: rec.input_tokens,
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,

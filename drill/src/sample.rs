@@ -77,6 +77,9 @@ pub struct Sample {
     pub output_tokens: Option<u64>,
     /// Where `output_tokens` came from.
     pub tokens_source: Option<TokensSource>,
+    /// Input (prompt) tokens, when the answer's usage said; never estimated, so
+    /// per-token pricing of input is left out rather than guessed without it.
+    pub input_tokens: Option<u64>,
     /// How late the request actually left compared with its schedule: large values
     /// mean the load generator itself was the bottleneck.
     pub send_lag: Duration,

@@ -68,6 +68,96 @@ pub struct Scenario {
     /// A power model and real power's source (`crate::cost`, `crate::energy`).
     #[serde(default)]
     pub energy: Option<crate::cost::EnergySpec>,
+    /// `brownout capacity`: how to search for the highest load the objectives
+    /// hold at (ignored by `brownout drill`).
+    #[serde(default)]
+    pub capacity: Option<CapacitySpec>,
+}
+
+/// What a capacity search varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vary {
+    /// Closed-loop users (each sends its next request when the last ends).
+    #[default]
+    Concurrency,
+    /// Open-loop Poisson arrivals, in requests a second.
+    Rate,
+}
+
+impl Vary {
+    /// `concurrency` or `rate`, as the scenario spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Vary::Concurrency => "concurrency",
+            Vary::Rate => "rate",
+        }
+    }
+}
+
+/// The `capacity:` block (DESIGN §6 "Capacity, cost and energy"): the search
+/// doubles the first workload's load from `start` until a probe fails, then
+/// bisects to `tolerance`, repeated under each phase of `under`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacitySpec {
+    /// `concurrency` (closed loop, the default) or `rate` (open loop).
+    #[serde(default)]
+    pub vary: Vary,
+    /// The first probe's load: users, or requests a second.
+    pub start: f64,
+    /// The highest load probed.
+    pub max: f64,
+    /// Bisect until the passing and failing loads are within this fraction.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Each probe's measured time, after its warmup.
+    #[serde(default = "default_probe")]
+    pub probe: DurationStr,
+    /// Load sent before a probe is measured (not judged).
+    #[serde(default = "default_warmup")]
+    pub warmup: DurationStr,
+    /// How long an undecided probe may be extended (default 4 × `probe`).
+    #[serde(default)]
+    pub probe_max: Option<DurationStr>,
+    /// Share of requests that must be good (the `slo.goodput` thresholds); the
+    /// default is `slo.goodput.min`, else 0.99.
+    #[serde(default)]
+    pub attainment: Option<f64>,
+    /// Phases of the profile whose faults are held on while probing; `baseline`
+    /// (when the profile has no phase of that name) means no faults.
+    #[serde(default = "default_under")]
+    pub under: Vec<String>,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
+}
+
+fn default_probe() -> DurationStr {
+    DurationStr(Duration::from_secs(20))
+}
+
+fn default_warmup() -> DurationStr {
+    DurationStr(Duration::from_secs(5))
+}
+
+fn default_under() -> Vec<String> {
+    vec!["baseline".to_owned()]
+}
+
+impl CapacitySpec {
+    /// `probe_max`, or 4 × `probe`.
+    pub fn probe_max(&self) -> Duration {
+        self.probe_max.map_or(self.probe.0 * 4, |d| d.0)
+    }
+
+    /// `attainment`, else `goodput.min` of `slo`, else 0.99.
+    pub fn attainment(&self, slo: Option<&Slo>) -> f64 {
+        self.attainment
+            .or_else(|| slo.and_then(|s| s.goodput.as_ref()).and_then(|g| g.min))
+            .unwrap_or(0.99)
+    }
 }
 
 /// The drill's target: a running proxy, or simulated upstreams plus an in-process proxy.
@@ -1040,6 +1130,9 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
             );
         }
     }
+    if let Some(c) = &s.capacity {
+        check_capacity(c, &mut at);
+    }
     if let Some(d) = s.duration {
         if d.0.is_zero() {
             at(
@@ -1051,6 +1144,91 @@ fn check(s: &Scenario, tree: &Node, file: &str) -> Vec<Diagnostic> {
     }
     out.sort_by_key(|d| (d.line, d.column));
     out
+}
+
+/// The `capacity:` block's own rules: loads positive and ordered, whole users for
+/// `vary: concurrency`, fractions in range, times positive.
+fn check_capacity(c: &CapacitySpec, at: &mut impl FnMut(&[PathSeg<'_>], String, Option<&str>)) {
+    use PathSeg::Key;
+    let key = |k: &'static str| [Key("capacity"), Key(k)];
+    let unit = match c.vary {
+        Vary::Concurrency => "users",
+        Vary::Rate => "requests a second",
+    };
+    for (k, v) in [("start", c.start), ("max", c.max)] {
+        if !(v.is_finite() && v > 0.0) {
+            at(
+                &key(k),
+                format!("`capacity.{k}` must be a positive number of {unit}, not {v}"),
+                Some("e.g. `start: 8` and `max: 1024`"),
+            );
+        } else if c.vary == Vary::Concurrency && v.fract() != 0.0 {
+            at(
+                &key(k),
+                format!("`capacity.{k}` counts closed-loop users and must be whole, not {v}"),
+                Some("use `vary: rate` to search over requests a second"),
+            );
+        }
+    }
+    if c.max < c.start {
+        at(
+            &key("max"),
+            format!(
+                "`capacity.max` ({}) is below `capacity.start` ({}): there is nothing to search",
+                c.max, c.start
+            ),
+            Some("raise `max`, or lower `start`; with `max` equal to `start` one load is probed"),
+        );
+    }
+    if !(c.tolerance > 0.0 && c.tolerance < 1.0) {
+        at(
+            &key("tolerance"),
+            format!(
+                "`capacity.tolerance` must be between 0 and 1 (exclusive), not {}",
+                c.tolerance
+            ),
+            Some("0.1 bisects until the passing and failing loads are within 10%"),
+        );
+    }
+    if let Some(a) = c.attainment {
+        if !(a > 0.0 && a <= 1.0) {
+            at(
+                &key("attainment"),
+                format!("`capacity.attainment` must be above 0 and at most 1, not {a}"),
+                Some("the share of requests that must be good, e.g. 0.99"),
+            );
+        }
+    }
+    if c.probe.0.is_zero() {
+        at(
+            &key("probe"),
+            "`capacity.probe` must be positive".into(),
+            Some("each probe's measured time, e.g. `probe: 20s`"),
+        );
+    }
+    if c.probe_max.is_some_and(|m| m.0 < c.probe.0) {
+        at(
+            &key("probe_max"),
+            "`capacity.probe_max` is shorter than `capacity.probe`".into(),
+            Some("an undecided probe is extended up to `probe_max`; it defaults to 4 × `probe`"),
+        );
+    }
+    if c.under.is_empty() {
+        at(
+            &key("under"),
+            "`capacity.under` names no phase".into(),
+            Some("e.g. `under: [baseline, brownout]`"),
+        );
+    }
+    for (i, name) in c.under.iter().enumerate() {
+        if c.under[..i].contains(name) {
+            at(
+                &[Key("capacity"), Key("under"), PathSeg::Index(i)],
+                format!("`capacity.under` names `{name}` twice"),
+                Some("each phase is searched once"),
+            );
+        }
+    }
 }
 
 /// Check names that need the profile: the baseline and per-phase SLOs must name
@@ -1079,6 +1257,29 @@ pub fn check_against_profile(
                 format!("baseline `{b}` is not a phase of the profile"),
                 hint(b),
             ));
+        }
+    }
+    if let Some(c) = &s.capacity {
+        for (i, name) in c.under.iter().enumerate() {
+            // `baseline` without a phase of that name means "no faults".
+            if !phases.contains(name) && name != "baseline" {
+                let path = [
+                    PathSeg::Key("capacity"),
+                    PathSeg::Key("under"),
+                    PathSeg::Index(i),
+                ];
+                out.push(Diagnostic::at(
+                    file,
+                    tree.nearest(&path),
+                    format!(
+                        "`capacity.under` names `{name}`, which is not a phase of the profile (its phases: {})",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                    yaml::closest(name, &known)
+                        .map(|c| format!("did you mean `{c}`? (`baseline` means no faults)"))
+                        .or_else(|| Some("name phases of the profile, or `baseline` for no faults".to_owned())),
+                ));
+            }
         }
     }
     if let Some(slo) = &s.slo {
@@ -1362,5 +1563,67 @@ report: {dir: drill-report/}
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].line, 26);
         assert_eq!(d[0].hint.as_deref(), Some("did you mean `storms`?"));
+    }
+
+    #[test]
+    fn the_capacity_block_loads_with_defaults_and_is_checked() {
+        let src = format!("{OK}capacity: {{start: 8, max: 1024, under: [baseline, storm]}}\n");
+        let s = load_scenario(&src, "s.yaml").unwrap();
+        let c = s.capacity.clone().unwrap();
+        assert_eq!(c.vary, Vary::Concurrency);
+        assert_eq!((c.start, c.max, c.tolerance), (8.0, 1024.0, 0.1));
+        assert_eq!(c.probe_max(), Duration::from_secs(80));
+        // The attainment defaults to the goodput minimum.
+        assert_eq!(c.attainment(s.slo.as_ref()), 0.95);
+        assert!(
+            check_against_profile(&s, &src, "s.yaml", &["baseline".into(), "storm".into()])
+                .is_empty()
+        );
+        // `baseline` means no faults even where the profile has no such phase; other
+        // names must be phases, and the error lists them.
+        let d: Vec<_> =
+            check_against_profile(&s, &src, "s.yaml", &["calm".into(), "storms".into()])
+                .into_iter()
+                .filter(|d| d.message.contains("capacity"))
+                .collect();
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].message.contains("`storm`") && d[0].message.contains("calm, storms"),
+            "{}",
+            d[0]
+        );
+        assert_eq!(d[0].line, 30);
+        assert!(d[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("did you mean `storms`?"));
+
+        let e = err(&format!("{OK}capacity: {{start: 64, max: 8}}\n"));
+        assert!(e.message.contains("below `capacity.start`"), "{e}");
+        assert_eq!(e.line, 30);
+        assert!(e.hint.is_some());
+        let e = err(&format!("{OK}capacity: {{start: 1.5, max: 8}}\n"));
+        assert!(e.message.contains("whole"), "{e}");
+        let e = err(&format!(
+            "{OK}capacity: {{vary: rate, start: 1.5, max: 8, tolerance: 2}}\n"
+        ));
+        assert!(e.message.contains("tolerance"), "{e}");
+        let e = err(&format!(
+            "{OK}capacity: {{start: 1, max: 8, probe: 10s, probe_max: 5s}}\n"
+        ));
+        assert!(e.message.contains("probe_max"), "{e}");
+        let e = err(&format!(
+            "{OK}capacity: {{start: 1, max: 8, under: [a, a]}}\n"
+        ));
+        assert!(e.message.contains("twice"), "{e}");
+        let e = err(&format!("{OK}capacity: {{start: 1, max: 8, vary: load}}\n"));
+        assert_eq!(e.line, 30, "{e}");
+        let e = err(&format!(
+            "{OK}capacity: {{start: 1, max: 8, attainment: 0}}\n"
+        ));
+        assert!(e.message.contains("attainment"), "{e}");
+        let e = err(&format!("{OK}capacity: {{start: 1, max: 8, probes: 2s}}\n"));
+        assert!(e.hint.as_deref().unwrap_or("").contains("probe"), "{e}");
     }
 }

@@ -334,6 +334,7 @@ mod tests {
             itl: Vec::new(),
             output_tokens: None,
             tokens_source: None,
+            input_tokens: None,
             send_lag: Duration::ZERO,
             answer: None,
             embedding: None,

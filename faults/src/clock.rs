@@ -32,6 +32,12 @@ pub struct PhaseClock {
     /// Origin as signed nanoseconds from `base` (negative when `start_at` is in the past).
     origin_ns: AtomicI64,
     durations: Vec<Duration>,
+    /// The phase held (index + 1; 0 when the clock runs): `brownout capacity` probes
+    /// one phase's faults for as long as a search takes, at their final ramp value.
+    held: AtomicI64,
+    /// When the held run of the phase began (nanoseconds from `base`): it names the
+    /// run, so schedules count afresh from each hold.
+    held_start_ns: AtomicI64,
 }
 
 impl PhaseClock {
@@ -41,6 +47,8 @@ impl PhaseClock {
             base: now,
             origin_ns: AtomicI64::new(offset_ns),
             durations,
+            held: AtomicI64::new(0),
+            held_start_ns: AtomicI64::new(0),
         }
     }
 
@@ -63,6 +71,15 @@ impl PhaseClock {
         };
         if self.durations.is_empty() {
             return none;
+        }
+        if let Some(i) = self.held() {
+            // A held phase stands at its end: every ramp at its `to` value.
+            return PhaseAt {
+                index: Some(i),
+                in_phase: self.durations[i],
+                fraction: 1.0,
+                start_ns: i128::from(self.held_start_ns.load(Ordering::Acquire)),
+            };
         }
         let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
         let origin = i128::from(self.origin_ns.load(Ordering::Relaxed));
@@ -93,8 +110,38 @@ impl PhaseClock {
         none
     }
 
-    /// Move the origin so that phase `index` begins at `now`.
+    /// The phase held by [`PhaseClock::hold`], if any.
+    pub fn held(&self) -> Option<usize> {
+        let h = self.held.load(Ordering::Acquire);
+        (h > 0)
+            .then(|| (h - 1) as usize)
+            .filter(|i| *i < self.durations.len())
+    }
+
+    /// Stop the clock in phase `index` from `now` on, with its ramps at their `to`
+    /// value, until [`PhaseClock::release`] or [`PhaseClock::jump_to`]. Each hold is a
+    /// new run of the phase (its schedules start over).
+    pub fn hold(&self, index: usize, now: Instant) {
+        if self.durations.is_empty() {
+            return;
+        }
+        let index = index.min(self.durations.len() - 1);
+        let since_base = now.saturating_duration_since(self.base).as_nanos();
+        self.held_start_ns
+            .store(since_base.min(i64::MAX as u128) as i64, Ordering::Release);
+        self.held.store(index as i64 + 1, Ordering::Release);
+    }
+
+    /// Let a held clock run again, from the start of the phase it held.
+    pub fn release(&self, now: Instant) {
+        if let Some(i) = self.held() {
+            self.jump_to(i, now);
+        }
+    }
+
+    /// Move the origin so that phase `index` begins at `now` (releasing any hold).
     pub fn jump_to(&self, index: usize, now: Instant) {
+        self.held.store(0, Ordering::Release);
         let start = self.phase_start(index.min(self.durations.len().saturating_sub(1)));
         let since_base = now.saturating_duration_since(self.base).as_nanos() as i128;
         let origin = since_base - start.as_nanos() as i128;
@@ -148,6 +195,38 @@ mod tests {
         let again = c.at(Instant::now());
         assert_eq!(again.index, Some(1));
         assert_eq!(again.start_ns - at.start_ns, ms(20).as_nanos() as i128);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_phase_stays_at_its_end_until_released() {
+        let now = Instant::now();
+        let c = PhaseClock::new(vec![ms(100), ms(200), ms(50)], now, 0);
+        tokio::time::advance(ms(20)).await;
+        c.hold(1, Instant::now());
+        let first = c.at(Instant::now());
+        assert_eq!((first.index, first.fraction), (Some(1), 1.0));
+        assert_eq!(c.held(), Some(1));
+        // Time passes; the phase does not.
+        tokio::time::advance(ms(10_000)).await;
+        let later = c.at(Instant::now());
+        assert_eq!((later.index, later.fraction), (Some(1), 1.0));
+        assert_eq!(later.start_ns, first.start_ns);
+        // A second hold is a new run (schedules count afresh).
+        c.hold(1, Instant::now());
+        assert_ne!(c.at(Instant::now()).start_ns, first.start_ns);
+        // Released, the phase runs again from its start.
+        c.release(Instant::now());
+        assert_eq!(c.held(), None);
+        let run = c.at(Instant::now());
+        assert_eq!((run.index, run.in_phase), (Some(1), Duration::ZERO));
+        tokio::time::advance(ms(200)).await;
+        assert_eq!(c.at(Instant::now()).index, Some(2));
+        // A jump releases too; out-of-range holds clamp to the last phase.
+        c.hold(9, Instant::now());
+        assert_eq!(c.held(), Some(2));
+        c.jump_to(0, Instant::now());
+        assert_eq!(c.held(), None);
+        assert_eq!(c.at(Instant::now()).index, Some(0));
     }
 
     #[tokio::test(start_paused = true)]

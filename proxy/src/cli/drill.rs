@@ -423,6 +423,7 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
                 stop_when: s.stop_when.clone(),
                 baseline: s.baseline.clone(),
                 phase_driver: Some(driver),
+                watch: None,
             })
         };
     let progress = brownout_drill::StderrProgress::new();

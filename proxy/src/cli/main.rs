@@ -12,6 +12,7 @@ use brownout::config::{env_overrides, load, FileConfig, Overrides};
 use brownout::{start, StartOptions};
 use clap::{Parser, Subcommand};
 
+mod capacity;
 mod drill;
 
 /// The demo's profile, built into the binary so `brownout demo` needs no files.
@@ -155,6 +156,44 @@ enum Cmd {
         #[arg(long)]
         report_dir: Option<PathBuf>,
     },
+    /// Find the highest load at which a scenario's objectives hold, at baseline and
+    /// under each phase of its `capacity.under` (DESIGN §6, docs/capacity.md).
+    ///
+    /// The load (closed-loop users or an open-loop rate, `capacity.vary`) doubles
+    /// from `start` until a probe fails, then is bisected to `tolerance`. Each
+    /// probe warms up, then is judged on the share of good requests (the
+    /// `slo.goodput` thresholds) with a 95% Wilson interval against
+    /// `capacity.attainment`, and on the scenario's other objectives; it is
+    /// extended while undecided, up to `probe_max`, and ended early when the
+    /// target saturates. Works in-process (`target: {upstream: sim}`) or against a
+    /// running proxy (`target: {url, admin}`) in front of any upstream; phases are
+    /// held through its admin API. Writes capacity.json and capacity.html.
+    ///
+    /// Exit code: 0 a capacity was found for every phase (or `≥ max`); 1 a phase's
+    /// first probe failed (below start: no capacity); 2 invalid input; 3 stopped
+    /// (Ctrl-C) before the search ended.
+    Capacity {
+        scenario: PathBuf,
+        /// Write capacity.json and capacity.html here instead of the scenario's
+        /// `report.dir` (default `capacity-report/` beside the scenario).
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Override `capacity.start`.
+        #[arg(long)]
+        start: Option<f64>,
+        /// Override `capacity.max`.
+        #[arg(long)]
+        max: Option<f64>,
+        /// Override `capacity.under` (comma-separated phases; `baseline` is no faults).
+        #[arg(long, value_delimiter = ',')]
+        under: Vec<String>,
+        /// Override `capacity.probe` (e.g. 5s).
+        #[arg(long)]
+        probe: Option<String>,
+        /// Override `capacity.warmup` (e.g. 2s).
+        #[arg(long)]
+        warmup: Option<String>,
+    },
     /// Rebuild a drill report from proxy record files (JSON lines), merged.
     ///
     /// Exit code: the verdict's with --scenario (0 pass, 1 an objective broken,
@@ -238,8 +277,16 @@ enum CtlWhat {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-    /// Jump to a phase by name, or `next`.
-    Phase { name: String },
+    /// Jump to a phase by name, or `next`; `--hold` stops the clock there (ramps at
+    /// their end) until another phase call; `--release` lets a held clock run.
+    Phase {
+        #[arg(required_unless_present = "release")]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "release")]
+        hold: bool,
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -373,6 +420,39 @@ async fn async_main(cmd: Cmd) -> ExitCode {
             scenario,
             report_dir,
         } => return drill::drill(&scenario, report_dir.as_deref()).await,
+        Cmd::Capacity {
+            scenario,
+            report_dir,
+            start,
+            max,
+            under,
+            probe,
+            warmup,
+        } => {
+            let dur = |flag: &str, v: Option<String>| -> Result<Option<Duration>, String> {
+                v.map(|v| {
+                    brownout_faults::duration::parse_duration(&v)
+                        .map_err(|e| format!("{flag}: {e}"))
+                })
+                .transpose()
+            };
+            let (probe, warmup) = match (dur("--probe", probe), dur("--warmup", warmup)) {
+                (Ok(p), Ok(w)) => (p, w),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let o = capacity::Overrides {
+                report_dir,
+                start,
+                max,
+                under,
+                probe,
+                warmup,
+            };
+            return capacity::capacity(&scenario, &o).await;
+        }
         Cmd::Ctl { admin, json, what } => {
             let cmd = match what {
                 CtlWhat::Health => brownout::control::ctl::CtlCommand::Health,
@@ -381,7 +461,21 @@ async fn async_main(cmd: Cmd) -> ExitCode {
                 CtlWhat::Faults { state } => {
                     brownout::control::ctl::CtlCommand::Faults(state == "on")
                 }
-                CtlWhat::Phase { name } => brownout::control::ctl::CtlCommand::Phase(name),
+                CtlWhat::Phase {
+                    name,
+                    hold,
+                    release,
+                } => match (name, hold, release) {
+                    (_, _, true) => brownout::control::ctl::CtlCommand::Hold {
+                        name: None,
+                        reset: false,
+                    },
+                    (Some(n), true, false) => brownout::control::ctl::CtlCommand::Hold {
+                        name: Some(n),
+                        reset: false,
+                    },
+                    (n, _, _) => brownout::control::ctl::CtlCommand::Phase(n.unwrap_or_default()),
+                },
             };
             let token = std::env::var("BROWNOUT_ADMIN_TOKEN")
                 .ok()

@@ -566,7 +566,11 @@ async fn put_profile(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<F
     }
 }
 
-/// `POST /api/v1/phase`: `{"name": "storm"}` or `{"next": true}`.
+/// `POST /api/v1/phase`: `{"name": "storm"}` or `{"next": true}`; with `"hold": true`
+/// the clock stops in that phase (ramps at their `to` value) until a call with
+/// `"hold": false`, `next` or another name; `"reset": true` first drops every
+/// rule's state (schedules, limiters, GPU queues: [`Shared::reset_state`]).
+/// `{"hold": false}` alone releases a hold where it stands.
 async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -574,7 +578,12 @@ async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
         name: Option<String>,
         #[serde(default)]
         next: bool,
+        #[serde(default)]
+        hold: Option<bool>,
+        #[serde(default)]
+        reset: bool,
     }
+    const EXPECTED: &str = "expected {\"name\": \"PHASE\"} or {\"next\": true}, optionally with \"hold\": true|false and \"reset\": true";
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -584,24 +593,40 @@ async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
         Err(e) => {
             return json(
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({"error": format!("expected {{\"name\": \"PHASE\"}} or {{\"next\": true}}: {e}")}),
+                serde_json::json!({"error": format!("{EXPECTED}: {e}")}),
             )
         }
     };
-    let profile = shared.profile.load();
+    let before = shared.profile.load();
     let now = Instant::now();
     let target = match (&ask.name, ask.next) {
-        (Some(n), _) => profile.phases.iter().position(|p| *p.name == **n),
+        (Some(n), _) => before.phases.iter().position(|p| *p.name == **n),
         (None, true) => {
-            let cur = profile.clock.at(now).index;
-            Some(cur.map_or(0, |i| (i + 1).min(profile.phases.len().saturating_sub(1))))
+            let cur = before.clock.at(now).index;
+            Some(cur.map_or(0, |i| (i + 1).min(before.phases.len().saturating_sub(1))))
         }
         (None, false) => None,
     };
+    if ask.name.is_none() && !ask.next && ask.hold == Some(false) {
+        before.clock.release(now);
+        tracing::info!("phase hold released through the admin API");
+        return json(StatusCode::OK, status(shared));
+    }
     match target {
-        Some(i) if i < profile.phases.len() => {
-            profile.clock.jump_to(i, now);
-            tracing::info!(phase = %profile.phases[i].name, "phase changed through the admin API");
+        Some(i) if i < before.phases.len() => {
+            if ask.reset {
+                if let Err(e) = shared.reset_state() {
+                    return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e}));
+                }
+            }
+            let profile = shared.profile.load();
+            let now = Instant::now();
+            if ask.hold == Some(true) {
+                profile.clock.hold(i, now);
+            } else {
+                profile.clock.jump_to(i, now);
+            }
+            tracing::info!(phase = %profile.phases[i].name, hold = ask.hold == Some(true), reset = ask.reset, "phase changed through the admin API");
             json(StatusCode::OK, status(shared))
         }
         _ => json(
@@ -609,9 +634,9 @@ async fn phase(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
             serde_json::json!({
                 "error": match &ask.name {
                     Some(n) => format!("no such phase `{n}`"),
-                    None => "expected {\"name\": \"PHASE\"} or {\"next\": true}".to_owned(),
+                    None => EXPECTED.to_owned(),
                 },
-                "phases": profile.phases.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
+                "phases": before.phases.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
             }),
         ),
     }
@@ -633,6 +658,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "last_reload_error": meta.as_ref().and_then(|m| m.last_reload_error.clone()),
         "phase": phase,
         "time_in_phase_s": at.index.map(|_| at.in_phase.as_secs_f64()),
+        "held": profile.clock.held().is_some(),
         "phases": profile.phases.iter().map(|p| serde_json::json!({"name": p.name.as_ref(), "duration_s": p.duration.as_secs_f64()})).collect::<Vec<_>>(),
         "faults_enabled": shared.release.faults_enabled(),
         "seed": profile.seed,

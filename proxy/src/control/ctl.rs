@@ -21,6 +21,13 @@ pub enum CtlCommand {
     Apply(std::path::PathBuf),
     Faults(bool),
     Phase(String),
+    /// `POST /api/v1/phase` with `hold` (and `reset`): hold a phase (`Some(name)`)
+    /// with its ramps at their end, or release a hold (`None`); `reset` first drops
+    /// every rule's state (schedules, limiters, GPU queues).
+    Hold {
+        name: Option<String>,
+        reset: bool,
+    },
 }
 
 /// Why a ctl call failed.
@@ -44,7 +51,7 @@ pub enum CtlError {
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `http://HOST:PORT` for an admin address given with or without a scheme.
-fn base_url(admin: &str) -> String {
+pub fn base_url(admin: &str) -> String {
     if admin.starts_with("http://") || admin.starts_with("https://") {
         admin.trim_end_matches('/').to_string()
     } else {
@@ -169,6 +176,13 @@ pub async fn run(
             };
             (Method::POST, "/api/v1/phase", Bytes::from(v.to_string()))
         }
+        CtlCommand::Hold { name, reset } => {
+            let v = match name {
+                Some(n) => serde_json::json!({"name": n, "hold": true, "reset": reset}),
+                None => serde_json::json!({"hold": false}),
+            };
+            (Method::POST, "/api/v1/phase", Bytes::from(v.to_string()))
+        }
     };
     let (status, _, bytes) = call(&base, token, method, path, body).await?;
     let text = String::from_utf8_lossy(&bytes).to_string();
@@ -258,6 +272,9 @@ pub fn human_status(v: &serde_json::Value) -> String {
         s("source")
     ));
     match v["phase"].as_str() {
+        Some(p) if v["held"].as_bool() == Some(true) => {
+            out.push_str(&format!("phase     {p} (held, ramps at their end)\n"))
+        }
         Some(p) => out.push_str(&format!(
             "phase     {p} ({:.1}s in)\n",
             v["time_in_phase_s"].as_f64().unwrap_or(0.0)

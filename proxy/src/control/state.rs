@@ -120,6 +120,26 @@ impl Shared {
         Ok(())
     }
 
+    /// Compile the profile in force again with no state carried over: fresh
+    /// schedules, rate-limit buckets, concurrency limits and GPU queues, as if it
+    /// had just been applied for the first time. `brownout capacity` calls this
+    /// between probes (through `POST /api/v1/phase {"reset": true}`), so one
+    /// probe's backlog or spent tokens never count against the next. Its clock
+    /// starts over at the first phase.
+    pub fn reset_state(&self) -> Result<(), String> {
+        let prev = self.profile.load();
+        let now = Instant::now();
+        let offset = match prev.source.start_at.as_deref() {
+            Some(s) => start_offset_ns(s)?,
+            None => 0,
+        };
+        let compiled = CompiledProfile::compile(&prev.source, prev.seed, None, now, offset)
+            .map_err(|e| e.to_string())?;
+        self.profile.store(Arc::new(compiled));
+        tracing::info!(profile = %prev.name, "profile state reset");
+        Ok(())
+    }
+
     pub fn set_reload_error(&self, e: Option<String>) {
         let mut m = self.meta.lock().unwrap_or_else(|p| p.into_inner());
         m.last_reload_error = e;
