@@ -68,6 +68,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "kv-cache-pressure",
         include_str!("../../profiles/kv-cache-pressure.yaml"),
     ),
+    (
+        "guidellm-mock-16-slots",
+        include_str!("../../profiles/guidellm-mock-16-slots.yaml"),
+    ),
     ("cold-start", include_str!("../../profiles/cold-start.yaml")),
     (
         "vector-recall-loss",
