@@ -47,16 +47,28 @@ async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("scenarios/guidellm-mock-16-slots.yaml"))
         .expect("read the shipped scenario");
-    assert!(text.contains("arrival: {concurrency: 32}"), "the scenario's arrival changed");
+    assert!(
+        text.contains("arrival: {concurrency: 32}"),
+        "the scenario's arrival changed"
+    );
     let staged = text
-        .replace("arrival: {concurrency: 32}", &format!("arrival: {{concurrency: {concurrency}}}"))
+        .replace(
+            "arrival: {concurrency: 32}",
+            &format!("arrival: {{concurrency: {concurrency}}}"),
+        )
         .replace(
             "../profiles/guidellm-mock-16-slots.yaml",
-            &root.join("profiles/guidellm-mock-16-slots.yaml").display().to_string(),
+            &root
+                .join("profiles/guidellm-mock-16-slots.yaml")
+                .display()
+                .to_string(),
         )
         .replace(
             "prompts-mock-lengths.jsonl",
-            &root.join("scenarios/prompts-mock-lengths.jsonl").display().to_string(),
+            &root
+                .join("scenarios/prompts-mock-lengths.jsonl")
+                .display()
+                .to_string(),
         );
     let scenario = dir.join(format!("mock-c{concurrency}.yaml"));
     std::fs::write(&scenario, staged).expect("stage the scenario");
@@ -130,7 +142,15 @@ async fn h100_sim() -> ChildServer {
     ChildServer::start(
         "brownout sim",
         &brownout_bin(),
-        &["sim", "--api", "openai", "--gpu", "h100-80gb", "--listen", &listen],
+        &[
+            "sim",
+            "--api",
+            "openai",
+            "--gpu",
+            "h100-80gb",
+            "--listen",
+            &listen,
+        ],
         port,
         "/health",
         Duration::from_secs(30),
@@ -170,7 +190,13 @@ async fn drill_at(dir: &Path, proxy: &TestProxy, prompts: &Path, concurrency: u3
     )
     .expect("write the scenario");
     let report_dir = dir.join(format!("drill-c{concurrency}"));
-    let out = run_drill(&scenario, &report_dir, &[], Duration::from_secs(SECONDS + 60)).await;
+    let out = run_drill(
+        &scenario,
+        &report_dir,
+        &[],
+        Duration::from_secs(SECONDS + 60),
+    )
+    .await;
     assert!(
         out.status.success(),
         "brownout drill at c={concurrency} failed ({}):\n{}\n{}",
@@ -199,7 +225,9 @@ fn compare(name: &str, concurrency: u32, brownout: f64, guidellm: f64) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
-    let py = tokio::task::spawn_blocking(guidellm_python).await.expect("build the guidellm environment");
+    let py = tokio::task::spawn_blocking(guidellm_python)
+        .await
+        .expect("build the guidellm environment");
     let dir = TempDir::new();
     let data = dir.join("data");
     let made = run_python_json(
@@ -256,9 +284,16 @@ async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
         // ITLs would divide different intervals by different counts.
         let total = &report["result"]["stats"]["total"];
         let ok = total["ok"].as_u64().unwrap_or(0);
-        assert!(ok >= 20, "c={concurrency}: the drill completed only {ok} requests: {total:#}");
+        assert!(
+            ok >= 20,
+            "c={concurrency}: the drill completed only {ok} requests: {total:#}"
+        );
         assert_eq!(total["errors"], 0, "c={concurrency}: {total:#}");
-        assert_eq!(total["output_tokens"].as_u64(), Some(ok * OUTPUT_TOKENS), "{total:#}");
+        assert_eq!(
+            total["output_tokens"].as_u64(),
+            Some(ok * OUTPUT_TOKENS),
+            "{total:#}"
+        );
         assert_eq!(total["tokens_from_usage"].as_u64(), Some(ok), "{total:#}");
         assert_eq!(
             stat(&report, "itl", "count") as u64,
@@ -266,18 +301,50 @@ async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
             "c={concurrency}: one content chunk per token"
         );
         let requests = g["requests"].as_u64().unwrap_or(0);
-        assert!(requests >= 20, "c={concurrency}: guidellm completed only {requests}: {g}");
+        assert!(
+            requests >= 20,
+            "c={concurrency}: guidellm completed only {requests}: {g}"
+        );
         assert_eq!(g["errored"], 0, "{g}");
-        for field in ["output_tokens_mean", "output_tokens_min", "output_tokens_max"] {
-            assert_eq!(g[field].as_f64(), Some(OUTPUT_TOKENS as f64), "guidellm {field}: {g}");
+        for field in [
+            "output_tokens_mean",
+            "output_tokens_min",
+            "output_tokens_max",
+        ] {
+            assert_eq!(
+                g[field].as_f64(),
+                Some(OUTPUT_TOKENS as f64),
+                "guidellm {field}: {g}"
+            );
         }
-        assert_eq!(g["output_tokens_per_iteration_mean"].as_f64(), Some(1.0), "{g}");
+        assert_eq!(
+            g["output_tokens_per_iteration_mean"].as_f64(),
+            Some(1.0),
+            "{g}"
+        );
 
-        let num = |k: &str| g[k].as_f64().unwrap_or_else(|| panic!("guidellm has no {k}: {g}"));
-        misses.extend(compare("TTFT median", concurrency, stat(&report, "ttft", "p50_ms"), num("ttft_median_ms")));
-        misses.extend(compare("ITL mean", concurrency, stat(&report, "itl", "mean_ms"), num("itl_mean_ms")));
+        let num = |k: &str| {
+            g[k].as_f64()
+                .unwrap_or_else(|| panic!("guidellm has no {k}: {g}"))
+        };
+        misses.extend(compare(
+            "TTFT median",
+            concurrency,
+            stat(&report, "ttft", "p50_ms"),
+            num("ttft_median_ms"),
+        ));
+        misses.extend(compare(
+            "ITL mean",
+            concurrency,
+            stat(&report, "itl", "mean_ms"),
+            num("itl_mean_ms"),
+        ));
     }
-    assert!(misses.is_empty(), "brownout and guidellm disagree:\n{}", misses.join("\n"));
+    assert!(
+        misses.is_empty(),
+        "brownout and guidellm disagree:\n{}",
+        misses.join("\n")
+    );
 }
 
 /// `guidellm_check.py capacity` (the highest load of a guidellm sweep or
@@ -292,6 +359,10 @@ async fn guidellm_capacity_reader_passes_its_selftest() {
         .await
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "selftest failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "selftest failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(", 0 failed"), "{stdout}");
 }
