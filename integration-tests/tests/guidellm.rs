@@ -41,6 +41,10 @@ const OUTPUT_TOKENS: u64 = 128;
 const SECONDS: u64 = 15;
 const TOLERANCE: f64 = 0.15;
 
+/// The two timing tests take turns: on a 2-core machine one's load would show in the
+/// other's latencies (cargo runs a file's tests in parallel).
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `scenarios/guidellm-mock-16-slots.yaml` as shipped, but for `concurrency` users
 /// (its profile and prompts read from the repository).
 async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
@@ -91,6 +95,7 @@ async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
 /// goodput (requests starting within the scenario's 3 s) falls from 100% to about 80%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_slots_keep_throughput_flat_while_goodput_falls_from_16_to_32_users() {
+    let _turn = TIMED.lock().await;
     let dir = TempDir::new();
     let at16 = mock_drill(dir.path(), 16).await;
     let at32 = mock_drill(dir.path(), 32).await;
@@ -247,6 +252,7 @@ async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
     .await;
     assert_eq!(made[0]["prompts"], 64, "{made:?}");
 
+    let _turn = TIMED.lock().await;
     let sim = h100_sim().await;
     let proxy = ProxyBuilder::new(sim.url())
         .api(brownout_faults::ApiKind::Openai)
