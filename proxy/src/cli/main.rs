@@ -77,6 +77,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../profiles/cold-start.yaml"),
     ),
     (
+        "guidellm-mock-16-slots",
+        include_str!("../../../profiles/guidellm-mock-16-slots.yaml"),
+    ),
+    (
         "vector-recall-loss",
         include_str!("../../../profiles/vector-recall-loss.yaml"),
     ),

@@ -1,0 +1,2 @@
+class Module:
+    """Never instantiated; see Tensor in __init__.py."""
