@@ -1,5 +1,5 @@
 //! `brownout capacity`: the highest load at which a scenario's objectives still
-//! hold (DESIGN §6 "Capacity, cost and energy").
+//! hold (docs/capacity.md).
 //!
 //! The pure parts live here, apart from anything that sends a request, so each can
 //! be tested on its own: the [`wilson`] interval a probe is judged with, the

@@ -1,6 +1,6 @@
 //! Did the chaos happen? Per phase and per rule, what the proxy's records say each
 //! rule matched, decided, applied and skipped, and whether that is what its
-//! probability or schedule asks for (DESIGN §6).
+//! probability or schedule asks for (docs/drills.md).
 //!
 //! A drill that passes while none of its faults fired is worse than no drill: the
 //! team comes away believing it is resilient. So every report counts the faults,
@@ -38,7 +38,7 @@ use brownout_faults::glob::Glob;
 use brownout_faults::profile::{Match, Probability, Profile, Rule};
 use serde::{Deserialize, Serialize};
 
-/// The bound below which a fault's applied count is implausible (DESIGN §6).
+/// The bound below which a fault's applied count is implausible (docs/drills.md).
 pub const IDLE_P_VALUE: f64 = 0.001;
 
 /// Above this many steps (`n × (applied + 1)`), the exact Poisson-binomial gives
@@ -83,7 +83,7 @@ pub struct GrpcRef {
     pub method: String,
 }
 
-/// What the accounting reads of one proxy record (DESIGN §7).
+/// What the accounting reads of one proxy record (docs/records.md).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct FaultRecord {
     /// Seconds since the Unix epoch when the request arrived (from `ts`).

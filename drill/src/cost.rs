@@ -1,4 +1,4 @@
-//! What serving costs (DESIGN §6 "Capacity, cost and energy"): the scenario's
+//! What serving costs (docs/capacity.md): the scenario's
 //! `cost` and `energy` blocks, pricing a measured window, and the cost of chaos
 //! in drill reports.
 //!

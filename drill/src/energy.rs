@@ -1,4 +1,4 @@
-//! Measuring power over a window (DESIGN §6): from a real card's DCGM exporter
+//! Measuring power over a window (docs/capacity.md): from a real card's DCGM exporter
 //! when the scenario names one (`energy.prometheus`), else from the GPU model's
 //! busy time, else from load over capacity.
 //!

@@ -5,13 +5,13 @@
 //! user would see (e2e, TTFT, ITL, TPOT, errors by kind) from each request's
 //! scheduled send time, and compares every phase with the baseline.
 //!
-//! The pieces are separate so that the full drill (DESIGN §6: scenario files, many
+//! The pieces are separate so that the full drill (docs/drills.md: scenario files, many
 //! workloads, retries, SLOs, correctness) can grow around them:
 //! [`arrival`] schedules, [`workload`] builds requests, [`client`] sends and
 //! measures one, [`sse`] and [`meter`] read streams, [`stats`] aggregates,
 //! [`progress`] and [`report`] show the results, and [`run`] ties them together.
 //!
-//! Scenario drills (DESIGN §6) build on them: [`scenario`] loads and checks
+//! Scenario drills (docs/drills.md) build on them: [`scenario`] loads and checks
 //! scenario files, [`engine`] runs several workloads (open or closed loop) with an
 //! SDK-like retrying client, goodput, SLO evaluation and `stop_when`, [`gate`]
 //! turns the result into a verdict and writes `report.json`, `junit.xml`,

@@ -1,5 +1,5 @@
 //! `brownout report RECORDS...`: per-phase statistics rebuilt from proxy record
-//! files (DESIGN §7, one JSON object per line), merged across many sidecars.
+//! files (docs/records.md, one JSON object per line), merged across many sidecars.
 //!
 //! Lines are read as the proxy's own [`Record`] type, so every outcome counts as
 //! the record names it (`injected_error` is not an `http_error`), and a line this
@@ -636,7 +636,7 @@ impl Tally {
 }
 
 /// [`report_from_records`], with the profile the records were made under: each of
-/// its rules is judged (DESIGN §6), and an idle one makes the verdict
+/// its rules is judged (docs/drills.md), and an idle one makes the verdict
 /// inconclusive (exit 4) unless the scenario says `allow_idle_rules: true`.
 ///
 /// Without objectives (no scenario, or one without `slo`) there is no verdict

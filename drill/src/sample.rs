@@ -46,7 +46,7 @@ impl Outcome {
     }
 }
 
-/// Where an output token count came from (DESIGN §7 `tokens_source`).
+/// Where an output token count came from (docs/records.md, `tokens_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokensSource {

@@ -1,4 +1,4 @@
-//! Drill scenario files (DESIGN §6): what to run, against what, and what counts as
+//! Drill scenario files (docs/drills.md): what to run, against what, and what counts as
 //! passing.
 //!
 //! Scenarios are loaded like profiles, through `brownout_faults::yaml`, so every
@@ -95,7 +95,7 @@ impl Vary {
     }
 }
 
-/// The `capacity:` block (DESIGN §6 "Capacity, cost and energy"): the search
+/// The `capacity:` block (docs/capacity.md): the search
 /// doubles the first workload's load from `start` until a probe fails, then
 /// bisects to `tolerance`, repeated under each phase of `under`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -1,4 +1,4 @@
-//! API adapters: what kind of request this is (DESIGN "Endpoints by API").
+//! API adapters: what kind of request this is (docs/presets.md).
 //!
 //! Matching and records need the same facts about a request (endpoint, model,
 //! stream, a prompt-size estimate, who the client is); computing them once here keeps
@@ -85,8 +85,8 @@ pub struct RequestFacts {
 // Endpoint classification
 // ---------------------------------------------------------------------------
 
-/// Which endpoint a request is for, from its method and path alone (DESIGN
-/// "Endpoints by API"; `docs/presets.md` has the full table).
+/// Which endpoint a request is for, from its method and path alone (`docs/presets.md` has the
+/// full table).
 ///
 /// Runs on every request before anything else, so it only compares path
 /// suffixes and segments: no allocation, no regex. The query string and a

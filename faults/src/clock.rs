@@ -1,4 +1,4 @@
-//! The phase clock (DESIGN "The phase clock").
+//! The phase clock (docs/profiles.md, "Phases and the phase clock").
 //!
 //! Phases are a timeline measured from an origin: the moment the profile was applied,
 //! or `start_at` so that many sidecars agree. The origin is an atomic offset so the

@@ -1,4 +1,4 @@
-//! Seeded, reproducible decisions (DESIGN "Determinism").
+//! Seeded, reproducible decisions (docs/profiles.md, "Determinism").
 //!
 //! Each decision draws from a ChaCha8 stream addressed by (seed, rule, ordinal): the
 //! seed is the key, the rule's stable id selects the stream, and the request's ordinal

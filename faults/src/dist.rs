@@ -31,7 +31,7 @@ pub const Z_P99: f64 = 2.3263;
 /// The names of the map forms, for error hints.
 pub const DIST_FORMS: &[&str] = &["uniform", "normal", "lognormal", "exponential"];
 
-/// One of the five forms of DESIGN §4.
+/// One of the five forms of docs/profiles.md, "Durations and distributions".
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dist {
     /// Always the same duration (`"250ms"`).

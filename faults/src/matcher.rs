@@ -5,7 +5,7 @@
 //! it without locking, walks the rules of the current phase in file order and asks
 //! each [`CompiledMatch`] whether it holds. Rule state (ordinals, active counts,
 //! limiters) lives in an `Arc` keyed by rule name so that a hot reload that leaves a
-//! rule unchanged keeps its queues and counters (DESIGN "Hot reload").
+//! rule unchanged keeps its queues and counters (docs/profiles.md and docs/admin.md, "PUT /api/v1/profile").
 
 use std::collections::HashMap;
 use std::net::IpAddr;

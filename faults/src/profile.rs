@@ -1,4 +1,4 @@
-//! The profile format users write (DESIGN §4).
+//! The profile format users write (docs/profiles.md).
 //!
 //! These types are the single source of truth for the file format: the YAML loader in
 //! [`crate::yaml`] deserializes them with positions, [`crate::schema`] derives the
@@ -369,7 +369,7 @@ pub enum FaultSpec {
         #[schemars(range(min = 1))]
         bytes_per_second: u64,
     },
-    /// Simulated accelerator contention (DESIGN §5): every request the rule matches
+    /// Simulated accelerator contention (docs/gpu-model.md): every request the rule matches
     /// shares one modelled replica that runs continuous batching in steps, so time to
     /// first token and time per token grow with load as on a real GPU server. The
     /// `gpu` and `model` presets give every default; any other field overrides the

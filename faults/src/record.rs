@@ -1,4 +1,4 @@
-//! The record of one exchange (DESIGN §7, docs/records.md): one type for the
+//! The record of one exchange (docs/records.md): one type for the
 //! proxy that writes records and the drill that reads them back, so a field or an
 //! outcome the proxy adds cannot be misread, or silently mapped to something
 //! else, by a report.

@@ -1,4 +1,4 @@
-//! The one release signal every holding fault waits on (DESIGN "Holding and releasing").
+//! The one release signal every holding fault waits on (docs/admin.md, "The kill switch").
 //!
 //! Delays, hangs, queues and pacing all park on [`Release::hold`]; the kill switch,
 //! `stop_when` and `expires_after` call [`Release::turn_off`], which wakes every

@@ -1,4 +1,4 @@
-//! Count schedules (DESIGN §4 `schedule`): "fail the first N, then succeed".
+//! Count schedules (docs/profiles.md, "Schedules"): "fail the first N, then succeed".
 //!
 //! A rule with a `schedule` fires by count instead of by a random draw. What is
 //! counted is the rule's matching requests (`per: rule`) or one call's attempts
@@ -16,7 +16,7 @@
 //! - otherwise the table: attempts with the same call identity (`x-brownout-seq`
 //!   when the request has one, else a fingerprint of method, path, body and client),
 //!   the latest at most [`CALL_WINDOW`] ago, are one call's attempts, the way a
-//!   report tells a retry made as a fresh call from a new call (DESIGN §7
+//!   report tells a retry made as a fresh call from a new call (docs/records.md
 //!   `fingerprint`): curl in a loop, `requests`, clients without the header. For
 //!   `first`, an attempt the schedule lets through ends the call, so a later
 //!   identical request is a new call and starts at attempt 1 again.
@@ -31,7 +31,7 @@ use crate::profile::{Schedule, SchedulePer};
 
 /// How long after its latest attempt a call counted by identity is forgotten: a
 /// request with the same identity after that is a new call (the window reports
-/// use to count fresh-call retries, DESIGN §7).
+/// use to count fresh-call retries, docs/records.md).
 pub const CALL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Calls a `per: call` rule tracks at once by identity; a call whose slot is taken

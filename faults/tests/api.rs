@@ -1,4 +1,4 @@
-//! Endpoint classification (every DESIGN row), body inspection and client shares.
+//! Endpoint classification (every row of docs/presets.md), body inspection and client shares.
 
 use brownout_faults::api::{
     classify, client_share, inspect_body, inspect_request, stream_from_path, BodyFacts,
@@ -14,7 +14,7 @@ const ALL_APIS: [ApiKind; 12] = [
     Generic,
 ];
 
-/// (api, method, path, endpoint). Every row of DESIGN "Endpoints by API", with the
+/// (api, method, path, endpoint). Every row of docs/presets.md, with the
 /// near misses that must stay `other`.
 #[rustfmt::skip]
 const TABLE: &[(ApiKind, &str, &str, Endpoint)] = &[

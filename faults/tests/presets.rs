@@ -10,7 +10,7 @@ use brownout_faults::ApiKind;
 use http::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-/// DESIGN §4's required list.
+/// The presets docs/presets.md lists, each of which must exist.
 const REQUIRED: &[&str] = &[
     "openai.rate_limit_requests",
     "openai.rate_limit_tokens",

@@ -1,4 +1,4 @@
-//! The live dashboard in a real browser (DESIGN §8, issue "Live dashboard"):
+//! The live dashboard in a real browser (docs/admin.md, "The dashboard"):
 //! headless Chromium (Debian's `chromium` package), driven over the Chrome DevTools
 //! Protocol. The page loads without console errors or exceptions (its strict
 //! Content-Security-Policy included: uPlot is served by the admin server), its

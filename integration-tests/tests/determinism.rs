@@ -1,4 +1,4 @@
-//! Determinism (DESIGN §4 "Determinism"): the same seed, profile and request
+//! Determinism (docs/profiles.md, "Determinism"): the same seed, profile and request
 //! sequence give the same decisions on every run; `x-brownout-seq: N` pins each
 //! request's decisions whatever the order.
 

@@ -1,4 +1,4 @@
-//! Errors brownout itself produces (DESIGN §1, "HTTP details that matter"): an
+//! Errors brownout itself produces (docs/robustness.md): an
 //! unreachable upstream is a 502 and a silent one a 504, both marked with
 //! `x-brownout-error` and a JSON body; an upstream that fails after its headers
 //! aborts the client's body, never a clean end that would look like a complete

@@ -1,5 +1,5 @@
 //! Every generic fault through the proxy in front of a real HTTP server, and how
-//! rules combine (DESIGN §4 "Fault catalog", "How rules and faults combine").
+//! rules combine (docs/profiles.md, "Faults" and "How rules and faults combine").
 //! Timing bounds are generous: lower bounds are what the fault promises, upper
 //! bounds only catch a fault that never ends.
 

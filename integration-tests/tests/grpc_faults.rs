@@ -1,4 +1,4 @@
-//! Faults on gRPC calls speak gRPC (DESIGN §4 "gRPC"): trailers-only errors,
+//! Faults on gRPC calls speak gRPC (docs/grpc.md): trailers-only errors,
 //! Milvus's in-message errors, RST_STREAM codes, DEADLINE_EXCEEDED at the call's
 //! own deadline, and a held call's deadline shortened upstream.
 

@@ -334,8 +334,7 @@ fn read_records(path: &std::path::Path) -> Vec<Value> {
 
 /// DEPENDS ON the proxy's HTTP/2 upstream forwarding (issue 17): brownout's record
 /// file has one record per gRPC call, naming its service and method and carrying its
-/// final grpc-status; a failing status from the server is `http_error` (DESIGN §4
-/// "gRPC"). For pymilvus, the records name exactly the RPCs pymilvus made, with
+/// final grpc-status; a failing status from the server is `http_error` (docs/grpc.md). For pymilvus, the records name exactly the RPCs pymilvus made, with
 /// Milvus's endpoints (Search → search, Query → query, Insert → upsert).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brownout_writes_one_record_per_grpc_call_with_its_method_and_status() {

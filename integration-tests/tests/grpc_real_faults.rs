@@ -4,7 +4,7 @@
 //! server (`milvus_check.py`), from the cached `grpc` Python environment.
 //!
 //! Each fault must reach the client as a real server or proxy in that spot would
-//! give it (DESIGN §4 "gRPC", docs/grpc.md): the status code and details grpcio
+//! give it (docs/grpc.md): the status code and details grpcio
 //! reports, what pymilvus raises and how often it retries (counted in brownout's
 //! own records), the deadline the server saw, and each call's record (`grpc.status`,
 //! `outcome`). Wherever a direct call can show what the real server gives, the same

@@ -1,4 +1,4 @@
-//! HTTP/2 upstream connections and gRPC pass-through (DESIGN §1, §3
+//! HTTP/2 upstream connections and gRPC pass-through (docs/configuration.md, "HTTP/2 upstream"
 //! `upstream_protocol`, §4 "gRPC"), against hyper's own HTTP/2 server.
 //!
 //! The real gRPC stack (grpcio, pymilvus against Milvus Lite) is driven in

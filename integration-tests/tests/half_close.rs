@@ -1,4 +1,4 @@
-//! Half-closed clients (DESIGN §1, "Half-close"), over real sockets.
+//! Half-closed clients (docs/configuration.md, "Half-closed clients"), over real sockets.
 //!
 //! A client that sends its whole request and then shuts down its sending side, as
 //! `printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | nc -N host port` does, gets its

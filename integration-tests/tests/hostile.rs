@@ -4,7 +4,7 @@
 //! mid-stream, pipelines requests, or uploads a huge body. Whatever the peer does,
 //! the proxy must not panic, must keep serving the next (normal) request, and must
 //! write exactly one record per exchange with an outcome that says what happened
-//! (DESIGN §4 "HTTP details that matter", §7 "No record is lost").
+//! (docs/robustness.md, docs/records.md).
 //!
 //! A panic inside the proxy would only kill one connection task, which a test might
 //! not notice: a panic hook counts panics on the runtime's worker threads (where the

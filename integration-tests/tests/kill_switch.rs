@@ -1,4 +1,4 @@
-//! The kill switch (DESIGN §4 "Holding and releasing", §8): `POST
+//! The kill switch (docs/admin.md, "The kill switch"): `POST
 //! /api/v1/faults/off` releases every held request within one second, and each
 //! continues unharmed from the upstream; `faults/on` resumes. And injected errors
 //! keep the client's connection alive, as real providers do.
@@ -184,7 +184,7 @@ async fn keep_alive_survives_an_injected_error() {
     );
 }
 
-/// DESIGN "Admin protection": a browser page must not be able to flip the kill
+/// docs/admin.md, "Security": a browser page must not be able to flip the kill
 /// switch of a loopback admin, neither cross-site (CSRF) nor by DNS rebinding (a
 /// page on evil.example whose name now resolves to 127.0.0.1: its requests are
 /// same-origin for the browser, so only the `Host` header gives them away).

@@ -1,5 +1,5 @@
-//! The kill switch against every fault that holds an LLM exchange (DESIGN §4
-//! "Holding and releasing"): a stall that never ends, token pacing
+//! The kill switch against every fault that holds an LLM exchange (docs/admin.md,
+//! "The kill switch"): a stall that never ends, token pacing
 //! (`token_delay`, `token_rate`), `first_token_delay`, a `concurrency_limit`
 //! queue and `cold_start`. Each held exchange is released within one second of
 //! `POST /api/v1/faults/off` and completes normally from the upstream (the

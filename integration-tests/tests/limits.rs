@@ -1,4 +1,4 @@
-//! Connection limits (DESIGN §3 `limits`): a connection that never sends a request
+//! Connection limits (docs/configuration.md, "Connections turned away"): a connection that never sends a request
 //! is dropped after `header_timeout`, an idle keep-alive connection after
 //! `idle_timeout`, over HTTP/1.1 and HTTP/2 alike; and each listener forwards only
 //! to its own upstream, whatever `Host` says.

@@ -1,5 +1,5 @@
-//! With no faults the proxy is transparent (DESIGN §1 "The proxy only ever adds
-//! harm"): same status, same end-to-end headers (multi-valued ones included), same
+//! With no faults the proxy is transparent (docs/architecture.md; it only ever adds
+//! harm a profile asked for): same status, same end-to-end headers (multi-valued ones included), same
 //! body bytes, hop-by-hop headers handled per RFC 9110 in both directions, the
 //! upstream's own `Host`, query strings intact, and large bodies byte-identical over
 //! HTTP/1.1 and h2c.
@@ -359,7 +359,7 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// DESIGN "Compression": measurement decodes a copy on a side tap; the client
+/// docs/architecture.md, "The full path": measurement decodes a copy on a side tap; the client
 /// gets the upstream's compressed bytes and headers untouched, valid or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_streams_pass_through_untouched() {

@@ -1,4 +1,4 @@
-//! Records and metrics (DESIGN §7): one record per exchange however it ends, no
+//! Records and metrics (docs/records.md): one record per exchange however it ends, no
 //! secret ever written, and `/metrics` in valid Prometheus text format.
 
 use std::collections::{BTreeMap, HashMap};

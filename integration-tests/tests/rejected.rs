@@ -1,4 +1,4 @@
-//! Connections dropped before any exchange began (DESIGN §7): they leave no record,
+//! Connections dropped before any exchange began (docs/records.md): they leave no record,
 //! so `brownout_connections_rejected_total{reason}` counts them, and each is logged
 //! at debug level. Every reason over real sockets, on the fast path and on hyper's.
 

@@ -1,4 +1,4 @@
-//! Hot reload (DESIGN §4 "Hot reload"): the profile's directory is watched, so an
+//! Hot reload (docs/profiles.md and docs/admin.md, "PUT /api/v1/profile"): the profile's directory is watched, so an
 //! in-place write and an editor-style rename both apply within seconds, without
 //! dropping open connections; an invalid change is rejected, reported on the admin
 //! API, and the last good profile stays in force.
@@ -151,7 +151,7 @@ rules:
     )
 }
 
-/// DESIGN "Hot reload": rule state carries over by name while that rule's
+/// docs/profiles.md and docs/admin.md, "PUT /api/v1/profile": rule state carries over by name while that rule's
 /// parameters are unchanged, and the last write wins between file and API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_rules_keep_their_state_across_reloads() {

@@ -1,4 +1,4 @@
-//! Count schedules (DESIGN §4 `schedule`) through the real proxy: "fail the first N,
+//! Count schedules (docs/profiles.md, "Schedules") through the real proxy: "fail the first N,
 //! then succeed", per rule and per call, and retries that draw afresh under
 //! `x-brownout-seq`. `python_sdk_schedule.rs` drives the same with the openai SDK.
 

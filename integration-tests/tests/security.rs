@@ -1,4 +1,4 @@
-//! Security defaults (DESIGN §3, §8, "Admin protection"), each with a test:
+//! Security defaults (docs/configuration.md, docs/admin.md "Security"), each with a test:
 //!
 //! - a wrong or missing token gets 401 on every `/api/v1` call and on the
 //!   dashboard, and changes nothing; the dashboard's cookie works only with the

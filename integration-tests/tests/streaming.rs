@@ -1,4 +1,4 @@
-//! Stream, never buffer (DESIGN §1): each chunk reaches the other side before the
+//! Stream, never buffer (docs/architecture.md): each chunk reaches the other side before the
 //! next one exists. The upstream (or the client) sends chunk 1 and then waits until
 //! the test has seen chunk 1 arrive on the far side before it sends chunk 2; a
 //! buffering proxy would deadlock here, which the timeouts turn into a failure.

@@ -1,4 +1,4 @@
-//! Runtime configuration (DESIGN §3): a YAML file layered with `BROWNOUT_*`
+//! Runtime configuration (docs/configuration.md): a YAML file layered with `BROWNOUT_*`
 //! environment variables and command-line flags through the `config` crate.
 //!
 //! Precedence, lowest first: built-in defaults, the file, environment, flags. The
@@ -85,10 +85,10 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub upstream_ca: Option<PathBuf>,
-    /// What a client's FIN after its request means (DESIGN §1, "Half-close").
+    /// What a client's FIN after its request means (docs/configuration.md, "Half-closed clients").
     #[serde(default)]
     pub half_close: HalfClose,
-    /// Which HTTP version requests go upstream in (DESIGN §3).
+    /// Which HTTP version requests go upstream in (docs/configuration.md).
     #[serde(default)]
     pub upstream_protocol: UpstreamProtocol,
 }
@@ -160,7 +160,7 @@ fn default_token_env() -> String {
     "BROWNOUT_ADMIN_TOKEN".into()
 }
 
-/// Where records go (DESIGN §3, §7) and how the file is kept from growing forever.
+/// Where records go (docs/configuration.md "Records", docs/records.md) and how the file is kept from growing forever.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {

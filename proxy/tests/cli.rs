@@ -1,6 +1,6 @@
 //! The `brownout` binary as users run it: `validate` (exit codes, `file:line:column`
 //! and hints), `explain`, and `serve` shutting down on SIGTERM without losing a
-//! record (DESIGN §2, §7 "No record is lost").
+//! record (README.md "Commands", docs/records.md).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Simulated GPU saturation and cold starts (DESIGN §5).
+//! Simulated GPU saturation and cold starts (docs/gpu-model.md).
 //!
 //! [`Replica`] models one accelerator replica running continuous batching, with
 //! parameters from [`GpuConfig`] (presets calibrated against published serving

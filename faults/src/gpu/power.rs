@@ -1,5 +1,5 @@
 //! How much power a modelled replica draws: idle and maximum board power per card,
-//! scaled by the model's utilisation (DESIGN §6 "Capacity, cost and energy").
+//! scaled by the model's utilisation (docs/capacity.md).
 //!
 //! `power = cards × (idle_w + (max_w − idle_w) × utilisation)`, utilisation being
 //! the share of time the replica spends running steps. Maximum power is the

@@ -1,5 +1,5 @@
 //! One modelled replica: continuous batching in steps, the way vLLM's scheduler
-//! runs a GPU (DESIGN §5).
+//! runs a GPU (docs/gpu-model.md).
 //!
 //! Every request a `gpu_saturation` fault matches joins one shared [`Replica`]. A
 //! background task plays the scheduler: at the start of each step it decodes one

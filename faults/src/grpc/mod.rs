@@ -1,5 +1,5 @@
 //! gRPC, byte by byte: the pieces the proxy needs to pass gRPC through and to
-//! harm it the way real servers do (DESIGN §4 "gRPC").
+//! harm it the way real servers do (docs/grpc.md).
 //!
 //! - [`wire`]: the protobuf wire format, read as (field, wire type, byte range) so
 //!   edits splice into the original bytes, and written with a few helpers.

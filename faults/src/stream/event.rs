@@ -1,5 +1,5 @@
 //! What one raw streamed event is: content (a "token"), bookkeeping, usage, the end,
-//! or an error (DESIGN §7 "TTFT").
+//! or an error (docs/metrics-definitions.md).
 //!
 //! Classification is by the event's shape rather than trusting the listener's `api`
 //! alone, because OpenAI-compatible routes exist on vLLM, TGI and Ollama and

@@ -1,4 +1,4 @@
-//! LLM stream measurements for records and metrics (DESIGN §7): TTFT, inter-token
+//! LLM stream measurements for records and metrics (docs/records.md): TTFT, inter-token
 //! gaps, TPOT and token counts.
 //!
 //! Fed the events the *client* receives, at the instants it receives them, so that

@@ -1,5 +1,5 @@
 //! Stream faults, event by event: timing, stalls, endings, mid-stream errors,
-//! corruption, and content rewrites (DESIGN §4 "Response side").
+//! corruption, and content rewrites (docs/stream-faults.md).
 //!
 //! The [`Shaper`] is pure: it never sleeps or touches a socket. Fed one raw event at
 //! a time with the instant it arrived, it answers with [`Action`]s: bytes to send

@@ -1,4 +1,4 @@
-//! Vector search and embedding faults on one whole JSON answer (DESIGN §4):
+//! Vector search and embedding faults on one whole JSON answer (docs/vector-faults.md):
 //! `drop_results`, `shuffle_results`, `limit_results`, `stale_results`,
 //! `score_noise`, `empty_results`, `embedding_noise` and `embedding_truncate`.
 //!

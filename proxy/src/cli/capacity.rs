@@ -1,6 +1,6 @@
 //! `brownout capacity SCENARIO`: search for the highest load at which the
 //! scenario's objectives hold, at baseline and under each phase of
-//! `capacity.under` (DESIGN §6 "Capacity, cost and energy").
+//! `capacity.under` (docs/capacity.md).
 //!
 //! The search logic, the probe's judge and the reports live in
 //! `brownout_drill::capacity`; this module owns the target: simulated upstreams

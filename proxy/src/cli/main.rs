@@ -1,4 +1,4 @@
-//! The `brownout` command line (DESIGN §2).
+//! The `brownout` command line (README.md, "Commands").
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -152,7 +152,7 @@ enum Cmd {
         #[arg(long, default_value = "brownout-report")]
         report_dir: PathBuf,
     },
-    /// Run a drill scenario (DESIGN §6): load, phases, SLO gates, reports.
+    /// Run a drill scenario (docs/drills.md): load, phases, SLO gates, reports.
     /// Exit 0 pass, 1 SLO broken, 2 invalid input, 3 stopped by `stop_when`.
     Drill {
         scenario: PathBuf,
@@ -161,7 +161,7 @@ enum Cmd {
         report_dir: Option<PathBuf>,
     },
     /// Find the highest load at which a scenario's objectives hold, at baseline and
-    /// under each phase of its `capacity.under` (DESIGN §6, docs/capacity.md).
+    /// under each phase of its `capacity.under` (docs/drills.md, docs/capacity.md).
     ///
     /// The load (closed-loop users or an open-loop rate, `capacity.vary`) doubles
     /// from `start` until a probe fails, then is bisected to `tolerance`. Each

@@ -1,4 +1,4 @@
-//! The admin API (DESIGN §8): health, readiness, metrics, the kill switch, status,
+//! The admin API (docs/admin.md): health, readiness, metrics, the kill switch, status,
 //! per-phase summary, and the live dashboard at `/`.
 //!
 //! `/healthz`, `/readyz` and `/metrics` stay open for orchestrators and Prometheus;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN §7), in the text exposition format.
+//! Prometheus metrics (docs/records.md), in the text exposition format.
 //!
 //! Counters and histograms are updated by the recorder thread from finished
 //! records, so the request path pays nothing for them; only `active_requests` is

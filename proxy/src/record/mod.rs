@@ -1,4 +1,4 @@
-//! One record per exchange (DESIGN §7), written off the hot path.
+//! One record per exchange (docs/records.md), written off the hot path.
 //!
 //! The request path fills a [`Record`] and hands it to a bounded queue with a
 //! non-blocking send: traffic is never held back for the recorder. A background

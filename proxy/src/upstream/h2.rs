@@ -1,4 +1,4 @@
-//! HTTP/2 upstream connections: one per client connection (DESIGN §1).
+//! HTTP/2 upstream connections: one per client connection (docs/architecture.md).
 //!
 //! gRPC needs HTTP/2 end to end, and so does any listener set to
 //! `upstream_protocol: h2c | h2`. Each client connection gets an upstream
