@@ -24,6 +24,8 @@ pub struct StreamMeter {
     content_events: u64,
     usage_tokens: Option<u64>,
     input_tokens: Option<u64>,
+    /// A choice said why it ended (`finish_reason`).
+    finished: bool,
     done: bool,
     error_event: bool,
     malformed: bool,
@@ -64,6 +66,7 @@ struct Chunk {
 struct Choice {
     delta: Option<Delta>,
     text: Option<String>,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +156,7 @@ impl StreamMeter {
             content_events: 0,
             usage_tokens: None,
             input_tokens: None,
+            finished: false,
             done: false,
             error_event: false,
             malformed: false,
@@ -214,6 +218,9 @@ impl StreamMeter {
             if let Some(n) = u.prompt_tokens {
                 self.input_tokens = Some(n);
             }
+        }
+        if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+            self.finished = true;
         }
         if chunk.has_content() {
             self.on_content(now);
@@ -282,7 +289,10 @@ impl StreamMeter {
             Outcome::StreamError
         } else if self.malformed {
             Outcome::Corrupt
-        } else if body_failed || !self.done {
+        } else if body_failed || !self.done || !(self.anthropic || self.finished) {
+            // An OpenAI stream whose choices never said why they ended was cut
+            // short, even when `[DONE]` closed it: llama-cpp-python ends a stream
+            // that way when a newer request interrupts it.
             Outcome::Truncated
         } else {
             Outcome::Ok
@@ -358,6 +368,32 @@ mod tests {
         assert_eq!(s.output_tokens, Some((7, TokensSource::Usage)));
         assert_eq!(s.outcome, Outcome::Truncated);
         assert!(!s.done);
+    }
+
+    /// What llama-cpp-python's server sends a stream that a newer request
+    /// interrupts: the role chunk, then `[DONE]`, with no choice ever saying why it
+    /// ended. That answer was cut short, not delivered.
+    #[tokio::test(start_paused = true)]
+    async fn done_without_a_finish_reason_is_truncated() {
+        let mut m = StreamMeter::new(Instant::now());
+        m.feed(
+            b"data: {\"id\": \"chatcmpl-6\", \"model\": \"m\", \"created\": 1, \"object\": \"chat.completion.chunk\", \"choices\": [{\"index\": 0, \"delta\": {\"role\": \"assistant\"}, \"logprobs\": null, \"finish_reason\": null}]}\n\ndata: [DONE]\n\n",
+            Instant::now(),
+        );
+        let s = m.finish(false);
+        assert!(s.done);
+        assert_eq!(s.outcome, Outcome::Truncated);
+        // The same stream finished, with its usage: ok, both counts read.
+        let mut m = StreamMeter::new(Instant::now());
+        let body = format!(
+            "{ROLE}\n\n{}\n\n{FINISH}\n\n{USAGE}\n\ndata: [DONE]\n\n",
+            content("x")
+        );
+        m.feed(body.as_bytes(), Instant::now());
+        let s = m.finish(false);
+        assert_eq!(s.outcome, Outcome::Ok);
+        assert_eq!(s.input_tokens, Some(9));
+        assert_eq!(s.output_tokens, Some((7, TokensSource::Usage)));
     }
 
     #[tokio::test(start_paused = true)]
