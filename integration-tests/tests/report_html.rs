@@ -4,7 +4,8 @@
 //! does). The uPlot charts must draw without a console error: one section per
 //! workload, TTFT, ITL and TPOT for the streaming one only, and the faults
 //! applied over time on the same time axis. A report rebuilt from the proxy's
-//! records (no workloads known) must draw too.
+//! records (no workloads known) must draw too. So must `capacity.html`: both its
+//! charts, one line per phase searched.
 //!
 //! With `BROWNOUT_SCREENSHOT=1` the test also runs the shipped
 //! `scenarios/demo.yaml` and saves its report as `docs/drill-report.png`.
@@ -279,4 +280,107 @@ async fn report_html_draws_per_workload_charts_in_chromium() {
         std::fs::write(&path, png).unwrap();
         eprintln!("wrote {}", path.display());
     }
+}
+
+/// `capacity.html` in a real browser: a short search on a slot-limited simulated
+/// replica, at baseline and with a noisy neighbour, priced. Both charts must draw
+/// (throughput and attainment against load, one line per phase) without a console
+/// error, and the table must carry each phase with its prices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_html_draws_both_charts_in_a_real_browser() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.path().join("profile.yaml"),
+        "\
+version: 1
+name: slots
+phases:
+  - name: crowded
+    duration: 1h
+    rules:
+      - name: replica
+        match: {endpoint: chat}
+        faults:
+          - type: gpu_saturation
+            slots: 4
+            noisy_neighbor: 2
+            step: {fit: {a_ms: 10, b_ms: 0, c_ms: 0}}
+",
+    )
+    .unwrap();
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(
+        &scenario,
+        "\
+version: 1
+name: capacity <html> & \"chart\"
+target: {upstream: sim}
+profile: profile.yaml
+seed: 3
+workload:
+  name: chat
+  stream: true
+  max_tokens: 8
+  arrival: {concurrency: 1}
+  client: {retries: 0, timeout: 10s}
+slo:
+  goodput: {ttft: 60ms}
+capacity: {start: 1, max: 4, probe: 1s, probe_max: 2s, warmup: 300ms, attainment: 0.5, under: [baseline, crowded]}
+cost: {gpu_hour: 2.5}
+energy: {gpu: h100-80gb}
+",
+    )
+    .unwrap();
+    let report = dir.path().join("capacity");
+    let out = run(&[
+        "capacity".as_ref(),
+        scenario.as_os_str(),
+        "--report-dir".as_ref(),
+        report.as_os_str(),
+    ])
+    .await;
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let html = report.join("capacity.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains(" src=") && !page.contains("href=\"http"));
+    assert!(page.contains("capacity &lt;html&gt; &amp; &quot;chart&quot;"));
+
+    let browser = launch().await;
+    let cdp = Cdp::connect(&browser.page_ws().await).await;
+    cdp.call("Runtime.enable", json!({})).await;
+    cdp.call("Log.enable", json!({})).await;
+    cdp.call("Page.enable", json!({})).await;
+    open(&cdp, &html).await;
+    assert_eq!(count(&cdp, ".uplot").await, 2, "two charts");
+    for id in ["#throughput", "#attainment"] {
+        assert!(drawn(&cdp, id).await, "{id} drew nothing");
+    }
+    // One legend entry per phase on each chart.
+    for phase in ["baseline", "crowded"] {
+        let n = cdp
+            .eval(&format!(
+                "[...document.querySelectorAll('.u-legend th')].filter(e => e.textContent.trim() === {}).length",
+                Value::from(phase)
+            ))
+            .await;
+        assert_eq!(n.as_u64(), Some(2), "{phase} in both legends");
+    }
+    let table = cdp
+        .eval("document.querySelector('table').innerText")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        table.contains("cost / 1k requests") && table.contains("crowded"),
+        "{table}"
+    );
+    assert_eq!(count(&cdp, "script[src], link[href], img[src]").await, 0);
+    let problems = cdp.problems();
+    assert!(problems.is_empty(), "console errors: {problems:#?}");
 }
