@@ -69,3 +69,51 @@ async fn short_streams_have_no_itl_or_tpot() {
     assert_eq!(m.tpot(Instant::now()), None);
     assert!(m.saw_error());
 }
+
+/// What llama-cpp-python's server sends a stream a newer request interrupts: the
+/// role chunk, then `[DONE]`, no choice ever giving a `finish_reason`. Cut short;
+/// the same stream with its finish chunk is not, nor is an Anthropic stream.
+#[tokio::test(start_paused = true)]
+async fn done_without_a_finish_reason_ended_unfinished() {
+    use brownout_faults::stream::{inspect, Framing};
+    use brownout_faults::{ApiKind, Endpoint};
+    let ev = |raw: &str| {
+        inspect(
+            ApiKind::Openai,
+            Endpoint::Chat,
+            Framing::Sse,
+            raw.as_bytes(),
+        )
+    };
+    let role = "data: {\"id\": \"chatcmpl-6\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"index\": 0, \"delta\": {\"role\": \"assistant\"}, \"logprobs\": null, \"finish_reason\": null}]}\n\n";
+    let finish = "data: {\"id\": \"chatcmpl-6\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"index\": 0, \"delta\": {}, \"logprobs\": null, \"finish_reason\": \"length\"}]}\n\n";
+    let done = "data: [DONE]\n\n";
+    let mut cut = StreamMeter::new(Instant::now());
+    for raw in [role, done] {
+        cut.observe(&ev(raw), Instant::now());
+    }
+    assert!(cut.saw_terminator());
+    assert!(cut.ended_unfinished());
+    let mut whole = StreamMeter::new(Instant::now());
+    for raw in [role, finish, done] {
+        whole.observe(&ev(raw), Instant::now());
+    }
+    assert!(!whole.ended_unfinished());
+    assert_eq!(whole.finish_reason(), Some("length"));
+    // Still running: not ended, so not "ended unfinished" either.
+    let mut open = StreamMeter::new(Instant::now());
+    open.observe(&ev(role), Instant::now());
+    assert!(!open.ended_unfinished());
+    // Anthropic has no choices: its end is message_stop.
+    let mut a = StreamMeter::new(Instant::now());
+    a.observe(
+        &inspect(
+            ApiKind::Anthropic,
+            Endpoint::Messages,
+            Framing::Sse,
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ),
+        Instant::now(),
+    );
+    assert!(a.saw_terminator() && !a.ended_unfinished());
+}

@@ -60,6 +60,9 @@ pub struct EventInfo {
     /// gRPC: the message is compressed (`grpc-encoding`), so content faults must
     /// leave it alone and say so; timing faults still count it.
     pub compressed: bool,
+    /// An OpenAI-shaped chunk (`choices`), whose stream is finished only once a
+    /// choice gives a `finish_reason`.
+    pub choices: bool,
 }
 
 impl EventInfo {
@@ -71,6 +74,7 @@ impl EventInfo {
             usage_output: None,
             finish_reason: None,
             compressed: false,
+            choices: false,
         }
     }
 
@@ -178,6 +182,7 @@ fn classify(api: ApiKind, endpoint: Endpoint, event_name: Option<&[u8]>, ev: &Ev
     // OpenAI chat and legacy completions (and every OpenAI-compatible server).
     if let Some(choices) = &ev.choices {
         let mut content = false;
+        info.choices = true;
         for c in choices {
             if let Some(d) = &c.delta {
                 content |= d.content.is_some_and(Text::non_empty)

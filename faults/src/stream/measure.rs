@@ -57,6 +57,7 @@ pub struct StreamMeter {
     finish_reason: Option<String>,
     saw_terminator: bool,
     saw_error: bool,
+    saw_choices: bool,
 }
 
 impl StreamMeter {
@@ -75,6 +76,7 @@ impl StreamMeter {
             finish_reason: None,
             saw_terminator: false,
             saw_error: false,
+            saw_choices: false,
         }
     }
 
@@ -110,6 +112,14 @@ impl StreamMeter {
         if info.finish_reason.is_some() {
             self.finish_reason.clone_from(&info.finish_reason);
         }
+        self.saw_choices |= info.choices;
+    }
+
+    /// An OpenAI stream that ended (`[DONE]`) with no choice ever saying why:
+    /// cut short upstream. llama-cpp-python's server ends a stream it interrupts
+    /// for a newer request this way, role chunk then `[DONE]`.
+    pub fn ended_unfinished(&self) -> bool {
+        self.saw_terminator && self.saw_choices && self.finish_reason.is_none()
     }
 
     /// Time to first token: from the start to the first content event.

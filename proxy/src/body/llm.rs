@@ -343,6 +343,9 @@ impl LlmStream {
         if !grpc && !self.meter.saw_terminator() && self.meter.content_events() > 0 {
             return Some(Outcome::Truncated);
         }
+        if !grpc && self.meter.ended_unfinished() {
+            return Some(Outcome::Truncated);
+        }
         None
     }
 }
