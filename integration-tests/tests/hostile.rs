@@ -201,6 +201,7 @@ data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\r\n\r\n\
 \n\n\n\
 event: \xff\xfe\ndata: \xc3\x28 not utf-8 \x80\n\n\
 data: {\"choices\": [{\"delta\": {\"content\": 42}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
 data: [DONE]\n\n\
 data: {\"after\": \"done\"}\n\n\
 data: a last event that never ends";
@@ -246,8 +247,8 @@ async fn malformed_sse_passes_through_byte_identical() {
         assert_eq!(rec["status"], 200, "{name}: {rec:#}");
         assert_eq!(rec["stream"], true, "{name}: {rec:#}");
         assert_eq!(rec["bytes_out"], payload.len(), "{name}: {rec:#}");
-        // A [DONE] came in the garbage one; no content event at all in the endless
-        // one: neither is truncated.
+        // A finish_reason and [DONE] came in the garbage one; no content event at
+        // all in the endless one: neither is truncated.
         assert_eq!(rec["outcome"], "ok", "{name}: {rec:#}");
         if name == "garbage" {
             // Only the two well-formed content events count as tokens.
