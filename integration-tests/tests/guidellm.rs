@@ -44,8 +44,8 @@ const OUTPUT_TOKENS: u64 = 128;
 const SECONDS: u64 = 15;
 const TOLERANCE: f64 = 0.15;
 
-/// The two timing tests take turns: on a 2-core machine one's load would show in the
-/// other's latencies (cargo runs a file's tests in parallel).
+/// The timing tests take turns: on a 2-core machine one's load would show in
+/// another's latencies (cargo runs a file's tests in parallel).
 static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `scenarios/guidellm-mock-16-slots.yaml` as shipped, but for `concurrency` users
