@@ -10,11 +10,20 @@ Subcommands (the `guidellm` environment's python for all but `selftest`):
       texts with the `tokenizers` package (nothing comes from a model hub), saved
       as tokenizer.json + tokenizer_config.json so that
       transformers.AutoTokenizer.from_pretrained(DIR/tokenizer) loads it.
+      With --from-prompts FILE, the prompts are those of a drill prompt file
+      instead (its user messages, in order), each asking for as many tokens as
+      its scripted `sim_answer` has (the simulator's tokens: a word each), or
+      --output-tokens where it scripts none; DIR/prompts.jsonl is FILE as is.
 
-  run --target URL --model M --concurrency N --seconds S --data DIR --out FILE
+  run --target URL --model M --concurrency N[,N2,...] --seconds S --data DIR --out FILE
       Run `guidellm run` with a concurrent profile (N streams, closed loop) for S
       seconds over DIR/guidellm.jsonl; write guidellm's JSON report to FILE and
-      print the summary of each benchmark (as `summary` does).
+      print the summary of each benchmark (as `summary` does). A list of
+      concurrencies runs one benchmark per step, in order, S seconds each
+      (`--override profile.streams`). --processes P caps guidellm's worker
+      processes (GUIDELLM__MAX_WORKER_PROCESSES, default 10): it starts them
+      afresh for every benchmark, which on two cores costs ~18 s a step at 10
+      and ~5 s at 2.
 
   summary FILE
       Print one JSON line per benchmark of a guidellm report: load, requests,
@@ -90,25 +99,68 @@ def build_tokenizer(texts: list[str], out_dir: str) -> None:
         )
 
 
+def sim_answer_tokens(text: str) -> int:
+    """How many tokens brownout's simulator streams for a scripted answer: a word
+    each, the spaces before it included (sim/src/text.rs, scripted_tokens)."""
+    tokens, cur = 0, ""
+    for ch in text:
+        if ch == " " and cur and not cur.endswith(" "):
+            tokens, cur = tokens + 1, ""
+        cur += ch
+    return max(1, tokens + (1 if cur else 0))
+
+
+def rows_from_prompt_file(lines: list[str], default_tokens: int) -> list[tuple[str, int]]:
+    """(prompt, output tokens) for each line of a drill prompt file: the last user
+    message's text, and the length of its scripted `sim_answer`."""
+    rows = []
+    for line in lines:
+        if not line.strip():
+            continue
+        v = json.loads(line)
+        if isinstance(v.get("prompt"), str):
+            text = v["prompt"]
+        else:
+            users = [m for m in v.get("messages") or [] if m.get("role") == "user"]
+            if not users or not isinstance(users[-1].get("content"), str):
+                sys.exit(f"a prompt line without a user message's text: {line.strip()[:120]}")
+            text = users[-1]["content"]
+        answer = v.get("sim_answer")
+        rows.append((text, sim_answer_tokens(answer) if isinstance(answer, str) else default_tokens))
+    return rows
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     os.makedirs(args.dir, exist_ok=True)
-    prompts = make_prompts(args.requests, args.prompt_chars, args.seed)
+    if args.from_prompts:
+        with open(args.from_prompts) as f:
+            lines = f.read().splitlines()
+        rows = rows_from_prompt_file(lines, args.output_tokens)
+        prompts = [p for p, _ in rows]
+        with open(os.path.join(args.dir, "prompts.jsonl"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    else:
+        prompts = make_prompts(args.requests, args.prompt_chars, args.seed)
+        rows = [(p, args.output_tokens) for p in prompts]
+        with open(os.path.join(args.dir, "prompts.jsonl"), "w") as f:
+            for p in prompts:
+                f.write(json.dumps({"messages": [{"role": "user", "content": p}]}) + "\n")
     # guidellm stops when its dataset runs out; the drill cycles its prompt file.
     # Repeat the prompts, in the same order, for as long as any run here lasts.
     with open(os.path.join(args.dir, "guidellm.jsonl"), "w") as f:
-        for i in range(max(args.rows, len(prompts))):
-            p = prompts[i % len(prompts)]
-            f.write(json.dumps({"prompt": p, "output_tokens_count": args.output_tokens}) + "\n")
-    with open(os.path.join(args.dir, "prompts.jsonl"), "w") as f:
-        for p in prompts:
-            f.write(json.dumps({"messages": [{"role": "user", "content": p}]}) + "\n")
+        for i in range(max(args.rows, len(rows))):
+            p, n = rows[i % len(rows)]
+            f.write(json.dumps({"prompt": p, "output_tokens_count": n}) + "\n")
     build_tokenizer(prompts, os.path.join(args.dir, "tokenizer"))
     from transformers import AutoTokenizer
 
     t = AutoTokenizer.from_pretrained(os.path.join(args.dir, "tokenizer"))
     if t.decode(t.encode(prompts[0], add_special_tokens=False)) != prompts[0]:
         sys.exit("the trained tokenizer does not round-trip its own text")
-    print(json.dumps({"prompts": len(prompts), "tokens_per_prompt": len(t.encode(prompts[0]))}))
+    lengths = [n for _, n in rows]
+    print(json.dumps({"prompts": len(prompts), "tokens_per_prompt": len(t.encode(prompts[0])),
+                      "output_tokens_min": min(lengths), "output_tokens_max": max(lengths),
+                      "output_tokens_mean": sum(lengths) / len(lengths)}))
 
 
 def _stat(metrics: dict, name: str) -> dict:
@@ -245,15 +297,20 @@ def capacity(report: dict, ttft_ms: float | None = None, tpot_ms: float | None =
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    steps = [int(n) for n in str(args.concurrency).split(",") if n.strip()]
+    if not steps or min(steps) < 1:
+        sys.exit(f"--concurrency: one or more positive whole numbers, comma-separated, not {args.concurrency!r}")
     data = os.path.join(args.data, "guidellm.jsonl")
     tok = os.path.join(args.data, "tokenizer")
     env = dict(os.environ)
     env.setdefault("GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL", "WARNING")
     env["USE_TORCH"] = "0"
+    if args.processes:
+        env["GUIDELLM__MAX_WORKER_PROCESSES"] = str(args.processes)
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "guidellm"), "run",
         "--backend", f"kind=openai_http,target={args.target},model={args.model}",
-        "--profile", f"kind=concurrent,streams={args.concurrency}",
+        "--profile", f"kind=concurrent,streams={steps[0]}",
         "--constraint", f"kind=max_duration,seconds={args.seconds}",
         "--data", f"kind=json_file,path={data}",
         "--tokenizer", f"kind=huggingface_auto,model={tok}",
@@ -261,6 +318,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         "--output", f"kind=json,path={args.out}",
         "--disable-console-interactive",
     ]
+    if len(steps) > 1:
+        cmd += ["--override", "profile.streams", ",".join(str(n) for n in steps)]
     with tempfile.TemporaryFile("w+") as log:
         rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if rc != 0:
@@ -305,7 +364,11 @@ def _fake_benchmark(kind: str, load: float, ttfts: list[float], itl: float = 5.0
 def selftest() -> None:
     fails = []
 
+    checks = 0
+
     def check(name, got, want):
+        nonlocal checks
+        checks += 1
         if got != want:
             fails.append(f"{name}: got {got!r}, want {want!r}")
 
@@ -343,14 +406,23 @@ def selftest() -> None:
     s = summarize(steps)
     check("summary loads", [x["load"] for x in s], [8.0, 16.0, 32.0, 64.0])
     check("summary median", s[0]["ttft_median_ms"], 50.0)
+    # a drill prompt file's answer lengths, as the simulator counts tokens
+    check("sim tokens", sim_answer_tokens("stream slot  cache token"), 4)
+    check("sim tokens, one", sim_answer_tokens(""), 1)
+    lines = [json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q0"}],
+                         "sim_answer": "a b c"}),
+             "",
+             json.dumps({"messages": [{"role": "user", "content": "Q1"}]}),
+             json.dumps({"prompt": "Q2", "sim_answer": "x"})]
+    check("prompt file rows", rows_from_prompt_file(lines, 128), [("Q0", 3), ("Q1", 128), ("Q2", 1)])
     ttft, itl, _ = _request_ms(_fake_request(30.0, 5.0, 11))
     check("request ttft", round(ttft, 6), 30.0)
     check("request itl", round(itl, 6), 5.0)
     if fails:
         print("\n".join(fails))
-        print(f"0 passed, {len(fails)} failed")
+        print(f"{checks - len(fails)} passed, {len(fails)} failed")
         sys.exit(1)
-    print("selftest: 16 passed, 0 failed")
+    print(f"selftest: {checks} passed, 0 failed")
 
 
 def main() -> None:
@@ -363,14 +435,16 @@ def main() -> None:
     d.add_argument("--prompt-chars", type=int, default=800)
     d.add_argument("--output-tokens", type=int, default=128)
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--from-prompts", help="a drill prompt file to take the prompts and answer lengths from")
     r = sub.add_parser("run")
     r.add_argument("--target", required=True)
     r.add_argument("--model", default="llama-3.1-8b")
-    r.add_argument("--concurrency", type=int, required=True)
+    r.add_argument("--concurrency", required=True, help="streams, or a comma-separated list of steps")
     r.add_argument("--seconds", type=float, required=True)
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--seed", type=int, default=7)
+    r.add_argument("--processes", type=int, help="guidellm's worker processes (default: guidellm's, 10)")
     s = sub.add_parser("summary")
     s.add_argument("file")
     c = sub.add_parser("capacity")

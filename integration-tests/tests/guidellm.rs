@@ -28,8 +28,11 @@
 //! a second on this 2-core machine and its TTFT picks up milliseconds of its own
 //! (out of ~12) whenever anything else runs. docs/cross-check.md has the figures.
 //!
-//! The last test needs no guidellm: it drills `scenarios/guidellm-mock-16-slots.yaml`
-//! at 16 and 32 users and checks the shape of GuideLLM's goodput example.
+//! The mock-profile tests are GuideLLM's goodput example on brownout: one needs no
+//! guidellm and drills `scenarios/guidellm-mock-16-slots.yaml` at 16 and 32 users
+//! for the example's shape; the other reads a capacity off guidellm's concurrency
+//! steps through a proxy holding that scenario's profile, and checks that
+//! `brownout capacity` on the scenario lands within one of guidellm's steps of it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,13 +44,13 @@ const OUTPUT_TOKENS: u64 = 128;
 const SECONDS: u64 = 15;
 const TOLERANCE: f64 = 0.15;
 
-/// The two timing tests take turns: on a 2-core machine one's load would show in the
-/// other's latencies (cargo runs a file's tests in parallel).
+/// The timing tests take turns: on a 2-core machine one's load would show in
+/// another's latencies (cargo runs a file's tests in parallel).
 static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `scenarios/guidellm-mock-16-slots.yaml` as shipped, but for `concurrency` users
-/// (its profile and prompts read from the repository).
-async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
+/// (its profile and prompts read from the repository), staged in `dir`.
+fn stage_mock_scenario(dir: &Path, concurrency: u32) -> std::path::PathBuf {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("scenarios/guidellm-mock-16-slots.yaml"))
         .expect("read the shipped scenario");
@@ -76,6 +79,12 @@ async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
         );
     let scenario = dir.join(format!("mock-c{concurrency}.yaml"));
     std::fs::write(&scenario, staged).expect("stage the scenario");
+    scenario
+}
+
+/// A drill of the mock scenario at `concurrency` users.
+async fn mock_drill(dir: &Path, concurrency: u32) -> Value {
+    let scenario = stage_mock_scenario(dir, concurrency);
     let report_dir = dir.join(format!("mock-c{concurrency}"));
     let out = run_drill(&scenario, &report_dir, &[], Duration::from_secs(120)).await;
     // 0: the goodput objective held; 1: it broke. Either way the report says how much.
@@ -130,6 +139,207 @@ async fn sixteen_slots_keep_throughput_flat_while_goodput_falls_from_16_to_32_us
     );
 }
 
+/// guidellm's concurrency steps on the mock profile, and how long each runs. The
+/// capacity is expected at 24 with 32 failing (about 90% there); 40 is there so
+/// that a lucky 32 still leaves a failing step above it.
+const MOCK_STEPS: [u32; 4] = [16, 24, 32, 40];
+const MOCK_STEP_SECONDS: u64 = 15;
+
+/// The capacity of the sixteen-slot mock at the scenario's objective (a request is
+/// good when it starts within 3 s; 95% must be), found by both tools on the same
+/// server, prompts and answer lengths.
+///
+/// guidellm: its `concurrent` profile at 16, 24, 32 and 40 streams, 15 s each (two
+/// worker processes, so that starting them costs seconds, not the ~18 s a step that
+/// guidellm's default ten cost on two cores), through a proxy whose profile is
+/// `profiles/guidellm-mock-16-slots.yaml` (its one phase lasts 20 s and, being the
+/// last, stays on after: checked through the admin API once guidellm is done) in
+/// front of `brownout sim`, over the texts of
+/// `scenarios/prompts-mock-lengths.jsonl`, each asking for its scripted answer's
+/// length; its capacity is the highest step whose TTFT ≤ 3 s attainment is at
+/// least 95%, below the lowest step that misses (`guidellm_check.py capacity`).
+/// brownout: `brownout capacity` on the shipped scenario (the same phase held),
+/// from 16 users with 5 s probes after 2 s of warmup (extended while undecided).
+///
+/// Both must find a capacity, guidellm's next step must fail, and brownout's
+/// figure (bisected to 10%) must be within one of guidellm's steps of guidellm's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_on_the_sixteen_slot_mock_is_within_a_step_of_guidellms() {
+    let py = tokio::task::spawn_blocking(guidellm_python)
+        .await
+        .expect("build the guidellm environment");
+    let root = repo_root();
+    let dir = TempDir::new();
+    let data = dir.join("data");
+    let made = run_python_json(
+        &py,
+        "guidellm_check.py",
+        &[
+            "data".into(),
+            data.display().to_string(),
+            "--from-prompts".into(),
+            root.join("scenarios/prompts-mock-lengths.jsonl")
+                .display()
+                .to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(made[0]["prompts"], 64, "{made:?}");
+    let mean = made[0]["output_tokens_mean"].as_f64().unwrap_or(0.0);
+    assert!(
+        (110.0..=140.0).contains(&mean),
+        "the scripted answers average about 128 tokens: {made:?}"
+    );
+
+    let _turn = TIMED.lock().await;
+    let started = std::time::Instant::now();
+    let steps = MOCK_STEPS.map(|n| n.to_string()).join(",");
+    let (guidellm, runs) = {
+        let sim = sim_process(&[]).await;
+        let proxy = ProxyBuilder::new(sim.url())
+            .api(brownout_faults::ApiKind::Openai)
+            .admin()
+            .profile_file(&root.join("profiles/guidellm-mock-16-slots.yaml"))
+            .start()
+            .await;
+        let report = dir.join("guidellm-steps.json");
+        let runs = within(
+            Duration::from_secs(MOCK_STEP_SECONDS * MOCK_STEPS.len() as u64 + 120),
+            "guidellm's concurrency steps",
+            run_python_json(
+                &py,
+                "guidellm_check.py",
+                &[
+                    "run".into(),
+                    "--target".into(),
+                    proxy.url(""),
+                    "--concurrency".into(),
+                    steps.clone(),
+                    "--seconds".into(),
+                    MOCK_STEP_SECONDS.to_string(),
+                    "--data".into(),
+                    data.display().to_string(),
+                    "--seed".into(),
+                    "16".into(),
+                    "--processes".into(),
+                    "2".into(),
+                    "--out".into(),
+                    report.display().to_string(),
+                ],
+            ),
+        )
+        .await;
+        // The profile's phase outlived its 20 s: guidellm ran against it throughout.
+        let (code, body) = proxy.admin_get("/api/v1/status").await;
+        assert_eq!(code, 200, "{body}");
+        let status: Value = serde_json::from_str(&body).expect("status is JSON");
+        assert_eq!(status["phase"], "sixteen-slots", "{status:#}");
+        assert!(
+            status["time_in_phase_s"].as_f64().unwrap_or(0.0) > 20.0,
+            "{status:#}"
+        );
+        assert!(
+            status["active_rules"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["name"] == "sixteen-slot-replica")),
+            "{status:#}"
+        );
+        proxy.shutdown().await;
+        drop(sim);
+        let capacity = run_python_json(
+            &py,
+            "guidellm_check.py",
+            &[
+                "capacity".into(),
+                report.display().to_string(),
+                "--ttft-ms".into(),
+                "3000".into(),
+                "--attainment".into(),
+                "0.95".into(),
+            ],
+        )
+        .await;
+        assert_eq!(capacity.len(), 1, "{capacity:?}");
+        (capacity[0].clone(), runs)
+    };
+    let guidellm_s = started.elapsed().as_secs_f64();
+    assert_eq!(
+        runs.iter().map(|r| r["load"].as_f64()).collect::<Vec<_>>(),
+        MOCK_STEPS.map(|n| Some(f64::from(n))).to_vec(),
+        "one guidellm benchmark per step: {runs:#?}"
+    );
+    for r in &runs {
+        assert_eq!(r["errored"], 0, "{r}");
+        assert!(r["requests"].as_u64().unwrap_or(0) >= 20, "{r}");
+    }
+    for p in guidellm["probes"].as_array().into_iter().flatten() {
+        let load = p["load"].as_f64().unwrap_or(f64::NAN);
+        let run = runs.iter().find(|r| r["load"].as_f64() == Some(load));
+        eprintln!(
+            "guidellm {load} streams: {} requests, TTFT ≤ 3 s {:.1}%, {:.2} req/s, TTFT median {:.0} ms",
+            p["requests"],
+            100.0 * p["attainment"].as_f64().unwrap_or(f64::NAN),
+            run.and_then(|r| r["requests_per_s"].as_f64()).unwrap_or(f64::NAN),
+            run.and_then(|r| r["ttft_median_ms"].as_f64()).unwrap_or(f64::NAN),
+        );
+    }
+
+    let scenario = stage_mock_scenario(dir.path(), 32);
+    let report_dir = dir.join("capacity");
+    let mut cmd = tokio::process::Command::new(brownout_bin());
+    cmd.arg("capacity")
+        .arg(&scenario)
+        .arg("--report-dir")
+        .arg(&report_dir)
+        .args(["--start", "16", "--probe", "5s", "--warmup", "2s"])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    let out = within(Duration::from_secs(300), "brownout capacity", cmd.output())
+        .await
+        .expect("run brownout capacity");
+    let said = format!(
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let text =
+        std::fs::read_to_string(report_dir.join("capacity.json")).expect("read capacity.json");
+    let report: Value = serde_json::from_str(&text).expect("capacity.json is JSON");
+    let run = &report["runs"][0];
+    assert_eq!(run["phase"], "sixteen-slots", "{said}");
+    assert_eq!(run["verdict"], "found", "{run:#}");
+    assert_eq!(run["at_least"], false, "{run:#}");
+    let brownout = run["capacity"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("brownout found no capacity: {run:#}"));
+
+    let step = f64::from(MOCK_STEPS[1] - MOCK_STEPS[0]);
+    let capacity = guidellm["capacity"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("guidellm's steps give no capacity: {guidellm:#}"));
+    assert_eq!(
+        guidellm["lowest_failing"].as_f64(),
+        Some(capacity + step),
+        "guidellm's next step past its capacity must fail, or its capacity is only a \
+         lower bound: {guidellm:#}"
+    );
+    eprintln!(
+        "capacity at TTFT ≤ 3 s for 95%: brownout {brownout} users ({} probes), guidellm {capacity} \
+         streams ({} failed; steps of {step}); guidellm {guidellm_s:.0} s, all {:.0} s",
+        run["probes"].as_array().map_or(0, Vec::len),
+        capacity + step,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        (capacity - step..=capacity + step).contains(&brownout),
+        "brownout's capacity {brownout} is more than a step ({step}) from guidellm's {capacity}:\n\
+         brownout {run:#}\nguidellm {guidellm:#}"
+    );
+}
+
 fn stat_field(report: &Value, field: &str) -> f64 {
     report["result"]["stats"]["total"][field]
         .as_f64()
@@ -142,20 +352,19 @@ fn guidellm_python() -> std::path::PathBuf {
 
 /// The simulated H100 as its own process, the way a user starts it.
 async fn h100_sim() -> ChildServer {
+    sim_process(&["--gpu", "h100-80gb"]).await
+}
+
+/// `brownout sim --api openai ARGS` as its own process.
+async fn sim_process(extra: &[&str]) -> ChildServer {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["sim", "--api", "openai", "--listen", &listen];
+    args.extend_from_slice(extra);
     ChildServer::start(
         "brownout sim",
         &brownout_bin(),
-        &[
-            "sim",
-            "--api",
-            "openai",
-            "--gpu",
-            "h100-80gb",
-            "--listen",
-            &listen,
-        ],
+        &args,
         port,
         "/health",
         Duration::from_secs(30),
