@@ -550,9 +550,17 @@ impl Watcher for ProbeWatcher {
         // Early saturation checks need a few seconds of signal.
         if measured >= Duration::from_secs(3).min(self.cfg.probe) {
             if let Some(why) = self.saturation() {
-                self.cutoff = Some(at);
-                self.end = Some(ProbeEnd::Saturated(why.clone()));
-                return WatchSays::Abort(why);
+                // Closed-loop users cannot queue without bound: rising TTFT that
+                // still meets the objectives (the attainment already passes) is
+                // the load the probe is there to judge, not a hopeless probe. A
+                // busy machine's hiccup once failed a probe at 100% attainment.
+                let passing = self.cfg.vary == Vary::Concurrency
+                    && judge(self.good, self.requests, self.cfg.attainment) == Judgement::Pass;
+                if !passing {
+                    self.cutoff = Some(at);
+                    self.end = Some(ProbeEnd::Saturated(why.clone()));
+                    return WatchSays::Abort(why);
+                }
             }
         }
         if at < self.next_check {
@@ -1503,6 +1511,28 @@ mod tests {
             "{t:?}"
         );
         assert!(matches!(w.end, Some(ProbeEnd::Saturated(_))));
+    }
+
+    /// TTFT that rises at flat throughput but stays within the goodput threshold
+    /// (10 ms to 40 ms, under 50 ms): every request is good, so the probe is judged
+    /// on its attainment, a pass, rather than cut short as saturated.
+    #[test]
+    fn rising_ttft_within_the_objectives_is_judged_not_saturated() {
+        let mut w = ProbeWatcher::new(cfg(Vary::Concurrency));
+        let mut c = cfg(Vary::Concurrency);
+        c.probe = Duration::from_secs(20);
+        c.probe_max = Duration::from_secs(20);
+        w.cfg = c;
+        w.next_check = Duration::from_secs(21);
+        let (_, says) = drive(
+            &mut w,
+            Duration::from_secs(25),
+            |_| 10,
+            |t, _| sample(true, 10 + t.as_millis() as u64 / 700),
+        )
+        .unwrap();
+        assert_eq!(says, WatchSays::Finish);
+        assert_eq!(w.end, Some(ProbeEnd::Judged(Judgement::Pass)));
     }
 
     #[test]
