@@ -1171,6 +1171,44 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// llama-cpp-python's OpenAI server with its defaults (uvicorn, 5 s keep-alive),
+/// serving the Gemma 3 270M GGUF of the `llama` environment ([`cached_venv`]) on 2
+/// threads, seeded; it answers one request at a time.
+pub async fn start_llama_server() -> ChildServer {
+    let venv = tokio::task::spawn_blocking(|| cached_venv("llama"))
+        .await
+        .unwrap();
+    let model = venv.join("model.gguf");
+    let port = free_port();
+    let port_s = port.to_string();
+    ChildServer::start(
+        "llama-cpp-python",
+        &venv.join("bin/python"),
+        &[
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            model.to_str().unwrap(),
+            "--chat_format",
+            "gemma",
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+            "--seed",
+            "7",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+        ],
+        port,
+        "/v1/models",
+        Duration::from_secs(120),
+    )
+    .await
+}
+
 /// A server run as a child process (uvicorn, llama-cpp-python, Milvus Lite...),
 /// killed when dropped.
 pub struct ChildServer {

@@ -642,40 +642,7 @@ async fn real_llama() -> Option<ChildServer> {
         );
         return None;
     }
-    let venv = tokio::task::spawn_blocking(|| cached_venv("llama"))
-        .await
-        .unwrap();
-    let model = venv.join("model.gguf");
-    let port = free_port();
-    let port_s = port.to_string();
-    Some(
-        ChildServer::start(
-            "llama-cpp-python",
-            &venv.join("bin/python"),
-            &[
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                model.to_str().unwrap(),
-                "--chat_format",
-                "gemma",
-                "--n_ctx",
-                "1024",
-                "--n_threads",
-                "2",
-                "--seed",
-                "7",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port_s,
-            ],
-            port,
-            "/v1/models",
-            Duration::from_secs(120),
-        )
-        .await,
-    )
+    Some(start_llama_server().await)
 }
 
 /// The shipped example runs as written, its search cut short by the flags.

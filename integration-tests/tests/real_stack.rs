@@ -134,43 +134,6 @@ async fn uvicorn_closing_idle_connections_never_turns_into_a_502() {
 /// The model name the SDK sends (llama-cpp-python serves whatever it is asked).
 const LLAMA_MODEL: &str = "gemma-3-270m-it";
 
-/// llama-cpp-python's OpenAI server with its defaults (uvicorn, 5 s keep-alive),
-/// serving the Gemma 3 270M GGUF of the `llama` environment on 2 threads.
-async fn llama_server() -> ChildServer {
-    let venv = tokio::task::spawn_blocking(|| cached_venv("llama"))
-        .await
-        .unwrap();
-    let model = venv.join("model.gguf");
-    let port = free_port();
-    let port_s = port.to_string();
-    ChildServer::start(
-        "llama-cpp-python",
-        &venv.join("bin/python"),
-        &[
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            model.to_str().unwrap(),
-            "--chat_format",
-            "gemma",
-            "--n_ctx",
-            "1024",
-            "--n_threads",
-            "2",
-            "--seed",
-            "7",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-        ],
-        port,
-        "/v1/models",
-        Duration::from_secs(120),
-    )
-    .await
-}
-
 /// What the server sent on one connection.
 type Seen = Arc<Mutex<Vec<u8>>>;
 
@@ -296,7 +259,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// end-to-end headers and the same body bytes, streamed or not, on both paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_model_server_passes_byte_for_byte() {
-    let llama = llama_server().await;
+    let llama = start_llama_server().await;
     let capture = Capture::start(llama.port).await;
     let mut n = 0;
     for fast_path in [true, false] {
@@ -368,7 +331,7 @@ rules:
 /// SDK as the provider's own would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_sees_a_real_server_and_real_faults_through_brownout() {
-    let llama = llama_server().await;
+    let llama = start_llama_server().await;
     let p = ProxyBuilder::new(llama.url())
         .api(ApiKind::Openai)
         .profile(LLAMA_PROFILE)
@@ -471,7 +434,7 @@ async fn the_openai_sdk_sees_a_real_server_and_real_faults_through_brownout() {
 /// pool and with one told to keep connections for 10 s (so it meets the closes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_model_server_closing_idle_connections_never_turns_into_a_502() {
-    let llama = llama_server().await;
+    let llama = start_llama_server().await;
     let mut runs = Vec::new();
     for fast_path in [true, false] {
         for keep in [None, Some(Duration::from_secs(10))] {

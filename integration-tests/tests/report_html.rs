@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use brownout_integration_tests::browser::{launch, Cdp};
+use brownout_integration_tests::browser::{launch, Browser, Cdp};
 use brownout_integration_tests::*;
 use serde_json::{json, Value};
 
@@ -75,6 +75,17 @@ async fn run(args: &[&OsStr]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Headless Chromium and its page, with the console and page events on (the
+/// browser is closed when the first is dropped).
+async fn browser() -> (Browser, Cdp) {
+    let browser = launch().await;
+    let cdp = Cdp::connect(&browser.page_ws().await).await;
+    cdp.call("Runtime.enable", json!({})).await;
+    cdp.call("Log.enable", json!({})).await;
+    cdp.call("Page.enable", json!({})).await;
+    (browser, cdp)
 }
 
 /// Open `html` and wait until its script says it drew (or failed).
@@ -145,11 +156,7 @@ async fn report_html_draws_per_workload_charts_in_chromium() {
     assert!(!page.contains(" src=") && !page.contains("href=\"http"));
     assert!(page.contains("html &lt;report&gt; &amp; &quot;drill&quot;"));
 
-    let browser = launch().await;
-    let cdp = Cdp::connect(&browser.page_ws().await).await;
-    cdp.call("Runtime.enable", json!({})).await;
-    cdp.call("Log.enable", json!({})).await;
-    cdp.call("Page.enable", json!({})).await;
+    let (_browser, cdp) = browser().await;
     cdp.call(
         "Emulation.setDeviceMetricsOverride",
         json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
@@ -350,11 +357,7 @@ energy: {gpu: h100-80gb}
     assert!(!page.contains(" src=") && !page.contains("href=\"http"));
     assert!(page.contains("capacity &lt;html&gt; &amp; &quot;chart&quot;"));
 
-    let browser = launch().await;
-    let cdp = Cdp::connect(&browser.page_ws().await).await;
-    cdp.call("Runtime.enable", json!({})).await;
-    cdp.call("Log.enable", json!({})).await;
-    cdp.call("Page.enable", json!({})).await;
+    let (_browser, cdp) = browser().await;
     open(&cdp, &html).await;
     assert_eq!(count(&cdp, ".uplot").await, 2, "two charts");
     for id in ["#throughput", "#attainment"] {

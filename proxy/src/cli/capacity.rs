@@ -420,19 +420,9 @@ pub(crate) async fn run(
                 admin,
                 token_env,
             } => {
-                let token = token_env.as_deref().and_then(|v| std::env::var(v).ok());
-                brownout::control::ctl::run(
-                    &admin,
-                    token.as_deref(),
-                    &CtlCommand::Apply(l.profile_path.clone()),
-                    true,
-                )
-                .await
-                .map_err(|e| format!("cannot apply the profile: {e}"))?;
-                eprintln!(
-                    "brownout capacity `{}`: profile `{}` applied through {admin}; load to {url}",
-                    s.name, l.profile.name
-                );
+                let token =
+                    crate::drill::apply_remote(l, "capacity", &url, &admin, token_env.as_deref())
+                        .await?;
                 (
                     Control::Remote { admin, token },
                     Box::new(move |_| url.clone()),

@@ -24,6 +24,32 @@ use brownout_faults::yaml::{Diagnostic, PathSeg};
 use brownout_sim::SimApi;
 use std::sync::Arc;
 
+/// Apply the scenario's profile to a running proxy through its admin API
+/// (`target: {url, admin, token_env}`), saying so on stderr as `brownout <what>`;
+/// the admin token read from `token_env`, for the calls that follow.
+pub(crate) async fn apply_remote(
+    l: &Loaded,
+    what: &str,
+    url: &str,
+    admin: &str,
+    token_env: Option<&str>,
+) -> Result<Option<String>, String> {
+    let token = token_env.and_then(|v| std::env::var(v).ok());
+    brownout::control::ctl::run(
+        admin,
+        token.as_deref(),
+        &CtlCommand::Apply(l.profile_path.clone()),
+        true,
+    )
+    .await
+    .map_err(|e| format!("cannot apply the profile: {e}"))?;
+    eprintln!(
+        "brownout {what} `{}`: profile `{}` applied through {admin}; load to {url}",
+        l.scenario.name, l.profile.name
+    );
+    Ok(token)
+}
+
 /// Simulated upstreams with an in-process proxy in front (no admin port), as the
 /// demo and `target: {upstream: sim}` drills use: one listener per API the
 /// workloads speak, each classifying its traffic as that API and standing before
@@ -469,19 +495,7 @@ pub(crate) async fn run_loaded(l: &Loaded, report_dir: &Path) -> Result<DrillRep
             admin,
             token_env,
         } => {
-            let token = token_env.as_deref().and_then(|v| std::env::var(v).ok());
-            brownout::control::ctl::run(
-                &admin,
-                token.as_deref(),
-                &CtlCommand::Apply(l.profile_path.clone()),
-                true,
-            )
-            .await
-            .map_err(|e| format!("cannot apply the profile: {e}"))?;
-            eprintln!(
-                "brownout drill `{}`: profile `{}` applied through {admin}; load to {url}",
-                s.name, l.profile.name
-            );
+            let token = apply_remote(l, "drill", &url, &admin, token_env.as_deref()).await?;
             // The proxy's phases follow the drill's schedule: each phase is set
             // through the admin API as the drill enters it.
             let (a, t) = (admin.clone(), token.clone());
