@@ -34,5 +34,6 @@ pub mod pipeline;
 pub mod record;
 pub mod server;
 pub mod upstream;
+mod wire;
 
 pub use server::{start, Running, StartOptions};

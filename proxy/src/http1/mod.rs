@@ -44,6 +44,7 @@ use crate::pipeline::service::{
 use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use crate::wire;
 
 /// Request headers parsed in place; a request with more goes to the full path.
 const MAX_REQ_HEADERS: usize = 64;
@@ -337,7 +338,7 @@ impl FastConn {
                 let fwd = loop {
                     if !self.buf.is_empty() {
                         if self.served == 0 {
-                            match h2_preface(&self.buf) {
+                            match crate::wire::h2_preface(&self.buf) {
                                 Some(true) => return Ended::Handoff { h2: true },
                                 Some(false) => {}
                                 None => {
@@ -473,13 +474,11 @@ impl FastConn {
                 }
             } else if name.eq_ignore_ascii_case("expect")
                 || name.eq_ignore_ascii_case("upgrade")
-                || (shared.allow_header_faults && name.eq_ignore_ascii_case("x-brownout-fault"))
+                || (shared.allow_header_faults && name.eq_ignore_ascii_case(wire::FAULT))
             {
                 return Prep::Handoff;
-            } else if name.eq_ignore_ascii_case("x-stainless-retry-count") {
-                attempt = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok());
+            } else if name.eq_ignore_ascii_case(wire::RETRY_COUNT) {
+                attempt = wire::retry_count(h.value);
             } else if let Some(rank) = CLIENT_HEADERS
                 .iter()
                 .position(|c| name.eq_ignore_ascii_case(c))
@@ -562,9 +561,10 @@ impl FastConn {
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for h in req.headers.iter() {
-            if is_hop_by_hop(h.name)
+            // `transfer-encoding` is written back below when the body stays chunked.
+            if wire::is_hop_by_hop(h.name)
                 || h.name.eq_ignore_ascii_case("host")
-                || h.name.eq_ignore_ascii_case("x-brownout-seq")
+                || h.name.eq_ignore_ascii_case(wire::SEQ)
             {
                 continue;
             }
@@ -1081,20 +1081,6 @@ fn bad_upstream(upstream: &str, why: &str) -> ProxyError {
     }
 }
 
-/// Whether `buf` (the first bytes of a connection) is HTTP/2's preface; `None`
-/// while too few bytes have come to tell.
-fn h2_preface(buf: &[u8]) -> Option<bool> {
-    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    let n = buf.len().min(PREFACE.len());
-    if buf[..n] != PREFACE[..n] {
-        Some(false)
-    } else if n == PREFACE.len() {
-        Some(true)
-    } else {
-        None
-    }
-}
-
 /// A request target the full path would accept as is (an origin-form path and
 /// query of visible ASCII, without the characters `http::Uri` refuses).
 fn plain_target(t: &[u8]) -> bool {
@@ -1140,23 +1126,6 @@ fn connection_close(v: &[u8]) -> Option<bool> {
         }
     }
     Some(close)
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), as
-/// the full path strips them. `transfer-encoding` is written back by the caller
-/// when the body stays chunked.
-fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// A parsed response head: where its parts are in the upstream buffer.
@@ -1335,7 +1304,7 @@ fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool, drop_l
         }
         let name = l.split(|&b| b == b':').next().unwrap_or(b"");
         let name = std::str::from_utf8(trim(name)).unwrap_or("");
-        if (is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
+        if (wire::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
             || (drop_length && name.eq_ignore_ascii_case("content-length"))
         {
             continue;
@@ -1848,9 +1817,6 @@ mod tests {
         assert_eq!(parse_length(b"4 2"), None);
         assert_eq!(parse_length(b"-1"), None);
         assert_eq!(parse_length(b"99999999999999999999"), None);
-        assert_eq!(h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(true));
-        assert_eq!(h2_preface(b"PRI * HT"), None);
-        assert_eq!(h2_preface(b"GET / HTTP/1.1\r\n"), Some(false));
         assert!(plain_target(b"/v1/chat/completions?x=1&y=%20"));
         assert!(!plain_target(b"/a b"));
         assert!(!plain_target(b"/{x}"));

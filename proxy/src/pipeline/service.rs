@@ -18,7 +18,7 @@ use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,14 +33,13 @@ use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::inject::{request_side, Decided, RequestView, Step};
 use crate::record::Outcome;
-use crate::server::net::{client_ip, strip_hop_by_hop, ConnInfo};
+use crate::server::net::{client_ip, ConnInfo};
 use crate::upstream::h2::H2Dialer;
 use crate::upstream::{UpBody, Upstream, UpstreamClient};
-
-/// Header names brownout reads or writes on every request, parsed once.
-static X_BROWNOUT_FAULT: HeaderName = HeaderName::from_static("x-brownout-fault");
-static X_BROWNOUT_SEQ: HeaderName = HeaderName::from_static("x-brownout-seq");
-static X_STAINLESS_RETRY_COUNT: HeaderName = HeaderName::from_static("x-stainless-retry-count");
+use crate::wire::{
+    strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT,
+    SEQ_NAME as X_BROWNOUT_SEQ,
+};
 
 /// One listener's forwarding context.
 #[derive(Debug)]
@@ -229,10 +228,7 @@ fn call_fingerprint(
         _ => None,
     };
     let ip = ip.to_string();
-    let client = ["x-brownout-client", "authorization", "x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| parts.headers.get(*h))
-        .map_or(ip.as_bytes(), |v| v.as_bytes());
+    let client = crate::record::credential(&parts.headers).unwrap_or(ip.as_bytes());
     let target = parts
         .uri
         .path_and_query()
@@ -300,8 +296,7 @@ fn handle(
     rec.attempt = parts
         .headers
         .get(&X_STAINLESS_RETRY_COUNT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| crate::wire::retry_count(v.as_bytes()));
     rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
     if crate::pipeline::grpc::is_grpc(&parts.headers) {
         rec.grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));

@@ -50,7 +50,8 @@ use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
-use crate::server::net::{strip_hop_by_hop, ConnInfo};
+use crate::server::net::ConnInfo;
+use crate::wire::strip_hop_by_hop;
 
 /// Bytes read at once from either side.
 const BUF: usize = 32 * 1024;
@@ -153,9 +154,7 @@ pub(crate) fn switch(
     strip_hop_by_hop(&mut rparts.headers);
     restore(&mut rparts.headers, protocol);
     if let Some(m) = mark {
-        rparts
-            .headers
-            .insert(HeaderName::from_static("x-brownout-fault"), m);
+        rparts.headers.insert(&crate::wire::FAULT_NAME, m);
     }
     rparts.version = Version::HTTP_11;
     // The handshake is done when the 101 goes out: the tunnel's first byte.
