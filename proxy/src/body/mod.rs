@@ -103,12 +103,12 @@ impl Hold {
     }
 
     /// The whole body again, when every byte of it is held and its last byte went
-    /// at most `upstream::RESEND_WINDOW` ago.
+    /// at most `upstream::RESEND_WINDOW` ago (the resend rule, `upstream::Resend`).
     pub fn replay(&self) -> Option<ReqBody> {
         let recent = self
             .lock()
             .last
-            .is_some_and(|t| t.elapsed() <= crate::upstream::RESEND_WINDOW);
+            .is_some_and(|t| crate::upstream::within_resend_window(t.elapsed()));
         if !recent {
             return None;
         }

@@ -37,13 +37,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
-use crate::pipeline::service::{
-    api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap,
-};
+use crate::pipeline::exchange::{Exchange, Opening};
+use crate::pipeline::service::{passive_tap, record_gateway_error, ListenerCtx, Tap};
 use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::server::net::{ConnInfo, ConnIo};
-use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 use crate::wire;
 
 /// Request headers parsed in place; a request with more goes to the full path.
@@ -289,10 +287,11 @@ struct Sending {
 }
 
 impl Sending {
-    /// The request's last byte went recently enough that a silent close means the
-    /// server never took it.
-    fn recent(&self) -> bool {
-        self.last.elapsed() <= crate::upstream::RESEND_WINDOW
+    /// Whether the request can go again as it went: every byte of it is still in
+    /// `out`, and its last went recently enough that a silent close means the
+    /// server never took it ([`crate::upstream::Resend`]).
+    fn replayable(&self) -> Option<()> {
+        (self.held && crate::upstream::within_resend_window(self.last.elapsed())).then_some(())
     }
 }
 
@@ -530,13 +529,15 @@ impl FastConn {
         let phase = active.phase.map(|p| p.name.clone());
         drop(profile);
 
-        let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
-        rec.api = api_str(ctx.api);
-        rec.endpoint = endpoint_str(endpoint);
-        rec.method.push_str(method);
-        rec.path.push_str(path);
-        rec.attempt = attempt;
-        rec.bytes_in = length.unwrap_or(0);
+        let head = Opening {
+            endpoint,
+            method,
+            path,
+            attempt,
+            bytes_in: length.unwrap_or(0),
+        };
+        let mut ex = Exchange::open(ctx, head, None);
+        let rec = ex.rec();
         rec.phase = phase;
         // The body is not read here: the fingerprint is of the method and target.
         let fp_target = target.split('#').next().unwrap_or(target);
@@ -544,9 +545,7 @@ impl FastConn {
         let cred = who.map(|(_, v)| v);
         shared
             .recorder
-            .identify(&mut rec, method, fp_target, None, cred, peer);
-        // No connection to tell: the fast path keeps its own idle timer.
-        let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, None);
+            .identify(rec, method, fp_target, None, cred, peer);
 
         // The upstream's request head: the client's, less hop-by-hop headers, with
         // the upstream's `Host`.
@@ -646,7 +645,7 @@ impl FastConn {
             last: Instant::now(),
         };
         let mut up = self.pool.take_raw();
-        let mut resent = false;
+        let mut resend = Resend::default();
         let (mut up, mut resp) = loop {
             let (mut conn, reused) = match up.take() {
                 Some(r) => (r.conn, Some(r.idle)),
@@ -682,18 +681,16 @@ impl FastConn {
             };
             match r {
                 Ok(head) => break (conn, head),
-                Err(UpFail::Stale(e))
-                    if reused.is_some() && !resent && sending.held && sending.recent() =>
-                {
-                    tracing::debug!(error = %e, "a reused upstream connection lost the request unanswered; sending it again on a new one");
-                    if let Some(idle) = reused {
-                        self.pool.retire.closed_after(idle);
-                    }
-                    resent = true;
-                    ex.upstream_retried();
-                    continue;
-                }
                 Err(UpFail::Stale(e)) => {
+                    // A stale failure is one with nothing of an answer back.
+                    let replay = || sending.replayable();
+                    if resend
+                        .again(&self.pool.retire, reused, true, replay, &e)
+                        .is_some()
+                    {
+                        ex.upstream_retried();
+                        continue;
+                    }
                     let e = ProxyError::Unreachable {
                         upstream: self.ctx.upstream.display.clone(),
                         source: Box::new(e),

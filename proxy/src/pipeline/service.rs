@@ -30,7 +30,7 @@ use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
+use crate::pipeline::exchange::{Exchange, Opening};
 use crate::pipeline::inject::{request_side, Decided, RequestView, Step};
 use crate::record::Outcome;
 use crate::server::net::{client_ip, ConnInfo};
@@ -97,37 +97,6 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Box::pin(handle(self.ctx.clone(), self.conn.clone(), req))
-    }
-}
-
-pub fn api_str(a: ApiKind) -> &'static str {
-    match a {
-        ApiKind::Openai => "openai",
-        ApiKind::Anthropic => "anthropic",
-        ApiKind::Vllm => "vllm",
-        ApiKind::Tgi => "tgi",
-        ApiKind::Ollama => "ollama",
-        ApiKind::Triton => "triton",
-        ApiKind::Qdrant => "qdrant",
-        ApiKind::Chroma => "chroma",
-        ApiKind::Milvus => "milvus",
-        ApiKind::Weaviate => "weaviate",
-        ApiKind::Pinecone => "pinecone",
-        ApiKind::Generic => "generic",
-    }
-}
-
-pub fn endpoint_str(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::Chat => "chat",
-        Endpoint::Completion => "completion",
-        Endpoint::Responses => "responses",
-        Endpoint::Messages => "messages",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Search => "search",
-        Endpoint::Query => "query",
-        Endpoint::Upsert => "upsert",
-        Endpoint::Other => "other",
     }
 }
 
@@ -285,23 +254,22 @@ fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send {
-    let shared = &ctx.shared;
     let (parts, incoming) = req.into_parts();
     let endpoint = classify(ctx.api, &parts.method, parts.uri.path());
-    let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
-    rec.api = api_str(ctx.api);
-    rec.endpoint = endpoint_str(endpoint);
-    rec.method.push_str(parts.method.as_str());
-    rec.path.push_str(parts.uri.path());
-    rec.attempt = parts
-        .headers
-        .get(&X_STAINLESS_RETRY_COUNT)
-        .and_then(|v| crate::wire::retry_count(v.as_bytes()));
-    rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
+    let head = Opening {
+        endpoint,
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        attempt: parts
+            .headers
+            .get(&X_STAINLESS_RETRY_COUNT)
+            .and_then(|v| crate::wire::retry_count(v.as_bytes())),
+        bytes_in: incoming.size_hint().exact().unwrap_or(0),
+    };
+    let mut ex = Exchange::open(&ctx, head, Some(conn.clone()));
     if crate::pipeline::grpc::is_grpc(&parts.headers) {
-        rec.grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));
+        ex.rec().grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));
     }
-    let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
     proxy_exchange(ctx, conn, parts, incoming, endpoint, ex)
 }
 
