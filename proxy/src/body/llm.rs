@@ -325,6 +325,19 @@ impl LlmStream {
         None
     }
 
+    /// The outcome of a stream whose client went away before its end: the harm a
+    /// fault did, if any; else none (judged by status) when `had_terminator`, the
+    /// stream's own terminator having reached the client (an SDK closes the
+    /// response at `[DONE]`, before the upstream's end of body); else
+    /// `client_closed`. Both data paths judge a departed client by this.
+    pub fn left_outcome(&self, had_terminator: bool) -> Option<crate::record::Outcome> {
+        match self.harm() {
+            Some(harm) => Some(harm),
+            None if had_terminator => None,
+            None => Some(crate::record::Outcome::ClientClosed),
+        }
+    }
+
     /// How the stream ended, judged from what the client got.
     pub fn outcome(&self) -> Option<crate::record::Outcome> {
         use crate::record::Outcome;

@@ -299,10 +299,7 @@ impl Sending {
 /// unless the upstream answered first (an early 413, say), which is its answer.
 fn write_failed(up: &RawConn, e: std::io::Error, upstream: &str) -> UpFail {
     if crate::upstream::has_input(&up.stream) {
-        UpFail::Error(ProxyError::Unreachable {
-            upstream: upstream.to_string(),
-            source: Box::new(e),
-        })
+        UpFail::Error(ProxyError::unreachable(upstream, e))
     } else {
         UpFail::Stale(e)
     }
@@ -661,10 +658,7 @@ impl FastConn {
                     match connect {
                         Ok(c) => (c, None),
                         Err(e) => {
-                            let e = ProxyError::Unreachable {
-                                upstream: self.ctx.upstream.display.clone(),
-                                source: Box::new(e),
-                            };
+                            let e = ProxyError::unreachable(&self.ctx.upstream.display, e);
                             let keep = sending.left == 0 && !client_close;
                             return self.answer_error(ex, &e, keep).await;
                         }
@@ -691,10 +685,7 @@ impl FastConn {
                         ex.upstream_retried();
                         continue;
                     }
-                    let e = ProxyError::Unreachable {
-                        upstream: self.ctx.upstream.display.clone(),
-                        source: Box::new(e),
-                    };
+                    let e = ProxyError::unreachable(&self.ctx.upstream.display, e);
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
                     return self
@@ -839,7 +830,7 @@ impl FastConn {
         let written = tokio::select! {
             biased;
             r = up.stream.write_all(&self.out) => r,
-            _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
         };
         sending.last = Instant::now();
         if let Err(e) = written {
@@ -850,7 +841,7 @@ impl FastConn {
             let r = tokio::select! {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             match r {
                 Ok(0) => {
@@ -882,7 +873,7 @@ impl FastConn {
             let w = tokio::select! {
                 biased;
                 r = up.stream.write_all(&self.buf[..used]) => r,
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             sending.last = Instant::now();
             // Kept to send again: it went after the head and the first bytes.
@@ -953,7 +944,7 @@ impl FastConn {
                     }
                     continue;
                 }
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             match r {
                 Ok(0) if !got_any => {
@@ -969,12 +960,7 @@ impl FastConn {
                     )))
                 }
                 Err(e) if !got_any => return Err(UpFail::Stale(e)),
-                Err(e) => {
-                    return Err(UpFail::Error(ProxyError::Unreachable {
-                        upstream: upstream.clone(),
-                        source: Box::new(e),
-                    }))
-                }
+                Err(e) => return Err(UpFail::Error(ProxyError::unreachable(upstream, e))),
                 Ok(_) => got_any = true,
             }
         }
@@ -1036,21 +1022,14 @@ impl FastConn {
     }
 }
 
-/// The client went away while the answer was being sent.
 /// The client went away mid-answer. `delivered`: the stream's terminator had
-/// already been written to it, so it left with a whole answer (an SDK closes the
-/// response at `[DONE]`, before the upstream's end of body).
+/// already been written to it, so it left with a whole answer.
 fn client_gone(mut ex: Exchange, tap: Option<Tap>, delivered: bool) {
     match tap {
         Some(Tap::Llm(s)) => {
             // As on the full path: what it got is recorded; harm done is the outcome.
             s.record(&mut ex, Instant::now());
-            let outcome = match s.harm() {
-                Some(harm) => Some(harm),
-                None if delivered => None,
-                None => Some(Outcome::ClientClosed),
-            };
-            ex.finish_body(outcome, None);
+            ex.finish_body(s.left_outcome(delivered), None);
         }
         Some(Tap::Json(t)) => {
             t.record(&mut ex);
@@ -1069,13 +1048,11 @@ fn feed(tap: &mut Option<Tap>, data: &[u8]) {
 }
 
 fn bad_upstream(upstream: &str, why: &str) -> ProxyError {
-    ProxyError::Unreachable {
-        upstream: upstream.to_string(),
-        source: Box::new(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("invalid HTTP response: {why}"),
-        )),
-    }
+    let why = format!("invalid HTTP response: {why}");
+    ProxyError::unreachable(
+        upstream,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    )
 }
 
 /// A request target the full path would accept as is (an origin-form path and

@@ -531,11 +531,10 @@ async fn proxy_exchange(
         _ => None,
     };
     if grpc && h2.is_none() {
-        let e = ProxyError::Unreachable {
-            upstream: ctx.upstream.display.clone(),
-            source: "gRPC needs HTTP/2 upstream, and this listener's upstream_protocol is http1"
-                .into(),
-        };
+        let e = ProxyError::unreachable(
+            &ctx.upstream.display,
+            "gRPC needs HTTP/2 upstream, and this listener's upstream_protocol is http1",
+        );
         return Ok(gateway_error(ex, e));
     }
     let uri = match h2 {
@@ -594,10 +593,7 @@ async fn proxy_exchange(
     };
     let resp = match attempt {
         Err(_) => {
-            let e = ProxyError::Timeout {
-                upstream: ctx.upstream.display.clone(),
-                timeout: shared.upstream_timeout,
-            };
+            let e = ProxyError::timeout(&ctx.upstream.display, shared.upstream_timeout);
             return Ok(gateway_error(ex, e));
         }
         Ok(Err(e)) => {
@@ -613,10 +609,7 @@ async fn proxy_exchange(
                 );
                 return Err(ResetAbort::PLAIN);
             }
-            let e = ProxyError::Unreachable {
-                upstream: ctx.upstream.display.clone(),
-                source: Box::new(e),
-            };
+            let e = ProxyError::unreachable(&ctx.upstream.display, e);
             return Ok(gateway_error(ex, e));
         }
         Ok(Ok((r, resent))) => {
@@ -823,10 +816,7 @@ async fn respond(
     let (head, rest) = match read_prefix(rbody, shared.inspect_limit).await {
         Ok(x) => x,
         Err(e) => {
-            let e = ProxyError::Unreachable {
-                upstream: "upstream body".into(),
-                source: Box::new(e),
-            };
+            let e = ProxyError::unreachable("upstream body", e);
             return gateway_error(ex, e);
         }
     };
@@ -1077,10 +1067,7 @@ impl GrpcResponse<'_> {
             match rbody.frame().await {
                 None => break,
                 Some(Err(e)) => {
-                    let e = ProxyError::Unreachable {
-                        upstream: "upstream body".into(),
-                        source: Box::new(e),
-                    };
+                    let e = ProxyError::unreachable("upstream body", e);
                     return gateway_error(ex, e);
                 }
                 Some(Ok(frame)) => match frame.into_data() {
