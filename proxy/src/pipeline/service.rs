@@ -5,7 +5,6 @@
 //! wrap the body for measurement. Nothing is buffered and nothing is locked; the
 //! profile is read through an atomic pointer.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -1287,6 +1286,3 @@ pub(crate) fn record_gateway_error(ex: &mut Exchange, e: &ProxyError) {
     ex.rec().error = Some(crate::error::chain(e));
     ex.finish_body(Some(e.outcome()), None);
 }
-
-/// Keep `Infallible` referenced for services that never fail (admin).
-pub type NeverFails = Infallible;

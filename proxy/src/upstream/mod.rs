@@ -141,18 +141,6 @@ pub enum SendError {
     NoH2(String),
 }
 
-impl SendError {
-    /// True when no connection was made, so nothing reached the upstream.
-    pub fn is_connect(&self) -> bool {
-        match self {
-            SendError::Connect(_) => true,
-            SendError::Http(_) => false,
-            SendError::Pooled(e) => e.is_connect(),
-            SendError::NoH2(_) => true,
-        }
-    }
-}
-
 impl UpstreamClient {
     /// The pool of a plain-HTTP upstream, which the HTTP/1.1 fast path also uses.
     pub fn direct_pool(&self) -> Option<Arc<DirectPool>> {
