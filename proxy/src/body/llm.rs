@@ -326,14 +326,15 @@ impl LlmStream {
     }
 
     /// The outcome of a stream whose client went away before its end: the harm a
-    /// fault did, if any; else none (judged by status) when `had_terminator`, the
-    /// stream's own terminator having reached the client (an SDK closes the
-    /// response at `[DONE]`, before the upstream's end of body); else
-    /// `client_closed`. Both data paths judge a departed client by this.
+    /// fault did, if any; else, when `had_terminator` (the stream's own terminator
+    /// reached the client: an SDK closes the response at `[DONE]`, before the
+    /// upstream's end of body), the stream's [`outcome`](Self::outcome), as if it
+    /// had ended; else `client_closed`. Both data paths judge a departed client by
+    /// this, so a record does not depend on which path served the stream.
     pub fn left_outcome(&self, had_terminator: bool) -> Option<crate::record::Outcome> {
         match self.harm() {
             Some(harm) => Some(harm),
-            None if had_terminator => None,
+            None if had_terminator => self.outcome(),
             None => Some(crate::record::Outcome::ClientClosed),
         }
     }
