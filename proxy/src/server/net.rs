@@ -369,6 +369,64 @@ impl AsyncWrite for ConnIo {
     }
 }
 
+/// `AsyncWrite` for a wrapper that changes only how its socket is read (the fast
+/// path's `Rewind`, the upstream's `ReadCounted`): every write goes straight to
+/// the wrapped field, vectored when it is.
+macro_rules! write_through {
+    ($ty:ty, $field:ident) => {
+        impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                tokio::io::AsyncWrite::poll_write(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    buf,
+                )
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                tokio::io::AsyncWrite::poll_write_vectored(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    bufs,
+                )
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                tokio::io::AsyncWrite::is_write_vectored(&self.$field)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncWrite::poll_flush(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                )
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncWrite::poll_shutdown(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                )
+            }
+        }
+    };
+}
+pub(crate) use write_through;
+
 /// An IPv4 or IPv6 network, for `trusted_proxies`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
