@@ -334,7 +334,7 @@ impl FastConn {
                 let fwd = loop {
                     if !self.buf.is_empty() {
                         if self.served == 0 {
-                            match crate::wire::h2_preface(&self.buf) {
+                            match wire::h2_preface(&self.buf) {
                                 Some(true) => return Ended::Handoff { h2: true },
                                 Some(false) => {}
                                 None => {
