@@ -56,7 +56,11 @@ fn stage(name: &str, dir: &Path, target: Option<&str>) -> PathBuf {
         out.push_str(line);
         out.push('\n');
     }
-    for prompts in ["prompts.jsonl", "prompts-expect.jsonl"] {
+    for prompts in [
+        "prompts.jsonl",
+        "prompts-expect.jsonl",
+        "prompts-mock-lengths.jsonl",
+    ] {
         std::fs::copy(root.join("scenarios").join(prompts), dir.join(prompts)).unwrap();
     }
     let path = dir.join(name);
