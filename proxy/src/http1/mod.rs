@@ -36,9 +36,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::body::llm::{passive_tap, Tap};
 use crate::error::ProxyError;
 use crate::pipeline::exchange::{Exchange, Opening};
-use crate::pipeline::service::{passive_tap, record_gateway_error, ListenerCtx, Tap};
+use crate::pipeline::service::ListenerCtx;
 use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
@@ -968,7 +969,7 @@ impl FastConn {
 
     /// Answer a failure brownout produced itself (502/504), and record it.
     async fn answer_error(&mut self, mut ex: Exchange, e: &ProxyError, keep: bool) -> bool {
-        record_gateway_error(&mut ex, e);
+        ex.gateway_failed(e);
         let resp = e.to_response();
         let body = resp.body();
         self.out.clear();

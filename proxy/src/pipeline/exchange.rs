@@ -248,6 +248,16 @@ impl Exchange {
         self.done = true;
     }
 
+    /// Log and record a failure brownout answers itself (502, 504, 400 and their
+    /// gRPC form), on either data path. The answer is complete once sent: the
+    /// outcome is the failure, not a client disconnect.
+    pub(crate) fn gateway_failed(&mut self, e: &crate::error::ProxyError) {
+        tracing::warn!(error = %crate::error::chain(e), "forwarding failed");
+        self.local_answer(e.status().as_u16(), e.outcome());
+        self.rec().error = Some(crate::error::chain(e));
+        self.finish_body(Some(e.outcome()), None);
+    }
+
     /// Ended without a body to send (reset before the response).
     pub fn finish(&mut self, outcome: Outcome, error: Option<String>) {
         self.rec().outcome = outcome;

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::decode::TapDecoder;
-use crate::body::llm::{JsonTap, LlmStream};
+use crate::body::llm::{passive_tap, LlmStream, Tap};
 use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
 use crate::control::state::Shared;
@@ -661,11 +661,6 @@ async fn proxy_exchange(
     Ok(respond(shared, &conn, http2, llm, ex, rparts, rbody, body_faults).await)
 }
 
-/// A JSON answer from an LLM endpoint, whose `usage` the record wants.
-fn is_llm_answer(endpoint: Endpoint, ctype: Option<&str>) -> bool {
-    endpoint.is_generative() && ctype.is_some_and(|c| c.starts_with("application/json"))
-}
-
 /// What the response side needs to know about the request.
 struct LlmCtx {
     api: ApiKind,
@@ -1156,47 +1151,6 @@ impl GrpcResponse<'_> {
     }
 }
 
-/// How an answer no fault touches is measured on its way through.
-pub(crate) enum Tap {
-    /// An event stream: time to first token, inter-token latency, usage.
-    Llm(Box<LlmStream>),
-    /// A whole JSON answer: its token usage, or a search's hits.
-    Json(Box<JsonTap>),
-}
-
-/// The measurement an untouched answer gets, from its content type and coding
-/// (compressed answers are decoded on the side; an unknown coding is not measured).
-/// Shared by both HTTP paths, so a record says the same whichever path served it.
-pub(crate) fn passive_tap(
-    api: ApiKind,
-    endpoint: Endpoint,
-    ctype: Option<&str>,
-    coding: Option<&str>,
-    start: Instant,
-) -> Option<Tap> {
-    let encoded = coding.is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
-    let decoder = coding.and_then(TapDecoder::for_encoding);
-    if encoded && decoder.is_none() {
-        return None;
-    }
-    match framing_for(api, endpoint, ctype) {
-        Some(fr) => Some(Tap::Llm(Box::new(
-            LlmStream::new(api, endpoint, fr, start, None, Vec::new()).with_decoder(decoder),
-        ))),
-        None if is_llm_answer(endpoint, ctype) => Some(Tap::Json(Box::new(JsonTap::new(decoder)))),
-        None if is_vector_search(endpoint, ctype) => Some(Tap::Json(Box::new(
-            JsonTap::new(decoder).with_results(api, endpoint),
-        ))),
-        None => None,
-    }
-}
-
-/// A JSON answer of a vector search/query endpoint, whose hits the record counts.
-fn is_vector_search(endpoint: Endpoint, ctype: Option<&str>) -> bool {
-    matches!(endpoint, Endpoint::Search | Endpoint::Query)
-        && ctype.is_some_and(|c| c.starts_with("application/json"))
-}
-
 /// Whether the answer says it is JSON (or says nothing: some servers omit it).
 fn ctype_is_json(headers: &http::HeaderMap) -> bool {
     match headers
@@ -1260,7 +1214,7 @@ fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
 }
 
 fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
-    record_gateway_error(&mut ex, &e);
+    ex.gateway_failed(&e);
     if ex.rec().grpc.is_some() {
         // A gRPC client reads `grpc-status`: brownout's own failure is UNAVAILABLE
         // (as a gateway's 502/503/504 maps to it), with the reason as the message.
@@ -1276,13 +1230,4 @@ fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
     }
     let (parts, body) = e.to_response().into_parts();
     Response::from_parts(parts, ProxyBody::full(body, Some(ex)))
-}
-
-/// Log and record a failure brownout answers itself (both HTTP paths). The answer
-/// is complete once sent: the outcome is the failure, not a client disconnect.
-pub(crate) fn record_gateway_error(ex: &mut Exchange, e: &ProxyError) {
-    tracing::warn!(error = %crate::error::chain(e), "forwarding failed");
-    ex.local_answer(e.status().as_u16(), e.outcome());
-    ex.rec().error = Some(crate::error::chain(e));
-    ex.finish_body(Some(e.outcome()), None);
 }

@@ -131,7 +131,7 @@ pub(crate) fn switch(
     let Some(upstream) = rparts.extensions.remove::<OnUpgrade>() else {
         // hyper sets it on every 101 it reads: without it there is nothing to run.
         let e = ProxyError::unreachable("upstream upgrade", "101 without an upgradable connection");
-        crate::pipeline::service::record_gateway_error(&mut ex, &e);
+        ex.gateway_failed(&e);
         let (parts, body) = e.to_response().into_parts();
         return Response::from_parts(parts, ProxyBody::full(body, Some(ex)));
     };
