@@ -356,3 +356,78 @@ GET /ok2 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
     }
     proxy.exactly_records(3).await;
 }
+
+/// A client that leaves once a stream's terminator reached it had the whole
+/// answer, and the answer is judged as if the stream had ended: an error event
+/// before the terminator is the upstream's error, on either path.
+#[tokio::test]
+async fn a_client_that_leaves_after_the_terminator_is_judged_alike_on_both_paths() {
+    for fast_path in [true, false] {
+        let up = RawUpstream::start(|mut s| async move {
+            let mut buf = Vec::new();
+            if read_until_head(&mut s, &mut buf).await.is_none() {
+                return;
+            }
+            let events: [&[u8]; 3] = [
+                b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
+                b"data: [DONE]\n\n",
+            ];
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            for e in events {
+                let _ = s.write_all(format!("{:x}\r\n", e.len()).as_bytes()).await;
+                let _ = s.write_all(e).await;
+                let _ = s.write_all(b"\r\n").await;
+            }
+            // The upstream's body goes on (comments) until the proxy stops reading.
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if s.write_all(b"4\r\n: \n\n\r\n").await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let proxy = ProxyBuilder::new(up.url())
+            .config(move |c| c.fast_path = fast_path)
+            .start()
+            .await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        let body = br#"{"model":"m","stream":true,"messages":[]}"#;
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(body).await.unwrap();
+        let mut got = Vec::new();
+        within(STEP, "the stream's terminator", async {
+            while !got.windows(6).any(|w| w == b"[DONE]") {
+                let mut b = [0u8; 4096];
+                match c.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&b[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(
+            got.windows(6).any(|w| w == b"[DONE]"),
+            "fast_path {fast_path}"
+        );
+        drop(c);
+        let rec = within(
+            STEP,
+            "the record of the client that left",
+            proxy.record_for("/v1/chat/completions"),
+        )
+        .await;
+        assert_eq!(
+            rec["outcome"], "upstream_error",
+            "fast_path {fast_path}: {rec:#}"
+        );
+        proxy.shutdown().await;
+    }
+}

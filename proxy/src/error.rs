@@ -29,6 +29,26 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// `upstream` could not be reached, or failed before its answer began. Both
+    /// data paths build their gateway failures here.
+    pub(crate) fn unreachable(
+        upstream: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ProxyError::Unreachable {
+            upstream: upstream.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// `upstream` sent no response head within `timeout` (`upstream_timeout`).
+    pub(crate) fn timeout(upstream: &str, timeout: std::time::Duration) -> Self {
+        ProxyError::Timeout {
+            upstream: upstream.to_string(),
+            timeout,
+        }
+    }
+
     /// The `x-brownout-error` value.
     pub fn code(&self) -> &'static str {
         match self {

@@ -14,7 +14,10 @@
 //! - [`body`]: the response wrapped frame by frame (measuring, and applying body
 //!   and stream faults);
 //! - [`record`]: records, the per-phase summary and `/metrics`;
-//! - [`control`]: the admin API and dashboard, `ctl`, hot reload, shared state.
+//! - [`control`]: the admin API and dashboard, `ctl`, hot reload, shared state;
+//! - `wire`: the HTTP vocabulary both data paths speak (hop-by-hop headers,
+//!   HTTP/2's preface, brownout's own headers), written once so that the fast path
+//!   and the full path cannot drift apart.
 //!
 //! A request's path: [`server`] accepts it → [`pipeline::service`] classifies it and
 //! decides faults → [`pipeline::inject`] turns request-side decisions into behaviour
@@ -34,5 +37,6 @@ pub mod pipeline;
 pub mod record;
 pub mod server;
 pub mod upstream;
+mod wire;
 
 pub use server::{start, Running, StartOptions};

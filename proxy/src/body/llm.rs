@@ -11,7 +11,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use brownout_faults::gpu::Sequence;
-use brownout_faults::stream::{inspect, Action, EventInfo, Framing, Shaper, Splitter, StreamMeter};
+use brownout_faults::stream::{
+    framing_for, inspect, Action, EventInfo, Framing, Shaper, Splitter, StreamMeter,
+};
 use brownout_faults::{ApiKind, Endpoint};
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -325,6 +327,20 @@ impl LlmStream {
         None
     }
 
+    /// The outcome of a stream whose client went away before its end: the harm a
+    /// fault did, if any; else, when `had_terminator` (the stream's own terminator
+    /// reached the client: an SDK closes the response at `[DONE]`, before the
+    /// upstream's end of body), the stream's [`outcome`](Self::outcome), as if it
+    /// had ended; else `client_closed`. Both data paths judge a departed client by
+    /// this, so a record does not depend on which path served the stream.
+    pub fn left_outcome(&self, had_terminator: bool) -> Option<crate::record::Outcome> {
+        match self.harm() {
+            Some(harm) => Some(harm),
+            None if had_terminator => self.outcome(),
+            None => Some(crate::record::Outcome::ClientClosed),
+        }
+    }
+
     /// How the stream ended, judged from what the client got.
     pub fn outcome(&self) -> Option<crate::record::Outcome> {
         use crate::record::Outcome;
@@ -431,4 +447,50 @@ impl JsonTap {
             r.input_tokens = Some(n);
         }
     }
+}
+
+/// How an answer no fault touches is measured on its way through.
+pub(crate) enum Tap {
+    /// An event stream: time to first token, inter-token latency, usage.
+    Llm(Box<LlmStream>),
+    /// A whole JSON answer: its token usage, or a search's hits.
+    Json(Box<JsonTap>),
+}
+
+/// The measurement an untouched answer gets, from its content type and coding
+/// (compressed answers are decoded on the side; an unknown coding is not measured).
+/// Shared by both HTTP paths, so a record says the same whichever path served it.
+pub(crate) fn passive_tap(
+    api: ApiKind,
+    endpoint: Endpoint,
+    ctype: Option<&str>,
+    coding: Option<&str>,
+    start: Instant,
+) -> Option<Tap> {
+    let encoded = coding.is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    let decoder = coding.and_then(TapDecoder::for_encoding);
+    if encoded && decoder.is_none() {
+        return None;
+    }
+    match framing_for(api, endpoint, ctype) {
+        Some(fr) => Some(Tap::Llm(Box::new(
+            LlmStream::new(api, endpoint, fr, start, None, Vec::new()).with_decoder(decoder),
+        ))),
+        None if is_llm_answer(endpoint, ctype) => Some(Tap::Json(Box::new(JsonTap::new(decoder)))),
+        None if is_vector_search(endpoint, ctype) => Some(Tap::Json(Box::new(
+            JsonTap::new(decoder).with_results(api, endpoint),
+        ))),
+        None => None,
+    }
+}
+
+/// A JSON answer of a vector search/query endpoint, whose hits the record counts.
+fn is_vector_search(endpoint: Endpoint, ctype: Option<&str>) -> bool {
+    matches!(endpoint, Endpoint::Search | Endpoint::Query)
+        && ctype.is_some_and(|c| c.starts_with("application/json"))
+}
+
+/// A JSON answer from an LLM endpoint, whose `usage` the record wants.
+fn is_llm_answer(endpoint: Endpoint, ctype: Option<&str>) -> bool {
+    endpoint.is_generative() && ctype.is_some_and(|c| c.starts_with("application/json"))
 }

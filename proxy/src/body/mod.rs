@@ -103,12 +103,12 @@ impl Hold {
     }
 
     /// The whole body again, when every byte of it is held and its last byte went
-    /// at most `upstream::RESEND_WINDOW` ago.
+    /// at most `upstream::RESEND_WINDOW` ago (the resend rule, `upstream::Resend`).
     pub fn replay(&self) -> Option<ReqBody> {
         let recent = self
             .lock()
             .last
-            .is_some_and(|t| t.elapsed() <= crate::upstream::RESEND_WINDOW);
+            .is_some_and(|t| crate::upstream::within_resend_window(t.elapsed()));
         if !recent {
             return None;
         }
@@ -836,12 +836,10 @@ impl Drop for ProxyBody {
             // and the faults applied so far; harm already done is the outcome.
             // A client that leaves after the stream's terminator (an SDK closes
             // the response at `[DONE]`) had the whole answer: not abandoned.
-            let llm = self.llm.as_deref();
-            let outcome = match llm.and_then(LlmStream::harm) {
-                Some(harm) => Some(harm),
-                None if llm.is_some_and(LlmStream::terminated) => None,
-                None => Some(Outcome::ClientClosed),
-            };
+            let outcome = self
+                .llm
+                .as_deref()
+                .and_then(|llm| llm.left_outcome(llm.terminated()));
             self.finish(outcome, None);
         }
     }

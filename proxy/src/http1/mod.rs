@@ -32,18 +32,18 @@ use brownout_faults::api::classify;
 use brownout_faults::matcher::MatchInput;
 use brownout_faults::{Endpoint, RequestFacts};
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::body::llm::{passive_tap, Tap};
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
-use crate::pipeline::service::{
-    api_str, endpoint_str, passive_tap, record_gateway_error, ListenerCtx, Tap,
-};
+use crate::pipeline::exchange::{Exchange, Opening};
+use crate::pipeline::service::ListenerCtx;
 use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::server::net::{ConnInfo, ConnIo};
-use crate::upstream::{DirectPool, RawConn, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use crate::wire;
 
 /// Request headers parsed in place; a request with more goes to the full path.
 const MAX_REQ_HEADERS: usize = 64;
@@ -288,10 +288,11 @@ struct Sending {
 }
 
 impl Sending {
-    /// The request's last byte went recently enough that a silent close means the
-    /// server never took it.
-    fn recent(&self) -> bool {
-        self.last.elapsed() <= crate::upstream::RESEND_WINDOW
+    /// Whether the request can go again as it went: every byte of it is still in
+    /// `out`, and its last went recently enough that a silent close means the
+    /// server never took it ([`crate::upstream::Resend`]).
+    fn replayable(&self) -> Option<()> {
+        (self.held && crate::upstream::within_resend_window(self.last.elapsed())).then_some(())
     }
 }
 
@@ -299,10 +300,7 @@ impl Sending {
 /// unless the upstream answered first (an early 413, say), which is its answer.
 fn write_failed(up: &RawConn, e: std::io::Error, upstream: &str) -> UpFail {
     if crate::upstream::has_input(&up.stream) {
-        UpFail::Error(ProxyError::Unreachable {
-            upstream: upstream.to_string(),
-            source: Box::new(e),
-        })
+        UpFail::Error(ProxyError::unreachable(upstream, e))
     } else {
         UpFail::Stale(e)
     }
@@ -337,7 +335,7 @@ impl FastConn {
                 let fwd = loop {
                     if !self.buf.is_empty() {
                         if self.served == 0 {
-                            match h2_preface(&self.buf) {
+                            match wire::h2_preface(&self.buf) {
                                 Some(true) => return Ended::Handoff { h2: true },
                                 Some(false) => {}
                                 None => {
@@ -473,13 +471,11 @@ impl FastConn {
                 }
             } else if name.eq_ignore_ascii_case("expect")
                 || name.eq_ignore_ascii_case("upgrade")
-                || (shared.allow_header_faults && name.eq_ignore_ascii_case("x-brownout-fault"))
+                || (shared.allow_header_faults && name.eq_ignore_ascii_case(wire::FAULT))
             {
                 return Prep::Handoff;
-            } else if name.eq_ignore_ascii_case("x-stainless-retry-count") {
-                attempt = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok());
+            } else if name.eq_ignore_ascii_case(wire::RETRY_COUNT) {
+                attempt = wire::retry_count(h.value);
             } else if let Some(rank) = CLIENT_HEADERS
                 .iter()
                 .position(|c| name.eq_ignore_ascii_case(c))
@@ -531,13 +527,15 @@ impl FastConn {
         let phase = active.phase.map(|p| p.name.clone());
         drop(profile);
 
-        let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
-        rec.api = api_str(ctx.api);
-        rec.endpoint = endpoint_str(endpoint);
-        rec.method.push_str(method);
-        rec.path.push_str(path);
-        rec.attempt = attempt;
-        rec.bytes_in = length.unwrap_or(0);
+        let head = Opening {
+            endpoint,
+            method,
+            path,
+            attempt,
+            bytes_in: length.unwrap_or(0),
+        };
+        let mut ex = Exchange::open(ctx, head, None);
+        let rec = ex.rec();
         rec.phase = phase;
         // The body is not read here: the fingerprint is of the method and target.
         let fp_target = target.split('#').next().unwrap_or(target);
@@ -545,9 +543,7 @@ impl FastConn {
         let cred = who.map(|(_, v)| v);
         shared
             .recorder
-            .identify(&mut rec, method, fp_target, None, cred, peer);
-        // No connection to tell: the fast path keeps its own idle timer.
-        let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, None);
+            .identify(rec, method, fp_target, None, cred, peer);
 
         // The upstream's request head: the client's, less hop-by-hop headers, with
         // the upstream's `Host`.
@@ -562,9 +558,10 @@ impl FastConn {
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for h in req.headers.iter() {
-            if is_hop_by_hop(h.name)
+            // `transfer-encoding` is written back below when the body stays chunked.
+            if wire::is_hop_by_hop(h.name)
                 || h.name.eq_ignore_ascii_case("host")
-                || h.name.eq_ignore_ascii_case("x-brownout-seq")
+                || h.name.eq_ignore_ascii_case(wire::SEQ)
             {
                 continue;
             }
@@ -646,7 +643,7 @@ impl FastConn {
             last: Instant::now(),
         };
         let mut up = self.pool.take_raw();
-        let mut resent = false;
+        let mut resend = Resend::default();
         let (mut up, mut resp) = loop {
             let (mut conn, reused) = match up.take() {
                 Some(r) => (r.conn, Some(r.idle)),
@@ -662,10 +659,7 @@ impl FastConn {
                     match connect {
                         Ok(c) => (c, None),
                         Err(e) => {
-                            let e = ProxyError::Unreachable {
-                                upstream: self.ctx.upstream.display.clone(),
-                                source: Box::new(e),
-                            };
+                            let e = ProxyError::unreachable(&self.ctx.upstream.display, e);
                             let keep = sending.left == 0 && !client_close;
                             return self.answer_error(ex, &e, keep).await;
                         }
@@ -682,22 +676,17 @@ impl FastConn {
             };
             match r {
                 Ok(head) => break (conn, head),
-                Err(UpFail::Stale(e))
-                    if reused.is_some() && !resent && sending.held && sending.recent() =>
-                {
-                    tracing::debug!(error = %e, "a reused upstream connection lost the request unanswered; sending it again on a new one");
-                    if let Some(idle) = reused {
-                        self.pool.retire.closed_after(idle);
-                    }
-                    resent = true;
-                    ex.upstream_retried();
-                    continue;
-                }
                 Err(UpFail::Stale(e)) => {
-                    let e = ProxyError::Unreachable {
-                        upstream: self.ctx.upstream.display.clone(),
-                        source: Box::new(e),
-                    };
+                    // A stale failure is one with nothing of an answer back.
+                    let replay = || sending.replayable();
+                    if resend
+                        .again(&self.pool.retire, reused, true, replay, &e)
+                        .is_some()
+                    {
+                        ex.upstream_retried();
+                        continue;
+                    }
+                    let e = ProxyError::unreachable(&self.ctx.upstream.display, e);
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
                     return self
@@ -842,7 +831,7 @@ impl FastConn {
         let written = tokio::select! {
             biased;
             r = up.stream.write_all(&self.out) => r,
-            _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+            _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
         };
         sending.last = Instant::now();
         if let Err(e) = written {
@@ -853,7 +842,7 @@ impl FastConn {
             let r = tokio::select! {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             match r {
                 Ok(0) => {
@@ -885,7 +874,7 @@ impl FastConn {
             let w = tokio::select! {
                 biased;
                 r = up.stream.write_all(&self.buf[..used]) => r,
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             sending.last = Instant::now();
             // Kept to send again: it went after the head and the first bytes.
@@ -956,7 +945,7 @@ impl FastConn {
                     }
                     continue;
                 }
-                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::Timeout { upstream: upstream.clone(), timeout })),
+                _ = timers.upstream() => return Err(UpFail::Error(ProxyError::timeout(upstream, timeout))),
             };
             match r {
                 Ok(0) if !got_any => {
@@ -972,12 +961,7 @@ impl FastConn {
                     )))
                 }
                 Err(e) if !got_any => return Err(UpFail::Stale(e)),
-                Err(e) => {
-                    return Err(UpFail::Error(ProxyError::Unreachable {
-                        upstream: upstream.clone(),
-                        source: Box::new(e),
-                    }))
-                }
+                Err(e) => return Err(UpFail::Error(ProxyError::unreachable(upstream, e))),
                 Ok(_) => got_any = true,
             }
         }
@@ -985,7 +969,7 @@ impl FastConn {
 
     /// Answer a failure brownout produced itself (502/504), and record it.
     async fn answer_error(&mut self, mut ex: Exchange, e: &ProxyError, keep: bool) -> bool {
-        record_gateway_error(&mut ex, e);
+        ex.gateway_failed(e);
         let resp = e.to_response();
         let body = resp.body();
         self.out.clear();
@@ -1039,21 +1023,14 @@ impl FastConn {
     }
 }
 
-/// The client went away while the answer was being sent.
 /// The client went away mid-answer. `delivered`: the stream's terminator had
-/// already been written to it, so it left with a whole answer (an SDK closes the
-/// response at `[DONE]`, before the upstream's end of body).
+/// already been written to it, so it left with a whole answer.
 fn client_gone(mut ex: Exchange, tap: Option<Tap>, delivered: bool) {
     match tap {
         Some(Tap::Llm(s)) => {
             // As on the full path: what it got is recorded; harm done is the outcome.
             s.record(&mut ex, Instant::now());
-            let outcome = match s.harm() {
-                Some(harm) => Some(harm),
-                None if delivered => None,
-                None => Some(Outcome::ClientClosed),
-            };
-            ex.finish_body(outcome, None);
+            ex.finish_body(s.left_outcome(delivered), None);
         }
         Some(Tap::Json(t)) => {
             t.record(&mut ex);
@@ -1072,27 +1049,11 @@ fn feed(tap: &mut Option<Tap>, data: &[u8]) {
 }
 
 fn bad_upstream(upstream: &str, why: &str) -> ProxyError {
-    ProxyError::Unreachable {
-        upstream: upstream.to_string(),
-        source: Box::new(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("invalid HTTP response: {why}"),
-        )),
-    }
-}
-
-/// Whether `buf` (the first bytes of a connection) is HTTP/2's preface; `None`
-/// while too few bytes have come to tell.
-fn h2_preface(buf: &[u8]) -> Option<bool> {
-    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    let n = buf.len().min(PREFACE.len());
-    if buf[..n] != PREFACE[..n] {
-        Some(false)
-    } else if n == PREFACE.len() {
-        Some(true)
-    } else {
-        None
-    }
+    let why = format!("invalid HTTP response: {why}");
+    ProxyError::unreachable(
+        upstream,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    )
 }
 
 /// A request target the full path would accept as is (an origin-form path and
@@ -1140,23 +1101,6 @@ fn connection_close(v: &[u8]) -> Option<bool> {
         }
     }
     Some(close)
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), as
-/// the full path strips them. `transfer-encoding` is written back by the caller
-/// when the body stays chunked.
-fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// A parsed response head: where its parts are in the upstream buffer.
@@ -1335,7 +1279,7 @@ fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool, drop_l
         }
         let name = l.split(|&b| b == b':').next().unwrap_or(b"");
         let name = std::str::from_utf8(trim(name)).unwrap_or("");
-        if (is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
+        if (wire::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
             || (drop_length && name.eq_ignore_ascii_case("content-length"))
         {
             continue;
@@ -1556,35 +1500,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
+crate::server::net::write_through!(Rewind, inner);
 
 #[cfg(test)]
 mod tests {
@@ -1848,9 +1764,6 @@ mod tests {
         assert_eq!(parse_length(b"4 2"), None);
         assert_eq!(parse_length(b"-1"), None);
         assert_eq!(parse_length(b"99999999999999999999"), None);
-        assert_eq!(h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(true));
-        assert_eq!(h2_preface(b"PRI * HT"), None);
-        assert_eq!(h2_preface(b"GET / HTTP/1.1\r\n"), Some(false));
         assert!(plain_target(b"/v1/chat/completions?x=1&y=%20"));
         assert!(!plain_target(b"/a b"));
         assert!(!plain_target(b"/{x}"));

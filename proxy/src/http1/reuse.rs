@@ -5,18 +5,16 @@
 //! holds none either. The fast path ([`crate::http1`]) does the same without an
 //! allocation per request: its read and head buffers are taken from this thread's
 //! spares when a request begins to arrive and given back when the connection has
-//! nothing left to read, and so are the timers an exchange needs. Only connections
-//! busy at the same moment hold any; a burst leaves at most [`SPARE`] of each kind
-//! behind per thread.
+//! nothing left to read (its one timer stays with the connection). Only
+//! connections busy at the same moment hold any; a burst leaves at most [`SPARE`]
+//! of each kind behind per thread.
 //!
 //! Per thread, not shared: each worker is a single-thread runtime, so a connection
 //! gives back on the thread it took from, with no lock and a warm cache.
 
 use std::cell::RefCell;
-use std::pin::Pin;
 
 use bytes::BytesMut;
-use tokio::time::{Instant, Sleep};
 
 /// Spares kept per thread, of each kind.
 pub const SPARE: usize = 64;
@@ -26,7 +24,6 @@ pub const KEEP_UP_TO: usize = 16 * 1024;
 thread_local! {
     static READ_BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static HEAD_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static TIMERS: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keep `item` among this thread's spares, unless there are enough already.
@@ -75,28 +72,6 @@ pub fn give_head_buf(mut b: Vec<u8>) {
     }
 }
 
-/// A timer for one exchange, set for `deadline`.
-///
-/// A spare was last set by an earlier exchange, on this thread's runtime: moving
-/// its deadline forward is cheap (tokio re-files the entry only when it fires),
-/// where a new timer would be registered and, when dropped, removed again. Until
-/// then it may still wake the task that set it, which then finds nothing to do,
-/// as a connection's own timer left set after its exchange would.
-pub fn timer(deadline: Instant) -> Pin<Box<Sleep>> {
-    match take(&TIMERS) {
-        Some(mut t) => {
-            t.as_mut().reset(deadline);
-            t
-        }
-        None => Box::pin(tokio::time::sleep_until(deadline)),
-    }
-}
-
-/// Give an exchange's timer back.
-pub fn give_timer(t: Pin<Box<Sleep>>) {
-    keep(&TIMERS, t);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,16 +101,5 @@ mod tests {
             give_head_buf(Vec::with_capacity(64));
         }
         assert_eq!(HEAD_BUFS.with(|p| p.borrow().len()), SPARE);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_spare_timer_fires_at_its_new_deadline() {
-        let t = timer(Instant::now() + std::time::Duration::from_secs(60));
-        give_timer(t);
-        let start = Instant::now();
-        let t = timer(start + std::time::Duration::from_secs(1));
-        assert_eq!(TIMERS.with(|p| p.borrow().len()), 0, "the spare was taken");
-        t.await;
-        assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
     }
 }

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brownout_faults::matcher::RuleState;
+use brownout_faults::{ApiKind, Endpoint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::control::state::Shared;
+use crate::pipeline::service::ListenerCtx;
 use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
 use crate::server::net::ConnInfo;
 
@@ -39,8 +41,40 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
+/// What a record says of a request from its head alone: the part of the record
+/// both data paths fill in the moment they have read a head, before either knows
+/// anything else.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opening<'a> {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) method: &'a str,
+    /// The target's path, without its query.
+    pub(crate) path: &'a str,
+    /// The client's own count of its retries (`wire::RETRY_COUNT`).
+    pub(crate) attempt: Option<u32>,
+    /// The body's length as the head declares it (0: none, or not known yet).
+    pub(crate) bytes_in: u64,
+}
+
 impl Exchange {
-    pub fn new(
+    /// Open the exchange of a request whose head was just read on `ctx`'s
+    /// listener. Both data paths open theirs here, so that a record begins the
+    /// same whichever path serves the request. `conn`: the client connection to
+    /// tell when the exchange ends (`idle_timeout`); the fast path keeps its own
+    /// idle timer and passes none.
+    pub(crate) fn open(ctx: &ListenerCtx, head: Opening<'_>, conn: Option<Arc<ConnInfo>>) -> Self {
+        let shared = &ctx.shared;
+        let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
+        rec.api = api_str(ctx.api);
+        rec.endpoint = endpoint_str(head.endpoint);
+        rec.method.push_str(head.method);
+        rec.path.push_str(head.path);
+        rec.attempt = head.attempt;
+        rec.bytes_in = head.bytes_in;
+        Exchange::new(shared.clone(), ctx.active.clone(), rec, conn)
+    }
+
+    fn new(
         shared: Arc<Shared>,
         active: Arc<AtomicI64>,
         rec: Box<Record>,
@@ -214,11 +248,54 @@ impl Exchange {
         self.done = true;
     }
 
+    /// Log and record a failure brownout answers itself (502, 504, 400 and their
+    /// gRPC form), on either data path. The answer is complete once sent: the
+    /// outcome is the failure, not a client disconnect.
+    pub(crate) fn gateway_failed(&mut self, e: &crate::error::ProxyError) {
+        tracing::warn!(error = %crate::error::chain(e), "forwarding failed");
+        self.local_answer(e.status().as_u16(), e.outcome());
+        self.rec().error = Some(crate::error::chain(e));
+        self.finish_body(Some(e.outcome()), None);
+    }
+
     /// Ended without a body to send (reset before the response).
     pub fn finish(&mut self, outcome: Outcome, error: Option<String>) {
         self.rec().outcome = outcome;
         self.rec().error = error;
         self.done = true;
+    }
+}
+
+/// The record's `api`.
+fn api_str(a: ApiKind) -> &'static str {
+    match a {
+        ApiKind::Openai => "openai",
+        ApiKind::Anthropic => "anthropic",
+        ApiKind::Vllm => "vllm",
+        ApiKind::Tgi => "tgi",
+        ApiKind::Ollama => "ollama",
+        ApiKind::Triton => "triton",
+        ApiKind::Qdrant => "qdrant",
+        ApiKind::Chroma => "chroma",
+        ApiKind::Milvus => "milvus",
+        ApiKind::Weaviate => "weaviate",
+        ApiKind::Pinecone => "pinecone",
+        ApiKind::Generic => "generic",
+    }
+}
+
+/// The record's `endpoint`.
+fn endpoint_str(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Chat => "chat",
+        Endpoint::Completion => "completion",
+        Endpoint::Responses => "responses",
+        Endpoint::Messages => "messages",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Search => "search",
+        Endpoint::Query => "query",
+        Endpoint::Upsert => "upsert",
+        Endpoint::Other => "other",
     }
 }
 

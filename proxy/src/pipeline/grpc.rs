@@ -15,7 +15,6 @@ use crate::record::GrpcCall;
 /// `grpc-status` codes brownout itself answers with.
 pub mod code {
     pub const OK: u32 = 0;
-    pub const CANCELLED: u32 = 1;
     pub const DEADLINE_EXCEEDED: u32 = 4;
     pub const RESOURCE_EXHAUSTED: u32 = 8;
     pub const INTERNAL: u32 = 13;

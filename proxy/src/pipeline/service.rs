@@ -5,7 +5,6 @@
 //! wrap the body for measurement. Nothing is buffered and nothing is locked; the
 //! profile is read through an atomic pointer.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,29 +17,28 @@ use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint, RequestFacts};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::decode::TapDecoder;
-use crate::body::llm::{JsonTap, LlmStream};
+use crate::body::llm::{passive_tap, LlmStream, Tap};
 use crate::body::{BodyFaults, ProxyBody, ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
+use crate::pipeline::exchange::{Exchange, Opening};
 use crate::pipeline::inject::{request_side, Decided, RequestView, Step};
 use crate::record::Outcome;
-use crate::server::net::{client_ip, strip_hop_by_hop, ConnInfo};
+use crate::server::net::{client_ip, ConnInfo};
 use crate::upstream::h2::H2Dialer;
 use crate::upstream::{UpBody, Upstream, UpstreamClient};
-
-/// Header names brownout reads or writes on every request, parsed once.
-static X_BROWNOUT_FAULT: HeaderName = HeaderName::from_static("x-brownout-fault");
-static X_BROWNOUT_SEQ: HeaderName = HeaderName::from_static("x-brownout-seq");
-static X_STAINLESS_RETRY_COUNT: HeaderName = HeaderName::from_static("x-stainless-retry-count");
+use crate::wire::{
+    strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT,
+    SEQ_NAME as X_BROWNOUT_SEQ,
+};
 
 /// One listener's forwarding context.
 #[derive(Debug)]
@@ -98,37 +96,6 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Box::pin(handle(self.ctx.clone(), self.conn.clone(), req))
-    }
-}
-
-pub fn api_str(a: ApiKind) -> &'static str {
-    match a {
-        ApiKind::Openai => "openai",
-        ApiKind::Anthropic => "anthropic",
-        ApiKind::Vllm => "vllm",
-        ApiKind::Tgi => "tgi",
-        ApiKind::Ollama => "ollama",
-        ApiKind::Triton => "triton",
-        ApiKind::Qdrant => "qdrant",
-        ApiKind::Chroma => "chroma",
-        ApiKind::Milvus => "milvus",
-        ApiKind::Weaviate => "weaviate",
-        ApiKind::Pinecone => "pinecone",
-        ApiKind::Generic => "generic",
-    }
-}
-
-pub fn endpoint_str(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::Chat => "chat",
-        Endpoint::Completion => "completion",
-        Endpoint::Responses => "responses",
-        Endpoint::Messages => "messages",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Search => "search",
-        Endpoint::Query => "query",
-        Endpoint::Upsert => "upsert",
-        Endpoint::Other => "other",
     }
 }
 
@@ -229,10 +196,7 @@ fn call_fingerprint(
         _ => None,
     };
     let ip = ip.to_string();
-    let client = ["x-brownout-client", "authorization", "x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| parts.headers.get(*h))
-        .map_or(ip.as_bytes(), |v| v.as_bytes());
+    let client = crate::record::credential(&parts.headers).unwrap_or(ip.as_bytes());
     let target = parts
         .uri
         .path_and_query()
@@ -289,24 +253,22 @@ fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, ResetAbort>> + Send {
-    let shared = &ctx.shared;
     let (parts, incoming) = req.into_parts();
     let endpoint = classify(ctx.api, &parts.method, parts.uri.path());
-    let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
-    rec.api = api_str(ctx.api);
-    rec.endpoint = endpoint_str(endpoint);
-    rec.method.push_str(parts.method.as_str());
-    rec.path.push_str(parts.uri.path());
-    rec.attempt = parts
-        .headers
-        .get(&X_STAINLESS_RETRY_COUNT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    rec.bytes_in = incoming.size_hint().exact().unwrap_or(0);
+    let head = Opening {
+        endpoint,
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        attempt: parts
+            .headers
+            .get(&X_STAINLESS_RETRY_COUNT)
+            .and_then(|v| crate::wire::retry_count(v.as_bytes())),
+        bytes_in: incoming.size_hint().exact().unwrap_or(0),
+    };
+    let mut ex = Exchange::open(&ctx, head, Some(conn.clone()));
     if crate::pipeline::grpc::is_grpc(&parts.headers) {
-        rec.grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));
+        ex.rec().grpc = Some(Box::new(crate::pipeline::grpc::call_of(parts.uri.path())));
     }
-    let ex = Exchange::new(shared.clone(), ctx.active.clone(), rec, Some(conn.clone()));
     proxy_exchange(ctx, conn, parts, incoming, endpoint, ex)
 }
 
@@ -568,11 +530,10 @@ async fn proxy_exchange(
         _ => None,
     };
     if grpc && h2.is_none() {
-        let e = ProxyError::Unreachable {
-            upstream: ctx.upstream.display.clone(),
-            source: "gRPC needs HTTP/2 upstream, and this listener's upstream_protocol is http1"
-                .into(),
-        };
+        let e = ProxyError::unreachable(
+            &ctx.upstream.display,
+            "gRPC needs HTTP/2 upstream, and this listener's upstream_protocol is http1",
+        );
         return Ok(gateway_error(ex, e));
     }
     let uri = match h2 {
@@ -631,10 +592,7 @@ async fn proxy_exchange(
     };
     let resp = match attempt {
         Err(_) => {
-            let e = ProxyError::Timeout {
-                upstream: ctx.upstream.display.clone(),
-                timeout: shared.upstream_timeout,
-            };
+            let e = ProxyError::timeout(&ctx.upstream.display, shared.upstream_timeout);
             return Ok(gateway_error(ex, e));
         }
         Ok(Err(e)) => {
@@ -650,10 +608,7 @@ async fn proxy_exchange(
                 );
                 return Err(ResetAbort::PLAIN);
             }
-            let e = ProxyError::Unreachable {
-                upstream: ctx.upstream.display.clone(),
-                source: Box::new(e),
-            };
+            let e = ProxyError::unreachable(&ctx.upstream.display, e);
             return Ok(gateway_error(ex, e));
         }
         Ok(Ok((r, resent))) => {
@@ -704,11 +659,6 @@ async fn proxy_exchange(
         path: ex.rec().path.clone(),
     };
     Ok(respond(shared, &conn, http2, llm, ex, rparts, rbody, body_faults).await)
-}
-
-/// A JSON answer from an LLM endpoint, whose `usage` the record wants.
-fn is_llm_answer(endpoint: Endpoint, ctype: Option<&str>) -> bool {
-    endpoint.is_generative() && ctype.is_some_and(|c| c.starts_with("application/json"))
 }
 
 /// What the response side needs to know about the request.
@@ -860,10 +810,7 @@ async fn respond(
     let (head, rest) = match read_prefix(rbody, shared.inspect_limit).await {
         Ok(x) => x,
         Err(e) => {
-            let e = ProxyError::Unreachable {
-                upstream: "upstream body".into(),
-                source: Box::new(e),
-            };
+            let e = ProxyError::unreachable("upstream body", e);
             return gateway_error(ex, e);
         }
     };
@@ -1114,10 +1061,7 @@ impl GrpcResponse<'_> {
             match rbody.frame().await {
                 None => break,
                 Some(Err(e)) => {
-                    let e = ProxyError::Unreachable {
-                        upstream: "upstream body".into(),
-                        source: Box::new(e),
-                    };
+                    let e = ProxyError::unreachable("upstream body", e);
                     return gateway_error(ex, e);
                 }
                 Some(Ok(frame)) => match frame.into_data() {
@@ -1207,47 +1151,6 @@ impl GrpcResponse<'_> {
     }
 }
 
-/// How an answer no fault touches is measured on its way through.
-pub(crate) enum Tap {
-    /// An event stream: time to first token, inter-token latency, usage.
-    Llm(Box<LlmStream>),
-    /// A whole JSON answer: its token usage, or a search's hits.
-    Json(Box<JsonTap>),
-}
-
-/// The measurement an untouched answer gets, from its content type and coding
-/// (compressed answers are decoded on the side; an unknown coding is not measured).
-/// Shared by both HTTP paths, so a record says the same whichever path served it.
-pub(crate) fn passive_tap(
-    api: ApiKind,
-    endpoint: Endpoint,
-    ctype: Option<&str>,
-    coding: Option<&str>,
-    start: Instant,
-) -> Option<Tap> {
-    let encoded = coding.is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
-    let decoder = coding.and_then(TapDecoder::for_encoding);
-    if encoded && decoder.is_none() {
-        return None;
-    }
-    match framing_for(api, endpoint, ctype) {
-        Some(fr) => Some(Tap::Llm(Box::new(
-            LlmStream::new(api, endpoint, fr, start, None, Vec::new()).with_decoder(decoder),
-        ))),
-        None if is_llm_answer(endpoint, ctype) => Some(Tap::Json(Box::new(JsonTap::new(decoder)))),
-        None if is_vector_search(endpoint, ctype) => Some(Tap::Json(Box::new(
-            JsonTap::new(decoder).with_results(api, endpoint),
-        ))),
-        None => None,
-    }
-}
-
-/// A JSON answer of a vector search/query endpoint, whose hits the record counts.
-fn is_vector_search(endpoint: Endpoint, ctype: Option<&str>) -> bool {
-    matches!(endpoint, Endpoint::Search | Endpoint::Query)
-        && ctype.is_some_and(|c| c.starts_with("application/json"))
-}
-
 /// Whether the answer says it is JSON (or says nothing: some servers omit it).
 fn ctype_is_json(headers: &http::HeaderMap) -> bool {
     match headers
@@ -1311,7 +1214,7 @@ fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
 }
 
 fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
-    record_gateway_error(&mut ex, &e);
+    ex.gateway_failed(&e);
     if ex.rec().grpc.is_some() {
         // A gRPC client reads `grpc-status`: brownout's own failure is UNAVAILABLE
         // (as a gateway's 502/503/504 maps to it), with the reason as the message.
@@ -1328,15 +1231,3 @@ fn gateway_error(mut ex: Exchange, e: ProxyError) -> Response<ProxyBody> {
     let (parts, body) = e.to_response().into_parts();
     Response::from_parts(parts, ProxyBody::full(body, Some(ex)))
 }
-
-/// Log and record a failure brownout answers itself (both HTTP paths). The answer
-/// is complete once sent: the outcome is the failure, not a client disconnect.
-pub(crate) fn record_gateway_error(ex: &mut Exchange, e: &ProxyError) {
-    tracing::warn!(error = %crate::error::chain(e), "forwarding failed");
-    ex.local_answer(e.status().as_u16(), e.outcome());
-    ex.rec().error = Some(crate::error::chain(e));
-    ex.finish_body(Some(e.outcome()), None);
-}
-
-/// Keep `Infallible` referenced for services that never fail (admin).
-pub type NeverFails = Infallible;

@@ -948,18 +948,14 @@ where
 /// knowledge), from the first bytes, without consuming them; `None` when it closed
 /// before sending any.
 async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
-    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let mut buf = [0u8; 24];
     loop {
         let n = stream.peek(&mut buf).await?;
         if n == 0 {
             return Ok(None);
         }
-        if buf[..n] != PREFACE[..n] {
-            return Ok(Some(false));
-        }
-        if n == PREFACE.len() {
-            return Ok(Some(true));
+        if let Some(h2) = crate::wire::h2_preface(&buf[..n]) {
+            return Ok(Some(h2));
         }
         // Part of the preface so far (rare: it is one small write): peeking again
         // would see the same bytes at once, so wait a moment for the rest.

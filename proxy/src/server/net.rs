@@ -1,5 +1,5 @@
 //! Connection-level plumbing: the accepted socket wrapper that can end in a real TCP
-//! RST, trusted-proxy CIDRs for `client_ip`, and RFC 9110 hop-by-hop headers.
+//! RST, and trusted-proxy CIDRs for `client_ip`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-use http::header::{HeaderMap, HeaderName, CONNECTION};
+use http::header::HeaderMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -369,6 +369,64 @@ impl AsyncWrite for ConnIo {
     }
 }
 
+/// `AsyncWrite` for a wrapper that changes only how its socket is read (the fast
+/// path's `Rewind`, the upstream's `ReadCounted`): every write goes straight to
+/// the wrapped field, vectored when it is.
+macro_rules! write_through {
+    ($ty:ty, $field:ident) => {
+        impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                tokio::io::AsyncWrite::poll_write(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    buf,
+                )
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                tokio::io::AsyncWrite::poll_write_vectored(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    bufs,
+                )
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                tokio::io::AsyncWrite::is_write_vectored(&self.$field)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncWrite::poll_flush(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                )
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncWrite::poll_shutdown(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                )
+            }
+        }
+    };
+}
+pub(crate) use write_through;
+
 /// An IPv4 or IPv6 network, for `trusted_proxies`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -450,53 +508,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         }
     }
     hops.first().copied().unwrap_or(peer)
-}
-
-/// Headers that concern only one connection (RFC 9110 §7.6.1), as parsed names so
-/// removing them costs no parsing per request.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-];
-
-/// Remove hop-by-hop headers and any header the `Connection` header names.
-/// Keeps `te: trailers`, which is end-to-end in meaning for gRPC-style peers.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none of these: one pass over the map decides.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
-    }
-    if h.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = h
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-            .collect();
-        for n in named {
-            h.remove(n);
-        }
-    }
-    let keep_te_trailers = h
-        .get(http::header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for n in &HOP_BY_HOP {
-        h.remove(n);
-    }
-    if keep_te_trailers {
-        h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-    }
 }
 
 #[cfg(test)]
@@ -609,21 +620,5 @@ mod tests {
             client_ip("10.0.0.1".parse().unwrap(), &h, &[]),
             "10.0.0.1".parse::<IpAddr>().unwrap()
         );
-    }
-
-    #[test]
-    fn hop_by_hop_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", "keep-alive, x-custom".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("x-custom", "1".parse().unwrap());
-        h.insert("te", "trailers, deflate".parse().unwrap());
-        h.insert("x-end-to-end", "yes".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert!(h.get("connection").is_none());
-        assert!(h.get("keep-alive").is_none());
-        assert!(h.get("x-custom").is_none());
-        assert_eq!(h.get("te").unwrap(), "trailers");
-        assert_eq!(h.get("x-end-to-end").unwrap(), "yes");
     }
 }

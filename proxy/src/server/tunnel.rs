@@ -50,7 +50,8 @@ use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
-use crate::server::net::{strip_hop_by_hop, ConnInfo};
+use crate::server::net::ConnInfo;
+use crate::wire::strip_hop_by_hop;
 
 /// Bytes read at once from either side.
 const BUF: usize = 32 * 1024;
@@ -129,11 +130,8 @@ pub(crate) fn switch(
 ) -> Response<ProxyBody> {
     let Some(upstream) = rparts.extensions.remove::<OnUpgrade>() else {
         // hyper sets it on every 101 it reads: without it there is nothing to run.
-        let e = ProxyError::Unreachable {
-            upstream: "upstream upgrade".into(),
-            source: "101 without an upgradable connection".into(),
-        };
-        crate::pipeline::service::record_gateway_error(&mut ex, &e);
+        let e = ProxyError::unreachable("upstream upgrade", "101 without an upgradable connection");
+        ex.gateway_failed(&e);
         let (parts, body) = e.to_response().into_parts();
         return Response::from_parts(parts, ProxyBody::full(body, Some(ex)));
     };
@@ -153,9 +151,7 @@ pub(crate) fn switch(
     strip_hop_by_hop(&mut rparts.headers);
     restore(&mut rparts.headers, protocol);
     if let Some(m) = mark {
-        rparts
-            .headers
-            .insert(HeaderName::from_static("x-brownout-fault"), m);
+        rparts.headers.insert(&crate::wire::FAULT_NAME, m);
     }
     rparts.version = Version::HTTP_11;
     // The handshake is done when the 101 goes out: the tunnel's first byte.

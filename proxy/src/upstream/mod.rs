@@ -141,18 +141,6 @@ pub enum SendError {
     NoH2(String),
 }
 
-impl SendError {
-    /// True when no connection was made, so nothing reached the upstream.
-    pub fn is_connect(&self) -> bool {
-        match self {
-            SendError::Connect(_) => true,
-            SendError::Http(_) => false,
-            SendError::Pooled(e) => e.is_connect(),
-            SendError::NoH2(_) => true,
-        }
-    }
-}
-
 impl UpstreamClient {
     /// The pool of a plain-HTTP upstream, which the HTTP/1.1 fast path also uses.
     pub fn direct_pool(&self) -> Option<Arc<DirectPool>> {
@@ -297,7 +285,58 @@ type Conn = http1::Connection<TokioIo<ReadCounted>, ReqBody>;
 /// A request goes out again on a fresh connection only when its reused one gave
 /// nothing back within this long of the request's last byte: a server that took
 /// longer may have been working on it (RFC 9110 §9.2.2).
-pub(crate) const RESEND_WINDOW: Duration = Duration::from_secs(1);
+const RESEND_WINDOW: Duration = Duration::from_secs(1);
+
+/// Whether a request whose last byte went `since` ago may still be sent again
+/// ([`RESEND_WINDOW`]).
+#[inline]
+pub(crate) fn within_resend_window(since: Duration) -> bool {
+    since <= RESEND_WINDOW
+}
+
+/// The resend rule both data paths apply to one request on a plain-HTTP
+/// upstream's pool: a request that a *reused* connection lost goes again once,
+/// on a new connection, and only when the server cannot have processed it.
+///
+/// An idle keep-alive connection can be closed by the upstream at the moment a
+/// request is written to it; the request then never reached the application, and
+/// failing it would invent an outage. A new connection's loss is the upstream's
+/// own failure, and a second loss is not a race: both are answered as errors.
+#[derive(Debug, Default)]
+pub(crate) struct Resend {
+    done: bool,
+}
+
+impl Resend {
+    /// Whether the request goes again on a new connection, given that the
+    /// connection it went on (`reused`: idle that long before it was taken, `None`
+    /// if new) failed and nothing of an answer came back (`unanswered`). `replay`
+    /// is asked only then: the request again, if every byte of it is still held
+    /// and its last went within [`RESEND_WINDOW`]. A yes teaches `retire` that the
+    /// upstream closes connections idle that long.
+    #[inline]
+    pub(crate) fn again<T>(
+        &mut self,
+        retire: &Retire,
+        reused: Option<Duration>,
+        unanswered: bool,
+        replay: impl FnOnce() -> Option<T>,
+        error: &dyn std::fmt::Display,
+    ) -> Option<T> {
+        let idle = reused.filter(|_| !self.done && unanswered)?;
+        let again = replay()?;
+        tracing::debug!(error = %error, "a reused upstream connection lost the request unanswered; sending it again on a new one");
+        retire.closed_after(idle);
+        self.done = true;
+        Some(again)
+    }
+
+    /// Whether the request went again already: it goes on a new connection then.
+    #[inline]
+    pub(crate) fn happened(&self) -> bool {
+        self.done
+    }
+}
 
 /// A connection idle at least this long is peeked at before reuse. One reused
 /// sooner (under load: microseconds after its last answer) is not: no server closes
@@ -428,35 +467,7 @@ impl tokio::io::AsyncRead for ReadCounted {
     }
 }
 
-impl tokio::io::AsyncWrite for ReadCounted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
+crate::server::net::write_through!(ReadCounted, stream);
 
 /// One HTTP/1.1 connection: the handle requests go through, and the connection
 /// future that does the I/O, polled by whichever task uses the connection.
@@ -650,11 +661,12 @@ impl DirectPool {
         let (parts, body) = req.into_parts();
         let (body, hold) = body.held(hold_limit);
         let mut req = Request::from_parts(parts, body);
-        let mut resent = false;
+        let mut resend = Resend::default();
         loop {
-            let (mut lease, reused) = match (resent, self.take()) {
-                (false, Some(r)) => (r.conn, Some(r.idle)),
-                _ => (self.connect().await?, None),
+            let taken = if resend.happened() { None } else { self.take() };
+            let (mut lease, reused) = match taken {
+                Some(r) => (r.conn, Some(r.idle)),
+                None => (self.connect().await?, None),
             };
             // Wait until the connection takes a request, driving its I/O meanwhile.
             let ready = std::future::poll_fn(|cx| {
@@ -707,7 +719,7 @@ impl DirectPool {
                             pool: Arc::clone(self),
                             failed: None,
                         }),
-                        resent,
+                        resend.happened(),
                     ))
                 }
                 Err(e) => e,
@@ -722,14 +734,14 @@ impl DirectPool {
                 return Err(SendError::Http(failed.into_error()));
             }
             let unanswered = lease.read.load(Ordering::Relaxed) == read_before;
-            match (reused, head, hold.replay()) {
-                (Some(idle), Some(head), Some(body)) if unanswered => {
-                    tracing::debug!(error = %failed.error(), "a reused upstream connection lost the request unanswered; sending it again on a new one");
-                    self.retire.closed_after(idle);
-                    req = head.map(|()| body);
-                    resent = true;
-                }
-                _ => return Err(SendError::Http(failed.into_error())),
+            let replay = || {
+                let body = hold.replay()?;
+                Some(head?.map(|()| body))
+            };
+            let error = failed.error();
+            match resend.again(&self.retire, reused, unanswered, replay, error) {
+                Some(again) => req = again,
+                None => return Err(SendError::Http(failed.into_error())),
             }
         }
     }
@@ -825,5 +837,50 @@ impl Body for UpBody {
         match self {
             UpBody::Pooled(b) | UpBody::Direct { body: b, .. } => b.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_request_goes_again_once_and_only_from_a_reused_connection() {
+        let retire = Retire::new(Duration::from_secs(4));
+        let idle = Some(Duration::from_secs(2));
+        let mut r = Resend::default();
+        let again = |r: &mut Resend, reused, unanswered, held: bool| {
+            r.again(&retire, reused, unanswered, || held.then_some(()), &"lost")
+        };
+        assert_eq!(
+            again(&mut r, None, true, true),
+            None,
+            "a new connection's loss"
+        );
+        assert_eq!(
+            again(&mut r, idle, false, true),
+            None,
+            "an answer had begun"
+        );
+        assert_eq!(again(&mut r, idle, true, false), None, "not held whole");
+        assert!(!r.happened());
+        assert_eq!(retire.limit(), Duration::from_secs(4));
+        assert_eq!(again(&mut r, idle, true, true), Some(()));
+        assert!(r.happened());
+        assert_eq!(
+            retire.limit(),
+            Duration::from_millis(1600),
+            "taught 0.8 x 2 s"
+        );
+        assert_eq!(again(&mut r, idle, true, true), None, "never twice");
+    }
+
+    #[test]
+    fn the_resend_window_is_a_second() {
+        assert!(within_resend_window(Duration::ZERO));
+        assert!(within_resend_window(RESEND_WINDOW));
+        assert!(!within_resend_window(
+            RESEND_WINDOW + Duration::from_millis(1)
+        ));
     }
 }
