@@ -314,11 +314,7 @@ pub enum ErrorBody {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(tag = "type")]
 pub enum FaultSpec {
-    /// Wait before forwarding the request.
-    Delay {
-        /// How long, as a fixed duration or a distribution.
-        duration: Dist,
-    },
+    Delay(crate::fault::Delay),
     /// Answer at once without calling the upstream.
     Error {
         /// HTTP status; overrides the preset's.
@@ -774,136 +770,6 @@ impl CorruptMode {
             CorruptMode::DuplicateEvent => "duplicate_event",
             CorruptMode::BadUtf8 => "bad_utf8",
         }
-    }
-}
-
-impl FaultSpec {
-    /// The `type` name as written in files, used in headers, records and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FaultSpec::Delay { .. } => "delay",
-            FaultSpec::Error { .. } => "error",
-            FaultSpec::Reset { .. } => "reset",
-            FaultSpec::Hang { .. } => "hang",
-            FaultSpec::Bandwidth { .. } => "bandwidth",
-            FaultSpec::GpuSaturation { .. } => "gpu_saturation",
-            FaultSpec::ColdStart { .. } => "cold_start",
-            FaultSpec::ConcurrencyLimit { .. } => "concurrency_limit",
-            FaultSpec::RateLimit { .. } => "rate_limit",
-            FaultSpec::FirstTokenDelay { .. } => "first_token_delay",
-            FaultSpec::TokenDelay { .. } => "token_delay",
-            FaultSpec::TokenRate { .. } => "token_rate",
-            FaultSpec::Stall { .. } => "stall",
-            FaultSpec::Truncate { .. } => "truncate",
-            FaultSpec::StreamError { .. } => "stream_error",
-            FaultSpec::Corrupt { .. } => "corrupt",
-            FaultSpec::Garble { .. } => "garble",
-            FaultSpec::EmptyCompletion {} => "empty_completion",
-            FaultSpec::FinishReason { .. } => "finish_reason",
-            FaultSpec::DropResults { .. } => "drop_results",
-            FaultSpec::ShuffleResults {} => "shuffle_results",
-            FaultSpec::LimitResults { .. } => "limit_results",
-            FaultSpec::StaleResults { .. } => "stale_results",
-            FaultSpec::ScoreNoise { .. } => "score_noise",
-            FaultSpec::EmptyResults {} => "empty_results",
-            FaultSpec::EmbeddingNoise { .. } => "embedding_noise",
-            FaultSpec::EmbeddingTruncate { .. } => "embedding_truncate",
-        }
-    }
-
-    /// Whether an error this fault may answer names the request's model: an
-    /// `error`, `concurrency_limit`, `stream_error` or `gpu_saturation` overflow
-    /// whose preset says "Rate limit reached for <model>" (see
-    /// [`crate::presets::Preset::names_model`]), and `rate_limit`, whose OpenAI
-    /// message names it. The proxy then reads the request body for the model (up
-    /// to `inspect_limit`) even when no rule matches on the body.
-    pub fn names_model(&self) -> bool {
-        let named = |p: &Option<String>| p.as_deref().is_some_and(crate::presets::names_model);
-        match self {
-            FaultSpec::Error { preset, body, .. } => body.is_none() && named(preset),
-            FaultSpec::ConcurrencyLimit { preset, .. } | FaultSpec::StreamError { preset, .. } => {
-                named(preset)
-            }
-            FaultSpec::GpuSaturation { overflow, .. } => named(overflow),
-            FaultSpec::RateLimit { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
-    /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`,
-    /// `gpu_saturation` (admission to the modelled batch) and `cold_start`.
-    ///
-    /// The proxy runs these in its request phase; everything else acts on the
-    /// response body.
-    pub fn is_request_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::Delay { .. }
-                | FaultSpec::Error { .. }
-                | FaultSpec::Hang { .. }
-                | FaultSpec::Reset {
-                    after_bytes: None,
-                    ..
-                }
-                | FaultSpec::ConcurrencyLimit { .. }
-                | FaultSpec::RateLimit { .. }
-                | FaultSpec::GpuSaturation { .. }
-                | FaultSpec::ColdStart { .. }
-        )
-    }
-
-    /// Acts on the events of a streamed response (SSE or NDJSON): timing, endings,
-    /// mid-stream errors and corruption. Recorded as skipped on a non-streaming
-    /// response.
-    pub fn is_stream_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::FirstTokenDelay { .. }
-                | FaultSpec::TokenDelay { .. }
-                | FaultSpec::TokenRate { .. }
-                | FaultSpec::Stall { .. }
-                | FaultSpec::Truncate { .. }
-                | FaultSpec::StreamError { .. }
-                | FaultSpec::Corrupt { .. }
-        )
-    }
-
-    /// Rewrites what the model said, in streamed and non-streamed responses alike.
-    pub fn is_content_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::Garble { .. }
-                | FaultSpec::EmptyCompletion {}
-                | FaultSpec::FinishReason { .. }
-        )
-    }
-
-    /// Rewrites a vector search/query answer or an embeddings answer (one whole JSON
-    /// body; see [`crate::vector`]). Planned for the body like content faults.
-    pub fn is_vector_fault(&self) -> bool {
-        self.is_result_fault() || self.is_embedding_fault()
-    }
-
-    /// Acts on the hits of a search/query answer.
-    pub fn is_result_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::DropResults { .. }
-                | FaultSpec::ShuffleResults {}
-                | FaultSpec::LimitResults { .. }
-                | FaultSpec::StaleResults { .. }
-                | FaultSpec::ScoreNoise { .. }
-                | FaultSpec::EmptyResults {}
-        )
-    }
-
-    /// Acts on the vectors of an embeddings answer.
-    pub fn is_embedding_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::EmbeddingNoise { .. } | FaultSpec::EmbeddingTruncate { .. }
-        )
     }
 }
 

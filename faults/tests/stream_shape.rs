@@ -711,9 +711,9 @@ fn plan_takes_only_stream_and_content_faults() {
     let mut plan = StreamPlan::new();
     assert!(!plan.push(
         0,
-        &FaultSpec::Delay {
+        &FaultSpec::Delay(brownout_faults::fault::Delay {
             duration: fixed(ms(1))
-        }
+        })
     ));
     assert!(plan.is_empty());
     assert!(plan.push(0, &FaultSpec::Garble { fraction: 0.5 }));

@@ -344,9 +344,9 @@ fn every_problem_is_reported_at_once() {
 fn parses_delay() {
     assert_eq!(
         one_fault("type: delay\nduration: 250ms"),
-        FaultSpec::Delay {
+        FaultSpec::Delay(brownout_faults::fault::Delay {
             duration: Dist::Fixed(ms(250))
-        }
+        })
     );
 }
 
@@ -478,7 +478,11 @@ fn parses_every_dist_form() {
     ];
     for (text, want) in cases {
         let f = one_fault(&format!("type: delay\nduration: {text}"));
-        assert_eq!(f, FaultSpec::Delay { duration: want }, "{text}");
+        assert_eq!(
+            f,
+            FaultSpec::Delay(brownout_faults::fault::Delay { duration: want }),
+            "{text}"
+        );
     }
 }
 
@@ -557,9 +561,9 @@ fn json_errors_keep_positions() {
 fn externally_tagged_fault_form_also_works() {
     assert_eq!(
         one_fault("delay: {duration: 1s}"),
-        FaultSpec::Delay {
+        FaultSpec::Delay(brownout_faults::fault::Delay {
             duration: Dist::Fixed(Duration::from_secs(1))
-        }
+        })
     );
 }
 

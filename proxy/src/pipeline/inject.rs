@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use brownout_faults::fault::{FaultState, SkipReason};
 use brownout_faults::gpu::Admit;
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
@@ -373,18 +374,14 @@ pub async fn request_side(
         for (i, fault) in rule.faults.iter().enumerate() {
             let kind = fault.kind();
             if !shared.release.faults_enabled() {
-                ex.skipped(&rule.name, kind, "faults_off");
+                ex.skipped(&rule.name, kind, SkipReason::FaultsOff.as_str());
                 continue;
             }
-            // Stream and content faults act on the response: plan them for the body.
-            if body_faults.plan.push(di, fault) {
-                if body_faults.plan_rng.is_none() {
-                    body_faults.plan_rng = Some(Box::new(d.rng.clone()));
-                }
-                continue;
-            }
+            let state = rule.state.fault(i);
+            // One arm per fault, no wildcard: a fault added to the catalog does not
+            // compile until it says here what it does.
             match fault {
-                FaultSpec::Delay { duration } => {
+                FaultSpec::Delay(brownout_faults::fault::Delay { duration }) => {
                     let wait = duration.sample(&mut d.rng);
                     ex.applied(&rule.name, kind);
                     let _ = shared.release.hold(Some(wait)).await;
@@ -421,13 +418,17 @@ pub async fn request_side(
                                     return Step::Grpc(a);
                                 }
                                 None => {
-                                    ex.skipped(&rule.name, kind, "http_only_preset");
+                                    ex.skipped(
+                                        &rule.name,
+                                        kind,
+                                        SkipReason::HttpOnlyPreset.as_str(),
+                                    );
                                     continue;
                                 }
                             }
                         }
                     } else if preset.as_deref().is_some_and(presets::grpc_only) {
-                        ex.skipped(&rule.name, kind, "grpc_only_preset");
+                        ex.skipped(&rule.name, kind, SkipReason::GrpcOnlyPreset.as_str());
                         continue;
                     }
                     ex.applied(&rule.name, kind);
@@ -510,8 +511,8 @@ pub async fn request_side(
                     body_faults.bandwidth = Some(body_faults.bandwidth.map_or(bps, |b| b.min(bps)));
                 }
                 FaultSpec::ConcurrencyLimit { preset, .. } => {
-                    let Some(Some(limiter)) = rule.state.limiters.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_limiter");
+                    let FaultState::ConcurrencyLimit(limiter) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
                     };
                     // The fault harmed this request iff it had to wait in the queue:
@@ -547,8 +548,8 @@ pub async fn request_side(
                     }
                 }
                 FaultSpec::RateLimit { by, preset, .. } => {
-                    let Some(Some(limiter)) = rule.state.rate_limiters.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_limiter");
+                    let FaultState::RateLimit(limiter) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
                     };
                     let key = bucket_key(by.as_deref(), req);
@@ -578,8 +579,8 @@ pub async fn request_side(
                     }
                 }
                 FaultSpec::GpuSaturation { .. } => {
-                    let Some(Some(replica)) = rule.state.replicas.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_replica");
+                    let FaultState::GpuSaturation(replica) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoReplica.as_str());
                         continue;
                     };
                     let prompt = req.facts.prompt_tokens.unwrap_or(0);
@@ -607,16 +608,38 @@ pub async fn request_side(
                     }
                 }
                 FaultSpec::ColdStart { .. } => {
-                    let Some(Some(cold)) = rule.state.cold_starts.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_state");
+                    let FaultState::ColdStart(cold) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoState.as_str());
                         continue;
                     };
                     if cold.wait(&mut d.rng, &shared.release).await.is_some() {
                         ex.applied(&rule.name, kind);
                     }
                 }
-                #[allow(unreachable_patterns)]
-                _ => ex.skipped(&rule.name, kind, "not_supported"),
+                // Stream, content and vector faults act on the response: plan them
+                // for the body.
+                FaultSpec::FirstTokenDelay { .. }
+                | FaultSpec::TokenDelay { .. }
+                | FaultSpec::TokenRate { .. }
+                | FaultSpec::Stall { .. }
+                | FaultSpec::Truncate { .. }
+                | FaultSpec::StreamError { .. }
+                | FaultSpec::Corrupt { .. }
+                | FaultSpec::Garble { .. }
+                | FaultSpec::EmptyCompletion {}
+                | FaultSpec::FinishReason { .. }
+                | FaultSpec::DropResults { .. }
+                | FaultSpec::ShuffleResults {}
+                | FaultSpec::LimitResults { .. }
+                | FaultSpec::StaleResults { .. }
+                | FaultSpec::ScoreNoise { .. }
+                | FaultSpec::EmptyResults {}
+                | FaultSpec::EmbeddingNoise { .. }
+                | FaultSpec::EmbeddingTruncate { .. } => {
+                    if body_faults.plan.push(di, fault) && body_faults.plan_rng.is_none() {
+                        body_faults.plan_rng = Some(Box::new(d.rng.clone()));
+                    }
+                }
             }
         }
     }
