@@ -9,11 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::duration::format_duration;
-use crate::fault;
-use crate::profile::{
-    CorruptMode, FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule, SchedulePer,
-    TruncateEnding,
-};
+use crate::profile::{FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule, SchedulePer};
 
 /// Describe what the profile will do, phase by phase.
 pub fn explain(profile: &Profile) -> String {
@@ -155,7 +151,7 @@ fn clock(d: Duration) -> String {
     }
 }
 
-fn percent(p: f64) -> String {
+pub(crate) fn percent(p: f64) -> String {
     let v = format!("{:.2}", p * 100.0);
     format!("{}%", v.trim_end_matches('0').trim_end_matches('.'))
 }
@@ -397,154 +393,13 @@ pub(crate) fn reset_h2_words(
     }
 }
 
+/// Each fault says itself in words ([`crate::fault::Fault::explain`]).
 fn fault_words(f: &FaultSpec) -> String {
-    match f {
-        FaultSpec::Delay(crate::fault::Delay { duration }) => fault::delay::explain(duration),
-        FaultSpec::Error {
-            status,
-            body,
-            headers,
-            preset,
-            retry_after,
-            grpc_status,
-        } => fault::error::explain(fault::error::Fields {
-            status: *status,
-            body: body.as_ref(),
-            headers,
-            preset: preset.as_deref(),
-            retry_after: *retry_after,
-            grpc_status: grpc_status.as_ref(),
-        }),
-        FaultSpec::Reset {
-            after_bytes,
-            scope,
-            code,
-        } => fault::reset::explain(*after_bytes, *scope, *code),
-        FaultSpec::Hang { duration } => fault::hang::explain(duration.as_ref()),
-        FaultSpec::Bandwidth { bytes_per_second } => fault::bandwidth::explain(*bytes_per_second),
-        FaultSpec::ConcurrencyLimit {
-            max,
-            queue,
-            queue_timeout,
-            preset,
-        } => fault::concurrency_limit::explain(*max, *queue, *queue_timeout, preset.as_deref()),
-        FaultSpec::RateLimit {
-            requests_per_minute,
-            tokens_per_minute,
-            by,
-            preset,
-        } => fault::rate_limit::explain(
-            *requests_per_minute,
-            *tokens_per_minute,
-            by.as_deref(),
-            preset.as_deref(),
-        ),
-        FaultSpec::GpuSaturation { .. } => fault::gpu_saturation::explain(f),
-        FaultSpec::ColdStart { idle, duration } => fault::cold_start::explain(*idle, duration),
-        FaultSpec::FirstTokenDelay { duration } => {
-            format!("hold the stream's first token for {duration}")
-        }
-        FaultSpec::TokenDelay { duration } => {
-            format!("add {duration} before every streamed token after the first")
-        }
-        FaultSpec::TokenRate { tokens_per_second } => {
-            format!(
-                "pace the stream to at most {} tokens per second",
-                trim_num(*tokens_per_second)
-            )
-        }
-        FaultSpec::Stall {
-            after_tokens,
-            duration,
-            forever,
-        } => match (duration, forever) {
-            (Some(d), false) => format!(
-                "stall the stream for {d} after {}, then resume",
-                tokens(*after_tokens)
-            ),
-            _ => format!(
-                "stall the stream for good after {} (until the client gives up or faults are turned off)",
-                tokens(*after_tokens)
-            ),
-        },
-        FaultSpec::Truncate {
-            after_tokens,
-            ending,
-        } => {
-            let how = match ending {
-                TruncateEnding::Clean => "with a proper ending, so it looks complete",
-                TruncateEnding::NoTerminator => {
-                    "without its terminator ([DONE], message_stop or done: true)"
-                }
-                TruncateEnding::Reset => "by resetting the connection",
-            };
-            format!("cut the stream after {} {how}", tokens(*after_tokens))
-        }
-        FaultSpec::StreamError {
-            after_tokens,
-            preset,
-        } => {
-            let which = match preset {
-                Some(p) => format!("{}'s mid-stream error event", preset_words(p)),
-                None => "the API's mid-stream error event".to_string(),
-            };
-            format!("send {which} after {}, then end the stream", tokens(*after_tokens))
-        }
-        FaultSpec::Corrupt { rate, mode } => {
-            let what = match mode {
-                CorruptMode::InvalidJson => "cut its JSON in half",
-                CorruptMode::DropEvent => "drop it",
-                CorruptMode::DuplicateEvent => "send it twice",
-                CorruptMode::BadUtf8 => "break a UTF-8 character in it",
-            };
-            format!("for {} of streamed tokens, {what}", percent(*rate))
-        }
-        FaultSpec::Garble { fraction } => {
-            format!(
-                "replace {} of the words of the answer with other words",
-                percent(*fraction)
-            )
-        }
-        FaultSpec::EmptyCompletion {} => {
-            "answer with an empty completion (the model's text is dropped)".to_string()
-        }
-        FaultSpec::FinishReason { value } => {
-            format!("report the finish reason as `{value}`")
-        }
-        FaultSpec::DropResults { fraction } => {
-            format!("drop {} of the hits of each search", percent(*fraction))
-        }
-        FaultSpec::ShuffleResults {} => {
-            "shuffle the hits of each search, keeping their scores (rank no longer follows score)"
-                .to_string()
-        }
-        FaultSpec::LimitResults { max } => {
-            format!("return at most {max} hits per search")
-        }
-        FaultSpec::StaleResults { depth } => match depth.unwrap_or(1) {
-            1 => "answer with the previous query's hits for the same collection (a stale replica)"
-                .to_string(),
-            n => format!(
-                "answer with the hits of the query {n} queries back for the same collection (a stale replica)"
-            ),
-        },
-        FaultSpec::ScoreNoise { stddev } => {
-            format!("add noise (stddev {stddev}) to every hit's score, keeping the order")
-        }
-        FaultSpec::EmptyResults {} => {
-            "answer searches with no hits and a success status".to_string()
-        }
-        FaultSpec::EmbeddingNoise { stddev } => {
-            format!("add noise (stddev {stddev}) to every embedding component")
-        }
-        FaultSpec::EmbeddingTruncate { dims } => {
-            format!("cut every embedding to its first {dims} components")
-        }
-    }
+    f.explain()
 }
 
 /// "3 tokens", "1 token", "0 tokens (before the first)".
-fn tokens(n: u64) -> String {
+pub(crate) fn tokens(n: u64) -> String {
     match n {
         0 => "0 tokens (before the first)".to_string(),
         1 => "1 token".to_string(),

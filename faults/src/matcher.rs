@@ -478,22 +478,24 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
         };
         let f = match (k, v) {
             ("error", Some(v)) => match v.parse::<u16>() {
-                Ok(status) => Some(FaultSpec::Error {
+                Ok(status) => Some(FaultSpec::Error(crate::fault::Error {
                     status: Some(status),
                     body: None,
                     headers: Default::default(),
                     preset: None,
                     retry_after: None,
                     grpc_status: None,
-                }),
-                Err(_) if crate::presets::lookup(v).is_some() => Some(FaultSpec::Error {
-                    status: None,
-                    body: None,
-                    headers: Default::default(),
-                    preset: Some(v.to_string()),
-                    retry_after: None,
-                    grpc_status: None,
-                }),
+                })),
+                Err(_) if crate::presets::lookup(v).is_some() => {
+                    Some(FaultSpec::Error(crate::fault::Error {
+                        status: None,
+                        body: None,
+                        headers: Default::default(),
+                        preset: Some(v.to_string()),
+                        retry_after: None,
+                        grpc_status: None,
+                    }))
+                }
                 Err(_) => None,
             },
             ("delay", Some(v)) => parse_duration(v).ok().map(|d| {
@@ -501,27 +503,35 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                     duration: crate::dist::Dist::Fixed(d),
                 })
             }),
-            ("hang", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Hang {
-                duration: Some(crate::dist::Dist::Fixed(d)),
+            ("hang", Some(v)) => parse_duration(v).ok().map(|d| {
+                FaultSpec::Hang(crate::fault::Hang {
+                    duration: Some(crate::dist::Dist::Fixed(d)),
+                })
             }),
-            ("hang", None) => Some(FaultSpec::Hang { duration: None }),
-            ("reset", None) => Some(FaultSpec::Reset {
+            ("hang", None) => Some(FaultSpec::Hang(crate::fault::Hang { duration: None })),
+            ("reset", None) => Some(FaultSpec::Reset(crate::fault::Reset {
                 after_bytes: None,
                 scope: None,
                 code: None,
+            })),
+            ("truncate", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::Truncate(crate::fault::Truncate {
+                    after_tokens: n,
+                    ending: crate::profile::TruncateEnding::NoTerminator,
+                })
             }),
-            ("truncate", Some(v)) => v.parse().ok().map(|n| FaultSpec::Truncate {
-                after_tokens: n,
-                ending: crate::profile::TruncateEnding::NoTerminator,
+            ("stream_error", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::StreamError(crate::fault::StreamError {
+                    after_tokens: n,
+                    preset: None,
+                })
             }),
-            ("stream_error", Some(v)) => v.parse().ok().map(|n| FaultSpec::StreamError {
-                after_tokens: n,
-                preset: None,
-            }),
-            ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
-                after_bytes: Some(n),
-                scope: None,
-                code: None,
+            ("reset", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::Reset(crate::fault::Reset {
+                    after_bytes: Some(n),
+                    scope: None,
+                    code: None,
+                })
             }),
             // Vector faults (`stale_results` needs a rule's history, so it has no
             // header form: an ad-hoc rule lives for one request).
@@ -529,25 +539,30 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                 .parse::<f64>()
                 .ok()
                 .filter(|f| *f > 0.0 && *f <= 1.0)
-                .map(|fraction| FaultSpec::DropResults { fraction }),
-            ("limit_results", Some(v)) => v.parse().ok().map(|max| FaultSpec::LimitResults { max }),
-            ("shuffle_results", None) => Some(FaultSpec::ShuffleResults {}),
-            ("empty_results", None) => Some(FaultSpec::EmptyResults {}),
+                .map(|fraction| FaultSpec::DropResults(crate::fault::DropResults { fraction })),
+            ("limit_results", Some(v)) => v
+                .parse()
+                .ok()
+                .map(|max| FaultSpec::LimitResults(crate::fault::LimitResults { max })),
+            ("shuffle_results", None) => {
+                Some(FaultSpec::ShuffleResults(crate::fault::ShuffleResults {}))
+            }
+            ("empty_results", None) => Some(FaultSpec::EmptyResults(crate::fault::EmptyResults {})),
             ("score_noise", Some(v)) => v
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .map(|stddev| FaultSpec::ScoreNoise { stddev }),
+                .map(|stddev| FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev })),
             ("embedding_noise", Some(v)) => v
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .map(|stddev| FaultSpec::EmbeddingNoise { stddev }),
-            ("embedding_truncate", Some(v)) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|d| *d > 0)
-                .map(|dims| FaultSpec::EmbeddingTruncate { dims }),
+                .map(|stddev| FaultSpec::EmbeddingNoise(crate::fault::EmbeddingNoise { stddev })),
+            ("embedding_truncate", Some(v)) => {
+                v.parse::<u64>().ok().filter(|d| *d > 0).map(|dims| {
+                    FaultSpec::EmbeddingTruncate(crate::fault::EmbeddingTruncate { dims })
+                })
+            }
             _ => None,
         };
         match f {
@@ -795,12 +810,9 @@ impl CompiledProfile {
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
             .any(|r| {
                 r.cond.needs_body()
-                    || r.faults.iter().any(|f| {
-                        matches!(
-                            f,
-                            FaultSpec::RateLimit { .. } | FaultSpec::GpuSaturation { .. }
-                        )
-                    })
+                    || r.faults
+                        .iter()
+                        .any(|f| matches!(f, FaultSpec::RateLimit(_) | FaultSpec::GpuSaturation(_)))
             });
         let needs_headers = top
             .iter()
@@ -1153,10 +1165,10 @@ rules:
         let (ok, _) = parse_header_faults("error=503");
         assert!(matches!(
             ok[0],
-            FaultSpec::Error {
+            FaultSpec::Error(crate::fault::Error {
                 status: Some(503),
                 ..
-            }
+            })
         ));
     }
 

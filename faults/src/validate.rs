@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::dist::Dist;
 use crate::duration::format_duration;
-use crate::fault;
 use crate::profile::{
     ClientsMatch, FaultSpec, Match, Probability, Profile, Rule, Schedule, SchedulePer,
 };
@@ -139,7 +138,7 @@ const MAX_ACTIVE_HINT: &str =
 
 /// `stale_results.depth`'s range, spelled out (a test keeps it in step with
 /// [`crate::vector::MAX_STALE_DEPTH`]).
-const STALE_DEPTH_RANGE: &str = "between 1 and 16";
+pub(crate) const STALE_DEPTH_RANGE: &str = "between 1 and 16";
 
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
@@ -643,158 +642,9 @@ impl Cx<'_> {
         }
     }
 
+    /// Each fault checks its own fields ([`crate::fault::Fault::validate`]).
     fn fault(&mut self, f: &FaultSpec, base: &[PathSeg<'_>]) {
-        match f {
-            FaultSpec::Delay(crate::fault::Delay { duration }) => fault::delay::validate(self, base, duration),
-            FaultSpec::Hang { duration } => fault::hang::validate(self, base, duration.as_ref()),
-            FaultSpec::Reset { .. } => {}
-            FaultSpec::Error {
-                status,
-                body,
-                headers,
-                preset,
-                retry_after,
-                grpc_status,
-            } => fault::error::validate(
-                self,
-                base,
-                fault::error::Fields {
-                    status: *status,
-                    body: body.as_ref(),
-                    headers,
-                    preset: preset.as_deref(),
-                    retry_after: *retry_after,
-                    grpc_status: grpc_status.as_ref(),
-                },
-            ),
-            FaultSpec::Bandwidth { bytes_per_second } => {
-                fault::bandwidth::validate(self, base, *bytes_per_second)
-            }
-            FaultSpec::ConcurrencyLimit { max, preset, .. } => {
-                fault::concurrency_limit::validate(self, base, *max, preset.as_deref())
-            }
-            FaultSpec::RateLimit {
-                requests_per_minute,
-                tokens_per_minute,
-                by,
-                preset,
-            } => fault::rate_limit::validate(
-                self,
-                base,
-                *requests_per_minute,
-                *tokens_per_minute,
-                by.as_deref(),
-                preset.as_deref(),
-            ),
-            FaultSpec::GpuSaturation { .. } => fault::gpu_saturation::validate(self, f, base),
-            FaultSpec::ColdStart { idle, duration } => {
-                fault::cold_start::validate(self, base, *idle, duration)
-            }
-            FaultSpec::FirstTokenDelay { duration } | FaultSpec::TokenDelay { duration } => {
-                self.dist(duration, &join(base, &[K("duration")]))
-            }
-            FaultSpec::TokenRate { tokens_per_second } => {
-                if !(tokens_per_second.is_finite() && *tokens_per_second > 0.0) {
-                    self.err(
-                        &join(base, &[K("tokens_per_second")]),
-                        format!("`tokens_per_second` must be above zero, not {tokens_per_second}"),
-                        Some(
-                            "e.g. `tokens_per_second: 5`; to stop the stream, use `stall` instead"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-            FaultSpec::Stall {
-                duration, forever, ..
-            } => match (duration, forever) {
-                (Some(_), true) => self.err(
-                    &join(base, &[K("forever")]),
-                    "a `stall` takes `duration` or `forever: true`, not both",
-                    Some("drop `forever` to resume after the duration, or drop `duration`".to_string()),
-                ),
-                (None, false) => self.err(
-                    base,
-                    "a `stall` needs `duration` or `forever: true`",
-                    Some(
-                        "e.g. `duration: 10s` to resume afterwards, or `forever: true` (or `duration: forever`) to never resume"
-                            .to_string(),
-                    ),
-                ),
-                (Some(d), false) => self.dist(d, &join(base, &[K("duration")])),
-                (None, true) => {}
-            },
-            FaultSpec::Truncate { .. } => {}
-            FaultSpec::StreamError { preset, .. } => {
-                if let Some(p) = preset {
-                    self.preset(&join(base, &[K("preset")]), p);
-                }
-            }
-            FaultSpec::Corrupt { rate, .. } => {
-                self.share(&join(base, &[K("rate")]), "rate", *rate, "events damaged");
-            }
-            FaultSpec::Garble { fraction } => {
-                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "words replaced");
-            }
-            FaultSpec::EmptyCompletion {} => {}
-            FaultSpec::DropResults { fraction } => {
-                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "hits dropped");
-            }
-            FaultSpec::ShuffleResults {} | FaultSpec::LimitResults { .. } => {}
-            FaultSpec::EmptyResults {} => {}
-            FaultSpec::StaleResults { depth } => {
-                if let Some(d) = depth {
-                    if !(1..=crate::vector::MAX_STALE_DEPTH).contains(d) {
-                        self.err(
-                            &join(base, &[K("depth")]),
-                            format!("`depth` must be {STALE_DEPTH_RANGE}, not {d}"),
-                            Some(
-                                "it is how many queries back the stale answer comes from; 1 is the previous query"
-                                    .to_string(),
-                            ),
-                        );
-                    }
-                }
-            }
-            FaultSpec::ScoreNoise { stddev } | FaultSpec::EmbeddingNoise { stddev } => {
-                if !(stddev.is_finite() && *stddev > 0.0) {
-                    let hint = if matches!(f, FaultSpec::ScoreNoise { .. }) {
-                        "scores usually lie in 0..1; `stddev: 0.05` already reorders close hits"
-                    } else {
-                        "embedding components are usually small; e.g. `stddev: 0.02`"
-                    };
-                    self.err(
-                        &join(base, &[K("stddev")]),
-                        format!("`stddev` must be above zero, not {stddev}"),
-                        Some(hint.to_string()),
-                    );
-                }
-            }
-            FaultSpec::EmbeddingTruncate { dims } => {
-                if *dims == 0 {
-                    self.err(
-                        &join(base, &[K("dims")]),
-                        "`dims` must be at least 1",
-                        Some(
-                            "it is how many components each embedding keeps, e.g. `dims: 256`"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-            FaultSpec::FinishReason { value } => {
-                if value.trim().is_empty() {
-                    self.err(
-                        &join(base, &[K("value")]),
-                        "the finish reason is empty",
-                        Some(
-                            "e.g. `value: length` (OpenAI) or `value: max_tokens` (Anthropic)"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-        }
+        f.as_fault().validate(self, base);
     }
 
     /// A share in (0, 1]: zero would make the fault a no-op that still shows as decided.
@@ -843,11 +693,11 @@ mod tests {
         assert_eq!(alias, flag);
         assert_eq!(
             alias,
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 after_tokens: 3,
                 duration: None,
                 forever: true
-            }
+            })
         );
         // Saying it twice is not a contradiction.
         let both =
@@ -856,21 +706,21 @@ mod tests {
         // A length still resumes.
         assert_eq!(
             stall_of("{type: stall, after_tokens: 3, duration: 10s}").unwrap(),
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 after_tokens: 3,
                 duration: Some(crate::dist::Dist::Fixed(std::time::Duration::from_secs(10))),
                 forever: false
-            }
+            })
         );
         // Distributions go through unchanged.
         let d = stall_of("{type: stall, after_tokens: 1, duration: {uniform: [1s, 2s]}}").unwrap();
         assert!(matches!(
             d,
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 duration: Some(crate::dist::Dist::Uniform(..)),
                 forever: false,
                 ..
-            }
+            })
         ));
     }
 

@@ -1,7 +1,7 @@
 //! `delay`: wait before forwarding the request.
 //!
-//! The plainest request-side fault: sample the duration, hold on the release
-//! signal (so the kill switch frees it), then go on to the next fault.
+//! The plainest request-side fault: the proxy samples the duration, holds on the
+//! release signal (so the kill switch frees it), then goes on to the next fault.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use crate::dist::Dist;
 use crate::validate::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
-use super::Side;
+use super::{Fault, Side};
 
 /// Wait before forwarding the request.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -20,14 +20,22 @@ pub struct Delay {
     pub duration: Dist,
 }
 
-/// Runs before the upstream is called.
-pub const SIDE: Side = Side::Request;
+impl Fault for Delay {
+    fn name(&self) -> &'static str {
+        "delay"
+    }
 
-/// A distribution that can be sampled.
-pub(crate) fn validate(cx: &mut Cx<'_>, base: &[PathSeg<'_>], duration: &Dist) {
-    cx.dist(duration, &join(base, &[K("duration")]));
-}
+    /// Runs before the upstream is called.
+    fn side(&self) -> Side {
+        Side::Request
+    }
 
-pub(crate) fn explain(duration: &Dist) -> String {
-    format!("wait {duration} before forwarding")
+    /// A distribution that can be sampled.
+    fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]) {
+        cx.dist(&self.duration, &join(base, &[K("duration")]));
+    }
+
+    fn explain(&self) -> String {
+        format!("wait {} before forwarding", self.duration)
+    }
 }

@@ -6,39 +6,112 @@
 //! The replica is the fault's state, [`FaultState::GpuSaturation`], built once
 //! per rule from the presets and overrides.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::explain::{preset_words, trim_num};
-use crate::profile::FaultSpec;
+use crate::profile::{QueueCap, StepSpec};
 use crate::validate::{join, suggest, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
-use super::{FaultState, Side};
+use super::{Fault, FaultState, Side};
 
-/// Admission to the modelled batch happens before the upstream is called; the
-/// tokens it then releases are paced by the body.
-pub const SIDE: Side = Side::Request;
-
-/// The replica the rule's requests share. Validation has checked the
-/// parameters; a spec that still fails builds nothing, and the fault is
-/// recorded as skipped.
-pub(crate) fn state(spec: &FaultSpec) -> FaultState {
-    match crate::gpu::GpuConfig::from_spec(spec) {
-        Ok(cfg) => FaultState::GpuSaturation(crate::gpu::Replica::new(cfg)),
-        Err(_) => FaultState::Unbuilt,
-    }
+/// Simulated accelerator contention (DESIGN §5): every request the rule matches
+/// shares one modelled replica that runs continuous batching in steps, so time to
+/// first token and time per token grow with load as on a real GPU server. The
+/// `gpu` and `model` presets give every default; any other field overrides the
+/// preset's. See `docs/gpu-model.md`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSaturation {
+    /// Card preset: `h100-80gb` (default), `a100-40gb` or `2xh100-80gb`.
+    #[serde(default)]
+    pub gpu: Option<String>,
+    /// Model preset: `llama-3.1-8b` (default) or `llama-3.3-70b-fp8`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Sequences decoded at once (vLLM `max_num_seqs`); the rest wait in the queue.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub slots: Option<u32>,
+    /// How many may wait beyond the running batch: `unbounded` (default, as vLLM) or
+    /// a number; past it, requests get the `overflow` error at once.
+    #[serde(default)]
+    pub queue: Option<QueueCap>,
+    /// Error answered when the queue is full (default: the listener's api's
+    /// overload error, e.g. `vllm.queue_full`).
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Per-step token budget shared by decodes and prefill chunks (vLLM
+    /// `max_num_batched_tokens`).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_batched_tokens: Option<u64>,
+    /// KV cache size in tokens (prompt plus generated, over running sequences);
+    /// running out preempts the newest sequence, whose stream stalls while it is
+    /// prefilled again.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub kv_cache_tokens: Option<u64>,
+    /// Multiplies every step's time: 2 is a card running at half speed (thermal
+    /// throttling, a slower part).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub slowdown: Option<f64>,
+    /// Phantom sequences from another tenant: every step is as slow as with this
+    /// many more running, and they take as many slots.
+    #[serde(default)]
+    pub noisy_neighbor: Option<u32>,
+    /// Step time for n running sequences: an empirical fit or roofline parameters.
+    #[serde(default)]
+    pub step: Option<StepSpec>,
+    /// Prefill cost, added to a step for each prompt token it prefills.
+    #[serde(default)]
+    pub prefill_ms_per_token: Option<f64>,
 }
 
-/// An overflow answers the `overflow` preset, which may name the model.
-pub(crate) fn names_model(overflow: &Option<String>) -> bool {
-    super::preset_names_model(overflow)
+impl Fault for GpuSaturation {
+    fn name(&self) -> &'static str {
+        "gpu_saturation"
+    }
+
+    /// Admission to the modelled batch happens before the upstream is called; the
+    /// tokens it then releases are paced by the body.
+    fn side(&self) -> Side {
+        Side::Request
+    }
+
+    /// An overflow answers the `overflow` preset, which may name the model.
+    fn names_model(&self) -> bool {
+        super::preset_names_model(&self.overflow)
+    }
+
+    fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]) {
+        validate(cx, self, base);
+    }
+
+    fn explain(&self) -> String {
+        explain(self)
+    }
+
+    /// The replica the rule's requests share. Validation has checked the
+    /// parameters; a spec that still fails builds nothing, and the fault is
+    /// recorded as skipped.
+    fn state(&self) -> FaultState {
+        match crate::gpu::GpuConfig::from_fault(self) {
+            Ok(cfg) => FaultState::GpuSaturation(crate::gpu::Replica::new(cfg)),
+            Err(_) => FaultState::Unbuilt,
+        }
+    }
 }
 
 /// `gpu_saturation`: known presets, a pair that fits in memory, and numbers the
 /// replica can run with.
-pub(crate) fn validate(cx: &mut Cx<'_>, f: &FaultSpec, base: &[PathSeg<'_>]) {
-    let FaultSpec::GpuSaturation {
+fn validate(cx: &mut Cx<'_>, f: &GpuSaturation, base: &[PathSeg<'_>]) {
+    let GpuSaturation {
         gpu,
         model,
         slots,
@@ -49,10 +122,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, f: &FaultSpec, base: &[PathSeg<'_>]) {
         step,
         prefill_ms_per_token,
         ..
-    } = f
-    else {
-        return;
-    };
+    } = f;
     use crate::gpu::{gpu_spec, model_spec, GpuConfig, GPUS, MODELS};
     let gpu_names: Vec<&str> = GPUS.iter().map(|g| g.name).collect();
     let model_names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
@@ -266,8 +336,8 @@ pub(crate) fn validate(cx: &mut Cx<'_>, f: &FaultSpec, base: &[PathSeg<'_>]) {
 
 /// A `gpu_saturation` fault in words, with the numbers its presets resolve to, so a
 /// reviewer sees the batch size and step times the drill will really use.
-pub(crate) fn explain(f: &FaultSpec) -> String {
-    let cfg = match crate::gpu::GpuConfig::from_spec(f) {
+fn explain(f: &GpuSaturation) -> String {
+    let cfg = match crate::gpu::GpuConfig::from_fault(f) {
         Ok(c) => c,
         Err(e) => return format!("simulate GPU saturation (invalid: {e})"),
     };

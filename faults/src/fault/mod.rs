@@ -1,138 +1,116 @@
-//! The fault catalog's second half: what each fault *is* beyond its fields.
+//! The fault catalog: one module per fault, each with the fault's spec (its
+//! fields and their docs, which the loader, the JSON Schema and editors read), its
+//! checks, its plain-words explanation, the state it keeps across requests and
+//! which phase of an exchange it acts in, behind one trait, [`Fault`].
 //!
-//! [`FaultSpec`] is the file format (one variant per fault, its fields and their
-//! docs, which the loader, the JSON Schema and editors read). Everything else a
-//! fault needs — its checks, its plain-words explanation, the state it keeps across
-//! requests and which phase of an exchange it acts in — lives in one file per fault
-//! under this module, reached through the exhaustive matches below. None of them
-//! has a `_ =>` arm: a variant added to [`FaultSpec`] (and [`FaultKind`]) stops the
-//! build at every place that must say what the new fault does, instead of
-//! compiling into a fault that silently does nothing. `docs/architecture.md`
-//! ("Adding a fault") walks through the steps.
+//! [`FaultSpec`] is the `type`-tagged enum of files, one line per fault;
+//! [`FaultSpec::as_fault`] is the one exhaustive match that turns a variant into
+//! its [`Fault`]. Nothing here has a `_ =>` arm over fault kinds: a variant added
+//! to [`FaultSpec`] stops the build at every place that must say what the new
+//! fault does (here, and the proxy's request-side dispatch in
+//! `proxy/src/pipeline/inject.rs`), instead of compiling into a fault that
+//! silently does nothing. `docs/architecture.md` ("Adding a fault") walks
+//! through the steps.
 //!
-//! The proxy's behaviour for a fault (holding, answering, resetting) needs sockets
-//! and clocks, so it stays in `proxy/src/pipeline/inject.rs`, in one exhaustive
-//! match over [`FaultSpec`] whose arms read the [`FaultState`] compiled here.
+//! What a fault *does* to a live exchange needs sockets and clocks, so it stays
+//! outside this pure crate: request-side faults in the proxy's `inject.rs`,
+//! stream and content faults in [`crate::stream`], vector faults in
+//! [`crate::vector`]; each reads the [`FaultState`] built here.
 
 use std::sync::Arc;
 
 use crate::profile::FaultSpec;
+use crate::validate::Cx;
+use crate::yaml::PathSeg;
 
 pub mod bandwidth;
 pub mod cold_start;
 pub mod concurrency_limit;
+pub mod corrupt;
 pub mod delay;
+pub mod drop_results;
+pub mod embedding_noise;
+pub mod embedding_truncate;
+pub mod empty_completion;
+pub mod empty_results;
 pub mod error;
+pub mod finish_reason;
+pub mod first_token_delay;
+pub mod garble;
 pub mod gpu_saturation;
 pub mod hang;
+pub mod limit_results;
 pub mod rate_limit;
 pub mod reset;
+pub mod score_noise;
+pub mod shuffle_results;
+pub mod stale_results;
+pub mod stall;
+pub mod stream_error;
+pub mod token_delay;
+pub mod token_rate;
+pub mod truncate;
 
+pub use bandwidth::Bandwidth;
+pub use cold_start::ColdStart;
+pub use concurrency_limit::ConcurrencyLimit;
+pub use corrupt::Corrupt;
 pub use delay::Delay;
+pub use drop_results::DropResults;
+pub use embedding_noise::EmbeddingNoise;
+pub use embedding_truncate::EmbeddingTruncate;
+pub use empty_completion::EmptyCompletion;
+pub use empty_results::EmptyResults;
+pub use error::Error;
+pub use finish_reason::FinishReason;
+pub use first_token_delay::FirstTokenDelay;
+pub use garble::Garble;
+pub use gpu_saturation::GpuSaturation;
+pub use hang::Hang;
+pub use limit_results::LimitResults;
+pub use rate_limit::RateLimit;
+pub use reset::Reset;
+pub use score_noise::ScoreNoise;
+pub use shuffle_results::ShuffleResults;
+pub use stale_results::StaleResults;
+pub use stall::Stall;
+pub use stream_error::StreamError;
+pub use token_delay::TokenDelay;
+pub use token_rate::TokenRate;
+pub use truncate::Truncate;
 
-/// Every fault type, without its fields: the names records, metrics, headers and
-/// `explain` use for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FaultKind {
-    Delay,
-    Error,
-    Reset,
-    Hang,
-    Bandwidth,
-    GpuSaturation,
-    ColdStart,
-    ConcurrencyLimit,
-    RateLimit,
-    FirstTokenDelay,
-    TokenDelay,
-    TokenRate,
-    Stall,
-    Truncate,
-    StreamError,
-    Corrupt,
-    Garble,
-    EmptyCompletion,
-    FinishReason,
-    DropResults,
-    ShuffleResults,
-    LimitResults,
-    StaleResults,
-    ScoreNoise,
-    EmptyResults,
-    EmbeddingNoise,
-    EmbeddingTruncate,
-}
-
-impl FaultKind {
-    /// Every kind, in catalog order.
-    pub const ALL: [FaultKind; 27] = [
-        FaultKind::Delay,
-        FaultKind::Error,
-        FaultKind::Reset,
-        FaultKind::Hang,
-        FaultKind::Bandwidth,
-        FaultKind::GpuSaturation,
-        FaultKind::ColdStart,
-        FaultKind::ConcurrencyLimit,
-        FaultKind::RateLimit,
-        FaultKind::FirstTokenDelay,
-        FaultKind::TokenDelay,
-        FaultKind::TokenRate,
-        FaultKind::Stall,
-        FaultKind::Truncate,
-        FaultKind::StreamError,
-        FaultKind::Corrupt,
-        FaultKind::Garble,
-        FaultKind::EmptyCompletion,
-        FaultKind::FinishReason,
-        FaultKind::DropResults,
-        FaultKind::ShuffleResults,
-        FaultKind::LimitResults,
-        FaultKind::StaleResults,
-        FaultKind::ScoreNoise,
-        FaultKind::EmptyResults,
-        FaultKind::EmbeddingNoise,
-        FaultKind::EmbeddingTruncate,
-    ];
-
+/// What every fault says about itself: everything about a fault except what it
+/// does to a live exchange. Implemented once per fault, in the fault's own file.
+pub(crate) trait Fault {
     /// The `type` name as written in files; also the name in `x-brownout-fault`,
-    /// records and metrics labels, so it must never change for an existing fault.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::Delay => "delay",
-            FaultKind::Error => "error",
-            FaultKind::Reset => "reset",
-            FaultKind::Hang => "hang",
-            FaultKind::Bandwidth => "bandwidth",
-            FaultKind::GpuSaturation => "gpu_saturation",
-            FaultKind::ColdStart => "cold_start",
-            FaultKind::ConcurrencyLimit => "concurrency_limit",
-            FaultKind::RateLimit => "rate_limit",
-            FaultKind::FirstTokenDelay => "first_token_delay",
-            FaultKind::TokenDelay => "token_delay",
-            FaultKind::TokenRate => "token_rate",
-            FaultKind::Stall => "stall",
-            FaultKind::Truncate => "truncate",
-            FaultKind::StreamError => "stream_error",
-            FaultKind::Corrupt => "corrupt",
-            FaultKind::Garble => "garble",
-            FaultKind::EmptyCompletion => "empty_completion",
-            FaultKind::FinishReason => "finish_reason",
-            FaultKind::DropResults => "drop_results",
-            FaultKind::ShuffleResults => "shuffle_results",
-            FaultKind::LimitResults => "limit_results",
-            FaultKind::StaleResults => "stale_results",
-            FaultKind::ScoreNoise => "score_noise",
-            FaultKind::EmptyResults => "empty_results",
-            FaultKind::EmbeddingNoise => "embedding_noise",
-            FaultKind::EmbeddingTruncate => "embedding_truncate",
-        }
-    }
-}
+    /// records and metrics labels, so it never changes for an existing fault.
+    fn name(&self) -> &'static str;
 
-impl std::fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    /// Where in the exchange this fault acts.
+    fn side(&self) -> Side;
+
+    /// Whether this fault, once it acts, ends the exchange before the upstream
+    /// answers (`explain` warns that faults listed after it never apply).
+    fn is_terminal(&self) -> bool {
+        false
+    }
+
+    /// Whether an error this fault may answer names the request's model, so the
+    /// proxy reads the request body for it even when no rule matches on the body.
+    fn names_model(&self) -> bool {
+        false
+    }
+
+    /// What serde cannot check: ranges, known presets, fields that need each
+    /// other. Problems go to `cx`, positioned under `base`.
+    fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]);
+
+    /// What the fault does, in words for `brownout explain`.
+    fn explain(&self) -> String;
+
+    /// The state the fault keeps across requests, built once per rule.
+    fn state(&self) -> FaultState {
+        FaultState::Stateless
     }
 }
 
@@ -220,152 +198,59 @@ pub enum FaultState {
 impl FaultState {
     /// The state `spec` needs, built from its fields.
     pub fn build(spec: &FaultSpec) -> FaultState {
-        match spec {
-            FaultSpec::ConcurrencyLimit {
-                max,
-                queue,
-                queue_timeout,
-                ..
-            } => concurrency_limit::state(*max, *queue, *queue_timeout),
-            FaultSpec::RateLimit {
-                requests_per_minute,
-                tokens_per_minute,
-                ..
-            } => rate_limit::state(*requests_per_minute, *tokens_per_minute),
-            FaultSpec::GpuSaturation { .. } => gpu_saturation::state(spec),
-            FaultSpec::ColdStart { idle, duration } => cold_start::state(*idle, duration),
-            FaultSpec::Delay(_)
-            | FaultSpec::Error { .. }
-            | FaultSpec::Reset { .. }
-            | FaultSpec::Hang { .. }
-            | FaultSpec::Bandwidth { .. }
-            | FaultSpec::FirstTokenDelay { .. }
-            | FaultSpec::TokenDelay { .. }
-            | FaultSpec::TokenRate { .. }
-            | FaultSpec::Stall { .. }
-            | FaultSpec::Truncate { .. }
-            | FaultSpec::StreamError { .. }
-            | FaultSpec::Corrupt { .. }
-            | FaultSpec::Garble { .. }
-            | FaultSpec::EmptyCompletion {}
-            | FaultSpec::FinishReason { .. }
-            | FaultSpec::DropResults { .. }
-            | FaultSpec::ShuffleResults {}
-            | FaultSpec::LimitResults { .. }
-            | FaultSpec::StaleResults { .. }
-            | FaultSpec::ScoreNoise { .. }
-            | FaultSpec::EmptyResults {}
-            | FaultSpec::EmbeddingNoise { .. }
-            | FaultSpec::EmbeddingTruncate { .. } => FaultState::Stateless,
-        }
+        spec.as_fault().state()
     }
 }
 
 impl FaultSpec {
-    /// Which fault this is.
-    pub fn fault_kind(&self) -> FaultKind {
+    /// The fault's own description of itself. The one match over every fault in
+    /// this crate: a new variant does not compile until it is added here.
+    pub(crate) fn as_fault(&self) -> &dyn Fault {
         match self {
-            FaultSpec::Delay(_) => FaultKind::Delay,
-            FaultSpec::Error { .. } => FaultKind::Error,
-            FaultSpec::Reset { .. } => FaultKind::Reset,
-            FaultSpec::Hang { .. } => FaultKind::Hang,
-            FaultSpec::Bandwidth { .. } => FaultKind::Bandwidth,
-            FaultSpec::GpuSaturation { .. } => FaultKind::GpuSaturation,
-            FaultSpec::ColdStart { .. } => FaultKind::ColdStart,
-            FaultSpec::ConcurrencyLimit { .. } => FaultKind::ConcurrencyLimit,
-            FaultSpec::RateLimit { .. } => FaultKind::RateLimit,
-            FaultSpec::FirstTokenDelay { .. } => FaultKind::FirstTokenDelay,
-            FaultSpec::TokenDelay { .. } => FaultKind::TokenDelay,
-            FaultSpec::TokenRate { .. } => FaultKind::TokenRate,
-            FaultSpec::Stall { .. } => FaultKind::Stall,
-            FaultSpec::Truncate { .. } => FaultKind::Truncate,
-            FaultSpec::StreamError { .. } => FaultKind::StreamError,
-            FaultSpec::Corrupt { .. } => FaultKind::Corrupt,
-            FaultSpec::Garble { .. } => FaultKind::Garble,
-            FaultSpec::EmptyCompletion {} => FaultKind::EmptyCompletion,
-            FaultSpec::FinishReason { .. } => FaultKind::FinishReason,
-            FaultSpec::DropResults { .. } => FaultKind::DropResults,
-            FaultSpec::ShuffleResults {} => FaultKind::ShuffleResults,
-            FaultSpec::LimitResults { .. } => FaultKind::LimitResults,
-            FaultSpec::StaleResults { .. } => FaultKind::StaleResults,
-            FaultSpec::ScoreNoise { .. } => FaultKind::ScoreNoise,
-            FaultSpec::EmptyResults {} => FaultKind::EmptyResults,
-            FaultSpec::EmbeddingNoise { .. } => FaultKind::EmbeddingNoise,
-            FaultSpec::EmbeddingTruncate { .. } => FaultKind::EmbeddingTruncate,
+            FaultSpec::Delay(f) => f,
+            FaultSpec::Error(f) => f,
+            FaultSpec::Reset(f) => f,
+            FaultSpec::Hang(f) => f,
+            FaultSpec::Bandwidth(f) => f,
+            FaultSpec::GpuSaturation(f) => f,
+            FaultSpec::ColdStart(f) => f,
+            FaultSpec::ConcurrencyLimit(f) => f,
+            FaultSpec::RateLimit(f) => f,
+            FaultSpec::FirstTokenDelay(f) => f,
+            FaultSpec::TokenDelay(f) => f,
+            FaultSpec::TokenRate(f) => f,
+            FaultSpec::Stall(f) => f,
+            FaultSpec::Truncate(f) => f,
+            FaultSpec::StreamError(f) => f,
+            FaultSpec::Corrupt(f) => f,
+            FaultSpec::Garble(f) => f,
+            FaultSpec::EmptyCompletion(f) => f,
+            FaultSpec::FinishReason(f) => f,
+            FaultSpec::DropResults(f) => f,
+            FaultSpec::ShuffleResults(f) => f,
+            FaultSpec::LimitResults(f) => f,
+            FaultSpec::StaleResults(f) => f,
+            FaultSpec::ScoreNoise(f) => f,
+            FaultSpec::EmptyResults(f) => f,
+            FaultSpec::EmbeddingNoise(f) => f,
+            FaultSpec::EmbeddingTruncate(f) => f,
         }
     }
 
     /// The `type` name as written in files, used in headers, records and metrics.
     pub fn kind(&self) -> &'static str {
-        self.fault_kind().as_str()
+        self.as_fault().name()
     }
 
     /// Where in the exchange this fault acts.
     pub fn side(&self) -> Side {
-        match self {
-            FaultSpec::Delay(_) => delay::SIDE,
-            FaultSpec::Error { .. } => error::SIDE,
-            FaultSpec::Reset { after_bytes, .. } => reset::side(*after_bytes),
-            FaultSpec::Hang { .. } => hang::SIDE,
-            FaultSpec::Bandwidth { .. } => bandwidth::SIDE,
-            FaultSpec::GpuSaturation { .. } => gpu_saturation::SIDE,
-            FaultSpec::ColdStart { .. } => cold_start::SIDE,
-            FaultSpec::ConcurrencyLimit { .. } => concurrency_limit::SIDE,
-            FaultSpec::RateLimit { .. } => rate_limit::SIDE,
-            FaultSpec::FirstTokenDelay { .. }
-            | FaultSpec::TokenDelay { .. }
-            | FaultSpec::TokenRate { .. }
-            | FaultSpec::Stall { .. }
-            | FaultSpec::Truncate { .. }
-            | FaultSpec::StreamError { .. }
-            | FaultSpec::Corrupt { .. } => Side::Stream,
-            FaultSpec::Garble { .. }
-            | FaultSpec::EmptyCompletion {}
-            | FaultSpec::FinishReason { .. } => Side::Content,
-            FaultSpec::DropResults { .. }
-            | FaultSpec::ShuffleResults {}
-            | FaultSpec::LimitResults { .. }
-            | FaultSpec::StaleResults { .. }
-            | FaultSpec::ScoreNoise { .. }
-            | FaultSpec::EmptyResults {} => Side::Results,
-            FaultSpec::EmbeddingNoise { .. } | FaultSpec::EmbeddingTruncate { .. } => {
-                Side::Embeddings
-            }
-        }
+        self.as_fault().side()
     }
 
     /// Whether this fault, once it acts, ends the exchange before the upstream
     /// answers (`explain` warns that faults listed after it never apply).
     pub fn is_terminal(&self) -> bool {
-        match self {
-            FaultSpec::Error { .. } => error::TERMINAL,
-            FaultSpec::Reset { after_bytes, .. } => reset::terminal(*after_bytes),
-            FaultSpec::Hang { .. } => hang::TERMINAL,
-            FaultSpec::Delay(_)
-            | FaultSpec::Bandwidth { .. }
-            | FaultSpec::GpuSaturation { .. }
-            | FaultSpec::ColdStart { .. }
-            | FaultSpec::ConcurrencyLimit { .. }
-            | FaultSpec::RateLimit { .. }
-            | FaultSpec::FirstTokenDelay { .. }
-            | FaultSpec::TokenDelay { .. }
-            | FaultSpec::TokenRate { .. }
-            | FaultSpec::Stall { .. }
-            | FaultSpec::Truncate { .. }
-            | FaultSpec::StreamError { .. }
-            | FaultSpec::Corrupt { .. }
-            | FaultSpec::Garble { .. }
-            | FaultSpec::EmptyCompletion {}
-            | FaultSpec::FinishReason { .. }
-            | FaultSpec::DropResults { .. }
-            | FaultSpec::ShuffleResults {}
-            | FaultSpec::LimitResults { .. }
-            | FaultSpec::StaleResults { .. }
-            | FaultSpec::ScoreNoise { .. }
-            | FaultSpec::EmptyResults {}
-            | FaultSpec::EmbeddingNoise { .. }
-            | FaultSpec::EmbeddingTruncate { .. } => false,
-        }
+        self.as_fault().is_terminal()
     }
 
     /// Whether an error this fault may answer names the request's model: an
@@ -375,35 +260,12 @@ impl FaultSpec {
     /// message names it. The proxy then reads the request body for the model (up
     /// to `inspect_limit`) even when no rule matches on the body.
     pub fn names_model(&self) -> bool {
-        match self {
-            FaultSpec::Error { preset, body, .. } => error::names_model(preset, body),
-            FaultSpec::ConcurrencyLimit { preset, .. } => concurrency_limit::names_model(preset),
-            FaultSpec::StreamError { preset, .. } => preset_names_model(preset),
-            FaultSpec::GpuSaturation { overflow, .. } => gpu_saturation::names_model(overflow),
-            FaultSpec::RateLimit { .. } => rate_limit::NAMES_MODEL,
-            FaultSpec::Delay(_)
-            | FaultSpec::Reset { .. }
-            | FaultSpec::Hang { .. }
-            | FaultSpec::Bandwidth { .. }
-            | FaultSpec::ColdStart { .. }
-            | FaultSpec::FirstTokenDelay { .. }
-            | FaultSpec::TokenDelay { .. }
-            | FaultSpec::TokenRate { .. }
-            | FaultSpec::Stall { .. }
-            | FaultSpec::Truncate { .. }
-            | FaultSpec::Corrupt { .. }
-            | FaultSpec::Garble { .. }
-            | FaultSpec::EmptyCompletion {}
-            | FaultSpec::FinishReason { .. }
-            | FaultSpec::DropResults { .. }
-            | FaultSpec::ShuffleResults {}
-            | FaultSpec::LimitResults { .. }
-            | FaultSpec::StaleResults { .. }
-            | FaultSpec::ScoreNoise { .. }
-            | FaultSpec::EmptyResults {}
-            | FaultSpec::EmbeddingNoise { .. }
-            | FaultSpec::EmbeddingTruncate { .. } => false,
-        }
+        self.as_fault().names_model()
+    }
+
+    /// The fault in words, for `brownout explain`.
+    pub fn explain(&self) -> String {
+        self.as_fault().explain()
     }
 
     /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
@@ -452,27 +314,45 @@ pub(crate) fn preset_names_model(preset: &Option<String>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::profile::FaultSpec;
 
     #[test]
-    fn kind_names_are_unique_and_snake_case() {
+    fn the_schema_names_every_fault_by_its_kind() {
+        let schema = crate::schema::profile_schema();
+        let kinds: Vec<&str> = schema["definitions"]["FaultSpec"]["oneOf"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|f| f["properties"]["type"]["const"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(kinds.len(), 27, "{kinds:?}");
         let mut seen = std::collections::HashSet::new();
-        for k in FaultKind::ALL {
-            let name = k.as_str();
-            assert!(seen.insert(name), "{name} twice");
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        for k in &kinds {
+            assert!(seen.insert(*k), "{k} twice");
         }
     }
 
+    /// A fault named alone takes its defaults, as it did when faults were struct
+    /// variants; one with a required field says which.
     #[test]
-    fn the_schema_names_every_kind() {
-        let schema = crate::schema::profile_schema_json();
-        for k in FaultKind::ALL {
-            assert!(
-                schema.contains(&format!("\"{}\"", k.as_str())),
-                "{} missing from the schema",
-                k.as_str()
-            );
-        }
+    fn a_fault_named_alone_takes_its_defaults() {
+        let src =
+            "version: 1\nname: t\nrules:\n  - faults:\n      - reset\n      - shuffle_results\n";
+        let p = crate::validate::load_profile(src, "t.yaml").expect("loads");
+        let kinds: Vec<&str> = p.rules[0].faults.iter().map(FaultSpec::kind).collect();
+        assert_eq!(kinds, ["reset", "shuffle_results"]);
+        assert!(matches!(
+            &p.rules[0].faults[0],
+            FaultSpec::Reset(super::Reset {
+                after_bytes: None,
+                scope: None,
+                code: None
+            })
+        ));
+        let src = "version: 1\nname: t\nrules:\n  - faults:\n      - delay\n";
+        let e = crate::validate::load_profile(src, "t.yaml").expect_err("needs a duration");
+        assert!(e.iter().any(|d| d.message.contains("duration")), "{e:?}");
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brownout_faults::fault::{FaultState, SkipReason};
+use brownout_faults::fault::{self, FaultState, SkipReason};
 use brownout_faults::gpu::Admit;
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
@@ -381,19 +381,19 @@ pub async fn request_side(
             // One arm per fault, no wildcard: a fault added to the catalog does not
             // compile until it says here what it does.
             match fault {
-                FaultSpec::Delay(brownout_faults::fault::Delay { duration }) => {
+                FaultSpec::Delay(fault::Delay { duration }) => {
                     let wait = duration.sample(&mut d.rng);
                     ex.applied(&rule.name, kind);
                     let _ = shared.release.hold(Some(wait)).await;
                 }
-                FaultSpec::Error {
+                FaultSpec::Error(fault::Error {
                     status,
                     body,
                     headers,
                     preset,
                     retry_after,
                     grpc_status,
-                } => {
+                }) => {
                     if let Some(g) = &req.grpc {
                         let as_http = status.is_some() && preset.is_none() && grpc_status.is_none();
                         if !as_http {
@@ -447,26 +447,26 @@ pub async fn request_side(
                         body,
                     };
                 }
-                FaultSpec::Reset {
+                FaultSpec::Reset(fault::Reset {
                     after_bytes: None,
                     scope,
                     code,
-                } => {
+                }) => {
                     ex.applied(&rule.name, kind);
                     return Step::Reset(ResetHow {
                         scope: *scope,
                         code: *code,
                     });
                 }
-                FaultSpec::Reset {
+                FaultSpec::Reset(fault::Reset {
                     after_bytes: Some(n),
                     ..
-                } => {
+                }) => {
                     body_faults.reset_after =
                         Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
                     body_faults.reset_rule = Some(rule.name.clone());
                 }
-                FaultSpec::Hang { duration } => {
+                FaultSpec::Hang(fault::Hang { duration }) => {
                     let mut wait = duration.as_ref().map(|dist| dist.sample(&mut d.rng));
                     ex.applied(&rule.name, kind);
                     if let Some(g) = &req.grpc {
@@ -505,12 +505,12 @@ pub async fn request_side(
                         };
                     }
                 }
-                FaultSpec::Bandwidth { bytes_per_second } => {
+                FaultSpec::Bandwidth(fault::Bandwidth { bytes_per_second }) => {
                     ex.applied(&rule.name, kind);
                     let bps = (*bytes_per_second).max(1);
                     body_faults.bandwidth = Some(body_faults.bandwidth.map_or(bps, |b| b.min(bps)));
                 }
-                FaultSpec::ConcurrencyLimit { preset, .. } => {
+                FaultSpec::ConcurrencyLimit(fault::ConcurrencyLimit { preset, .. }) => {
                     let FaultState::ConcurrencyLimit(limiter) = state else {
                         ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
@@ -547,7 +547,7 @@ pub async fn request_side(
                         }
                     }
                 }
-                FaultSpec::RateLimit { by, preset, .. } => {
+                FaultSpec::RateLimit(fault::RateLimit { by, preset, .. }) => {
                     let FaultState::RateLimit(limiter) = state else {
                         ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
@@ -578,7 +578,7 @@ pub async fn request_side(
                         };
                     }
                 }
-                FaultSpec::GpuSaturation { .. } => {
+                FaultSpec::GpuSaturation(_) => {
                     let FaultState::GpuSaturation(replica) = state else {
                         ex.skipped(&rule.name, kind, SkipReason::NoReplica.as_str());
                         continue;
@@ -607,7 +607,7 @@ pub async fn request_side(
                         }
                     }
                 }
-                FaultSpec::ColdStart { .. } => {
+                FaultSpec::ColdStart(_) => {
                     let FaultState::ColdStart(cold) = state else {
                         ex.skipped(&rule.name, kind, SkipReason::NoState.as_str());
                         continue;
@@ -618,24 +618,24 @@ pub async fn request_side(
                 }
                 // Stream, content and vector faults act on the response: plan them
                 // for the body.
-                FaultSpec::FirstTokenDelay { .. }
-                | FaultSpec::TokenDelay { .. }
-                | FaultSpec::TokenRate { .. }
-                | FaultSpec::Stall { .. }
-                | FaultSpec::Truncate { .. }
-                | FaultSpec::StreamError { .. }
-                | FaultSpec::Corrupt { .. }
-                | FaultSpec::Garble { .. }
-                | FaultSpec::EmptyCompletion {}
-                | FaultSpec::FinishReason { .. }
-                | FaultSpec::DropResults { .. }
-                | FaultSpec::ShuffleResults {}
-                | FaultSpec::LimitResults { .. }
-                | FaultSpec::StaleResults { .. }
-                | FaultSpec::ScoreNoise { .. }
-                | FaultSpec::EmptyResults {}
-                | FaultSpec::EmbeddingNoise { .. }
-                | FaultSpec::EmbeddingTruncate { .. } => {
+                FaultSpec::FirstTokenDelay(_)
+                | FaultSpec::TokenDelay(_)
+                | FaultSpec::TokenRate(_)
+                | FaultSpec::Stall(_)
+                | FaultSpec::Truncate(_)
+                | FaultSpec::StreamError(_)
+                | FaultSpec::Corrupt(_)
+                | FaultSpec::Garble(_)
+                | FaultSpec::EmptyCompletion(_)
+                | FaultSpec::FinishReason(_)
+                | FaultSpec::DropResults(_)
+                | FaultSpec::ShuffleResults(_)
+                | FaultSpec::LimitResults(_)
+                | FaultSpec::StaleResults(_)
+                | FaultSpec::ScoreNoise(_)
+                | FaultSpec::EmptyResults(_)
+                | FaultSpec::EmbeddingNoise(_)
+                | FaultSpec::EmbeddingTruncate(_) => {
                     if body_faults.plan.push(di, fault) && body_faults.plan_rng.is_none() {
                         body_faults.plan_rng = Some(Box::new(d.rng.clone()));
                     }
