@@ -102,34 +102,11 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 }
 
 pub fn api_str(a: ApiKind) -> &'static str {
-    match a {
-        ApiKind::Openai => "openai",
-        ApiKind::Anthropic => "anthropic",
-        ApiKind::Vllm => "vllm",
-        ApiKind::Tgi => "tgi",
-        ApiKind::Ollama => "ollama",
-        ApiKind::Triton => "triton",
-        ApiKind::Qdrant => "qdrant",
-        ApiKind::Chroma => "chroma",
-        ApiKind::Milvus => "milvus",
-        ApiKind::Weaviate => "weaviate",
-        ApiKind::Pinecone => "pinecone",
-        ApiKind::Generic => "generic",
-    }
+    a.as_str()
 }
 
 pub fn endpoint_str(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::Chat => "chat",
-        Endpoint::Completion => "completion",
-        Endpoint::Responses => "responses",
-        Endpoint::Messages => "messages",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Search => "search",
-        Endpoint::Query => "query",
-        Endpoint::Upsert => "upsert",
-        Endpoint::Other => "other",
-    }
+    e.as_str()
 }
 
 /// Read up to `limit` bytes of a body for matching. Returns what was read and, if
