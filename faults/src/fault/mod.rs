@@ -1,11 +1,11 @@
 //! The fault catalog: one module per fault, each with the fault's spec (its
 //! fields and their docs, which the loader, the JSON Schema and editors read), its
 //! checks, its plain-words explanation, the state it keeps across requests and
-//! which phase of an exchange it acts in, behind one trait, [`Fault`].
+//! which phase of an exchange it acts in, behind one trait, `Fault`.
 //!
 //! [`FaultSpec`] is the `type`-tagged enum of files, one line per fault;
-//! [`FaultSpec::as_fault`] is the one exhaustive match that turns a variant into
-//! its [`Fault`]. Nothing here has a `_ =>` arm over fault kinds: a variant added
+//! `FaultSpec::as_fault` is the one exhaustive match that turns a variant into
+//! its `Fault`. Nothing here has a `_ =>` arm over fault kinds: a variant added
 //! to [`FaultSpec`] stops the build at every place that must say what the new
 //! fault does (here, and the proxy's request-side dispatch in
 //! `proxy/src/pipeline/inject.rs`), instead of compiling into a fault that
@@ -135,8 +135,12 @@ pub enum Side {
 }
 
 /// Why a fault of a rule that fired did not act, as records write it
-/// (`faults_skipped[].reason`). The strings are a contract with every reader of
-/// records (reports, the drill, dashboards): never change one.
+/// (`faults_skipped[].reason`), for the reasons decided before the response: the
+/// kill switch, `max_active`, request-side faults that could not act, body faults
+/// that never fired or met a tunnel. Reasons found in a response body have their
+/// own types beside the code that finds them ([`crate::vector::Skip`],
+/// [`crate::stream::content::Skip`]). The strings are a contract with every reader
+/// of records (reports, the drill, dashboards): never change one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     /// The kill switch had turned faults off.

@@ -92,7 +92,7 @@ enum StallDuration {
     For(Dist),
 }
 
-/// A `stall` is read through [`StallFields`], turning `duration: forever` into
+/// A `stall` is read through `StallFields`, turning `duration: forever` into
 /// `forever: true`, so nothing downstream sees two spellings of one fault.
 impl<'de> Deserialize<'de> for Stall {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
