@@ -46,7 +46,79 @@ pub enum Endpoint {
     Other,
 }
 
+impl ApiKind {
+    /// Every API family, in declaration order.
+    pub const ALL: [ApiKind; 12] = [
+        ApiKind::Openai,
+        ApiKind::Anthropic,
+        ApiKind::Vllm,
+        ApiKind::Tgi,
+        ApiKind::Ollama,
+        ApiKind::Triton,
+        ApiKind::Qdrant,
+        ApiKind::Chroma,
+        ApiKind::Milvus,
+        ApiKind::Weaviate,
+        ApiKind::Pinecone,
+        ApiKind::Generic,
+    ];
+
+    /// The name as written in configs, and as records (`api`) and metrics labels
+    /// carry it: part of the record format, so it never changes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::Openai => "openai",
+            ApiKind::Anthropic => "anthropic",
+            ApiKind::Vllm => "vllm",
+            ApiKind::Tgi => "tgi",
+            ApiKind::Ollama => "ollama",
+            ApiKind::Triton => "triton",
+            ApiKind::Qdrant => "qdrant",
+            ApiKind::Chroma => "chroma",
+            ApiKind::Milvus => "milvus",
+            ApiKind::Weaviate => "weaviate",
+            ApiKind::Pinecone => "pinecone",
+            ApiKind::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for ApiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Endpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Chat,
+        Endpoint::Completion,
+        Endpoint::Responses,
+        Endpoint::Messages,
+        Endpoint::Embeddings,
+        Endpoint::Search,
+        Endpoint::Query,
+        Endpoint::Upsert,
+        Endpoint::Other,
+    ];
+
+    /// The name as written in `match.endpoint`, and as records (`endpoint`) and
+    /// metrics labels carry it: part of the record format, so it never changes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completion => "completion",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "messages",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Search => "search",
+            Endpoint::Query => "query",
+            Endpoint::Upsert => "upsert",
+            Endpoint::Other => "other",
+        }
+    }
+
     /// Endpoints whose answers are model output (text, tokens, vectors): the ones
     /// whose bodies carry a model, a prompt and token usage.
     pub fn is_generative(self) -> bool {
@@ -1018,6 +1090,25 @@ mod grpc_tests {
                 c("/inference.GRPCInferenceService/ServerLive"),
                 Endpoint::Other
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::{ApiKind, Endpoint};
+
+    /// The names records and metrics carry are the names configs and profiles are
+    /// read with, for every variant.
+    #[test]
+    fn as_str_is_the_serde_name() {
+        for a in ApiKind::ALL {
+            let read: ApiKind = serde_json::from_value(a.as_str().into()).unwrap();
+            assert_eq!(read, a);
+        }
+        for e in Endpoint::ALL {
+            let read: Endpoint = serde_json::from_value(e.as_str().into()).unwrap();
+            assert_eq!(read, e);
         }
     }
 }

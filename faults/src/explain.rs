@@ -9,10 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::duration::format_duration;
-use crate::profile::{
-    CorruptMode, ErrorBody, FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule,
-    SchedulePer, TruncateEnding,
-};
+use crate::profile::{FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule, SchedulePer};
 
 /// Describe what the profile will do, phase by phase.
 pub fn explain(profile: &Profile) -> String {
@@ -154,12 +151,12 @@ fn clock(d: Duration) -> String {
     }
 }
 
-fn percent(p: f64) -> String {
+pub(crate) fn percent(p: f64) -> String {
     let v = format!("{:.2}", p * 100.0);
     format!("{}%", v.trim_end_matches('0').trim_end_matches('.'))
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const K: u64 = 1024;
     if n >= K * K && n.trailing_zeros() >= 20 {
         format!("{} MiB", n / (K * K))
@@ -264,17 +261,7 @@ fn rule_tail(mut s: String, rule: &Rule) -> String {
     s.push_str(": ");
     let faults: Vec<String> = rule.faults.iter().map(fault_words).collect();
     s.push_str(&faults.join(", then "));
-    let terminal = rule.faults.iter().position(|f| {
-        matches!(
-            f,
-            FaultSpec::Error { .. }
-                | FaultSpec::Reset {
-                    after_bytes: None,
-                    ..
-                }
-                | FaultSpec::Hang { .. }
-        )
-    });
+    let terminal = rule.faults.iter().position(FaultSpec::is_terminal);
     if let Some(t) = terminal {
         if t + 1 < rule.faults.len() {
             let _ = write!(
@@ -352,7 +339,7 @@ fn match_words(m: &Match) -> String {
     words
 }
 
-fn trim_num(v: f64) -> String {
+pub(crate) fn trim_num(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -374,7 +361,7 @@ fn enum_name<T: std::fmt::Debug>(v: &T) -> String {
     out
 }
 
-fn preset_words(name: &str) -> String {
+pub(crate) fn preset_words(name: &str) -> String {
     match crate::presets::lookup(name) {
         Some(p) => format!("preset {name} ({})", p.status),
         None => format!("preset {name}"),
@@ -382,7 +369,7 @@ fn preset_words(name: &str) -> String {
 }
 
 /// What an HTTP/2 client sees of a `reset`.
-fn reset_h2_words(
+pub(crate) fn reset_h2_words(
     scope: Option<crate::profile::ResetScope>,
     code: Option<crate::profile::ResetCode>,
 ) -> String {
@@ -406,295 +393,13 @@ fn reset_h2_words(
     }
 }
 
+/// Each fault says itself in words ([`crate::fault::Fault::explain`]).
 fn fault_words(f: &FaultSpec) -> String {
-    match f {
-        FaultSpec::Delay { duration } => format!("wait {duration} before forwarding"),
-        FaultSpec::Error {
-            status,
-            body,
-            headers,
-            preset,
-            retry_after,
-            grpc_status,
-        } => {
-            let mut s = match (preset, status) {
-                (Some(p), None) => format!("answer with {}", preset_words(p)),
-                (Some(p), Some(st)) => format!("answer with {} but status {st}", preset_words(p)),
-                (None, Some(st)) => format!("answer {st}"),
-                (None, None) => "answer with an error".to_string(),
-            };
-            match body {
-                Some(ErrorBody::Text(_)) => s.push_str(" with a custom text body"),
-                Some(ErrorBody::Json(_)) => s.push_str(" with a custom JSON body"),
-                None => {}
-            }
-            if !headers.is_empty() {
-                let names: Vec<&str> = headers.keys().map(String::as_str).collect();
-                let _ = write!(s, " plus header(s) {}", names.join(", "));
-            }
-            if let Some(r) = retry_after {
-                let _ = write!(s, " and retry-after {}", format_duration(r.0));
-            }
-            if let Some(g) = grpc_status.as_ref().and_then(|g| g.code()) {
-                let _ = write!(
-                    s,
-                    " (a gRPC call gets grpc-status {g} {}, trailers-only)",
-                    crate::grpc::status::Code::from_u32(g).map_or("UNKNOWN", |c| c.name())
-                );
-            }
-            s.push_str(" without calling the upstream");
-            s
-        }
-        FaultSpec::Reset {
-            after_bytes,
-            scope,
-            code,
-        } => {
-            let mut s = match after_bytes {
-                None => "reset the connection before any response".to_string(),
-                Some(n) => format!(
-                    "reset the connection after {} of the response body",
-                    bytes(*n)
-                ),
-            };
-            s.push_str(&reset_h2_words(*scope, *code));
-            s
-        }
-        FaultSpec::Hang { duration: Some(d) } => {
-            format!("hold the request for {d}, then answer 504 (DEADLINE_EXCEEDED to a gRPC call, at its grpc-timeout if sooner)")
-        }
-        FaultSpec::Hang { duration: None } => {
-            "hold the request until the client gives up or faults are turned off".to_string()
-        }
-        FaultSpec::Bandwidth { bytes_per_second } => {
-            format!(
-                "throttle the response body to {}/s",
-                bytes(*bytes_per_second)
-            )
-        }
-        FaultSpec::ConcurrencyLimit {
-            max,
-            queue,
-            queue_timeout,
-            preset,
-        } => {
-            let mut s = format!("let at most {max} run at once");
-            match queue {
-                Some(q) if *q > 0 => {
-                    let _ = write!(s, ", queue up to {q} more");
-                    if let Some(t) = queue_timeout {
-                        let _ = write!(s, " for at most {} each", format_duration(t.0));
-                    }
-                    s.push_str(" and reject the rest");
-                }
-                _ => s.push_str(" and reject the rest at once"),
-            }
-            match preset {
-                Some(p) => {
-                    let _ = write!(s, " with {}", preset_words(p));
-                }
-                None => s.push_str(" with the API's overload error"),
-            }
-            s
-        }
-        FaultSpec::RateLimit {
-            requests_per_minute,
-            tokens_per_minute,
-            by,
-            preset,
-        } => {
-            let limits: Vec<String> = [
-                requests_per_minute.map(|n| format!("{n} requests")),
-                tokens_per_minute.map(|n| format!("{n} tokens")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let mut s = format!("allow at most {} per minute", limits.join(" and "));
-            match by.as_deref() {
-                Some("client_ip") => s.push_str(" per client IP"),
-                Some(b) if b.starts_with("header:") => {
-                    let _ = write!(s, " per value of the {} header", &b["header:".len()..]);
-                }
-                _ => s.push_str(" across all matching requests"),
-            }
-            match preset {
-                Some(p) => {
-                    let _ = write!(s, ", answering the rest with {}", preset_words(p));
-                }
-                None => s.push_str(", answering the rest with the API's rate-limit error"),
-            }
-            s
-        }
-        FaultSpec::GpuSaturation { .. } => gpu_words(f),
-        FaultSpec::ColdStart { idle, duration } => format!(
-            "after {} without requests, hold the next one for a model load of {duration} (requests arriving during the load wait for the same load)",
-            format_duration(idle.0)
-        ),
-        FaultSpec::FirstTokenDelay { duration } => {
-            format!("hold the stream's first token for {duration}")
-        }
-        FaultSpec::TokenDelay { duration } => {
-            format!("add {duration} before every streamed token after the first")
-        }
-        FaultSpec::TokenRate { tokens_per_second } => {
-            format!(
-                "pace the stream to at most {} tokens per second",
-                trim_num(*tokens_per_second)
-            )
-        }
-        FaultSpec::Stall {
-            after_tokens,
-            duration,
-            forever,
-        } => match (duration, forever) {
-            (Some(d), false) => format!(
-                "stall the stream for {d} after {}, then resume",
-                tokens(*after_tokens)
-            ),
-            _ => format!(
-                "stall the stream for good after {} (until the client gives up or faults are turned off)",
-                tokens(*after_tokens)
-            ),
-        },
-        FaultSpec::Truncate {
-            after_tokens,
-            ending,
-        } => {
-            let how = match ending {
-                TruncateEnding::Clean => "with a proper ending, so it looks complete",
-                TruncateEnding::NoTerminator => {
-                    "without its terminator ([DONE], message_stop or done: true)"
-                }
-                TruncateEnding::Reset => "by resetting the connection",
-            };
-            format!("cut the stream after {} {how}", tokens(*after_tokens))
-        }
-        FaultSpec::StreamError {
-            after_tokens,
-            preset,
-        } => {
-            let which = match preset {
-                Some(p) => format!("{}'s mid-stream error event", preset_words(p)),
-                None => "the API's mid-stream error event".to_string(),
-            };
-            format!("send {which} after {}, then end the stream", tokens(*after_tokens))
-        }
-        FaultSpec::Corrupt { rate, mode } => {
-            let what = match mode {
-                CorruptMode::InvalidJson => "cut its JSON in half",
-                CorruptMode::DropEvent => "drop it",
-                CorruptMode::DuplicateEvent => "send it twice",
-                CorruptMode::BadUtf8 => "break a UTF-8 character in it",
-            };
-            format!("for {} of streamed tokens, {what}", percent(*rate))
-        }
-        FaultSpec::Garble { fraction } => {
-            format!(
-                "replace {} of the words of the answer with other words",
-                percent(*fraction)
-            )
-        }
-        FaultSpec::EmptyCompletion {} => {
-            "answer with an empty completion (the model's text is dropped)".to_string()
-        }
-        FaultSpec::FinishReason { value } => {
-            format!("report the finish reason as `{value}`")
-        }
-        FaultSpec::DropResults { fraction } => {
-            format!("drop {} of the hits of each search", percent(*fraction))
-        }
-        FaultSpec::ShuffleResults {} => {
-            "shuffle the hits of each search, keeping their scores (rank no longer follows score)"
-                .to_string()
-        }
-        FaultSpec::LimitResults { max } => {
-            format!("return at most {max} hits per search")
-        }
-        FaultSpec::StaleResults { depth } => match depth.unwrap_or(1) {
-            1 => "answer with the previous query's hits for the same collection (a stale replica)"
-                .to_string(),
-            n => format!(
-                "answer with the hits of the query {n} queries back for the same collection (a stale replica)"
-            ),
-        },
-        FaultSpec::ScoreNoise { stddev } => {
-            format!("add noise (stddev {stddev}) to every hit's score, keeping the order")
-        }
-        FaultSpec::EmptyResults {} => {
-            "answer searches with no hits and a success status".to_string()
-        }
-        FaultSpec::EmbeddingNoise { stddev } => {
-            format!("add noise (stddev {stddev}) to every embedding component")
-        }
-        FaultSpec::EmbeddingTruncate { dims } => {
-            format!("cut every embedding to its first {dims} components")
-        }
-    }
-}
-
-/// A `gpu_saturation` fault in words, with the numbers its presets resolve to, so a
-/// reviewer sees the batch size and step times the drill will really use.
-fn gpu_words(f: &FaultSpec) -> String {
-    let cfg = match crate::gpu::GpuConfig::from_spec(f) {
-        Ok(c) => c,
-        Err(e) => return format!("simulate GPU saturation (invalid: {e})"),
-    };
-    let ms = |d: Duration| {
-        let v = d.as_secs_f64() * 1e3;
-        if v >= 100.0 {
-            format!("{v:.0} ms")
-        } else {
-            format!("{v:.1} ms")
-        }
-    };
-    // Step times as the card runs them; slowdown and phantoms are named after.
-    let base = crate::gpu::GpuConfig {
-        slowdown: 1.0,
-        noisy_neighbor: 0,
-        ..cfg.clone()
-    };
-    let big = cfg.usable_slots().min(256);
-    let mut s = format!(
-        "queue every request for one simulated {} replica serving {} (continuous batching: at most {} sequences at once, {} tokens per step, a KV cache of {} tokens; a step takes {} with 1 sequence and {} with {}",
-        cfg.gpu,
-        cfg.model,
-        cfg.usable_slots(),
-        cfg.max_batched_tokens,
-        cfg.kv_cache_tokens,
-        ms(base.step_time(1, 0)),
-        ms(base.step_time(big, 0)),
-        big
-    );
-    let _ = write!(s, ", plus {} ms per prompt token prefilled)", {
-        let v = format!("{:.4}", cfg.prefill_ms_per_token);
-        v.trim_end_matches('0').trim_end_matches('.').to_string()
-    });
-    if cfg.slowdown > 1.0 {
-        let _ = write!(s, ", every step {}× slower", trim_num(cfg.slowdown));
-    }
-    if cfg.noisy_neighbor > 0 {
-        let _ = write!(
-            s,
-            ", with {} phantom sequences from a noisy neighbour in the batch",
-            cfg.noisy_neighbor
-        );
-    }
-    match cfg.queue {
-        None => s.push_str("; the queue is unbounded, so overload shows as time to first token"),
-        Some(q) => {
-            let _ = write!(s, "; at most {q} wait, the rest are refused with ");
-            match &cfg.overflow {
-                Some(p) => s.push_str(&preset_words(p)),
-                None => s.push_str("the API's overload error"),
-            }
-        }
-    }
-    s
+    f.explain()
 }
 
 /// "3 tokens", "1 token", "0 tokens (before the first)".
-fn tokens(n: u64) -> String {
+pub(crate) fn tokens(n: u64) -> String {
     match n {
         0 => "0 tokens (before the first)".to_string(),
         1 => "1 token".to_string(),

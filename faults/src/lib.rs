@@ -14,6 +14,7 @@ pub mod decide;
 pub mod dist;
 pub mod duration;
 pub mod explain;
+pub mod fault;
 pub mod glob;
 pub mod gpu;
 pub mod grpc;

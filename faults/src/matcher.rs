@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use crate::api::{client_share, ApiKind, Endpoint, RequestFacts};
 use crate::clock::PhaseClock;
+use crate::fault::FaultState;
 use crate::glob::Glob;
-use crate::limit::ConcurrencyLimiter;
 use crate::profile::{FaultSpec, Match, Probability, Profile, Rule, SchedulePer};
 use crate::schedule::{CallId, Scheduler};
 
@@ -243,81 +243,36 @@ pub struct RuleState {
     pub ordinal: AtomicU64,
     /// Requests this rule is harming right now, for `max_active`.
     pub active: AtomicU32,
-    /// One limiter per `concurrency_limit` fault, by fault index.
-    pub limiters: Vec<Option<Arc<ConcurrencyLimiter>>>,
-    /// One set of token buckets per `rate_limit` fault, by fault index.
-    pub rate_limiters: Vec<Option<Arc<crate::ratelimit::RateLimiter>>>,
-    /// One simulated accelerator replica per `gpu_saturation` fault, by fault index.
-    pub replicas: Vec<Option<Arc<crate::gpu::Replica>>>,
-    /// One model-load state per `cold_start` fault, by fault index.
-    pub cold_starts: Vec<Option<Arc<crate::gpu::ColdStart>>>,
+    /// What each of the rule's faults keeps between requests (limiters, token
+    /// buckets, a simulated replica, a model-load state), one per fault, in the
+    /// rule's fault order.
+    faults: Vec<FaultState>,
     /// Earlier search answers per collection, for `stale_results`.
     pub stale: Arc<crate::vector::StaleCache>,
 }
 
 impl RuleState {
     fn for_rule(rule: &Rule) -> Self {
-        let limiters = rule
-            .faults
-            .iter()
-            .map(|f| match f {
-                FaultSpec::ConcurrencyLimit {
-                    max,
-                    queue,
-                    queue_timeout,
-                    ..
-                } => Some(Arc::new(ConcurrencyLimiter::new(
-                    *max,
-                    queue.unwrap_or(0),
-                    queue_timeout.map(|d| d.0),
-                ))),
-                _ => None,
-            })
-            .collect();
-        let rate_limiters = rule
-            .faults
-            .iter()
-            .map(|f| match f {
-                FaultSpec::RateLimit {
-                    requests_per_minute,
-                    tokens_per_minute,
-                    ..
-                } => Some(Arc::new(crate::ratelimit::RateLimiter::new(
-                    *requests_per_minute,
-                    *tokens_per_minute,
-                ))),
-                _ => None,
-            })
-            .collect();
-        // Validation has checked the GPU parameters; a spec that still fails leaves
-        // no replica, and the fault is recorded as skipped.
-        let replicas = rule
-            .faults
-            .iter()
-            .map(|f| match f {
-                FaultSpec::GpuSaturation { .. } => crate::gpu::GpuConfig::from_spec(f)
-                    .ok()
-                    .map(crate::gpu::Replica::new),
-                _ => None,
-            })
-            .collect();
-        let cold_starts = rule
-            .faults
-            .iter()
-            .map(|f| match f {
-                FaultSpec::ColdStart { idle, duration } => Some(Arc::new(
-                    crate::gpu::ColdStart::new(idle.0, duration.clone()),
-                )),
-                _ => None,
-            })
-            .collect();
         RuleState {
-            limiters,
-            rate_limiters,
-            replicas,
-            cold_starts,
+            faults: rule.faults.iter().map(FaultState::build).collect(),
             ..Default::default()
         }
+    }
+
+    /// The state of the rule's fault at `index` (in the rule's fault order);
+    /// [`FaultState::Unbuilt`] past the end, so a caller never indexes out of
+    /// bounds.
+    pub fn fault(&self, index: usize) -> &FaultState {
+        self.faults.get(index).unwrap_or(&FaultState::Unbuilt)
+    }
+
+    /// Every simulated replica of the rule's `gpu_saturation` faults, for the
+    /// GPU gauges and the capacity meter.
+    pub fn replicas(&self) -> impl Iterator<Item = &Arc<crate::gpu::Replica>> {
+        self.faults.iter().filter_map(|f| match f {
+            FaultState::GpuSaturation(r) => Some(r),
+            _ => None,
+        })
     }
 
     /// Claim an active slot under `max_active`; `false` when the rule is at its cap.
@@ -523,48 +478,60 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
         };
         let f = match (k, v) {
             ("error", Some(v)) => match v.parse::<u16>() {
-                Ok(status) => Some(FaultSpec::Error {
+                Ok(status) => Some(FaultSpec::Error(crate::fault::Error {
                     status: Some(status),
                     body: None,
                     headers: Default::default(),
                     preset: None,
                     retry_after: None,
                     grpc_status: None,
-                }),
-                Err(_) if crate::presets::lookup(v).is_some() => Some(FaultSpec::Error {
-                    status: None,
-                    body: None,
-                    headers: Default::default(),
-                    preset: Some(v.to_string()),
-                    retry_after: None,
-                    grpc_status: None,
-                }),
+                })),
+                Err(_) if crate::presets::lookup(v).is_some() => {
+                    Some(FaultSpec::Error(crate::fault::Error {
+                        status: None,
+                        body: None,
+                        headers: Default::default(),
+                        preset: Some(v.to_string()),
+                        retry_after: None,
+                        grpc_status: None,
+                    }))
+                }
                 Err(_) => None,
             },
-            ("delay", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Delay {
-                duration: crate::dist::Dist::Fixed(d),
+            ("delay", Some(v)) => parse_duration(v).ok().map(|d| {
+                FaultSpec::Delay(crate::fault::Delay {
+                    duration: crate::dist::Dist::Fixed(d),
+                })
             }),
-            ("hang", Some(v)) => parse_duration(v).ok().map(|d| FaultSpec::Hang {
-                duration: Some(crate::dist::Dist::Fixed(d)),
+            ("hang", Some(v)) => parse_duration(v).ok().map(|d| {
+                FaultSpec::Hang(crate::fault::Hang {
+                    duration: Some(crate::dist::Dist::Fixed(d)),
+                })
             }),
-            ("hang", None) => Some(FaultSpec::Hang { duration: None }),
-            ("reset", None) => Some(FaultSpec::Reset {
+            ("hang", None) => Some(FaultSpec::Hang(crate::fault::Hang { duration: None })),
+            ("reset", None) => Some(FaultSpec::Reset(crate::fault::Reset {
                 after_bytes: None,
                 scope: None,
                 code: None,
+            })),
+            ("truncate", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::Truncate(crate::fault::Truncate {
+                    after_tokens: n,
+                    ending: crate::profile::TruncateEnding::NoTerminator,
+                })
             }),
-            ("truncate", Some(v)) => v.parse().ok().map(|n| FaultSpec::Truncate {
-                after_tokens: n,
-                ending: crate::profile::TruncateEnding::NoTerminator,
+            ("stream_error", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::StreamError(crate::fault::StreamError {
+                    after_tokens: n,
+                    preset: None,
+                })
             }),
-            ("stream_error", Some(v)) => v.parse().ok().map(|n| FaultSpec::StreamError {
-                after_tokens: n,
-                preset: None,
-            }),
-            ("reset", Some(v)) => v.parse().ok().map(|n| FaultSpec::Reset {
-                after_bytes: Some(n),
-                scope: None,
-                code: None,
+            ("reset", Some(v)) => v.parse().ok().map(|n| {
+                FaultSpec::Reset(crate::fault::Reset {
+                    after_bytes: Some(n),
+                    scope: None,
+                    code: None,
+                })
             }),
             // Vector faults (`stale_results` needs a rule's history, so it has no
             // header form: an ad-hoc rule lives for one request).
@@ -572,25 +539,30 @@ pub fn parse_header_faults(value: &str) -> (Vec<FaultSpec>, Vec<String>) {
                 .parse::<f64>()
                 .ok()
                 .filter(|f| *f > 0.0 && *f <= 1.0)
-                .map(|fraction| FaultSpec::DropResults { fraction }),
-            ("limit_results", Some(v)) => v.parse().ok().map(|max| FaultSpec::LimitResults { max }),
-            ("shuffle_results", None) => Some(FaultSpec::ShuffleResults {}),
-            ("empty_results", None) => Some(FaultSpec::EmptyResults {}),
+                .map(|fraction| FaultSpec::DropResults(crate::fault::DropResults { fraction })),
+            ("limit_results", Some(v)) => v
+                .parse()
+                .ok()
+                .map(|max| FaultSpec::LimitResults(crate::fault::LimitResults { max })),
+            ("shuffle_results", None) => {
+                Some(FaultSpec::ShuffleResults(crate::fault::ShuffleResults {}))
+            }
+            ("empty_results", None) => Some(FaultSpec::EmptyResults(crate::fault::EmptyResults {})),
             ("score_noise", Some(v)) => v
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .map(|stddev| FaultSpec::ScoreNoise { stddev }),
+                .map(|stddev| FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev })),
             ("embedding_noise", Some(v)) => v
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .map(|stddev| FaultSpec::EmbeddingNoise { stddev }),
-            ("embedding_truncate", Some(v)) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|d| *d > 0)
-                .map(|dims| FaultSpec::EmbeddingTruncate { dims }),
+                .map(|stddev| FaultSpec::EmbeddingNoise(crate::fault::EmbeddingNoise { stddev })),
+            ("embedding_truncate", Some(v)) => {
+                v.parse::<u64>().ok().filter(|d| *d > 0).map(|dims| {
+                    FaultSpec::EmbeddingTruncate(crate::fault::EmbeddingTruncate { dims })
+                })
+            }
             _ => None,
         };
         match f {
@@ -838,12 +810,9 @@ impl CompiledProfile {
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
             .any(|r| {
                 r.cond.needs_body()
-                    || r.faults.iter().any(|f| {
-                        matches!(
-                            f,
-                            FaultSpec::RateLimit { .. } | FaultSpec::GpuSaturation { .. }
-                        )
-                    })
+                    || r.faults
+                        .iter()
+                        .any(|f| matches!(f, FaultSpec::RateLimit(_) | FaultSpec::GpuSaturation(_)))
             });
         let needs_headers = top
             .iter()
@@ -1176,8 +1145,10 @@ rules:
         );
         assert!(p.needs_body, "tokens are charged from the body");
         let st = &p.top[0].state;
-        assert!(st.rate_limiters[0].is_none());
-        let rl = st.rate_limiters[1].as_ref().expect("a limiter");
+        assert!(matches!(st.fault(0), FaultState::Stateless));
+        let FaultState::RateLimit(rl) = st.fault(1) else {
+            panic!("a limiter")
+        };
         assert_eq!(rl.requests_per_minute(), Some(2));
         assert_eq!(rl.tokens_per_minute(), Some(100));
     }
@@ -1194,10 +1165,10 @@ rules:
         let (ok, _) = parse_header_faults("error=503");
         assert!(matches!(
             ok[0],
-            FaultSpec::Error {
+            FaultSpec::Error(crate::fault::Error {
                 status: Some(503),
                 ..
-            }
+            })
         ));
     }
 

@@ -13,7 +13,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::api::{ApiKind, Endpoint};
-use crate::dist::Dist;
 use crate::duration::DurationStr;
 
 /// A whole profile: what to break, when, and for whom.
@@ -314,278 +313,39 @@ pub enum ErrorBody {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(tag = "type")]
 pub enum FaultSpec {
-    /// Wait before forwarding the request.
-    Delay {
-        /// How long, as a fixed duration or a distribution.
-        duration: Dist,
-    },
-    /// Answer at once without calling the upstream.
-    Error {
-        /// HTTP status; overrides the preset's.
-        #[serde(default)]
-        #[schemars(range(min = 100, max = 599))]
-        status: Option<u16>,
-        /// Response body; overrides the preset's.
-        #[serde(default)]
-        body: Option<ErrorBody>,
-        /// Extra response headers, added to (and overriding) the preset's.
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        /// A provider's real error (status, body, headers); see `brownout profiles --presets`.
-        #[serde(default)]
-        preset: Option<String>,
-        /// Sets `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
-        #[serde(default)]
-        retry_after: Option<DurationStr>,
-        /// On a gRPC call: answer trailers-only with this `grpc-status` (a code name
-        /// such as `unavailable` or `RESOURCE_EXHAUSTED`, or its number 0-16);
-        /// `body`, when text, becomes the `grpc-message`.
-        #[serde(default)]
-        grpc_status: Option<GrpcStatusSpec>,
-    },
-    /// Close the connection abruptly: TCP RST on HTTP/1.1, RST_STREAM on HTTP/2.
-    Reset {
-        /// Reset after this many response body bytes instead of before the response.
-        #[serde(default)]
-        after_bytes: Option<u64>,
-        /// HTTP/2: reset the stream (default), drop the whole connection, or send
-        /// GOAWAY first. HTTP/1.1 always drops the connection with an RST.
-        #[serde(default)]
-        scope: Option<ResetScope>,
-        /// HTTP/2 stream resets: the RST_STREAM code, which decides the gRPC status
-        /// the client sees (`cancel` → CANCELLED, the default).
-        #[serde(default)]
-        code: Option<ResetCode>,
-    },
-    /// Hold the request; with `duration`, answer 504 afterwards, else hold until the
-    /// client gives up or the kill switch releases it.
-    Hang {
-        /// How long to hold before answering 504; absent: hold until released.
-        #[serde(default)]
-        duration: Option<Dist>,
-    },
-    /// Throttle the response body.
-    Bandwidth {
-        #[schemars(range(min = 1))]
-        bytes_per_second: u64,
-    },
-    /// Simulated accelerator contention (docs/gpu-model.md): every request the rule matches
-    /// shares one modelled replica that runs continuous batching in steps, so time to
-    /// first token and time per token grow with load as on a real GPU server. The
-    /// `gpu` and `model` presets give every default; any other field overrides the
-    /// preset's. See `docs/gpu-model.md`.
-    GpuSaturation {
-        /// Card preset: `h100-80gb` (default), `a100-40gb` or `2xh100-80gb`.
-        #[serde(default)]
-        gpu: Option<String>,
-        /// Model preset: `llama-3.1-8b` (default) or `llama-3.3-70b-fp8`.
-        #[serde(default)]
-        model: Option<String>,
-        /// Sequences decoded at once (vLLM `max_num_seqs`); the rest wait in the queue.
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        slots: Option<u32>,
-        /// How many may wait beyond the running batch: `unbounded` (default, as vLLM) or
-        /// a number; past it, requests get the `overflow` error at once.
-        #[serde(default)]
-        queue: Option<QueueCap>,
-        /// Error answered when the queue is full (default: the listener's api's
-        /// overload error, e.g. `vllm.queue_full`).
-        #[serde(default)]
-        overflow: Option<String>,
-        /// Per-step token budget shared by decodes and prefill chunks (vLLM
-        /// `max_num_batched_tokens`).
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        max_batched_tokens: Option<u64>,
-        /// KV cache size in tokens (prompt plus generated, over running sequences);
-        /// running out preempts the newest sequence, whose stream stalls while it is
-        /// prefilled again.
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        kv_cache_tokens: Option<u64>,
-        /// Multiplies every step's time: 2 is a card running at half speed (thermal
-        /// throttling, a slower part).
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        slowdown: Option<f64>,
-        /// Phantom sequences from another tenant: every step is as slow as with this
-        /// many more running, and they take as many slots.
-        #[serde(default)]
-        noisy_neighbor: Option<u32>,
-        /// Step time for n running sequences: an empirical fit or roofline parameters.
-        #[serde(default)]
-        step: Option<StepSpec>,
-        /// Prefill cost, added to a step for each prompt token it prefills.
-        #[serde(default)]
-        prefill_ms_per_token: Option<f64>,
-    },
-    /// The first request after an idle spell waits while the model loads (scale from
-    /// zero, a model swapped out); requests arriving during the load wait for the same
-    /// load.
-    ColdStart {
-        /// How long without requests before the model counts as unloaded (default 5m).
-        #[serde(default = "default_cold_idle")]
-        idle: DurationStr,
-        /// How long the load takes.
-        duration: Dist,
-    },
-    /// Cap in-flight requests matched by this rule; queue or reject the rest.
-    ConcurrencyLimit {
-        /// Requests allowed in flight at once.
-        #[schemars(range(min = 1))]
-        max: u32,
-        /// How many may wait for a slot (default 0: reject at once).
-        #[serde(default)]
-        queue: Option<u32>,
-        /// How long a queued request waits before it is rejected (default: as long
-        /// as it takes).
-        #[serde(default)]
-        queue_timeout: Option<DurationStr>,
-        /// Error answered on rejection (default `openai.overloaded`-style 429 from the listener's api).
-        #[serde(default)]
-        preset: Option<String>,
-    },
-    /// Token buckets like the providers': over the limit, answer the preset's 429 with
-    /// accurate `retry-after` and rate-limit headers. Give at least one of the limits.
-    RateLimit {
-        /// Requests allowed per minute (bucket refills continuously).
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        requests_per_minute: Option<u64>,
-        /// Tokens (prompt estimate plus `max_tokens`) allowed per minute.
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        tokens_per_minute: Option<u64>,
-        /// Whose bucket a request draws from: `global` (default), `client_ip` or
-        /// `header:NAME`.
-        #[serde(default)]
-        #[schemars(regex(pattern = r"^(global|client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
-        by: Option<String>,
-        /// Error answered over the limit (default: the listener's api's rate-limit error).
-        #[serde(default)]
-        preset: Option<String>,
-    },
+    Delay(crate::fault::Delay),
+    Error(crate::fault::Error),
+    Reset(crate::fault::Reset),
+    Hang(crate::fault::Hang),
+    Bandwidth(crate::fault::Bandwidth),
+    GpuSaturation(crate::fault::GpuSaturation),
+    ColdStart(crate::fault::ColdStart),
+    ConcurrencyLimit(crate::fault::ConcurrencyLimit),
+    RateLimit(crate::fault::RateLimit),
 
     // --- Response side, streams: act on content-bearing events ("tokens") ---
-    /// Hold the first content event (time to first token grows); later events keep
-    /// their order behind it.
-    FirstTokenDelay {
-        /// How long to hold it.
-        duration: Dist,
-    },
-    /// Hold every content event after the first, so inter-token latency grows.
-    TokenDelay {
-        /// Added before each content event after the first.
-        duration: Dist,
-    },
-    /// Pace content events to at most this many per second.
-    TokenRate {
-        /// Content events per second; must be above zero.
-        tokens_per_second: f64,
-    },
-    /// Stop the stream after some content events, for a while or for good.
-    #[serde(deserialize_with = "stall_fields")]
-    Stall {
-        /// Content events let through before the stall.
-        after_tokens: u64,
-        /// How long the stall lasts; give this or `forever: true` (`duration:
-        /// forever` is the same as `forever: true`).
-        #[serde(default)]
-        #[schemars(with = "Option<StallDuration>")]
-        duration: Option<Dist>,
-        /// Never resume (until the client gives up or faults are turned off).
-        #[serde(default)]
-        forever: bool,
-    },
-    /// Cut the stream after some content events.
-    Truncate {
-        /// Content events let through before the cut.
-        after_tokens: u64,
-        /// How the stream ends: `clean` (a proper terminator), `no_terminator`
-        /// (default: the body just ends) or `reset`.
-        #[serde(default)]
-        ending: TruncateEnding,
-    },
-    /// Emit the provider's mid-stream error event after some content events, then end.
-    StreamError {
-        /// Content events let through before the error.
-        after_tokens: u64,
-        /// Whose error (default: the api's overload/server error, e.g.
-        /// `anthropic.overloaded` or `openai.server_error`).
-        #[serde(default)]
-        preset: Option<String>,
-    },
-    /// Damage individual content events.
-    Corrupt {
-        /// Share of content events damaged, above 0 and at most 1.
-        rate: f64,
-        /// What the damage is.
-        mode: CorruptMode,
-    },
+    FirstTokenDelay(crate::fault::FirstTokenDelay),
+    TokenDelay(crate::fault::TokenDelay),
+    TokenRate(crate::fault::TokenRate),
+    Stall(crate::fault::Stall),
+    Truncate(crate::fault::Truncate),
+    StreamError(crate::fault::StreamError),
+    Corrupt(crate::fault::Corrupt),
 
     // --- Response side, content (streaming and non-streaming) ---
-    /// Replace a share of the words of the completion's text with other words.
-    Garble {
-        /// Share of words replaced, above 0 and at most 1.
-        fraction: f64,
-    },
-    /// Answer with an empty completion (the text is dropped; the framing stays valid).
-    EmptyCompletion {},
-    /// Rewrite the finish reason (OpenAI `finish_reason`, Anthropic `stop_reason`).
-    FinishReason {
-        /// The value to report, e.g. `length`, `content_filter`, `max_tokens`.
-        value: String,
-    },
+    Garble(crate::fault::Garble),
+    EmptyCompletion(crate::fault::EmptyCompletion),
+    FinishReason(crate::fault::FinishReason),
 
     // --- Response side, vector search and embeddings (see docs/vector-faults.md) ---
-    /// Remove a share of the hits of a search/query answer, as an index that lost
-    /// segments or an approximate search with too small a beam would.
-    DropResults {
-        /// Share of hits removed (rounded, at least one when there are hits), above 0
-        /// and at most 1.
-        fraction: f64,
-    },
-    /// Reorder the hits, keeping each hit's own score: rank no longer follows score.
-    ShuffleResults {},
-    /// Keep only the first `max` hits of each result list (fewer than k came back).
-    LimitResults {
-        /// Hits kept per result list; 0 keeps none.
-        max: u64,
-    },
-    /// Serve the hits of an earlier query to the same collection, as a lagging
-    /// replica or an eventually consistent index would.
-    StaleResults {
-        /// How many queries back to serve (default 1: the previous one); up to 16.
-        #[serde(default)]
-        #[schemars(range(min = 1, max = 16))]
-        depth: Option<u32>,
-    },
-    /// Add Gaussian noise to every hit's score or distance, keeping the order, so
-    /// rank no longer follows score.
-    ScoreNoise {
-        /// Standard deviation of the noise added to each score; above zero.
-        stddev: f64,
-    },
-    /// Answer with no hits and a success status; for Milvus and GraphQL the error
-    /// arrives inside the 200, as those servers report overload.
-    EmptyResults {},
-    /// Add Gaussian noise to every embedding component (an upgraded model, a
-    /// quantisation change: vectors drift away from the index's).
-    EmbeddingNoise {
-        /// Standard deviation of the noise added to each component; above zero.
-        stddev: f64,
-    },
-    /// Cut every embedding to its first `dims` components (a dimension mismatch
-    /// after a model or config change).
-    EmbeddingTruncate {
-        /// Components kept; at least 1.
-        dims: u64,
-    },
-}
-
-fn default_cold_idle() -> DurationStr {
-    DurationStr(Duration::from_secs(300))
+    DropResults(crate::fault::DropResults),
+    ShuffleResults(crate::fault::ShuffleResults),
+    LimitResults(crate::fault::LimitResults),
+    StaleResults(crate::fault::StaleResults),
+    ScoreNoise(crate::fault::ScoreNoise),
+    EmptyResults(crate::fault::EmptyResults),
+    EmbeddingNoise(crate::fault::EmbeddingNoise),
+    EmbeddingTruncate(crate::fault::EmbeddingTruncate),
 }
 
 /// A `gpu_saturation` queue bound: `unbounded`, or how many may wait.
@@ -777,136 +537,6 @@ impl CorruptMode {
     }
 }
 
-impl FaultSpec {
-    /// The `type` name as written in files, used in headers, records and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FaultSpec::Delay { .. } => "delay",
-            FaultSpec::Error { .. } => "error",
-            FaultSpec::Reset { .. } => "reset",
-            FaultSpec::Hang { .. } => "hang",
-            FaultSpec::Bandwidth { .. } => "bandwidth",
-            FaultSpec::GpuSaturation { .. } => "gpu_saturation",
-            FaultSpec::ColdStart { .. } => "cold_start",
-            FaultSpec::ConcurrencyLimit { .. } => "concurrency_limit",
-            FaultSpec::RateLimit { .. } => "rate_limit",
-            FaultSpec::FirstTokenDelay { .. } => "first_token_delay",
-            FaultSpec::TokenDelay { .. } => "token_delay",
-            FaultSpec::TokenRate { .. } => "token_rate",
-            FaultSpec::Stall { .. } => "stall",
-            FaultSpec::Truncate { .. } => "truncate",
-            FaultSpec::StreamError { .. } => "stream_error",
-            FaultSpec::Corrupt { .. } => "corrupt",
-            FaultSpec::Garble { .. } => "garble",
-            FaultSpec::EmptyCompletion {} => "empty_completion",
-            FaultSpec::FinishReason { .. } => "finish_reason",
-            FaultSpec::DropResults { .. } => "drop_results",
-            FaultSpec::ShuffleResults {} => "shuffle_results",
-            FaultSpec::LimitResults { .. } => "limit_results",
-            FaultSpec::StaleResults { .. } => "stale_results",
-            FaultSpec::ScoreNoise { .. } => "score_noise",
-            FaultSpec::EmptyResults {} => "empty_results",
-            FaultSpec::EmbeddingNoise { .. } => "embedding_noise",
-            FaultSpec::EmbeddingTruncate { .. } => "embedding_truncate",
-        }
-    }
-
-    /// Whether an error this fault may answer names the request's model: an
-    /// `error`, `concurrency_limit`, `stream_error` or `gpu_saturation` overflow
-    /// whose preset says "Rate limit reached for <model>" (see
-    /// [`crate::presets::Preset::names_model`]), and `rate_limit`, whose OpenAI
-    /// message names it. The proxy then reads the request body for the model (up
-    /// to `inspect_limit`) even when no rule matches on the body.
-    pub fn names_model(&self) -> bool {
-        let named = |p: &Option<String>| p.as_deref().is_some_and(crate::presets::names_model);
-        match self {
-            FaultSpec::Error { preset, body, .. } => body.is_none() && named(preset),
-            FaultSpec::ConcurrencyLimit { preset, .. } | FaultSpec::StreamError { preset, .. } => {
-                named(preset)
-            }
-            FaultSpec::GpuSaturation { overflow, .. } => named(overflow),
-            FaultSpec::RateLimit { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// Acts before (or instead of) calling the upstream: `delay`, `error`, `hang`,
-    /// `reset` without `after_bytes`, `concurrency_limit`, `rate_limit`,
-    /// `gpu_saturation` (admission to the modelled batch) and `cold_start`.
-    ///
-    /// The proxy runs these in its request phase; everything else acts on the
-    /// response body.
-    pub fn is_request_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::Delay { .. }
-                | FaultSpec::Error { .. }
-                | FaultSpec::Hang { .. }
-                | FaultSpec::Reset {
-                    after_bytes: None,
-                    ..
-                }
-                | FaultSpec::ConcurrencyLimit { .. }
-                | FaultSpec::RateLimit { .. }
-                | FaultSpec::GpuSaturation { .. }
-                | FaultSpec::ColdStart { .. }
-        )
-    }
-
-    /// Acts on the events of a streamed response (SSE or NDJSON): timing, endings,
-    /// mid-stream errors and corruption. Recorded as skipped on a non-streaming
-    /// response.
-    pub fn is_stream_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::FirstTokenDelay { .. }
-                | FaultSpec::TokenDelay { .. }
-                | FaultSpec::TokenRate { .. }
-                | FaultSpec::Stall { .. }
-                | FaultSpec::Truncate { .. }
-                | FaultSpec::StreamError { .. }
-                | FaultSpec::Corrupt { .. }
-        )
-    }
-
-    /// Rewrites what the model said, in streamed and non-streamed responses alike.
-    pub fn is_content_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::Garble { .. }
-                | FaultSpec::EmptyCompletion {}
-                | FaultSpec::FinishReason { .. }
-        )
-    }
-
-    /// Rewrites a vector search/query answer or an embeddings answer (one whole JSON
-    /// body; see [`crate::vector`]). Planned for the body like content faults.
-    pub fn is_vector_fault(&self) -> bool {
-        self.is_result_fault() || self.is_embedding_fault()
-    }
-
-    /// Acts on the hits of a search/query answer.
-    pub fn is_result_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::DropResults { .. }
-                | FaultSpec::ShuffleResults {}
-                | FaultSpec::LimitResults { .. }
-                | FaultSpec::StaleResults { .. }
-                | FaultSpec::ScoreNoise { .. }
-                | FaultSpec::EmptyResults {}
-        )
-    }
-
-    /// Acts on the vectors of an embeddings answer.
-    pub fn is_embedding_fault(&self) -> bool {
-        matches!(
-            self,
-            FaultSpec::EmbeddingNoise { .. } | FaultSpec::EmbeddingTruncate { .. }
-        )
-    }
-}
-
 /// Convenience for code that needs a plain `Duration`.
 pub fn dur(d: &DurationStr) -> Duration {
     d.0
@@ -981,124 +611,6 @@ impl JsonSchema for Probability {
                     "required": ["from", "to"],
                     "additionalProperties": false
                 }
-            ]
-        })
-    }
-}
-
-/// The fields of a `stall` as written: `duration` may also be `forever`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StallFields {
-    after_tokens: u64,
-    #[serde(default)]
-    duration: Option<StallDuration>,
-    #[serde(default)]
-    forever: Option<bool>,
-}
-
-/// What `stall`'s `duration` accepts: a [`Dist`], or `forever`.
-///
-/// People write "stall for ever" as `duration: forever` at least as often as
-/// `forever: true`; both spell the same fault, so neither is refused. The profile
-/// keeps one form (`duration: None, forever: true`) so nothing downstream sees two.
-enum StallDuration {
-    Forever,
-    For(Dist),
-}
-
-/// Deserialize a `stall`'s fields, turning `duration: forever` into `forever: true`.
-fn stall_fields<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<(u64, Option<Dist>, bool), D::Error> {
-    let f = StallFields::deserialize(d)?;
-    match f.duration {
-        Some(StallDuration::Forever) if f.forever == Some(false) => {
-            Err(serde::de::Error::custom(format!(
-                "`duration: forever` and `forever: false` contradict each other{}drop `forever: false`, or give `duration` a length such as 10s",
-                crate::yaml::HINT_SEPARATOR
-            )))
-        }
-        Some(StallDuration::Forever) => Ok((f.after_tokens, None, true)),
-        Some(StallDuration::For(dist)) => {
-            Ok((f.after_tokens, Some(dist), f.forever.unwrap_or(false)))
-        }
-        None => Ok((f.after_tokens, None, f.forever.unwrap_or(false))),
-    }
-}
-
-/// A stall's duration hint: the usual one, plus the way to never resume.
-fn stall_hint(message: &str) -> String {
-    let message = message
-        .split_once(crate::yaml::HINT_SEPARATOR)
-        .map_or(message, |(m, _)| m);
-    format!(
-        "{message}{}{}; or `forever` (the same as `forever: true`) to never resume",
-        crate::yaml::HINT_SEPARATOR,
-        crate::duration::DURATION_HINT
-    )
-}
-
-struct StallDurationVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StallDurationVisitor {
-    type Value = StallDuration;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a duration like \"10s\", a distribution, or `forever`")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StallDuration, E> {
-        if v.trim().eq_ignore_ascii_case("forever") {
-            return Ok(StallDuration::Forever);
-        }
-        crate::duration::parse_duration(v)
-            .map(|d| StallDuration::For(Dist::Fixed(d)))
-            .map_err(|e| E::custom(stall_hint(&e)))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StallDuration, E> {
-        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StallDuration, E> {
-        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StallDuration, E> {
-        Err(E::custom(stall_hint(&format!("`{v}` has no unit"))))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StallDuration, E> {
-        Err(E::custom(format!(
-            "`duration` is a length of time or `forever`, not `{v}`{}to never resume, write `forever: true` (or `duration: forever`); to resume, a length such as `duration: 10s`",
-            crate::yaml::HINT_SEPARATOR
-        )))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<StallDuration, A::Error> {
-        Dist::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StallDuration::For)
-    }
-}
-
-impl<'de> Deserialize<'de> for StallDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StallDurationVisitor)
-    }
-}
-
-impl JsonSchema for StallDuration {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "StallDuration".into()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let dist = generator.subschema_for::<Dist>();
-        schemars::json_schema!({
-            "description": "How long a stall lasts: a duration or distribution, or `forever` (the same as `forever: true`).",
-            "oneOf": [
-                dist,
-                {"type": "string", "const": "forever"}
             ]
         })
     }

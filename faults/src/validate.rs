@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::dist::Dist;
 use crate::duration::format_duration;
@@ -139,7 +138,7 @@ const MAX_ACTIVE_HINT: &str =
 
 /// `stale_results.depth`'s range, spelled out (a test keeps it in step with
 /// [`crate::vector::MAX_STALE_DEPTH`]).
-const STALE_DEPTH_RANGE: &str = "between 1 and 16";
+pub(crate) const STALE_DEPTH_RANGE: &str = "between 1 and 16";
 
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
@@ -189,13 +188,14 @@ pub fn validate_profile(profile: &Profile, tree: &Node, file: &str) -> Vec<Diagn
     cx.diags
 }
 
-struct Cx<'a> {
+/// What the checks write into: the tree for positions, and the diagnostics found.
+pub(crate) struct Cx<'a> {
     tree: &'a Node,
     file: &'a str,
     diags: Vec<Diagnostic>,
 }
 
-fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
+pub(crate) fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
     let mut p = base.to_vec();
     p.extend_from_slice(more);
     p
@@ -204,7 +204,7 @@ fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
 use PathSeg::{Index as I, Key as K};
 
 impl Cx<'_> {
-    fn err(
+    pub(crate) fn err(
         &mut self,
         path: &[PathSeg<'_>],
         message: impl Into<String>,
@@ -565,7 +565,7 @@ impl Cx<'_> {
         }
     }
 
-    fn preset(&mut self, path: &[PathSeg<'_>], name: &str) {
+    pub(crate) fn preset(&mut self, path: &[PathSeg<'_>], name: &str) {
         if crate::presets::lookup(name).is_some() {
             return;
         }
@@ -601,7 +601,7 @@ impl Cx<'_> {
         self.err(path, format!("unknown error preset `{name}`"), Some(hint));
     }
 
-    fn dist(&mut self, d: &Dist, base: &[PathSeg<'_>]) {
+    pub(crate) fn dist(&mut self, d: &Dist, base: &[PathSeg<'_>]) {
         match d {
             Dist::Uniform(lo, hi) if lo > hi => self.err(
                 &join(base, &[K("uniform")]),
@@ -642,526 +642,13 @@ impl Cx<'_> {
         }
     }
 
+    /// Each fault checks its own fields ([`crate::fault::Fault::validate`]).
     fn fault(&mut self, f: &FaultSpec, base: &[PathSeg<'_>]) {
-        match f {
-            FaultSpec::Delay { duration } => self.dist(duration, &join(base, &[K("duration")])),
-            FaultSpec::Hang { duration } => {
-                if let Some(d) = duration {
-                    self.dist(d, &join(base, &[K("duration")]));
-                }
-            }
-            FaultSpec::Reset { .. } => {}
-            FaultSpec::Error {
-                status,
-                preset,
-                headers,
-                retry_after,
-                grpc_status,
-                ..
-            } => {
-                if status.is_none() && preset.is_none() && grpc_status.is_none() {
-                    self.err(
-                        base,
-                        "an `error` fault needs a `status`, a `preset` or a `grpc_status`",
-                        Some(
-                            "e.g. `preset: openai.rate_limit_requests`, `status: 503`, or `grpc_status: unavailable`"
-                                .to_string(),
-                        ),
-                    );
-                }
-                if let Some(g) = grpc_status {
-                    if g.code().is_none() {
-                        let given = match g {
-                            crate::profile::GrpcStatusSpec::Code(c) => c.to_string(),
-                            crate::profile::GrpcStatusSpec::Name(n) => format!("`{n}`"),
-                        };
-                        self.err(
-                            &join(base, &[K("grpc_status")]),
-                            format!("{given} is not a gRPC status code"),
-                            Some(format!(
-                                "use a number from 0 to 16 or a name: {}",
-                                crate::grpc::status::ALL
-                                    .iter()
-                                    .map(|c| c.name().to_ascii_lowercase())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )),
-                        );
-                    }
-                }
-                if let Some(s) = status {
-                    if !(100..=599).contains(s) {
-                        self.err(
-                            &join(base, &[K("status")]),
-                            format!("{s} is not an HTTP status"),
-                            Some("use a status from 100 to 599, e.g. 429 or 503".to_string()),
-                        );
-                    }
-                }
-                if let Some(p) = preset {
-                    self.preset(&join(base, &[K("preset")]), p);
-                }
-                for (name, value) in headers {
-                    let p = join(base, &[K("headers"), K(name.as_str())]);
-                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                        self.err(
-                            &p,
-                            format!("`{name}` is not a valid header name"),
-                            Some("header names are letters, digits and `-`".to_string()),
-                        );
-                    } else if http::HeaderValue::from_str(value).is_err() {
-                        self.err(
-                            &p,
-                            format!("the value of header `{name}` is not valid"),
-                            Some("header values are visible ASCII text on one line".to_string()),
-                        );
-                    }
-                }
-                if let Some(r) = retry_after {
-                    if r.0 > Duration::from_secs(86_400) {
-                        self.err(
-                            &join(base, &[K("retry_after")]),
-                            format!(
-                                "`retry_after` of {} is longer than a day",
-                                format_duration(r.0)
-                            ),
-                            Some(
-                                "clients would give up long before; use seconds or minutes"
-                                    .to_string(),
-                            ),
-                        );
-                    }
-                }
-            }
-            FaultSpec::Bandwidth { bytes_per_second } => {
-                if *bytes_per_second == 0 {
-                    self.err(
-                        &join(base, &[K("bytes_per_second")]),
-                        "`bytes_per_second` must be at least 1",
-                        Some("to stop a body entirely, use `hang` or `reset` instead".to_string()),
-                    );
-                }
-            }
-            FaultSpec::ConcurrencyLimit { max, preset, .. } => {
-                if *max == 0 {
-                    self.err(
-                        &join(base, &[K("max")]),
-                        "`max` must be at least 1",
-                        Some("to refuse every request, use an `error` fault instead".to_string()),
-                    );
-                }
-                if let Some(p) = preset {
-                    self.preset(&join(base, &[K("preset")]), p);
-                }
-            }
-            FaultSpec::RateLimit {
-                requests_per_minute,
-                tokens_per_minute,
-                by,
-                preset,
-            } => {
-                if requests_per_minute.is_none() && tokens_per_minute.is_none() {
-                    self.err(
-                        base,
-                        "a `rate_limit` fault needs `requests_per_minute` or `tokens_per_minute`",
-                        Some(
-                            "give one or both, e.g. `requests_per_minute: 60` or `tokens_per_minute: 30000`"
-                                .to_string(),
-                        ),
-                    );
-                }
-                for (key, v) in [
-                    ("requests_per_minute", requests_per_minute),
-                    ("tokens_per_minute", tokens_per_minute),
-                ] {
-                    if *v == Some(0) {
-                        self.err(
-                            &join(base, &[K(key)]),
-                            format!("`{key}` must be at least 1"),
-                            Some(
-                                "to refuse every request, use an `error` fault with a 429 preset instead"
-                                    .to_string(),
-                            ),
-                        );
-                    }
-                }
-                if let Some(by) = by {
-                    let ok = match by.strip_prefix("header:") {
-                        Some(name) => {
-                            !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                        }
-                        None => by == "global" || by == "client_ip",
-                    };
-                    if !ok {
-                        self.err(
-                            &join(base, &[K("by")]),
-                            format!("`by: {by}` is not a way to share out the limit"),
-                            Some(
-                                "use `global` (one bucket), `client_ip` or `header:NAME`, e.g. `by: header:authorization`"
-                                    .to_string(),
-                            ),
-                        );
-                    }
-                }
-                if let Some(p) = preset {
-                    self.preset(&join(base, &[K("preset")]), p);
-                }
-            }
-            FaultSpec::GpuSaturation { .. } => self.gpu_saturation(f, base),
-            FaultSpec::ColdStart { idle, duration } => {
-                if idle.0.is_zero() {
-                    self.err(
-                        &join(base, &[K("idle")]),
-                        "`idle` must be longer than zero",
-                        Some(
-                            "it is how long without requests before the model counts as unloaded, e.g. `idle: 5m`"
-                                .to_string(),
-                        ),
-                    );
-                }
-                self.dist(duration, &join(base, &[K("duration")]));
-            }
-            FaultSpec::FirstTokenDelay { duration } | FaultSpec::TokenDelay { duration } => {
-                self.dist(duration, &join(base, &[K("duration")]))
-            }
-            FaultSpec::TokenRate { tokens_per_second } => {
-                if !(tokens_per_second.is_finite() && *tokens_per_second > 0.0) {
-                    self.err(
-                        &join(base, &[K("tokens_per_second")]),
-                        format!("`tokens_per_second` must be above zero, not {tokens_per_second}"),
-                        Some(
-                            "e.g. `tokens_per_second: 5`; to stop the stream, use `stall` instead"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-            FaultSpec::Stall {
-                duration, forever, ..
-            } => match (duration, forever) {
-                (Some(_), true) => self.err(
-                    &join(base, &[K("forever")]),
-                    "a `stall` takes `duration` or `forever: true`, not both",
-                    Some("drop `forever` to resume after the duration, or drop `duration`".to_string()),
-                ),
-                (None, false) => self.err(
-                    base,
-                    "a `stall` needs `duration` or `forever: true`",
-                    Some(
-                        "e.g. `duration: 10s` to resume afterwards, or `forever: true` (or `duration: forever`) to never resume"
-                            .to_string(),
-                    ),
-                ),
-                (Some(d), false) => self.dist(d, &join(base, &[K("duration")])),
-                (None, true) => {}
-            },
-            FaultSpec::Truncate { .. } => {}
-            FaultSpec::StreamError { preset, .. } => {
-                if let Some(p) = preset {
-                    self.preset(&join(base, &[K("preset")]), p);
-                }
-            }
-            FaultSpec::Corrupt { rate, .. } => {
-                self.share(&join(base, &[K("rate")]), "rate", *rate, "events damaged");
-            }
-            FaultSpec::Garble { fraction } => {
-                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "words replaced");
-            }
-            FaultSpec::EmptyCompletion {} => {}
-            FaultSpec::DropResults { fraction } => {
-                self.share(&join(base, &[K("fraction")]), "fraction", *fraction, "hits dropped");
-            }
-            FaultSpec::ShuffleResults {} | FaultSpec::LimitResults { .. } => {}
-            FaultSpec::EmptyResults {} => {}
-            FaultSpec::StaleResults { depth } => {
-                if let Some(d) = depth {
-                    if !(1..=crate::vector::MAX_STALE_DEPTH).contains(d) {
-                        self.err(
-                            &join(base, &[K("depth")]),
-                            format!("`depth` must be {STALE_DEPTH_RANGE}, not {d}"),
-                            Some(
-                                "it is how many queries back the stale answer comes from; 1 is the previous query"
-                                    .to_string(),
-                            ),
-                        );
-                    }
-                }
-            }
-            FaultSpec::ScoreNoise { stddev } | FaultSpec::EmbeddingNoise { stddev } => {
-                if !(stddev.is_finite() && *stddev > 0.0) {
-                    let hint = if matches!(f, FaultSpec::ScoreNoise { .. }) {
-                        "scores usually lie in 0..1; `stddev: 0.05` already reorders close hits"
-                    } else {
-                        "embedding components are usually small; e.g. `stddev: 0.02`"
-                    };
-                    self.err(
-                        &join(base, &[K("stddev")]),
-                        format!("`stddev` must be above zero, not {stddev}"),
-                        Some(hint.to_string()),
-                    );
-                }
-            }
-            FaultSpec::EmbeddingTruncate { dims } => {
-                if *dims == 0 {
-                    self.err(
-                        &join(base, &[K("dims")]),
-                        "`dims` must be at least 1",
-                        Some(
-                            "it is how many components each embedding keeps, e.g. `dims: 256`"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-            FaultSpec::FinishReason { value } => {
-                if value.trim().is_empty() {
-                    self.err(
-                        &join(base, &[K("value")]),
-                        "the finish reason is empty",
-                        Some(
-                            "e.g. `value: length` (OpenAI) or `value: max_tokens` (Anthropic)"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    /// `gpu_saturation`: known presets, a pair that fits in memory, and numbers the
-    /// replica can run with.
-    fn gpu_saturation(&mut self, f: &FaultSpec, base: &[PathSeg<'_>]) {
-        let FaultSpec::GpuSaturation {
-            gpu,
-            model,
-            slots,
-            overflow,
-            max_batched_tokens,
-            kv_cache_tokens,
-            slowdown,
-            step,
-            prefill_ms_per_token,
-            ..
-        } = f
-        else {
-            return;
-        };
-        use crate::gpu::{gpu_spec, model_spec, GpuConfig, GPUS, MODELS};
-        let gpu_names: Vec<&str> = GPUS.iter().map(|g| g.name).collect();
-        let model_names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-        let list = |v: &[&str]| {
-            v.iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut known = true;
-        if let Some(m) = model {
-            if model_spec(m).is_none() {
-                known = false;
-                let hint = match suggest(m, &model_names) {
-                    Some(c) => format!("did you mean `{c}`? known models: {}", list(&model_names)),
-                    None => format!("known models: {}", list(&model_names)),
-                };
-                self.err(
-                    &join(base, &[K("model")]),
-                    format!("unknown model `{m}`"),
-                    Some(hint),
-                );
-            }
-        }
-        if let Some(g) = gpu {
-            if gpu_spec(g).is_none() {
-                known = false;
-                let hint = match suggest(g, &gpu_names) {
-                    Some(c) => format!("did you mean `{c}`? known gpus: {}", list(&gpu_names)),
-                    None => format!("known gpus: {}", list(&gpu_names)),
-                };
-                self.err(
-                    &join(base, &[K("gpu")]),
-                    format!("unknown gpu `{g}`"),
-                    Some(hint),
-                );
-            }
-        }
-        let preset = if known {
-            let m = model_spec(model.as_deref().unwrap_or(crate::gpu::DEFAULT_MODEL));
-            let g = match gpu {
-                Some(g) => gpu_spec(g),
-                None => m.and_then(|m| gpu_spec(m.default_gpu)),
-            };
-            match (g, m) {
-                (Some(g), Some(m)) => {
-                    let p = GpuConfig::preset(g.name, m.name);
-                    if p.is_none() {
-                        let at = if gpu.is_some() { K("gpu") } else { K("model") };
-                        self.err(
-                            &join(base, &[at]),
-                            format!(
-                                "{} ({:.0} GB of weights) does not fit on {} ({} GiB)",
-                                m.name,
-                                m.weight_bytes / 1e9,
-                                g.name,
-                                g.memory_gib
-                            ),
-                            Some(format!("pick a bigger card, e.g. `gpu: {}`", m.default_gpu)),
-                        );
-                    }
-                    p
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if *slots == Some(0) {
-            self.err(
-                &join(base, &[K("slots")]),
-                "`slots` must be at least 1",
-                Some(
-                    "it is how many sequences run at once (vLLM `max_num_seqs`), e.g. `slots: 64`"
-                        .to_string(),
-                ),
-            );
-        }
-        if *max_batched_tokens == Some(0) {
-            self.err(
-                &join(base, &[K("max_batched_tokens")]),
-                "`max_batched_tokens` must be at least 1",
-                Some(
-                    "it is the per-step token budget (vLLM `max_num_batched_tokens`), e.g. 8192"
-                        .to_string(),
-                ),
-            );
-        } else if let Some(p) = &preset {
-            let s = slots.unwrap_or(p.slots);
-            let b = max_batched_tokens.unwrap_or(p.max_batched_tokens);
-            if s > 0 && b < u64::from(s) {
-                let at = if max_batched_tokens.is_some() {
-                    K("max_batched_tokens")
-                } else {
-                    K("slots")
-                };
-                self.err(
-                    &join(base, &[at]),
-                    format!("`max_batched_tokens` ({b}) is below `slots` ({s})"),
-                    Some(
-                        "every running sequence needs one token of each step's budget; raise `max_batched_tokens` or lower `slots`"
-                            .to_string(),
-                    ),
-                );
-            }
-        }
-        if *kv_cache_tokens == Some(0) {
-            self.err(
-                &join(base, &[K("kv_cache_tokens")]),
-                "`kv_cache_tokens` must be at least 1",
-                Some("it is the KV cache size in tokens, e.g. `kv_cache_tokens: 20000` for memory pressure".to_string()),
-            );
-        }
-        if let Some(s) = slowdown {
-            if !(s.is_finite() && *s >= 1.0) {
-                self.err(
-                    &join(base, &[K("slowdown")]),
-                    format!("`slowdown` must be 1 or more, not {s}"),
-                    Some("it multiplies step time: 2 is a card at half speed (the model can only add time)".to_string()),
-                );
-            }
-        }
-        if let Some(p) = prefill_ms_per_token {
-            if !(p.is_finite() && *p >= 0.0) {
-                self.err(
-                    &join(base, &[K("prefill_ms_per_token")]),
-                    format!("`prefill_ms_per_token` must be 0 or more, not {p}"),
-                    Some(
-                        "H100 prefills about 0.025 ms per prompt token for an 8B model".to_string(),
-                    ),
-                );
-            }
-        }
-        if let Some(o) = overflow {
-            self.preset(&join(base, &[K("overflow")]), o);
-        }
-        match step {
-            Some(crate::profile::StepSpec::Fit(fit)) => {
-                let p = join(base, &[K("step"), K("fit")]);
-                if !(fit.a_ms.is_finite() && fit.a_ms > 0.0) {
-                    self.err(
-                        &join(&p, &[K("a_ms")]),
-                        format!("`a_ms` must be above zero, not {}", fit.a_ms),
-                        Some(
-                            "it is the step time with one sequence, e.g. `a_ms: 4.6` (H100, 8B)"
-                                .to_string(),
-                        ),
-                    );
-                }
-                for (key, v) in [("b_ms", fit.b_ms), ("c_ms", fit.c_ms)] {
-                    if !(v.is_finite() && v >= 0.0) {
-                        self.err(
-                            &join(&p, &[K(key)]),
-                            format!("`{key}` must be 0 or more, not {v}"),
-                            Some("step time must not shrink as the batch grows".to_string()),
-                        );
-                    }
-                }
-            }
-            Some(crate::profile::StepSpec::Roofline(r)) => {
-                let p = join(base, &[K("step"), K("roofline")]);
-                if r.weight_bytes.is_some() && r.weights_gb.is_some() {
-                    self.err(
-                        &join(&p, &[K("weights_gb")]),
-                        "give `weight_bytes` or `weights_gb`, not both",
-                        Some("drop one of them".to_string()),
-                    );
-                }
-                for (key, v) in [
-                    ("bandwidth_gbps", r.bandwidth_gbps),
-                    ("tflops", r.tflops),
-                    ("weights_gb", r.weights_gb),
-                    ("params_b", r.params_b),
-                    ("weight_bytes", r.weight_bytes.map(|b| b as f64)),
-                    ("kv_bytes_per_token", r.kv_bytes_per_token.map(|b| b as f64)),
-                ] {
-                    if let Some(v) = v {
-                        if !(v.is_finite() && v > 0.0) {
-                            self.err(
-                                &join(&p, &[K(key)]),
-                                format!("`{key}` must be above zero, not {v}"),
-                                Some(
-                                    "leave it out to take the gpu and model presets' value"
-                                        .to_string(),
-                                ),
-                            );
-                        }
-                    }
-                }
-                for (key, v) in [
-                    ("bandwidth_efficiency", r.bandwidth_efficiency),
-                    ("flops_efficiency", r.flops_efficiency),
-                ] {
-                    if let Some(v) = v {
-                        if !(v > 0.0 && v <= 1.0) {
-                            let hint = if (1.0..=100.0).contains(&v) {
-                                format!("`{key}` is a fraction: for {v}% write {}", v / 100.0)
-                            } else {
-                                "the share of the peak reached, above 0 and at most 1, e.g. 0.8"
-                                    .to_string()
-                            };
-                            self.err(
-                                &join(&p, &[K(key)]),
-                                format!("`{key}` {v} is not above 0 and at most 1"),
-                                Some(hint),
-                            );
-                        }
-                    }
-                }
-            }
-            None => {}
-        }
+        f.as_fault().validate(self, base);
     }
 
     /// A share in (0, 1]: zero would make the fault a no-op that still shows as decided.
-    fn share(&mut self, path: &[PathSeg<'_>], key: &str, v: f64, what: &str) {
+    pub(crate) fn share(&mut self, path: &[PathSeg<'_>], key: &str, v: f64, what: &str) {
         if !(v > 0.0 && v <= 1.0) {
             let hint = if (1.0..=100.0).contains(&v) {
                 format!("`{key}` is a fraction: for {v}% write {}", v / 100.0)
@@ -1179,7 +666,7 @@ impl Cx<'_> {
 
 /// A known name the user probably meant: one that starts with (or contains) what
 /// they wrote, `h100` for `h100-80gb`, else the closest by edit distance.
-fn suggest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
     let w = word.to_ascii_lowercase();
     names
         .iter()
@@ -1206,11 +693,11 @@ mod tests {
         assert_eq!(alias, flag);
         assert_eq!(
             alias,
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 after_tokens: 3,
                 duration: None,
                 forever: true
-            }
+            })
         );
         // Saying it twice is not a contradiction.
         let both =
@@ -1219,21 +706,21 @@ mod tests {
         // A length still resumes.
         assert_eq!(
             stall_of("{type: stall, after_tokens: 3, duration: 10s}").unwrap(),
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 after_tokens: 3,
                 duration: Some(crate::dist::Dist::Fixed(std::time::Duration::from_secs(10))),
                 forever: false
-            }
+            })
         );
         // Distributions go through unchanged.
         let d = stall_of("{type: stall, after_tokens: 1, duration: {uniform: [1s, 2s]}}").unwrap();
         assert!(matches!(
             d,
-            FaultSpec::Stall {
+            FaultSpec::Stall(crate::fault::Stall {
                 duration: Some(crate::dist::Dist::Uniform(..)),
                 forever: false,
                 ..
-            }
+            })
         ));
     }
 

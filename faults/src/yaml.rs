@@ -1910,7 +1910,8 @@ impl<'de> de::VariantAccess<'de> for Body<'_> {
                 seed.deserialize(NodeDe { node: n, trail: &t })
             }
             BodyKind::Owned(n) => seed.deserialize(NodeDe { node: &n, trail }),
-            BodyKind::None => Err(Error::new("a value is needed here".into(), None)),
+            // `- reset` alone: a fault (a struct) with no fields given.
+            BodyKind::None => seed.deserialize(NoFields { trail }),
         }
     }
 
@@ -1949,6 +1950,40 @@ impl<'de> de::VariantAccess<'de> for Body<'_> {
                 trail,
             }),
         }
+    }
+}
+
+/// The body of a variant named alone (`- reset`): a struct with no fields given,
+/// so each field takes its default or is reported missing. Anything but a struct
+/// needs a value.
+struct NoFields<'a> {
+    trail: &'a Trail<'a>,
+}
+
+impl<'de> de::Deserializer<'de> for NoFields<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
+        Err(Error::new("a value is needed here".into(), None))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_map(MapAcc {
+            iter: [].iter(),
+            value: None,
+            trail: self.trail,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
     }
 }
 

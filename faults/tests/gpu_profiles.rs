@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use brownout_faults::explain::explain;
+use brownout_faults::fault;
 use brownout_faults::gpu::{GpuConfig, StepModel};
 use brownout_faults::profile::{FaultSpec, QueueCap, StepFit, StepRoofline, StepSpec};
 use brownout_faults::validate::load_profile;
@@ -14,7 +15,7 @@ mod common;
 use common::{check_fault_error as check, one_fault, HEAD};
 
 fn bare() -> FaultSpec {
-    FaultSpec::GpuSaturation {
+    FaultSpec::GpuSaturation(fault::GpuSaturation {
         gpu: None,
         model: None,
         slots: None,
@@ -26,7 +27,7 @@ fn bare() -> FaultSpec {
         noisy_neighbor: None,
         step: None,
         prefill_ms_per_token: None,
-    }
+    })
 }
 
 #[test]
@@ -38,7 +39,7 @@ fn gpu_saturation_parses() {
     );
     assert_eq!(
         full,
-        FaultSpec::GpuSaturation {
+        FaultSpec::GpuSaturation(fault::GpuSaturation {
             gpu: Some("a100-40gb".into()),
             model: Some("llama-3.1-8b".into()),
             slots: Some(64),
@@ -54,11 +55,11 @@ fn gpu_saturation_parses() {
                 c_ms: 0.0
             })),
             prefill_ms_per_token: Some(0.1),
-        }
+        })
     );
     assert_eq!(full.kind(), "gpu_saturation");
     assert!(full.is_request_fault() && !full.is_stream_fault() && !full.is_content_fault());
-    let FaultSpec::GpuSaturation { queue, step, .. } =
+    let FaultSpec::GpuSaturation(fault::GpuSaturation { queue, step, .. }) =
         one_fault("{type: gpu_saturation, queue: unbounded, step: {roofline: {bandwidth_gbps: 2000, weights_gb: 16, flops_efficiency: 0.4}}}")
     else {
         panic!()
@@ -115,11 +116,11 @@ fn presets_give_defaults_and_fields_override_them() {
     assert!((r.prefill_ms_per_token - roof.prefill_ms_per_token()).abs() < 1e-12);
     let ms = r.step_time(1, 0).as_secs_f64() * 1e3;
     assert!((12.0..14.0).contains(&ms), "{ms}");
-    assert!(GpuConfig::from_spec(&FaultSpec::Reset {
+    assert!(GpuConfig::from_spec(&FaultSpec::Reset(fault::Reset {
         after_bytes: None,
         scope: None,
         code: None
-    })
+    }))
     .is_err());
 }
 
@@ -127,18 +128,18 @@ fn presets_give_defaults_and_fields_override_them() {
 fn cold_start_parses() {
     assert_eq!(
         one_fault("{type: cold_start, duration: 20s}"),
-        FaultSpec::ColdStart {
+        FaultSpec::ColdStart(fault::ColdStart {
             idle: brownout_faults::duration::DurationStr(Duration::from_secs(300)),
             duration: Dist::Fixed(Duration::from_secs(20)),
-        }
+        })
     );
     let f = one_fault("{type: cold_start, idle: 10m, duration: {uniform: [10s, 40s]}}");
     assert_eq!(
         f,
-        FaultSpec::ColdStart {
+        FaultSpec::ColdStart(fault::ColdStart {
             idle: brownout_faults::duration::DurationStr(Duration::from_secs(600)),
             duration: Dist::Uniform(Duration::from_secs(10), Duration::from_secs(40)),
-        }
+        })
     );
     assert_eq!(f.kind(), "cold_start");
     assert!(f.is_request_fault());

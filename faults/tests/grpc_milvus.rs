@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{ApiKind, Endpoint};
 use brownout_faults::decide::rng_for;
+use brownout_faults::fault;
 use brownout_faults::grpc::milvus::{
     self, count_search_results, edit_search_frame, edit_search_results, failed_response,
     in_message_status, in_message_status_for, Skip, Status,
@@ -341,9 +342,7 @@ fn check(msg: &[u8], faults: &[FaultSpec], seed: u64) -> Vec<u8> {
     );
     assert_eq!(got.column_heads, orig.column_heads, "column heads kept");
     assert_eq!(got.lists.len(), orig.lists.len(), "one list per query");
-    let noise = faults
-        .iter()
-        .any(|f| matches!(f, FaultSpec::ScoreNoise { .. }));
+    let noise = faults.iter().any(|f| matches!(f, FaultSpec::ScoreNoise(_)));
     for (q, list) in got.lists.iter().enumerate() {
         for h in list {
             let o = orig.lists[q]
@@ -405,7 +404,7 @@ fn fixtures_decode_as_pymilvus_reads_them() {
 }
 
 fn drop(f: f64) -> FaultSpec {
-    FaultSpec::DropResults { fraction: f }
+    FaultSpec::DropResults(fault::DropResults { fraction: f })
 }
 
 #[test]
@@ -414,18 +413,18 @@ fn every_fault_keeps_the_arrays_consistent_and_matches_rest() {
         vec![drop(0.5)],
         vec![drop(0.01)],
         vec![drop(1.0)],
-        vec![FaultSpec::LimitResults { max: 2 }],
-        vec![FaultSpec::LimitResults { max: 0 }],
-        vec![FaultSpec::ShuffleResults {}],
-        vec![FaultSpec::ScoreNoise { stddev: 0.05 }],
+        vec![FaultSpec::LimitResults(fault::LimitResults { max: 2 })],
+        vec![FaultSpec::LimitResults(fault::LimitResults { max: 0 })],
+        vec![FaultSpec::ShuffleResults(fault::ShuffleResults {})],
+        vec![FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.05 })],
         vec![
             drop(0.4),
-            FaultSpec::ShuffleResults {},
-            FaultSpec::ScoreNoise { stddev: 0.01 },
+            FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+            FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.01 }),
         ],
         vec![
-            FaultSpec::ShuffleResults {},
-            FaultSpec::LimitResults { max: 1 },
+            FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+            FaultSpec::LimitResults(fault::LimitResults { max: 1 }),
         ],
     ];
     for msg in [NQ1, NQ3] {
@@ -441,7 +440,7 @@ fn every_fault_keeps_the_arrays_consistent_and_matches_rest() {
 fn empty_results_leaves_no_hit_and_a_success_status() {
     for msg in [NQ1, NQ3] {
         let mut rng = rng_for(3, 1, 0);
-        let faults = [FaultSpec::EmptyResults {}];
+        let faults = [FaultSpec::EmptyResults(fault::EmptyResults {})];
         let edit = edit_search_results(msg, faults.iter().enumerate(), &mut rng).unwrap();
         let out = edit.message.expect("changed");
         let d = decode(&out);
@@ -461,12 +460,12 @@ fn empty_results_leaves_no_hit_and_a_success_status() {
 fn nothing_to_change_and_unsupported_faults_are_skipped_with_reasons() {
     let faults = [
         drop(0.5),
-        FaultSpec::ShuffleResults {},
-        FaultSpec::LimitResults { max: 3 },
-        FaultSpec::ScoreNoise { stddev: 0.1 },
-        FaultSpec::EmptyResults {},
-        FaultSpec::StaleResults { depth: None },
-        FaultSpec::EmbeddingNoise { stddev: 0.1 },
+        FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        FaultSpec::LimitResults(fault::LimitResults { max: 3 }),
+        FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.1 }),
+        FaultSpec::EmptyResults(fault::EmptyResults {}),
+        FaultSpec::StaleResults(fault::StaleResults { depth: None }),
+        FaultSpec::EmbeddingNoise(fault::EmbeddingNoise { stddev: 0.1 }),
     ];
     for msg in [EMPTY, FAILED] {
         let mut rng = rng_for(3, 1, 0);
@@ -490,7 +489,7 @@ fn nothing_to_change_and_unsupported_faults_are_skipped_with_reasons() {
     }
     // A limit above every list is nothing to change; the answer passes untouched.
     let mut rng = rng_for(3, 1, 0);
-    let faults = [FaultSpec::LimitResults { max: 10 }];
+    let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 10 })];
     let edit = edit_search_results(NQ1, faults.iter().enumerate(), &mut rng).unwrap();
     assert_eq!(edit.message, None);
     assert_eq!(edit.returned, 5);
@@ -535,7 +534,7 @@ fn compressed_and_unknown_layouts_are_not_edited() {
 fn unchanged_bytes_stay_byte_for_byte() {
     // Dropping only from the last query leaves everything before its rows alone:
     // the edit is a splice, so the untouched prefix of the message is identical.
-    let faults = [FaultSpec::LimitResults { max: 3 }];
+    let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 3 })];
     let mut rng = rng_for(3, 1, 0);
     let edit = edit_search_results(NQ1, faults.iter().enumerate(), &mut rng).unwrap();
     let out = edit.message.unwrap();
@@ -562,7 +561,7 @@ fn unchanged_bytes_stay_byte_for_byte() {
     wire::put_len_field(&mut ids, 1, &long);
     wire::put_len_field(&mut rd, 5, &ids);
     wire::put_len_field(&mut unpacked, 2, &rd);
-    let faults = [FaultSpec::LimitResults { max: 1 }];
+    let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 1 })];
     let edit = edit_search_results(&unpacked, faults.iter().enumerate(), &mut rng).unwrap();
     let out = edit.message.unwrap();
     let mut want_rd = Vec::new();
@@ -583,9 +582,9 @@ fn unchanged_bytes_stay_byte_for_byte() {
 fn hostile_bytes_never_panic() {
     let faults = [
         drop(0.5),
-        FaultSpec::ShuffleResults {},
-        FaultSpec::ScoreNoise { stddev: 0.1 },
-        FaultSpec::LimitResults { max: 1 },
+        FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.1 }),
+        FaultSpec::LimitResults(fault::LimitResults { max: 1 }),
     ];
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
@@ -664,8 +663,8 @@ fn hostile_bytes_never_panic() {
 fn golden_faults() -> Vec<FaultSpec> {
     vec![
         drop(0.4),
-        FaultSpec::ShuffleResults {},
-        FaultSpec::ScoreNoise { stddev: 0.01 },
+        FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.01 }),
     ]
 }
 
@@ -1008,9 +1007,12 @@ fn rarer_layouts_follow_their_hits() {
     assert_eq!(before[0].1, (0..n as u64).collect::<Vec<_>>());
     for faults in [
         vec![drop(0.5)],
-        vec![FaultSpec::ShuffleResults {}],
-        vec![FaultSpec::LimitResults { max: 2 }],
-        vec![drop(0.3), FaultSpec::ShuffleResults {}],
+        vec![FaultSpec::ShuffleResults(fault::ShuffleResults {})],
+        vec![FaultSpec::LimitResults(fault::LimitResults { max: 2 })],
+        vec![
+            drop(0.3),
+            FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        ],
     ] {
         for seed in [1u64, 2, 3, 99] {
             let mut rng = rng_for(seed, 1, 0);

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use brownout_faults::fault;
 use brownout_faults::grpc::{frame, triton};
 use brownout_faults::profile::{CorruptMode, FaultSpec, TruncateEnding};
 use brownout_faults::stream::{
@@ -236,9 +237,9 @@ async fn token_delay_spaces_whole_messages() {
     let ev = tokens(4);
     let (t0, actions, _) = shape(
         &ev,
-        &[FaultSpec::TokenDelay {
+        &[FaultSpec::TokenDelay(fault::TokenDelay {
             duration: Dist::Fixed(Duration::from_millis(100)),
-        }],
+        })],
     );
     let out = emitted(t0, &actions);
     assert_eq!(out.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), ev);
@@ -253,11 +254,11 @@ async fn stall_holds_the_next_message() {
     let ev = tokens(3);
     let (_, actions, _) = shape(
         &ev,
-        &[FaultSpec::Stall {
+        &[FaultSpec::Stall(fault::Stall {
             after_tokens: 2,
             duration: None,
             forever: true,
-        }],
+        })],
     );
     let pos = actions
         .iter()
@@ -282,10 +283,10 @@ async fn truncate_never_writes_sse_into_grpc() {
     ] {
         let (t0, actions, shaper) = shape(
             &ev,
-            &[FaultSpec::Truncate {
+            &[FaultSpec::Truncate(fault::Truncate {
                 after_tokens: 2,
                 ending,
-            }],
+            })],
         );
         let out = emitted(t0, &actions);
         assert_eq!(
@@ -302,10 +303,10 @@ async fn stream_error_on_triton_is_an_in_message_error() {
     let ev = tokens(3);
     let (t0, actions, _) = shape(
         &ev,
-        &[FaultSpec::StreamError {
+        &[FaultSpec::StreamError(fault::StreamError {
             after_tokens: 1,
             preset: None,
-        }],
+        })],
     );
     let out = emitted(t0, &actions);
     assert_eq!(out.len(), 2);
@@ -321,7 +322,10 @@ async fn stream_error_on_triton_is_an_in_message_error() {
 async fn drop_and_duplicate_keep_whole_messages() {
     let ev = tokens(6);
     for mode in [CorruptMode::DropEvent, CorruptMode::DuplicateEvent] {
-        let (t0, actions, _) = shape(&ev, &[FaultSpec::Corrupt { rate: 0.5, mode }]);
+        let (t0, actions, _) = shape(
+            &ev,
+            &[FaultSpec::Corrupt(fault::Corrupt { rate: 0.5, mode })],
+        );
         let joined: Vec<u8> = emitted(t0, &actions)
             .iter()
             .flat_map(|(b, _)| b.to_vec())
@@ -332,7 +336,10 @@ async fn drop_and_duplicate_keep_whole_messages() {
     }
     // Text rewrites have nothing to act on in protobuf: the bytes pass as they were.
     for mode in [CorruptMode::InvalidJson, CorruptMode::BadUtf8] {
-        let (t0, actions, _) = shape(&ev, &[FaultSpec::Corrupt { rate: 1.0, mode }]);
+        let (t0, actions, _) = shape(
+            &ev,
+            &[FaultSpec::Corrupt(fault::Corrupt { rate: 1.0, mode })],
+        );
         let out: Vec<Bytes> = emitted(t0, &actions).into_iter().map(|(b, _)| b).collect();
         assert_eq!(out, ev, "{mode:?}");
     }

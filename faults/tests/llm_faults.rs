@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use brownout_faults::fault;
 use brownout_faults::profile::{CorruptMode, FaultSpec, Profile, TruncateEnding};
 use brownout_faults::validate::load_profile;
 use brownout_faults::Dist;
@@ -17,26 +18,26 @@ fn ms(n: u64) -> Duration {
 #[test]
 fn every_llm_fault_parses() {
     let cases: Vec<(&str, FaultSpec)> = vec![
-        ("{type: first_token_delay, duration: 2s}", FaultSpec::FirstTokenDelay { duration: Dist::Fixed(ms(2000)) }),
-        ("{type: token_delay, duration: {uniform: [10ms, 50ms]}}", FaultSpec::TokenDelay { duration: Dist::Uniform(ms(10), ms(50)) }),
-        ("{type: token_rate, tokens_per_second: 2.5}", FaultSpec::TokenRate { tokens_per_second: 2.5 }),
-        ("{type: token_rate, tokens_per_second: 5}", FaultSpec::TokenRate { tokens_per_second: 5.0 }),
-        ("{type: stall, after_tokens: 20, duration: 10s}", FaultSpec::Stall { after_tokens: 20, duration: Some(Dist::Fixed(ms(10_000))), forever: false }),
-        ("{type: stall, after_tokens: 0, forever: true}", FaultSpec::Stall { after_tokens: 0, duration: None, forever: true }),
-        ("{type: truncate, after_tokens: 5}", FaultSpec::Truncate { after_tokens: 5, ending: TruncateEnding::NoTerminator }),
-        ("{type: truncate, after_tokens: 5, ending: clean}", FaultSpec::Truncate { after_tokens: 5, ending: TruncateEnding::Clean }),
-        ("{type: truncate, after_tokens: 5, ending: reset}", FaultSpec::Truncate { after_tokens: 5, ending: TruncateEnding::Reset }),
-        ("{type: stream_error, after_tokens: 3}", FaultSpec::StreamError { after_tokens: 3, preset: None }),
-        ("{type: stream_error, after_tokens: 3, preset: anthropic.overloaded}", FaultSpec::StreamError { after_tokens: 3, preset: Some("anthropic.overloaded".into()) }),
-        ("{type: corrupt, rate: 0.05, mode: invalid_json}", FaultSpec::Corrupt { rate: 0.05, mode: CorruptMode::InvalidJson }),
-        ("{type: corrupt, rate: 1, mode: drop_event}", FaultSpec::Corrupt { rate: 1.0, mode: CorruptMode::DropEvent }),
-        ("{type: corrupt, rate: 0.5, mode: duplicate_event}", FaultSpec::Corrupt { rate: 0.5, mode: CorruptMode::DuplicateEvent }),
-        ("{type: corrupt, rate: 0.5, mode: bad_utf8}", FaultSpec::Corrupt { rate: 0.5, mode: CorruptMode::BadUtf8 }),
-        ("{type: garble, fraction: 0.3}", FaultSpec::Garble { fraction: 0.3 }),
-        ("{type: empty_completion}", FaultSpec::EmptyCompletion {}),
-        ("{type: finish_reason, value: length}", FaultSpec::FinishReason { value: "length".into() }),
-        ("{type: rate_limit, requests_per_minute: 60}", FaultSpec::RateLimit { requests_per_minute: Some(60), tokens_per_minute: None, by: None, preset: None }),
-        ("{type: rate_limit, tokens_per_minute: 30000, by: 'header:authorization', preset: openai.rate_limit_tokens}", FaultSpec::RateLimit { requests_per_minute: None, tokens_per_minute: Some(30000), by: Some("header:authorization".into()), preset: Some("openai.rate_limit_tokens".into()) }),
+        ("{type: first_token_delay, duration: 2s}", FaultSpec::FirstTokenDelay(fault::FirstTokenDelay { duration: Dist::Fixed(ms(2000)) })),
+        ("{type: token_delay, duration: {uniform: [10ms, 50ms]}}", FaultSpec::TokenDelay(fault::TokenDelay { duration: Dist::Uniform(ms(10), ms(50)) })),
+        ("{type: token_rate, tokens_per_second: 2.5}", FaultSpec::TokenRate(fault::TokenRate { tokens_per_second: 2.5 })),
+        ("{type: token_rate, tokens_per_second: 5}", FaultSpec::TokenRate(fault::TokenRate { tokens_per_second: 5.0 })),
+        ("{type: stall, after_tokens: 20, duration: 10s}", FaultSpec::Stall(fault::Stall { after_tokens: 20, duration: Some(Dist::Fixed(ms(10_000))), forever: false })),
+        ("{type: stall, after_tokens: 0, forever: true}", FaultSpec::Stall(fault::Stall { after_tokens: 0, duration: None, forever: true })),
+        ("{type: truncate, after_tokens: 5}", FaultSpec::Truncate(fault::Truncate { after_tokens: 5, ending: TruncateEnding::NoTerminator })),
+        ("{type: truncate, after_tokens: 5, ending: clean}", FaultSpec::Truncate(fault::Truncate { after_tokens: 5, ending: TruncateEnding::Clean })),
+        ("{type: truncate, after_tokens: 5, ending: reset}", FaultSpec::Truncate(fault::Truncate { after_tokens: 5, ending: TruncateEnding::Reset })),
+        ("{type: stream_error, after_tokens: 3}", FaultSpec::StreamError(fault::StreamError { after_tokens: 3, preset: None })),
+        ("{type: stream_error, after_tokens: 3, preset: anthropic.overloaded}", FaultSpec::StreamError(fault::StreamError { after_tokens: 3, preset: Some("anthropic.overloaded".into()) })),
+        ("{type: corrupt, rate: 0.05, mode: invalid_json}", FaultSpec::Corrupt(fault::Corrupt { rate: 0.05, mode: CorruptMode::InvalidJson })),
+        ("{type: corrupt, rate: 1, mode: drop_event}", FaultSpec::Corrupt(fault::Corrupt { rate: 1.0, mode: CorruptMode::DropEvent })),
+        ("{type: corrupt, rate: 0.5, mode: duplicate_event}", FaultSpec::Corrupt(fault::Corrupt { rate: 0.5, mode: CorruptMode::DuplicateEvent })),
+        ("{type: corrupt, rate: 0.5, mode: bad_utf8}", FaultSpec::Corrupt(fault::Corrupt { rate: 0.5, mode: CorruptMode::BadUtf8 })),
+        ("{type: garble, fraction: 0.3}", FaultSpec::Garble(fault::Garble { fraction: 0.3 })),
+        ("{type: empty_completion}", FaultSpec::EmptyCompletion(fault::EmptyCompletion {})),
+        ("{type: finish_reason, value: length}", FaultSpec::FinishReason(fault::FinishReason { value: "length".into() })),
+        ("{type: rate_limit, requests_per_minute: 60}", FaultSpec::RateLimit(fault::RateLimit { requests_per_minute: Some(60), tokens_per_minute: None, by: None, preset: None })),
+        ("{type: rate_limit, tokens_per_minute: 30000, by: 'header:authorization', preset: openai.rate_limit_tokens}", FaultSpec::RateLimit(fault::RateLimit { requests_per_minute: None, tokens_per_minute: Some(30000), by: Some("header:authorization".into()), preset: Some("openai.rate_limit_tokens".into()) })),
     ];
     for (yaml, want) in cases {
         let got = one_fault(yaml);
@@ -46,7 +47,10 @@ fn every_llm_fault_parses() {
     // A bare name works for a fault without fields, as for `reset`.
     let src = format!("{HEAD}rules:\n  - faults: [empty_completion]\n");
     let p: Profile = load_profile(&src, "p.yaml").unwrap();
-    assert_eq!(p.rules[0].faults[0], FaultSpec::EmptyCompletion {});
+    assert_eq!(
+        p.rules[0].faults[0],
+        FaultSpec::EmptyCompletion(fault::EmptyCompletion {})
+    );
 }
 
 #[test]

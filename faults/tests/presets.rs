@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use brownout_faults::fault;
 use brownout_faults::presets::{
     all, default_overload_for, default_rate_limit_for, family, go_duration, lookup, names,
     RenderCtx,
@@ -492,13 +493,15 @@ fn docs_list_every_preset() {
 #[test]
 fn faults_whose_errors_name_the_model() {
     use brownout_faults::profile::FaultSpec;
-    let error = |preset: &str, body: bool| FaultSpec::Error {
-        status: None,
-        body: body.then(|| brownout_faults::profile::ErrorBody::Text("x".into())),
-        headers: Default::default(),
-        preset: Some(preset.into()),
-        retry_after: None,
-        grpc_status: None,
+    let error = |preset: &str, body: bool| {
+        FaultSpec::Error(fault::Error {
+            status: None,
+            body: body.then(|| brownout_faults::profile::ErrorBody::Text("x".into())),
+            headers: Default::default(),
+            preset: Some(preset.into()),
+            retry_after: None,
+            grpc_status: None,
+        })
     };
     assert!(error("openai.rate_limit_requests", false).names_model());
     assert!(
@@ -507,15 +510,15 @@ fn faults_whose_errors_name_the_model() {
     );
     assert!(!error("anthropic.rate_limit", false).names_model());
     assert!(!error("openai.server_error", false).names_model());
-    assert!(FaultSpec::StreamError {
+    assert!(FaultSpec::StreamError(fault::StreamError {
         after_tokens: 1,
         preset: Some("openai.rate_limit_tokens".into()),
-    }
+    })
     .names_model());
-    assert!(!FaultSpec::StreamError {
+    assert!(!FaultSpec::StreamError(fault::StreamError {
         after_tokens: 1,
         preset: None,
-    }
+    })
     .names_model());
 }
 

@@ -1,5 +1,6 @@
 //! `rewrite_json`: content faults on non-streamed answers, edited in place.
 
+use brownout_faults::fault;
 use brownout_faults::profile::FaultSpec;
 use brownout_faults::stream::{rewrite_json, Skip, StreamPlan};
 use brownout_faults::{ApiKind, Endpoint};
@@ -29,7 +30,7 @@ fn garble_replaces_the_fraction_of_words() {
         ApiKind::Openai,
         Endpoint::Chat,
         CHAT.as_bytes(),
-        &plan(&[FaultSpec::Garble { fraction: 0.5 }]),
+        &plan(&[FaultSpec::Garble(fault::Garble { fraction: 0.5 })]),
         &mut rng(),
     )
     .unwrap();
@@ -52,10 +53,10 @@ fn garble_replaces_the_fraction_of_words() {
 #[test]
 fn empty_completion_and_finish_reason() {
     let faults = [
-        FaultSpec::EmptyCompletion {},
-        FaultSpec::FinishReason {
+        FaultSpec::EmptyCompletion(fault::EmptyCompletion {}),
+        FaultSpec::FinishReason(fault::FinishReason {
             value: "content_filter".into(),
-        },
+        }),
     ];
     let r = rewrite_json(
         ApiKind::Openai,
@@ -71,10 +72,10 @@ fn empty_completion_and_finish_reason() {
     assert_eq!(r.applied, [(0, "empty_completion"), (0, "finish_reason")]);
 
     let faults = [
-        FaultSpec::Garble { fraction: 1.0 },
-        FaultSpec::FinishReason {
+        FaultSpec::Garble(fault::Garble { fraction: 1.0 }),
+        FaultSpec::FinishReason(fault::FinishReason {
             value: "max_tokens".into(),
-        },
+        }),
     ];
     let r = rewrite_json(
         ApiKind::Anthropic,
@@ -97,10 +98,10 @@ fn empty_completion_and_finish_reason() {
 #[test]
 fn responses_text_but_no_finish_reason() {
     let faults = [
-        FaultSpec::Garble { fraction: 1.0 },
-        FaultSpec::FinishReason {
+        FaultSpec::Garble(fault::Garble { fraction: 1.0 }),
+        FaultSpec::FinishReason(fault::FinishReason {
             value: "length".into(),
-        },
+        }),
     ];
     let r = rewrite_json(
         ApiKind::Openai,
@@ -122,7 +123,7 @@ fn responses_text_but_no_finish_reason() {
 
 #[test]
 fn unknown_bodies_are_skipped_with_a_reason() {
-    let p = plan(&[FaultSpec::Garble { fraction: 1.0 }]);
+    let p = plan(&[FaultSpec::Garble(fault::Garble { fraction: 1.0 })]);
     let e = rewrite_json(ApiKind::Openai, Endpoint::Chat, b"not json", &p, &mut rng()).unwrap_err();
     assert_eq!(e, Skip::NotJson);
     assert_eq!(e.as_str(), "not_json");
@@ -140,7 +141,7 @@ fn unknown_bodies_are_skipped_with_a_reason() {
         ApiKind::Ollama,
         Endpoint::Chat,
         ollama,
-        &plan(&[FaultSpec::EmptyCompletion {}]),
+        &plan(&[FaultSpec::EmptyCompletion(fault::EmptyCompletion {})]),
         &mut rng(),
     )
     .unwrap();
@@ -157,11 +158,11 @@ fn a_body_that_is_not_utf8_is_not_json() {
     body[at] = 0xff;
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     for fault in [
-        FaultSpec::Garble { fraction: 1.0 },
-        FaultSpec::EmptyCompletion {},
-        FaultSpec::FinishReason {
+        FaultSpec::Garble(fault::Garble { fraction: 1.0 }),
+        FaultSpec::EmptyCompletion(fault::EmptyCompletion {}),
+        FaultSpec::FinishReason(fault::FinishReason {
             value: "length".into(),
-        },
+        }),
     ] {
         let e = rewrite_json(
             ApiKind::Openai,
@@ -195,12 +196,12 @@ fn everything_but_the_rewritten_strings_is_byte_identical() {
     let text_end = text_at + TEXT.len();
     let stop_at = chat.find(r#""finish_reason":"stop""#).unwrap() + r#""finish_reason":""#.len();
     for (fault, changes_text) in [
-        (FaultSpec::Garble { fraction: 0.5 }, true),
-        (FaultSpec::EmptyCompletion {}, true),
+        (FaultSpec::Garble(fault::Garble { fraction: 0.5 }), true),
+        (FaultSpec::EmptyCompletion(fault::EmptyCompletion {}), true),
         (
-            FaultSpec::FinishReason {
+            FaultSpec::FinishReason(fault::FinishReason {
                 value: "length".into(),
-            },
+            }),
             false,
         ),
     ] {
@@ -233,7 +234,7 @@ fn everything_but_the_rewritten_strings_is_byte_identical() {
         ApiKind::Anthropic,
         Endpoint::Messages,
         msg.as_bytes(),
-        &plan(&[FaultSpec::Garble { fraction: 1.0 }]),
+        &plan(&[FaultSpec::Garble(fault::Garble { fraction: 1.0 })]),
         &mut rng(),
     )
     .unwrap();

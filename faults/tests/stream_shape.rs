@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use brownout_faults::fault;
 use brownout_faults::profile::{CorruptMode, FaultSpec, TruncateEnding};
 use brownout_faults::stream::{inspect, Action, EventKind, Framing, Shaper, Splitter, StreamPlan};
 use brownout_faults::{ApiKind, Dist, Endpoint};
@@ -168,9 +169,9 @@ async fn first_token_delay_holds_the_first_token_and_keeps_order() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::FirstTokenDelay {
+        &[FaultSpec::FirstTokenDelay(fault::FirstTokenDelay {
             duration: fixed(ms(500)),
-        }],
+        })],
         1,
     );
     let out = r.emitted();
@@ -185,9 +186,9 @@ async fn first_token_delay_holds_the_first_token_and_keeps_order() {
     let a = Stream::anthropic(ANTHROPIC_BASIC);
     let r = run(
         &a,
-        &[FaultSpec::FirstTokenDelay {
+        &[FaultSpec::FirstTokenDelay(fault::FirstTokenDelay {
             duration: fixed(ms(300)),
-        }],
+        })],
         1,
     );
     assert_eq!(content_times(&a, &r), [ms(330), ms(330), ms(330)]);
@@ -199,9 +200,9 @@ async fn token_delay_adds_to_every_gap_after_the_first() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::TokenDelay {
+        &[FaultSpec::TokenDelay(fault::TokenDelay {
             duration: fixed(ms(50)),
-        }],
+        })],
         1,
     );
     // Tokens arrive at 10, 20, 30ms: 10; max(20, 10) + 50; max(30, 70) + 50.
@@ -219,9 +220,9 @@ async fn token_rate_paces_tokens() {
     let a = Stream::anthropic(ANTHROPIC_TOOL_USE);
     let r = run(
         &a,
-        &[FaultSpec::TokenRate {
+        &[FaultSpec::TokenRate(fault::TokenRate {
             tokens_per_second: 10.0,
-        }],
+        })],
         1,
     );
     // Six tokens arriving 10ms apart, at most one per 100ms.
@@ -233,9 +234,9 @@ async fn token_rate_paces_tokens() {
     // A rate slower than the upstream never bites and is not reported.
     let r = run(
         &a,
-        &[FaultSpec::TokenRate {
+        &[FaultSpec::TokenRate(fault::TokenRate {
             tokens_per_second: 1000.0,
-        }],
+        })],
         1,
     );
     assert!(r.applied().is_empty());
@@ -244,11 +245,11 @@ async fn token_rate_paces_tokens() {
 #[tokio::test(start_paused = true)]
 async fn stall_for_a_while_then_resume() {
     let s = Stream::openai(&openai_chat("\n"));
-    let stall = FaultSpec::Stall {
+    let stall = FaultSpec::Stall(fault::Stall {
         after_tokens: 2,
         duration: Some(fixed(ms(1000))),
         forever: false,
-    };
+    });
     let r = run(&s, &[stall], 1);
     // The third token arrived at 30ms: a barrier until 1030ms, then it and the rest.
     let barrier = r.t0 + ms(1030);
@@ -263,11 +264,11 @@ async fn stall_for_a_while_then_resume() {
 #[tokio::test(start_paused = true)]
 async fn stall_forever_is_a_barrier_with_everything_queued_behind_it() {
     let s = Stream::openai(&openai_chat("\n"));
-    let stall = FaultSpec::Stall {
+    let stall = FaultSpec::Stall(fault::Stall {
         after_tokens: 1,
         duration: None,
         forever: true,
-    };
+    });
     let r = run(&s, &[stall], 1);
     let pos = r
         .actions
@@ -291,10 +292,10 @@ async fn truncate_endings_openai() {
         let s = Stream::openai(&openai_chat(eol));
         let clean = run(
             &s,
-            &[FaultSpec::Truncate {
+            &[FaultSpec::Truncate(fault::Truncate {
                 after_tokens: 2,
                 ending: TruncateEnding::Clean,
-            }],
+            })],
             1,
         );
         let text = clean.text();
@@ -310,10 +311,10 @@ async fn truncate_endings_openai() {
 
         let bare = run(
             &s,
-            &[FaultSpec::Truncate {
+            &[FaultSpec::Truncate(fault::Truncate {
                 after_tokens: 2,
                 ending: TruncateEnding::NoTerminator,
-            }],
+            })],
             1,
         );
         assert!(!bare.text().contains("[DONE]"));
@@ -323,10 +324,10 @@ async fn truncate_endings_openai() {
 
         let reset = run(
             &s,
-            &[FaultSpec::Truncate {
+            &[FaultSpec::Truncate(fault::Truncate {
                 after_tokens: 0,
                 ending: TruncateEnding::Reset,
-            }],
+            })],
             1,
         );
         assert_eq!(content_times(&s, &reset).len(), 0);
@@ -340,10 +341,10 @@ async fn truncate_clean_anthropic_closes_the_block_and_message() {
     let a = Stream::anthropic(ANTHROPIC_BASIC);
     let r = run(
         &a,
-        &[FaultSpec::Truncate {
+        &[FaultSpec::Truncate(fault::Truncate {
             after_tokens: 1,
             ending: TruncateEnding::Clean,
-        }],
+        })],
         1,
     );
     let text = r.text();
@@ -364,10 +365,10 @@ async fn truncate_beyond_the_stream_never_applies() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::Truncate {
+        &[FaultSpec::Truncate(fault::Truncate {
             after_tokens: 3,
             ending: TruncateEnding::Reset,
-        }],
+        })],
         1,
     );
     assert_eq!(r.bytes(), openai_chat("\n"));
@@ -380,10 +381,10 @@ async fn stream_error_uses_the_providers_event_shape() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::StreamError {
+        &[FaultSpec::StreamError(fault::StreamError {
             after_tokens: 1,
             preset: None,
-        }],
+        })],
         1,
     );
     let (last, _) = r.emitted().last().unwrap().clone();
@@ -398,10 +399,10 @@ async fn stream_error_uses_the_providers_event_shape() {
     let a = Stream::anthropic(ANTHROPIC_BASIC);
     let r = run(
         &a,
-        &[FaultSpec::StreamError {
+        &[FaultSpec::StreamError(fault::StreamError {
             after_tokens: 2,
             preset: None,
-        }],
+        })],
         1,
     );
     let (last, _) = r.emitted().last().unwrap().clone();
@@ -419,10 +420,10 @@ async fn stream_error_uses_the_providers_event_shape() {
     let s = Stream::openai(&openai_chat("\r\n"));
     let r = run(
         &s,
-        &[FaultSpec::StreamError {
+        &[FaultSpec::StreamError(fault::StreamError {
             after_tokens: 0,
             preset: Some("openai.rate_limit_tokens".into()),
-        }],
+        })],
         1,
     );
     let text = r.text();
@@ -443,10 +444,10 @@ async fn ollama_endings() {
     );
     let r = run(
         &o,
-        &[FaultSpec::Truncate {
+        &[FaultSpec::Truncate(fault::Truncate {
             after_tokens: 1,
             ending: TruncateEnding::Clean,
-        }],
+        })],
         1,
     );
     let text = r.text();
@@ -457,10 +458,10 @@ async fn ollama_endings() {
     assert_eq!(v["message"]["content"], "");
     let r = run(
         &o,
-        &[FaultSpec::StreamError {
+        &[FaultSpec::StreamError(fault::StreamError {
             after_tokens: 1,
             preset: None,
-        }],
+        })],
         1,
     );
     let last = r.text().lines().last().unwrap().to_string();
@@ -488,7 +489,7 @@ fn damage(stream: &Stream, r: &Run) -> (usize, usize, usize) {
 #[tokio::test(start_paused = true)]
 async fn corrupt_modes_at_about_their_rate() {
     let s = Stream::openai(&openai_long(2000));
-    let corrupt = |mode| [FaultSpec::Corrupt { rate: 0.1, mode }];
+    let corrupt = |mode| [FaultSpec::Corrupt(fault::Corrupt { rate: 0.1, mode })];
     let near = |n: usize, want: usize| n.abs_diff(want) <= 60;
 
     let r = run(&s, &corrupt(CorruptMode::DropEvent), 3);
@@ -530,10 +531,10 @@ async fn bad_utf8_splits_a_multibyte_character() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::Corrupt {
+        &[FaultSpec::Corrupt(fault::Corrupt {
             rate: 1.0,
             mode: CorruptMode::BadUtf8,
-        }],
+        })],
         1,
     );
     let out = r.emitted();
@@ -554,7 +555,7 @@ async fn bad_utf8_splits_a_multibyte_character() {
 #[tokio::test(start_paused = true)]
 async fn garble_keeps_json_valid_and_whitespace() {
     let s = Stream::openai(&openai_chat("\n"));
-    let r = run(&s, &[FaultSpec::Garble { fraction: 1.0 }], 1);
+    let r = run(&s, &[FaultSpec::Garble(fault::Garble { fraction: 1.0 })], 1);
     let out = r.emitted();
     for (b, _) in &out[1..4] {
         assert_eq!(s.kind(b), EventKind::Content);
@@ -573,12 +574,16 @@ async fn garble_keeps_json_valid_and_whitespace() {
     assert_eq!(r.applied(), ["garble"]);
     // About half the words at 0.5.
     let long = Stream::openai(&openai_long(1000));
-    let r = run(&long, &[FaultSpec::Garble { fraction: 0.5 }], 9);
+    let r = run(
+        &long,
+        &[FaultSpec::Garble(fault::Garble { fraction: 0.5 })],
+        9,
+    );
     let kept = r.text().matches("\"tok").count();
     assert!(kept.abs_diff(500) < 60, "{kept}");
     // Anthropic text deltas too.
     let a = Stream::anthropic(ANTHROPIC_BASIC);
-    let r = run(&a, &[FaultSpec::Garble { fraction: 1.0 }], 1);
+    let r = run(&a, &[FaultSpec::Garble(fault::Garble { fraction: 1.0 })], 1);
     assert!(!r.text().contains("\"Hello\""));
     assert_eq!(damage(&a, &r).0, 3);
 }
@@ -589,7 +594,11 @@ async fn empty_completion_drops_tokens_keeps_the_rest() {
         Stream::openai(&openai_chat("\n")),
         Stream::anthropic(ANTHROPIC_TOOL_USE),
     ] {
-        let r = run(&s, &[FaultSpec::EmptyCompletion {}], 1);
+        let r = run(
+            &s,
+            &[FaultSpec::EmptyCompletion(fault::EmptyCompletion {})],
+            1,
+        );
         let (tokens, other, _) = damage(&s, &r);
         assert_eq!((tokens, other), (0, 0));
         let n_content = s
@@ -607,9 +616,9 @@ async fn finish_reason_is_rewritten() {
     let s = Stream::openai(&openai_chat("\n"));
     let r = run(
         &s,
-        &[FaultSpec::FinishReason {
+        &[FaultSpec::FinishReason(fault::FinishReason {
             value: "length".into(),
-        }],
+        })],
         1,
     );
     let text = r.text();
@@ -625,9 +634,9 @@ async fn finish_reason_is_rewritten() {
     let a = Stream::anthropic(ANTHROPIC_BASIC);
     let r = run(
         &a,
-        &[FaultSpec::FinishReason {
+        &[FaultSpec::FinishReason(fault::FinishReason {
             value: "max_tokens".into(),
-        }],
+        })],
         1,
     );
     assert!(r.text().contains("\"stop_reason\":\"max_tokens\""));
@@ -635,13 +644,13 @@ async fn finish_reason_is_rewritten() {
     let r = run(
         &a,
         &[
-            FaultSpec::FinishReason {
+            FaultSpec::FinishReason(fault::FinishReason {
                 value: "max_tokens".into(),
-            },
-            FaultSpec::Truncate {
+            }),
+            FaultSpec::Truncate(fault::Truncate {
                 after_tokens: 1,
                 ending: TruncateEnding::Clean,
-            },
+            }),
         ],
         1,
     );
@@ -652,18 +661,18 @@ async fn finish_reason_is_rewritten() {
 async fn faults_combine_in_order_and_release_turns_them_off() {
     let s = Stream::openai(&openai_long(50));
     let faults = [
-        FaultSpec::FirstTokenDelay {
+        FaultSpec::FirstTokenDelay(fault::FirstTokenDelay {
             duration: fixed(ms(100)),
-        },
-        FaultSpec::Stall {
+        }),
+        FaultSpec::Stall(fault::Stall {
             after_tokens: 5,
             duration: Some(fixed(ms(200))),
             forever: false,
-        },
-        FaultSpec::Truncate {
+        }),
+        FaultSpec::Truncate(fault::Truncate {
             after_tokens: 10,
             ending: TruncateEnding::Clean,
-        },
+        }),
     ];
     let r = run(&s, &faults, 1);
     let times = content_times(&s, &r);
@@ -711,18 +720,18 @@ fn plan_takes_only_stream_and_content_faults() {
     let mut plan = StreamPlan::new();
     assert!(!plan.push(
         0,
-        &FaultSpec::Delay {
+        &FaultSpec::Delay(fault::Delay {
             duration: fixed(ms(1))
-        }
+        })
     ));
     assert!(plan.is_empty());
-    assert!(plan.push(0, &FaultSpec::Garble { fraction: 0.5 }));
+    assert!(plan.push(0, &FaultSpec::Garble(fault::Garble { fraction: 0.5 })));
     assert!(!plan.has_stream_faults());
     assert!(plan.push(
         2,
-        &FaultSpec::TokenRate {
+        &FaultSpec::TokenRate(fault::TokenRate {
             tokens_per_second: 1.0
-        }
+        })
     ));
     assert!(plan.has_stream_faults());
     let kinds: Vec<(usize, &str)> = plan.faults().map(|(r, f)| (r, f.kind())).collect();

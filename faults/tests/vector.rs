@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{ApiKind, Endpoint};
 use brownout_faults::decide::rng_for;
+use brownout_faults::fault;
 use brownout_faults::profile::FaultSpec;
 use brownout_faults::stream::StreamPlan;
 use brownout_faults::validate::load_profile;
@@ -23,33 +24,39 @@ fn every_vector_fault_parses() {
     let cases: Vec<(&str, FaultSpec)> = vec![
         (
             "{type: drop_results, fraction: 0.5}",
-            FaultSpec::DropResults { fraction: 0.5 },
+            FaultSpec::DropResults(fault::DropResults { fraction: 0.5 }),
         ),
-        ("{type: shuffle_results}", FaultSpec::ShuffleResults {}),
+        (
+            "{type: shuffle_results}",
+            FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        ),
         (
             "{type: limit_results, max: 3}",
-            FaultSpec::LimitResults { max: 3 },
+            FaultSpec::LimitResults(fault::LimitResults { max: 3 }),
         ),
         (
             "{type: stale_results}",
-            FaultSpec::StaleResults { depth: None },
+            FaultSpec::StaleResults(fault::StaleResults { depth: None }),
         ),
         (
             "{type: stale_results, depth: 4}",
-            FaultSpec::StaleResults { depth: Some(4) },
+            FaultSpec::StaleResults(fault::StaleResults { depth: Some(4) }),
         ),
         (
             "{type: score_noise, stddev: 0.05}",
-            FaultSpec::ScoreNoise { stddev: 0.05 },
+            FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.05 }),
         ),
-        ("{type: empty_results}", FaultSpec::EmptyResults {}),
+        (
+            "{type: empty_results}",
+            FaultSpec::EmptyResults(fault::EmptyResults {}),
+        ),
         (
             "{type: embedding_noise, stddev: 0.02}",
-            FaultSpec::EmbeddingNoise { stddev: 0.02 },
+            FaultSpec::EmbeddingNoise(fault::EmbeddingNoise { stddev: 0.02 }),
         ),
         (
             "{type: embedding_truncate, dims: 256}",
-            FaultSpec::EmbeddingTruncate { dims: 256 },
+            FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate { dims: 256 }),
         ),
     ];
     for (yaml, want) in cases {
@@ -264,7 +271,12 @@ fn all_dbs() -> Vec<(ApiKind, Endpoint, Value)> {
 fn drop_results_removes_half_the_hits_of_every_db() {
     for (api, ep, body) in all_dbs() {
         let before = ids(api, &body);
-        let (out, rw) = run(api, ep, &body, &[FaultSpec::DropResults { fraction: 0.5 }]);
+        let (out, rw) = run(
+            api,
+            ep,
+            &body,
+            &[FaultSpec::DropResults(fault::DropResults { fraction: 0.5 })],
+        );
         let after = ids(api, &out);
         for (b, a) in before.iter().zip(&after) {
             assert_eq!(a.len(), b.len() / 2, "{api:?}");
@@ -288,7 +300,7 @@ fn chroma_rewrites_every_parallel_list_together() {
         ApiKind::Chroma,
         Endpoint::Query,
         &chroma_query(),
-        &[FaultSpec::ShuffleResults {}],
+        &[FaultSpec::ShuffleResults(fault::ShuffleResults {})],
     );
     let docs = |id: &str| format!("d{id}");
     for q in 0..2 {
@@ -315,7 +327,12 @@ fn chroma_rewrites_every_parallel_list_together() {
 fn shuffle_keeps_the_set_and_scores_but_changes_the_order() {
     for (api, ep, body) in all_dbs() {
         let before = ids(api, &body);
-        let (out, _) = run(api, ep, &body, &[FaultSpec::ShuffleResults {}]);
+        let (out, _) = run(
+            api,
+            ep,
+            &body,
+            &[FaultSpec::ShuffleResults(fault::ShuffleResults {})],
+        );
         let after = ids(api, &out);
         assert_ne!(before[0], after[0], "{api:?}");
         let mut b = before[0].clone();
@@ -334,12 +351,22 @@ fn shuffle_keeps_the_set_and_scores_but_changes_the_order() {
 #[test]
 fn limit_results_caps_every_list() {
     for (api, ep, body) in all_dbs() {
-        let (out, rw) = run(api, ep, &body, &[FaultSpec::LimitResults { max: 1 }]);
+        let (out, rw) = run(
+            api,
+            ep,
+            &body,
+            &[FaultSpec::LimitResults(fault::LimitResults { max: 1 })],
+        );
         for l in ids(api, &out) {
             assert!(l.len() <= 1, "{api:?}");
         }
         assert_eq!(rw.applied.len(), 1);
-        let (_, rw) = run(api, ep, &body, &[FaultSpec::LimitResults { max: 100 }]);
+        let (_, rw) = run(
+            api,
+            ep,
+            &body,
+            &[FaultSpec::LimitResults(fault::LimitResults { max: 100 })],
+        );
         assert_eq!(
             rw.skipped,
             vec![(0, "limit_results", Skip::NothingToChange)]
@@ -351,7 +378,12 @@ fn limit_results_caps_every_list() {
 #[test]
 fn score_noise_keeps_the_order_and_breaks_score_order() {
     for (api, ep, body) in all_dbs() {
-        let (out, _) = run(api, ep, &body, &[FaultSpec::ScoreNoise { stddev: 0.5 }]);
+        let (out, _) = run(
+            api,
+            ep,
+            &body,
+            &[FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.5 })],
+        );
         assert_eq!(ids(api, &out), ids(api, &body), "{api:?}: order kept");
         let s = scores(api, &out);
         assert_ne!(s, scores(api, &body), "{api:?}");
@@ -373,7 +405,7 @@ fn empty_results_uses_each_dbs_form() {
         ApiKind::Qdrant,
         Endpoint::Search,
         &qdrant_search(),
-        &[FaultSpec::EmptyResults {}],
+        &[FaultSpec::EmptyResults(fault::EmptyResults {})],
     );
     assert_eq!(out["result"], json!([]));
     assert_eq!(out["status"], "ok");
@@ -382,7 +414,7 @@ fn empty_results_uses_each_dbs_form() {
         ApiKind::Chroma,
         Endpoint::Query,
         &chroma_query(),
-        &[FaultSpec::EmptyResults {}],
+        &[FaultSpec::EmptyResults(fault::EmptyResults {})],
     );
     assert_eq!(out["ids"], json!([[], []]));
     assert_eq!(out["distances"], json!([[], []]));
@@ -390,7 +422,7 @@ fn empty_results_uses_each_dbs_form() {
         ApiKind::Pinecone,
         Endpoint::Query,
         &pinecone_query(),
-        &[FaultSpec::EmptyResults {}],
+        &[FaultSpec::EmptyResults(fault::EmptyResults {})],
     );
     assert_eq!(out["matches"], json!([]));
     // Milvus and GraphQL: the error inside a 200.
@@ -398,7 +430,7 @@ fn empty_results_uses_each_dbs_form() {
         ApiKind::Milvus,
         Endpoint::Search,
         &milvus_search(),
-        &[FaultSpec::EmptyResults {}],
+        &[FaultSpec::EmptyResults(fault::EmptyResults {})],
     );
     assert_ne!(out["code"], 0);
     assert!(out["message"].is_string() && out.get("data").is_none());
@@ -407,7 +439,7 @@ fn empty_results_uses_each_dbs_form() {
         ApiKind::Weaviate,
         Endpoint::Search,
         &weaviate_search(),
-        &[FaultSpec::EmptyResults {}],
+        &[FaultSpec::EmptyResults(fault::EmptyResults {})],
     );
     assert!(out["data"]["Get"]["Article"].is_null());
     assert!(out["errors"][0]["message"].is_string());
@@ -435,7 +467,7 @@ fn qdrant_query_and_batch_shapes() {
         ApiKind::Qdrant,
         Endpoint::Query,
         &query,
-        &[FaultSpec::LimitResults { max: 2 }],
+        &[FaultSpec::LimitResults(fault::LimitResults { max: 2 })],
     );
     assert_eq!(out["result"]["points"].as_array().map(Vec::len), Some(2));
     assert_eq!(rw.results, Some((2, 1)));
@@ -444,7 +476,7 @@ fn qdrant_query_and_batch_shapes() {
         ApiKind::Qdrant,
         Endpoint::Search,
         &batch,
-        &[FaultSpec::DropResults { fraction: 0.5 }],
+        &[FaultSpec::DropResults(fault::DropResults { fraction: 0.5 })],
     );
     assert_eq!(
         out["result"].as_array().map(|l| l
@@ -459,7 +491,7 @@ fn qdrant_query_and_batch_shapes() {
         ApiKind::Qdrant,
         Endpoint::Query,
         &qbatch,
-        &[FaultSpec::LimitResults { max: 1 }],
+        &[FaultSpec::LimitResults(fault::LimitResults { max: 1 })],
     );
     assert_eq!(out["result"][0]["points"].as_array().map(Vec::len), Some(1));
     assert_eq!(out["result"][1]["points"], json!([]));
@@ -470,7 +502,7 @@ fn stale_results_serves_an_earlier_query_per_collection() {
     let cache = Arc::new(StaleCache::default());
     let c2 = cache.clone();
     let lookup = move |_: usize| Some(c2.clone());
-    let p = plan(&[FaultSpec::StaleResults { depth: None }]);
+    let p = plan(&[FaultSpec::StaleResults(fault::StaleResults { depth: None })]);
     let mut rng = rng_for(1, 1, 1);
     let q = |ids: [&str; 2]| {
         serde_json::to_vec(&json!({"ids":[ids],"distances":[[0.1,0.2]]})).expect("j")
@@ -530,7 +562,9 @@ fn stale_results_serves_an_earlier_query_per_collection() {
     assert_eq!(v["ids"], json!([["c", "d"]]));
     assert_eq!(cache.collections(), 2);
     // Depth reaches further back.
-    let p3 = plan(&[FaultSpec::StaleResults { depth: Some(3) }]);
+    let p3 = plan(&[FaultSpec::StaleResults(fault::StaleResults {
+        depth: Some(3),
+    })]);
     let deep = rewrite(
         ApiKind::Chroma,
         Endpoint::Query,
@@ -581,7 +615,9 @@ fn embeddings_float_shapes() {
         ApiKind::Openai,
         Endpoint::Embeddings,
         &openai,
-        &[FaultSpec::EmbeddingTruncate { dims: 2 }],
+        &[FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
+            dims: 2,
+        })],
     );
     assert_eq!(floats(&out["data"][0]["embedding"]), vec![0.1, 0.2]);
     assert_eq!(out["usage"], openai["usage"]);
@@ -592,7 +628,9 @@ fn embeddings_float_shapes() {
         ApiKind::Ollama,
         Endpoint::Embeddings,
         &ollama,
-        &[FaultSpec::EmbeddingNoise { stddev: 0.1 }],
+        &[FaultSpec::EmbeddingNoise(fault::EmbeddingNoise {
+            stddev: 0.1,
+        })],
     );
     let a = floats(&out["embeddings"][1]);
     assert_eq!(a.len(), 3);
@@ -602,7 +640,9 @@ fn embeddings_float_shapes() {
         ApiKind::Tgi,
         Endpoint::Embeddings,
         &tei,
-        &[FaultSpec::EmbeddingTruncate { dims: 3 }],
+        &[FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
+            dims: 3,
+        })],
     );
     assert_eq!(floats(&out[1]), vec![0.0, 1.0, 0.5]);
     let legacy = json!({"embedding":[0.5,0.5]});
@@ -610,7 +650,9 @@ fn embeddings_float_shapes() {
         ApiKind::Ollama,
         Endpoint::Embeddings,
         &legacy,
-        &[FaultSpec::EmbeddingTruncate { dims: 1 }],
+        &[FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
+            dims: 1,
+        })],
     );
     assert_eq!(floats(&out["embedding"]), vec![0.5]);
 }
@@ -665,7 +707,9 @@ fn embeddings_base64_as_the_openai_sdk_asks() {
         ApiKind::Openai,
         Endpoint::Embeddings,
         &body,
-        &[FaultSpec::EmbeddingTruncate { dims: 4 }],
+        &[FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
+            dims: 4,
+        })],
     );
     assert_eq!(rw.applied, vec![(0, "embedding_truncate")]);
     assert_eq!(
@@ -676,7 +720,9 @@ fn embeddings_base64_as_the_openai_sdk_asks() {
         ApiKind::Openai,
         Endpoint::Embeddings,
         &body,
-        &[FaultSpec::EmbeddingNoise { stddev: 0.01 }],
+        &[FaultSpec::EmbeddingNoise(fault::EmbeddingNoise {
+            stddev: 0.01,
+        })],
     );
     let noisy = unb64_f32(out["data"][0]["embedding"].as_str().expect("b64"));
     assert_eq!(noisy.len(), 6);
@@ -690,7 +736,9 @@ fn wrong_endpoint_and_cross_kind_faults_are_skipped() {
         ApiKind::Qdrant,
         Endpoint::Search,
         &qdrant_search(),
-        &[FaultSpec::EmbeddingNoise { stddev: 0.1 }],
+        &[FaultSpec::EmbeddingNoise(fault::EmbeddingNoise {
+            stddev: 0.1,
+        })],
     );
     assert_eq!(
         rw.skipped,
@@ -698,7 +746,7 @@ fn wrong_endpoint_and_cross_kind_faults_are_skipped() {
     );
     let body = serde_json::to_vec(&qdrant_search()).expect("j");
     let mut rng = rng_for(1, 1, 1);
-    let p = plan(&[FaultSpec::DropResults { fraction: 0.5 }]);
+    let p = plan(&[FaultSpec::DropResults(fault::DropResults { fraction: 0.5 })]);
     assert_eq!(
         rewrite(
             ApiKind::Qdrant,
@@ -790,24 +838,24 @@ fn random_body(rng: &mut ChaCha8Rng) -> (ApiKind, Endpoint, Value) {
 
 fn random_fault(rng: &mut ChaCha8Rng) -> FaultSpec {
     match rng.random_range(0..8) {
-        0 => FaultSpec::DropResults {
+        0 => FaultSpec::DropResults(fault::DropResults {
             fraction: rng.random_range(0.01..=1.0),
-        },
-        1 => FaultSpec::ShuffleResults {},
-        2 => FaultSpec::LimitResults {
+        }),
+        1 => FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        2 => FaultSpec::LimitResults(fault::LimitResults {
             max: rng.random_range(0..5),
-        },
-        3 => FaultSpec::StaleResults {
+        }),
+        3 => FaultSpec::StaleResults(fault::StaleResults {
             depth: Some(rng.random_range(1..3)),
-        },
-        4 => FaultSpec::ScoreNoise {
+        }),
+        4 => FaultSpec::ScoreNoise(fault::ScoreNoise {
             stddev: rng.random_range(0.01..1.0),
-        },
-        5 => FaultSpec::EmptyResults {},
-        6 => FaultSpec::EmbeddingNoise { stddev: 0.1 },
-        _ => FaultSpec::EmbeddingTruncate {
+        }),
+        5 => FaultSpec::EmptyResults(fault::EmptyResults {}),
+        6 => FaultSpec::EmbeddingNoise(fault::EmbeddingNoise { stddev: 0.1 }),
+        _ => FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
             dims: rng.random_range(1..6),
-        },
+        }),
     }
 }
 
@@ -878,7 +926,7 @@ fn property_no_fault_is_byte_identical() {
         let bytes = serde_json::to_vec_pretty(&body).expect("j");
         let mut frng = rng_for(1, 0, 0);
         // A plan holding only non-vector faults changes nothing here.
-        let p = plan(&[FaultSpec::Garble { fraction: 0.5 }]);
+        let p = plan(&[FaultSpec::Garble(fault::Garble { fraction: 0.5 })]);
         let rw = rewrite(api, ep, &bytes, &p, &mut frng, &no_stale, "k").expect("known");
         assert_eq!(&rw.body[..], &bytes[..]);
         assert!(rw.applied.is_empty() && rw.skipped.is_empty());
@@ -889,14 +937,14 @@ fn property_no_fault_is_byte_identical() {
 fn property_garbage_never_panics_and_passes_through() {
     let mut rng = rng_for(44, 0, 0);
     let all: Vec<FaultSpec> = vec![
-        FaultSpec::DropResults { fraction: 0.5 },
-        FaultSpec::ShuffleResults {},
-        FaultSpec::LimitResults { max: 1 },
-        FaultSpec::StaleResults { depth: None },
-        FaultSpec::ScoreNoise { stddev: 0.2 },
-        FaultSpec::EmptyResults {},
-        FaultSpec::EmbeddingNoise { stddev: 0.2 },
-        FaultSpec::EmbeddingTruncate { dims: 1 },
+        FaultSpec::DropResults(fault::DropResults { fraction: 0.5 }),
+        FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        FaultSpec::LimitResults(fault::LimitResults { max: 1 }),
+        FaultSpec::StaleResults(fault::StaleResults { depth: None }),
+        FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.2 }),
+        FaultSpec::EmptyResults(fault::EmptyResults {}),
+        FaultSpec::EmbeddingNoise(fault::EmbeddingNoise { stddev: 0.2 }),
+        FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate { dims: 1 }),
     ];
     let p = plan(&all);
     let cache = Arc::new(StaleCache::default());

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{ApiKind, Endpoint};
 use brownout_faults::decide::rng_for;
+use brownout_faults::fault;
 use brownout_faults::profile::FaultSpec;
 use brownout_faults::stream::StreamPlan;
 use brownout_faults::vector::{rewrite, StaleCache};
@@ -490,7 +491,11 @@ fn kept_hits_and_everything_around_them_are_byte_identical() {
         };
         for seed in 0..5 {
             // drop_results: round(k/2) of each list gone, the rest in order.
-            let (out, applied) = run(&a, &FaultSpec::DropResults { fraction: 0.5 }, seed);
+            let (out, applied) = run(
+                &a,
+                &FaultSpec::DropResults(fault::DropResults { fraction: 0.5 }),
+                seed,
+            );
             assert_eq!(applied, ["drop_results"], "{name}");
             let kept = same_per_query(&a, &read_back(&out, &a, &a, false));
             for (k, n) in kept.iter().zip(&lens) {
@@ -499,7 +504,11 @@ fn kept_hits_and_everything_around_them_are_byte_identical() {
             }
 
             // shuffle_results: the same hits, in another order.
-            let (out, _) = run(&a, &FaultSpec::ShuffleResults {}, seed);
+            let (out, _) = run(
+                &a,
+                &FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+                seed,
+            );
             let kept = same_per_query(&a, &read_back(&out, &a, &a, false));
             let mut moved = false;
             for (k, n) in kept.iter().zip(&lens) {
@@ -512,7 +521,11 @@ fn kept_hits_and_everything_around_them_are_byte_identical() {
         }
 
         // limit_results: the first `max` of each list.
-        let (out, _) = run(&a, &FaultSpec::LimitResults { max: 3 }, 1);
+        let (out, _) = run(
+            &a,
+            &FaultSpec::LimitResults(fault::LimitResults { max: 3 }),
+            1,
+        );
         let kept = same_per_query(&a, &read_back(&out, &a, &a, false));
         for (k, n) in kept.iter().zip(&lens) {
             assert_eq!(*k, (0..(*n).min(3)).collect::<Vec<_>>(), "{name}");
@@ -520,7 +533,7 @@ fn kept_hits_and_everything_around_them_are_byte_identical() {
 
         // empty_results: empty lists in an otherwise identical answer (or the
         // database's error inside a 200).
-        let (out, _) = run(&a, &FaultSpec::EmptyResults {}, 1);
+        let (out, _) = run(&a, &FaultSpec::EmptyResults(fault::EmptyResults {}), 1);
         if a.error_when_empty {
             let v: Value = serde_json::from_str(&out).expect("json");
             assert!(
@@ -533,7 +546,11 @@ fn kept_hits_and_everything_around_them_are_byte_identical() {
         }
 
         // score_noise: every hit in place, only its score's digits new.
-        let (out, applied) = run(&a, &FaultSpec::ScoreNoise { stddev: 0.1 }, 1);
+        let (out, applied) = run(
+            &a,
+            &FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: 0.1 }),
+            1,
+        );
         assert_eq!(applied, ["score_noise"], "{name}");
         assert_ne!(out, a.body(), "{name}");
         let kept = same_per_query(&a, &read_back(&out, &a, &a, true));
@@ -549,7 +566,11 @@ fn the_reported_case_twenty_five_hits_three_with_long_scores() {
     // changed. Every kept hit's text must be in the output unchanged.
     let (_, a) = answers(0).swap_remove(0);
     let body = a.body();
-    let (out, _) = run(&a, &FaultSpec::DropResults { fraction: 0.2 }, 3);
+    let (out, _) = run(
+        &a,
+        &FaultSpec::DropResults(fault::DropResults { fraction: 0.2 }),
+        3,
+    );
     let kept = read_back(&out, &a, &a, false);
     assert_eq!(kept[0].len(), 20);
     for i in &kept[0] {
@@ -568,7 +589,9 @@ fn a_stale_answer_is_the_earlier_hits_byte_for_byte() {
             .expect("same");
         let cache = Arc::new(StaleCache::default());
         let lookup = |_: usize| Some(cache.clone());
-        let p = plan(&FaultSpec::StaleResults { depth: None });
+        let p = plan(&FaultSpec::StaleResults(fault::StaleResults {
+            depth: None,
+        }));
         let mut rng = rng_for(1, 1, 1);
         let first = rewrite(
             a.api,
@@ -604,7 +627,11 @@ fn a_stale_answer_is_the_earlier_hits_byte_for_byte() {
 #[test]
 fn a_pretty_printed_answer_keeps_its_layout() {
     let (_, a) = answers(0).swap_remove(1);
-    let (out, _) = run(&a, &FaultSpec::LimitResults { max: 3 }, 1);
+    let (out, _) = run(
+        &a,
+        &FaultSpec::LimitResults(fault::LimitResults { max: 3 }),
+        1,
+    );
     let hits: Vec<String> = a.lists[0].elems[..3].iter().map(Cand::text).collect();
     assert_eq!(
         out,
@@ -635,7 +662,9 @@ fn embedding_truncate_keeps_the_first_components_and_the_rest_exactly() {
         ApiKind::Openai,
         Endpoint::Embeddings,
         body.as_bytes(),
-        &plan(&FaultSpec::EmbeddingTruncate { dims: 4 }),
+        &plan(&FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
+            dims: 4,
+        })),
         &mut rng,
         &none,
         "/v1/embeddings",
@@ -660,7 +689,9 @@ fn embedding_noise_changes_only_the_vectors() {
         ApiKind::Ollama,
         Endpoint::Embeddings,
         body.as_bytes(),
-        &plan(&FaultSpec::EmbeddingNoise { stddev: 0.01 }),
+        &plan(&FaultSpec::EmbeddingNoise(fault::EmbeddingNoise {
+            stddev: 0.01,
+        })),
         &mut rng,
         &none,
         "/api/embed",

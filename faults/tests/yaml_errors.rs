@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use brownout_faults::duration::DurationStr;
+use brownout_faults::fault;
 use brownout_faults::profile::{ErrorBody, FaultSpec, Probability, Profile};
 use brownout_faults::validate::load_profile;
 use brownout_faults::yaml::Diagnostic;
@@ -344,9 +345,9 @@ fn every_problem_is_reported_at_once() {
 fn parses_delay() {
     assert_eq!(
         one_fault("type: delay\nduration: 250ms"),
-        FaultSpec::Delay {
+        FaultSpec::Delay(fault::Delay {
             duration: Dist::Fixed(ms(250))
-        }
+        })
     );
 }
 
@@ -355,14 +356,14 @@ fn parses_error() {
     let f = one_fault(
         "type: error\nstatus: 503\npreset: openai.server_error\nretry_after: 2s\nheaders: {x-a: '1'}\nbody: {error: {message: down}}",
     );
-    let FaultSpec::Error {
+    let FaultSpec::Error(fault::Error {
         status,
         body,
         headers,
         preset,
         retry_after,
         ..
-    } = f
+    }) = f
     else {
         panic!("{f:?}")
     };
@@ -385,7 +386,7 @@ fn parses_error() {
 fn parses_error_text_body() {
     let f = one_fault("type: error\nstatus: 500\nbody: upstream exploded");
     assert!(
-        matches!(f, FaultSpec::Error { body: Some(ErrorBody::Text(ref t)), .. } if t == "upstream exploded"),
+        matches!(f, FaultSpec::Error(fault::Error { body: Some(ErrorBody::Text(ref t)), .. }) if t == "upstream exploded"),
         "{f:?}"
     );
 }
@@ -394,30 +395,33 @@ fn parses_error_text_body() {
 fn parses_reset() {
     assert_eq!(
         one_fault("type: reset"),
-        FaultSpec::Reset {
+        FaultSpec::Reset(fault::Reset {
             after_bytes: None,
             scope: None,
             code: None
-        }
+        })
     );
     assert_eq!(
         one_fault("type: reset\nafter_bytes: 1024"),
-        FaultSpec::Reset {
+        FaultSpec::Reset(fault::Reset {
             after_bytes: Some(1024),
             scope: None,
             code: None
-        }
+        })
     );
 }
 
 #[test]
 fn parses_hang() {
-    assert_eq!(one_fault("type: hang"), FaultSpec::Hang { duration: None });
+    assert_eq!(
+        one_fault("type: hang"),
+        FaultSpec::Hang(fault::Hang { duration: None })
+    );
     assert_eq!(
         one_fault("type: hang\nduration: 30s"),
-        FaultSpec::Hang {
+        FaultSpec::Hang(fault::Hang {
             duration: Some(Dist::Fixed(Duration::from_secs(30)))
-        }
+        })
     );
 }
 
@@ -425,9 +429,9 @@ fn parses_hang() {
 fn parses_bandwidth() {
     assert_eq!(
         one_fault("type: bandwidth\nbytes_per_second: 2048"),
-        FaultSpec::Bandwidth {
+        FaultSpec::Bandwidth(fault::Bandwidth {
             bytes_per_second: 2048
-        }
+        })
     );
 }
 
@@ -435,12 +439,12 @@ fn parses_bandwidth() {
 fn parses_concurrency_limit() {
     assert_eq!(
         one_fault("type: concurrency_limit\nmax: 4\nqueue: 16\nqueue_timeout: 1500ms\npreset: openai.overloaded"),
-        FaultSpec::ConcurrencyLimit {
+        FaultSpec::ConcurrencyLimit(fault::ConcurrencyLimit {
             max: 4,
             queue: Some(16),
             queue_timeout: Some(DurationStr(ms(1500))),
             preset: Some("openai.overloaded".into()),
-        }
+        })
     );
 }
 
@@ -478,7 +482,11 @@ fn parses_every_dist_form() {
     ];
     for (text, want) in cases {
         let f = one_fault(&format!("type: delay\nduration: {text}"));
-        assert_eq!(f, FaultSpec::Delay { duration: want }, "{text}");
+        assert_eq!(
+            f,
+            FaultSpec::Delay(fault::Delay { duration: want }),
+            "{text}"
+        );
     }
 }
 
@@ -557,9 +565,9 @@ fn json_errors_keep_positions() {
 fn externally_tagged_fault_form_also_works() {
     assert_eq!(
         one_fault("delay: {duration: 1s}"),
-        FaultSpec::Delay {
+        FaultSpec::Delay(fault::Delay {
             duration: Dist::Fixed(Duration::from_secs(1))
-        }
+        })
     );
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use brownout_faults::api::{ApiKind, Endpoint};
 use brownout_faults::dist::Dist;
+use brownout_faults::fault;
 use brownout_faults::profile::{CorruptMode, FaultSpec, TruncateEnding};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 
@@ -117,20 +118,20 @@ const PRESETS: &[&str] = &[
 pub fn stream_fault(u: &mut Unstructured<'_>) -> Result<FaultSpec> {
     let after = |u: &mut Unstructured<'_>| -> Result<u64> { Ok(u64::from(u.int_in_range(0u8..=8)?)) };
     Ok(match u.int_in_range(0u8..=9)? {
-        0 => FaultSpec::FirstTokenDelay { duration: dist(u)? },
-        1 => FaultSpec::TokenDelay { duration: dist(u)? },
-        2 => FaultSpec::TokenRate {
+        0 => FaultSpec::FirstTokenDelay(fault::FirstTokenDelay { duration: dist(u)? }),
+        1 => FaultSpec::TokenDelay(fault::TokenDelay { duration: dist(u)? }),
+        2 => FaultSpec::TokenRate(fault::TokenRate {
             tokens_per_second: positive(u)?,
-        },
+        }),
         3 => {
             let forever = u.arbitrary()?;
-            FaultSpec::Stall {
+            FaultSpec::Stall(fault::Stall {
                 after_tokens: after(u)?,
                 duration: if forever { None } else { Some(dist(u)?) },
                 forever,
-            }
+            })
         }
-        4 => FaultSpec::Truncate {
+        4 => FaultSpec::Truncate(fault::Truncate {
             after_tokens: after(u)?,
             ending: pick(
                 u,
@@ -140,16 +141,16 @@ pub fn stream_fault(u: &mut Unstructured<'_>) -> Result<FaultSpec> {
                     TruncateEnding::Reset,
                 ],
             )?,
-        },
-        5 => FaultSpec::StreamError {
+        }),
+        5 => FaultSpec::StreamError(fault::StreamError {
             after_tokens: after(u)?,
             preset: if u.arbitrary()? {
                 Some(pick(u, PRESETS)?.to_string())
             } else {
                 None
             },
-        },
-        6 => FaultSpec::Corrupt {
+        }),
+        6 => FaultSpec::Corrupt(fault::Corrupt {
             rate: share(u)?,
             mode: pick(
                 u,
@@ -160,37 +161,37 @@ pub fn stream_fault(u: &mut Unstructured<'_>) -> Result<FaultSpec> {
                     CorruptMode::BadUtf8,
                 ],
             )?,
-        },
-        7 => FaultSpec::Garble { fraction: share(u)? },
-        8 => FaultSpec::EmptyCompletion {},
-        _ => FaultSpec::FinishReason {
+        }),
+        7 => FaultSpec::Garble(fault::Garble { fraction: share(u)? }),
+        8 => FaultSpec::EmptyCompletion(fault::EmptyCompletion {}),
+        _ => FaultSpec::FinishReason(fault::FinishReason {
             value: u.arbitrary::<&str>()?.chars().take(32).collect(),
-        },
+        }),
     })
 }
 
 /// One vector fault (or, rarely, a content fault the vector rewriter must ignore).
 pub fn vector_fault(u: &mut Unstructured<'_>) -> Result<FaultSpec> {
     Ok(match u.int_in_range(0u8..=8)? {
-        0 => FaultSpec::DropResults { fraction: share(u)? },
-        1 => FaultSpec::ShuffleResults {},
-        2 => FaultSpec::LimitResults {
+        0 => FaultSpec::DropResults(fault::DropResults { fraction: share(u)? }),
+        1 => FaultSpec::ShuffleResults(fault::ShuffleResults {}),
+        2 => FaultSpec::LimitResults(fault::LimitResults {
             max: u64::from(u.int_in_range(0u8..=12)?),
-        },
-        3 => FaultSpec::StaleResults {
+        }),
+        3 => FaultSpec::StaleResults(fault::StaleResults {
             depth: if u.arbitrary()? {
                 Some(u.int_in_range(1..=brownout_faults::vector::MAX_STALE_DEPTH)?)
             } else {
                 None
             },
-        },
-        4 => FaultSpec::ScoreNoise { stddev: positive(u)? },
-        5 => FaultSpec::EmptyResults {},
-        6 => FaultSpec::EmbeddingNoise { stddev: positive(u)? },
-        7 => FaultSpec::EmbeddingTruncate {
+        }),
+        4 => FaultSpec::ScoreNoise(fault::ScoreNoise { stddev: positive(u)? }),
+        5 => FaultSpec::EmptyResults(fault::EmptyResults {}),
+        6 => FaultSpec::EmbeddingNoise(fault::EmbeddingNoise { stddev: positive(u)? }),
+        7 => FaultSpec::EmbeddingTruncate(fault::EmbeddingTruncate {
             dims: u64::from(u.arbitrary::<u8>()?).max(1),
-        },
-        _ => FaultSpec::Garble { fraction: share(u)? },
+        }),
+        _ => FaultSpec::Garble(fault::Garble { fraction: share(u)? }),
     })
 }
 

@@ -294,7 +294,16 @@ impl GpuConfig {
     /// problems with positions first, so in practice this only fails on hand-built
     /// specs.
     pub fn from_spec(spec: &FaultSpec) -> Result<GpuConfig, String> {
-        let FaultSpec::GpuSaturation {
+        match spec {
+            FaultSpec::GpuSaturation(f) => GpuConfig::from_fault(f),
+            other => Err(format!("`{}` is not a gpu_saturation fault", other.kind())),
+        }
+    }
+
+    /// The configuration of a `gpu_saturation` fault: its presets, then its
+    /// overrides.
+    pub fn from_fault(f: &crate::fault::GpuSaturation) -> Result<GpuConfig, String> {
+        let crate::fault::GpuSaturation {
             gpu,
             model,
             slots,
@@ -306,10 +315,7 @@ impl GpuConfig {
             noisy_neighbor,
             step,
             prefill_ms_per_token,
-        } = spec
-        else {
-            return Err(format!("`{}` is not a gpu_saturation fault", spec.kind()));
-        };
+        } = f;
         let model_name = model.as_deref().unwrap_or(DEFAULT_MODEL);
         let m = model_spec(model_name).ok_or_else(|| {
             format!(

@@ -151,8 +151,10 @@ pub fn rewrite_json(
     for (rule, fault) in plan.faults() {
         let src: &[u8] = cur.as_deref().unwrap_or(body);
         let result = match fault {
-            FaultSpec::Garble { fraction } => garble_body(src, shape, *fraction, rng),
-            FaultSpec::EmptyCompletion {} => {
+            FaultSpec::Garble(crate::fault::Garble { fraction }) => {
+                garble_body(src, shape, *fraction, rng)
+            }
+            FaultSpec::EmptyCompletion(_) => {
                 let edits: Vec<_> = json::string_values(src, shape.text_keys())
                     .into_iter()
                     .filter(|r| !r.is_empty())
@@ -160,7 +162,7 @@ pub fn rewrite_json(
                     .collect();
                 (!edits.is_empty()).then(|| json::splice(src, &edits))
             }
-            FaultSpec::FinishReason { value } => {
+            FaultSpec::FinishReason(crate::fault::FinishReason { value }) => {
                 let value = json::encode(value).into_bytes();
                 let edits: Vec<_> = json::string_values(src, shape.finish_keys())
                     .into_iter()

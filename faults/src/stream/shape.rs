@@ -285,11 +285,11 @@ impl Shaper {
                 continue;
             }
             match fault {
-                FaultSpec::Stall {
+                FaultSpec::Stall(crate::fault::Stall {
                     after_tokens,
                     duration,
                     forever,
-                } if *after_tokens == index => {
+                }) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "stall");
                     match (duration, forever) {
@@ -307,10 +307,10 @@ impl Shaper {
                         }
                     }
                 }
-                FaultSpec::Truncate {
+                FaultSpec::Truncate(crate::fault::Truncate {
                     after_tokens,
                     ending,
-                } if *after_tokens == index => {
+                }) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "truncate");
                     self.done = true;
@@ -327,10 +327,10 @@ impl Shaper {
                     }
                     return out;
                 }
-                FaultSpec::StreamError {
+                FaultSpec::StreamError(crate::fault::StreamError {
                     after_tokens,
                     preset,
-                } if *after_tokens == index => {
+                }) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "stream_error");
                     self.done = true;
@@ -355,11 +355,11 @@ impl Shaper {
         for (rule, fault) in faults.iter() {
             let rule = *rule;
             match fault {
-                FaultSpec::EmptyCompletion {} => {
+                FaultSpec::EmptyCompletion(_) => {
                     self.mark(rule, "empty_completion");
                     return out;
                 }
-                FaultSpec::Corrupt { rate, mode } => {
+                FaultSpec::Corrupt(crate::fault::Corrupt { rate, mode }) => {
                     let draw: f64 = self.rng.random();
                     if draw >= *rate {
                         continue;
@@ -392,7 +392,7 @@ impl Shaper {
                         self.mark(rule, "corrupt");
                     }
                 }
-                FaultSpec::Garble { fraction } => {
+                FaultSpec::Garble(crate::fault::Garble { fraction }) => {
                     if let Some(b) = self.garble(&raw, *fraction) {
                         raw = b;
                         self.mark(rule, "garble");
@@ -408,15 +408,19 @@ impl Shaper {
         for (rule, fault) in faults.iter() {
             let rule = *rule;
             match fault {
-                FaultSpec::FirstTokenDelay { duration } if self.tokens_sent == 0 => {
+                FaultSpec::FirstTokenDelay(crate::fault::FirstTokenDelay { duration })
+                    if self.tokens_sent == 0 =>
+                {
                     at = later(at, duration.sample(&mut self.rng));
                     self.mark(rule, "first_token_delay");
                 }
-                FaultSpec::TokenDelay { duration } if self.tokens_sent > 0 => {
+                FaultSpec::TokenDelay(crate::fault::TokenDelay { duration })
+                    if self.tokens_sent > 0 =>
+                {
                     at = later(at, duration.sample(&mut self.rng));
                     self.mark(rule, "token_delay");
                 }
-                FaultSpec::TokenRate { tokens_per_second } => {
+                FaultSpec::TokenRate(crate::fault::TokenRate { tokens_per_second }) => {
                     if let (Some(prev), true) = (self.last_token_at, *tokens_per_second > 0.0) {
                         let gap = Duration::try_from_secs_f64(1.0 / tokens_per_second)
                             .unwrap_or(Duration::MAX);
@@ -504,7 +508,9 @@ impl Shaper {
     /// The finish reason a `finish_reason` fault wants, if the plan has one.
     fn wanted_finish(&self) -> Option<(usize, &str)> {
         self.faults.iter().rev().find_map(|(r, f)| match f {
-            FaultSpec::FinishReason { value } => Some((*r, value.as_str())),
+            FaultSpec::FinishReason(crate::fault::FinishReason { value }) => {
+                Some((*r, value.as_str()))
+            }
             _ => None,
         })
     }

@@ -120,14 +120,14 @@ fn vectors(src: &str, root: &Node<'_>) -> Result<Vec<Vector>, Skip> {
 /// What one fault does to one vector; `false` when it changed nothing.
 fn apply(fault: &FaultSpec, v: &mut Vec<Comp>, rng: &mut ChaCha8Rng) -> bool {
     match fault {
-        FaultSpec::EmbeddingNoise { stddev } => {
+        FaultSpec::EmbeddingNoise(crate::fault::EmbeddingNoise { stddev }) => {
             for c in v.iter_mut() {
                 c.value += stddev * gauss(rng);
                 c.orig = None;
             }
             !v.is_empty()
         }
-        FaultSpec::EmbeddingTruncate { dims } => {
+        FaultSpec::EmbeddingTruncate(crate::fault::EmbeddingTruncate { dims }) => {
             let d = usize::try_from(*dims).unwrap_or(usize::MAX);
             if v.len() > d {
                 v.truncate(d);

@@ -193,15 +193,19 @@ fn rewrite_results(
             continue;
         }
         let ok = match fault {
-            FaultSpec::DropResults { fraction } => doc.drop_fraction(*fraction, rng),
-            FaultSpec::ShuffleResults {} => doc.shuffle(rng),
-            FaultSpec::LimitResults { max } => doc.limit(*max),
-            FaultSpec::ScoreNoise { stddev } => doc.score_noise(*stddev, rng),
-            FaultSpec::EmptyResults {} => {
+            FaultSpec::DropResults(crate::fault::DropResults { fraction }) => {
+                doc.drop_fraction(*fraction, rng)
+            }
+            FaultSpec::ShuffleResults(_) => doc.shuffle(rng),
+            FaultSpec::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
+            FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
+                doc.score_noise(*stddev, rng)
+            }
+            FaultSpec::EmptyResults(_) => {
                 doc.empty();
                 Ok(())
             }
-            FaultSpec::StaleResults { depth } => match stale(rule) {
+            FaultSpec::StaleResults(crate::fault::StaleResults { depth }) => match stale(rule) {
                 None => Err(Skip::NoEarlierResults),
                 Some(cache) => {
                     let earlier = cache.earlier(collection_key, depth.unwrap_or(1));

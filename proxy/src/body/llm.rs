@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use brownout_faults::fault::SkipReason;
 use brownout_faults::gpu::Sequence;
 use brownout_faults::stream::{
     framing_for, inspect, Action, EventInfo, Framing, Shaper, Splitter, StreamMeter,
@@ -304,7 +305,7 @@ impl LlmStream {
             }
             for (i, kind) in sh.not_applied() {
                 if let Some(rule) = self.rules.get(i) {
-                    ex.skipped(rule, kind, "did_not_fire");
+                    ex.skipped(rule, kind, SkipReason::DidNotFire.as_str());
                 }
             }
         }

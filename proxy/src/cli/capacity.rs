@@ -213,7 +213,7 @@ impl Control {
                     let profile = sim.running.shared.profile.load();
                     if let Some(p) = profile.phases.iter().find(|p| &*p.name == phase) {
                         for r in profile.top.iter().chain(&p.rules) {
-                            replicas.extend(r.state.replicas.iter().flatten().cloned());
+                            replicas.extend(r.state.replicas().cloned());
                         }
                     }
                     if replicas.is_empty() {

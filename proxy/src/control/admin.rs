@@ -222,9 +222,7 @@ async fn route(
                     .all_rules()
                     .flat_map(|r| {
                         r.state
-                            .replicas
-                            .iter()
-                            .flatten()
+                            .replicas()
                             .map(move |rep| GpuGauge::of(&r.name, rep))
                     })
                     .collect(),
@@ -701,7 +699,7 @@ fn live(req: &Request<Incoming>, shared: &Shared) -> serde_json::Value {
     v["gpu"] = profile
         .all_rules()
         .flat_map(|r| {
-            r.state.replicas.iter().flatten().map(move |rep| {
+            r.state.replicas().map(move |rep| {
                 serde_json::json!({
                     "rule": r.name.as_ref(),
                     "queue_depth": rep.queue_depth(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brownout_faults::matcher::RuleState;
-use brownout_faults::{ApiKind, Endpoint};
+use brownout_faults::Endpoint;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -65,8 +65,8 @@ impl Exchange {
     pub(crate) fn open(ctx: &ListenerCtx, head: Opening<'_>, conn: Option<Arc<ConnInfo>>) -> Self {
         let shared = &ctx.shared;
         let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
-        rec.api = api_str(ctx.api);
-        rec.endpoint = endpoint_str(head.endpoint);
+        rec.api = ctx.api.as_str();
+        rec.endpoint = head.endpoint.as_str();
         rec.method.push_str(head.method);
         rec.path.push_str(head.path);
         rec.attempt = head.attempt;
@@ -263,39 +263,6 @@ impl Exchange {
         self.rec().outcome = outcome;
         self.rec().error = error;
         self.done = true;
-    }
-}
-
-/// The record's `api`.
-fn api_str(a: ApiKind) -> &'static str {
-    match a {
-        ApiKind::Openai => "openai",
-        ApiKind::Anthropic => "anthropic",
-        ApiKind::Vllm => "vllm",
-        ApiKind::Tgi => "tgi",
-        ApiKind::Ollama => "ollama",
-        ApiKind::Triton => "triton",
-        ApiKind::Qdrant => "qdrant",
-        ApiKind::Chroma => "chroma",
-        ApiKind::Milvus => "milvus",
-        ApiKind::Weaviate => "weaviate",
-        ApiKind::Pinecone => "pinecone",
-        ApiKind::Generic => "generic",
-    }
-}
-
-/// The record's `endpoint`.
-fn endpoint_str(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::Chat => "chat",
-        Endpoint::Completion => "completion",
-        Endpoint::Responses => "responses",
-        Endpoint::Messages => "messages",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Search => "search",
-        Endpoint::Query => "query",
-        Endpoint::Upsert => "upsert",
-        Endpoint::Other => "other",
     }
 }
 

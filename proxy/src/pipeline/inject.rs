@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use brownout_faults::fault::{self, FaultState, SkipReason};
 use brownout_faults::gpu::Admit;
 use brownout_faults::limit::{Admission, Rejected};
 use brownout_faults::matcher::CompiledRule;
@@ -373,30 +374,26 @@ pub async fn request_side(
         for (i, fault) in rule.faults.iter().enumerate() {
             let kind = fault.kind();
             if !shared.release.faults_enabled() {
-                ex.skipped(&rule.name, kind, "faults_off");
+                ex.skipped(&rule.name, kind, SkipReason::FaultsOff.as_str());
                 continue;
             }
-            // Stream and content faults act on the response: plan them for the body.
-            if body_faults.plan.push(di, fault) {
-                if body_faults.plan_rng.is_none() {
-                    body_faults.plan_rng = Some(Box::new(d.rng.clone()));
-                }
-                continue;
-            }
+            let state = rule.state.fault(i);
+            // One arm per fault, no wildcard: a fault added to the catalog does not
+            // compile until it says here what it does.
             match fault {
-                FaultSpec::Delay { duration } => {
+                FaultSpec::Delay(fault::Delay { duration }) => {
                     let wait = duration.sample(&mut d.rng);
                     ex.applied(&rule.name, kind);
                     let _ = shared.release.hold(Some(wait)).await;
                 }
-                FaultSpec::Error {
+                FaultSpec::Error(fault::Error {
                     status,
                     body,
                     headers,
                     preset,
                     retry_after,
                     grpc_status,
-                } => {
+                }) => {
                     if let Some(g) = &req.grpc {
                         let as_http = status.is_some() && preset.is_none() && grpc_status.is_none();
                         if !as_http {
@@ -421,13 +418,17 @@ pub async fn request_side(
                                     return Step::Grpc(a);
                                 }
                                 None => {
-                                    ex.skipped(&rule.name, kind, "http_only_preset");
+                                    ex.skipped(
+                                        &rule.name,
+                                        kind,
+                                        SkipReason::HttpOnlyPreset.as_str(),
+                                    );
                                     continue;
                                 }
                             }
                         }
                     } else if preset.as_deref().is_some_and(presets::grpc_only) {
-                        ex.skipped(&rule.name, kind, "grpc_only_preset");
+                        ex.skipped(&rule.name, kind, SkipReason::GrpcOnlyPreset.as_str());
                         continue;
                     }
                     ex.applied(&rule.name, kind);
@@ -446,26 +447,26 @@ pub async fn request_side(
                         body,
                     };
                 }
-                FaultSpec::Reset {
+                FaultSpec::Reset(fault::Reset {
                     after_bytes: None,
                     scope,
                     code,
-                } => {
+                }) => {
                     ex.applied(&rule.name, kind);
                     return Step::Reset(ResetHow {
                         scope: *scope,
                         code: *code,
                     });
                 }
-                FaultSpec::Reset {
+                FaultSpec::Reset(fault::Reset {
                     after_bytes: Some(n),
                     ..
-                } => {
+                }) => {
                     body_faults.reset_after =
                         Some(body_faults.reset_after.map_or(*n, |m| m.min(*n)));
                     body_faults.reset_rule = Some(rule.name.clone());
                 }
-                FaultSpec::Hang { duration } => {
+                FaultSpec::Hang(fault::Hang { duration }) => {
                     let mut wait = duration.as_ref().map(|dist| dist.sample(&mut d.rng));
                     ex.applied(&rule.name, kind);
                     if let Some(g) = &req.grpc {
@@ -504,14 +505,14 @@ pub async fn request_side(
                         };
                     }
                 }
-                FaultSpec::Bandwidth { bytes_per_second } => {
+                FaultSpec::Bandwidth(fault::Bandwidth { bytes_per_second }) => {
                     ex.applied(&rule.name, kind);
                     let bps = (*bytes_per_second).max(1);
                     body_faults.bandwidth = Some(body_faults.bandwidth.map_or(bps, |b| b.min(bps)));
                 }
-                FaultSpec::ConcurrencyLimit { preset, .. } => {
-                    let Some(Some(limiter)) = rule.state.limiters.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_limiter");
+                FaultSpec::ConcurrencyLimit(fault::ConcurrencyLimit { preset, .. }) => {
+                    let FaultState::ConcurrencyLimit(limiter) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
                     };
                     // The fault harmed this request iff it had to wait in the queue:
@@ -546,9 +547,9 @@ pub async fn request_side(
                         }
                     }
                 }
-                FaultSpec::RateLimit { by, preset, .. } => {
-                    let Some(Some(limiter)) = rule.state.rate_limiters.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_limiter");
+                FaultSpec::RateLimit(fault::RateLimit { by, preset, .. }) => {
+                    let FaultState::RateLimit(limiter) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoLimiter.as_str());
                         continue;
                     };
                     let key = bucket_key(by.as_deref(), req);
@@ -577,9 +578,9 @@ pub async fn request_side(
                         };
                     }
                 }
-                FaultSpec::GpuSaturation { .. } => {
-                    let Some(Some(replica)) = rule.state.replicas.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_replica");
+                FaultSpec::GpuSaturation(_) => {
+                    let FaultState::GpuSaturation(replica) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoReplica.as_str());
                         continue;
                     };
                     let prompt = req.facts.prompt_tokens.unwrap_or(0);
@@ -606,17 +607,39 @@ pub async fn request_side(
                         }
                     }
                 }
-                FaultSpec::ColdStart { .. } => {
-                    let Some(Some(cold)) = rule.state.cold_starts.get(i) else {
-                        ex.skipped(&rule.name, kind, "no_state");
+                FaultSpec::ColdStart(_) => {
+                    let FaultState::ColdStart(cold) = state else {
+                        ex.skipped(&rule.name, kind, SkipReason::NoState.as_str());
                         continue;
                     };
                     if cold.wait(&mut d.rng, &shared.release).await.is_some() {
                         ex.applied(&rule.name, kind);
                     }
                 }
-                #[allow(unreachable_patterns)]
-                _ => ex.skipped(&rule.name, kind, "not_supported"),
+                // Stream, content and vector faults act on the response: plan them
+                // for the body.
+                FaultSpec::FirstTokenDelay(_)
+                | FaultSpec::TokenDelay(_)
+                | FaultSpec::TokenRate(_)
+                | FaultSpec::Stall(_)
+                | FaultSpec::Truncate(_)
+                | FaultSpec::StreamError(_)
+                | FaultSpec::Corrupt(_)
+                | FaultSpec::Garble(_)
+                | FaultSpec::EmptyCompletion(_)
+                | FaultSpec::FinishReason(_)
+                | FaultSpec::DropResults(_)
+                | FaultSpec::ShuffleResults(_)
+                | FaultSpec::LimitResults(_)
+                | FaultSpec::StaleResults(_)
+                | FaultSpec::ScoreNoise(_)
+                | FaultSpec::EmptyResults(_)
+                | FaultSpec::EmbeddingNoise(_)
+                | FaultSpec::EmbeddingTruncate(_) => {
+                    if body_faults.plan.push(di, fault) && body_faults.plan_rng.is_none() {
+                        body_faults.plan_rng = Some(Box::new(d.rng.clone()));
+                    }
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use brownout_faults::fault::SkipReason;
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Version};
@@ -58,7 +59,7 @@ const BUF: usize = 32 * 1024;
 /// Longest single sleep while pacing, so that the kill switch is noticed promptly.
 const MAX_NAP: Duration = Duration::from_millis(200);
 /// The reason a fault that acts on an HTTP answer is skipped on a tunnel.
-const SKIPPED: &str = "websocket";
+const SKIPPED: SkipReason = SkipReason::Websocket;
 
 /// What forwarding must keep of a WebSocket upgrade request, whose upgrade
 /// headers are hop-by-hop and would otherwise be stripped.
@@ -138,7 +139,7 @@ pub(crate) fn switch(
     let plan = std::mem::take(&mut body_faults.plan);
     for (i, f) in plan.faults() {
         if let Some(rule) = body_faults.plan_rules.get(i) {
-            ex.skipped(rule, f.kind(), SKIPPED);
+            ex.skipped(rule, f.kind(), SKIPPED.as_str());
         }
     }
     // A simulated GPU has no tokens to release on a tunnel: its slot is freed now.

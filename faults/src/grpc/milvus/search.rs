@@ -209,11 +209,15 @@ where
             continue;
         }
         let ok = match fault {
-            FaultSpec::DropResults { fraction } => doc.drop_fraction(*fraction, rng),
-            FaultSpec::ShuffleResults {} => doc.shuffle(rng),
-            FaultSpec::LimitResults { max } => doc.limit(*max),
-            FaultSpec::ScoreNoise { stddev } => doc.score_noise(*stddev, rng),
-            FaultSpec::EmptyResults {} => {
+            FaultSpec::DropResults(crate::fault::DropResults { fraction }) => {
+                doc.drop_fraction(*fraction, rng)
+            }
+            FaultSpec::ShuffleResults(_) => doc.shuffle(rng),
+            FaultSpec::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
+            FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
+                doc.score_noise(*stddev, rng)
+            }
+            FaultSpec::EmptyResults(_) => {
                 if doc.count() == 0 {
                     Err(crate::vector::Skip::NothingToChange)
                 } else {
@@ -221,7 +225,7 @@ where
                     Ok(())
                 }
             }
-            FaultSpec::StaleResults { .. } => {
+            FaultSpec::StaleResults(_) => {
                 skipped.push((rule, kind, Skip::NotSupportedOnGrpc));
                 continue;
             }

@@ -1,0 +1,64 @@
+//! `reset`: close the connection abruptly (TCP RST on HTTP/1.1, RST_STREAM, a
+//! connection drop or GOAWAY on HTTP/2), before the response or after
+//! `after_bytes` of its body.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::profile::{ResetCode, ResetScope};
+use crate::validate::Cx;
+use crate::yaml::PathSeg;
+
+use super::{Fault, Side};
+
+/// Close the connection abruptly: TCP RST on HTTP/1.1, RST_STREAM on HTTP/2.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    /// Reset after this many response body bytes instead of before the response.
+    #[serde(default)]
+    pub after_bytes: Option<u64>,
+    /// HTTP/2: reset the stream (default), drop the whole connection, or send
+    /// GOAWAY first. HTTP/1.1 always drops the connection with an RST.
+    #[serde(default)]
+    pub scope: Option<ResetScope>,
+    /// HTTP/2 stream resets: the RST_STREAM code, which decides the gRPC status
+    /// the client sees (`cancel` → CANCELLED, the default).
+    #[serde(default)]
+    pub code: Option<ResetCode>,
+}
+
+impl Fault for Reset {
+    fn name(&self) -> &'static str {
+        "reset"
+    }
+
+    /// Before any response without `after_bytes`; on the body's bytes with it.
+    fn side(&self) -> Side {
+        match self.after_bytes {
+            None => Side::Request,
+            Some(_) => Side::Bytes,
+        }
+    }
+
+    /// A reset before the response ends the exchange; one after N bytes lets the
+    /// faults after it apply to the response first.
+    fn is_terminal(&self) -> bool {
+        self.after_bytes.is_none()
+    }
+
+    /// Every value serde accepts is a valid one.
+    fn validate(&self, _: &mut Cx<'_>, _: &[PathSeg<'_>]) {}
+
+    fn explain(&self) -> String {
+        let mut s = match self.after_bytes {
+            None => "reset the connection before any response".to_string(),
+            Some(n) => format!(
+                "reset the connection after {} of the response body",
+                crate::explain::bytes(n)
+            ),
+        };
+        s.push_str(&crate::explain::reset_h2_words(self.scope, self.code));
+        s
+    }
+}
