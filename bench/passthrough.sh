@@ -13,6 +13,9 @@
 #                       the "100 rules cost < 5% throughput" check, read against `brownout`
 #   brownout-hyper      brownout with `fast_path: false`: every request through hyper
 #                       (the full path a matching rule takes), for an A/B of the fast path
+#   brownout-b          the binary $BROWNOUT_B (say, the build before a change), no
+#                       profile: an A/B of two builds in one run
+#   brownout-b-hyper    the same with `fast_path: false`
 #
 # For each target: a saturation run (wrk -t1 -c$CONNS), then a fixed-rate run at
 # RATE_FRACTION (default 0.5) of nginx's saturation throughput. For each run: req/s,
@@ -71,6 +74,11 @@ for t in $TARGETS; do
     brownout-hyper)
       printf 'fast_path: false\n' > "$WORK/hyper.yaml"
       start_brownout "$t" "http://127.0.0.1:$UP" --config "$WORK/hyper.yaml" "${API_ARGS[@]}"
+      PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
+    brownout-b|brownout-b-hyper)
+      [[ -x ${BROWNOUT_B:-} ]] || die "$t needs BROWNOUT_B, the other build's binary"
+      printf 'fast_path: %s\n' "$([[ $t == brownout-b ]] && echo true || echo false)" > "$WORK/$t.yaml"
+      BROWNOUT=$BROWNOUT_B start_brownout "$t" "http://127.0.0.1:$UP" --config "$WORK/$t.yaml" "${API_ARGS[@]}"
       PORT[$t]=$BO_PORT; PPID_OF[$t]=$BO_PID ;;
     brownout-*-rules)
       n=${t#brownout-}; n=${n%-rules}
