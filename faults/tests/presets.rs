@@ -441,20 +441,7 @@ fn set_header_overrides() {
 
 #[test]
 fn defaults_per_api_exist() {
-    let apis = [
-        ApiKind::Openai,
-        ApiKind::Anthropic,
-        ApiKind::Vllm,
-        ApiKind::Tgi,
-        ApiKind::Ollama,
-        ApiKind::Triton,
-        ApiKind::Qdrant,
-        ApiKind::Chroma,
-        ApiKind::Milvus,
-        ApiKind::Weaviate,
-        ApiKind::Pinecone,
-        ApiKind::Generic,
-    ];
+    let apis = ApiKind::ALL;
     for api in apis {
         assert!(lookup(default_overload_for(api)).is_some(), "{api:?}");
         assert!(lookup(default_rate_limit_for(api)).is_some(), "{api:?}");

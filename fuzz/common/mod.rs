@@ -23,20 +23,7 @@ pub fn split_input(data: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(l)
 }
 
-pub const APIS: [ApiKind; 12] = [
-    ApiKind::Openai,
-    ApiKind::Anthropic,
-    ApiKind::Vllm,
-    ApiKind::Tgi,
-    ApiKind::Ollama,
-    ApiKind::Triton,
-    ApiKind::Qdrant,
-    ApiKind::Chroma,
-    ApiKind::Milvus,
-    ApiKind::Weaviate,
-    ApiKind::Pinecone,
-    ApiKind::Generic,
-];
+pub const APIS: [ApiKind; 12] = ApiKind::ALL;
 
 pub const ENDPOINTS: [Endpoint; 9] = [
     Endpoint::Chat,
