@@ -156,6 +156,25 @@ async fn http1_pass_through_is_transparent() {
     assert_eq!(up.connections(), 1, "one upstream connection, reused");
 }
 
+/// The same answer through the fast path (a plain request: nothing hands it to the
+/// full path): the headers the upstream's `Connection` names stay behind there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_drops_the_headers_the_upstreams_connection_names() {
+    let (up, _caps) = header_upstream().await;
+    let proxy = ProxyBuilder::new(up.url()).start().await;
+    let (mut conn, _task) = h1_conn(proxy.addr).await;
+    let req = Request::get("/v1/plain")
+        .header("host", "example")
+        .body(empty())
+        .unwrap();
+    let r = read_reply(conn.send_request(req).await.expect("response"))
+        .await
+        .expect("body");
+    assert_response_headers(&r);
+    let rec = proxy.record_for("/v1/plain").await;
+    assert_eq!(rec["outcome"], "ok", "{rec:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_pass_through_is_transparent() {
     let (up, caps) = header_upstream().await;

@@ -727,6 +727,7 @@ impl FastConn {
             &up.buf[resp.headers_start..resp.head_len],
             close,
             resp.drop_length,
+            resp.connection_names,
         );
         up.buf.advance(resp.head_len);
         let mut tap = resp.tap.take();
@@ -1119,6 +1120,9 @@ struct RespHead {
     upstream_close: bool,
     /// `Keep-Alive: timeout=N`: the upstream closes idle connections after N s.
     keep_alive: Option<u64>,
+    /// `Connection` names headers besides `close` and `keep-alive`: those are
+    /// hop-by-hop too (RFC 9110 §7.6.1) and are not forwarded.
+    connection_names: bool,
     /// How the answer is measured (from its content type and coding).
     tap: Option<Tap>,
 }
@@ -1163,6 +1167,7 @@ fn parse_response(
     let mut ctype = None;
     let mut coding = None;
     let mut keep_alive = None;
+    let mut connection_names = false;
     for h in resp.headers.iter() {
         let n = h.name;
         if n.eq_ignore_ascii_case("content-length") {
@@ -1181,6 +1186,7 @@ fn parse_response(
                 .unwrap_or(b"");
             te = Some(last.eq_ignore_ascii_case(b"chunked"));
         } else if n.eq_ignore_ascii_case("connection") {
+            connection_names |= connection_close(h.value).is_none();
             for t in h.value.split(|&b| b == b',') {
                 let t = trim(t);
                 if t.eq_ignore_ascii_case(b"close") {
@@ -1227,6 +1233,7 @@ fn parse_response(
         framing,
         upstream_close,
         keep_alive,
+        connection_names,
         tap: make_tap(ctype, coding),
     })))
 }
@@ -1267,20 +1274,51 @@ fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A header line's name and value, split at its first colon (the name trimmed).
+fn header_field(l: &[u8]) -> (&[u8], &[u8]) {
+    let mut parts = l.splitn(2, |&b| b == b':');
+    let name = trim(parts.next().unwrap_or(b""));
+    (name, parts.next().unwrap_or(b""))
+}
+
 /// Copy a response's header lines (the head after its status line) into `out`, less
 /// hop-by-hop headers other than `transfer-encoding` (the body keeps the framing
-/// it came with) and `content-length` when `drop_length`, then `connection: close`
-/// when the client connection ends. Lines end in CRLF whatever the upstream used.
-fn write_response_headers(out: &mut Vec<u8>, headers: &[u8], close: bool, drop_length: bool) {
-    for line in headers.split(|&b| b == b'\n') {
-        let l = line.strip_suffix(b"\r").unwrap_or(line);
-        if l.is_empty() {
-            break;
-        }
-        let name = l.split(|&b| b == b':').next().unwrap_or(b"");
-        let name = std::str::from_utf8(trim(name)).unwrap_or("");
+/// it came with), the headers `Connection` names when `connection_names` (as the
+/// full path drops them), and `content-length` when `drop_length`, then
+/// `connection: close` when the client connection ends. Lines end in CRLF whatever
+/// the upstream used.
+fn write_response_headers(
+    out: &mut Vec<u8>,
+    headers: &[u8],
+    close: bool,
+    drop_length: bool,
+    connection_names: bool,
+) {
+    let lines = || {
+        headers
+            .split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .take_while(|l| !l.is_empty())
+    };
+    // Rare (an upstream naming its own hop-by-hop headers), so only then a second
+    // pass and a list.
+    let named: Vec<&[u8]> = if connection_names {
+        lines()
+            .map(header_field)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for l in lines() {
+        let (raw, _) = header_field(l);
+        let name = std::str::from_utf8(raw).unwrap_or("");
         if (wire::is_hop_by_hop(name) && !name.eq_ignore_ascii_case("transfer-encoding"))
             || (drop_length && name.eq_ignore_ascii_case("content-length"))
+            || named.iter().any(|n| n.eq_ignore_ascii_case(raw))
         {
             continue;
         }
@@ -1622,6 +1660,7 @@ mod tests {
                     &head[h.headers_start..h.head_len],
                     rng.random_bool(0.5),
                     h.drop_length,
+                    h.connection_names,
                 );
                 assert!(out.starts_with(b"HTTP/1.1 ") && out.ends_with(b"\r\n\r\n"));
             }
@@ -1704,6 +1743,7 @@ mod tests {
             &head[h.headers_start..h.head_len],
             close,
             h.drop_length,
+            h.connection_names,
         );
         (out, h.upstream_close)
     }
@@ -1718,6 +1758,14 @@ mod tests {
         );
         let (out, _) = relayed(head, true);
         assert!(out.ends_with(b"X-A: b\r\nconnection: close\r\n\r\n"));
+        // Headers the upstream's `Connection` names are its own hop-by-hop ones,
+        // before or after it, in any case, over more than one Connection line.
+        let head = b"HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, x-secret\r\nX-A: b\r\nconnection: X-Other\r\nx-other: 2\r\nContent-Length: 0\r\n\r\n";
+        let (out, _) = relayed(head, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]
