@@ -135,11 +135,12 @@ pub enum Side {
 }
 
 /// Why a fault of a rule that fired did not act, as records write it
-/// (`faults_skipped[].reason`), for the reasons decided before the response: the
-/// kill switch, `max_active`, request-side faults that could not act, body faults
-/// that never fired or met a tunnel. Reasons found in a response body have their
+/// (`faults_skipped[].reason`), for the reasons the proxy decides itself: the kill
+/// switch, `max_active`, request-side faults that could not act, body faults that
+/// never fired or met a tunnel, and body faults the response's kind, encoding or
+/// size leaves nothing to act on. Reasons found inside a response body have their
 /// own types beside the code that finds them ([`crate::vector::Skip`],
-/// [`crate::stream::content::Skip`]). The strings are a contract with every reader
+/// [`crate::stream::content::Skip`], [`crate::grpc::milvus::Skip`]). The strings are a contract with every reader
 /// of records (reports, the drill, dashboards): never change one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipReason {
@@ -161,6 +162,27 @@ pub enum SkipReason {
     DidNotFire,
     /// The exchange became a WebSocket tunnel: there is no body to fault.
     Websocket,
+    /// A vector fault on an endpoint that is neither a search, a query nor
+    /// embeddings (an upsert, a listing, a chat).
+    WrongEndpoint,
+    /// The response body is compressed: brownout does not decode it to rewrite it.
+    Compressed,
+    /// The whole answer to rewrite is larger than `inspect_limit`.
+    OverInspectLimit,
+    /// A content fault on a gRPC answer: protobuf has no text brownout rewrites.
+    GrpcProtobuf,
+    /// A vector fault on a gRPC stream that also carries stream faults: the
+    /// answer is not held whole while its messages are shaped.
+    WithStreamFaults,
+    /// A gRPC answer to rewrite that was not exactly one message.
+    NotOneMessage,
+    /// A stream fault on a response that is not a stream.
+    NotAStream,
+    /// A vector fault on an answer with an error status: it holds no results.
+    ErrorStatus,
+    /// A vector fault on a gRPC call brownout cannot rewrite (anything but a
+    /// Milvus `Search`).
+    NotSupportedOnGrpc,
 }
 
 impl SkipReason {
@@ -176,6 +198,15 @@ impl SkipReason {
             SkipReason::NoState => "no_state",
             SkipReason::DidNotFire => "did_not_fire",
             SkipReason::Websocket => "websocket",
+            SkipReason::WrongEndpoint => "wrong_endpoint",
+            SkipReason::Compressed => "compressed",
+            SkipReason::OverInspectLimit => "over_inspect_limit",
+            SkipReason::GrpcProtobuf => "grpc_protobuf",
+            SkipReason::WithStreamFaults => "with_stream_faults",
+            SkipReason::NotOneMessage => "not_one_message",
+            SkipReason::NotAStream => "not_a_stream",
+            SkipReason::ErrorStatus => "error_status",
+            SkipReason::NotSupportedOnGrpc => "not_supported_on_grpc",
         }
     }
 }
