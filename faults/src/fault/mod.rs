@@ -7,8 +7,9 @@
 //! `FaultSpec::as_fault` is the one exhaustive match that turns a variant into
 //! its `Fault`. Nothing here has a `_ =>` arm over fault kinds: a variant added
 //! to [`FaultSpec`] stops the build at every place that must say what the new
-//! fault does (here, and the proxy's request-side dispatch in
-//! `proxy/src/pipeline/inject.rs`), instead of compiling into a fault that
+//! fault does (here, the proxy's request-side dispatch in
+//! `proxy/src/pipeline/inject.rs`, and, through [`BodyFault`], every body-side
+//! pass), instead of compiling into a fault that
 //! silently does nothing. `docs/architecture.md` ("Adding a fault") walks
 //! through the steps.
 //!
@@ -24,6 +25,7 @@ use crate::validate::Cx;
 use crate::yaml::PathSeg;
 
 pub mod bandwidth;
+pub mod body;
 pub mod cold_start;
 pub mod concurrency_limit;
 pub mod corrupt;
@@ -52,6 +54,7 @@ pub mod token_rate;
 pub mod truncate;
 
 pub use bandwidth::Bandwidth;
+pub use body::{BodyFault, ContentFault, EmbeddingsFault, ResultsFault, StreamFault};
 pub use cold_start::ColdStart;
 pub use concurrency_limit::ConcurrencyLimit;
 pub use corrupt::Corrupt;

@@ -710,7 +710,7 @@ async fn respond(
         let mut kept = StreamPlan::new().with_model(plan.model().map(str::to_string));
         for (i, f) in plan.faults() {
             if !f.is_vector_fault() {
-                kept.push(i, f);
+                kept.push_body(i, f);
             } else if let Some(r) = rules.get(i) {
                 ex.skipped(r, f.kind(), SkipReason::WrongEndpoint.as_str());
             }
@@ -997,7 +997,7 @@ impl GrpcResponse<'_> {
                 if compressed {
                     ex.skipped(r, f.kind(), SkipReason::Compressed.as_str());
                 } else {
-                    stream.push(i, f);
+                    stream.push_body(i, f);
                 }
             } else if f.is_vector_fault() {
                 vector.push((i, f));
