@@ -14,6 +14,7 @@ use std::sync::Arc;
 use brownout_faults::api::{ApiKind, Endpoint};
 use brownout_faults::decide::rng_for;
 use brownout_faults::fault;
+use brownout_faults::fault::BodyFault;
 use brownout_faults::grpc::milvus::{
     self, count_search_results, edit_search_frame, edit_search_results, failed_response,
     in_message_status, in_message_status_for, Skip, Status,
@@ -23,6 +24,15 @@ use brownout_faults::profile::FaultSpec;
 use brownout_faults::stream::StreamPlan;
 use brownout_faults::vector::{rewrite, StaleCache};
 use serde_json::Value;
+
+/// The body faults among `faults`, with their indices, as a plan holds them.
+fn planned(faults: &[FaultSpec]) -> Vec<(usize, BodyFault)> {
+    faults
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| BodyFault::of(f).map(|b| (i, b)))
+        .collect()
+}
 
 const NQ1: &[u8] = include_bytes!("fixtures/grpc/search_int64_nq1.bin");
 const NQ3: &[u8] = include_bytes!("fixtures/grpc/search_varchar_nq3.bin");
@@ -331,7 +341,8 @@ fn rest_lists(orig: &Decoded, faults: &[FaultSpec], seed: u64) -> Vec<Vec<(Strin
 fn check(msg: &[u8], faults: &[FaultSpec], seed: u64) -> Vec<u8> {
     let orig = decode(msg);
     let mut rng = rng_for(seed, 1, 0);
-    let edit = edit_search_results(msg, faults.iter().enumerate(), &mut rng).expect("editable");
+    let edit = edit_search_results(msg, planned(faults).iter().map(|(i, f)| (*i, f)), &mut rng)
+        .expect("editable");
     let Some(out) = edit.message.clone() else {
         panic!("nothing applied: {edit:?}");
     };
@@ -441,7 +452,9 @@ fn empty_results_leaves_no_hit_and_a_success_status() {
     for msg in [NQ1, NQ3] {
         let mut rng = rng_for(3, 1, 0);
         let faults = [FaultSpec::EmptyResults(fault::EmptyResults {})];
-        let edit = edit_search_results(msg, faults.iter().enumerate(), &mut rng).unwrap();
+        let edit =
+            edit_search_results(msg, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng)
+                .unwrap();
         let out = edit.message.expect("changed");
         let d = decode(&out);
         assert!(d.lists.iter().all(Vec::is_empty));
@@ -469,7 +482,9 @@ fn nothing_to_change_and_unsupported_faults_are_skipped_with_reasons() {
     ];
     for msg in [EMPTY, FAILED] {
         let mut rng = rng_for(3, 1, 0);
-        let edit = edit_search_results(msg, faults.iter().enumerate(), &mut rng).unwrap();
+        let edit =
+            edit_search_results(msg, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng)
+                .unwrap();
         assert_eq!(edit.message, None);
         assert!(edit.applied.is_empty());
         let reasons: Vec<&str> = edit.skipped.iter().map(|(_, _, s)| s.as_str()).collect();
@@ -490,7 +505,8 @@ fn nothing_to_change_and_unsupported_faults_are_skipped_with_reasons() {
     // A limit above every list is nothing to change; the answer passes untouched.
     let mut rng = rng_for(3, 1, 0);
     let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 10 })];
-    let edit = edit_search_results(NQ1, faults.iter().enumerate(), &mut rng).unwrap();
+    let edit =
+        edit_search_results(NQ1, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng).unwrap();
     assert_eq!(edit.message, None);
     assert_eq!(edit.returned, 5);
 }
@@ -501,12 +517,13 @@ fn compressed_and_unknown_layouts_are_not_edited() {
     let m = frame::Message::from_frame(frame::encode(NQ1, true)).unwrap();
     let mut rng = rng_for(3, 1, 0);
     assert_eq!(
-        edit_search_frame(&m, faults.iter().enumerate(), &mut rng).unwrap_err(),
+        edit_search_frame(&m, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng).unwrap_err(),
         Skip::Compressed
     );
     // A framed plain message works and comes back framed.
     let m = frame::Message::from_frame(frame::encode(NQ1, false)).unwrap();
-    let edit = edit_search_frame(&m, faults.iter().enumerate(), &mut rng).unwrap();
+    let edit =
+        edit_search_frame(&m, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng).unwrap();
     let framed = edit.frame().unwrap();
     assert_eq!(&framed[5..], &edit.message.unwrap()[..]);
     // An unknown field inside the results could be another per-hit array.
@@ -518,12 +535,21 @@ fn compressed_and_unknown_layouts_are_not_edited() {
     let mut field = Vec::new();
     wire::put_len_field(&mut field, 2, &content);
     extra = wire::splice(&extra, &[(r.span.clone(), field)]);
-    let err = edit_search_results(&extra, faults.iter().enumerate(), &mut rng).unwrap_err();
+    let err = edit_search_results(
+        &extra,
+        planned(&faults).iter().map(|(i, f)| (*i, f)),
+        &mut rng,
+    )
+    .unwrap_err();
     assert!(matches!(err, Skip::UnknownLayout(_)), "{err}");
     assert_eq!(err.as_str(), "unknown_shape");
     // Not protobuf at all.
-    let err =
-        edit_search_results(b"{\"code\":0}", faults.iter().enumerate(), &mut rng).unwrap_err();
+    let err = edit_search_results(
+        b"{\"code\":0}",
+        planned(&faults).iter().map(|(i, f)| (*i, f)),
+        &mut rng,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, Skip::Malformed(_) | Skip::UnknownLayout(_)),
         "{err}"
@@ -536,7 +562,8 @@ fn unchanged_bytes_stay_byte_for_byte() {
     // the edit is a splice, so the untouched prefix of the message is identical.
     let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 3 })];
     let mut rng = rng_for(3, 1, 0);
-    let edit = edit_search_results(NQ1, faults.iter().enumerate(), &mut rng).unwrap();
+    let edit =
+        edit_search_results(NQ1, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng).unwrap();
     let out = edit.message.unwrap();
     // Status (field 1) precedes results and is copied as it was.
     let top_in = wire::collect(NQ1, 0..NQ1.len()).unwrap();
@@ -562,7 +589,12 @@ fn unchanged_bytes_stay_byte_for_byte() {
     wire::put_len_field(&mut rd, 5, &ids);
     wire::put_len_field(&mut unpacked, 2, &rd);
     let faults = [FaultSpec::LimitResults(fault::LimitResults { max: 1 })];
-    let edit = edit_search_results(&unpacked, faults.iter().enumerate(), &mut rng).unwrap();
+    let edit = edit_search_results(
+        &unpacked,
+        planned(&faults).iter().map(|(i, f)| (*i, f)),
+        &mut rng,
+    )
+    .unwrap();
     let out = edit.message.unwrap();
     let mut want_rd = Vec::new();
     wire::put_varint_field(&mut want_rd, 6, 1);
@@ -597,7 +629,11 @@ fn hostile_bytes_never_panic() {
         // Every truncation.
         for cut in 0..msg.len() {
             let mut rng = rng_for(1, 1, 0);
-            let r = edit_search_results(&msg[..cut], faults.iter().enumerate(), &mut rng);
+            let r = edit_search_results(
+                &msg[..cut],
+                planned(&faults).iter().map(|(i, f)| (*i, f)),
+                &mut rng,
+            );
             if let Ok(Some(out)) = r.map(|e| e.message) {
                 assert!(wire::collect(&out, 0..out.len()).is_ok());
             }
@@ -612,7 +648,9 @@ fn hostile_bytes_never_panic() {
                 m[i] = next() as u8;
             }
             let mut rng = rng_for(next(), 1, 0);
-            if let Ok(e) = edit_search_results(&m, faults.iter().enumerate(), &mut rng) {
+            if let Ok(e) =
+                edit_search_results(&m, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng)
+            {
                 if let Some(out) = e.message {
                     assert!(wire::collect(&out, 0..out.len()).is_ok());
                 }
@@ -628,7 +666,9 @@ fn hostile_bytes_never_panic() {
     let mut m = Vec::new();
     wire::put_len_field(&mut m, 2, &rd);
     let mut rng = rng_for(1, 1, 0);
-    assert!(edit_search_results(&m, faults.iter().enumerate(), &mut rng).is_err());
+    assert!(
+        edit_search_results(&m, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng).is_err()
+    );
     // A vector column whose dim overflows any row width.
     for (member, dim) in [(4u32, u64::MAX >> 1), (2, u64::MAX >> 2), (3, 12)] {
         let mut rd = Vec::new();
@@ -648,7 +688,7 @@ fn hostile_bytes_never_panic() {
         len(&mut rd, 3, &column("v", 4, &vf, None));
         let mut m = Vec::new();
         len(&mut m, 2, &rd);
-        let r = edit_search_results(&m, faults.iter().enumerate(), &mut rng);
+        let r = edit_search_results(&m, planned(&faults).iter().map(|(i, f)| (*i, f)), &mut rng);
         assert!(
             matches!(r, Err(Skip::UnknownLayout(_))),
             "{member} {dim}: {r:?}"
@@ -1016,7 +1056,12 @@ fn rarer_layouts_follow_their_hits() {
     ] {
         for seed in [1u64, 2, 3, 99] {
             let mut rng = rng_for(seed, 1, 0);
-            let edit = edit_search_results(&msg, faults.iter().enumerate(), &mut rng).unwrap();
+            let edit = edit_search_results(
+                &msg,
+                planned(&faults).iter().map(|(i, f)| (*i, f)),
+                &mut rng,
+            )
+            .unwrap();
             let out = edit.message.expect("changed");
             let after = rare_markers(&out);
             let kept = &after[0].1;

@@ -7,8 +7,9 @@
 //! `FaultSpec::as_fault` is the one exhaustive match that turns a variant into
 //! its `Fault`. Nothing here has a `_ =>` arm over fault kinds: a variant added
 //! to [`FaultSpec`] stops the build at every place that must say what the new
-//! fault does (here, and the proxy's request-side dispatch in
-//! `proxy/src/pipeline/inject.rs`), instead of compiling into a fault that
+//! fault does (here, the proxy's request-side dispatch in
+//! `proxy/src/pipeline/inject.rs`, and, through [`BodyFault`], every body-side
+//! pass), instead of compiling into a fault that
 //! silently does nothing. `docs/architecture.md` ("Adding a fault") walks
 //! through the steps.
 //!
@@ -24,6 +25,7 @@ use crate::validate::Cx;
 use crate::yaml::PathSeg;
 
 pub mod bandwidth;
+pub mod body;
 pub mod cold_start;
 pub mod concurrency_limit;
 pub mod corrupt;
@@ -52,6 +54,7 @@ pub mod token_rate;
 pub mod truncate;
 
 pub use bandwidth::Bandwidth;
+pub use body::{BodyFault, ContentFault, EmbeddingsFault, ResultsFault, StreamFault};
 pub use cold_start::ColdStart;
 pub use concurrency_limit::ConcurrencyLimit;
 pub use corrupt::Corrupt;
@@ -135,11 +138,12 @@ pub enum Side {
 }
 
 /// Why a fault of a rule that fired did not act, as records write it
-/// (`faults_skipped[].reason`), for the reasons decided before the response: the
-/// kill switch, `max_active`, request-side faults that could not act, body faults
-/// that never fired or met a tunnel. Reasons found in a response body have their
+/// (`faults_skipped[].reason`), for the reasons the proxy decides itself: the kill
+/// switch, `max_active`, request-side faults that could not act, body faults that
+/// never fired or met a tunnel, and body faults the response's kind, encoding or
+/// size leaves nothing to act on. Reasons found inside a response body have their
 /// own types beside the code that finds them ([`crate::vector::Skip`],
-/// [`crate::stream::content::Skip`]). The strings are a contract with every reader
+/// [`crate::stream::content::Skip`], [`crate::grpc::milvus::Skip`]). The strings are a contract with every reader
 /// of records (reports, the drill, dashboards): never change one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipReason {
@@ -161,6 +165,27 @@ pub enum SkipReason {
     DidNotFire,
     /// The exchange became a WebSocket tunnel: there is no body to fault.
     Websocket,
+    /// A vector fault on an endpoint that is neither a search, a query nor
+    /// embeddings (an upsert, a listing, a chat).
+    WrongEndpoint,
+    /// The response body is compressed: brownout does not decode it to rewrite it.
+    Compressed,
+    /// The whole answer to rewrite is larger than `inspect_limit`.
+    OverInspectLimit,
+    /// A content fault on a gRPC answer: protobuf has no text brownout rewrites.
+    GrpcProtobuf,
+    /// A vector fault on a gRPC stream that also carries stream faults: the
+    /// answer is not held whole while its messages are shaped.
+    WithStreamFaults,
+    /// A gRPC answer to rewrite that was not exactly one message.
+    NotOneMessage,
+    /// A stream fault on a response that is not a stream.
+    NotAStream,
+    /// A vector fault on an answer with an error status: it holds no results.
+    ErrorStatus,
+    /// A vector fault on a gRPC call brownout cannot rewrite (anything but a
+    /// Milvus `Search`).
+    NotSupportedOnGrpc,
 }
 
 impl SkipReason {
@@ -176,6 +201,15 @@ impl SkipReason {
             SkipReason::NoState => "no_state",
             SkipReason::DidNotFire => "did_not_fire",
             SkipReason::Websocket => "websocket",
+            SkipReason::WrongEndpoint => "wrong_endpoint",
+            SkipReason::Compressed => "compressed",
+            SkipReason::OverInspectLimit => "over_inspect_limit",
+            SkipReason::GrpcProtobuf => "grpc_protobuf",
+            SkipReason::WithStreamFaults => "with_stream_faults",
+            SkipReason::NotOneMessage => "not_one_message",
+            SkipReason::NotAStream => "not_a_stream",
+            SkipReason::ErrorStatus => "error_status",
+            SkipReason::NotSupportedOnGrpc => "not_supported_on_grpc",
         }
     }
 }

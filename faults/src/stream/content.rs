@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::json;
 use super::shape::StreamPlan;
 use crate::api::{ApiKind, Endpoint};
-use crate::profile::FaultSpec;
+use crate::fault::{BodyFault, ContentFault};
 
 /// Why a content fault could not apply to a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +151,10 @@ pub fn rewrite_json(
     for (rule, fault) in plan.faults() {
         let src: &[u8] = cur.as_deref().unwrap_or(body);
         let result = match fault {
-            FaultSpec::Garble(crate::fault::Garble { fraction }) => {
+            BodyFault::Content(ContentFault::Garble(crate::fault::Garble { fraction })) => {
                 garble_body(src, shape, *fraction, rng)
             }
-            FaultSpec::EmptyCompletion(_) => {
+            BodyFault::Content(ContentFault::EmptyCompletion(_)) => {
                 let edits: Vec<_> = json::string_values(src, shape.text_keys())
                     .into_iter()
                     .filter(|r| !r.is_empty())
@@ -162,7 +162,9 @@ pub fn rewrite_json(
                     .collect();
                 (!edits.is_empty()).then(|| json::splice(src, &edits))
             }
-            FaultSpec::FinishReason(crate::fault::FinishReason { value }) => {
+            BodyFault::Content(ContentFault::FinishReason(crate::fault::FinishReason {
+                value,
+            })) => {
                 let value = json::encode(value).into_bytes();
                 let edits: Vec<_> = json::string_values(src, shape.finish_keys())
                     .into_iter()
@@ -170,7 +172,9 @@ pub fn rewrite_json(
                     .collect();
                 (!edits.is_empty()).then(|| json::splice(src, &edits))
             }
-            _ => continue,
+            // Stream faults need a stream (the caller records them as skipped);
+            // vector faults are not about what the model said.
+            BodyFault::Stream(_) | BodyFault::Results(_) | BodyFault::Embeddings(_) => continue,
         };
         match result {
             Some(new) => {

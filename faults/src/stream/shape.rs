@@ -22,6 +22,7 @@ use super::event::{line_ending, payload_range, EventInfo, EventKind, SseFields};
 use super::framing::Framing;
 use super::json;
 use crate::api::{ApiKind, Endpoint};
+use crate::fault::{BodyFault, ContentFault, StreamFault};
 use crate::presets::{self, RenderCtx};
 use crate::profile::{CorruptMode, FaultSpec, TruncateEnding};
 
@@ -41,10 +42,12 @@ pub enum Action {
 }
 
 /// The stream and content faults decided for one exchange, in the order they
-/// apply (rules in file order, faults in rule order).
+/// apply (rules in file order, faults in rule order). Each fault is typed by its
+/// side ([`BodyFault`]) once, here, so every pass over the plan matches it
+/// exhaustively.
 #[derive(Debug, Clone, Default)]
 pub struct StreamPlan {
-    faults: Vec<(usize, FaultSpec)>,
+    faults: Vec<(usize, BodyFault)>,
     model: Option<String>,
 }
 
@@ -64,12 +67,19 @@ impl StreamPlan {
     /// back by [`Shaper::applied`]). Returns false, adding nothing, for a fault that
     /// is neither a stream, a content nor a vector fault.
     pub fn push(&mut self, rule: usize, fault: &FaultSpec) -> bool {
-        if fault.is_stream_fault() || fault.is_content_fault() || fault.is_vector_fault() {
-            self.faults.push((rule, fault.clone()));
-            true
-        } else {
-            false
+        match BodyFault::of(fault) {
+            Some(f) => {
+                self.faults.push((rule, f));
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Add a fault taken from another plan (a plan split by what the response
+    /// allows), keeping its rule index.
+    pub fn push_body(&mut self, rule: usize, fault: &BodyFault) {
+        self.faults.push((rule, fault.clone()));
     }
 
     /// Whether no fault was added: the body can pass through untouched.
@@ -83,7 +93,7 @@ impl StreamPlan {
     }
 
     /// Every planned fault as (rule index, fault), in order.
-    pub fn faults(&self) -> impl Iterator<Item = (usize, &FaultSpec)> {
+    pub fn faults(&self) -> impl Iterator<Item = (usize, &BodyFault)> {
         self.faults.iter().map(|(r, f)| (*r, f))
     }
 
@@ -167,7 +177,7 @@ const FINISH_KEYS: &[&str] = &["finish_reason", "stop_reason", "done_reason"];
 #[derive(Debug)]
 pub struct Shaper {
     /// The plan's faults, shared so a loop over them can borrow `self` mutably.
-    faults: Arc<[(usize, FaultSpec)]>,
+    faults: Arc<[(usize, BodyFault)]>,
     model: Option<String>,
     framing: Framing,
     dialect: Dialect,
@@ -285,11 +295,11 @@ impl Shaper {
                 continue;
             }
             match fault {
-                FaultSpec::Stall(crate::fault::Stall {
+                BodyFault::Stream(StreamFault::Stall(crate::fault::Stall {
                     after_tokens,
                     duration,
                     forever,
-                }) if *after_tokens == index => {
+                })) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "stall");
                     match (duration, forever) {
@@ -307,10 +317,10 @@ impl Shaper {
                         }
                     }
                 }
-                FaultSpec::Truncate(crate::fault::Truncate {
+                BodyFault::Stream(StreamFault::Truncate(crate::fault::Truncate {
                     after_tokens,
                     ending,
-                }) if *after_tokens == index => {
+                })) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "truncate");
                     self.done = true;
@@ -327,10 +337,10 @@ impl Shaper {
                     }
                     return out;
                 }
-                FaultSpec::StreamError(crate::fault::StreamError {
+                BodyFault::Stream(StreamFault::StreamError(crate::fault::StreamError {
                     after_tokens,
                     preset,
-                }) if *after_tokens == index => {
+                })) if *after_tokens == index => {
                     self.fired[i] = true;
                     self.mark(rule, "stream_error");
                     self.done = true;
@@ -345,7 +355,24 @@ impl Shaper {
                     out.push(Action::End);
                     return out;
                 }
-                _ => {}
+                // Not yet at their position.
+                BodyFault::Stream(
+                    StreamFault::Stall(_) | StreamFault::Truncate(_) | StreamFault::StreamError(_),
+                ) => {}
+                // Acting on the token itself, or on its timing: the passes below.
+                BodyFault::Stream(
+                    StreamFault::FirstTokenDelay(_)
+                    | StreamFault::TokenDelay(_)
+                    | StreamFault::TokenRate(_)
+                    | StreamFault::Corrupt(_),
+                )
+                | BodyFault::Content(
+                    ContentFault::Garble(_)
+                    | ContentFault::EmptyCompletion(_)
+                    | ContentFault::FinishReason(_),
+                ) => {}
+                // Vector faults: never in a stream.
+                BodyFault::Results(_) | BodyFault::Embeddings(_) => {}
             }
         }
 
@@ -355,11 +382,11 @@ impl Shaper {
         for (rule, fault) in faults.iter() {
             let rule = *rule;
             match fault {
-                FaultSpec::EmptyCompletion(_) => {
+                BodyFault::Content(ContentFault::EmptyCompletion(_)) => {
                     self.mark(rule, "empty_completion");
                     return out;
                 }
-                FaultSpec::Corrupt(crate::fault::Corrupt { rate, mode }) => {
+                BodyFault::Stream(StreamFault::Corrupt(crate::fault::Corrupt { rate, mode })) => {
                     let draw: f64 = self.rng.random();
                     if draw >= *rate {
                         continue;
@@ -392,13 +419,25 @@ impl Shaper {
                         self.mark(rule, "corrupt");
                     }
                 }
-                FaultSpec::Garble(crate::fault::Garble { fraction }) => {
+                BodyFault::Content(ContentFault::Garble(crate::fault::Garble { fraction })) => {
                     if let Some(b) = self.garble(&raw, *fraction) {
                         raw = b;
                         self.mark(rule, "garble");
                     }
                 }
-                _ => {}
+                // Position and timing faults: the passes before and after this one;
+                // a finish reason is rewritten where the stream reports it.
+                BodyFault::Stream(
+                    StreamFault::Stall(_)
+                    | StreamFault::Truncate(_)
+                    | StreamFault::StreamError(_)
+                    | StreamFault::FirstTokenDelay(_)
+                    | StreamFault::TokenDelay(_)
+                    | StreamFault::TokenRate(_),
+                )
+                | BodyFault::Content(ContentFault::FinishReason(_)) => {}
+                // Vector faults: never in a stream.
+                BodyFault::Results(_) | BodyFault::Embeddings(_) => {}
             }
         }
         let raw = self.finish_reason(raw, info);
@@ -408,19 +447,21 @@ impl Shaper {
         for (rule, fault) in faults.iter() {
             let rule = *rule;
             match fault {
-                FaultSpec::FirstTokenDelay(crate::fault::FirstTokenDelay { duration })
-                    if self.tokens_sent == 0 =>
-                {
+                BodyFault::Stream(StreamFault::FirstTokenDelay(
+                    crate::fault::FirstTokenDelay { duration },
+                )) if self.tokens_sent == 0 => {
                     at = later(at, duration.sample(&mut self.rng));
                     self.mark(rule, "first_token_delay");
                 }
-                FaultSpec::TokenDelay(crate::fault::TokenDelay { duration })
-                    if self.tokens_sent > 0 =>
-                {
+                BodyFault::Stream(StreamFault::TokenDelay(crate::fault::TokenDelay {
+                    duration,
+                })) if self.tokens_sent > 0 => {
                     at = later(at, duration.sample(&mut self.rng));
                     self.mark(rule, "token_delay");
                 }
-                FaultSpec::TokenRate(crate::fault::TokenRate { tokens_per_second }) => {
+                BodyFault::Stream(StreamFault::TokenRate(crate::fault::TokenRate {
+                    tokens_per_second,
+                })) => {
                     if let (Some(prev), true) = (self.last_token_at, *tokens_per_second > 0.0) {
                         let gap = Duration::try_from_secs_f64(1.0 / tokens_per_second)
                             .unwrap_or(Duration::MAX);
@@ -431,7 +472,24 @@ impl Shaper {
                         }
                     }
                 }
-                _ => {}
+                // The first token's delay on later tokens, the others' on the first.
+                BodyFault::Stream(StreamFault::FirstTokenDelay(_) | StreamFault::TokenDelay(_)) => {
+                }
+                // Faults on the stream's position or the token itself: the passes
+                // before this one.
+                BodyFault::Stream(
+                    StreamFault::Stall(_)
+                    | StreamFault::Truncate(_)
+                    | StreamFault::StreamError(_)
+                    | StreamFault::Corrupt(_),
+                )
+                | BodyFault::Content(
+                    ContentFault::Garble(_)
+                    | ContentFault::EmptyCompletion(_)
+                    | ContentFault::FinishReason(_),
+                ) => {}
+                // Vector faults: never in a stream.
+                BodyFault::Results(_) | BodyFault::Embeddings(_) => {}
             }
         }
         self.tokens_sent += 1;
@@ -508,10 +566,21 @@ impl Shaper {
     /// The finish reason a `finish_reason` fault wants, if the plan has one.
     fn wanted_finish(&self) -> Option<(usize, &str)> {
         self.faults.iter().rev().find_map(|(r, f)| match f {
-            FaultSpec::FinishReason(crate::fault::FinishReason { value }) => {
-                Some((*r, value.as_str()))
-            }
-            _ => None,
+            BodyFault::Content(ContentFault::FinishReason(crate::fault::FinishReason {
+                value,
+            })) => Some((*r, value.as_str())),
+            BodyFault::Content(ContentFault::Garble(_) | ContentFault::EmptyCompletion(_))
+            | BodyFault::Stream(
+                StreamFault::FirstTokenDelay(_)
+                | StreamFault::TokenDelay(_)
+                | StreamFault::TokenRate(_)
+                | StreamFault::Stall(_)
+                | StreamFault::Truncate(_)
+                | StreamFault::StreamError(_)
+                | StreamFault::Corrupt(_),
+            )
+            | BodyFault::Results(_)
+            | BodyFault::Embeddings(_) => None,
         })
     }
 

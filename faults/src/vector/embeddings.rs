@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::span::{self, ArrayFmt, Node};
 use super::{b64, gauss, Rewrite, Skip};
-use crate::profile::FaultSpec;
+use crate::fault::{BodyFault, EmbeddingsFault};
 use crate::stream::StreamPlan;
 
 /// Depth read into nodes: OpenAI's `data[i].embedding[j]` is the deepest.
@@ -118,16 +118,16 @@ fn vectors(src: &str, root: &Node<'_>) -> Result<Vec<Vector>, Skip> {
 }
 
 /// What one fault does to one vector; `false` when it changed nothing.
-fn apply(fault: &FaultSpec, v: &mut Vec<Comp>, rng: &mut ChaCha8Rng) -> bool {
+fn apply(fault: &EmbeddingsFault, v: &mut Vec<Comp>, rng: &mut ChaCha8Rng) -> bool {
     match fault {
-        FaultSpec::EmbeddingNoise(crate::fault::EmbeddingNoise { stddev }) => {
+        EmbeddingsFault::EmbeddingNoise(crate::fault::EmbeddingNoise { stddev }) => {
             for c in v.iter_mut() {
                 c.value += stddev * gauss(rng);
                 c.orig = None;
             }
             !v.is_empty()
         }
-        FaultSpec::EmbeddingTruncate(crate::fault::EmbeddingTruncate { dims }) => {
+        EmbeddingsFault::EmbeddingTruncate(crate::fault::EmbeddingTruncate { dims }) => {
             let d = usize::try_from(*dims).unwrap_or(usize::MAX);
             if v.len() > d {
                 v.truncate(d);
@@ -136,7 +136,6 @@ fn apply(fault: &FaultSpec, v: &mut Vec<Comp>, rng: &mut ChaCha8Rng) -> bool {
                 false
             }
         }
-        _ => false,
     }
 }
 
@@ -164,16 +163,18 @@ pub(crate) fn rewrite(
     let mut applied = Vec::new();
     let mut skipped = Vec::new();
     for (rule, fault) in plan.faults() {
-        if fault.is_result_fault() {
-            skipped.push((rule, fault.kind(), Skip::WrongEndpoint));
-            continue;
-        }
-        if !fault.is_embedding_fault() {
-            continue;
-        }
+        let embedding = match fault {
+            BodyFault::Embeddings(f) => f,
+            BodyFault::Results(_) => {
+                skipped.push((rule, fault.kind(), Skip::WrongEndpoint));
+                continue;
+            }
+            // Not vector faults: the caller handles them.
+            BodyFault::Stream(_) | BodyFault::Content(_) => continue,
+        };
         let mut any = false;
         for v in &mut vs {
-            let changed = apply(fault, &mut v.comps, rng);
+            let changed = apply(embedding, &mut v.comps, rng);
             v.changed |= changed;
             any |= changed;
         }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ApiKind, Endpoint};
-use crate::profile::FaultSpec;
+use crate::fault::{BodyFault, ResultsFault};
 use crate::stream::StreamPlan;
 
 pub use results::{count_results, Hit, Hits};
@@ -185,27 +185,29 @@ fn rewrite_results(
     let mut changed = false;
     for (rule, fault) in plan.faults() {
         let kind = fault.kind();
-        if fault.is_embedding_fault() {
-            skipped.push((rule, kind, Skip::WrongEndpoint));
-            continue;
-        }
-        if !fault.is_result_fault() {
-            continue;
-        }
+        let fault = match fault {
+            BodyFault::Results(f) => f,
+            BodyFault::Embeddings(_) => {
+                skipped.push((rule, kind, Skip::WrongEndpoint));
+                continue;
+            }
+            // Not vector faults: the caller handles them.
+            BodyFault::Stream(_) | BodyFault::Content(_) => continue,
+        };
         let ok = match fault {
-            FaultSpec::DropResults(crate::fault::DropResults { fraction }) => {
+            ResultsFault::DropResults(crate::fault::DropResults { fraction }) => {
                 doc.drop_fraction(*fraction, rng)
             }
-            FaultSpec::ShuffleResults(_) => doc.shuffle(rng),
-            FaultSpec::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
-            FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
+            ResultsFault::ShuffleResults(_) => doc.shuffle(rng),
+            ResultsFault::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
+            ResultsFault::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
                 doc.score_noise(*stddev, rng)
             }
-            FaultSpec::EmptyResults(_) => {
+            ResultsFault::EmptyResults(_) => {
                 doc.empty();
                 Ok(())
             }
-            FaultSpec::StaleResults(crate::fault::StaleResults { depth }) => match stale(rule) {
+            ResultsFault::StaleResults(crate::fault::StaleResults { depth }) => match stale(rule) {
                 None => Err(Skip::NoEarlierResults),
                 Some(cache) => {
                     let earlier = cache.earlier(collection_key, depth.unwrap_or(1));
@@ -223,7 +225,6 @@ fn rewrite_results(
                     }
                 }
             },
-            _ => continue,
         };
         match ok {
             Ok(()) => {

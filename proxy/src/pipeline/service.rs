@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use brownout_faults::api::{classify, inspect_request};
 use brownout_faults::decide::{decide, rng_for};
+use brownout_faults::fault::SkipReason;
 use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput, RuleDecision};
 use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::stream::{framing_for, rewrite_json, Shaper, StreamPlan};
@@ -347,7 +348,7 @@ async fn proxy_exchange(
                 RuleDecision::Busy => {
                     ex.rec().matched.push(rule.name.clone());
                     for f in &rule.faults {
-                        ex.skipped(&rule.name, f.kind(), "max_active");
+                        ex.skipped(&rule.name, f.kind(), SkipReason::MaxActive.as_str());
                     }
                     continue;
                 }
@@ -709,9 +710,9 @@ async fn respond(
         let mut kept = StreamPlan::new().with_model(plan.model().map(str::to_string));
         for (i, f) in plan.faults() {
             if !f.is_vector_fault() {
-                kept.push(i, f);
+                kept.push_body(i, f);
             } else if let Some(r) = rules.get(i) {
-                ex.skipped(r, f.kind(), "wrong_endpoint");
+                ex.skipped(r, f.kind(), SkipReason::WrongEndpoint.as_str());
             }
         }
         kept
@@ -771,7 +772,7 @@ async fn respond(
         encoded && decoder.is_some() && has_vector && vector_endpoint && framing.is_none();
     if encoded && !decode_whole {
         // Asked for identity and still compressed: nothing can be re-framed or rewritten.
-        skip_all(&mut ex, &plan, "compressed", false);
+        skip_all(&mut ex, &plan, SkipReason::Compressed.as_str(), false);
         return passthrough(ex, rparts, rbody, body_faults);
     }
     if let Some(fr) = framing {
@@ -793,7 +794,7 @@ async fn respond(
     }
     // A non-streaming answer: stream faults cannot apply; content faults rewrite the
     // JSON, and a simulated GPU holds it until the model would have finished it.
-    skip_all(&mut ex, &plan, "not_a_stream", true);
+    skip_all(&mut ex, &plan, SkipReason::NotAStream.as_str(), true);
     let has_content = plan.faults().any(|(_, f)| f.is_content_fault());
     if !has_content && !has_vector && gpu.is_none() {
         return passthrough(ex, rparts, rbody, body_faults);
@@ -804,7 +805,7 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > shared.inspect_limit as u64) {
-        skip_all(&mut ex, &plan, "over_inspect_limit", false);
+        skip_all(&mut ex, &plan, SkipReason::OverInspectLimit.as_str(), false);
         return passthrough(ex, rparts, rbody, body_faults);
     }
     let (head, rest) = match read_prefix(rbody, shared.inspect_limit).await {
@@ -815,7 +816,7 @@ async fn respond(
         }
     };
     if let Some(rest) = rest {
-        skip_all(&mut ex, &plan, "over_inspect_limit", false);
+        skip_all(&mut ex, &plan, SkipReason::OverInspectLimit.as_str(), false);
         let body = ProxyBody::upstream(rest, ex, body_faults, conn, http2, idle).with_head(head);
         return Response::from_parts(rparts, body);
     }
@@ -829,7 +830,7 @@ async fn respond(
                 plain
             }
             _ => {
-                skip_all(&mut ex, &plan, "compressed", false);
+                skip_all(&mut ex, &plan, SkipReason::Compressed.as_str(), false);
                 rparts
                     .headers
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(head.len()));
@@ -894,9 +895,9 @@ async fn respond(
         let stale = &body_faults.plan_stale;
         let lookup = |i: usize| stale.get(i).cloned();
         let result = if !ok {
-            Err("error_status")
+            Err(SkipReason::ErrorStatus.as_str())
         } else if !plain_json {
-            Err("not_json")
+            Err(brownout_faults::vector::Skip::NotJson.as_str())
         } else {
             brownout_faults::vector::rewrite(
                 llm.api,
@@ -991,12 +992,12 @@ impl GrpcResponse<'_> {
         for (i, f) in plan.faults() {
             let Some(r) = rule(i) else { continue };
             if f.is_content_fault() {
-                ex.skipped(r, f.kind(), "grpc_protobuf");
+                ex.skipped(r, f.kind(), SkipReason::GrpcProtobuf.as_str());
             } else if f.is_stream_fault() {
                 if compressed {
-                    ex.skipped(r, f.kind(), "compressed");
+                    ex.skipped(r, f.kind(), SkipReason::Compressed.as_str());
                 } else {
-                    stream.push(i, f);
+                    stream.push_body(i, f);
                 }
             } else if f.is_vector_fault() {
                 vector.push((i, f));
@@ -1005,7 +1006,7 @@ impl GrpcResponse<'_> {
         if !stream.is_empty() {
             for (i, f) in &vector {
                 if let Some(r) = rule(*i) {
-                    ex.skipped(r, f.kind(), "with_stream_faults");
+                    ex.skipped(r, f.kind(), SkipReason::WithStreamFaults.as_str());
                 }
             }
             rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -1034,9 +1035,9 @@ impl GrpcResponse<'_> {
             && brownout_faults::grpc::milvus::method_name(self.path) == Some("Search");
         if !vector.is_empty() && (compressed || !search) {
             let why = if compressed {
-                "compressed"
+                SkipReason::Compressed.as_str()
             } else {
-                "not_supported_on_grpc"
+                SkipReason::NotSupportedOnGrpc.as_str()
             };
             for (i, f) in &vector {
                 if let Some(r) = rule(*i) {
@@ -1070,7 +1071,7 @@ impl GrpcResponse<'_> {
                         if data.len() > self.inspect_limit {
                             for (i, f) in &vector {
                                 if let Some(r) = rule(*i) {
-                                    ex.skipped(r, f.kind(), "over_inspect_limit");
+                                    ex.skipped(r, f.kind(), SkipReason::OverInspectLimit.as_str());
                                 }
                             }
                             let body = ProxyBody::upstream(
@@ -1134,7 +1135,7 @@ impl GrpcResponse<'_> {
             _ => {
                 for (i, f) in &vector {
                     if let Some(r) = rule(*i) {
-                        ex.skipped(r, f.kind(), "not_one_message");
+                        ex.skipped(r, f.kind(), SkipReason::NotOneMessage.as_str());
                     }
                 }
                 None

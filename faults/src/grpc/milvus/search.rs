@@ -43,7 +43,7 @@ use super::super::frame;
 use super::super::wire::{self, Field, WireError, WireType};
 use super::parse_status;
 use crate::api::ApiKind;
-use crate::profile::FaultSpec;
+use crate::fault::{BodyFault, ResultsFault};
 use crate::vector::results;
 
 /// Why a fault, or a whole message, was left alone.
@@ -141,7 +141,7 @@ pub fn edit_search_frame<'a, I>(
     rng: &mut ChaCha8Rng,
 ) -> Result<SearchEdit, Skip>
 where
-    I: IntoIterator<Item = (usize, &'a FaultSpec)>,
+    I: IntoIterator<Item = (usize, &'a BodyFault)>,
 {
     if m.compressed() {
         return Err(Skip::Compressed);
@@ -165,7 +165,7 @@ pub fn edit_search_results<'a, I>(
     rng: &mut ChaCha8Rng,
 ) -> Result<SearchEdit, Skip>
 where
-    I: IntoIterator<Item = (usize, &'a FaultSpec)>,
+    I: IntoIterator<Item = (usize, &'a BodyFault)>,
 {
     let top = wire::collect(msg, 0..msg.len()).map_err(Skip::Malformed)?;
     let mut failed = false;
@@ -201,23 +201,25 @@ where
     let mut skipped = Vec::new();
     for (rule, fault) in faults {
         let kind = fault.kind();
-        if fault.is_embedding_fault() {
-            skipped.push((rule, kind, Skip::WrongEndpoint));
-            continue;
-        }
-        if !fault.is_result_fault() {
-            continue;
-        }
+        let fault = match fault {
+            BodyFault::Results(f) => f,
+            BodyFault::Embeddings(_) => {
+                skipped.push((rule, kind, Skip::WrongEndpoint));
+                continue;
+            }
+            // Not vector faults: the caller handles them.
+            BodyFault::Stream(_) | BodyFault::Content(_) => continue,
+        };
         let ok = match fault {
-            FaultSpec::DropResults(crate::fault::DropResults { fraction }) => {
+            ResultsFault::DropResults(crate::fault::DropResults { fraction }) => {
                 doc.drop_fraction(*fraction, rng)
             }
-            FaultSpec::ShuffleResults(_) => doc.shuffle(rng),
-            FaultSpec::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
-            FaultSpec::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
+            ResultsFault::ShuffleResults(_) => doc.shuffle(rng),
+            ResultsFault::LimitResults(crate::fault::LimitResults { max }) => doc.limit(*max),
+            ResultsFault::ScoreNoise(crate::fault::ScoreNoise { stddev }) => {
                 doc.score_noise(*stddev, rng)
             }
-            FaultSpec::EmptyResults(_) => {
+            ResultsFault::EmptyResults(_) => {
                 if doc.count() == 0 {
                     Err(crate::vector::Skip::NothingToChange)
                 } else {
@@ -225,11 +227,10 @@ where
                     Ok(())
                 }
             }
-            FaultSpec::StaleResults(_) => {
+            ResultsFault::StaleResults(_) => {
                 skipped.push((rule, kind, Skip::NotSupportedOnGrpc));
                 continue;
             }
-            _ => continue,
         };
         match ok {
             Ok(()) => applied.push((rule, kind)),
