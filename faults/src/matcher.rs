@@ -802,18 +802,12 @@ impl CompiledProfile {
                 })
             })
             .collect::<Result<Vec<_>, CompileError>>()?;
-        // A `rate_limit` charges the body's prompt estimate and `max_tokens`, and
-        // its 429 names the body's model; `gpu_saturation` prefills the prompt and
-        // decodes up to `max_tokens`: both need the body read like a match does.
+        // Faults whose work reads the body (`rate_limit`, `gpu_saturation`) need it
+        // read like a match does.
         let needs_body = top
             .iter()
             .chain(phases.iter().flat_map(|p| p.rules.iter()))
-            .any(|r| {
-                r.cond.needs_body()
-                    || r.faults
-                        .iter()
-                        .any(|f| matches!(f, FaultSpec::RateLimit(_) | FaultSpec::GpuSaturation(_)))
-            });
+            .any(|r| r.cond.needs_body() || r.faults.iter().any(FaultSpec::reads_body));
         let needs_headers = top
             .iter()
             .chain(phases.iter().flat_map(|p| p.rules.iter()))

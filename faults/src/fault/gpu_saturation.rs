@@ -89,6 +89,11 @@ impl Fault for GpuSaturation {
         super::preset_names_model(&self.overflow)
     }
 
+    /// A sequence prefills its prompt and decodes up to `max_tokens`.
+    fn reads_body(&self) -> bool {
+        true
+    }
+
     fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]) {
         validate(cx, self, base);
     }

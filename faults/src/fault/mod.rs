@@ -104,6 +104,12 @@ pub(crate) trait Fault {
         false
     }
 
+    /// Whether the fault's own work reads the request body (a prompt estimate,
+    /// `max_tokens`), so a profile holding it reads bodies as a body match does.
+    fn reads_body(&self) -> bool {
+        false
+    }
+
     /// What serde cannot check: ranges, known presets, fields that need each
     /// other. Problems go to `cx`, positioned under `base`.
     fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]);
@@ -299,6 +305,13 @@ impl FaultSpec {
     /// to `inspect_limit`) even when no rule matches on the body.
     pub fn names_model(&self) -> bool {
         self.as_fault().names_model()
+    }
+
+    /// Whether the fault's work reads the request body: `rate_limit` charges the
+    /// prompt estimate and `max_tokens`, `gpu_saturation` prefills the prompt and
+    /// decodes up to `max_tokens`.
+    pub fn reads_body(&self) -> bool {
+        self.as_fault().reads_body()
     }
 
     /// The fault in words, for `brownout explain`.

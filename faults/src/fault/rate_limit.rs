@@ -54,6 +54,11 @@ impl Fault for RateLimit {
         true
     }
 
+    /// A request is charged its prompt estimate and `max_tokens`.
+    fn reads_body(&self) -> bool {
+        true
+    }
+
     /// At least one limit, none of them zero, a known `by` and preset.
     fn validate(&self, cx: &mut Cx<'_>, base: &[PathSeg<'_>]) {
         if self.requests_per_minute.is_none() && self.tokens_per_minute.is_none() {
