@@ -80,6 +80,10 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// `SameSite=Strict` keeps browsers from sending it with cross-site requests.
 const COOKIE: &str = "brownout_admin";
 
+/// How long `GET /api/v1/records?after=now` waits for records already submitted
+/// to reach the writer before it names the cursor.
+const NOW_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -326,7 +330,18 @@ async fn route(
                 };
             };
             let after = match after.as_str() {
-                "now" => None,
+                "now" => {
+                    // Records of exchanges that ended before this call may still be
+                    // on their way to the writer: let them land first, so that a
+                    // cursor taken "now" does not hand them to the poller as new.
+                    let deadline = Instant::now() + NOW_SETTLE;
+                    while shared.recorder.written() < shared.recorder.submitted()
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                    None
+                }
                 n => match n.parse() {
                     Ok(n) => Some(n),
                     Err(_) => {
