@@ -44,8 +44,9 @@ const OUTPUT_TOKENS: u64 = 128;
 const SECONDS: u64 = 15;
 const TOLERANCE: f64 = 0.15;
 
-/// The timing tests take turns: on a 2-core machine one's load would show in
-/// another's latencies (cargo runs a file's tests in parallel).
+/// This file's tests take turns, from their first step: on a 2-core machine one's
+/// load (a drill, a sim, or only guidellm's Python starting up to write prompts)
+/// shows in another's latencies, and `cargo test` runs a file's tests in parallel.
 static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `scenarios/guidellm-mock-16-slots.yaml` as shipped, but for `concurrency` users
@@ -165,6 +166,7 @@ const MOCK_STEP_SECONDS: u64 = 15;
 /// figure (bisected to 10%) must be within one of guidellm's steps of guidellm's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_on_the_sixteen_slot_mock_is_within_a_step_of_guidellms() {
+    let _turn = TIMED.lock().await;
     let py = tokio::task::spawn_blocking(guidellm_python)
         .await
         .expect("build the guidellm environment");
@@ -191,7 +193,6 @@ async fn capacity_on_the_sixteen_slot_mock_is_within_a_step_of_guidellms() {
         "the scripted answers average about 128 tokens: {made:?}"
     );
 
-    let _turn = TIMED.lock().await;
     let started = std::time::Instant::now();
     let steps = MOCK_STEPS.map(|n| n.to_string()).join(",");
     let (guidellm, runs) = {
@@ -439,6 +440,7 @@ fn compare(name: &str, concurrency: u32, brownout: f64, guidellm: f64) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
+    let _turn = TIMED.lock().await;
     let py = tokio::task::spawn_blocking(guidellm_python)
         .await
         .expect("build the guidellm environment");
@@ -461,7 +463,6 @@ async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
     .await;
     assert_eq!(made[0]["prompts"], 64, "{made:?}");
 
-    let _turn = TIMED.lock().await;
     let sim = h100_sim().await;
     let proxy = ProxyBuilder::new(sim.url())
         .api(brownout_faults::ApiKind::Openai)
@@ -567,6 +568,7 @@ async fn drill_ttft_and_itl_agree_with_guidellm_on_the_simulated_h100() {
 /// python3, no environment needed.
 #[tokio::test]
 async fn guidellm_capacity_reader_passes_its_selftest() {
+    let _turn = TIMED.lock().await;
     let out = tokio::process::Command::new("python3")
         .arg(repo_root().join("integration-tests/python/guidellm_check.py"))
         .arg("selftest")
