@@ -658,6 +658,8 @@ pub struct CompiledProfile {
 /// The rules in force right now and the phase they belong to.
 pub struct Active<'a> {
     pub phase: Option<&'a CompiledPhase>,
+    /// Which of the profile's phases `phase` is.
+    pub phase_index: Option<usize>,
     /// Fraction of the phase elapsed (for ramps).
     pub fraction: f64,
     /// The fraction and the run of the phase, for [`CompiledRule::decide`].
@@ -707,6 +709,7 @@ impl CompiledProfile {
         let phase_rules: &[CompiledRule] = phase.map(|p| p.rules.as_slice()).unwrap_or(&[]);
         Active {
             phase,
+            phase_index: phase.and(at.index),
             fraction: at.fraction,
             at: Moment {
                 fraction: at.fraction,

@@ -7,9 +7,12 @@
 //! - [`server`]: listeners, connections, TLS and WebSocket tunnels, HTTP/1.1 and
 //!   HTTP/2 through hyper (the full path);
 //! - [`http1`]: the HTTP/1.1 fast path, taken while no rule could touch a request;
-//! - [`pipeline`]: what the full path does with a request: classify it, match the
-//!   profile's rules and decide faults, carry out request-side decisions, and the
-//!   record guard of each exchange;
+//! - [`pipeline`]: what the full path does with a request, as a tower stack:
+//!   classify it, match the profile's rules and decide faults, carry out
+//!   request-side decisions, wrap the answer, and the record guard of each
+//!   exchange;
+//! - [`layer`]: the same stack around an application's own service, brownout's
+//!   faults in-process as a `tower::Layer`;
 //! - [`upstream`]: forwarding, connection pools and their keep-alive rules;
 //! - [`body`]: the response wrapped frame by frame (measuring, and applying body
 //!   and stream faults);
@@ -19,9 +22,10 @@
 //!   HTTP/2's preface, brownout's own headers), written once so that the fast path
 //!   and the full path cannot drift apart.
 //!
-//! A request's path: [`server`] accepts it → [`pipeline::service`] classifies it and
-//! decides faults → [`pipeline::inject`] turns request-side decisions into behaviour
-//! → [`upstream`] forwards → [`body`] wraps the response → the
+//! A request's path: [`server`] accepts it → [`pipeline::stack`] opens its record →
+//! [`pipeline::decide`] decides faults → [`pipeline::inject`] turns request-side
+//! decisions into behaviour → [`pipeline::forward`] calls the [`upstream`] →
+//! [`pipeline::respond`] wraps the response in a [`body`] → the
 //! [`pipeline::exchange`] guard writes one record when the exchange ends, however it
 //! ends. See `docs/architecture.md`.
 #![warn(unreachable_pub)]
@@ -33,6 +37,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod http1;
+pub mod layer;
 pub mod pipeline;
 pub mod record;
 pub mod server;

@@ -36,10 +36,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ReqBody {
     /// Untouched client body.
     Incoming(Incoming),
+    /// An application's own request body, when brownout's faults run in-process
+    /// ([`crate::layer`]).
+    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>),
     /// The part read for matching, then whatever remains of the client's body.
     Prefixed {
         prefix: Option<Bytes>,
-        rest: Option<Incoming>,
+        rest: Option<Box<ReqBody>>,
     },
     Empty,
     /// A body of unknown length, counting the bytes that pass (the record's
@@ -136,22 +139,29 @@ impl Hold {
     }
 }
 
+impl From<Incoming> for ReqBody {
+    fn from(b: Incoming) -> Self {
+        ReqBody::Incoming(b)
+    }
+}
+
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            ReqBody::Boxed(b) => Pin::new(b).poll_frame(cx),
             ReqBody::Prefixed { prefix, rest } => {
                 if let Some(p) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
                 }
                 match rest {
-                    Some(r) => Pin::new(r).poll_frame(cx),
+                    Some(r) => Pin::new(r.as_mut()).poll_frame(cx),
                     None => Poll::Ready(None),
                 }
             }
@@ -195,6 +205,7 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
+            ReqBody::Boxed(b) => b.is_end_stream(),
             ReqBody::Prefixed { prefix, rest } => {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
@@ -206,6 +217,7 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Incoming(b) => b.size_hint(),
+            ReqBody::Boxed(b) => b.size_hint(),
             ReqBody::Prefixed { prefix, rest } => {
                 let p = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 match rest {
@@ -315,6 +327,8 @@ enum Kind {
     Full(Option<Bytes>),
     /// A complete body followed by trailers (a gRPC answer brownout makes).
     FullTrailers(Option<Bytes>, Option<http::HeaderMap>),
+    /// A body that fails before its first byte (an in-process `reset`).
+    Failed(Option<BoxError>),
 }
 
 /// Every response body brownout sends.
@@ -366,6 +380,14 @@ impl ProxyBody {
             grpc_tap: None,
             held_trailers: None,
         }
+    }
+
+    /// A body that fails at once with `error`: how a service that owns no socket
+    /// makes hyper break the exchange (an in-process `reset`, [`crate::layer`]).
+    pub fn failing(error: impl Into<BoxError>) -> Self {
+        let mut body = ProxyBody::full(Bytes::new(), None);
+        body.kind = Kind::Failed(Some(error.into()));
+        body
     }
 
     /// Send `trailers` after the body (none: as it is).
@@ -534,9 +556,9 @@ impl ProxyBody {
                         Poll::Pending => return self.idle_pending(cx),
                         Poll::Ready(None) => llm.upstream_end(),
                         Poll::Ready(Some(Err(e))) => {
-                            let msg = format!("upstream body failed: {}", crate::error::chain(&e));
+                            let msg = format!("upstream body failed: {}", crate::error::chain(&*e));
                             self.finish(Some(Outcome::UpstreamError), Some(msg));
-                            return Poll::Ready(Some(Err(Box::new(e))));
+                            return Poll::Ready(Some(Err(e)));
                         }
                         Poll::Ready(Some(Ok(frame))) => {
                             if let Some(idle) = self.idle.as_mut() {
@@ -717,6 +739,7 @@ impl Body for ProxyBody {
                 }
             }
             Kind::Upstream(inc) => Pin::new(inc).poll_frame(cx),
+            Kind::Failed(e) => return Poll::Ready(e.take().map(Err)),
         };
         match polled {
             Poll::Pending => this.idle_pending(cx),
@@ -728,9 +751,9 @@ impl Body for ProxyBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                let msg = format!("upstream body failed: {}", crate::error::chain(&e));
+                let msg = format!("upstream body failed: {}", crate::error::chain(&*e));
                 this.finish(Some(Outcome::UpstreamError), Some(msg));
-                Poll::Ready(Some(Err(Box::new(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(idle) = this.idle.as_mut() {
@@ -791,6 +814,7 @@ impl Body for ProxyBody {
             Kind::Upstream(b) => b.is_end_stream(),
             Kind::Full(b) => b.is_none(),
             Kind::FullTrailers(b, t) => b.is_none() && t.is_none(),
+            Kind::Failed(e) => e.is_none(),
         }
     }
 
@@ -806,6 +830,7 @@ impl Body for ProxyBody {
                 Kind::Full(b) | Kind::FullTrailers(b, _) => {
                     SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
                 }
+                Kind::Failed(_) => SizeHint::default(),
             };
             let mut h = SizeHint::new();
             h.set_lower(inner.lower() + head);
@@ -820,6 +845,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(b.len() as u64)
             }
             Kind::Full(None) | Kind::FullTrailers(None, _) => SizeHint::with_exact(0),
+            Kind::Failed(_) => SizeHint::default(),
         }
     }
 }

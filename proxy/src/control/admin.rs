@@ -334,12 +334,7 @@ async fn route(
                     // Records of exchanges that ended before this call may still be
                     // on their way to the writer: let them land first, so that a
                     // cursor taken "now" does not hand them to the poller as new.
-                    let deadline = Instant::now() + NOW_SETTLE;
-                    while shared.recorder.written() < shared.recorder.submitted()
-                        && Instant::now() < deadline
-                    {
-                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    }
+                    shared.recorder.caught_up(NOW_SETTLE).await;
                     None
                 }
                 n => match n.parse() {

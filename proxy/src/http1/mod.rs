@@ -38,8 +38,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::llm::{passive_tap, Tap};
 use crate::error::ProxyError;
+use crate::pipeline::call::ListenerCtx;
 use crate::pipeline::exchange::{Exchange, Opening};
-use crate::pipeline::service::ListenerCtx;
 use crate::record::{Outcome, CLIENT_HEADERS};
 use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
@@ -404,9 +404,9 @@ impl FastConn {
             }
             std::task::ready!(std::future::Future::poll(timer.as_mut(), cx));
             if self.served == 0 {
-                self.ctx.shared.metrics.rejected(
+                self.ctx.listener.shared.metrics.rejected(
                     crate::record::metrics::Rejection::HeaderTimeout,
-                    &self.ctx.name,
+                    &self.ctx.listener.name,
                     self.peer,
                     &format_args!("no request head within header_timeout ({limit:?})"),
                 );
@@ -421,7 +421,7 @@ impl FastConn {
     /// the upstream's request head into `out` and open its record.
     fn prepare(&mut self) -> Prep {
         let ctx = &*self.ctx;
-        let shared = &ctx.shared;
+        let shared = &ctx.listener.shared;
         let mut hdrs = [httparse::EMPTY_HEADER; MAX_REQ_HEADERS];
         let mut req = httparse::Request::new(&mut hdrs);
         let head_len = match req.parse(&self.buf) {
@@ -494,7 +494,7 @@ impl FastConn {
             (false, Some(n)) => Framing::Length(n),
         };
 
-        let endpoint = classify(ctx.api, &method_t, path);
+        let endpoint = classify(ctx.listener.api, &method_t, path);
         let profile = shared.profile.load();
         let active = profile.active(Instant::now());
         // A request some rule in force could match goes to the full path, which
@@ -507,13 +507,13 @@ impl FastConn {
                 return Prep::Handoff;
             }
             let facts = RequestFacts {
-                api: ctx.api,
+                api: ctx.listener.api,
                 endpoint,
                 ..Default::default()
             };
             let no_headers = http::HeaderMap::new();
             let input = MatchInput {
-                listener: &ctx.name,
+                listener: &ctx.listener.name,
                 method: &method_t,
                 path,
                 headers: &no_headers,
@@ -534,7 +534,7 @@ impl FastConn {
             attempt,
             bytes_in: length.unwrap_or(0),
         };
-        let mut ex = Exchange::open(ctx, head, None);
+        let mut ex = Exchange::open(&ctx.listener, head, None);
         let rec = ex.rec();
         rec.phase = phase;
         // The body is not read here: the fingerprint is of the method and target.
@@ -626,7 +626,7 @@ impl FastConn {
             _ => 0,
         };
         ex.upstream_called();
-        let deadline = Instant::now() + self.ctx.shared.upstream_timeout;
+        let deadline = Instant::now() + self.ctx.listener.shared.upstream_timeout;
         timers.upstream().reset(deadline);
 
         // Send, and wait for the answer's head. A reused connection that the
@@ -639,7 +639,7 @@ impl FastConn {
             left,
             chunks,
             held: true,
-            limit: self.out.len() + self.ctx.shared.inspect_limit,
+            limit: self.out.len() + self.ctx.listener.shared.inspect_limit,
             last: Instant::now(),
         };
         let mut up = self.pool.take_raw();
@@ -770,7 +770,7 @@ impl FastConn {
                 break;
             }
             // More from the upstream, within upstream_idle_timeout.
-            let idle = self.ctx.shared.upstream_idle_timeout;
+            let idle = self.ctx.listener.shared.upstream_idle_timeout;
             timers.body().reset(Instant::now() + idle);
             up.buf.reserve(READ_ROOM);
             let read = tokio::select! {
@@ -827,7 +827,7 @@ impl FastConn {
         timers: &mut Timers,
         sending: &mut Sending,
     ) -> Result<(), UpFail> {
-        let timeout = self.ctx.shared.upstream_timeout;
+        let timeout = self.ctx.listener.shared.upstream_timeout;
         let upstream = &self.ctx.upstream.display;
         let written = tokio::select! {
             biased;
@@ -901,11 +901,11 @@ impl FastConn {
         start: Instant,
         timers: &mut Timers,
     ) -> Result<RespHead, UpFail> {
-        let api = self.ctx.api;
+        let api = self.ctx.listener.api;
         let make_tap = move |ctype: Option<&str>, coding: Option<&str>| {
             passive_tap(api, endpoint, ctype, coding, start)
         };
-        let timeout = self.ctx.shared.upstream_timeout;
+        let timeout = self.ctx.listener.shared.upstream_timeout;
         let upstream = &self.ctx.upstream.display;
         let mut got_any = !up.buf.is_empty();
         // Meanwhile the client is watched, so one that gives up waiting is recorded

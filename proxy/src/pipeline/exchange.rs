@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::control::state::Shared;
-use crate::pipeline::service::ListenerCtx;
+use crate::pipeline::call::Listener;
 use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
 use crate::server::net::ConnInfo;
 
@@ -62,7 +62,7 @@ impl Exchange {
     /// same whichever path serves the request. `conn`: the client connection to
     /// tell when the exchange ends (`idle_timeout`); the fast path keeps its own
     /// idle timer and passes none.
-    pub(crate) fn open(ctx: &ListenerCtx, head: Opening<'_>, conn: Option<Arc<ConnInfo>>) -> Self {
+    pub(crate) fn open(ctx: &Listener, head: Opening<'_>, conn: Option<Arc<ConnInfo>>) -> Self {
         let shared = &ctx.shared;
         let mut rec = shared.recorder.blank(shared.next_id(), ctx.name.clone());
         rec.api = ctx.api.as_str();

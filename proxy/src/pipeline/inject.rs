@@ -1,6 +1,9 @@
 //! The one place where a decision becomes behaviour (request side).
 //!
-//! [`request_side`] walks the decided rules in file order and, within each rule, its
+//! [`RequestFaults`] is the layer of the full path's stack that carries out the
+//! request-side decisions: the only layer that may answer a call without the
+//! upstream (an injected error, a reset, a rejection of a limit, a gRPC deadline
+//! the faults used up). [`request_side`] walks the decided rules in file order and, within each rule, its
 //! faults in the order listed. Holding faults (delay, hang, queues) wait on the
 //! shared release signal; the first terminal fault (error, reset, hang with a
 //! duration, an overflowing limit) ends the exchange and the faults after it are
@@ -8,6 +11,7 @@
 //! response wrapper.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use brownout_faults::fault::{self, FaultState, SkipReason};
@@ -20,18 +24,240 @@ use brownout_faults::ratelimit::{self, Decision, Limited};
 use brownout_faults::release::Held;
 use brownout_faults::{ApiKind, RequestFacts};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::body::BodyFaults;
+use crate::body::{BodyFaults, ProxyBody, ReqBody};
 use crate::control::state::Shared;
+use crate::pipeline::call::{Call, Decided, ResetAbort};
 use crate::pipeline::exchange::Exchange;
+use crate::pipeline::stack::BoxFuture;
+use crate::record::Outcome;
+use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
 
-/// A rule that fired for this request, with its decision stream.
-pub struct Decided<'a> {
-    pub rule: &'a CompiledRule,
-    pub rng: ChaCha8Rng,
+/// [`tower::Layer`] of [`RequestFaults`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFaultsLayer;
+
+impl<S> tower::Layer<S> for RequestFaultsLayer {
+    type Service = RequestFaults<S>;
+
+    fn layer(&self, inner: S) -> RequestFaults<S> {
+        RequestFaults { inner }
+    }
+}
+
+/// Carries out a call's request-side faults, then (unless they answered) hands
+/// it to `inner`.
+#[derive(Debug, Clone)]
+pub struct RequestFaults<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Call> for RequestFaults<S>
+where
+    S: tower::Service<Call, Response = Response<ProxyBody>, Error = ResetAbort>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ResetAbort;
+    type Future = BoxFuture<Response<ProxyBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ResetAbort>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        Box::pin(async move {
+            if call.state.decided.is_empty() {
+                return inner.call(call).await;
+            }
+            match inject(call).await? {
+                Ok(call) => inner.call(call).await,
+                Err(answer) => Ok(answer),
+            }
+        })
+    }
+}
+
+/// The request-side faults of a call with decided rules: the call to forward, or
+/// the answer they made instead.
+async fn inject(mut call: Call) -> Result<Result<Call, Response<ProxyBody>>, ResetAbort> {
+    let on = call.state.on.clone();
+    let shared = &on.shared;
+    let st = &mut call.state;
+    let parts = &call.head;
+    let grpc_timeout = st
+        .grpc
+        .then(|| {
+            parts
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| brownout_faults::grpc::status::parse_timeout(v).ok())
+        })
+        .flatten();
+    let view = RequestView {
+        api: on.api,
+        facts: &st.facts,
+        headers: &parts.headers,
+        client_ip: st.ip,
+        grpc: st.grpc.then(|| GrpcView {
+            path: parts.uri.path(),
+            deadline: grpc_timeout.map(|t| st.ex.start() + t),
+        }),
+    };
+    // While the faults hold the request, a FIN is the client giving up, not a
+    // half-close (`half_close: answer`; see `net::HoldWatch`).
+    let held = st.conn.holding();
+    let step = request_side(
+        shared,
+        &view,
+        &mut st.ex,
+        &mut st.decided,
+        &mut st.body_faults,
+    )
+    .await;
+    drop(held);
+    st.mark = mark_value(&st.decided, shared.mark_injected, &mut st.ex);
+    match step {
+        Step::Forward => {}
+        Step::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let drained = drain(call.body.take(), shared.inspect_limit).await;
+            let mut st = call.state;
+            let r = st.ex.rec();
+            r.bytes_in = r.bytes_in.max(drained);
+            st.ex.local_answer(status.as_u16(), Outcome::InjectedError);
+            return Ok(Err(st.local_response(status, headers, body)));
+        }
+        Step::Grpc(a) => {
+            drop(call.body.take());
+            let mut st = call.state;
+            st.ex.grpc_status(a.code);
+            if let Some(m) = a.in_message {
+                st.ex.grpc_in_message(m);
+            }
+            st.ex.local_answer(200, Outcome::InjectedError);
+            let mut headers = a.headers;
+            if let Some(m) = st.mark.as_ref() {
+                headers.insert(&X_BROWNOUT_FAULT, m.clone());
+            }
+            let body = ProxyBody::full(a.body, Some(st.ex)).with_trailers(a.trailers);
+            let mut resp = Response::new(body);
+            *resp.headers_mut() = headers;
+            return Ok(Err(resp));
+        }
+        Step::Reset(how) => {
+            st.ex.finish(Outcome::Reset, None);
+            if !st.http2 {
+                st.conn.request_reset();
+                return Err(ResetAbort::PLAIN);
+            }
+            let whole = match how.scope {
+                Some(ResetScope::Connection) => {
+                    st.conn.drop_connection();
+                    true
+                }
+                Some(ResetScope::Goaway) => {
+                    st.conn.go_away();
+                    true
+                }
+                Some(ResetScope::Stream) | None => false,
+            };
+            if whole {
+                // The stream dies with its connection (GOAWAY first, for
+                // `goaway`): a reset of its own would reach the client first
+                // and read as CANCELLED, not the UNAVAILABLE of a lost server.
+                tokio::time::sleep(crate::server::GOAWAY_CLOSE * 3).await;
+            }
+            return Err(ResetAbort::with_reason(how.reason()));
+        }
+    }
+    if let Some(t) = grpc_timeout {
+        // What a fault held counts against the call's deadline: the upstream gets
+        // only the time the client has left, and none left is the client's
+        // DEADLINE_EXCEEDED, answered here as a server past the deadline would.
+        let left = t.saturating_sub(st.ex.start().elapsed());
+        if left.is_zero() {
+            let mut st = call.state;
+            st.ex
+                .grpc_status(crate::pipeline::grpc::code::DEADLINE_EXCEEDED);
+            st.ex.local_answer(200, Outcome::InjectedError);
+            let h = crate::pipeline::grpc::trailers_only(
+                crate::pipeline::grpc::code::DEADLINE_EXCEEDED,
+                "Deadline Exceeded",
+            );
+            return Ok(Err(st.local_response(StatusCode::OK, h, Bytes::new())));
+        }
+        if let Ok(v) = HeaderValue::from_str(&brownout_faults::grpc::status::format_timeout(left)) {
+            call.head.headers.insert("grpc-timeout", v);
+        }
+    }
+    Ok(Ok(call))
+}
+
+/// Read and discard the request body (up to `limit`) so an injected answer leaves
+/// the connection reusable, as a real server's would.
+async fn drain(body: Option<ReqBody>, limit: usize) -> u64 {
+    use http_body_util::BodyExt;
+    let Some(mut body) = body else { return 0 };
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        seen += d.len();
+                        if seen > limit {
+                            break;
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    seen as u64
+}
+
+/// `x-brownout-fault`: the faults decided for this exchange, as `rule/fault`. A limit
+/// (`rate_limit`, `concurrency_limit`) that let the request through untouched did
+/// not harm it and is not named.
+fn mark_value(decided: &[Decided], default_mark: bool, ex: &mut Exchange) -> Option<HeaderValue> {
+    let mut names: Vec<String> = Vec::new();
+    for d in decided {
+        if !d.rule.mark.unwrap_or(default_mark) {
+            continue;
+        }
+        for f in &d.rule.faults {
+            let kind = f.kind();
+            let is_limit = matches!(kind, "rate_limit" | "concurrency_limit");
+            if is_limit
+                && !ex
+                    .rec()
+                    .faults
+                    .iter()
+                    .any(|a| a.fault == kind && a.rule == d.rule.name)
+            {
+                continue;
+            }
+            names.push(format!("{}/{}", d.rule.name, kind));
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&names.join(", ")).ok()
 }
 
 /// What to do after the request-side faults.
@@ -364,11 +590,11 @@ pub async fn request_side(
     shared: &Arc<Shared>,
     req: &RequestView<'_>,
     ex: &mut Exchange,
-    decided: &mut [Decided<'_>],
+    decided: &mut [Decided],
     body_faults: &mut BodyFaults,
 ) -> Step {
     for (di, d) in decided.iter_mut().enumerate() {
-        let rule = d.rule;
+        let rule: &CompiledRule = &d.rule;
         body_faults.plan_rules.push(rule.name.clone());
         body_faults.plan_stale.push(rule.state.stale.clone());
         for (i, fault) in rule.faults.iter().enumerate() {

@@ -1,9 +1,14 @@
-//! The request pipeline of the full path: classify a request, match the profile's
-//! rules and decide faults ([`service`]), carry out request-side decisions
-//! ([`inject`]), answer gRPC calls in gRPC's own terms ([`grpc`]), and hold the
-//! record guard that writes one record per exchange however it ends ([`exchange`]).
+//! The request pipeline of the full path, as a tower stack ([`stack`]): a request
+//! is opened as a [`call::Call`] with its record guard ([`exchange`]), its faults
+//! are decided ([`decide`]), request-side decisions carried out ([`inject`]), the
+//! upstream called ([`forward`]) and its answer wrapped for the client
+//! ([`respond`]); gRPC calls are answered in gRPC's own terms ([`grpc`]).
 
+pub mod call;
+pub mod decide;
 pub mod exchange;
+pub mod forward;
 pub mod grpc;
 pub mod inject;
-pub mod service;
+pub mod respond;
+pub mod stack;

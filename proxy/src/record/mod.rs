@@ -326,6 +326,16 @@ impl Recorder {
             .clone()
     }
 
+    /// Wait (at most `max`) until the writer has taken every record submitted so
+    /// far: records of exchanges that already ended are then in the ring, and
+    /// in the file when there is one.
+    pub async fn caught_up(&self, max: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        while self.written() < self.submitted() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     /// Records accepted into the queue.
     pub fn submitted(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)

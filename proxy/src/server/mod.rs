@@ -27,7 +27,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
 use crate::control::state::{ProfileMeta, ProfileSource, Shared};
-use crate::pipeline::service::{ListenerCtx, ProxyService};
+use crate::pipeline::call::{Listener, ListenerCtx};
+use crate::pipeline::stack::ProxyService;
 use crate::record::metrics::{Metrics, Rejection};
 use crate::record::Recorder;
 use crate::server::net::{Cidr, ConnInfo, ConnIo};
@@ -327,14 +328,16 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         tracing::info!(listener = %p.name, %addr, upstream = %upstream.display, tls = p.tls.is_some(), "listening");
         let ctx_with = |client| {
             Arc::new(ListenerCtx {
-                active: metrics.active_gauge(&p.name),
-                name: Arc::from(p.name.as_str()),
-                api,
+                listener: Arc::new(Listener {
+                    active: metrics.active_gauge(&p.name),
+                    name: Arc::from(p.name.as_str()),
+                    api,
+                    shared: shared.clone(),
+                }),
                 upstream: upstream.clone(),
                 client,
                 protocol: p.protocol,
                 h2: p.h2.clone(),
-                shared: shared.clone(),
             })
         };
         bound.push((p.name.clone(), addr));
@@ -668,9 +671,9 @@ async fn accept_loop(
                 match settings.waiting.clone().try_acquire_owned() {
                     Ok(seat) => Err(seat),
                     Err(_) => {
-                        ctx.shared.metrics.rejected(
+                        ctx.listener.shared.metrics.rejected(
                             Rejection::MaxConnections,
-                            &ctx.name,
+                            &ctx.listener.name,
                             peer,
                             &"max_connections open and too many already waiting for a slot",
                         );
@@ -731,9 +734,9 @@ async fn wait_for_slot(
     let p = tokio::select! {
         p = conns.acquire_owned() => p.ok(),
         _ = tokio::time::sleep(wait) => {
-            ctx.shared.metrics.rejected(
+            ctx.listener.shared.metrics.rejected(
                 Rejection::MaxConnections,
-                &ctx.name,
+                &ctx.listener.name,
                 peer,
                 &format_args!("no free slot within header_timeout ({wait:?})"),
             );
@@ -788,7 +791,10 @@ async fn serve_other(
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
     let reject = |reason, why: &dyn std::fmt::Display| {
-        ctx.shared.metrics.rejected(reason, &ctx.name, peer, why)
+        ctx.listener
+            .shared
+            .metrics
+            .rejected(reason, &ctx.listener.name, peer, why)
     };
     match &settings.tls {
         None => {
@@ -867,10 +873,7 @@ pub(crate) async fn serve_full<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = ProxyService {
-        ctx,
-        conn: info.clone(),
-    };
+    let svc = ProxyService::new(ctx.clone(), info.clone());
     // A WebSocket tunnel is parked on the connection while its 101 goes out, and
     // runs here, on the connection's task, once hyper has handed the socket over.
     let tunnel = crate::server::tunnel::Slot::new(info.clone());
@@ -881,7 +884,7 @@ pub(crate) async fn serve_full<I>(
         // HTTP/2 has no half-close of the connection (a stream ends with END_STREAM,
         // which hyper handles), and under `abort` hyper sees every FIN itself.
         watch_holds: !h2 && settings.half_close == HalfClose::Answer,
-        ctx: svc.ctx.clone(),
+        ctx,
     };
     serve_as(h2, io, svc, settings, stop.clone(), first).await;
     tunnel.run(settings.idle_timeout, stop).await
@@ -1004,7 +1007,10 @@ where
     tokio::pin!(hold_watch);
     let reject = |reason, why: &dyn std::fmt::Display| {
         let (ctx, peer) = (&first.ctx, first.info.peer);
-        ctx.shared.metrics.rejected(reason, &ctx.name, peer, why)
+        ctx.listener
+            .shared
+            .metrics
+            .rejected(reason, &ctx.listener.name, peer, why)
     };
     loop {
         if *stop.borrow() == Shutdown::Abort {

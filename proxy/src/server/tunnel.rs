@@ -8,7 +8,7 @@
 //! version, subprotocol or extension the two peers agree on works.
 //!
 //! Faults. Everything that acts on a request (`delay`, `error`, `reset`, `hang`,
-//! the limits) acts on the upgrade request in [`crate::pipeline::service`] before it is
+//! the limits) acts on the upgrade request in [`crate::pipeline`]'s stack before it is
 //! forwarded, as on any request: an `error` is the answer the client's handshake
 //! gets instead of `101`. Of the faults that act on an answer, `bandwidth` paces
 //! each direction of the tunnel separately and `reset` with `after_bytes` resets the

@@ -763,6 +763,9 @@ pub enum UpBody {
     /// From the pooled (TLS) client, or from a WebSocket upgrade's connection of
     /// its own (driven by its own task).
     Pooled(Incoming),
+    /// An application's own response body, when brownout's faults run in-process
+    /// ([`crate::layer`]).
+    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, crate::body::BoxError>),
 }
 
 impl std::fmt::Debug for UpBody {
@@ -770,20 +773,22 @@ impl std::fmt::Debug for UpBody {
         match self {
             UpBody::Direct { body, .. } => f.debug_tuple("UpBody::Direct").field(body).finish(),
             UpBody::Pooled(b) => f.debug_tuple("UpBody::Pooled").field(b).finish(),
+            UpBody::Boxed(_) => f.write_str("UpBody::Boxed"),
         }
     }
 }
 
 impl Body for UpBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         match self.get_mut() {
-            UpBody::Pooled(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpBody::Boxed(b) => Pin::new(b).poll_frame(cx),
             UpBody::Direct {
                 body,
                 lease,
@@ -791,7 +796,7 @@ impl Body for UpBody {
                 failed,
             } => {
                 if let Some(e) = failed.take() {
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(e.into())));
                 }
                 if let Some(l) = lease.as_mut() {
                     l.drive(cx);
@@ -830,12 +835,14 @@ impl Body for UpBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpBody::Pooled(b) | UpBody::Direct { body: b, .. } => b.is_end_stream(),
+            UpBody::Boxed(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             UpBody::Pooled(b) | UpBody::Direct { body: b, .. } => b.size_hint(),
+            UpBody::Boxed(b) => b.size_hint(),
         }
     }
 }
