@@ -104,6 +104,11 @@ impl Exchange {
             .get_or_insert_with(|| Box::new(Record::new(0, Arc::from(""))))
     }
 
+    /// The state the exchange's listener shares (its kill switch, its recorder).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// When the request arrived.
     pub fn start(&self) -> Instant {
         self.start
