@@ -175,6 +175,40 @@ async fn the_fast_path_drops_the_headers_the_upstreams_connection_names() {
     assert_eq!(rec["outcome"], "ok", "{rec:#}");
 }
 
+/// `te` on both paths: only `trailers` of it goes on (the fast path takes this
+/// plain request; `fast_path: false` sends it through the full path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_pass_te_trailers_alone() {
+    for fast_path in [true, false] {
+        let (up, caps) = header_upstream().await;
+        let proxy = ProxyBuilder::new(up.url())
+            .config(move |c| c.fast_path = fast_path)
+            .start()
+            .await;
+        let (mut conn, _task) = h1_conn(proxy.addr).await;
+        for (te, want) in [
+            ("trailers, deflate", &["trailers"][..]),
+            ("deflate", &[][..]),
+            ("gzip;q=0.5, TRAILERS", &["trailers"][..]),
+        ] {
+            let req = Request::get("/v1/te")
+                .header("host", "example")
+                .header("te", te)
+                .body(empty())
+                .unwrap();
+            read_reply(conn.send_request(req).await.expect("response"))
+                .await
+                .expect("body");
+            conn.ready().await.expect("reusable");
+            assert_eq!(
+                caps.last().header_all("te"),
+                want,
+                "te: {te} (fast_path {fast_path})"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_pass_through_is_transparent() {
     let (up, caps) = header_upstream().await;

@@ -43,6 +43,16 @@ pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// Whether a request's (first) `te` value accepts trailers: the one `te` both
+/// paths pass on, as `te: trailers`, for peers (gRPC's among them) that read it as
+/// the client's promise to take trailers.
+#[inline]
+pub(crate) fn te_trailers(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+}
+
 /// Remove hop-by-hop headers and any header the `Connection` header names.
 /// Keeps `te: trailers`, which is end-to-end in meaning for gRPC-style peers.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -64,11 +74,7 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     let keep_te_trailers = h
         .get(http::header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
+        .is_some_and(|v| te_trailers(v.as_bytes()));
     for n in &HOP_BY_HOP_NAMES {
         h.remove(n);
     }

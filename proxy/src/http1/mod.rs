@@ -557,7 +557,16 @@ impl FastConn {
         out.extend_from_slice(ctx.upstream.base_path.as_bytes());
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut te_seen = false;
         for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("te") {
+                // Only `trailers` of the first `te` goes on, as on the full path.
+                if !te_seen && wire::te_trailers(h.value) {
+                    out.extend_from_slice(b"te: trailers\r\n");
+                }
+                te_seen = true;
+                continue;
+            }
             // `transfer-encoding` is written back below when the body stays chunked.
             if wire::is_hop_by_hop(h.name)
                 || h.name.eq_ignore_ascii_case("host")
