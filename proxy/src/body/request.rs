@@ -262,4 +262,3 @@ impl ReqBody {
         (body, Some(seen))
     }
 }
-
