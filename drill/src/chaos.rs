@@ -33,9 +33,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use brownout_faults::glob::Glob;
 use brownout_faults::profile::{Match, Probability, Profile, Rule};
+use brownout_faults::record::{FaultRef, Outcome, Record};
 use serde::{Deserialize, Serialize};
 
 /// The bound below which a fault's applied count is implausible (docs/drills.md).
@@ -60,80 +62,48 @@ const CONDITIONAL: &[&str] = &[
 /// (A limit that rejects ends it too, as an `injected_error` outcome.)
 const TERMINAL: &[&str] = &["error", "reset", "hang"];
 
-/// A fault named in a record: `{rule, fault}` (and `reason` in `faults_skipped`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct FaultRef {
-    /// The rule's name.
-    pub rule: String,
-    /// The fault's type (`error`, `delay`, ...).
-    pub fault: String,
-    /// Why it was skipped.
-    #[serde(default)]
-    pub reason: Option<String>,
+/// One proxy record as the accounting reads it: the proxy's own [`Record`], so
+/// the schema has one reading, plus the one fact the type cannot carry.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    /// The record as read.
+    pub record: &'a Record,
+    /// Whether its line listed `matched`. Proxies older than the accounting leave
+    /// the field out, which [`Record`] reads as an empty list; taken at its word,
+    /// every rule would then look as if it matched nothing and be judged idle.
+    pub matched_known: bool,
 }
 
-/// A gRPC call as a record names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct GrpcRef {
-    /// `package.Service`.
-    #[serde(default)]
-    pub service: String,
-    /// The method.
-    #[serde(default)]
-    pub method: String,
+impl<'a> RecordView<'a> {
+    /// Arrival, in seconds since the Unix epoch: ramps and the timeline place a
+    /// request by it.
+    pub fn t_s(&self) -> f64 {
+        self.record.ts.unix_secs()
+    }
+
+    /// Rules whose `match` held; `None` where the proxy does not say.
+    pub fn matched(&self) -> Option<&'a [Arc<str>]> {
+        self.matched_known.then_some(self.record.matched.as_slice())
+    }
+
+    /// Whether rule `name` fired.
+    fn fired(&self, name: &str) -> bool {
+        self.record.rules.iter().any(|x| &**x == name)
+    }
+
+    /// Whether rule `name` was drawn at its `max_active` cap.
+    fn capped(&self, name: &str) -> bool {
+        self.record
+            .faults_skipped
+            .iter()
+            .any(|f| &*f.rule == name && f.reason == Some("max_active"))
+    }
 }
 
-/// What the accounting reads of one proxy record (docs/records.md).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct FaultRecord {
-    /// Seconds since the Unix epoch when the request arrived (from `ts`).
-    #[serde(skip)]
-    pub t_s: f64,
-    /// The phase in force at arrival (none: a profile without phases).
-    #[serde(default)]
-    pub phase: Option<String>,
-    /// The listener's name.
-    #[serde(default)]
-    pub listener: Option<String>,
-    /// The listener's API kind.
-    #[serde(default)]
-    pub api: Option<String>,
-    /// The endpoint class of the path.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// The request method.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// The request path.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// The model, when the body was inspected.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Whether it asked for a stream, when the body was inspected.
-    #[serde(default)]
-    pub stream: Option<bool>,
-    /// Rules whose `match` held; `None` in records of proxies that do not say.
-    #[serde(default)]
-    pub matched: Option<Vec<String>>,
-    /// Rules that fired.
-    #[serde(default)]
-    pub rules: Vec<String>,
-    /// Faults applied.
-    #[serde(default)]
-    pub faults: Vec<FaultRef>,
-    /// Faults decided but not applied, with the reason.
-    #[serde(default)]
-    pub faults_skipped: Vec<FaultRef>,
-    /// The client's retry count.
-    #[serde(default)]
-    pub attempt: Option<u32>,
-    /// How the exchange ended.
-    #[serde(default)]
-    pub outcome: String,
-    /// gRPC calls only.
-    #[serde(default)]
-    pub grpc: Option<GrpcRef>,
+/// A name a record left empty (the default for one it did not carry) reads as
+/// none, so a report says "listener none" rather than naming an empty one.
+fn named(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// One phase as the drill ran it.
@@ -258,26 +228,26 @@ pub struct FaultSeries {
 const MAX_BUCKETS: f64 = 600.0;
 
 /// The faults applied over time, per rule and fault, in order of first application.
-fn timeline(records: &[FaultRecord]) -> Vec<FaultSeries> {
-    let Some(t0) = records.iter().map(|r| r.t_s).reduce(f64::min) else {
+fn timeline(records: &[RecordView<'_>]) -> Vec<FaultSeries> {
+    let Some(t0) = records.iter().map(RecordView::t_s).reduce(f64::min) else {
         return Vec::new();
     };
-    let t1 = records.iter().map(|r| r.t_s).fold(t0, f64::max);
+    let t1 = records.iter().map(RecordView::t_s).fold(t0, f64::max);
     let bucket_s = ((t1 - t0) / MAX_BUCKETS).ceil().max(1.0);
     let buckets = ((t1 - t0) / bucket_s).floor() as usize + 1;
     let mut out: Vec<FaultSeries> = Vec::new();
     for r in records {
-        let i = (((r.t_s - t0) / bucket_s).floor() as usize).min(buckets - 1);
-        for f in &r.faults {
+        let i = (((r.t_s() - t0) / bucket_s).floor() as usize).min(buckets - 1);
+        for f in &r.record.faults {
             let at = match out
                 .iter()
-                .position(|s| s.rule == f.rule && s.fault == f.fault)
+                .position(|s| s.rule == *f.rule && s.fault == f.fault)
             {
                 Some(at) => at,
                 None => {
                     out.push(FaultSeries {
-                        rule: f.rule.clone(),
-                        fault: f.fault.clone(),
+                        rule: f.rule.to_string(),
+                        fault: f.fault.to_owned(),
                         bucket_s,
                         applied: vec![0; buckets],
                     });
@@ -417,8 +387,8 @@ fn rule_name(rule: &Rule, phase: Option<&str>, index: usize) -> String {
 }
 
 /// Count and judge every rule over `records`.
-pub fn account(records: &[FaultRecord], input: &ChaosInput<'_>, source: &str) -> ChaosSummary {
-    let matches_recorded = !records.is_empty() && records.iter().all(|r| r.matched.is_some());
+pub fn account(records: &[RecordView<'_>], input: &ChaosInput<'_>, source: &str) -> ChaosSummary {
+    let matches_recorded = !records.is_empty() && records.iter().all(|r| r.matched_known);
     let mut summary = ChaosSummary {
         source: source.to_owned(),
         exchanges: records.len() as u64,
@@ -438,7 +408,7 @@ pub fn account(records: &[FaultRecord], input: &ChaosInput<'_>, source: &str) ->
             };
             for (i, rule) in profile.rules.iter().enumerate() {
                 let name = rule_name(rule, None, i);
-                let scope: Vec<&FaultRecord> = records.iter().collect();
+                let scope: Vec<&RecordView<'_>> = records.iter().collect();
                 summary.rules.push(judge_rule(
                     rule,
                     &name,
@@ -452,9 +422,9 @@ pub fn account(records: &[FaultRecord], input: &ChaosInput<'_>, source: &str) ->
                 let Some(span) = ran.iter().find(|p| p.name == phase.name) else {
                     continue;
                 };
-                let scope: Vec<&FaultRecord> = records
+                let scope: Vec<&RecordView<'_>> = records
                     .iter()
-                    .filter(|r| r.phase.as_deref() == Some(phase.name.as_str()))
+                    .filter(|r| r.record.phase.as_deref() == Some(phase.name.as_str()))
                     .collect();
                 for (i, rule) in phase.rules.iter().enumerate() {
                     let name = rule_name(rule, Some(&phase.name), i);
@@ -483,13 +453,13 @@ pub fn account(records: &[FaultRecord], input: &ChaosInput<'_>, source: &str) ->
 }
 
 /// Phases in order of first appearance, with the span of their records.
-fn seen_phases(records: &[FaultRecord]) -> Vec<PhaseSpan> {
+fn seen_phases(records: &[RecordView<'_>]) -> Vec<PhaseSpan> {
     let mut out: Vec<PhaseSpan> = Vec::new();
     for r in records {
-        if let Some(p) = &r.phase {
-            if !out.iter().any(|s| &s.name == p) {
+        if let Some(p) = &r.record.phase {
+            if !out.iter().any(|s| s.name == **p) {
                 out.push(PhaseSpan {
-                    name: p.clone(),
+                    name: p.to_string(),
                     duration_s: None,
                 });
             }
@@ -499,16 +469,17 @@ fn seen_phases(records: &[FaultRecord]) -> Vec<PhaseSpan> {
 }
 
 /// Without a profile: each rule the records name, per phase, counted.
-fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
+fn count_named(records: &[RecordView<'_>]) -> Vec<RuleTally> {
     let mut out: Vec<RuleTally> = Vec::new();
     let mut requests: BTreeMap<String, u64> = BTreeMap::new();
     for r in records {
-        let scope = r.phase.clone().unwrap_or_else(|| "all".to_owned());
+        let rec = r.record;
+        let scope = rec.phase.as_deref().unwrap_or("all").to_owned();
         *requests.entry(scope.clone()).or_default() += 1;
-        let mut names: Vec<&str> = r.matched.iter().flatten().map(String::as_str).collect();
-        names.extend(r.rules.iter().map(String::as_str));
-        names.extend(r.faults.iter().map(|f| f.rule.as_str()));
-        names.extend(r.faults_skipped.iter().map(|f| f.rule.as_str()));
+        let mut names: Vec<&str> = r.matched().into_iter().flatten().map(|n| &**n).collect();
+        names.extend(rec.rules.iter().map(|n| &**n));
+        names.extend(rec.faults.iter().map(|f| &*f.rule));
+        names.extend(rec.faults_skipped.iter().map(|f| &*f.rule));
         names.sort_unstable();
         names.dedup();
         for name in names {
@@ -524,23 +495,19 @@ fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
                 }
             };
             let t = &mut out[i];
-            let capped = r
-                .faults_skipped
-                .iter()
-                .any(|f| f.rule == name && f.reason.as_deref() == Some("max_active"));
-            let fired = r.rules.iter().any(|x| x == name);
+            let capped = r.capped(name);
+            let fired = r.fired(name);
             let matched = r
-                .matched
-                .as_ref()
-                .map_or(fired || capped, |m| m.iter().any(|x| x == name));
+                .matched()
+                .map_or(fired || capped, |m| m.iter().any(|x| &**x == name));
             t.matched += u64::from(matched);
             t.decided += u64::from(fired || capped);
-            let mut kinds: Vec<&str> = r
+            let mut kinds: Vec<&str> = rec
                 .faults
                 .iter()
-                .chain(&r.faults_skipped)
-                .filter(|f| f.rule == name)
-                .map(|f| f.fault.as_str())
+                .chain(&rec.faults_skipped)
+                .filter(|f| &*f.rule == name)
+                .map(|f| f.fault)
                 .collect();
             kinds.dedup();
             for kind in kinds {
@@ -555,7 +522,7 @@ fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
                         &mut t.faults[last]
                     }
                 };
-                tally_fault(f, r, name, kind, fired, capped);
+                tally_fault(f, rec, name, kind, fired, capped);
             }
         }
     }
@@ -566,29 +533,22 @@ fn count_named(records: &[FaultRecord]) -> Vec<RuleTally> {
 }
 
 /// Count one exchange for fault `kind` of rule `name` (fired or capped there).
-fn tally_fault(
-    f: &mut FaultTally,
-    r: &FaultRecord,
-    name: &str,
-    kind: &str,
-    fired: bool,
-    capped: bool,
-) {
-    let is = |x: &FaultRef| x.rule == name && x.fault == kind;
+fn tally_fault(f: &mut FaultTally, r: &Record, name: &str, kind: &str, fired: bool, capped: bool) {
+    let is = |x: &FaultRef| &*x.rule == name && x.fault == kind;
     if r.faults.iter().any(is) {
         f.applied += 1;
     } else if capped {
         *f.skipped.entry("max_active".to_owned()).or_default() += 1;
     } else if let Some(why) = r.faults_skipped.iter().find(|x| is(x)) {
-        let reason = why.reason.clone().unwrap_or_else(|| "unknown".to_owned());
+        let reason = why.reason.unwrap_or("unknown").to_owned();
         *f.skipped.entry(reason).or_default() += 1;
     } else if fired {
         let preempted = r
             .faults
             .iter()
-            .any(|x| TERMINAL.contains(&x.fault.as_str()) && !is(x))
-            || r.outcome == "injected_error"
-            || r.outcome == "reset";
+            .any(|x| TERMINAL.contains(&x.fault) && !is(x))
+            || r.outcome == Outcome::InjectedError
+            || r.outcome == Outcome::Reset;
         let reason = if preempted {
             "preempted"
         } else if CONDITIONAL.contains(&kind) {
@@ -633,7 +593,7 @@ fn judge_rule(
     rule: &Rule,
     name: &str,
     scope_name: &str,
-    scope: &[&FaultRecord],
+    scope: &[&RecordView<'_>],
     span: Option<&PhaseSpan>,
     matches_recorded: bool,
 ) -> RuleTally {
@@ -641,7 +601,7 @@ fn judge_rule(
     let (t0, t1) = scope
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| {
-            (a.min(r.t_s), b.max(r.t_s))
+            (a.min(r.t_s()), b.max(r.t_s()))
         });
     let length = span
         .and_then(|s| s.duration_s)
@@ -670,15 +630,14 @@ fn judge_rule(
     let mut scheduled: Option<u64> = rule.schedule.map(|_| 0);
     let mut k_rule: u64 = 0;
     for r in scope {
-        let fired = r.rules.iter().any(|x| x == name);
-        let capped = r
-            .faults_skipped
-            .iter()
-            .any(|f| f.rule == name && f.reason.as_deref() == Some("max_active"));
-        let matched = match &r.matched {
-            Some(m) => m.iter().any(|x| x == name),
+        let fired = r.fired(name);
+        let capped = r.capped(name);
+        let matched = match r.matched() {
+            Some(m) => m.iter().any(|x| &**x == name),
             None => {
-                fired || capped || (visible_only(&rule.matches) && visible_match(&rule.matches, r))
+                fired
+                    || capped
+                    || (visible_only(&rule.matches) && visible_match(&rule.matches, r.record))
             }
         };
         if !matched {
@@ -686,11 +645,11 @@ fn judge_rule(
         }
         t.matched += 1;
         t.decided += u64::from(fired || capped);
-        ps.push(probability_at(&rule.probability, (r.t_s - t0) / length));
+        ps.push(probability_at(&rule.probability, (r.t_s() - t0) / length));
         if let (Some(s), Some(n)) = (&rule.schedule, scheduled.as_mut()) {
             let k = match s.per {
                 brownout_faults::profile::SchedulePer::Rule => Some(k_rule),
-                brownout_faults::profile::SchedulePer::Call => r.attempt.map(u64::from),
+                brownout_faults::profile::SchedulePer::Call => r.record.attempt.map(u64::from),
             };
             match k {
                 Some(k) => *n += u64::from(s.fires(k)),
@@ -702,7 +661,7 @@ fn judge_rule(
         k_rule += 1;
         if fired || capped {
             for (f, kind) in t.faults.iter_mut().zip(&kinds) {
-                tally_fault(f, r, name, kind, fired, capped);
+                tally_fault(f, r.record, name, kind, fired, capped);
             }
         }
     }
@@ -757,7 +716,7 @@ fn visible_only(m: &Match) -> bool {
 }
 
 /// Whether `r` passes every record-visible condition of `m`.
-fn visible_match(m: &Match, r: &FaultRecord) -> bool {
+fn visible_match(m: &Match, r: &Record) -> bool {
     visible_conditions(m).iter().all(|c| c.holds(r))
 }
 
@@ -804,20 +763,17 @@ fn visible_conditions(m: &Match) -> Vec<Cond> {
 }
 
 impl Cond {
-    fn holds(&self, r: &FaultRecord) -> bool {
+    fn holds(&self, r: &Record) -> bool {
         let globbed = |g: &Option<Glob>, v: Option<&str>| match (g, v) {
             (Some(g), Some(v)) => g.matches(v),
             _ => false,
         };
         match self {
-            Cond::Listener(l) => r.listener.as_deref() == Some(l.as_str()),
-            Cond::Api(a) => r.api.as_deref() == Some(a.as_str()),
-            Cond::Endpoint(e) => r.endpoint.as_deref() == Some(e.as_str()),
-            Cond::Method(m) => r
-                .method
-                .as_deref()
-                .is_some_and(|x| x.eq_ignore_ascii_case(m)),
-            Cond::Path(_, g) => globbed(g, r.path.as_deref()),
+            Cond::Listener(l) => named(&r.listener) == Some(l.as_str()),
+            Cond::Api(a) => named(r.api) == Some(a.as_str()),
+            Cond::Endpoint(e) => named(r.endpoint) == Some(e.as_str()),
+            Cond::Method(m) => named(&r.method).is_some_and(|x| x.eq_ignore_ascii_case(m)),
+            Cond::Path(_, g) => globbed(g, named(&r.path)),
             Cond::GrpcMethod(_, g) => globbed(g, grpc_path(r).as_deref()),
             Cond::Model(_, g) => globbed(g, r.model.as_deref()),
             Cond::Stream(s) => r.stream.unwrap_or(false) == *s,
@@ -838,22 +794,22 @@ impl Cond {
     }
 
     /// What the record holds for this condition, as a report shows it.
-    fn value(&self, r: &FaultRecord) -> String {
+    fn value(&self, r: &Record) -> String {
         let or_none = |v: Option<&str>| v.map_or("none".to_owned(), |v| format!("`{v}`"));
         match self {
-            Cond::Listener(_) => format!("listener {}", or_none(r.listener.as_deref())),
+            Cond::Listener(_) => format!("listener {}", or_none(named(&r.listener))),
             Cond::Api(_) => format!(
                 "api {} (listener {})",
-                or_none(r.api.as_deref()),
-                or_none(r.listener.as_deref())
+                or_none(named(r.api)),
+                or_none(named(&r.listener))
             ),
             Cond::Endpoint(_) => format!(
                 "classified {} on listener {}",
-                or_none(r.endpoint.as_deref()),
-                or_none(r.listener.as_deref())
+                or_none(named(r.endpoint)),
+                or_none(named(&r.listener))
             ),
-            Cond::Method(_) => format!("method {}", or_none(r.method.as_deref())),
-            Cond::Path(..) => format!("path {}", or_none(r.path.as_deref())),
+            Cond::Method(_) => format!("method {}", or_none(named(&r.method))),
+            Cond::Path(..) => format!("path {}", or_none(named(&r.path))),
             Cond::GrpcMethod(..) => match grpc_path(r) {
                 Some(p) => format!("gRPC method `{p}`"),
                 None => "not gRPC".to_owned(),
@@ -870,7 +826,7 @@ impl Cond {
     }
 }
 
-fn grpc_path(r: &FaultRecord) -> Option<String> {
+fn grpc_path(r: &Record) -> Option<String> {
     r.grpc
         .as_ref()
         .map(|g| format!("/{}/{}", g.service, g.method))
@@ -880,7 +836,7 @@ fn grpc_path(r: &FaultRecord) -> Option<String> {
 fn nearest_miss(
     rule: &Rule,
     t: &RuleTally,
-    scope: &[&FaultRecord],
+    scope: &[&RecordView<'_>],
     scope_name: &str,
     matches_recorded: bool,
 ) -> String {
@@ -901,13 +857,20 @@ fn nearest_miss(
         // request held every condition a record shows, a hidden one (a client
         // share, a header) excluded it.
         let conds = visible_conditions(&rule.matches);
-        let passed_all = scope.iter().any(|r| conds.iter().all(|c| c.holds(r)));
+        let passed_all = scope
+            .iter()
+            .any(|r| conds.iter().all(|c| c.holds(r.record)));
         let mut best: Option<((usize, usize), &Cond)> = None;
         for (i, c) in conds.iter().enumerate() {
-            let failed = scope.iter().filter(|r| !c.holds(r));
+            let failed = scope.iter().filter(|r| !c.holds(r.record));
             let near = failed
                 .clone()
-                .filter(|r| conds.iter().enumerate().all(|(j, o)| j == i || o.holds(r)))
+                .filter(|r| {
+                    conds
+                        .iter()
+                        .enumerate()
+                        .all(|(j, o)| j == i || o.holds(r.record))
+                })
                 .count();
             let key = (near, failed.count());
             if key.1 > 0 && best.is_none_or(|(k, _)| key > k) {
@@ -916,8 +879,8 @@ fn nearest_miss(
         }
         if let Some(((_, failed), c)) = best.filter(|_| !passed_all) {
             let mut values: BTreeMap<String, usize> = BTreeMap::new();
-            for r in scope.iter().filter(|r| !c.holds(r)) {
-                *values.entry(c.value(r)).or_default() += 1;
+            for r in scope.iter().filter(|r| !c.holds(r.record)) {
+                *values.entry(c.value(r.record)).or_default() += 1;
             }
             let mut v: Vec<(String, usize)> = values.into_iter().collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -975,7 +938,7 @@ fn nearest_miss(
         }
         let passed = scope
             .iter()
-            .filter(|r| conds.iter().all(|c| c.holds(r)))
+            .filter(|r| conds.iter().all(|c| c.holds(r.record)))
             .count();
         return format!(
             "{} {where_} passed the conditions records show, and {} excluded {}",
@@ -1086,6 +1049,8 @@ fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brownout_faults::record::Timestamp;
+    use std::time::UNIX_EPOCH;
 
     fn binom_cdf(n: u64, p: f64, k: u64) -> f64 {
         // Direct sum, for checking.
@@ -1165,32 +1130,41 @@ phases:
 
     fn rec(
         phase: &str,
-        endpoint: &str,
+        endpoint: &'static str,
         matched: &[&str],
         fired: &[&str],
-        applied: &[(&str, &str)],
-    ) -> FaultRecord {
-        FaultRecord {
-            t_s: 0.0,
-            phase: Some(phase.to_owned()),
-            listener: Some("llm".into()),
-            api: Some("openai".into()),
-            endpoint: Some(endpoint.to_owned()),
-            method: Some("POST".into()),
-            path: Some("/v1/messages".into()),
-            matched: Some(matched.iter().map(|s| (*s).to_owned()).collect()),
-            rules: fired.iter().map(|s| (*s).to_owned()).collect(),
-            faults: applied
-                .iter()
-                .map(|(r, f)| FaultRef {
-                    rule: (*r).to_owned(),
-                    fault: (*f).to_owned(),
-                    reason: None,
-                })
-                .collect(),
-            outcome: "ok".into(),
-            ..FaultRecord::default()
-        }
+        applied: &[(&str, &'static str)],
+    ) -> Record {
+        let mut r = Record::new(0, Arc::from("llm"));
+        r.ts = Timestamp(UNIX_EPOCH);
+        r.phase = Some(Arc::from(phase));
+        r.api = "openai";
+        r.endpoint = endpoint;
+        r.method = "POST".into();
+        r.path = "/v1/messages".into();
+        r.matched = matched.iter().map(|s| Arc::from(*s)).collect();
+        r.rules = fired.iter().map(|s| Arc::from(*s)).collect();
+        r.faults = applied
+            .iter()
+            .map(|(r, f)| FaultRef {
+                rule: Arc::from(*r),
+                fault: f,
+                reason: None,
+            })
+            .collect();
+        r.outcome = Outcome::Ok;
+        r
+    }
+
+    /// Records as a proxy that lists `matched` writes them.
+    fn seen(records: &[Record]) -> Vec<RecordView<'_>> {
+        records
+            .iter()
+            .map(|record| RecordView {
+                record,
+                matched_known: true,
+            })
+            .collect()
     }
 
     fn phases() -> Vec<PhaseSpan> {
@@ -1206,7 +1180,7 @@ phases:
     #[test]
     fn a_rule_that_never_matched_is_idle_with_its_nearest_miss() {
         let p = profile(PROFILE);
-        let mut records: Vec<FaultRecord> = (0..40)
+        let mut records: Vec<Record> = (0..40)
             .map(|_| rec("storm", "other", &["slow"], &["slow"], &[("slow", "delay")]))
             .collect();
         records.push(rec("calm", "other", &[], &[], &[]));
@@ -1216,7 +1190,7 @@ phases:
             phases: &ph,
             allow_idle_rules: false,
         };
-        let s = account(&records, &input, "test");
+        let s = account(&seen(&records), &input, "test");
         assert!(s.inconclusive());
         let shed = &s.rules[0];
         assert_eq!((shed.rule.as_str(), shed.scope.as_str()), ("shed", "storm"));
@@ -1233,7 +1207,7 @@ phases:
         assert_eq!(slow.faults[0].p_value, Some(1.0));
         // Opting out keeps the counts, not the verdict.
         let s = account(
-            &records,
+            &seen(&records),
             &ChaosInput {
                 allow_idle_rules: true,
                 ..input
@@ -1246,7 +1220,7 @@ phases:
     #[test]
     fn hidden_conditions_are_named_when_records_pass_the_visible_ones() {
         let p = profile(PROFILE);
-        let records: Vec<FaultRecord> = (0..30)
+        let records: Vec<Record> = (0..30)
             .map(|_| {
                 rec(
                     "storm",
@@ -1259,7 +1233,7 @@ phases:
             .collect();
         let ph = phases();
         let s = account(
-            &records,
+            &seen(&records),
             &ChaosInput {
                 profile: Some(&p),
                 phases: &ph,
@@ -1306,8 +1280,8 @@ phases:
                 );
                 r.faults_skipped.push(FaultRef {
                     rule: "shed".into(),
-                    fault: "error".into(),
-                    reason: Some("http_only_preset".into()),
+                    fault: "error",
+                    reason: Some("http_only_preset"),
                 });
                 records.push(r);
             } else {
@@ -1320,7 +1294,7 @@ phases:
                 ));
             }
         }
-        let s = account(&records, &input, "t");
+        let s = account(&seen(&records), &input, "t");
         let shed = &s.rules[0];
         assert_eq!((shed.matched, shed.decided), (100, 30));
         assert_eq!(shed.faults[0].applied, 20);
@@ -1338,7 +1312,7 @@ phases:
         assert_eq!(slow.faults[0].skipped.get("preempted"), Some(&20));
         assert!(!slow.idle, "{slow:?}");
         // 40 applied of 100 at 0.5 is unlucky, not idle (P ≈ 0.028).
-        let records: Vec<FaultRecord> = (0..100)
+        let records: Vec<Record> = (0..100)
             .map(|i| {
                 if i < 40 {
                     rec(
@@ -1353,7 +1327,7 @@ phases:
                 }
             })
             .collect();
-        let s = account(&records, &input, "t");
+        let s = account(&seen(&records), &input, "t");
         assert!(!s.rules[0].idle, "{:?}", s.rules[0]);
         let pv = s.rules[0].faults[0].p_value.unwrap();
         assert!(pv > 0.01 && pv < 0.05, "{pv}");
@@ -1364,11 +1338,11 @@ phases:
         let mut r = rec("storm", "chat", &["a"], &["a"], &[("a", "error")]);
         r.faults_skipped.push(FaultRef {
             rule: "b".into(),
-            fault: "delay".into(),
-            reason: Some("max_active".into()),
+            fault: "delay",
+            reason: Some("max_active"),
         });
         let s = account(
-            &[r],
+            &seen(&[r]),
             &ChaosInput {
                 profile: None,
                 phases: &[],

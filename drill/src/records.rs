@@ -33,7 +33,7 @@ use brownout_faults::record::{ClientId, Fingerprint, Outcome as RecOutcome, Reco
 use brownout_faults::schedule::CALL_WINDOW;
 use brownout_faults::Profile;
 
-use crate::chaos::{self, ChaosInput, ChaosSummary, FaultRecord, FaultRef, GrpcRef, PhaseSpan};
+use crate::chaos::{self, ChaosInput, ChaosSummary, PhaseSpan, RecordView};
 use crate::engine::{evaluate, is_good, EngineResult, PhaseExtra, Point};
 use crate::error::DrillError;
 use crate::gate::{DrillReport, EXIT_PASS};
@@ -187,41 +187,11 @@ pub fn read_record_file(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 impl Read {
-    /// What the chaos accounting reads of it (its own, older view of a record:
-    /// empty names read as not recorded).
-    fn fault_record(&self) -> FaultRecord {
-        let r = &self.rec;
-        let named = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        let names = |v: &[std::sync::Arc<str>]| v.iter().map(|n| n.to_string()).collect();
-        let faults = |v: &[brownout_faults::record::FaultRef]| {
-            v.iter()
-                .map(|f| FaultRef {
-                    rule: f.rule.to_string(),
-                    fault: f.fault.to_owned(),
-                    reason: f.reason.map(str::to_owned),
-                })
-                .collect()
-        };
-        FaultRecord {
-            t_s: self.t,
-            phase: r.phase.as_deref().map(str::to_owned),
-            listener: named(&r.listener),
-            api: named(r.api),
-            endpoint: named(r.endpoint),
-            method: named(&r.method),
-            path: named(&r.path),
-            model: r.model.clone(),
-            stream: r.stream,
-            matched: self.matched_known.then(|| names(&r.matched)),
-            rules: names(&r.rules),
-            faults: faults(&r.faults),
-            faults_skipped: faults(&r.faults_skipped),
-            attempt: r.attempt,
-            outcome: r.outcome.as_str().to_owned(),
-            grpc: r.grpc.as_ref().map(|g| GrpcRef {
-                service: g.service.clone(),
-                method: g.method.clone(),
-            }),
+    /// The record as the chaos accounting reads it.
+    fn view(&self) -> RecordView<'_> {
+        RecordView {
+            record: &self.rec,
+            matched_known: self.matched_known,
         }
     }
 }
@@ -287,8 +257,8 @@ pub fn chaos_from_records(
     source: &str,
 ) -> (ChaosSummary, Option<String>) {
     let (recs, why) = read_all(files);
-    let faults: Vec<FaultRecord> = recs.iter().map(Read::fault_record).collect();
-    let mut summary = chaos::account(&faults, input, source);
+    let views: Vec<RecordView<'_>> = recs.iter().map(Read::view).collect();
+    let mut summary = chaos::account(&views, input, source);
     let why = (!why.is_empty()).then(|| why.join("; "));
     if let Some(w) = &why {
         summary.note = Some(match summary.note.take() {
@@ -768,7 +738,7 @@ pub fn report_from_records_with(
         .and_then(|s| s.baseline.clone())
         .or_else(|| order.first().filter(|_| phased).cloned());
     let name = scenario.map_or("records".to_owned(), |s| s.name.clone());
-    let faults: Vec<FaultRecord> = recs.iter().map(Read::fault_record).collect();
+    let views: Vec<RecordView<'_>> = recs.iter().map(Read::view).collect();
     let phases: Vec<PhaseSpan> = order
         .iter()
         .map(|n| PhaseSpan {
@@ -779,7 +749,7 @@ pub fn report_from_records_with(
         })
         .collect();
     let chaos = chaos::account(
-        &faults,
+        &views,
         &ChaosInput {
             profile,
             phases: &phases,
@@ -1073,6 +1043,54 @@ mod tests {
         assert_eq!(fmt_rate(0.0002), "0.7 req/h");
         assert_eq!(fmt_span(107.0), "1m 47s");
         assert_eq!(fmt_span(7530.0), "2h 06m");
+    }
+
+    #[test]
+    fn a_proxy_that_does_not_list_matches_has_them_inferred() {
+        let profile = brownout_faults::validate::load_profile(
+            "version: 1\nname: t\nrules:\n  - name: slow\n    match: {listener: llm}\n    faults: [{type: delay, duration: 1s}]\n",
+            "p.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{}", d[0]));
+        let input = ChaosInput {
+            profile: Some(&profile),
+            phases: &[],
+            allow_idle_rules: false,
+        };
+        let fired = |matched: Option<&[&str]>| {
+            let mut v: serde_json::Value = serde_json::from_str(&line(
+                "2026-01-01T00:00:01.000Z",
+                "storm",
+                "ok",
+                200,
+                5.0,
+                0,
+            ))
+            .unwrap();
+            v["rules"] = serde_json::json!(["slow"]);
+            v["faults"] = serde_json::json!([{"rule": "slow", "fault": "delay"}]);
+            if let Some(m) = matched {
+                v["matched"] = serde_json::json!(m);
+            }
+            v.to_string()
+        };
+        let file = |lines: Vec<String>| vec![("r".to_owned(), lines.join("\n"))];
+        // Older proxies leave `matched` out: a rule that fired matched.
+        let (s, _) = chaos_from_records(&file(vec![fired(None); 10]), &input, "t");
+        assert!(!s.matches_recorded);
+        assert!(s
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("do not say which rules matched"));
+        let slow = &s.rules[0];
+        assert_eq!((slow.matched, slow.decided, slow.idle), (10, 10, false));
+        // A proxy that lists them is taken at its word, an empty list included.
+        let (s, _) = chaos_from_records(&file(vec![fired(Some(&[])); 10]), &input, "t");
+        assert!(s.matches_recorded);
+        assert_eq!((s.rules[0].matched, s.rules[0].idle), (0, true));
+        let (s, _) = chaos_from_records(&file(vec![fired(Some(&["slow"])); 10]), &input, "t");
+        assert_eq!((s.rules[0].matched, s.rules[0].faults[0].applied), (10, 10));
     }
 
     #[test]
