@@ -195,7 +195,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let req = req.map(|b| ReqBody::Boxed(b.map_err(Into::into).boxed_unsync()));
         let conn = ConnInfo::new(LOOPBACK);
-        let call = open(&self.on, &conn, req);
+        let call = open(&self.on, None, &conn, req);
         let answer = tower::Service::call(&mut take_ready(&mut self.stack), call);
         Box::pin(async move {
             Ok(answer.await.unwrap_or_else(|reset| {

@@ -141,6 +141,11 @@ pub struct Call {
 #[derive(Debug)]
 pub struct CallState {
     pub on: Arc<Listener>,
+    /// Where the call goes: the proxy listener's upstream, taken by the upstream
+    /// service; none in-process, where the application answers. It travels with
+    /// the call so that the stack's services hold nothing and cost nothing to
+    /// clone per call.
+    pub upstream: Option<Arc<ListenerCtx>>,
     pub conn: Arc<ConnInfo>,
     /// The record guard: one record however the call ends.
     pub ex: Exchange,

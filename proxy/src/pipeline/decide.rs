@@ -16,12 +16,13 @@ use brownout_faults::matcher::{parse_header_faults, CompiledRule, MatchInput, Ru
 use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::RequestFacts;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::body::{BoxError, ReqBody};
-use crate::pipeline::call::{Call, Decided, ResetAbort, RuleRef};
+use crate::pipeline::call::{Call, CallState, Decided, ResetAbort, RuleRef};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
@@ -54,19 +55,65 @@ where
 {
     type Response = R;
     type Error = ResetAbort;
-    type Future = BoxFuture<R>;
+    type Future = Either<S::Future, BoxFuture<R>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ResetAbort>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
-        Box::pin(async move {
+        if nothing_to_decide(&mut call) {
+            return Either::Left(inner.call(call));
+        }
+        Either::Right(Box::pin(async move {
             let call = decide_call(call).await?;
             inner.call(call).await
-        })
+        }))
     }
+}
+
+/// A call no rule can touch (faults off, or no rules and no `x-brownout-fault` to
+/// read): its record gets the phase and the keyed names of call and client, as
+/// [`decide_call`] would give it, without an await or a future of its own. False,
+/// untouched, when there may be something to decide.
+fn nothing_to_decide(call: &mut Call) -> bool {
+    let st = &mut call.state;
+    let shared = &st.on.shared;
+    let profile = shared.profile.load();
+    let asks = shared.allow_header_faults && call.head.headers.contains_key(&X_BROWNOUT_FAULT);
+    if shared.release.faults_enabled() && (!profile.is_empty() || asks) {
+        return false;
+    }
+    st.ex.rec().phase = profile.active(Instant::now()).phase.map(|p| p.name.clone());
+    st.ip = st.conn.peer.ip();
+    st.facts = head_facts(st);
+    name_call(st, &call.head, None);
+    true
+}
+
+/// What the head alone says: the facts of a call whose body is not read.
+fn head_facts(st: &CallState) -> RequestFacts {
+    RequestFacts {
+        api: st.on.api,
+        endpoint: st.endpoint,
+        grpc: st.grpc,
+        ..Default::default()
+    }
+}
+
+/// The record names the call and its client by keyed hashes (docs/records.md),
+/// from the head and `read`, the body as far as it was read for matching.
+fn name_call(st: &mut CallState, parts: &http::request::Parts, read: Option<&[u8]>) {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let who = crate::record::credential(&parts.headers);
+    st.on
+        .shared
+        .recorder
+        .identify(st.ex.rec(), parts.method.as_str(), target, read, who, st.ip);
 }
 
 async fn decide_call(mut call: Call) -> Result<Call, ResetAbort> {
@@ -83,12 +130,7 @@ async fn decide_call(mut call: Call) -> Result<Call, ResetAbort> {
         None
     };
     st.ip = st.conn.peer.ip();
-    st.facts = RequestFacts {
-        api: on.api,
-        endpoint: st.endpoint,
-        grpc: st.grpc,
-        ..Default::default()
-    };
+    st.facts = head_facts(st);
     let parts = &call.head;
     if shared.release.faults_enabled() && (!profile.is_empty() || header_rule.is_some()) {
         // A gRPC body is protobuf, and a streaming call's may never end: neither
@@ -180,14 +222,7 @@ async fn decide_call(mut call: Call) -> Result<Call, ResetAbort> {
         }) if profile.needs_body => Some(&p[..]),
         _ => None,
     };
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str());
-    let who = crate::record::credential(&parts.headers);
-    shared
-        .recorder
-        .identify(st.ex.rec(), parts.method.as_str(), target, read, who, st.ip);
+    name_call(st, parts, read);
     Ok(call)
 }
 

@@ -7,7 +7,6 @@
 //! an answer is brownout's gateway error, made here ([`gateway_error`]).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, StatusCode, Version};
@@ -15,22 +14,14 @@ use http::{HeaderValue, Request, StatusCode, Version};
 use crate::body::{ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
-use crate::pipeline::call::{gateway_error, Call, ListenerCtx, Reply, ResetAbort};
+use crate::pipeline::call::{gateway_error, Call, Reply, ResetAbort};
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
-/// Sends calls to a listener's upstream.
-#[derive(Debug, Clone)]
-pub struct Forward {
-    ctx: Arc<ListenerCtx>,
-}
-
-impl Forward {
-    pub fn new(ctx: Arc<ListenerCtx>) -> Self {
-        Forward { ctx }
-    }
-}
+/// Sends calls to their listener's upstream ([`crate::pipeline::call::CallState::upstream`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forward;
 
 impl tower::Service<Call> for Forward {
     type Response = Reply;
@@ -43,16 +34,22 @@ impl tower::Service<Call> for Forward {
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        Box::pin(forward(self.ctx.clone(), call))
+        Box::pin(forward(call))
     }
 }
 
-async fn forward(ctx: Arc<ListenerCtx>, call: Call) -> Result<Reply, ResetAbort> {
+async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     let Call {
         head: mut parts,
         body: req_body,
         state: mut st,
     } = call;
+    let Some(ctx) = st.upstream.take() else {
+        // Only a stack built around an application's service has no upstream, and
+        // that one ends in the application, not here.
+        let e = ProxyError::unreachable("the listener", "no upstream to forward to");
+        return Ok(Reply::Done(gateway_error(st.ex, e)));
+    };
     let shared = &ctx.listener.shared;
     let grpc = st.grpc;
     // Forward upstream: over this connection's own HTTP/2 upstream connection

@@ -65,23 +65,25 @@ where
 {
     type Response = Response<ProxyBody>;
     type Error = ResetAbort;
-    type Future = BoxFuture<Response<ProxyBody>>;
+    type Future = futures_util::future::Either<S::Future, BoxFuture<Response<ProxyBody>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ResetAbort>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
+        use futures_util::future::Either;
         let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
-        Box::pin(async move {
-            if call.state.decided.is_empty() {
-                return inner.call(call).await;
-            }
+        if call.state.decided.is_empty() {
+            // Nothing fired: no future of this layer's own.
+            return Either::Left(inner.call(call));
+        }
+        Either::Right(Box::pin(async move {
             match inject(call).await? {
                 Ok(call) => inner.call(call).await,
                 Err(answer) => Ok(answer),
             }
-        })
+        }))
     }
 }
 

@@ -6,6 +6,8 @@
 //! its protobuf. Nothing here buffers a stream: only a non-streaming answer that a
 //! fault must rewrite is read whole, up to `inspect_limit`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -26,7 +28,6 @@ use crate::error::ProxyError;
 use crate::pipeline::call::{gateway_error, Call, CallState, Reply, ResetAbort};
 use crate::pipeline::decide::read_prefix;
 use crate::pipeline::exchange::Exchange;
-use crate::pipeline::stack::BoxFuture;
 use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
 
@@ -51,11 +52,11 @@ pub struct Respond<S> {
 impl<S> tower::Service<Call> for Respond<S>
 where
     S: tower::Service<Call, Response = Reply, Error = ResetAbort> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + Unpin,
 {
     type Response = Response<ProxyBody>;
     type Error = ResetAbort;
-    type Future = BoxFuture<Response<ProxyBody>>;
+    type Future = Responding<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ResetAbort>> {
         self.inner.poll_ready(cx)
@@ -63,13 +64,128 @@ where
 
     fn call(&mut self, call: Call) -> Self::Future {
         let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
-        Box::pin(async move {
-            match inner.call(call).await? {
-                Reply::Done(answer) => Ok(answer),
-                Reply::Upstream { state, head, body } => Ok(wrap(state, head, body).await),
-            }
-        })
+        Responding::Upstream(inner.call(call))
     }
+}
+
+/// [`Respond`]'s future: the upstream's, then (only when the answer must be read
+/// or harmed) the wrapping's own. A plain answer is wrapped as it arrives, with no
+/// future of its own.
+pub enum Responding<F> {
+    Upstream(F),
+    Wrapping(Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>),
+    Gone,
+}
+
+impl<F> Future for Responding<F>
+where
+    F: Future<Output = Result<Reply, ResetAbort>> + Unpin,
+{
+    type Output = Result<Response<ProxyBody>, ResetAbort>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Responding::Upstream(f) => {
+                    let reply = match Pin::new(f).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r,
+                    };
+                    match reply {
+                        Err(e) => {
+                            *this = Responding::Gone;
+                            return Poll::Ready(Err(e));
+                        }
+                        Ok(Reply::Done(answer)) => {
+                            *this = Responding::Gone;
+                            return Poll::Ready(Ok(answer));
+                        }
+                        Ok(Reply::Upstream { state, head, body }) => {
+                            match plain(state, head, body) {
+                                Ok(answer) => {
+                                    *this = Responding::Gone;
+                                    return Poll::Ready(Ok(answer));
+                                }
+                                Err((state, head, body)) => {
+                                    *this = Responding::Wrapping(Box::pin(wrap(state, head, body)));
+                                }
+                            }
+                        }
+                    }
+                }
+                Responding::Wrapping(f) => {
+                    let done = std::task::ready!(f.as_mut().poll(cx));
+                    *this = Responding::Gone;
+                    return Poll::Ready(Ok(done));
+                }
+                // Polled after it was ready: a caller's bug, answered as a reset
+                // rather than a panic.
+                Responding::Gone => return Poll::Ready(Err(ResetAbort::PLAIN)),
+            }
+        }
+    }
+}
+
+/// An answer no fault reads or harms (no body plan, no simulated GPU, not gRPC):
+/// measured only, the bytes pass untouched (compressed ones decoded on the side).
+/// Anything else comes back, for [`wrap`].
+#[allow(clippy::result_large_err)]
+fn plain(
+    st: CallState,
+    rparts: http::response::Parts,
+    rbody: UpBody,
+) -> Result<Response<ProxyBody>, (CallState, http::response::Parts, UpBody)> {
+    let bf = &st.body_faults;
+    if !bf.plan.is_empty() || bf.gpu.is_some() || st.grpc {
+        return Err((st, rparts, rbody));
+    }
+    let CallState {
+        on,
+        conn,
+        ex,
+        endpoint,
+        http2,
+        body_faults,
+        ..
+    } = st;
+    Ok(passive(
+        on.api,
+        endpoint,
+        ProxyBody::upstream(
+            rbody,
+            ex,
+            body_faults,
+            &conn,
+            http2,
+            on.shared.upstream_idle_timeout,
+        ),
+        rparts,
+    ))
+}
+
+/// The answer measured on the side by the tap its kind calls for.
+fn passive(
+    api: ApiKind,
+    endpoint: Endpoint,
+    body: ProxyBody,
+    rparts: http::response::Parts,
+) -> Response<ProxyBody> {
+    let header = |h| {
+        rparts
+            .headers
+            .get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let ctype = header(http::header::CONTENT_TYPE);
+    let coding = header(http::header::CONTENT_ENCODING);
+    let start = body.start().unwrap_or_else(Instant::now);
+    let body = match passive_tap(api, endpoint, ctype, coding, start) {
+        Some(Tap::Llm(stream)) => body.with_llm(*stream),
+        Some(Tap::Json(tap)) => body.with_json_tap(*tap),
+        None => body,
+    };
+    Response::from_parts(rparts, body)
 }
 
 /// Wrap an upstream answer: everything [`respond`] needs from the call.
@@ -196,15 +312,9 @@ async fn respond(
             )
         };
     if plan.is_empty() && gpu.is_none() {
-        // Measurement only: the bytes pass untouched; compressed ones are decoded on the side.
+        // What vector faults the plan had were skipped above: measurement only.
         let body = ProxyBody::upstream(rbody, ex, body_faults, conn, http2, idle);
-        let start = body.start().unwrap_or_else(Instant::now);
-        let body = match passive_tap(llm.api, llm.endpoint, ctype, coding, start) {
-            Some(Tap::Llm(stream)) => body.with_llm(*stream),
-            Some(Tap::Json(tap)) => body.with_json_tap(*tap),
-            None => body,
-        };
-        return Response::from_parts(rparts, body);
+        return passive(llm.api, llm.endpoint, body, rparts);
     }
     let has_vector = plan.has_vector_faults();
     // Vector databases (Qdrant) compress whatever the client asks for: a whole JSON

@@ -11,7 +11,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use brownout_faults::api::classify;
 use brownout_faults::RequestFacts;
@@ -33,11 +32,9 @@ use crate::wire::RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT;
 /// The layers between opening a call's record and its upstream, innermost last.
 pub type Pipeline<S> = Decide<RequestFaults<Respond<S>>>;
 
-/// The full path of one client connection.
-pub type FullPath = Open<Pipeline<Forward>>;
-
 /// The layers every call passes, around `inner` (the upstream, or an
-/// application's service in-process).
+/// application's service in-process). They hold no state of their own (what a
+/// call needs travels in it), so a clone per call is free.
 pub fn pipeline<S>(inner: S) -> Pipeline<S> {
     ServiceBuilder::new()
         // Which rules fire, read once from the profile in force; the body is read
@@ -53,17 +50,16 @@ pub fn pipeline<S>(inner: S) -> Pipeline<S> {
         .service(inner)
 }
 
-/// The full path for requests on `conn`, a connection to `ctx`'s listener.
-pub fn full_path(ctx: Arc<ListenerCtx>, conn: Arc<ConnInfo>) -> FullPath {
-    ServiceBuilder::new()
-        // Outermost: the record opens in `call`, before the future is first
-        // polled, so a request that hyper drops unpolled is still recorded.
-        .layer_fn(|inner| Open {
-            on: ctx.listener.clone(),
-            conn: conn.clone(),
-            inner,
-        })
-        .service(pipeline(Forward::new(ctx.clone())))
+/// The full path for requests on `conn`, a connection to `ctx`'s listener:
+/// [`ProxyService`] opens each request's record in `call`, before the future is
+/// first polled, so a request that hyper drops unpolled is still recorded; then
+/// the [`pipeline`] with the upstream ([`Forward`]) innermost.
+pub fn full_path(ctx: Arc<ListenerCtx>, conn: Arc<ConnInfo>) -> ProxyService {
+    ProxyService {
+        ctx,
+        conn,
+        pipeline: pipeline(Forward),
+    }
 }
 
 /// The service to call next, leaving a clone in its place: every service of the
@@ -73,36 +69,10 @@ pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
-/// Opens the record of each request and makes it a [`Call`].
-#[derive(Debug, Clone)]
-pub struct Open<S> {
-    on: Arc<Listener>,
-    conn: Arc<ConnInfo>,
-    inner: S,
-}
-
-impl<B, S> tower::Service<Request<B>> for Open<S>
-where
-    B: Into<ReqBody> + Body,
-    S: tower::Service<Call, Response = Response<ProxyBody>, Error = ResetAbort>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = ResetAbort;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ResetAbort>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        let call = open(&self.on, &self.conn, req);
-        self.inner.call(call)
-    }
-}
-
 /// A request's record opened, and the request made a [`Call`].
 pub(crate) fn open<B: Into<ReqBody> + Body>(
     on: &Arc<Listener>,
+    upstream: Option<&Arc<ListenerCtx>>,
     conn: &Arc<ConnInfo>,
     req: Request<B>,
 ) -> Call {
@@ -129,6 +99,7 @@ pub(crate) fn open<B: Into<ReqBody> + Body>(
         body: Some(body.into()),
         state: CallState {
             on: on.clone(),
+            upstream: upstream.cloned(),
             conn: conn.clone(),
             ex,
             endpoint,
@@ -143,33 +114,26 @@ pub(crate) fn open<B: Into<ReqBody> + Body>(
     }
 }
 
-/// The full path as hyper calls it, per connection.
+/// The full path as hyper calls it, per connection ([`full_path`]).
 #[derive(Debug, Clone)]
 pub struct ProxyService {
-    stack: FullPath,
+    ctx: Arc<ListenerCtx>,
     conn: Arc<ConnInfo>,
-}
-
-impl ProxyService {
-    pub fn new(ctx: Arc<ListenerCtx>, conn: Arc<ConnInfo>) -> Self {
-        ProxyService {
-            stack: full_path(ctx, conn.clone()),
-            conn,
-        }
-    }
+    pipeline: Pipeline<Forward>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
     type Error = ResetAbort;
-    type Future = <FullPath as tower::Service<Request<Incoming>>>::Future;
+    type Future = <Pipeline<Forward> as tower::Service<Call>>::Future;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         use std::sync::atomic::Ordering::Relaxed;
         if !self.conn.first_request.load(Relaxed) {
             self.conn.first_request.store(true, Relaxed);
         }
-        tower::Service::call(&mut self.stack.clone(), req)
+        let call = open(&self.ctx.listener, Some(&self.ctx), &self.conn, req);
+        tower::Service::call(&mut self.pipeline.clone(), call)
     }
 }
 

@@ -873,7 +873,7 @@ pub(crate) async fn serve_full<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = ProxyService::new(ctx.clone(), info.clone());
+    let svc = crate::pipeline::stack::full_path(ctx.clone(), info.clone());
     // A WebSocket tunnel is parked on the connection while its 101 goes out, and
     // runs here, on the connection's task, once hyper has handed the socket over.
     let tunnel = crate::server::tunnel::Slot::new(info.clone());
