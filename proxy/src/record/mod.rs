@@ -136,6 +136,8 @@ pub struct Recorder {
     /// Keys records' `fingerprint` and `client` (`record.fingerprint_key`, else
     /// drawn at start): one key for the process, so its records can be compared.
     key: FingerprintKey,
+    /// This recorder among others in one process ([`LAST_IDS`]).
+    id: u64,
 }
 
 /// Request headers that name a client, strongest first: the drill's simulated
@@ -150,6 +152,87 @@ pub fn credential(headers: &http::HeaderMap) -> Option<&[u8]> {
         .iter()
         .find_map(|h| headers.get(*h))
         .map(|v| v.as_bytes())
+}
+
+/// Tells recorders apart in [`LAST_IDS`]: each has its own key.
+static RECORDER_IDS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The identities this thread worked out last ([`Recorder::identify`]).
+    static LAST_IDS: std::cell::RefCell<LastIds> = const {
+        std::cell::RefCell::new(LastIds {
+            fp_recorder: 0,
+            method: String::new(),
+            target: String::new(),
+            fingerprint: None,
+            client_recorder: 0,
+            credential: None,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            client: None,
+        })
+    };
+}
+
+/// The last fingerprint (of a request whose body was not read) and client id one
+/// thread computed, with what they were computed from.
+struct LastIds {
+    fp_recorder: u64,
+    method: String,
+    target: String,
+    fingerprint: Option<Fingerprint>,
+    client_recorder: u64,
+    /// `None`: the client was named by its address.
+    credential: Option<Vec<u8>>,
+    ip: std::net::IpAddr,
+    client: Option<ClientId>,
+}
+
+impl LastIds {
+    fn fingerprint(&mut self, r: &Recorder, method: &str, target: &str) -> Fingerprint {
+        if let Some(f) = self.fingerprint {
+            if self.fp_recorder == r.id && self.method == method && self.target == target {
+                return f;
+            }
+        }
+        let f = r.key.fingerprint(method, target, None);
+        self.fp_recorder = r.id;
+        self.method.clear();
+        self.method.push_str(method);
+        self.target.clear();
+        self.target.push_str(target);
+        self.fingerprint = Some(f);
+        f
+    }
+
+    fn client(
+        &mut self,
+        r: &Recorder,
+        credential: Option<&[u8]>,
+        ip: std::net::IpAddr,
+    ) -> ClientId {
+        if let Some(c) = self.client {
+            let same = match (credential, self.credential.as_deref()) {
+                (Some(k), Some(last)) => k == last,
+                (None, None) => ip == self.ip,
+                _ => false,
+            };
+            if same && self.client_recorder == r.id {
+                return c;
+            }
+        }
+        let c = r.key.client(credential, ip);
+        self.client_recorder = r.id;
+        match (credential, self.credential.as_mut()) {
+            (Some(k), Some(last)) => {
+                last.clear();
+                last.extend_from_slice(k);
+            }
+            (k, _) => self.credential = k.map(<[u8]>::to_vec),
+        }
+        self.ip = ip;
+        self.client = Some(c);
+        c
+    }
 }
 
 /// How many recent records the admin API can show.
@@ -254,6 +337,7 @@ impl Recorder {
             recent_total,
             file_error,
             key,
+            id: RECORDER_IDS.fetch_add(1, Ordering::Relaxed),
         }))
     }
 
@@ -270,8 +354,18 @@ impl Recorder {
         credential: Option<&[u8]>,
         ip: std::net::IpAddr,
     ) {
-        rec.fingerprint = Some(self.key.fingerprint(method, target, body));
-        rec.client = Some(self.key.client(credential, ip));
+        // Keyed hashes are deterministic: a request that names the same call or the
+        // same client as this thread's previous one (a keep-alive client repeating
+        // its endpoint and credential) gets the hash already computed, which saves
+        // up to two HMAC-SHA256 runs per request on the hot path.
+        LAST_IDS.with(|cell| {
+            let mut last = cell.borrow_mut();
+            rec.fingerprint = Some(match body {
+                Some(_) => self.key.fingerprint(method, target, body),
+                None => last.fingerprint(self, method, target),
+            });
+            rec.client = Some(last.client(self, credential, ip));
+        });
     }
 
     /// A blank record for a new exchange, reusing a written one when possible.
@@ -1772,6 +1866,40 @@ mod tests {
         // One key per recorder: the same call and client hash alike.
         assert!(back[0].fingerprint.is_some() && back[0].fingerprint == back[2].fingerprint);
         assert_eq!(back[0].client, back[2].client);
+    }
+
+    #[test]
+    fn identities_reused_from_the_last_request_equal_fresh_ones() {
+        let r = Recorder::start(None, 10, Arc::default()).unwrap();
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        let b: std::net::IpAddr = [10, 0, 0, 2].into();
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a [u8]>,
+            Option<&'a [u8]>,
+            std::net::IpAddr,
+        );
+        let cases: [Case<'_>; 8] = [
+            ("GET", "/x", None, None, a),
+            ("GET", "/x", None, None, a),
+            ("GET", "/x", None, None, b),
+            ("POST", "/x", Some(b"{}"), Some(b"k1"), a),
+            ("POST", "/x", None, Some(b"k1"), b),
+            ("POST", "/x", None, Some(b"k2"), b),
+            ("GET", "/x?q", None, None, b),
+            ("GET", "/x", None, Some(b"k2"), a),
+        ];
+        for (method, target, body, cred, ip) in cases {
+            let mut rec = Record::new(0, Arc::from("l"));
+            r.identify(&mut rec, method, target, body, cred, ip);
+            assert_eq!(
+                rec.fingerprint,
+                Some(r.key.fingerprint(method, target, body))
+            );
+            assert_eq!(rec.client, Some(r.key.client(cred, ip)));
+        }
+        r.close();
     }
 
     #[test]

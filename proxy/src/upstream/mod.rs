@@ -666,7 +666,11 @@ impl DirectPool {
             let taken = if resend.happened() { None } else { self.take() };
             let (mut lease, reused) = match taken {
                 Some(r) => (r.conn, Some(r.idle)),
-                None => (self.connect().await?, None),
+                // Boxed: dialing and the handshake are the largest state of this
+                // future, and every enclosing future (up to the one hyper boxes per
+                // request) would otherwise carry and move their bytes on every
+                // request, though a reused connection never dials.
+                None => (Box::pin(self.connect()).await?, None),
             };
             // Wait until the connection takes a request, driving its I/O meanwhile.
             let ready = std::future::poll_fn(|cx| {
