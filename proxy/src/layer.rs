@@ -5,14 +5,13 @@
 //! application in the upstream's place: the same decisions under the same seed,
 //! the same answers (provider-true errors, rate limits, resets, stream and content
 //! faults on the application's answers) and the same records, kept in memory for
-//! the test that drives it ([`ChaosLayer::records`]) and counted in
-//! [`ChaosLayer::summary`]-style metrics. `examples/axum_chaos.rs` shows it on an
-//! axum app.
+//! the test that drives it ([`ChaosLayer::records`]). `examples/axum_chaos.rs`
+//! shows it on an axum app; docs/in-process.md is the user's guide.
 //!
 //! Two things differ from the proxy, because there is no socket of brownout's own:
 //! a `reset` is an answer whose body fails before its first byte (hyper then closes
-//! an HTTP/1.1 connection, or resets an HTTP/2 stream), and the client address is
-//! the loopback address unless `trusted_proxies` lets a forwarding header name it.
+//! an HTTP/1.1 connection, or resets an HTTP/2 stream), and every call's client
+//! address is the loopback address.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
