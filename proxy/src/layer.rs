@@ -15,23 +15,19 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arc_swap::ArcSwap;
-use brownout_faults::matcher::CompiledProfile;
 use brownout_faults::profile::Profile;
-use brownout_faults::release::Release;
 use brownout_faults::ApiKind;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tokio::time::Instant;
 
 use crate::body::{BoxError, ProxyBody, ReqBody};
-use crate::control::state::{ProfileMeta, ProfileSource, Shared};
+use crate::control::state::{ProfileSource, Shared};
 use crate::error::ProxyError;
 use crate::pipeline::call::{gateway_error, Call, Listener, Reply};
 use crate::pipeline::stack::{open, pipeline, take_ready, BoxFuture, Pipeline};
@@ -87,31 +83,15 @@ impl ChaosLayer {
         let metrics = Arc::new(Metrics::default());
         let recorder = Recorder::start(None, QUEUE, metrics.clone())?;
         // The proxy's defaults: the profile decides everything else.
-        let limits = crate::config::LimitsConfig::default();
-        let shared = Arc::new(Shared {
-            profile: ArcSwap::from_pointee(CompiledProfile::empty(0)),
-            meta: Mutex::new(ProfileMeta {
-                source: ProfileSource::None,
-                text: None,
-                last_reload_error: None,
-                generation: 0,
-                file_text: None,
-            }),
-            release: Release::new(true),
+        let mut shared = Shared::new(
             recorder,
-            metrics: metrics.clone(),
-            inspect_limit: limits.inspect_limit.0 as usize,
-            upstream_timeout: limits.upstream_timeout.0,
-            upstream_idle_timeout: limits.upstream_idle_timeout.0,
-            mark_injected: true,
-            allow_header_faults: false,
-            trusted_proxies: Vec::new(),
-            seed_override: None,
-            profile_path: None,
-            ready: AtomicBool::new(true),
-            next_id: AtomicU64::new(1),
-            started: Instant::now(),
-        });
+            metrics,
+            &crate::config::LimitsConfig::default(),
+            None,
+        );
+        // Nothing to wait for in-process: the layer is ready once it is made.
+        shared.ready = AtomicBool::new(true);
+        let shared = Arc::new(shared);
         shared
             .apply(profile, None, ProfileSource::Api)
             .map_err(LayerError::Profile)?;

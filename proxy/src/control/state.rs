@@ -60,6 +60,42 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The state of a proxy that has applied no profile yet: faults on, nothing
+    /// ready, the configuration file's defaults for what `limits` does not say
+    /// (marks on, header faults off, no trusted proxies); a caller with a
+    /// configuration sets those fields before sharing it.
+    pub fn new(
+        recorder: Arc<Recorder>,
+        metrics: Arc<Metrics>,
+        limits: &crate::config::LimitsConfig,
+        seed_override: Option<u64>,
+    ) -> Self {
+        Shared {
+            profile: ArcSwap::from_pointee(CompiledProfile::empty(seed_override.unwrap_or(0))),
+            meta: Mutex::new(ProfileMeta {
+                source: ProfileSource::None,
+                text: None,
+                last_reload_error: None,
+                generation: 0,
+                file_text: None,
+            }),
+            release: Release::new(true),
+            recorder,
+            metrics,
+            inspect_limit: limits.inspect_limit.0 as usize,
+            upstream_timeout: limits.upstream_timeout.0,
+            upstream_idle_timeout: limits.upstream_idle_timeout.0,
+            mark_injected: true,
+            allow_header_faults: false,
+            trusted_proxies: Vec::new(),
+            seed_override,
+            profile_path: None,
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+        }
+    }
+
     /// The seed a profile runs under (precedence: --seed > BROWNOUT_SEED > config > profile > 0).
     pub fn effective_seed(&self, profile: &Profile) -> u64 {
         self.seed_override.or(profile.seed).unwrap_or(0)

@@ -11,13 +11,10 @@ pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use brownout_faults::matcher::CompiledProfile;
-use brownout_faults::release::Release;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -26,7 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
-use crate::control::state::{ProfileMeta, ProfileSource, Shared};
+use crate::control::state::{ProfileSource, Shared};
 use crate::pipeline::call::{Listener, ListenerCtx};
 use crate::pipeline::stack::ProxyService;
 use crate::record::metrics::{Metrics, Rejection};
@@ -252,31 +249,12 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
     let record_path = cfg.record.jsonl.as_ref().map(|p| relative_to(base, p));
     let recorder = Recorder::start_with(record_path.as_deref(), &cfg.record, metrics.clone())?;
-    let seed_override = cfg.seed;
-    let shared = Arc::new(Shared {
-        profile: ArcSwap::from_pointee(CompiledProfile::empty(seed_override.unwrap_or(0))),
-        meta: Mutex::new(ProfileMeta {
-            source: ProfileSource::None,
-            text: None,
-            last_reload_error: None,
-            generation: 0,
-            file_text: None,
-        }),
-        release: Release::new(true),
-        recorder,
-        metrics: metrics.clone(),
-        inspect_limit: cfg.limits.inspect_limit.0 as usize,
-        upstream_timeout: cfg.limits.upstream_timeout.0,
-        upstream_idle_timeout: cfg.limits.upstream_idle_timeout.0,
-        mark_injected: cfg.mark_injected,
-        allow_header_faults: cfg.allow_header_faults,
-        trusted_proxies: trusted,
-        seed_override,
-        profile_path: profile_path.clone(),
-        ready: AtomicBool::new(false),
-        next_id: AtomicU64::new(1),
-        started: Instant::now(),
-    });
+    let mut shared = Shared::new(recorder, metrics.clone(), &cfg.limits, cfg.seed);
+    shared.mark_injected = cfg.mark_injected;
+    shared.allow_header_faults = cfg.allow_header_faults;
+    shared.trusted_proxies = trusted;
+    shared.profile_path = profile_path.clone();
+    let shared = Arc::new(shared);
     if let Some(p) = &profile {
         shared.apply(p, text, source).map_err(StartError::Config)?;
     }
