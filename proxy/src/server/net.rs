@@ -370,7 +370,7 @@ impl AsyncWrite for ConnIo {
 }
 
 /// `AsyncWrite` for a wrapper that changes only how its socket is read (the fast
-/// path's `Rewind`, the upstream's `ReadCounted`): every write goes straight to
+/// path's `Rewind`): every write goes straight to
 /// the wrapped field, vectored when it is.
 macro_rules! write_through {
     ($ty:ty, $field:ident) => {

@@ -5,9 +5,9 @@
 //! reused connections, which is what model servers expect, driven on each
 //! request's own task ([`DirectPool`]).
 
+pub mod h1;
 pub mod h2;
 
-use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,9 +130,18 @@ pub enum SendError {
     /// No connection could be made.
     #[error("cannot connect: {0}")]
     Connect(#[source] std::io::Error),
-    /// HTTP/1.1 on a direct connection failed.
+    /// HTTP/2, or an upgrade's HTTP/1.1 connection, failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// The connection failed under the exchange.
+    #[error(transparent)]
+    Io(std::io::Error),
+    /// The upstream's answer is not HTTP/1.1 as RFC 9112 frames it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The client's request body failed on its way.
+    #[error("request body: {0}")]
+    Body(#[source] crate::body::BoxError),
     /// The pooled (TLS) client failed.
     #[error(transparent)]
     Pooled(#[from] hyper_util::client::legacy::Error),
@@ -172,7 +181,7 @@ impl UpstreamClient {
         hold_limit: usize,
     ) -> Result<(Response<UpBody>, bool), SendError> {
         match self {
-            UpstreamClient::Direct(pool) => pool.send(req, hold_limit).await,
+            UpstreamClient::Direct(pool) => h1::send(pool, req, hold_limit).await,
             // hyper-util's pool sends again by itself what a closing connection
             // never took, and retires idle connections at `pool.idle_timeout`.
             UpstreamClient::Pooled(c, _) => Ok((c.request(req).await?.map(UpBody::Pooled), false)),
@@ -269,18 +278,9 @@ pub fn client(
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest upstream response head accepted; a longer one is a broken upstream.
-/// hyper's own default (8 KiB + 100 × 4 KiB), set here explicitly because the fast
-/// path enforces the same limit, so an answer gets one verdict whichever path
-/// relays it.
-pub(crate) const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
-/// Most header lines accepted in an upstream response (hyper's default), shared
-/// with the fast path for the same reason.
-pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
+pub(crate) use crate::wire::h1::{MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 /// At most this many idle connections are kept per upstream.
 const MAX_IDLE: usize = 4096;
-
-type Conn = http1::Connection<TokioIo<ReadCounted>, ReqBody>;
 
 /// A request goes out again on a fresh connection only when its reused one gave
 /// nothing back within this long of the request's last byte: a server that took
@@ -443,74 +443,6 @@ pub(crate) fn has_input(stream: &TcpStream) -> bool {
     matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
 }
 
-/// An upstream socket that counts the bytes read from it, so that a failed
-/// exchange can tell "nothing came back" (safe to send again) from a broken answer.
-pub struct ReadCounted {
-    stream: TcpStream,
-    read: Arc<AtomicU64>,
-}
-
-impl tokio::io::AsyncRead for ReadCounted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-crate::server::net::write_through!(ReadCounted, stream);
-
-/// One HTTP/1.1 connection: the handle requests go through, and the connection
-/// future that does the I/O, polled by whichever task uses the connection.
-pub struct Lease {
-    sender: http1::SendRequest<ReqBody>,
-    /// `None` once the connection ended (closed, or failed). It is dropped at
-    /// once: dropping it is what tells a request still waiting on it that no
-    /// answer will come.
-    conn: Option<Pin<Box<Conn>>>,
-    /// A second handle on the socket, for the check before reuse (hyper owns the
-    /// first); dropped with the connection.
-    probe: Option<socket2::Socket>,
-    /// Bytes read from the upstream so far.
-    read: Arc<AtomicU64>,
-}
-
-impl Lease {
-    /// Drive the connection's I/O; true while it lives.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(c) = self.conn.as_mut() {
-            if let Poll::Ready(r) = c.as_mut().poll(cx) {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-                self.conn = None;
-                self.probe = None;
-            }
-        }
-        self.conn.is_some()
-    }
-
-    fn done(&self) -> bool {
-        self.conn.is_none()
-    }
-
-    /// Open, taking requests, and (when `peek`) silent: fit to reuse.
-    fn fit(&self, peek: bool) -> bool {
-        !self.done()
-            && !self.sender.is_closed()
-            && (!peek || self.probe.as_ref().is_some_and(|p| quiet(p.into())))
-    }
-}
-
 /// A plain connection to the upstream as the HTTP/1.1 fast path uses it: the
 /// socket and the bytes read from it and not yet used.
 pub struct RawConn {
@@ -526,13 +458,12 @@ pub struct Reused<C> {
 }
 
 /// Idle HTTP/1.1 connections to one plain-HTTP upstream, lent to one exchange at
-/// a time and driven on that exchange's task. The full path's connections (hyper's
-/// client state) and the fast path's (raw sockets) are kept apart; both are
-/// checked before reuse and retired by one [`Retire`].
+/// a time and driven on that exchange's task, by either data path (the fast
+/// path's loop, or the full path's leg in [`h1`]): checked before reuse and
+/// retired by one [`Retire`].
 pub struct DirectPool {
     addr: String,
     pub retire: Retire,
-    idle: Mutex<Vec<(Lease, Instant)>>,
     raw: Mutex<Vec<(RawConn, Instant)>>,
 }
 
@@ -565,7 +496,6 @@ impl DirectPool {
         Self {
             addr,
             retire: Retire::new(idle_timeout),
-            idle: Mutex::new(Vec::new()),
             raw: Mutex::new(Vec::new()),
         }
     }
@@ -611,159 +541,14 @@ impl DirectPool {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
-
-    fn take(&self) -> Option<Reused<Lease>> {
-        take_fit(&self.idle, &self.retire, Lease::fit)
-    }
-
-    fn put(&self, lease: Lease) {
-        if lease.done() || lease.sender.is_closed() || self.retire.limit().is_zero() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push((lease, Instant::now()));
-        }
-    }
-
-    async fn connect(&self) -> Result<Lease, SendError> {
-        let stream = self.dial().await.map_err(SendError::Connect)?;
-        let probe = socket2::SockRef::from(&stream).try_clone().ok();
-        let read = Arc::new(AtomicU64::new(0));
-        let io = ReadCounted {
-            stream,
-            read: read.clone(),
-        };
-        let (sender, conn) = http1::Builder::new()
-            .max_buf_size(MAX_RESPONSE_HEAD)
-            .max_headers(MAX_RESPONSE_HEADERS)
-            .handshake(TokioIo::new(io))
-            .await?;
-        Ok(Lease {
-            sender,
-            conn: Some(Box::pin(conn)),
-            probe,
-            read,
-        })
-    }
-
-    /// Send a request and wait for its answer's head, on a reused connection when
-    /// one is fit, else on a new one. A request the connection never took goes to
-    /// the next connection as it is; one that a reused connection lost unanswered
-    /// goes once more on a new connection when the server cannot have processed it
-    /// (nothing came back within [`RESEND_WINDOW`] of its last byte, and every body
-    /// byte is still held). The flag says whether it was sent again.
-    async fn send(
-        self: &Arc<Self>,
-        req: Request<ReqBody>,
-        hold_limit: usize,
-    ) -> Result<(Response<UpBody>, bool), SendError> {
-        let (parts, body) = req.into_parts();
-        let (body, hold) = body.held(hold_limit);
-        let mut req = Request::from_parts(parts, body);
-        let mut resend = Resend::default();
-        loop {
-            let taken = if resend.happened() { None } else { self.take() };
-            let (mut lease, reused) = match taken {
-                Some(r) => (r.conn, Some(r.idle)),
-                // Boxed: dialing and the handshake are the largest state of this
-                // future, and every enclosing future (up to the one hyper boxes per
-                // request) would otherwise carry and move their bytes on every
-                // request, though a reused connection never dials.
-                None => (Box::pin(self.connect()).await?, None),
-            };
-            // Wait until the connection takes a request, driving its I/O meanwhile.
-            let ready = std::future::poll_fn(|cx| {
-                let alive = lease.drive(cx);
-                match lease.sender.poll_ready(cx) {
-                    Poll::Pending if !alive => Poll::Ready(Err(None)),
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(r) => Poll::Ready(r.map_err(Some)),
-                }
-            })
-            .await;
-            if let Err(e) = ready {
-                if let Some(idle) = reused {
-                    // Closed while idle, after the check: nothing was sent.
-                    self.retire.closed_after(idle);
-                    continue;
-                }
-                return Err(match e {
-                    Some(e) => SendError::Http(e),
-                    None => SendError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "the new upstream connection closed before the request was sent",
-                    )),
-                });
-            }
-            // The head, kept to send again: only a reused connection can have been
-            // closed under the request by the upstream.
-            let head = reused.map(|_| {
-                let mut again = Request::new(());
-                *again.method_mut() = req.method().clone();
-                *again.uri_mut() = req.uri().clone();
-                *again.version_mut() = req.version();
-                *again.headers_mut() = req.headers().clone();
-                again
-            });
-            let read_before = lease.read.load(Ordering::Relaxed);
-            hold.sent();
-            let mut response = std::pin::pin!(lease.sender.try_send_request(req));
-            let answer = std::future::poll_fn(|cx| {
-                lease.drive(cx);
-                response.as_mut().poll(cx)
-            })
-            .await;
-            let mut failed = match answer {
-                Ok(resp) => {
-                    return Ok((
-                        resp.map(|body| UpBody::Direct {
-                            body,
-                            lease: Some(lease),
-                            pool: Arc::clone(self),
-                            failed: None,
-                        }),
-                        resend.happened(),
-                    ))
-                }
-                Err(e) => e,
-            };
-            if let Some(back) = failed.take_message() {
-                // Never written: it goes to the next connection unchanged.
-                if let Some(idle) = reused {
-                    self.retire.closed_after(idle);
-                    req = back;
-                    continue;
-                }
-                return Err(SendError::Http(failed.into_error()));
-            }
-            let unanswered = lease.read.load(Ordering::Relaxed) == read_before;
-            let replay = || {
-                let body = hold.replay()?;
-                Some(head?.map(|()| body))
-            };
-            let error = failed.error();
-            match resend.again(&self.retire, reused, unanswered, replay, error) {
-                Some(again) => req = again,
-                None => return Err(SendError::Http(failed.into_error())),
-            }
-        }
-    }
 }
 
-/// An upstream response body. A direct one drives its connection as it is read
+/// An upstream response body. A raw one reads its connection as it is read
 /// and, read to the end, gives the connection back to the pool; dropped early, it
 /// closes the connection (its remaining bytes are unread).
 pub enum UpBody {
-    /// Read over a direct HTTP/1.1 connection.
-    Direct {
-        body: Incoming,
-        lease: Option<Lease>,
-        pool: Arc<DirectPool>,
-        /// A failure held back for one poll, so that bytes that arrived before it
-        /// are flushed to the client before the abort.
-        failed: Option<hyper::Error>,
-    },
+    /// Read over a plain-HTTP upstream's raw connection ([`h1`]).
+    Raw(h1::RawBody),
     /// From the pooled (TLS) client, or from a WebSocket upgrade's connection of
     /// its own (driven by its own task).
     Pooled(Incoming),
@@ -775,7 +560,7 @@ pub enum UpBody {
 impl std::fmt::Debug for UpBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpBody::Direct { body, .. } => f.debug_tuple("UpBody::Direct").field(body).finish(),
+            UpBody::Raw(b) => f.debug_tuple("UpBody::Raw").field(b).finish(),
             UpBody::Pooled(b) => f.debug_tuple("UpBody::Pooled").field(b).finish(),
             UpBody::Boxed(_) => f.write_str("UpBody::Boxed"),
         }
@@ -793,59 +578,22 @@ impl Body for UpBody {
         match self.get_mut() {
             UpBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             UpBody::Boxed(b) => Pin::new(b).poll_frame(cx),
-            UpBody::Direct {
-                body,
-                lease,
-                pool,
-                failed,
-            } => {
-                if let Some(e) = failed.take() {
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                if let Some(l) = lease.as_mut() {
-                    l.drive(cx);
-                }
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(None) => {
-                        if let Some(l) = lease.take() {
-                            pool.put(l);
-                        }
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        // The connection failed in the same read that brought the
-                        // last bytes: let the client have them first.
-                        *lease = None;
-                        *failed = Some(e);
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                    Poll::Ready(Some(Ok(frame))) => {
-                        // Readers stop at the end the body announces: the last
-                        // frame already frees the connection.
-                        if body.is_end_stream() {
-                            if let Some(l) = lease.take() {
-                                pool.put(l);
-                            }
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            UpBody::Raw(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Pooled(b) | UpBody::Direct { body: b, .. } => b.is_end_stream(),
+            UpBody::Pooled(b) => b.is_end_stream(),
+            UpBody::Raw(b) => b.is_end_stream(),
             UpBody::Boxed(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Pooled(b) | UpBody::Direct { body: b, .. } => b.size_hint(),
+            UpBody::Pooled(b) => b.size_hint(),
+            UpBody::Raw(b) => b.size_hint(),
             UpBody::Boxed(b) => b.size_hint(),
         }
     }

@@ -8,6 +8,8 @@
 //! [`HeaderName`] for the second, so that an answer cannot depend on which path
 //! happened to carry it. Nothing here allocates on the fast path's side.
 
+pub(crate) mod h1;
+
 use http::header::{HeaderMap, HeaderName, CONNECTION};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1): a
@@ -56,26 +58,38 @@ pub(crate) fn te_trailers(value: &[u8]) -> bool {
 /// Remove hop-by-hop headers and any header the `Connection` header names.
 /// Keeps `te: trailers`, which is end-to-end in meaning for gRPC-style peers.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none of these: one pass over the map decides.
-    if !h.keys().any(|k| HOP_BY_HOP_NAMES.contains(k)) {
+    // Most messages carry none of these, or one (`connection`): one pass over the
+    // map says which, and only those are looked up again.
+    let mut found = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP_NAMES.iter().position(|n| n == k) {
+            found[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
-    if h.contains_key(CONNECTION) {
+    if found[0] {
         let named: Vec<HeaderName> = h
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+            // Hop-by-hop names go below, when present.
+            .filter(|n| !HOP_BY_HOP_NAMES.contains(n))
             .collect();
         for n in named {
             h.remove(n);
         }
     }
-    let keep_te_trailers = h
-        .get(http::header::TE)
-        .is_some_and(|v| te_trailers(v.as_bytes()));
-    for n in &HOP_BY_HOP_NAMES {
+    let keep_te_trailers = found[3]
+        && h
+            .get(http::header::TE)
+            .is_some_and(|v| te_trailers(v.as_bytes()));
+    for (n, _) in HOP_BY_HOP_NAMES.iter().zip(found).filter(|(_, f)| *f) {
         h.remove(n);
     }
     if keep_te_trailers {
