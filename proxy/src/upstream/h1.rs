@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use crate::body::{BoxError, ReqBody};
 use crate::upstream::{has_input, DirectPool, RawConn, Resend, SendError, UpBody};
 use crate::wire::h1::{
-    parse_length, parse_response, trim, ChunkError, ChunkedScanner, Framing, RespHead, RespParse,
+    parse_length, parse_response_with, trim, ChunkError, ChunkedScanner, Framing, RespHead, RespParse,
     MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };
 
@@ -63,6 +63,7 @@ pub(crate) async fn send(
     let head_method = parts.method == Method::HEAD;
     let (mut body, hold) = body.held(hold_limit);
     let mut resend = Resend::default();
+    let mut fields = Vec::with_capacity(16);
     loop {
         let taken = if resend.happened() {
             None
@@ -90,19 +91,26 @@ pub(crate) async fn send(
                 Out::Chunked => 0,
             },
             trailers: &trailers,
-            pending: head.clone(),
+            // The head is kept to send again only where it may go again: after a
+            // reused connection's loss.
+            pending: if reused.is_some() {
+                head.clone()
+            } else {
+                std::mem::take(&mut head)
+            },
             at: 0,
             body_done: out == Out::Length(0),
             took_body: false,
             wrote: false,
             answered: false,
             head_method,
+            fields: &mut fields,
         };
         let result = std::future::poll_fn(|cx| attempt.poll(cx)).await;
         let (took_body, wrote) = (attempt.took_body, attempt.wrote);
         match result {
             Ok((resp, whole)) => {
-                let resp = response(conn, resp, whole, pool)?;
+                let resp = response(conn, resp, &fields, whole, pool)?;
                 return Ok((resp, resend.happened()));
             }
             Err(Lost::Body(e)) => return Err(SendError::Body(e)),
@@ -153,6 +161,8 @@ struct Attempt<'a> {
     wrote: bool,
     answered: bool,
     head_method: bool,
+    /// Where the answer's header names and values are in the connection's buffer.
+    fields: &'a mut Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Attempt<'_> {
@@ -233,7 +243,12 @@ impl Attempt<'_> {
     fn parse(&mut self) -> Result<Option<RespHead<()>>, SendError> {
         loop {
             let buf = &mut self.conn.buf;
-            match parse_response(buf, self.head_method, &|_, _| None) {
+            let fields = &mut *self.fields;
+            fields.clear();
+            let found = parse_response_with(buf, self.head_method, &|_, _| None, |n, v| {
+                fields.push((n, v))
+            });
+            match found {
                 Ok(Some(RespParse::Interim(n))) => {
                     let _ = buf.split_to(n);
                 }
@@ -404,6 +419,7 @@ fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 fn response(
     mut conn: RawConn,
     h: RespHead<()>,
+    fields: &[(Range<usize>, Range<usize>)],
     whole: bool,
     pool: &Arc<DirectPool>,
 ) -> Result<Response<UpBody>, SendError> {
@@ -416,7 +432,7 @@ fn response(
     } else {
         Version::HTTP_11
     };
-    *resp.headers_mut() = header_map(&head, h.headers_start, h.drop_length)?;
+    *resp.headers_mut() = typed_fields(&head, fields, h.drop_length)?;
     let reason = &head[h.reason.clone()];
     if status.canonical_reason().map(str::as_bytes) != Some(reason) {
         // Kept as the upstream said it, as on the fast path.
@@ -443,6 +459,28 @@ fn response(
         body.finish();
     }
     Ok(resp.map(|()| UpBody::Raw(body)))
+}
+
+/// The header fields `parse_response_with` found in `head`, as a map whose values
+/// share the head's bytes.
+fn typed_fields(
+    head: &Bytes,
+    fields: &[(Range<usize>, Range<usize>)],
+    drop_length: bool,
+) -> Result<HeaderMap, SendError> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for (n, v) in fields {
+        let name = HeaderName::from_bytes(&head[n.clone()])
+            .map_err(|_| invalid("invalid header name"))?;
+        if drop_length && name == CONTENT_LENGTH {
+            // Transfer-Encoding decides the framing (RFC 9112 §6.3).
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(v.clone()))
+            .map_err(|_| invalid("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
 }
 
 /// The header lines of a head that `parse_response` accepted, as a map whose

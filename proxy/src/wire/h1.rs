@@ -98,6 +98,18 @@ pub(crate) fn parse_response<T>(
     head_method: bool,
     make_tap: &MakeTap<'_, T>,
 ) -> Result<Option<RespParse<T>>, &'static str> {
+    parse_response_with(buf, head_method, make_tap, |_, _| {})
+}
+
+/// [`parse_response`], handing each header line of a whole final head to
+/// `field` as the ranges of its name and value in `buf`: the full path builds its
+/// typed head from them without a second parse.
+pub(crate) fn parse_response_with<T>(
+    buf: &[u8],
+    head_method: bool,
+    make_tap: &MakeTap<'_, T>,
+    mut field: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
+) -> Result<Option<RespParse<T>>, &'static str> {
     let mut hdrs = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut hdrs);
     let head_len = match resp.parse(buf) {
@@ -123,7 +135,13 @@ pub(crate) fn parse_response<T>(
     let mut coding = None;
     let mut keep_alive = None;
     let mut connection_names = false;
+    let base = buf.as_ptr() as usize;
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        start..start + part.len()
+    };
     for h in resp.headers.iter() {
+        field(at(h.name.as_bytes()), at(h.value));
         let n = h.name;
         if n.eq_ignore_ascii_case("content-length") {
             let l = parse_length(h.value).ok_or("invalid content-length")?;
