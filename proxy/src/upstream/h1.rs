@@ -29,8 +29,8 @@ use tokio::net::TcpStream;
 use crate::body::{BoxError, ReqBody};
 use crate::upstream::{has_input, DirectPool, RawConn, Resend, SendError, UpBody};
 use crate::wire::h1::{
-    parse_length, parse_response_with, trim, ChunkError, ChunkedScanner, Framing, RespHead, RespParse,
-    MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
+    parse_length, parse_response_with, trim, ChunkError, ChunkedScanner, Framing, RespHead,
+    RespParse, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };
 
 /// Room asked for before each read from the upstream.
@@ -398,7 +398,11 @@ fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
         push_field(out, name, value);
@@ -470,8 +474,8 @@ fn typed_fields(
 ) -> Result<HeaderMap, SendError> {
     let mut map = HeaderMap::with_capacity(fields.len());
     for (n, v) in fields {
-        let name = HeaderName::from_bytes(&head[n.clone()])
-            .map_err(|_| invalid("invalid header name"))?;
+        let name =
+            HeaderName::from_bytes(&head[n.clone()]).map_err(|_| invalid("invalid header name"))?;
         if drop_length && name == CONTENT_LENGTH {
             // Transfer-Encoding decides the framing (RFC 9112 §6.3).
             continue;
@@ -557,7 +561,7 @@ impl RawBody {
     }
 
     /// A frame from the bytes already read, if they hold one.
-    fn from_buffer(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+    fn buffered_frame(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
         let conn = self.conn.as_mut()?;
         if conn.buf.is_empty() {
             return None;
@@ -678,7 +682,7 @@ impl Body for RawBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            if let Some(frame) = this.from_buffer() {
+            if let Some(frame) = this.buffered_frame() {
                 return Poll::Ready(Some(frame));
             }
             if this.done {
@@ -760,7 +764,9 @@ mod tests {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.body(()).map(|r| r.into_parts().0).unwrap_or_else(|_| unreachable!())
+        req.body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| unreachable!())
     }
 
     /// A body of unknown size that never sends.
@@ -817,7 +823,10 @@ mod tests {
 
     #[test]
     fn the_head_goes_in_origin_form_with_its_fields() {
-        let p = parts(Method::POST, &[("host", "up:8000"), ("content-length", "2")]);
+        let p = parts(
+            Method::POST,
+            &[("host", "up:8000"), ("content-length", "2")],
+        );
         let mut out = Vec::new();
         encode_head(&p, &mut out);
         assert_eq!(
@@ -894,11 +903,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_answer_comes_as_frames_with_its_trailers_and_the_connection_goes_back() {
-        let (addr, seen) = upstream(vec![
-            b"HTTP/1.1 200 Fine\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhel",
-            b"lo\r\n6\r\n world\r\n0\r\nx-t: do",
-            b"ne\r\n\r\n",
-        ], true)
+        let (addr, seen) = upstream(
+            vec![
+                b"HTTP/1.1 200 Fine\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhel",
+                b"lo\r\n6\r\n world\r\n0\r\nx-t: do",
+                b"ne\r\n\r\n",
+            ],
+            true,
+        )
         .await;
         let pool = Arc::new(DirectPool::new(addr, std::time::Duration::from_secs(30)));
         let (resp, resent) = get(&pool).await.unwrap_or_else(|e| panic!("send: {e}"));
@@ -921,15 +933,22 @@ mod tests {
             }
         }
         assert_eq!(data, b"hello world");
-        assert_eq!(trailers.map(|t| t["x-t"].clone()), Some(HeaderValue::from_static("done")));
-        assert!(pool.take_raw().is_some(), "read to its end, the connection is kept");
+        assert_eq!(
+            trailers.map(|t| t["x-t"].clone()),
+            Some(HeaderValue::from_static("done"))
+        );
+        assert!(
+            pool.take_raw().is_some(),
+            "read to its end, the connection is kept"
+        );
     }
 
     #[tokio::test]
     async fn a_body_cut_short_gives_its_bytes_then_fails_and_the_connection_is_dropped() {
-        let (addr, _seen) = upstream(vec![
-            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd",
-        ], false)
+        let (addr, _seen) = upstream(
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd"],
+            false,
+        )
         .await;
         let pool = Arc::new(DirectPool::new(addr, std::time::Duration::from_secs(30)));
         let (resp, _) = get(&pool).await.unwrap_or_else(|e| panic!("send: {e}"));

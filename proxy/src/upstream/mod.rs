@@ -546,6 +546,10 @@ impl DirectPool {
 /// An upstream response body. A raw one reads its connection as it is read
 /// and, read to the end, gives the connection back to the pool; dropped early, it
 /// closes the connection (its remaining bytes are unread).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the raw body is the common one (every answer from a plain-HTTP upstream): boxing it would add an allocation per request for the rarer variants' sake"
+)]
 pub enum UpBody {
     /// Read over a plain-HTTP upstream's raw connection ([`h1`]).
     Raw(h1::RawBody),

@@ -23,7 +23,6 @@ pub(crate) enum Framing {
     Close,
 }
 
-
 pub(crate) fn trim(v: &[u8]) -> &[u8] {
     let s = v
         .iter()
@@ -420,7 +419,10 @@ impl ChunkedScanner {
 
     /// The trailer section's lines seen so far (each ending in CRLF).
     pub(crate) fn take_trailers(&mut self) -> Vec<u8> {
-        self.trailers.as_mut().map(std::mem::take).unwrap_or_default()
+        self.trailers
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Scan `buf`: how many bytes belong to the message (all of `buf` unless it

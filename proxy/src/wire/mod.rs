@@ -86,8 +86,7 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
         }
     }
     let keep_te_trailers = found[3]
-        && h
-            .get(http::header::TE)
+        && h.get(http::header::TE)
             .is_some_and(|v| te_trailers(v.as_bytes()));
     for (n, _) in HOP_BY_HOP_NAMES.iter().zip(found).filter(|(_, f)| *f) {
         h.remove(n);
