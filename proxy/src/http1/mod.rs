@@ -740,9 +740,10 @@ impl FastConn {
         let mut delivered = false;
         loop {
             // Relay what is buffered from the upstream.
-            let (used, done) = match relay.take(&up.buf, |d| {
-                ex.on_body_bytes(d.len());
-                feed(&mut tap, d);
+            let buf = &up.buf;
+            let (used, done) = match relay.take(buf, |r| {
+                ex.on_body_bytes(r.len());
+                feed(&mut tap, &buf[r]);
             }) {
                 Ok(x) => x,
                 Err(e) => {

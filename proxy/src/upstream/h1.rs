@@ -15,6 +15,7 @@
 //! `HEAD` or `CONNECT` of unknown size goes without a body), so an upstream sees
 //! the same bytes it saw before this leg existed.
 
+use std::io::Write as _;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,8 +30,8 @@ use tokio::net::TcpStream;
 use crate::body::{BoxError, ReqBody};
 use crate::upstream::{has_input, DirectPool, RawConn, Resend, SendError, UpBody};
 use crate::wire::h1::{
-    parse_length, parse_response_with, trim, ChunkError, ChunkedScanner, Framing, RespHead,
-    RespParse, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
+    parse_length, parse_response_with, span, trim, ChunkError, Framing, Relay, RespHead, RespParse,
+    MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };
 
 /// Room asked for before each read from the upstream.
@@ -275,8 +276,8 @@ impl Attempt<'_> {
                         self.pending.extend_from_slice(&data);
                     }
                     Out::Chunked => {
-                        self.pending
-                            .extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+                        // Writing into a Vec cannot fail.
+                        let _ = write!(self.pending, "{:X}\r\n", data.len());
                         self.pending.extend_from_slice(&data);
                         self.pending.extend_from_slice(b"\r\n");
                     }
@@ -431,7 +432,7 @@ fn response(
     let status = StatusCode::from_u16(h.status).map_err(|_| invalid("invalid status code"))?;
     let mut resp = Response::new(());
     *resp.status_mut() = status;
-    *resp.version_mut() = if head.get(..8) == Some(b"HTTP/1.0") {
+    *resp.version_mut() = if h.http10 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
@@ -448,12 +449,7 @@ fn response(
     let mut body = RawBody {
         conn: Some(conn),
         pool: Arc::clone(pool),
-        framing: h.framing,
-        left: match h.framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        },
-        chunks: ChunkedScanner::keeping_trailers(),
+        relay: Relay::keeping_trailers(h.framing),
         reusable,
         failed: None,
         trailers: None,
@@ -487,29 +483,6 @@ fn typed_fields(
     Ok(map)
 }
 
-/// The header lines of a head that `parse_response` accepted, as a map whose
-/// values share the head's bytes.
-fn header_map(head: &Bytes, start: usize, drop_length: bool) -> Result<HeaderMap, SendError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let lines = match httparse::parse_headers(&head[start..], &mut fields) {
-        Ok(httparse::Status::Complete((_, lines))) => lines,
-        _ => return Err(invalid("malformed response head")),
-    };
-    let mut map = HeaderMap::with_capacity(lines.len());
-    for f in lines.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| invalid("invalid header name"))?;
-        if drop_length && name == CONTENT_LENGTH {
-            // Transfer-Encoding decides the framing (RFC 9112 §6.3).
-            continue;
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(f.value))
-            .map_err(|_| invalid("invalid header value"))?;
-        map.append(name, value);
-    }
-    Ok(map)
-}
-
 fn invalid(why: &str) -> SendError {
     SendError::Invalid(format!("invalid HTTP response: {why}"))
 }
@@ -519,10 +492,9 @@ pub struct RawBody {
     /// `None` once the body ended or failed.
     conn: Option<RawConn>,
     pool: Arc<DirectPool>,
-    framing: Framing,
-    /// Bytes still to come under a declared length.
-    left: u64,
-    chunks: ChunkedScanner,
+    /// The body's framing, followed over the bytes as they come (as the fast
+    /// path follows it).
+    relay: Relay,
     /// The connection may serve another request once this body is read.
     reusable: bool,
     /// A failure held back for one poll, so that the bytes that came before it
@@ -536,8 +508,8 @@ pub struct RawBody {
 impl std::fmt::Debug for RawBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawBody")
-            .field("framing", &self.framing)
-            .field("left", &self.left)
+            .field("framing", &self.relay.framing())
+            .field("left", &self.relay.left())
             .field("done", &self.done)
             .finish()
     }
@@ -566,72 +538,56 @@ impl RawBody {
         if conn.buf.is_empty() {
             return None;
         }
-        match self.framing {
-            Framing::None => None,
-            Framing::Length(_) => {
-                let k = (self.left as usize).min(conn.buf.len());
-                let data = conn.buf.split_to(k).freeze();
-                self.left -= k as u64;
-                if self.left == 0 {
+        let buf = &conn.buf;
+        let mut got = Payload::Nothing;
+        let taken = self.relay.take(buf, |r| {
+            got = match std::mem::replace(&mut got, Payload::Nothing) {
+                Payload::Nothing => Payload::One(r),
+                Payload::One(f) => {
+                    let mut v = buf[f].to_vec();
+                    v.extend_from_slice(&buf[r]);
+                    Payload::Many(v)
+                }
+                Payload::Many(mut v) => {
+                    v.extend_from_slice(&buf[r]);
+                    Payload::Many(v)
+                }
+            }
+        });
+        match taken {
+            Err(e) => {
+                let e = chunk_failure(e);
+                let data = match got {
+                    Payload::Nothing => None,
+                    Payload::One(r) => Some(Bytes::copy_from_slice(&conn.buf[r])),
+                    Payload::Many(v) => Some(Bytes::from(v)),
+                };
+                self.conn = None;
+                match data {
+                    Some(d) => {
+                        self.failed = Some(e);
+                        Some(Ok(Frame::data(d)))
+                    }
+                    None => {
+                        self.done = true;
+                        Some(Err(e))
+                    }
+                }
+            }
+            Ok((used, done)) => {
+                let framed = conn.buf.split_to(used).freeze();
+                let data = match got {
+                    Payload::Nothing => None,
+                    Payload::One(r) => Some(framed.slice(r)),
+                    Payload::Many(v) => Some(Bytes::from(v)),
+                };
+                if done {
+                    self.trailers = trailer_map(&self.relay.take_trailers());
                     self.finish();
                 }
-                Some(Ok(Frame::data(data)))
-            }
-            Framing::Close => Some(Ok(Frame::data(conn.buf.split().freeze()))),
-            Framing::Chunked => {
-                let buf = &conn.buf;
-                let mut got = Payload::Nothing;
-                let scanned = self.chunks.scan(buf, |r| {
-                    got = match std::mem::replace(&mut got, Payload::Nothing) {
-                        Payload::Nothing => Payload::One(r),
-                        Payload::One(f) => {
-                            let mut v = buf[f].to_vec();
-                            v.extend_from_slice(&buf[r]);
-                            Payload::Many(v)
-                        }
-                        Payload::Many(mut v) => {
-                            v.extend_from_slice(&buf[r]);
-                            Payload::Many(v)
-                        }
-                    }
-                });
-                match scanned {
-                    Err(e) => {
-                        let e = chunk_failure(e);
-                        let data = match got {
-                            Payload::Nothing => None,
-                            Payload::One(r) => Some(Bytes::copy_from_slice(&conn.buf[r])),
-                            Payload::Many(v) => Some(Bytes::from(v)),
-                        };
-                        self.conn = None;
-                        match data {
-                            Some(d) => {
-                                self.failed = Some(e);
-                                Some(Ok(Frame::data(d)))
-                            }
-                            None => {
-                                self.done = true;
-                                Some(Err(e))
-                            }
-                        }
-                    }
-                    Ok((used, done)) => {
-                        let framed = conn.buf.split_to(used).freeze();
-                        let data = match got {
-                            Payload::Nothing => None,
-                            Payload::One(r) => Some(framed.slice(r)),
-                            Payload::Many(v) => Some(Bytes::from(v)),
-                        };
-                        if done {
-                            let lines = self.chunks.take_trailers();
-                            self.trailers = trailer_map(&lines);
-                            self.finish();
-                        }
-                        match data {
-                            Some(d) => Some(Ok(Frame::data(d))),
-                            None => self.trailers.take().map(|t| Ok(Frame::trailers(t))),
-                        }
-                    }
+                match data {
+                    Some(d) => Some(Ok(Frame::data(d))),
+                    None => self.trailers.take().map(|t| Ok(Frame::trailers(t))),
                 }
             }
         }
@@ -653,7 +609,17 @@ fn trailer_map(lines: &[u8]) -> Option<HeaderMap> {
     let mut section = lines.to_vec();
     section.extend_from_slice(b"\r\n");
     let section = Bytes::from(section);
-    header_map(&section, 0, false)
+    let mut parsed = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let Ok(httparse::Status::Complete((_, parsed))) =
+        httparse::parse_headers(&section, &mut parsed)
+    else {
+        return None;
+    };
+    let fields: Vec<_> = parsed
+        .iter()
+        .map(|f| (span(&section, f.name.as_bytes()), span(&section, f.value)))
+        .collect();
+    typed_fields(&section, &fields, false)
         .ok()
         .filter(|m| !m.is_empty())
 }
@@ -692,7 +658,7 @@ impl Body for RawBody {
                 return Poll::Ready(None);
             };
             match poll_fill(&conn.stream, &mut conn.buf, cx) {
-                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
+                Poll::Ready(Ok(0)) if this.relay.framing() == Framing::Close => {
                     this.reusable = false;
                     this.finish();
                     return Poll::Ready(None);
@@ -715,9 +681,9 @@ impl Body for RawBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.framing {
-            Framing::None => SizeHint::with_exact(0),
-            Framing::Length(_) if self.failed.is_none() => SizeHint::with_exact(self.left),
+        match (self.relay.framing(), self.relay.left()) {
+            (Framing::None, _) => SizeHint::with_exact(0),
+            (_, Some(left)) if self.failed.is_none() => SizeHint::with_exact(left),
             _ => SizeHint::default(),
         }
     }
@@ -840,7 +806,14 @@ mod tests {
         let head = Bytes::from_static(
             b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\nx-a: 1\r\nx-a: 2\r\n\r\n",
         );
-        let map = header_map(&head, 17, true).unwrap_or_default();
+        let mut fields = Vec::new();
+        let found =
+            parse_response_with(&head, false, &|_, _| None::<()>, |n, v| fields.push((n, v)));
+        let Ok(Some(RespParse::Head(h))) = found else {
+            panic!("a whole head: {:?}", found.err());
+        };
+        assert!(h.drop_length);
+        let map = typed_fields(&head, &fields, h.drop_length).unwrap_or_default();
         assert!(map.get(CONTENT_LENGTH).is_none());
         assert_eq!(map.get_all("x-a").iter().count(), 2);
         assert_eq!(map[TRANSFER_ENCODING], "chunked");

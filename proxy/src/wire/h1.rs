@@ -72,6 +72,8 @@ pub(crate) struct RespHead<T> {
     pub(crate) framing: Framing,
     /// The upstream will close (or asked to): not reused.
     pub(crate) upstream_close: bool,
+    /// The upstream spoke HTTP/1.0.
+    pub(crate) http10: bool,
     /// `Keep-Alive: timeout=N`: the upstream closes idle connections after N s.
     pub(crate) keep_alive: Option<u64>,
     /// `Connection` names headers besides `close` and `keep-alive`: those are
@@ -134,13 +136,8 @@ pub(crate) fn parse_response_with<T>(
     let mut coding = None;
     let mut keep_alive = None;
     let mut connection_names = false;
-    let base = buf.as_ptr() as usize;
-    let at = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        start..start + part.len()
-    };
     for h in resp.headers.iter() {
-        field(at(h.name.as_bytes()), at(h.value));
+        field(span(buf, h.name.as_bytes()), span(buf, h.value));
         let n = h.name;
         if n.eq_ignore_ascii_case("content-length") {
             let l = parse_length(h.value).ok_or("invalid content-length")?;
@@ -204,10 +201,17 @@ pub(crate) fn parse_response_with<T>(
         drop_length: te.is_some() && length.is_some(),
         framing,
         upstream_close,
+        http10: resp.version == Some(0),
         keep_alive,
         connection_names,
         tap: make_tap(ctype, coding),
     })))
+}
+
+/// Where `part`, a slice httparse took out of `outer`, lies in it.
+pub(crate) fn span(outer: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize);
+    start..start + part.len()
 }
 
 /// Where the reason phrase is in a status line that httparse accepted
@@ -312,6 +316,15 @@ pub(crate) struct Relay {
 
 impl Relay {
     pub(crate) fn new(framing: Framing) -> Self {
+        Self::with_scanner(framing, ChunkedScanner::default())
+    }
+
+    /// A relay that keeps a chunked body's trailer lines ([`Relay::take_trailers`]).
+    pub(crate) fn keeping_trailers(framing: Framing) -> Self {
+        Self::with_scanner(framing, ChunkedScanner::keeping_trailers())
+    }
+
+    fn with_scanner(framing: Framing, chunks: ChunkedScanner) -> Self {
         let left = match framing {
             Framing::Length(n) => n,
             _ => 0,
@@ -319,34 +332,49 @@ impl Relay {
         Relay {
             framing,
             left,
-            chunks: ChunkedScanner::default(),
+            chunks,
         }
     }
 
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Body bytes still to come under a declared length (`None` for any other
+    /// framing).
+    pub(crate) fn left(&self) -> Option<u64> {
+        matches!(self.framing, Framing::Length(_)).then_some(self.left)
+    }
+
+    /// The trailer section's lines, when kept.
+    pub(crate) fn take_trailers(&mut self) -> Vec<u8> {
+        self.chunks.take_trailers()
+    }
+
     /// How many of `buf`'s bytes belong to the body, and whether it ended there;
-    /// `data` gets the payload (de-chunked).
+    /// `data` gets the ranges of `buf` that are payload (de-chunked).
     pub(crate) fn take(
         &mut self,
         buf: &[u8],
-        mut data: impl FnMut(&[u8]),
+        mut data: impl FnMut(std::ops::Range<usize>),
     ) -> Result<(usize, bool), ChunkError> {
         match self.framing {
             Framing::None => Ok((0, true)),
             Framing::Length(_) => {
                 let k = (self.left as usize).min(buf.len());
                 if k > 0 {
-                    data(&buf[..k]);
+                    data(0..k);
                 }
                 self.left -= k as u64;
                 Ok((k, self.left == 0))
             }
             Framing::Close => {
                 if !buf.is_empty() {
-                    data(buf);
+                    data(0..buf.len());
                 }
                 Ok((buf.len(), false))
             }
-            Framing::Chunked => self.chunks.scan(buf, |r| data(&buf[r])),
+            Framing::Chunked => self.chunks.scan(buf, data),
         }
     }
 }
