@@ -17,6 +17,9 @@ use crate::body::BoxError;
 pub enum ReqBody {
     /// Untouched client body.
     Incoming(Incoming),
+    /// An untouched client body that had all arrived with its head (the fast
+    /// loop's connections, [`crate::http1`]): read as hyper's `Incoming` would be.
+    Buffered(Option<Bytes>),
     /// An application's own request body, when brownout's faults run in-process
     /// ([`crate::layer`]).
     Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>),
@@ -137,6 +140,11 @@ impl Body for ReqBody {
         match self.get_mut() {
             ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
             ReqBody::Boxed(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Buffered(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ReqBody::Prefixed { prefix, rest } => {
                 if let Some(p) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
@@ -187,6 +195,7 @@ impl Body for ReqBody {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
             ReqBody::Boxed(b) => b.is_end_stream(),
+            ReqBody::Buffered(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             ReqBody::Prefixed { prefix, rest } => {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
@@ -199,6 +208,7 @@ impl Body for ReqBody {
         match self {
             ReqBody::Incoming(b) => b.size_hint(),
             ReqBody::Boxed(b) => b.size_hint(),
+            ReqBody::Buffered(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ReqBody::Prefixed { prefix, rest } => {
                 let p = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 match rest {

@@ -19,6 +19,7 @@
 //! headers, ambiguous framing, a malformed or oversized head (hyper answers those
 //! as it always has).
 
+mod full;
 pub mod reuse;
 
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ pub(crate) fn serve<G: Send + 'static>(
         pool,
         served: 0,
         abort_on_fin: settings.half_close == crate::config::HalfClose::Abort,
+        fast: settings.fast_path,
+        info: None,
     };
     async move {
         // Whether an exchange is in flight (read by the stop watcher on the same task).
@@ -110,7 +113,13 @@ pub(crate) fn serve<G: Send + 'static>(
             Ended::Handoff { h2 } => {
                 // The facts hyper's path shares with every request, made only now:
                 // the fast path needs none of them.
-                let info = ConnInfo::resumed(conn.peer, conn.last_done, conn.served > 0);
+                let info = match conn.info.take() {
+                    Some(info) => {
+                        info.idle_since(conn.last_done);
+                        info
+                    }
+                    None => ConnInfo::resumed(conn.peer, conn.last_done, conn.served > 0),
+                };
                 let prefix = std::mem::take(&mut conn.buf).freeze();
                 let FastConn { io, ctx, .. } = conn;
                 let io = Rewind {
@@ -213,10 +222,16 @@ struct FastConn {
     last_done: Instant,
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
-    served: u64,
+    served: u32,
     /// `half_close: abort`: a FIN while the answer is awaited ends the exchange
     /// (`client_closed`); under `answer` (the default) the answer is still sent.
     abort_on_fin: bool,
+    /// Requests no rule could touch skip the pipeline (`fast_path: true`); when
+    /// false, every request goes through it ([`full`]).
+    fast: bool,
+    /// The facts the pipeline shares with every request of the connection, made
+    /// at its first request that goes through the pipeline.
+    info: Option<Arc<ConnInfo>>,
 }
 
 /// A request head accepted for the fast path; the upstream's head is in `out`.
@@ -230,10 +245,13 @@ struct Forward {
 }
 
 enum Prep {
-    /// More bytes are needed for a whole head.
+    /// More bytes are needed for a whole head (or a short upload's whole body).
     Partial,
     Handoff,
     Forward(Forward),
+    /// Through the pipeline, on this connection (boxed: an idle connection's task
+    /// keeps no room for a typed head).
+    Full(Box<full::FullReq>),
 }
 
 /// The timer of one connection, reused by every exchange on it.
@@ -325,8 +343,9 @@ impl FastConn {
         async move {
             let mut timers = Timers::new();
             loop {
-                // A whole request head.
-                let fwd = loop {
+                // A whole request head, and its exchange: boxed for as long as it
+                // runs (an idle connection carries no room for an exchange's state).
+                let exchange: Pin<Box<dyn std::future::Future<Output = full::After> + Send + '_>> = loop {
                     if !self.buf.is_empty() {
                         if self.served == 0 {
                             match wire::h2_preface(&self.buf) {
@@ -343,7 +362,16 @@ impl FastConn {
                             }
                         }
                         match self.prepare() {
-                            Prep::Forward(f) => break f,
+                            Prep::Forward(f) => {
+                                let fast = self.exchange(f, &mut timers, stop);
+                                break Box::pin(async move {
+                                    match fast.await {
+                                        true => full::After::Keep,
+                                        false => full::After::Close,
+                                    }
+                                });
+                            }
+                            Prep::Full(req) => break Box::pin(self.full_exchange(req, stop)),
                             Prep::Handoff => return Ended::Handoff { h2: false },
                             Prep::Partial => {}
                         }
@@ -353,15 +381,17 @@ impl FastConn {
                     }
                 };
                 busy.store(true, Ordering::Relaxed);
-                // Boxed for as long as it runs: an idle connection carries no room for
-                // an exchange's state.
-                let keep = Box::pin(self.exchange(fwd, &mut timers, stop)).await;
-                self.served += 1;
+                let keep = exchange.await;
+                self.served = self.served.saturating_add(1);
                 busy.store(false, Ordering::Relaxed);
                 self.last_done = Instant::now();
-                if !keep || *stop.borrow() != crate::server::Shutdown::Running {
-                    let _ = self.io.shutdown().await;
-                    return Ended::Closed;
+                match keep {
+                    full::After::Keep if *stop.borrow() == crate::server::Shutdown::Running => {}
+                    full::After::Abort => return Ended::Closed,
+                    _ => {
+                        let _ = self.io.shutdown().await;
+                        return Ended::Closed;
+                    }
                 }
             }
         }
@@ -441,6 +471,9 @@ impl FastConn {
         let mut chunked = false;
         let mut client_close = false;
         let mut attempt = None;
+        // Through the pipeline: every request under `fast_path: false`, and one a
+        // rule could touch.
+        let mut full = !self.fast;
         // The strongest of `CLIENT_HEADERS` seen, for the record's `client`.
         let mut who: Option<(usize, &[u8])> = None;
         for h in req.headers.iter() {
@@ -463,11 +496,10 @@ impl FastConn {
                     Some(c) => client_close |= c,
                     None => return Prep::Handoff,
                 }
-            } else if name.eq_ignore_ascii_case("expect")
-                || name.eq_ignore_ascii_case("upgrade")
-                || (shared.allow_header_faults && name.eq_ignore_ascii_case(wire::FAULT))
-            {
+            } else if name.eq_ignore_ascii_case("expect") || name.eq_ignore_ascii_case("upgrade") {
                 return Prep::Handoff;
+            } else if shared.allow_header_faults && name.eq_ignore_ascii_case(wire::FAULT) {
+                full = true;
             } else if name.eq_ignore_ascii_case(wire::RETRY_COUNT) {
                 attempt = wire::retry_count(h.value);
             } else if let Some(rank) = CLIENT_HEADERS
@@ -493,13 +525,12 @@ impl FastConn {
         let active = profile.active(Instant::now());
         // A request some rule in force could match goes to the full path, which
         // decides it; so does one whose match needs headers or a body read.
-        if shared.release.faults_enabled()
+        if !full
+            && shared.release.faults_enabled()
             && !profile.is_empty()
             && active.rules.clone().next().is_some()
         {
-            if profile.needs_headers || (profile.needs_body && !method_t.is_safe()) {
-                return Prep::Handoff;
-            }
+            full = profile.needs_headers || (profile.needs_body && !method_t.is_safe());
             let facts = RequestFacts {
                 api: ctx.listener.api,
                 endpoint,
@@ -514,9 +545,26 @@ impl FastConn {
                 facts: &facts,
                 client_ip: Some(self.peer.ip()),
             };
-            if profile.any_rule_matches(active.phase, &input) {
-                return Prep::Handoff;
-            }
+            full = full || profile.any_rule_matches(active.phase, &input);
+        }
+        if full {
+            drop(profile);
+            // Served on this connection when its upload is already here whole;
+            // hyper streams any other.
+            let body_len = match body {
+                Framing::None => 0,
+                Framing::Length(n) if (self.buf.len() - head_len) as u64 >= n => n as usize,
+                _ => return Prep::Handoff,
+            };
+            return match full::request_parts(&self.buf, head_len, method_t, target, req.headers) {
+                Some(parts) => Prep::Full(Box::new(full::FullReq {
+                    parts,
+                    head_len,
+                    body_len,
+                    client_close,
+                })),
+                None => Prep::Handoff,
+            };
         }
         let phase = active.phase.map(|p| p.name.clone());
         drop(profile);
@@ -664,7 +712,7 @@ impl FastConn {
                         Err(e) => {
                             let e = ProxyError::unreachable(&self.ctx.upstream.display, e);
                             let keep = sending.left == 0 && !client_close;
-                            return self.answer_error(ex, &e, keep).await;
+                            return self.answer_error(ex, &e, head_method, keep).await;
                         }
                     }
                 }
@@ -693,14 +741,14 @@ impl FastConn {
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
                     return self
-                        .answer_error(ex, &e, sending.left == 0 && !client_close)
+                        .answer_error(ex, &e, head_method, sending.left == 0 && !client_close)
                         .await;
                 }
                 Err(UpFail::Error(e)) => {
                     let r = ex.rec();
                     r.bytes_in = r.bytes_in.max(sending.bytes_in);
                     return self
-                        .answer_error(ex, &e, sending.left == 0 && !client_close)
+                        .answer_error(ex, &e, head_method, sending.left == 0 && !client_close)
                         .await;
                 }
                 Err(UpFail::ClientGone(msg)) => {
@@ -973,33 +1021,24 @@ impl FastConn {
     }
 
     /// Answer a failure brownout produced itself (502/504), and record it.
-    async fn answer_error(&mut self, mut ex: Exchange, e: &ProxyError, keep: bool) -> bool {
+    async fn answer_error(
+        &mut self,
+        mut ex: Exchange,
+        e: &ProxyError,
+        head_method: bool,
+        keep: bool,
+    ) -> bool {
         ex.gateway_failed(e);
-        let resp = e.to_response();
-        let body = resp.body();
+        let (head, body) = e.to_response().into_parts();
         self.out.clear();
-        let status = resp.status();
-        write_status_line(
-            &mut self.out,
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("").as_bytes(),
-        );
-        for (k, v) in resp.headers() {
-            self.out.extend_from_slice(k.as_str().as_bytes());
-            self.out.extend_from_slice(b": ");
-            self.out.extend_from_slice(v.as_bytes());
-            self.out.extend_from_slice(b"\r\n");
+        let mut keep = keep;
+        let size = Some(Some(body.len() as u64));
+        if full::encode_head(&mut self.out, &head, size, head_method, &mut keep)
+            != full::Framer::Length(0)
+        {
+            self.out.extend_from_slice(&body);
+            ex.on_body_bytes(body.len());
         }
-        self.out.extend_from_slice(b"content-length: ");
-        self.out
-            .extend_from_slice(body.len().to_string().as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-        if !keep {
-            self.out.extend_from_slice(b"connection: close\r\n");
-        }
-        self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(body);
-        ex.on_body_bytes(body.len());
         drop(ex);
         self.io.write_all(&self.out).await.is_ok() && keep
     }

@@ -270,7 +270,7 @@ async fn inspect_body(
     let ex: &mut Exchange = &mut st.ex;
     let mut facts = None;
     match req_body.take() {
-        Some(b @ (ReqBody::Incoming(_) | ReqBody::Boxed(_))) => {
+        Some(b @ (ReqBody::Incoming(_) | ReqBody::Buffered(_) | ReqBody::Boxed(_))) => {
             if b.size_hint().lower() > limit as u64 {
                 *req_body = Some(b);
             } else {

@@ -331,8 +331,9 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             handshake_timeout: cfg.limits.tls_handshake_timeout.0,
             header_timeout: cfg.limits.header_timeout.0,
             idle_timeout: cfg.limits.idle_timeout.0,
-            // The fast path speaks HTTP/1.1 upstream only.
-            fast_path: cfg.fast_path && p.protocol != crate::config::UpstreamProtocol::H2c,
+            // The fast loop speaks HTTP/1.1 upstream only.
+            own_h1: p.protocol != crate::config::UpstreamProtocol::H2c,
+            fast_path: cfg.fast_path,
         });
         if per_worker.is_empty() {
             tasks.push(tokio::spawn(accept_loop(
@@ -527,8 +528,11 @@ pub(crate) struct ConnSettings {
     handshake_timeout: Duration,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
-    /// Plain HTTP/1.1 to a plain-HTTP upstream goes through [`crate::http1`].
-    fast_path: bool,
+    /// Plain-text connections to a plain-HTTP upstream are served by
+    /// [`crate::http1`]'s loop (HTTP/1.1 upstream only).
+    pub(crate) own_h1: bool,
+    /// On that loop, requests no rule could touch skip the pipeline.
+    pub(crate) fast_path: bool,
 }
 
 /// Open connections per worker, so that the workers share connections evenly.
@@ -744,7 +748,7 @@ fn serve_conn(
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>,
 > {
     use futures_util::future::Either;
-    if settings.tls.is_none() && settings.fast_path {
+    if settings.tls.is_none() && settings.own_h1 {
         if let Some(pool) = ctx.client.direct_pool() {
             return Either::Left(crate::http1::serve(
                 stream, peer, ctx, pool, settings, stop, guard,

@@ -120,6 +120,13 @@ impl ConnInfo {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// The connection's last exchange ended at `at` (one this connection's
+    /// `ConnInfo` did not see: the fast path's, before a handoff).
+    pub fn idle_since(&self, at: tokio::time::Instant) {
+        let ms = at.saturating_duration_since(self.created).as_millis() as u64;
+        self.last_done_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
     /// How long the connection has had nothing in flight (zero while busy).
     pub fn idle_for(&self) -> std::time::Duration {
         if self.inflight.load(Ordering::Acquire) > 0 {
@@ -188,6 +195,9 @@ pub const FIN_WITH_REQUEST: std::time::Duration = std::time::Duration::from_mill
 #[derive(Debug)]
 pub struct HoldWatch<'a> {
     info: &'a ConnInfo,
+    /// The client socket, where the connection's task keeps it itself (the
+    /// fast loop's connection); else the one in `info`.
+    sock: Option<&'a TcpStream>,
     /// The hold being watched (`hold_starts` when it began) and when it began.
     hold: Option<(u32, tokio::time::Instant)>,
     /// Unread bytes hide any FIN until this hold ends.
@@ -200,8 +210,14 @@ pub struct HoldWatch<'a> {
 
 impl<'a> HoldWatch<'a> {
     pub fn new(info: &'a ConnInfo) -> Self {
+        Self::on(info, None)
+    }
+
+    /// A watch on `sock` (the connection's own socket) rather than `info`'s.
+    pub fn on(info: &'a ConnInfo, sock: Option<&'a TcpStream>) -> Self {
         HoldWatch {
             info,
+            sock,
             hold: None,
             blocked: false,
             waited: false,
@@ -242,9 +258,12 @@ impl std::future::Future for HoldWatch<'_> {
         }
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
-        let peeked = match this.info.sock().as_ref() {
+        let peeked = match this.sock {
             Some(s) => s.poll_peek(cx, &mut buf),
-            None => return Poll::Pending,
+            None => match this.info.sock().as_ref() {
+                Some(s) => s.poll_peek(cx, &mut buf),
+                None => return Poll::Pending,
+            },
         };
         match peeked {
             Poll::Pending => {

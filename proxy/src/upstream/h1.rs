@@ -15,7 +15,6 @@
 //! `HEAD` or `CONNECT` of unknown size goes without a body), so an upstream sees
 //! the same bytes it saw before this leg existed.
 
-use std::io::Write as _;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,8 +29,8 @@ use tokio::net::TcpStream;
 use crate::body::{BoxError, ReqBody};
 use crate::upstream::{has_input, DirectPool, RawConn, Resend, SendError, UpBody};
 use crate::wire::h1::{
-    parse_length, parse_response_with, span, trim, ChunkError, Framing, Relay, RespHead, RespParse,
-    MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
+    parse_length, parse_response_with, span, trim, write_chunk, write_field, write_last_chunk,
+    ChunkError, Framing, Relay, RespHead, RespParse, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };
 
 /// Room asked for before each read from the upstream.
@@ -275,12 +274,7 @@ impl Attempt<'_> {
                         self.left -= data.len() as u64;
                         self.pending.extend_from_slice(&data);
                     }
-                    Out::Chunked => {
-                        // Writing into a Vec cannot fail.
-                        let _ = write!(self.pending, "{:X}\r\n", data.len());
-                        self.pending.extend_from_slice(&data);
-                        self.pending.extend_from_slice(b"\r\n");
-                    }
+                    Out::Chunked => write_chunk(&mut self.pending, &data),
                 }
                 Ok(())
             }
@@ -290,13 +284,7 @@ impl Attempt<'_> {
                 };
                 if self.out == Out::Chunked {
                     // Only the fields the `Trailer` header announced go, as hyper sends them.
-                    self.pending.extend_from_slice(b"0\r\n");
-                    for (name, value) in &map {
-                        if self.trailers.contains(name) {
-                            push_field(&mut self.pending, name, value);
-                        }
-                    }
-                    self.pending.extend_from_slice(b"\r\n");
+                    write_last_chunk(&mut self.pending, self.trailers, Some(&map));
                     self.body_done = true;
                 }
                 Ok(())
@@ -312,7 +300,7 @@ impl Attempt<'_> {
             }
             Out::Length(_) => Ok(()),
             Out::Chunked => {
-                self.pending.extend_from_slice(b"0\r\n\r\n");
+                write_last_chunk(&mut self.pending, &[], None);
                 Ok(())
             }
         }
@@ -406,15 +394,8 @@ fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        push_field(out, name, value);
+        write_field(out, name, value);
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -235,6 +235,67 @@ pub(crate) fn reason_phrase(buf: &[u8], start: usize, end: usize) -> std::ops::R
     start + i..start + text_end
 }
 
+/// One chunk of a chunked body: its size line (hex, as hyper writes it), the
+/// data, the line end.
+pub(crate) fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let mut digits = [0u8; 16];
+    let mut n = data.len();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789ABCDEF"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body, with those of `trailers` that its `Trailer` header
+/// announced (`allowed`) and that may be trailers at all (hyper's rules, on both
+/// of its sides: the rest are dropped).
+pub(crate) fn write_last_chunk(
+    out: &mut Vec<u8>,
+    allowed: &[http::HeaderName],
+    trailers: Option<&http::HeaderMap>,
+) {
+    use http::header::*;
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        let forbidden = matches!(
+            *name,
+            AUTHORIZATION
+                | CACHE_CONTROL
+                | CONTENT_ENCODING
+                | CONTENT_LENGTH
+                | CONTENT_RANGE
+                | CONTENT_TYPE
+                | HOST
+                | MAX_FORWARDS
+                | SET_COOKIE
+                | TRAILER
+                | TRANSFER_ENCODING
+                | TE
+        );
+        if !forbidden && allowed.contains(name) {
+            write_field(out, name, value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One header line, the name as the map holds it (lowercase).
+pub(crate) fn write_field(out: &mut Vec<u8>, name: &http::HeaderName, value: &http::HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Write a status line as brownout's own: a proxy sends its own HTTP version
 /// (RFC 9110 §6.2), whatever the upstream spoke, with the upstream's code and reason.
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {

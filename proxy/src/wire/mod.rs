@@ -8,6 +8,7 @@
 //! [`HeaderName`] for the second, so that an answer cannot depend on which path
 //! happened to carry it. Nothing here allocates on the fast path's side.
 
+pub(crate) mod date;
 pub(crate) mod h1;
 
 use http::header::{HeaderMap, HeaderName, CONNECTION};
