@@ -2,8 +2,9 @@
 //! read exact bytes: framing the fast path follows without re-encoding (chunked in
 //! both directions, close-delimited answers, HEAD/204/304, interim 1xx), a pooled
 //! upstream connection that died while idle, a client that leaves while the
-//! upstream thinks, and the hand-over to the full path when a rule could match,
-//! on the same client connection. Each checks the bytes a client gets, what the
+//! upstream thinks, the full path on the same client connection when a rule could
+//! match (and the hand-over to hyper when that request's upload is not whole yet),
+//! and a HEAD answered with brownout's own error. Each checks the bytes a client gets, what the
 //! upstream got, and the records.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -297,7 +298,7 @@ async fn a_client_that_leaves_while_the_upstream_thinks_is_recorded_when_it_leav
 }
 
 #[tokio::test]
-async fn a_request_a_rule_could_match_hands_the_connection_to_the_full_path() {
+async fn a_request_a_rule_could_match_takes_the_full_path_on_the_same_connection() {
     let served = Arc::new(AtomicUsize::new(0));
     let n = served.clone();
     let up = Upstream::start(move |req| {
@@ -323,8 +324,8 @@ rules:
         )
         .start()
         .await;
-    // Fast, then a request the rule matches (from here on the full path serves the
-    // connection), then one more on the same connection; pipelined.
+    // Fast, then a request the rule matches (the pipeline answers it), then one
+    // more on the same connection; pipelined.
     let raw = raw_exchange(
         proxy.addr,
         b"GET /ok1 HTTP/1.1\r\nhost: x\r\n\r\n\
@@ -430,4 +431,157 @@ async fn a_client_that_leaves_after_the_terminator_is_judged_alike_on_both_paths
         );
         proxy.shutdown().await;
     }
+}
+
+/// A raw upstream that answers every request on a connection, in order: a
+/// chunked answer with an announced trailer for `/harm*`, `ok` for anything
+/// else. Each request's head (as the upstream got it) goes to `heads`.
+async fn keep_alive_upstream(heads: mpsc::Sender<String>) -> RawUpstream {
+    RawUpstream::start(move |mut s| {
+        let heads = heads.clone();
+        async move {
+            let mut buf = Vec::new();
+            while let Some(n) = read_until_head(&mut s, &mut buf).await {
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let lower = head.to_ascii_lowercase();
+                let len = lower
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                while buf.len() < n + len {
+                    let mut b = [0u8; 4096];
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&b[..k]),
+                    }
+                }
+                buf.drain(..n + len);
+                let answer: &[u8] = if lower.contains(" /harm") {
+                    b"HTTP/1.1 200 OK\r\nTrailer: x-checksum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: 42\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                };
+                let _ = heads.send(head).await;
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+const SLOW_HARM: &str = r#"
+version: 1
+name: slow-harm
+rules:
+  - name: slow
+    match: {path: "/harm*"}
+    faults:
+      - type: delay
+        duration: 5ms
+"#;
+
+#[tokio::test]
+async fn a_request_a_rule_touches_goes_through_the_pipeline_and_the_connection_stays_fast() {
+    let (tx, mut heads) = mpsc::channel(8);
+    let up = keep_alive_upstream(tx).await;
+    let proxy = ProxyBuilder::new(up.url()).profile(SLOW_HARM).start().await;
+    // Pipelined: one the rule touches, then one it does not, on one connection.
+    let raw = raw_exchange(
+        proxy.addr,
+        b"GET /harm HTTP/1.1\r\nhost: x\r\nTE: trailers\r\nX-Mixed-Case: a\r\n\r\n\
+GET /ok HTTP/1.1\r\nhost: x\r\nX-Mixed-Case: b\r\nconnection: close\r\n\r\n",
+        "two answers",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let lower = text.to_ascii_lowercase();
+    assert_eq!(lower.matches("http/1.1 200 ok\r\n").count(), 2, "{text}");
+    // The pipeline's answer: framed chunked again, the announced trailer kept.
+    assert!(lower.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(
+        text.contains("5\r\nhello\r\n0\r\nx-checksum: 42\r\n\r\n"),
+        "{text}"
+    );
+    assert!(lower.contains("\r\ndate: "), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+
+    // The upstream got the harmed request typed (names lowercased) and the next
+    // one as the client wrote it: the fast path served it, on the same connection.
+    let first = within(STEP, "the first head", heads.recv()).await.unwrap();
+    let second = within(STEP, "the second head", heads.recv()).await.unwrap();
+    assert!(first.starts_with("GET /harm HTTP/1.1\r\n"), "{first}");
+    assert!(first.contains("\r\nx-mixed-case: a\r\n"), "{first}");
+    assert!(first.contains("\r\nte: trailers\r\n"), "{first}");
+    assert!(second.contains("\r\nX-Mixed-Case: b\r\n"), "{second}");
+    assert_eq!(up.connections(), 1, "one upstream connection serves both paths");
+
+    let harm = proxy.record_for("/harm").await;
+    assert_eq!(harm["outcome"], "ok", "{harm:#}");
+    assert_eq!(harm["bytes_out"], 5, "{harm:#}");
+    assert!(
+        harm["faults"].to_string().contains("delay"),
+        "the rule's fault is recorded: {harm:#}"
+    );
+    assert_eq!(proxy.record_for("/ok").await["outcome"], "ok");
+    proxy.exactly_records(2).await;
+}
+
+#[tokio::test]
+async fn an_upload_not_yet_whole_goes_to_hyper_with_the_bytes_read() {
+    let (tx, mut heads) = mpsc::channel(8);
+    let up = keep_alive_upstream(tx).await;
+    let proxy = ProxyBuilder::new(up.url()).profile(SLOW_HARM).start().await;
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    c.write_all(b"POST /harm HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nX-Mixed-Case: a\r\n\r\nhe")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(b"llo").await.unwrap();
+    c.write_all(b"GET /ok HTTP/1.1\r\nhost: x\r\nX-Mixed-Case: b\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    within(STEP, "two answers", c.read_to_end(&mut raw))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    let first = within(STEP, "the first head", heads.recv()).await.unwrap();
+    let second = within(STEP, "the second head", heads.recv()).await.unwrap();
+    // hyper serves the rest of the connection: both heads typed.
+    assert!(first.contains("\r\nx-mixed-case: a\r\n"), "{first}");
+    assert!(second.contains("\r\nx-mixed-case: b\r\n"), "{second}");
+    let harm = proxy.record_for("/harm").await;
+    assert_eq!(harm["outcome"], "ok", "{harm:#}");
+    assert_eq!(harm["bytes_in"], 5, "{harm:#}");
+    proxy.exactly_records(2).await;
+}
+
+#[tokio::test]
+async fn a_head_request_the_upstream_cannot_answer_gets_a_head_alone() {
+    // Nothing listens there: each request gets brownout's own 502.
+    let port = free_port();
+    let proxy = ProxyBuilder::new(format!("http://127.0.0.1:{port}"))
+        .start()
+        .await;
+    let raw = raw_exchange(
+        proxy.addr,
+        b"HEAD /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "two answers",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let second = text.find("\r\n\r\nHTTP/1.1 502").map(|i| i + 4);
+    let Some(second) = second else {
+        panic!("the HEAD answer is a head alone, then the GET's answer: {text}");
+    };
+    let (head, get) = text.split_at(second);
+    assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
+    assert!(!head.contains("content-length: 0\r\n"), "the GET's length: {head}");
+    assert!(get.contains("upstream_unreachable"), "{get}");
+    proxy.exactly_records(2).await;
 }
