@@ -66,6 +66,9 @@ enum Keys {
 /// Names the simulated user when every user sends the same real key.
 pub const CLIENT_HEADER: &str = "x-brownout-client";
 
+/// Chroma's default tenant and database, where a drill's collections live.
+pub const CHROMA_DATABASE_PATH: &str = "/api/v2/tenants/default_tenant/databases/default_database";
+
 /// Connections a drill client may open at once, as the openai SDK's default
 /// (`httpx.Limits(max_connections=1000)`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
@@ -588,7 +591,7 @@ pub async fn resolve_chroma_collection(
     let uri: Uri = format!(
         "{}{}/collections/{name}",
         base.trim_end_matches('/'),
-        crate::scenario::CHROMA_DATABASE_PATH
+        CHROMA_DATABASE_PATH
     )
     .parse()
     .map_err(|e| fail(format!("{e}")))?;

@@ -49,7 +49,7 @@ pub struct DrillReport {
     /// shown in place of the drill's settings (arrival process, seed), which
     /// records do not carry. `None` for a drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records: Option<crate::records::RecordsSource>,
+    pub records: Option<RecordsSource>,
     /// The cost of chaos per phase, when the scenario gives `cost` (absent
     /// otherwise: no made-up zero).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -487,6 +487,47 @@ pub fn render_correctness_table(r: &DrillReport) -> Option<String> {
 
 /// `report.html` lives in [`crate::html`]; callers name it here too.
 pub use crate::html::{chaos_html, render_html};
+
+/// A name and how many records carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Count {
+    /// The listener, `api endpoint` or model.
+    pub name: String,
+    /// Records that name it.
+    pub records: u64,
+}
+
+/// What a report rebuilt from records read: its header in place of the drill
+/// settings (arrival process, seed) that records do not carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordsSource {
+    /// Record files read.
+    pub files: usize,
+    /// Records read from them.
+    pub records: u64,
+    /// The first arrival (RFC 3339), none without records.
+    pub first: Option<String>,
+    /// The last arrival.
+    pub last: Option<String>,
+    /// From the first arrival to the last, seconds.
+    pub span_s: f64,
+    /// Records per second over the span; none when they all arrived at once.
+    pub rate_per_sec: Option<f64>,
+    /// Records by listener, most first.
+    pub listeners: Vec<Count>,
+    /// Records by API kind and endpoint class (`openai chat`), most first.
+    pub endpoints: Vec<Count>,
+    /// Records by model, most first (a model is known only where the body was read).
+    pub models: Vec<Count>,
+    /// Records that asked for a stream.
+    pub streaming: u64,
+    /// Records whose body said whether to stream (the proxy reads a body only
+    /// when a rule needs it).
+    pub stream_known: u64,
+    /// Why the report has no verdict, when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_verdict: Option<String>,
+}
 
 #[cfg(test)]
 mod tests {

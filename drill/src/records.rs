@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use brownout_faults::record::{ClientId, Fingerprint, Outcome as RecOutcome, Record};
 use brownout_faults::schedule::CALL_WINDOW;
@@ -36,6 +36,7 @@ use brownout_faults::Profile;
 use crate::chaos::{self, ChaosInput, ChaosSummary, PhaseSpan, RecordView};
 use crate::engine::{evaluate, is_good, EngineResult, PhaseExtra, Point};
 use crate::error::DrillError;
+pub use crate::gate::{Count, RecordsSource};
 use crate::gate::{DrillReport, EXIT_PASS};
 use crate::sample::{Outcome, Sample, TokensSource};
 use crate::scenario::Scenario;
@@ -343,47 +344,6 @@ fn retries(recs: &[Read]) -> Vec<bool> {
         }
     }
     out
-}
-
-/// A name and how many records carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Count {
-    /// The listener, `api endpoint` or model.
-    pub name: String,
-    /// Records that name it.
-    pub records: u64,
-}
-
-/// What a report rebuilt from records read: its header in place of the drill
-/// settings (arrival process, seed) that records do not carry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecordsSource {
-    /// Record files read.
-    pub files: usize,
-    /// Records read from them.
-    pub records: u64,
-    /// The first arrival (RFC 3339), none without records.
-    pub first: Option<String>,
-    /// The last arrival.
-    pub last: Option<String>,
-    /// From the first arrival to the last, seconds.
-    pub span_s: f64,
-    /// Records per second over the span; none when they all arrived at once.
-    pub rate_per_sec: Option<f64>,
-    /// Records by listener, most first.
-    pub listeners: Vec<Count>,
-    /// Records by API kind and endpoint class (`openai chat`), most first.
-    pub endpoints: Vec<Count>,
-    /// Records by model, most first (a model is known only where the body was read).
-    pub models: Vec<Count>,
-    /// Records that asked for a stream.
-    pub streaming: u64,
-    /// Records whose body said whether to stream (the proxy reads a body only
-    /// when a rule needs it).
-    pub stream_known: u64,
-    /// Why the report has no verdict, when it has none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_verdict: Option<String>,
 }
 
 fn counted(m: HashMap<String, u64>) -> Vec<Count> {

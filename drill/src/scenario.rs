@@ -291,8 +291,7 @@ impl Endpoint {
     }
 }
 
-/// Chroma's default tenant and database, where a drill's collections live.
-pub const CHROMA_DATABASE_PATH: &str = "/api/v2/tenants/default_tenant/databases/default_database";
+pub use crate::client::CHROMA_DATABASE_PATH;
 
 /// One stream of requests.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

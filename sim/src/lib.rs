@@ -26,6 +26,7 @@ mod anthropic;
 mod config;
 mod embeddings;
 pub mod gpu_sweep;
+mod llm;
 mod openai;
 mod pacing;
 mod server;

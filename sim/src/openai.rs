@@ -1,7 +1,6 @@
 //! The OpenAI-compatible API: chat completions, legacy completions and models, and
-//! the router that also sends `/v1/messages` to [`crate::anthropic`] and
-//! `/v1/embeddings` to [`crate::embeddings`] (one simulator serves every API, chosen
-//! by path, as the real hosts do).
+//! the helpers every simulated API's answers share (the router is
+//! [`crate::llm`]).
 //!
 //! Bodies are byte-for-byte OpenAI's wire format (field order included, via
 //! structs rather than `json!`, whose maps sort keys), because the proxy's SSE
@@ -9,13 +8,11 @@
 //! behave the same against the real service.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -23,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{SimApi, SimConfig};
+use crate::config::SimConfig;
 use crate::pacing::{token_offsets, PacedBody};
 use crate::text::{answer_tokens, estimate_tokens};
 
@@ -47,113 +44,50 @@ const MODEL_CREATED: u64 = 1_721_172_741;
 
 const SYSTEM_FINGERPRINT: &str = "fp_brownout_sim";
 
-/// Shared state of one simulated server.
-pub(crate) struct OpenaiSim {
-    cfg: SimConfig,
-    /// Request ordinal: names responses and selects each request's jitter stream.
-    next_ordinal: AtomicU64,
-}
-
-impl OpenaiSim {
-    pub(crate) fn new(cfg: SimConfig) -> Arc<Self> {
-        Arc::new(Self {
-            cfg,
-            next_ordinal: AtomicU64::new(0),
-        })
-    }
-
-    /// The next request's ordinal: it names responses and selects the request's
-    /// jitter stream.
-    fn next_ordinal(&self) -> u64 {
-        self.next_ordinal.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Route one request. Never fails: bad requests get errors in the shape of the
-    /// API their path belongs to.
-    pub(crate) async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> Result<Response<SimBody>, Infallible> {
-        let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let resp = match (&method, path.as_str()) {
-            (&Method::POST, "/v1/chat/completions") => {
-                self.completion(req, start, Kind::Chat).await
-            }
-            (&Method::POST, "/v1/completions") => self.completion(req, start, Kind::Legacy).await,
-            (&Method::POST, "/v1/messages") => {
-                crate::anthropic::messages(&self.cfg, self.next_ordinal(), req, start).await
-            }
-            (&Method::POST, "/v1/embeddings") => {
-                crate::embeddings::embeddings(&self.cfg, self.next_ordinal(), req, start).await
-            }
-            (&Method::GET, "/health") => health(),
-            (&Method::GET, "/metrics") if self.cfg.gpu.is_some() => gpu_metrics(&self.cfg),
-            (&Method::GET, "/v1/models") => list_models(),
-            (&Method::GET, p) if p.starts_with("/v1/models/") => {
-                get_model(&p["/v1/models/".len()..])
-            }
-            _ if self.cfg.api == SimApi::Anthropic => crate::anthropic::not_found(),
-            _ => error_response(
-                StatusCode::NOT_FOUND,
-                ApiError {
-                    message: format!("Invalid URL ({method} {path})"),
-                    kind: "invalid_request_error",
-                    param: None,
-                    code: None,
-                },
-            ),
-        };
-        Ok(resp)
-    }
-
-    async fn completion(
-        &self,
-        req: Request<Incoming>,
-        start: Instant,
-        kind: Kind,
-    ) -> Response<SimBody> {
-        let ordinal = self.next_ordinal();
-        let headers = req.headers().clone();
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::invalid(e, None)),
-        };
-        let parsed = match parse_request(&body, kind) {
-            Ok(p) => p,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
-        };
-        let (n, tokens) = match crate::text::scripted_tokens(&headers, parsed.max_tokens) {
-            Some(t) => (u32::try_from(t.len()).unwrap_or(u32::MAX), t),
-            None => {
-                let n = self.cfg.answer_len(parsed.max_tokens);
-                (n, answer_tokens(&parsed.model, &parsed.prompt, n))
-            }
-        };
-        if let Some(gpu) = &self.cfg.gpu {
-            return self
-                .completion_on_gpu(gpu, kind, ordinal, &parsed, &tokens, n)
-                .await;
+/// A chat or legacy completion: the answer, paced by the simulated model.
+pub(crate) async fn completion(
+    cfg: &SimConfig,
+    ordinal: u64,
+    req: Request<Incoming>,
+    start: Instant,
+    kind: Kind,
+) -> Response<SimBody> {
+    let headers = req.headers().clone();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, ApiError::invalid(e, None)),
+    };
+    let parsed = match parse_request(&body, kind) {
+        Ok(p) => p,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+    };
+    let (n, tokens) = match crate::text::scripted_tokens(&headers, parsed.max_tokens) {
+        Some(t) => (u32::try_from(t.len()).unwrap_or(u32::MAX), t),
+        None => {
+            let n = cfg.answer_len(parsed.max_tokens);
+            (n, answer_tokens(&parsed.model, &parsed.prompt, n))
         }
-        let offsets = token_offsets(&self.cfg, n, ordinal);
-        let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
-        let ids = Ids::new(kind, ordinal, self.cfg.seed);
-        if parsed.stream {
-            let events = stream_events(&ids, kind, &parsed, &tokens, &offsets, usage);
-            let mut resp = Response::new(PacedBody::new(start, events).boxed_unsync());
-            set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
-            resp
-        } else {
-            let done_at = offsets.last().copied().unwrap_or_default();
-            tokio::time::sleep_until(start + done_at).await;
-            answer_response(kind, &ids, &parsed, &tokens.concat(), usage)
-        }
+    };
+    if let Some(gpu) = &cfg.gpu {
+        return completion_on_gpu(cfg, gpu, kind, ordinal, &parsed, &tokens, n).await;
+    }
+    let offsets = token_offsets(cfg, n, ordinal);
+    let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
+    let ids = Ids::new(kind, ordinal, cfg.seed);
+    if parsed.stream {
+        let events = stream_events(&ids, kind, &parsed, &tokens, &offsets, usage);
+        let mut resp = Response::new(PacedBody::new(start, events).boxed_unsync());
+        set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
+        resp
+    } else {
+        let done_at = offsets.last().copied().unwrap_or_default();
+        tokio::time::sleep_until(start + done_at).await;
+        answer_response(kind, &ids, &parsed, &tokens.concat(), usage)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Chat,
     Legacy,
 }
@@ -637,7 +571,7 @@ struct ModelList<'a> {
 /// `GET /metrics` of `brownout sim --gpu`: the simulated GPU's gauges under the
 /// same names and types as the proxy's `/metrics` (rule `sim`), so an energy meter
 /// or a dashboard reads a simulated server as it reads a `gpu_saturation` fault.
-fn gpu_metrics(cfg: &SimConfig) -> Response<SimBody> {
+pub(crate) fn gpu_metrics(cfg: &SimConfig) -> Response<SimBody> {
     use std::fmt::Write as _;
     let mut out = String::new();
     if let Some(gpu) = &cfg.gpu {
@@ -707,11 +641,24 @@ fn gpu_metrics(cfg: &SimConfig) -> Response<SimBody> {
     resp
 }
 
-fn health() -> Response<SimBody> {
+/// The answer to a path no simulated API serves, as OpenAI words it.
+pub(crate) fn not_found(method: &http::Method, path: &str) -> Response<SimBody> {
+    error_response(
+        StatusCode::NOT_FOUND,
+        ApiError {
+            message: format!("Invalid URL ({method} {path})"),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        },
+    )
+}
+
+pub(crate) fn health() -> Response<SimBody> {
     Response::new(Full::new(Bytes::new()).boxed_unsync())
 }
 
-fn list_models() -> Response<SimBody> {
+pub(crate) fn list_models() -> Response<SimBody> {
     let list = ModelList {
         object: "list",
         data: MODELS.iter().map(|m| Model::new(m)).collect(),
@@ -719,7 +666,7 @@ fn list_models() -> Response<SimBody> {
     json_response(StatusCode::OK, serde_json::to_vec(&list), None)
 }
 
-fn get_model(id: &str) -> Response<SimBody> {
+pub(crate) fn get_model(id: &str) -> Response<SimBody> {
     match MODELS.iter().find(|m| **m == id) {
         Some(m) => json_response(StatusCode::OK, serde_json::to_vec(&Model::new(m)), None),
         None => error_response(
@@ -734,57 +681,55 @@ fn get_model(id: &str) -> Response<SimBody> {
     }
 }
 
-impl OpenaiSim {
-    /// An answer timed by the simulated GPU: admission (queueing) before the
-    /// headers, then each token when the model produces it.
-    async fn completion_on_gpu(
-        &self,
-        gpu: &crate::config::SimGpu,
-        kind: Kind,
-        ordinal: u64,
-        parsed: &Parsed,
-        tokens: &[String],
-        n: u32,
-    ) -> Response<SimBody> {
-        use brownout_faults::gpu::Admit;
-        static NEVER_RELEASED: std::sync::OnceLock<brownout_faults::release::Release> =
-            std::sync::OnceLock::new();
-        let release = NEVER_RELEASED.get_or_init(|| brownout_faults::release::Release::new(true));
-        let prompt = u64::from(estimate_tokens(&parsed.prompt));
-        let seq = match gpu.0.admit(prompt, u64::from(n), release).await {
-            Admit::Admitted(seq) => seq,
-            Admit::Overflow | Admit::Released => {
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ApiError {
-                        message: "The server is overloaded: the request queue is full.".into(),
-                        kind: "server_error",
-                        param: None,
-                        code: None,
-                    },
-                )
-            }
-        };
-        seq.set_output_len(u64::from(n));
-        let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
-        let ids = Ids::new(kind, ordinal, self.cfg.seed);
-        let zero = vec![Duration::ZERO; tokens.len()];
-        if parsed.stream {
-            let events: Vec<Bytes> = stream_events(&ids, kind, parsed, tokens, &zero, usage)
-                .into_iter()
-                .map(|(_, b)| b)
-                .collect();
-            // The role chunk comes first for chat; legacy completions start with tokens.
-            let first = usize::from(kind == Kind::Chat);
-            let body = crate::pacing::GpuPacedBody::new(events, first, tokens.len(), seq);
-            let mut resp = Response::new(body.boxed_unsync());
-            set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
-            return resp;
+/// An answer timed by the simulated GPU: admission (queueing) before the
+/// headers, then each token when the model produces it.
+async fn completion_on_gpu(
+    cfg: &SimConfig,
+    gpu: &crate::config::SimGpu,
+    kind: Kind,
+    ordinal: u64,
+    parsed: &Parsed,
+    tokens: &[String],
+    n: u32,
+) -> Response<SimBody> {
+    use brownout_faults::gpu::Admit;
+    static NEVER_RELEASED: std::sync::OnceLock<brownout_faults::release::Release> =
+        std::sync::OnceLock::new();
+    let release = NEVER_RELEASED.get_or_init(|| brownout_faults::release::Release::new(true));
+    let prompt = u64::from(estimate_tokens(&parsed.prompt));
+    let seq = match gpu.0.admit(prompt, u64::from(n), release).await {
+        Admit::Admitted(seq) => seq,
+        Admit::Overflow | Admit::Released => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError {
+                    message: "The server is overloaded: the request queue is full.".into(),
+                    kind: "server_error",
+                    param: None,
+                    code: None,
+                },
+            )
         }
-        seq.until_produced(u64::from(n)).await;
-        seq.finish();
-        answer_response(kind, &ids, parsed, &tokens.concat(), usage)
+    };
+    seq.set_output_len(u64::from(n));
+    let usage = Usage::new(estimate_tokens(&parsed.prompt), n);
+    let ids = Ids::new(kind, ordinal, cfg.seed);
+    let zero = vec![Duration::ZERO; tokens.len()];
+    if parsed.stream {
+        let events: Vec<Bytes> = stream_events(&ids, kind, parsed, tokens, &zero, usage)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        // The role chunk comes first for chat; legacy completions start with tokens.
+        let first = usize::from(kind == Kind::Chat);
+        let body = crate::pacing::GpuPacedBody::new(events, first, tokens.len(), seq);
+        let mut resp = Response::new(body.boxed_unsync());
+        set_headers(&mut resp, "text/event-stream; charset=utf-8", &ids);
+        return resp;
     }
+    seq.until_produced(u64::from(n)).await;
+    seq.finish();
+    answer_response(kind, &ids, parsed, &tokens.concat(), usage)
 }
 
 /// A whole (non-streaming) answer in the shape of its endpoint.

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{SimApi, SimConfig};
-use crate::openai::OpenaiSim;
+use crate::llm::LlmSim;
 use crate::vector::VectorSim;
 
 /// Serve the simulated API on `listener` until `shutdown` completes, then stop
@@ -24,7 +24,7 @@ use crate::vector::VectorSim;
 pub async fn serve(listener: TcpListener, cfg: SimConfig, shutdown: impl Future<Output = ()>) {
     // One router serves every API by path; `cfg.api` only picks the 404 shape.
     let api = cfg.api;
-    let sim = OpenaiSim::new(cfg);
+    let sim = LlmSim::new(cfg);
     let vector =
         matches!(api, SimApi::Qdrant | SimApi::Chroma).then(|| VectorSim::new(api, sim.clone()));
     let builder = Builder::new(TokioExecutor::new());

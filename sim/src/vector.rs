@@ -37,7 +37,8 @@ use serde_json::{json, Value};
 
 use crate::config::SimApi;
 use crate::embeddings::EmbeddingInput;
-use crate::openai::{OpenaiSim, SimBody};
+use crate::llm::LlmSim;
+use crate::openai::SimBody;
 
 /// The collection every simulated vector database starts with.
 pub const SEED_COLLECTION: &str = "docs";
@@ -180,7 +181,7 @@ pub(crate) struct VectorSim {
     api: SimApi,
     collections: Mutex<HashMap<String, Collection>>,
     next_id: std::sync::atomic::AtomicU64,
-    llm: Arc<OpenaiSim>,
+    llm: Arc<LlmSim>,
 }
 
 type Answer = (StatusCode, Value);
@@ -193,7 +194,7 @@ fn floats(v: &Value) -> Option<Vec<f32>> {
 }
 
 impl VectorSim {
-    pub(crate) fn new(api: SimApi, llm: Arc<OpenaiSim>) -> Arc<Self> {
+    pub(crate) fn new(api: SimApi, llm: Arc<LlmSim>) -> Arc<Self> {
         let mut map = HashMap::new();
         map.insert(SEED_COLLECTION.to_string(), seeded(api == SimApi::Chroma));
         Arc::new(VectorSim {

@@ -17,6 +17,7 @@ pub mod framing;
 mod json;
 pub mod measure;
 pub mod shape;
+mod words;
 
 pub use content::{rewrite_json, Rewrite, Skip};
 pub use event::{inspect, EventInfo, EventKind};

@@ -17,10 +17,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::content::map_words;
 use super::event::{line_ending, payload_range, EventInfo, EventKind, SseFields};
 use super::framing::Framing;
 use super::json;
+use super::words::map_words;
 use crate::api::{ApiKind, Endpoint};
 use crate::fault::{BodyFault, ContentFault, StreamFault};
 use crate::presets::{self, RenderCtx};
