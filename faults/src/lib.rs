@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
+pub(crate) mod check;
 pub mod clock;
 pub mod decide;
 pub mod dist;

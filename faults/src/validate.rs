@@ -9,14 +9,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::dist::Dist;
-use crate::duration::format_duration;
+use crate::check::{join, Cx};
+use crate::fault::stale_results::STALE_DEPTH_RANGE;
 use crate::profile::{
     ClientsMatch, FaultSpec, Match, Probability, Profile, Rule, Schedule, SchedulePer,
 };
-use crate::yaml::{
-    closest, parse_tree_lenient, recover, Diagnostic, FieldRange, Node, PathSeg, Step,
-};
+use crate::yaml::{parse_tree_lenient, recover, Diagnostic, FieldRange, Node, PathSeg, Step};
 
 /// The most attempts of one call a `schedule: {per: call}` counts to.
 pub const MAX_CALL_ATTEMPTS: u64 = 1000;
@@ -136,10 +134,6 @@ fn profile_range(path: &[Step], tree: &Node) -> Option<FieldRange> {
 const MAX_ACTIVE_HINT: &str =
     "it caps how many requests this rule harms at once; remove it for no cap";
 
-/// `stale_results.depth`'s range, spelled out (a test keeps it in step with
-/// [`crate::vector::MAX_STALE_DEPTH`]).
-pub(crate) const STALE_DEPTH_RANGE: &str = "between 1 and 16";
-
 /// Load and fully validate a profile file.
 pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
     let (src, file) = crate::yaml::read_file(path, "profile").map_err(|d| vec![d])?;
@@ -188,37 +182,9 @@ pub fn validate_profile(profile: &Profile, tree: &Node, file: &str) -> Vec<Diagn
     cx.diags
 }
 
-/// What the checks write into: the tree for positions, and the diagnostics found.
-pub(crate) struct Cx<'a> {
-    tree: &'a Node,
-    file: &'a str,
-    diags: Vec<Diagnostic>,
-}
-
-pub(crate) fn join<'p>(base: &[PathSeg<'p>], more: &[PathSeg<'p>]) -> Vec<PathSeg<'p>> {
-    let mut p = base.to_vec();
-    p.extend_from_slice(more);
-    p
-}
-
 use PathSeg::{Index as I, Key as K};
 
 impl Cx<'_> {
-    pub(crate) fn err(
-        &mut self,
-        path: &[PathSeg<'_>],
-        message: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
-        let node = self.tree.nearest(path);
-        self.diags
-            .push(Diagnostic::at(self.file, node, message, hint.into()));
-    }
-
-    fn line_of(&self, path: &[PathSeg<'_>]) -> usize {
-        self.tree.nearest(path).line
-    }
-
     fn profile(&mut self, p: &Profile) {
         if p.version != 1 {
             self.err(
@@ -565,114 +531,9 @@ impl Cx<'_> {
         }
     }
 
-    pub(crate) fn preset(&mut self, path: &[PathSeg<'_>], name: &str) {
-        if crate::presets::lookup(name).is_some() {
-            return;
-        }
-        let names = crate::presets::names();
-        let family = name.split('.').next().unwrap_or("");
-        let same: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| n.split('.').next() == Some(family))
-            .collect();
-        let list = |v: &[&str]| {
-            v.iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let longer: Vec<&str> = same
-            .iter()
-            .copied()
-            .filter(|n| n.starts_with(name))
-            .collect();
-        let hint = if !longer.is_empty() {
-            format!("did you mean {}?", list(&longer).replace(", ", " or "))
-        } else if let Some(c) = closest(name, &same).or_else(|| closest(name, &names)) {
-            format!("did you mean `{c}`?")
-        } else if !same.is_empty() {
-            format!("known {family} presets: {}", list(&same))
-        } else if !names.is_empty() {
-            format!("known presets: {}", list(&names))
-        } else {
-            "presets are named `provider.error`, e.g. `openai.rate_limit_requests`".to_string()
-        };
-        self.err(path, format!("unknown error preset `{name}`"), Some(hint));
-    }
-
-    pub(crate) fn dist(&mut self, d: &Dist, base: &[PathSeg<'_>]) {
-        match d {
-            Dist::Uniform(lo, hi) if lo > hi => self.err(
-                &join(base, &[K("uniform")]),
-                format!(
-                    "uniform bounds are reversed: {} is above {}",
-                    format_duration(*lo),
-                    format_duration(*hi)
-                ),
-                Some(format!(
-                    "write the low bound first: [{}, {}]",
-                    format_duration(*hi),
-                    format_duration(*lo)
-                )),
-            ),
-            Dist::LogNormal { median, p99 } => {
-                if median.is_zero() {
-                    self.err(
-                        &join(base, &[K("lognormal"), K("median")]),
-                        "a lognormal median must be longer than zero",
-                        Some("e.g. `{lognormal: {median: 200ms, p99: 2s}}`".to_string()),
-                    );
-                } else if p99 < median {
-                    self.err(
-                        &join(base, &[K("lognormal"), K("p99")]),
-                        format!(
-                            "the p99 ({}) is below the median ({})",
-                            format_duration(*p99),
-                            format_duration(*median)
-                        ),
-                        Some(
-                            "the p99 is the slow tail, so it must be at least the median"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Each fault checks its own fields ([`crate::fault::Fault::validate`]).
     fn fault(&mut self, f: &FaultSpec, base: &[PathSeg<'_>]) {
         f.as_fault().validate(self, base);
     }
-
-    /// A share in (0, 1]: zero would make the fault a no-op that still shows as decided.
-    pub(crate) fn share(&mut self, path: &[PathSeg<'_>], key: &str, v: f64, what: &str) {
-        if !(v > 0.0 && v <= 1.0) {
-            let hint = if (1.0..=100.0).contains(&v) {
-                format!("`{key}` is a fraction: for {v}% write {}", v / 100.0)
-            } else {
-                format!("the share of {what}, above 0 and at most 1, e.g. 0.1")
-            };
-            self.err(
-                path,
-                format!("`{key}` {v} is not above 0 and at most 1"),
-                Some(hint),
-            );
-        }
-    }
-}
-
-/// A known name the user probably meant: one that starts with (or contains) what
-/// they wrote, `h100` for `h100-80gb`, else the closest by edit distance.
-pub(crate) fn suggest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
-    let w = word.to_ascii_lowercase();
-    names
-        .iter()
-        .copied()
-        .find(|n| !w.is_empty() && (n.starts_with(&w) || n.contains(&w)))
-        .or_else(|| closest(word, names))
 }
 
 #[cfg(test)]
@@ -905,14 +766,6 @@ rules:
             errs[2].hint
         );
         assert_eq!(errs[0].hint, errs[1].hint);
-    }
-
-    #[test]
-    fn the_stale_depth_range_is_the_vector_limit() {
-        assert_eq!(
-            STALE_DEPTH_RANGE,
-            format!("between 1 and {}", crate::vector::MAX_STALE_DEPTH)
-        );
     }
 
     #[test]

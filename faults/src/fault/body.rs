@@ -9,8 +9,8 @@
 //! being passed over by a catch-all arm. Each pass lists the sides it never acts
 //! on in one explicit arm.
 
+use super::FaultSpec;
 use super::{Fault, Side};
-use crate::profile::FaultSpec;
 
 /// A fault that acts on the response body, by side. Request-side and byte-side
 /// faults never reach a body plan, so they have no variant.

@@ -10,9 +10,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::check::{join, Cx};
 use crate::dist::Dist;
 use crate::duration::{format_duration, DurationStr};
-use crate::validate::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, FaultState, Side};

@@ -4,8 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::profile::CorruptMode;
-use crate::validate::{join, Cx};
+use crate::check::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, Side};
@@ -18,6 +17,32 @@ pub struct Corrupt {
     pub rate: f64,
     /// What the damage is.
     pub mode: CorruptMode,
+}
+
+/// The damage a `corrupt` fault does to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptMode {
+    /// The event's JSON is cut midway; the SSE/NDJSON framing stays intact.
+    InvalidJson,
+    /// The event is not sent.
+    DropEvent,
+    /// The event is sent twice.
+    DuplicateEvent,
+    /// A multi-byte UTF-8 character is split wrongly, as broken detokenisers do.
+    BadUtf8,
+}
+
+impl CorruptMode {
+    /// The name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorruptMode::InvalidJson => "invalid_json",
+            CorruptMode::DropEvent => "drop_event",
+            CorruptMode::DuplicateEvent => "duplicate_event",
+            CorruptMode::BadUtf8 => "bad_utf8",
+        }
+    }
 }
 
 impl Fault for Corrupt {

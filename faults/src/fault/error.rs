@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::check::{join, Cx};
 use crate::duration::{format_duration, DurationStr};
-use crate::profile::{ErrorBody, GrpcStatusSpec};
-use crate::validate::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, Side};
@@ -41,6 +40,33 @@ pub struct Error {
     /// `body`, when text, becomes the `grpc-message`.
     #[serde(default)]
     pub grpc_status: Option<GrpcStatusSpec>,
+}
+
+/// A gRPC status code as written in a profile: its name, any case
+/// (`unavailable`, `RESOURCE_EXHAUSTED`), or its number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum GrpcStatusSpec {
+    Code(u32),
+    Name(String),
+}
+
+impl GrpcStatusSpec {
+    /// The code, when the name is one of gRPC's 17 (validation reports the rest).
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            GrpcStatusSpec::Code(c) => crate::grpc::status::Code::from_u32(*c).map(|c| c.as_u32()),
+            GrpcStatusSpec::Name(n) => crate::grpc::status::Code::parse(n).map(|c| c.as_u32()),
+        }
+    }
+}
+
+/// The body of an injected error: literal text, or a JSON/YAML value sent as JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ErrorBody {
+    Text(String),
+    Json(serde_json::Value),
 }
 
 impl Fault for Error {

@@ -12,9 +12,8 @@ use serde::Deserialize;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::check::{join, suggest, Cx};
 use crate::explain::{preset_words, trim_num};
-use crate::profile::{QueueCap, StepSpec};
-use crate::validate::{join, suggest, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, FaultState, Side};
@@ -71,6 +70,144 @@ pub struct GpuSaturation {
     /// Prefill cost, added to a step for each prompt token it prefills.
     #[serde(default)]
     pub prefill_ms_per_token: Option<f64>,
+}
+
+/// A `gpu_saturation` queue bound: `unbounded`, or how many may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueCap {
+    /// No bound: overload shows up as time to first token (vLLM's default).
+    Unbounded,
+    /// At most this many wait; more get the overflow error.
+    Max(u32),
+}
+
+impl QueueCap {
+    /// `None` for unbounded.
+    pub fn limit(self) -> Option<u32> {
+        match self {
+            QueueCap::Unbounded => None,
+            QueueCap::Max(n) => Some(n),
+        }
+    }
+}
+
+struct QueueCapVisitor;
+
+impl serde::de::Visitor<'_> for QueueCapVisitor {
+    type Value = QueueCap;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`unbounded` or a number of queued requests")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<QueueCap, E> {
+        u32::try_from(v).map(QueueCap::Max).map_err(|_| {
+            E::custom(format!(
+                "a queue of {v} is too long{}use `unbounded`, or a number up to 4294967295",
+                crate::yaml::HINT_SEPARATOR
+            ))
+        })
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<QueueCap, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!(
+                "a queue cannot hold {v} requests{}use `unbounded`, or a number of requests, 0 or more",
+                crate::yaml::HINT_SEPARATOR
+            ))),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<QueueCap, E> {
+        if v == "unbounded" {
+            return Ok(QueueCap::Unbounded);
+        }
+        if let Ok(n) = v.trim().parse::<u32>() {
+            return Ok(QueueCap::Max(n));
+        }
+        Err(E::custom(format!(
+            "expected `unbounded` or a number, found the text \"{v}\"{}e.g. `queue: unbounded` or `queue: 100`",
+            crate::yaml::HINT_SEPARATOR
+        )))
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueCap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(QueueCapVisitor)
+    }
+}
+
+impl JsonSchema for QueueCap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "QueueCap".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How many requests may wait: `unbounded`, or a number.",
+            "oneOf": [
+                {"type": "string", "const": "unbounded"},
+                {"type": "integer", "minimum": 0, "maximum": 4294967295u64}
+            ]
+        })
+    }
+}
+
+/// How long one scheduler step takes for n running sequences.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepSpec {
+    /// An empirical fit read off a published curve: `a + b·n + c·n²` milliseconds.
+    Fit(StepFit),
+    /// Derived from the card and the model: each decode step streams the weights and
+    /// the KV cache through memory, or is bound by compute, whichever is slower.
+    Roofline(StepRoofline),
+}
+
+/// `step(n) = a_ms + b_ms·n + c_ms·n²`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFit {
+    /// Time of a step with one sequence (ms).
+    pub a_ms: f64,
+    /// Added per running sequence (ms).
+    #[serde(default)]
+    pub b_ms: f64,
+    /// Added per running sequence squared (ms): attention over a growing batch.
+    #[serde(default)]
+    pub c_ms: f64,
+}
+
+/// Roofline parameters; any left out come from the `gpu` and `model` presets.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRoofline {
+    /// Memory bandwidth of the card(s), GB/s (H100 SXM: 3350).
+    #[serde(default)]
+    pub bandwidth_gbps: Option<f64>,
+    /// Dense tensor throughput at the model's precision, TFLOPS (H100 BF16: 989).
+    #[serde(default)]
+    pub tflops: Option<f64>,
+    /// Bytes of weights read per step; or give `weights_gb`.
+    #[serde(default)]
+    pub weight_bytes: Option<u64>,
+    /// Weights in GB (10^9 bytes); or give `weight_bytes`.
+    #[serde(default)]
+    pub weights_gb: Option<f64>,
+    /// Parameters in billions (compute per token is 2 FLOPs per parameter).
+    #[serde(default)]
+    pub params_b: Option<f64>,
+    /// KV cache bytes per token (Llama-3.1-8B in BF16: 131072).
+    #[serde(default)]
+    pub kv_bytes_per_token: Option<u64>,
+    /// Share of peak bandwidth reached, above 0 and at most 1.
+    #[serde(default)]
+    pub bandwidth_efficiency: Option<f64>,
+    /// Share of peak FLOPs reached, above 0 and at most 1.
+    #[serde(default)]
+    pub flops_efficiency: Option<f64>,
 }
 
 impl Fault for GpuSaturation {
@@ -263,7 +400,7 @@ fn validate(cx: &mut Cx<'_>, f: &GpuSaturation, base: &[PathSeg<'_>]) {
         cx.preset(&join(base, &[K("overflow")]), o);
     }
     match step {
-        Some(crate::profile::StepSpec::Fit(fit)) => {
+        Some(StepSpec::Fit(fit)) => {
             let p = join(base, &[K("step"), K("fit")]);
             if !(fit.a_ms.is_finite() && fit.a_ms > 0.0) {
                 cx.err(
@@ -285,7 +422,7 @@ fn validate(cx: &mut Cx<'_>, f: &GpuSaturation, base: &[PathSeg<'_>]) {
                 }
             }
         }
-        Some(crate::profile::StepSpec::Roofline(r)) => {
+        Some(StepSpec::Roofline(r)) => {
             let p = join(base, &[K("step"), K("roofline")]);
             if r.weight_bytes.is_some() && r.weights_gb.is_some() {
                 cx.err(

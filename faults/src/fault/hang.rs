@@ -5,8 +5,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::check::{join, Cx};
 use crate::dist::Dist;
-use crate::validate::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, Side};

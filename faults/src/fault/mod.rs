@@ -3,15 +3,25 @@
 //! checks, its plain-words explanation, the state it keeps across requests and
 //! which phase of an exchange it acts in, behind one trait, `Fault`.
 //!
-//! [`FaultSpec`] is the `type`-tagged enum of files, one line per fault;
-//! `FaultSpec::as_fault` is the one exhaustive match that turns a variant into
-//! its `Fault`. Nothing here has a `_ =>` arm over fault kinds: a variant added
-//! to [`FaultSpec`] stops the build at every place that must say what the new
+//! [`FaultSpec`], the `type`-tagged enum of files with one line per fault, is
+//! defined here, beside `FaultSpec::as_fault`, the one exhaustive match that
+//! turns a variant into its `Fault`; types that only one fault's fields use
+//! live in that fault's file. So adding a fault touches this folder alone: a
+//! new file and its lines here. [`crate::profile`] re-exports the enum and the
+//! field types, so the file format is still named in one place.
+//!
+//! Nothing here has a `_ =>` arm over fault kinds: a variant added to
+//! [`FaultSpec`] stops the build at every place that must say what the new
 //! fault does (here, the proxy's request-side dispatch in
 //! `proxy/src/pipeline/inject.rs`, and, through [`BodyFault`], every body-side
-//! pass), instead of compiling into a fault that
-//! silently does nothing. `docs/architecture.md` ("Adding a fault") walks
-//! through the steps.
+//! pass), instead of compiling into a fault that silently does nothing.
+//! `docs/architecture.md` ("Adding a fault") walks through the steps.
+//!
+//! Imports run one way: these modules are at the bottom and check their fields
+//! with the toolkit in [`crate::check`]; [`crate::profile`] builds rules out of
+//! them; [`crate::validate`] checks whole profiles and calls each fault's
+//! `validate`. Nothing here outside tests imports `profile` or `validate`:
+//! that would close the chain into a circle.
 //!
 //! What a fault *does* to a live exchange needs sockets and clocks, so it stays
 //! outside this pure crate: request-side faults in the proxy's `inject.rs`,
@@ -20,8 +30,10 @@
 
 use std::sync::Arc;
 
-use crate::profile::FaultSpec;
-use crate::validate::Cx;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::check::Cx;
 use crate::yaml::PathSeg;
 
 pub mod bandwidth;
@@ -57,22 +69,22 @@ pub use bandwidth::Bandwidth;
 pub use body::{BodyFault, ContentFault, EmbeddingsFault, ResultsFault, StreamFault};
 pub use cold_start::ColdStart;
 pub use concurrency_limit::ConcurrencyLimit;
-pub use corrupt::Corrupt;
+pub use corrupt::{Corrupt, CorruptMode};
 pub use delay::Delay;
 pub use drop_results::DropResults;
 pub use embedding_noise::EmbeddingNoise;
 pub use embedding_truncate::EmbeddingTruncate;
 pub use empty_completion::EmptyCompletion;
 pub use empty_results::EmptyResults;
-pub use error::Error;
+pub use error::{Error, ErrorBody, GrpcStatusSpec};
 pub use finish_reason::FinishReason;
 pub use first_token_delay::FirstTokenDelay;
 pub use garble::Garble;
-pub use gpu_saturation::GpuSaturation;
+pub use gpu_saturation::{GpuSaturation, QueueCap, StepFit, StepRoofline, StepSpec};
 pub use hang::Hang;
 pub use limit_results::LimitResults;
 pub use rate_limit::RateLimit;
-pub use reset::Reset;
+pub use reset::{Reset, ResetCode, ResetScope};
 pub use score_noise::ScoreNoise;
 pub use shuffle_results::ShuffleResults;
 pub use stale_results::StaleResults;
@@ -80,7 +92,7 @@ pub use stall::Stall;
 pub use stream_error::StreamError;
 pub use token_delay::TokenDelay;
 pub use token_rate::TokenRate;
-pub use truncate::Truncate;
+pub use truncate::{Truncate, TruncateEnding};
 
 /// What every fault says about itself: everything about a fault except what it
 /// does to a live exchange. Implemented once per fault, in the fault's own file.
@@ -246,6 +258,50 @@ impl FaultState {
     }
 }
 
+/// The fault catalog, tagged by `type` in files.
+///
+/// The loader in [`crate::yaml`] reads the `type` key as the variant name and the
+/// remaining keys as the variant's fields, so positions and `deny_unknown_fields`
+/// survive (serde's own internal tagging buffers and loses both).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(tag = "type")]
+pub enum FaultSpec {
+    Delay(Delay),
+    Error(Error),
+    Reset(Reset),
+    Hang(Hang),
+    Bandwidth(Bandwidth),
+    GpuSaturation(GpuSaturation),
+    ColdStart(ColdStart),
+    ConcurrencyLimit(ConcurrencyLimit),
+    RateLimit(RateLimit),
+
+    // --- Response side, streams: act on content-bearing events ("tokens") ---
+    FirstTokenDelay(FirstTokenDelay),
+    TokenDelay(TokenDelay),
+    TokenRate(TokenRate),
+    Stall(Stall),
+    Truncate(Truncate),
+    StreamError(StreamError),
+    Corrupt(Corrupt),
+
+    // --- Response side, content (streaming and non-streaming) ---
+    Garble(Garble),
+    EmptyCompletion(EmptyCompletion),
+    FinishReason(FinishReason),
+
+    // --- Response side, vector search and embeddings (see docs/vector-faults.md) ---
+    DropResults(DropResults),
+    ShuffleResults(ShuffleResults),
+    LimitResults(LimitResults),
+    StaleResults(StaleResults),
+    ScoreNoise(ScoreNoise),
+    EmptyResults(EmptyResults),
+    EmbeddingNoise(EmbeddingNoise),
+    EmbeddingTruncate(EmbeddingTruncate),
+}
+
 impl FaultSpec {
     /// The fault's own description of itself. The one match over every fault in
     /// this crate: a new variant does not compile until it is added here.
@@ -365,7 +421,7 @@ pub(crate) fn preset_names_model(preset: &Option<String>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::profile::FaultSpec;
+    use super::FaultSpec;
 
     #[test]
     fn the_schema_names_every_fault_by_its_kind() {

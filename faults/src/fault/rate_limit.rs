@@ -10,8 +10,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::check::{join, Cx};
 use crate::ratelimit::RateLimiter;
-use crate::validate::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, FaultState, Side};

@@ -5,8 +5,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::profile::{ResetCode, ResetScope};
-use crate::validate::Cx;
+use crate::check::Cx;
 use crate::yaml::PathSeg;
 
 use super::{Fault, Side};
@@ -26,6 +25,33 @@ pub struct Reset {
     /// the client sees (`cancel` → CANCELLED, the default).
     #[serde(default)]
     pub code: Option<ResetCode>,
+}
+
+/// What an HTTP/2 `reset` breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetScope {
+    /// RST_STREAM on this stream only; other calls on the connection go on.
+    Stream,
+    /// The TCP connection, with an RST: every call on it fails UNAVAILABLE.
+    Connection,
+    /// GOAWAY, then the connection closes: the client reconnects.
+    Goaway,
+}
+
+/// The RST_STREAM error code of an HTTP/2 stream reset, named as in RFC 9113 §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetCode {
+    /// CANCEL: the client sees CANCELLED.
+    Cancel,
+    /// INTERNAL_ERROR: the client sees INTERNAL.
+    InternalError,
+    /// REFUSED_STREAM: the client sees UNAVAILABLE (the server says it never
+    /// processed the stream, so it is safe to send again).
+    RefusedStream,
+    /// ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED.
+    EnhanceYourCalm,
 }
 
 impl Fault for Reset {

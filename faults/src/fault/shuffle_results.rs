@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::validate::Cx;
+use crate::check::Cx;
 use crate::yaml::PathSeg;
 
 use super::{Fault, Side};

@@ -5,10 +5,15 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::validate::{join, Cx};
+use crate::check::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, Side};
+
+/// `stale_results.depth`'s range, spelled out for this check and for the range
+/// the loader states when a depth is not a number (a test keeps it in step with
+/// [`crate::vector::MAX_STALE_DEPTH`]).
+pub(crate) const STALE_DEPTH_RANGE: &str = "between 1 and 16";
 
 /// Serve the hits of an earlier query to the same collection, as a lagging
 /// replica or an eventually consistent index would.
@@ -35,10 +40,7 @@ impl Fault for StaleResults {
             if !(1..=crate::vector::MAX_STALE_DEPTH).contains(&d) {
                 cx.err(
                     &join(base, &[K("depth")]),
-                    format!(
-                        "`depth` must be {}, not {d}",
-                        crate::validate::STALE_DEPTH_RANGE
-                    ),
+                    format!("`depth` must be {STALE_DEPTH_RANGE}, not {d}"),
                     Some(
                         "it is how many queries back the stale answer comes from; 1 is the previous query"
                             .to_string(),
@@ -56,5 +58,18 @@ impl Fault for StaleResults {
                 "answer with the hits of the query {n} queries back for the same collection (a stale replica)"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STALE_DEPTH_RANGE;
+
+    #[test]
+    fn the_stale_depth_range_is_the_vector_limit() {
+        assert_eq!(
+            STALE_DEPTH_RANGE,
+            format!("between 1 and {}", crate::vector::MAX_STALE_DEPTH)
+        );
     }
 }

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::validate::{join, Cx};
+use crate::check::{join, Cx};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, Side};

@@ -4,8 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::profile::TruncateEnding;
-use crate::validate::Cx;
+use crate::check::Cx;
 use crate::yaml::PathSeg;
 
 use super::{Fault, Side};
@@ -20,6 +19,31 @@ pub struct Truncate {
     /// (default: the body just ends) or `reset`.
     #[serde(default)]
     pub ending: TruncateEnding,
+}
+
+/// How a `truncate` fault ends the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncateEnding {
+    /// The API's proper terminator (`data: [DONE]`, `message_stop`, `done: true`): a
+    /// short answer that looks complete.
+    Clean,
+    /// The body ends without a terminator, as when a server dies mid-answer.
+    #[default]
+    NoTerminator,
+    /// The connection (or HTTP/2 stream) is reset.
+    Reset,
+}
+
+impl TruncateEnding {
+    /// The name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TruncateEnding::Clean => "clean",
+            TruncateEnding::NoTerminator => "no_terminator",
+            TruncateEnding::Reset => "reset",
+        }
+    }
 }
 
 impl Fault for Truncate {

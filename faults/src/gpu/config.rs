@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::profile::{FaultSpec, StepSpec};
+use crate::fault::{FaultSpec, StepSpec};
 
 /// A card (or a tensor-parallel group of cards) as the roofline sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]

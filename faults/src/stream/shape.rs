@@ -23,8 +23,8 @@ use super::json;
 use super::words::map_words;
 use crate::api::{ApiKind, Endpoint};
 use crate::fault::{BodyFault, ContentFault, StreamFault};
+use crate::fault::{CorruptMode, FaultSpec, TruncateEnding};
 use crate::presets::{self, RenderCtx};
-use crate::profile::{CorruptMode, FaultSpec, TruncateEnding};
 
 /// What the proxy does next with the client's body, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
