@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::duration::format_duration;
+use crate::fault::words::{percent, trim_num};
 use crate::profile::{FaultSpec, Match, Phase, Probability, Profile, Rule, Schedule, SchedulePer};
 
 /// Describe what the profile will do, phase by phase.
@@ -148,22 +149,6 @@ fn clock(d: Duration) -> String {
         format!("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
     } else {
         format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
-pub(crate) fn percent(p: f64) -> String {
-    let v = format!("{:.2}", p * 100.0);
-    format!("{}%", v.trim_end_matches('0').trim_end_matches('.'))
-}
-
-pub(crate) fn bytes(n: u64) -> String {
-    const K: u64 = 1024;
-    if n >= K * K && n.trailing_zeros() >= 20 {
-        format!("{} MiB", n / (K * K))
-    } else if n >= K && n.trailing_zeros() >= 10 {
-        format!("{} KiB", n / K)
-    } else {
-        format!("{n} bytes")
     }
 }
 
@@ -339,11 +324,6 @@ fn match_words(m: &Match) -> String {
     words
 }
 
-pub(crate) fn trim_num(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 /// The snake_case name of a unit enum (`Endpoint::Chat` → "chat"), via its Debug form.
 fn enum_name<T: std::fmt::Debug>(v: &T) -> String {
     let debug = format!("{v:?}");
@@ -361,50 +341,9 @@ fn enum_name<T: std::fmt::Debug>(v: &T) -> String {
     out
 }
 
-pub(crate) fn preset_words(name: &str) -> String {
-    match crate::presets::lookup(name) {
-        Some(p) => format!("preset {name} ({})", p.status),
-        None => format!("preset {name}"),
-    }
-}
-
-/// What an HTTP/2 client sees of a `reset`.
-pub(crate) fn reset_h2_words(
-    scope: Option<crate::profile::ResetScope>,
-    code: Option<crate::profile::ResetCode>,
-) -> String {
-    use crate::profile::{ResetCode as C, ResetScope as S};
-    match scope.unwrap_or(S::Stream) {
-        S::Connection => {
-            " (HTTP/2: the whole connection drops; gRPC calls on it get UNAVAILABLE)".to_string()
-        }
-        S::Goaway => {
-            " (HTTP/2: GOAWAY, then the connection closes; gRPC gets UNAVAILABLE)".to_string()
-        }
-        S::Stream => {
-            let (frame, status) = match code.unwrap_or(C::Cancel) {
-                C::Cancel => ("CANCEL", "CANCELLED"),
-                C::InternalError => ("INTERNAL_ERROR", "INTERNAL"),
-                C::RefusedStream => ("REFUSED_STREAM", "UNAVAILABLE"),
-                C::EnhanceYourCalm => ("ENHANCE_YOUR_CALM", "RESOURCE_EXHAUSTED"),
-            };
-            format!(" (HTTP/2: RST_STREAM {frame} on this stream only; gRPC gets {status})")
-        }
-    }
-}
-
 /// Each fault says itself in words ([`crate::fault::Fault::explain`]).
 fn fault_words(f: &FaultSpec) -> String {
     f.explain()
-}
-
-/// "3 tokens", "1 token", "0 tokens (before the first)".
-pub(crate) fn tokens(n: u64) -> String {
-    match n {
-        0 => "0 tokens (before the first)".to_string(),
-        1 => "1 token".to_string(),
-        n => format!("{n} tokens"),
-    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl Fault for Bandwidth {
     fn explain(&self) -> String {
         format!(
             "throttle the response body to {}/s",
-            crate::explain::bytes(self.bytes_per_second)
+            super::words::bytes(self.bytes_per_second)
         )
     }
 }

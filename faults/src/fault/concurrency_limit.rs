@@ -80,7 +80,7 @@ impl Fault for ConcurrencyLimit {
         }
         match &self.preset {
             Some(p) => {
-                let _ = write!(s, " with {}", crate::explain::preset_words(p));
+                let _ = write!(s, " with {}", super::words::preset_words(p));
             }
             None => s.push_str(" with the API's overload error"),
         }

@@ -72,7 +72,7 @@ impl Fault for Corrupt {
         };
         format!(
             "for {} of streamed tokens, {what}",
-            crate::explain::percent(self.rate)
+            super::words::percent(self.rate)
         )
     }
 }

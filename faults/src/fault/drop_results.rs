@@ -40,7 +40,7 @@ impl Fault for DropResults {
     fn explain(&self) -> String {
         format!(
             "drop {} of the hits of each search",
-            crate::explain::percent(self.fraction)
+            super::words::percent(self.fraction)
         )
     }
 }

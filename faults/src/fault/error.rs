@@ -167,7 +167,7 @@ impl Fault for Error {
 
     fn explain(&self) -> String {
         let f = self;
-        let preset_words = crate::explain::preset_words;
+        let preset_words = super::words::preset_words;
         let mut s = match (f.preset.as_deref(), f.status) {
             (Some(p), None) => format!("answer with {}", preset_words(p)),
             (Some(p), Some(st)) => format!("answer with {} but status {st}", preset_words(p)),

@@ -38,7 +38,7 @@ impl Fault for Garble {
     fn explain(&self) -> String {
         format!(
             "replace {} of the words of the answer with other words",
-            crate::explain::percent(self.fraction)
+            super::words::percent(self.fraction)
         )
     }
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::words::{preset_words, trim_num};
 use crate::check::{join, suggest, Cx};
-use crate::explain::{preset_words, trim_num};
 use crate::yaml::PathSeg::{self, Key as K};
 
 use super::{Fault, FaultState, Side};

@@ -64,6 +64,7 @@ pub mod stream_error;
 pub mod token_delay;
 pub mod token_rate;
 pub mod truncate;
+pub(crate) mod words;
 
 pub use bandwidth::Bandwidth;
 pub use body::{BodyFault, ContentFault, EmbeddingsFault, ResultsFault, StreamFault};

@@ -130,7 +130,7 @@ impl Fault for RateLimit {
                 let _ = write!(
                     s,
                     ", answering the rest with {}",
-                    crate::explain::preset_words(p)
+                    super::words::preset_words(p)
                 );
             }
             None => s.push_str(", answering the rest with the API's rate-limit error"),

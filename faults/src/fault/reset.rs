@@ -81,10 +81,33 @@ impl Fault for Reset {
             None => "reset the connection before any response".to_string(),
             Some(n) => format!(
                 "reset the connection after {} of the response body",
-                crate::explain::bytes(n)
+                super::words::bytes(n)
             ),
         };
-        s.push_str(&crate::explain::reset_h2_words(self.scope, self.code));
+        s.push_str(&reset_h2_words(self.scope, self.code));
         s
+    }
+}
+
+/// What an HTTP/2 client sees of a `reset`.
+fn reset_h2_words(scope: Option<ResetScope>, code: Option<ResetCode>) -> String {
+    use ResetCode as C;
+    use ResetScope as S;
+    match scope.unwrap_or(S::Stream) {
+        S::Connection => {
+            " (HTTP/2: the whole connection drops; gRPC calls on it get UNAVAILABLE)".to_string()
+        }
+        S::Goaway => {
+            " (HTTP/2: GOAWAY, then the connection closes; gRPC gets UNAVAILABLE)".to_string()
+        }
+        S::Stream => {
+            let (frame, status) = match code.unwrap_or(C::Cancel) {
+                C::Cancel => ("CANCEL", "CANCELLED"),
+                C::InternalError => ("INTERNAL_ERROR", "INTERNAL"),
+                C::RefusedStream => ("REFUSED_STREAM", "UNAVAILABLE"),
+                C::EnhanceYourCalm => ("ENHANCE_YOUR_CALM", "RESOURCE_EXHAUSTED"),
+            };
+            format!(" (HTTP/2: RST_STREAM {frame} on this stream only; gRPC gets {status})")
+        }
     }
 }

@@ -61,7 +61,7 @@ impl Fault for Stall {
     }
 
     fn explain(&self) -> String {
-        let tokens = crate::explain::tokens(self.after_tokens);
+        let tokens = super::words::tokens(self.after_tokens);
         match (&self.duration, self.forever) {
             (Some(d), false) => format!("stall the stream for {d} after {tokens}, then resume"),
             _ => format!(

@@ -43,15 +43,12 @@ impl Fault for StreamError {
 
     fn explain(&self) -> String {
         let which = match &self.preset {
-            Some(p) => format!(
-                "{}'s mid-stream error event",
-                crate::explain::preset_words(p)
-            ),
+            Some(p) => format!("{}'s mid-stream error event", super::words::preset_words(p)),
             None => "the API's mid-stream error event".to_string(),
         };
         format!(
             "send {which} after {}, then end the stream",
-            crate::explain::tokens(self.after_tokens)
+            super::words::tokens(self.after_tokens)
         )
     }
 }

@@ -43,7 +43,7 @@ impl Fault for TokenRate {
     fn explain(&self) -> String {
         format!(
             "pace the stream to at most {} tokens per second",
-            crate::explain::trim_num(self.tokens_per_second)
+            super::words::trim_num(self.tokens_per_second)
         )
     }
 }

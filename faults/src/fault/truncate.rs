@@ -68,7 +68,7 @@ impl Fault for Truncate {
         };
         format!(
             "cut the stream after {} {how}",
-            crate::explain::tokens(self.after_tokens)
+            super::words::tokens(self.after_tokens)
         )
     }
 }
