@@ -26,14 +26,16 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 
-use crate::body::{BoxError, ProxyBody, ReqBody};
+use crate::body::ProxyBody;
 use crate::control::state::{ProfileSource, Shared};
+use crate::error::BoxError;
 use crate::error::ProxyError;
 use crate::pipeline::call::{gateway_error, Call, Listener, Reply};
 use crate::pipeline::stack::{open, pipeline, take_ready, BoxFuture, Pipeline};
 use crate::record::metrics::Metrics;
 use crate::record::{Record, Recorder};
 use crate::server::net::ConnInfo;
+use crate::upstream::ReqBody;
 use crate::upstream::UpBody;
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 

@@ -13,8 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::llm::{JsonTap, LlmStream, Next};
-use crate::body::{BodyEnd, BoxError, Stage};
+use crate::body::{BodyEnd, Stage};
 use crate::control::state::Shared;
+use crate::error::BoxError;
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::grpc::GrpcTap;
 use crate::record::Outcome;

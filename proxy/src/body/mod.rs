@@ -1,8 +1,7 @@
-//! Bodies, frame by frame, in both directions.
+//! The response body, frame by frame.
 //!
-//! [`ReqBody`] forwards the client's body to the upstream unchanged (after the
-//! inspected prefix, if matching read one). [`ProxyBody`] carries every response to
-//! the client: the upstream's body as it arrives, or an injected/gateway answer.
+//! (The request body, [`crate::upstream::ReqBody`], lives with the upstream legs
+//! that send it.) [`ProxyBody`] carries every response to the client: the upstream's body as it arrives, or an injected/gateway answer.
 //! It is a fixed stack of single-purpose stages, each a [`Body`] around the next,
 //! none of which buffers:
 //!
@@ -24,10 +23,7 @@ mod idle;
 pub mod llm;
 mod meter;
 mod pace;
-mod request;
 mod source;
-
-pub use request::{Hold, ReqBody, CLIENT_BODY_FAILED};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,12 +38,11 @@ use crate::body::llm::{JsonTap, LlmStream};
 use crate::body::meter::{Meter, Metered};
 use crate::body::pace::Paced;
 use crate::body::source::{Kind, Source};
+use crate::error::BoxError;
 use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
 use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Faults that act on the response body.
 #[derive(Debug, Default)]

@@ -23,10 +23,11 @@ use http_body::Body;
 use tokio::io::AsyncWriteExt;
 
 use super::{FastConn, MAX_HEAD, READ_ROOM};
-use crate::body::{ProxyBody, ReqBody};
+use crate::body::ProxyBody;
 use crate::pipeline::forward::Forward;
 use crate::pipeline::stack::{open, pipeline};
 use crate::server::net::{ConnInfo, HoldWatch};
+use crate::upstream::ReqBody;
 use crate::wire::h1::{
     connection_close, parse_length, span, write_chunk, write_field, write_last_chunk,
     write_status_line,

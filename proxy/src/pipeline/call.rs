@@ -13,13 +13,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use rand_chacha::ChaCha8Rng;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::config::UpstreamProtocol;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
 use crate::server::net::ConnInfo;
 use crate::upstream::h2::H2Dialer;
+use crate::upstream::ReqBody;
 use crate::upstream::{UpBody, Upstream, UpstreamClient};
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
 

@@ -21,12 +21,13 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::body::{BoxError, ReqBody};
+use crate::error::BoxError;
 use crate::pipeline::call::{Call, CallState, Decided, ResetAbort, RuleRef};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::server::net::client_ip;
+use crate::upstream::ReqBody;
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// [`tower::Layer`] of [`Decide`].

@@ -285,7 +285,7 @@ impl Drop for Exchange {
         };
         if let Some(n) = &self.bytes_in {
             // What really passed, not what `content-length` promised.
-            rec.bytes_in = n.load(Ordering::Relaxed) & !crate::body::CLIENT_BODY_FAILED;
+            rec.bytes_in = n.load(Ordering::Relaxed) & !crate::upstream::CLIENT_BODY_FAILED;
         }
         if !self.done {
             // hyper dropped the exchange before it ended: the client went away.

@@ -28,12 +28,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
 use crate::pipeline::call::{Call, Decided, ResetAbort};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
+use crate::upstream::ReqBody;
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
 
 /// [`tower::Layer`] of [`RequestFaults`].

@@ -19,7 +19,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::pipeline::call::{Call, CallState, Listener, ListenerCtx, ResetAbort};
 use crate::pipeline::decide::{Decide, DecideLayer};
 use crate::pipeline::exchange::{Exchange, Opening};
@@ -27,6 +27,7 @@ use crate::pipeline::forward::Forward;
 use crate::pipeline::inject::{RequestFaults, RequestFaultsLayer};
 use crate::pipeline::respond::{Respond, RespondLayer};
 use crate::server::net::ConnInfo;
+use crate::upstream::ReqBody;
 use crate::wire::RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT;
 
 /// The layers between opening a call's record and its upstream, innermost last.

@@ -46,12 +46,13 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::body::{BodyFaults, ProxyBody, CLIENT_BODY_FAILED};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
 use crate::server::net::ConnInfo;
+use crate::upstream::CLIENT_BODY_FAILED;
 use crate::wire::strip_hop_by_hop;
 
 /// Bytes read at once from either side.

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::body::ReqBody;
+use crate::upstream::ReqBody;
 use crate::upstream::{SendError, UpBody, Upstream, UpstreamError};
 
 /// The largest header list accepted from the upstream and announced to it:
