@@ -516,7 +516,11 @@ GET /ok HTTP/1.1\r\nhost: x\r\nX-Mixed-Case: b\r\nconnection: close\r\n\r\n",
     assert!(first.contains("\r\nx-mixed-case: a\r\n"), "{first}");
     assert!(first.contains("\r\nte: trailers\r\n"), "{first}");
     assert!(second.contains("\r\nX-Mixed-Case: b\r\n"), "{second}");
-    assert_eq!(up.connections(), 1, "one upstream connection serves both paths");
+    assert_eq!(
+        up.connections(),
+        1,
+        "one upstream connection serves both paths"
+    );
 
     let harm = proxy.record_for("/harm").await;
     assert_eq!(harm["outcome"], "ok", "{harm:#}");
@@ -535,9 +539,11 @@ async fn an_upload_not_yet_whole_goes_to_hyper_with_the_bytes_read() {
     let up = keep_alive_upstream(tx).await;
     let proxy = ProxyBuilder::new(up.url()).profile(SLOW_HARM).start().await;
     let mut c = TcpStream::connect(proxy.addr).await.unwrap();
-    c.write_all(b"POST /harm HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nX-Mixed-Case: a\r\n\r\nhe")
-        .await
-        .unwrap();
+    c.write_all(
+        b"POST /harm HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nX-Mixed-Case: a\r\n\r\nhe",
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.write_all(b"llo").await.unwrap();
     c.write_all(b"GET /ok HTTP/1.1\r\nhost: x\r\nX-Mixed-Case: b\r\nconnection: close\r\n\r\n")
@@ -581,7 +587,10 @@ async fn a_head_request_the_upstream_cannot_answer_gets_a_head_alone() {
     };
     let (head, get) = text.split_at(second);
     assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
-    assert!(!head.contains("content-length: 0\r\n"), "the GET's length: {head}");
+    assert!(
+        !head.contains("content-length: 0\r\n"),
+        "the GET's length: {head}"
+    );
     assert!(get.contains("upstream_unreachable"), "{get}");
     proxy.exactly_records(2).await;
 }
