@@ -41,6 +41,7 @@ pub mod layer;
 pub mod pipeline;
 pub mod record;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 mod wire;
 

@@ -6,7 +6,6 @@
 //! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
 
 pub mod net;
-pub mod tls;
 pub mod tunnel;
 
 use std::net::SocketAddr;
@@ -190,11 +189,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             .map_err(|e| cerr(e.to_string()))?;
         let tls = match &l.tls {
             Some(t) => Some(TlsAcceptor::from(
-                crate::server::tls::server_config(
-                    &relative_to(base, &t.cert),
-                    &relative_to(base, &t.key),
-                )
-                .map_err(|e| cerr(e.to_string()))?,
+                crate::tls::server_config(&relative_to(base, &t.cert), &relative_to(base, &t.key))
+                    .map_err(|e| cerr(e.to_string()))?,
             )),
             None => None,
         };

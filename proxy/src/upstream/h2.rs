@@ -63,7 +63,7 @@ impl H2Dialer {
         let host = upstream.authority.host();
         let addr = format!("{host}:{port}");
         let tls = if https {
-            let mut cfg = crate::server::tls::client_config(extra_ca)?;
+            let mut cfg = crate::tls::client_config(extra_ca)?;
             cfg.alpn_protocols = vec![b"h2".to_vec()];
             let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
                 .map_err(|_| UpstreamError::BadUrl(upstream.display.clone()))?

@@ -31,7 +31,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::server::tls::{client_config, TlsError};
+use crate::tls::{client_config, TlsError};
 use crate::wire::h1::keep_alive_timeout;
 
 /// Where a listener forwards, parsed once at start-up.
