@@ -287,7 +287,7 @@ impl FastConn {
     pub(super) async fn full_exchange(
         &mut self,
         req: Box<FullReq>,
-        stop: &crate::server::StopRx,
+        stop: &crate::control::shutdown::StopRx,
     ) -> After {
         let FullReq {
             parts,
@@ -321,7 +321,8 @@ impl FastConn {
 
         // The head, then the body frame by frame.
         let (head, mut body) = resp.into_parts();
-        let mut keep = !client_close && *stop.borrow() == crate::server::Shutdown::Running;
+        let mut keep =
+            !client_close && *stop.borrow() == crate::control::shutdown::Shutdown::Running;
         let size = if body.is_end_stream() {
             None
         } else {

@@ -78,7 +78,7 @@ pub(crate) fn serve<G: Send + 'static>(
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
     settings: Arc<crate::server::ConnSettings>,
-    stop: crate::server::StopRx,
+    stop: crate::control::shutdown::StopRx,
     guard: G,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
@@ -145,14 +145,15 @@ pub(crate) fn serve<G: Send + 'static>(
     reason = "an async fn keeps a second copy of its arguments in every idle connection"
 )]
 fn stop_signal<'a>(
-    stop: &'a mut crate::server::StopRx,
+    stop: &'a mut crate::control::shutdown::StopRx,
     busy: &'a AtomicBool,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         loop {
             let v = *stop.borrow_and_update();
-            if v == crate::server::Shutdown::Abort
-                || (v == crate::server::Shutdown::Draining && !busy.load(Ordering::Relaxed))
+            if v == crate::control::shutdown::Shutdown::Abort
+                || (v == crate::control::shutdown::Shutdown::Draining
+                    && !busy.load(Ordering::Relaxed))
             {
                 return;
             }
@@ -337,7 +338,7 @@ impl FastConn {
     fn run<'a>(
         &'a mut self,
         settings: &'a crate::server::ConnSettings,
-        stop: &'a crate::server::StopRx,
+        stop: &'a crate::control::shutdown::StopRx,
         busy: &'a AtomicBool,
     ) -> impl std::future::Future<Output = Ended> + 'a {
         async move {
@@ -386,7 +387,8 @@ impl FastConn {
                 busy.store(false, Ordering::Relaxed);
                 self.last_done = Instant::now();
                 match keep {
-                    full::After::Keep if *stop.borrow() == crate::server::Shutdown::Running => {}
+                    full::After::Keep
+                        if *stop.borrow() == crate::control::shutdown::Shutdown::Running => {}
                     full::After::Abort => return Ended::Closed,
                     _ => {
                         let _ = self.io.shutdown().await;
@@ -642,7 +644,7 @@ impl FastConn {
         &mut self,
         fwd: Forward,
         timers: &mut Timers,
-        stop: &crate::server::StopRx,
+        stop: &crate::control::shutdown::StopRx,
     ) -> bool {
         let Forward {
             head_len,
@@ -769,7 +771,7 @@ impl FastConn {
         ex.upstream_headers(resp.status);
 
         // The answer: head, then the body as it comes.
-        let stopping = *stop.borrow() != crate::server::Shutdown::Running;
+        let stopping = *stop.borrow() != crate::control::shutdown::Shutdown::Running;
         let close = client_close || resp.framing == Framing::Close || stopping;
         self.out.clear();
         write_status_line(&mut self.out, resp.status, &up.buf[resp.reason.clone()]);

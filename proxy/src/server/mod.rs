@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
+use crate::control::shutdown::{Shutdown, StopRx};
 use crate::control::state::{ProfileSource, Shared};
 use crate::pipeline::call::{Listener, ListenerCtx};
 use crate::pipeline::stack::ProxyService;
@@ -78,24 +79,6 @@ pub struct Running {
     workers: Vec<std::thread::JoinHandle<()>>,
     _watcher: Option<crate::control::reload::Watcher>,
 }
-
-/// How far a shutdown has gone, broadcast to every listener, connection and tunnel.
-///
-/// Ordered: each stage includes the ones before it, so `stage >= Draining` means
-/// "stop taking new work".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) enum Shutdown {
-    /// Serving.
-    #[default]
-    Running,
-    /// Not accepting; connections finish the exchange in flight and close.
-    Draining,
-    /// The grace period is over: everything still open is cut.
-    Abort,
-}
-
-/// The receiving side of [`Shutdown`], held by every task that must stop.
-pub(crate) type StopRx = watch::Receiver<Shutdown>;
 
 impl Running {
     /// The address of listener `name` (or the first listener).
@@ -468,7 +451,7 @@ fn spawn_worker(
     (load, i): (Arc<WorkerLoad>, usize),
     listeners: Vec<WorkerListener>,
     conns: Arc<Semaphore>,
-    mut stop: crate::server::StopRx,
+    mut stop: StopRx,
 ) -> Result<std::thread::JoinHandle<()>, StartError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -615,7 +598,7 @@ async fn accept_loop(
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
     conns: Arc<Semaphore>,
-    mut stop: crate::server::StopRx,
+    mut stop: StopRx,
     load: Option<(Arc<WorkerLoad>, usize)>,
 ) {
     loop {
@@ -706,7 +689,7 @@ async fn wait_for_slot(
     ctx: &ListenerCtx,
     settings: &ConnSettings,
     peer: SocketAddr,
-    stop: &mut crate::server::StopRx,
+    stop: &mut StopRx,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let wait = settings.header_timeout;
     let p = tokio::select! {
@@ -737,7 +720,7 @@ fn serve_conn(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
-    stop: crate::server::StopRx,
+    stop: StopRx,
     guard: SlotGuard,
 ) -> futures_util::future::Either<
     impl std::future::Future<Output = ()> + Send + 'static,
@@ -764,7 +747,7 @@ async fn serve_other(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: &ConnSettings,
-    stop: crate::server::StopRx,
+    stop: StopRx,
 ) {
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
@@ -847,7 +830,7 @@ pub(crate) async fn serve_full<I>(
     ctx: Arc<ListenerCtx>,
     info: Arc<ConnInfo>,
     settings: &ConnSettings,
-    stop: crate::server::StopRx,
+    stop: StopRx,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -876,7 +859,7 @@ async fn serve_as<I>(
     io: I,
     svc: ProxyService,
     settings: &ConnSettings,
-    stop: crate::server::StopRx,
+    stop: StopRx,
     first: FirstRequest,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -963,7 +946,7 @@ struct FirstRequest {
 
 /// Poll a connection until it ends, shutting it down gracefully on stop, dropping
 /// it on abort, and dropping it when no first request arrives within `header_timeout`.
-async fn drive<C>(conn: C, mut stop: crate::server::StopRx, first: FirstRequest)
+async fn drive<C>(conn: C, mut stop: StopRx, first: FirstRequest)
 where
     C: Graceful + std::future::Future<Output = Result<(), hyper::Error>>,
 {

@@ -208,7 +208,7 @@ impl Slot {
     }
 
     /// Run the tunnel parked on the connection, if any, until it ends.
-    pub(crate) async fn run(self, idle: Duration, stop: crate::server::StopRx) {
+    pub(crate) async fn run(self, idle: Duration, stop: crate::control::shutdown::StopRx) {
         if let Some(t) = self.0.take_tunnel() {
             // Boxed: a connection without a tunnel carries no room for one.
             Box::pin(t.run(idle, stop)).await;
@@ -376,7 +376,7 @@ async fn idle_for(idle: Duration, activity: &AtomicU64, started: Instant) {
 
 impl Parked {
     /// Relay bytes both ways until the tunnel ends, then write the record.
-    async fn run(self, idle: Duration, mut stop: crate::server::StopRx) {
+    async fn run(self, idle: Duration, mut stop: crate::control::shutdown::StopRx) {
         let Parked {
             ex,
             client,
@@ -389,7 +389,7 @@ impl Parked {
         let mut tally = Tally::new(ex);
         let abort = async move {
             if stop
-                .wait_for(|v| *v == crate::server::Shutdown::Abort)
+                .wait_for(|v| *v == crate::control::shutdown::Shutdown::Abort)
                 .await
                 .is_err()
             {
