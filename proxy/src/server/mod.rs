@@ -21,14 +21,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
+use crate::config::{parse_addr, relative_to, Cidr, FileConfig, HalfClose};
 use crate::control::shutdown::{Shutdown, StopRx};
 use crate::control::state::{ProfileSource, Shared};
 use crate::pipeline::call::{Listener, ListenerCtx};
 use crate::pipeline::stack::ProxyService;
 use crate::record::metrics::{Metrics, Rejection};
 use crate::record::Recorder;
-use crate::server::net::{Cidr, ConnInfo, ConnIo};
+use crate::server::net::{ConnInfo, ConnIo};
 
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
