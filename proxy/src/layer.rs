@@ -27,6 +27,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use crate::body::ProxyBody;
+use crate::conn::ConnInfo;
 use crate::control::state::{ProfileSource, Shared};
 use crate::error::BoxError;
 use crate::error::ProxyError;
@@ -34,7 +35,6 @@ use crate::pipeline::call::{gateway_error, Call, Listener, Reply};
 use crate::pipeline::stack::{open, pipeline, take_ready, BoxFuture, Pipeline};
 use crate::record::metrics::Metrics;
 use crate::record::{Record, Recorder};
-use crate::server::net::ConnInfo;
 use crate::upstream::ReqBody;
 use crate::upstream::UpBody;
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};

@@ -34,6 +34,7 @@
 
 pub mod body;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod error;
 pub mod http1;

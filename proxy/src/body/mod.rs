@@ -38,10 +38,10 @@ use crate::body::llm::{JsonTap, LlmStream};
 use crate::body::meter::{Meter, Metered};
 use crate::body::pace::Paced;
 use crate::body::source::{Kind, Source};
+use crate::conn::ConnInfo;
 use crate::error::BoxError;
 use crate::pipeline::exchange::Exchange;
 use crate::record::Outcome;
-use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
 
 /// Faults that act on the response body.

@@ -24,9 +24,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::{FastConn, MAX_HEAD, READ_ROOM};
 use crate::body::ProxyBody;
+use crate::conn::{ConnInfo, HoldWatch};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::stack::{open, pipeline};
-use crate::server::net::{ConnInfo, HoldWatch};
 use crate::upstream::ReqBody;
 use crate::wire::h1::{
     connection_close, parse_length, span, write_chunk, write_field, write_last_chunk,

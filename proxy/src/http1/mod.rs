@@ -38,11 +38,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::llm::{passive_tap, Tap};
+use crate::conn::{ConnInfo, ConnIo};
 use crate::error::ProxyError;
 use crate::pipeline::call::ListenerCtx;
 use crate::pipeline::exchange::{Exchange, Opening};
 use crate::record::{Outcome, CLIENT_HEADERS};
-use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD};
 use crate::wire;
 use crate::wire::h1::{
@@ -1138,7 +1138,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-crate::server::net::write_through!(Rewind, inner);
+crate::conn::write_through!(Rewind, inner);
 
 #[cfg(test)]
 mod tests {

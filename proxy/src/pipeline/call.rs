@@ -15,10 +15,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::body::{BodyFaults, ProxyBody};
 use crate::config::UpstreamProtocol;
+use crate::conn::ConnInfo;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::exchange::Exchange;
-use crate::server::net::ConnInfo;
 use crate::upstream::h2::H2Dialer;
 use crate::upstream::ReqBody;
 use crate::upstream::{UpBody, Upstream, UpstreamClient};

@@ -13,10 +13,10 @@ use brownout_faults::Endpoint;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::conn::ConnInfo;
 use crate::control::state::Shared;
 use crate::pipeline::call::Listener;
 use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
-use crate::server::net::ConnInfo;
 
 /// A request in flight and what will be recorded about it.
 #[derive(Debug)]

@@ -83,7 +83,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     // A WebSocket upgrade keeps its upgrade headers and becomes a tunnel (tunnel.rs).
     let upgrade = match h2 {
         Some(_) => None,
-        None => crate::server::tunnel::take(&mut parts),
+        None => crate::pipeline::tunnel::take(&mut parts),
     };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(up) = &upgrade {
@@ -169,7 +169,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     }
     if let Some(up) = upgrade {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Reply::Done(crate::server::tunnel::switch(
+            return Ok(Reply::Done(crate::pipeline::tunnel::switch(
                 shared,
                 &st.conn,
                 up,

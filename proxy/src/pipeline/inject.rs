@@ -116,7 +116,7 @@ async fn inject(mut call: Call) -> Result<Result<Call, Response<ProxyBody>>, Res
         }),
     };
     // While the faults hold the request, a FIN is the client giving up, not a
-    // half-close (`half_close: answer`; see `net::HoldWatch`).
+    // half-close (`half_close: answer`; see `conn::HoldWatch`).
     let held = st.conn.holding();
     let step = request_side(
         shared,
@@ -180,7 +180,7 @@ async fn inject(mut call: Call) -> Result<Result<Call, Response<ProxyBody>>, Res
                 // The stream dies with its connection (GOAWAY first, for
                 // `goaway`): a reset of its own would reach the client first
                 // and read as CANCELLED, not the UNAVAILABLE of a lost server.
-                tokio::time::sleep(crate::server::GOAWAY_CLOSE * 3).await;
+                tokio::time::sleep(crate::conn::GOAWAY_CLOSE * 3).await;
             }
             return Err(ResetAbort::with_reason(how.reason()));
         }

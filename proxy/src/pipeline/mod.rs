@@ -12,3 +12,4 @@ pub mod grpc;
 pub mod inject;
 pub mod respond;
 pub mod stack;
+pub mod tunnel;

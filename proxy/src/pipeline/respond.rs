@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use crate::body::decode::TapDecoder;
 use crate::body::llm::{passive_tap, LlmStream, Tap};
 use crate::body::{BodyFaults, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
 use crate::pipeline::call::{gateway_error, Call, CallState, Reply, ResetAbort};
 use crate::pipeline::decide::read_prefix;
 use crate::pipeline::exchange::Exchange;
-use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
 
 /// [`tower::Layer`] of [`Respond`].

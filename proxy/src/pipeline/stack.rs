@@ -20,13 +20,13 @@ use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
 use crate::body::{BodyFaults, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::pipeline::call::{Call, CallState, Listener, ListenerCtx, ResetAbort};
 use crate::pipeline::decide::{Decide, DecideLayer};
 use crate::pipeline::exchange::{Exchange, Opening};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::inject::{RequestFaults, RequestFaultsLayer};
 use crate::pipeline::respond::{Respond, RespondLayer};
-use crate::server::net::ConnInfo;
 use crate::upstream::ReqBody;
 use crate::wire::RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT;
 

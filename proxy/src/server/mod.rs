@@ -5,9 +5,6 @@
 //! is graceful: readiness fails at once, accepting stops, in-flight exchanges get
 //! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
 
-pub mod net;
-pub mod tunnel;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -22,13 +19,13 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{parse_addr, relative_to, Cidr, FileConfig, HalfClose};
+use crate::conn::{ConnInfo, ConnIo, GOAWAY_CLOSE};
 use crate::control::shutdown::{Shutdown, StopRx};
 use crate::control::state::{ProfileSource, Shared};
 use crate::pipeline::call::{Listener, ListenerCtx};
 use crate::pipeline::stack::ProxyService;
 use crate::record::metrics::{Metrics, Rejection};
 use crate::record::Recorder;
-use crate::server::net::{ConnInfo, ConnIo};
 
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +252,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         .keep_alive(true);
     // `half_close: answer`: hyper then keeps serving a request after the client's
     // FIN instead of treating it as the end (its default); holds watch for a FIN
-    // themselves (`net::HoldWatch`). `abort` keeps hyper's default.
+    // themselves (`conn::HoldWatch`). `abort` keeps hyper's default.
     let h1_abort = Arc::new(h1.clone());
     h1.half_close(true);
     let h1_answer = Arc::new(h1);
@@ -837,7 +834,7 @@ pub(crate) async fn serve_full<I>(
     let svc = crate::pipeline::stack::full_path(ctx.clone(), info.clone());
     // A WebSocket tunnel is parked on the connection while its 101 goes out, and
     // runs here, on the connection's task, once hyper has handed the socket over.
-    let tunnel = crate::server::tunnel::Slot::new(info.clone());
+    let tunnel = crate::pipeline::tunnel::Slot::new(info.clone());
     let first = FirstRequest {
         info,
         timeout: settings.header_timeout,
@@ -927,10 +924,6 @@ async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
     }
 }
 
-/// How long a connection given an injected GOAWAY stays open: long enough for
-/// the GOAWAY to reach the client before the close.
-pub(crate) const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
-
 /// `header_timeout` for a connection's first request.
 struct FirstRequest {
     info: Arc<ConnInfo>,
@@ -938,7 +931,7 @@ struct FirstRequest {
     /// A connection with nothing in flight this long is closed (GOAWAY on HTTP/2).
     idle_timeout: Duration,
     /// End the connection when the client's FIN arrives while a fault holds its
-    /// request ([`crate::server::net::HoldWatch`]).
+    /// request ([`crate::conn::HoldWatch`]).
     watch_holds: bool,
     /// The listener, for the rejection counter.
     ctx: Arc<ListenerCtx>,
@@ -964,7 +957,7 @@ where
     let going = tokio::time::sleep(Duration::MAX);
     tokio::pin!(going);
     let mut going_away = false;
-    let hold_watch = crate::server::net::HoldWatch::new(&first.info);
+    let hold_watch = crate::conn::HoldWatch::new(&first.info);
     tokio::pin!(hold_watch);
     let reject = |reason, why: &dyn std::fmt::Display| {
         let (ctx, peer) = (&first.ctx, first.info.peer);

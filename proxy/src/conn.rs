@@ -1,16 +1,28 @@
-//! Connection-level plumbing: the accepted socket wrapper that can end in a real TCP
-//! RST.
+//! A client connection as every layer that serves it sees it: the facts its
+//! requests share ([`ConnInfo`]), the watch on it while a fault holds a request
+//! ([`HoldWatch`]), and the accepted socket, which can end in a real TCP RST
+//! ([`ConnIo`]).
+//!
+//! Both data paths, the pipeline's layers and the response body read these, so
+//! they sit below all of them. A connection holds its own HTTP/2 upstream
+//! connection ([`crate::upstream::h2::H2Slot`]), and a WebSocket tunnel parked on
+//! it, which it knows only as a [`Tunnel`] to run: the tunnel itself is the
+//! pipeline's ([`crate::pipeline::tunnel`]).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::control::shutdown::StopRx;
 
 /// Per-connection facts shared with every request on it.
 #[derive(Debug)]
@@ -29,8 +41,8 @@ pub struct ConnInfo {
     pub created: tokio::time::Instant,
     /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
     /// socket over only once its connection has finished, so the connection's task
-    /// runs the tunnel then ([`crate::server::tunnel`]).
-    pub tunnel: Mutex<Option<Box<crate::server::tunnel::Parked>>>,
+    /// runs the tunnel then ([`crate::pipeline::tunnel`]).
+    tunnel: Mutex<Option<Box<dyn Tunnel>>>,
     /// This connection's own HTTP/2 upstream connection, for gRPC (and every
     /// request under `upstream_protocol: h2c | h2`), dialled on first use.
     pub h2: crate::upstream::h2::H2Slot,
@@ -154,15 +166,35 @@ impl ConnInfo {
     }
 
     /// Keep a tunnel for the connection's task to run once hyper lets go.
-    pub fn park_tunnel(&self, t: Box<crate::server::tunnel::Parked>) {
+    pub(crate) fn park_tunnel(&self, t: Box<dyn Tunnel>) {
         *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
 
     /// The tunnel parked on this connection, if any.
-    pub fn take_tunnel(&self) -> Option<Box<crate::server::tunnel::Parked>> {
+    pub(crate) fn take_tunnel(&self) -> Option<Box<dyn Tunnel>> {
         self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
+
+/// A tunnel parked on a connection ([`ConnInfo::park_tunnel`]): a WebSocket whose
+/// `101` is on its way to the client, for the connection's task to run once hyper
+/// lets go of the socket.
+pub(crate) trait Tunnel: Send + std::fmt::Debug {
+    /// Relay bytes both ways until the tunnel ends, then write the record. Boxed:
+    /// a connection without a tunnel carries no room for one.
+    fn run(
+        self: Box<Self>,
+        idle: Duration,
+        stop: StopRx,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Record a tunnel that never ran (its connection's task was dropped first).
+    fn abandon(self: Box<Self>);
+}
+
+/// How long a connection given an injected GOAWAY stays open: long enough for
+/// the GOAWAY to reach the client before the close.
+pub(crate) const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
 
 /// A request-side fault hold in progress ([`ConnInfo::holding`]).
 #[derive(Debug)]
