@@ -29,14 +29,13 @@ use http_body_util::BodyExt;
 use crate::body::ProxyBody;
 use crate::conn::ConnInfo;
 use crate::control::state::{ProfileSource, Shared};
-use crate::error::BoxError;
-use crate::error::ProxyError;
-use crate::pipeline::call::{gateway_error, Call, Listener, Reply};
+use crate::error::{BoxError, ProxyError};
+use crate::exchange::Listener;
+use crate::pipeline::call::{gateway_error, Call, Reply};
 use crate::pipeline::stack::{open, pipeline, take_ready, BoxFuture, Pipeline};
 use crate::record::metrics::Metrics;
 use crate::record::{Record, Recorder};
-use crate::upstream::ReqBody;
-use crate::upstream::UpBody;
+use crate::upstream::{ReqBody, UpBody};
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// Records waiting for the recorder's thread at most (as a proxy's default

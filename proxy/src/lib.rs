@@ -37,6 +37,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod error;
+pub mod exchange;
 pub mod http1;
 pub mod layer;
 pub mod pipeline;

@@ -16,7 +16,7 @@ use crate::body::llm::{JsonTap, LlmStream, Next};
 use crate::body::{BodyEnd, Stage};
 use crate::control::state::Shared;
 use crate::error::BoxError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 use crate::pipeline::grpc::GrpcTap;
 use crate::record::Outcome;
 

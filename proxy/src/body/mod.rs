@@ -40,7 +40,7 @@ use crate::body::pace::Paced;
 use crate::body::source::{Kind, Source};
 use crate::conn::ConnInfo;
 use crate::error::BoxError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
 use crate::upstream::UpBody;
 

@@ -15,7 +15,7 @@ use crate::body::meter::MAX_PACE_SLEEP;
 use crate::body::{BodyEnd, BodyFaults, Stage};
 use crate::control::state::Shared;
 use crate::error::BoxError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
 
 /// The state of a body's byte faults.

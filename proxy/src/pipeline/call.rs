@@ -1,14 +1,14 @@
 //! What travels down the full path's stack ([`crate::pipeline::stack`]): a
 //! [`Call`] on the way in, a [`Reply`] on the way out of the upstream service, and
-//! the listener facts every layer reads.
+//! the proxy listener a call came to ([`ListenerCtx`]: its [`Listener`] facts and
+//! where it forwards to).
 
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use brownout_faults::matcher::{CompiledProfile, CompiledRule};
-use brownout_faults::{ApiKind, Endpoint, RequestFacts};
+use brownout_faults::{Endpoint, RequestFacts};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use rand_chacha::ChaCha8Rng;
@@ -16,26 +16,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::body::{BodyFaults, ProxyBody};
 use crate::config::UpstreamProtocol;
 use crate::conn::ConnInfo;
-use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::{Exchange, Listener};
 use crate::upstream::h2::H2Dialer;
-use crate::upstream::ReqBody;
-use crate::upstream::{UpBody, Upstream, UpstreamClient};
+use crate::upstream::{ReqBody, UpBody, Upstream, UpstreamClient};
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
-
-/// What the pipeline's layers know of the listener a request came to: enough to
-/// open its record, match its rules and carry out their faults. Forwarding is
-/// [`ListenerCtx`]'s; an in-process stack ([`crate::layer`]) has a listener and
-/// no upstream.
-#[derive(Debug)]
-pub struct Listener {
-    pub name: Arc<str>,
-    pub api: ApiKind,
-    pub shared: Arc<Shared>,
-    /// Exchanges in flight on this listener (`/metrics`).
-    pub active: Arc<AtomicI64>,
-}
 
 /// One proxy listener: its [`Listener`] and where it forwards to.
 #[derive(Debug)]

@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use crate::config::Cidr;
 use crate::error::BoxError;
+use crate::exchange::Exchange;
 use crate::pipeline::call::{Call, CallState, Decided, ResetAbort, RuleRef};
-use crate::pipeline::exchange::Exchange;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::upstream::ReqBody;

@@ -186,7 +186,7 @@ impl GrpcTap {
     /// Put what the messages said into the record; returns why the body broke
     /// gRPC's framing, if it did (a body that ends inside a message: the client
     /// sees an error, whatever the trailers say).
-    pub fn record(&mut self, ex: &mut crate::pipeline::exchange::Exchange) -> Option<String> {
+    pub fn record(&mut self, ex: &mut crate::exchange::Exchange) -> Option<String> {
         if let Some(m) = self.in_message.take() {
             ex.grpc_in_message(m);
         }

@@ -30,8 +30,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
+use crate::exchange::Exchange;
 use crate::pipeline::call::{Call, Decided, ResetAbort};
-use crate::pipeline::exchange::Exchange;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::upstream::ReqBody;

@@ -26,9 +26,9 @@ use crate::body::{BodyFaults, ProxyBody};
 use crate::conn::ConnInfo;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
+use crate::exchange::Exchange;
 use crate::pipeline::call::{gateway_error, Call, CallState, Reply, ResetAbort};
 use crate::pipeline::decide::read_prefix;
-use crate::pipeline::exchange::Exchange;
 use crate::upstream::UpBody;
 
 /// [`tower::Layer`] of [`Respond`].

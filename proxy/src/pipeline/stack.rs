@@ -21,9 +21,9 @@ use tower::ServiceBuilder;
 
 use crate::body::{BodyFaults, ProxyBody};
 use crate::conn::ConnInfo;
-use crate::pipeline::call::{Call, CallState, Listener, ListenerCtx, ResetAbort};
+use crate::exchange::{Exchange, Listener, Opening};
+use crate::pipeline::call::{Call, CallState, ListenerCtx, ResetAbort};
 use crate::pipeline::decide::{Decide, DecideLayer};
-use crate::pipeline::exchange::{Exchange, Opening};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::inject::{RequestFaults, RequestFaultsLayer};
 use crate::pipeline::respond::{Respond, RespondLayer};

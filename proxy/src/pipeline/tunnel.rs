@@ -52,7 +52,7 @@ use crate::conn::{ConnInfo, Tunnel};
 use crate::control::shutdown::StopRx;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
 use crate::upstream::CLIENT_BODY_FAILED;
 use crate::wire::strip_hop_by_hop;
