@@ -19,6 +19,7 @@
 //! ended, failed, or the client went away.
 
 pub mod decode;
+pub mod grpc;
 mod idle;
 pub mod llm;
 mod meter;
@@ -207,7 +208,7 @@ impl ProxyBody {
     }
 
     /// Read this gRPC response's messages on the side (in-message errors, framing).
-    pub fn with_grpc_tap(mut self, tap: crate::pipeline::grpc::GrpcTap) -> Self {
+    pub fn with_grpc_tap(mut self, tap: crate::body::grpc::GrpcTap) -> Self {
         self.meter(Meter::Grpc(Box::new(tap)));
         self
     }
@@ -278,7 +279,7 @@ impl Body for ProxyBody {
                         ex.on_body_bytes(d.len());
                     } else if let Some(t) = frame.trailers_ref() {
                         // A gRPC call's status is read from its trailers.
-                        if let Some(code) = crate::pipeline::grpc::status_of(t) {
+                        if let Some(code) = crate::body::grpc::status_of(t) {
                             ex.grpc_status(code);
                         }
                     }

@@ -163,7 +163,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     st.ex.upstream_headers(rparts.status.as_u16());
     if grpc {
         // A trailers-only answer carries the call's status in its headers.
-        if let Some(code) = crate::pipeline::grpc::status_of(&rparts.headers) {
+        if let Some(code) = crate::body::grpc::status_of(&rparts.headers) {
             st.ex.grpc_status(code);
         }
     }

@@ -32,6 +32,7 @@ use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
 use crate::exchange::Exchange;
 use crate::pipeline::call::{Call, Decided, ResetAbort};
+use crate::pipeline::grpc::GrpcAnswer;
 use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::upstream::ReqBody;
@@ -295,32 +296,6 @@ impl ResetHow {
             ResetCode::InternalError => h2::Reason::INTERNAL_ERROR,
             ResetCode::RefusedStream => h2::Reason::REFUSED_STREAM,
             ResetCode::EnhanceYourCalm => h2::Reason::ENHANCE_YOUR_CALM,
-        }
-    }
-}
-
-/// An answer to a gRPC call that brownout makes itself.
-#[derive(Debug)]
-pub struct GrpcAnswer {
-    /// The call's status, as recorded (0 for an in-message error).
-    pub code: u32,
-    pub headers: HeaderMap,
-    /// One length-prefixed response message (in-message errors), else empty.
-    pub body: Bytes,
-    pub trailers: Option<HeaderMap>,
-    /// The error a response message carries under `grpc-status: 0`.
-    pub in_message: Option<String>,
-}
-
-impl GrpcAnswer {
-    /// A trailers-only answer.
-    pub fn status(code: u32, message: &str) -> Self {
-        GrpcAnswer {
-            code,
-            headers: crate::pipeline::grpc::trailers_only(code, message),
-            body: Bytes::new(),
-            trailers: None,
-            in_message: None,
         }
     }
 }

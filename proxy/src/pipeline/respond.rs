@@ -597,7 +597,7 @@ impl GrpcResponse<'_> {
             }
             vector.clear();
         }
-        let tap = crate::pipeline::grpc::GrpcTap::new(self.path);
+        let tap = crate::body::grpc::GrpcTap::new(self.path);
         if vector.is_empty() || !rparts.status.is_success() {
             let body =
                 ProxyBody::upstream(rbody, ex, body_faults, self.conn, self.http2, self.idle)
