@@ -77,7 +77,7 @@ pub(crate) fn serve<G: Send + 'static>(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
-    settings: Arc<crate::server::ConnSettings>,
+    settings: Arc<crate::pipeline::serve::ConnSettings>,
     stop: crate::control::shutdown::StopRx,
     guard: G,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -127,7 +127,7 @@ pub(crate) fn serve<G: Send + 'static>(
                     inner: ConnIo::new(io, info.clone()),
                 };
                 // Boxed: a connection the fast path keeps carries no room for hyper's.
-                let full = crate::server::serve_full(h2, io, ctx, info, &settings, stop);
+                let full = crate::pipeline::serve::serve_full(h2, io, ctx, info, &settings, stop);
                 Box::pin(full).await;
             }
         }
@@ -337,7 +337,7 @@ impl FastConn {
     )]
     fn run<'a>(
         &'a mut self,
-        settings: &'a crate::server::ConnSettings,
+        settings: &'a crate::pipeline::serve::ConnSettings,
         stop: &'a crate::control::shutdown::StopRx,
         busy: &'a AtomicBool,
     ) -> impl std::future::Future<Output = Ended> + 'a {
@@ -405,7 +405,7 @@ impl FastConn {
     fn read_head_bytes<'a>(
         &'a mut self,
         timers: &'a mut Timers,
-        settings: &crate::server::ConnSettings,
+        settings: &crate::pipeline::serve::ConnSettings,
     ) -> impl std::future::Future<Output = Option<Ended>> + 'a {
         let too_long = self.buf.len() > MAX_HEAD;
         let limit = if self.served == 0 {

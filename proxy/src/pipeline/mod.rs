@@ -10,5 +10,6 @@ pub mod forward;
 pub mod grpc;
 pub mod inject;
 pub mod respond;
+pub mod serve;
 pub mod stack;
 pub mod tunnel;
