@@ -1,8 +1,12 @@
 //! What travels down the full path's stack ([`crate::pipeline::stack`]): a
 //! [`Call`] on the way in, a [`Reply`] on the way out of the upstream service, and
 //! the proxy listener a call came to ([`ListenerCtx`]: its [`Listener`] facts and
-//! where it forwards to).
+//! where it forwards to). Also what every layer's call is made of: its future
+//! ([`BoxFuture`], failing with [`ResetAbort`]) and the next service, taken ready
+//! (`take_ready`). The layers import these from here, not from the stack that
+//! assembles them.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -50,6 +54,16 @@ impl ResetAbort {
     pub fn with_reason(reason: h2::Reason) -> Self {
         ResetAbort(Some(h2::Error::from(reason)))
     }
+}
+
+/// The future of a layer that awaits: boxed, one allocation per layer and call.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T, ResetAbort>> + Send>>;
+
+/// The service to call next, leaving a clone in its place: every service of the
+/// stack is always ready, so the clone is as ready as the original.
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// A rule that fired for a request. It owns its way to the rule (the profile it

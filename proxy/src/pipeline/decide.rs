@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use crate::config::Cidr;
 use crate::error::BoxError;
 use crate::exchange::Exchange;
+use crate::pipeline::call::BoxFuture;
 use crate::pipeline::call::{Call, CallState, Decided, ResetAbort, RuleRef};
-use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::upstream::ReqBody;
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
@@ -65,7 +65,7 @@ where
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         if nothing_to_decide(&mut call) {
             return Either::Left(inner.call(call));
         }

@@ -31,9 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
 use crate::exchange::Exchange;
+use crate::pipeline::call::BoxFuture;
 use crate::pipeline::call::{Call, Decided, ResetAbort};
 use crate::pipeline::grpc::GrpcAnswer;
-use crate::pipeline::stack::BoxFuture;
 use crate::record::Outcome;
 use crate::upstream::ReqBody;
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
@@ -75,7 +75,7 @@ where
 
     fn call(&mut self, call: Call) -> Self::Future {
         use futures_util::future::Either;
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         if call.state.decided.is_empty() {
             // Nothing fired: no future of this layer's own.
             return Either::Left(inner.call(call));

@@ -63,7 +63,7 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         Responding::Upstream(inner.call(call))
     }
 }

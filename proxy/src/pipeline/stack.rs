@@ -9,7 +9,6 @@
 //! where the faults that own them can record the wait), so a layer clones its
 //! inner service for each call without losing a reservation.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use brownout_faults::api::classify;
@@ -61,13 +60,6 @@ pub fn full_path(ctx: Arc<ListenerCtx>, conn: Arc<ConnInfo>) -> ProxyService {
         conn,
         pipeline: pipeline(Forward),
     }
-}
-
-/// The service to call next, leaving a clone in its place: every service of the
-/// stack is always ready, so the clone is as ready as the original.
-pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
 
 /// A request's record opened, and the request made a [`Call`].
@@ -137,6 +129,3 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         tower::Service::call(&mut self.pipeline.clone(), call)
     }
 }
-
-/// The future of a layer that awaits: boxed, one allocation per layer and call.
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T, ResetAbort>> + Send>>;
