@@ -1,8 +1,9 @@
 //! Start-up and shutdown: parse → validate → build everything, then bind and serve.
 //!
 //! Each listener accepts TCP (optionally TLS with ALPN) and serves HTTP/1.1 and
-//! HTTP/2 on the same port (h2c is detected from the connection preface). Shutdown
-//! is graceful: readiness fails at once, accepting stops, in-flight exchanges get
+//! HTTP/2 on the same port (h2c is detected from the connection preface): a plain
+//! connection to a plain-HTTP upstream goes to the fast loop ([`crate::http1`]),
+//! every other to hyper ([`crate::pipeline::serve`]). Shutdown is graceful: readiness fails at once, accepting stops, in-flight exchanges get
 //! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
 
 use std::net::SocketAddr;
