@@ -6,7 +6,7 @@
 //! Both data paths, the pipeline's layers and the response body read these, so
 //! they sit below all of them. A connection holds its own HTTP/2 upstream
 //! connection ([`crate::upstream::h2::H2Slot`]), and a WebSocket tunnel parked on
-//! it, which it knows only as a [`Tunnel`] to run: the tunnel itself is the
+//! it, which it knows only as a `Tunnel` to run: the tunnel itself is the
 //! pipeline's ([`crate::pipeline::tunnel`]).
 
 use std::future::Future;

@@ -4,7 +4,7 @@
 //! `idle_timeout` with nothing in flight, without a first request within
 //! `header_timeout`, at an injected connection reset or GOAWAY, or when the client
 //! gives up while a fault holds its request; a WebSocket tunnel parked on it runs
-//! here once hyper lets go ([`crate::pipeline::tunnel::Slot`]).
+//! here once hyper lets go (`tunnel::Slot`).
 //!
 //! The accept loop ([`crate::server`]) serves a connection here when the fast loop
 //! does not take it, and the fast loop ([`crate::http1`]) hands one over here.

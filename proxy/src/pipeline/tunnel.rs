@@ -29,7 +29,7 @@
 //!
 //! Why the tunnel runs on the connection's task: hyper hands the client's socket
 //! over only once its HTTP/1.1 connection future has finished writing the `101`.
-//! The exchange is parked on the connection ([`ConnInfo::park_tunnel`]) and the
+//! The exchange is parked on the connection (`ConnInfo::park_tunnel`) and the
 //! connection's task runs it (`Slot::run`), so a tunnel keeps its place in
 //! `max_connections`, and shutdown waits for it as for any connection.
 
