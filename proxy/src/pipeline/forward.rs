@@ -13,8 +13,7 @@ use http::{HeaderValue, Request, StatusCode, Version};
 
 use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
-use crate::pipeline::call::BoxFuture;
-use crate::pipeline::call::{gateway_error, Call, Reply, ResetAbort};
+use crate::pipeline::call::{gateway_error, BoxFuture, Call, Reply, ResetAbort};
 use crate::record::Outcome;
 use crate::upstream::{ReqBody, CLIENT_BODY_FAILED};
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};

@@ -24,7 +24,9 @@ use crate::pipeline::call::ListenerCtx;
 use crate::pipeline::stack::ProxyService;
 use crate::record::metrics::Rejection;
 
-/// How a listener serves each accepted connection.
+/// How a listener serves each accepted connection: built for each listener at
+/// start ([`crate::server`]), read by the accept loop, the fast loop and
+/// [`serve_full`], which the fast loop hands its connections over to.
 pub(crate) struct ConnSettings {
     pub(crate) tls: Option<TlsAcceptor>,
     /// hyper's HTTP/1.1 builder for this listener's `half_close`.

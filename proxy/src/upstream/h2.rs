@@ -25,8 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::upstream::ReqBody;
-use crate::upstream::{SendError, UpBody, Upstream, UpstreamError};
+use crate::upstream::{ReqBody, SendError, UpBody, Upstream, UpstreamError};
 
 /// The largest header list accepted from the upstream and announced to it:
 /// grpc-go's default (16 MiB), so no header set a gRPC server sends is refused
