@@ -1,4 +1,4 @@
-//! WebSocket pass-through (proxy/src/server/tunnel.rs) with real WebSocket peers: the
+//! WebSocket pass-through (proxy/src/pipeline/tunnel.rs) with real WebSocket peers: the
 //! Python `websockets` package (17.4, from the cached `sdk` environment that
 //! `integration-tests/python/venv.sh` prints) as the echo server behind brownout
 //! and as the client in front of it (`integration-tests/python/ws_check.py`).

@@ -5,7 +5,7 @@
 //! simple sidecar form needs only `BROWNOUT_UPSTREAM` (or `--upstream`), which makes
 //! one listener on `BROWNOUT_LISTEN` (default 127.0.0.1:8080).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -468,6 +468,64 @@ pub fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
     }
 }
 
+/// An IPv4 or IPv6 network, for `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|e| format!("`{s}`: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|e| format!("`{s}`: prefix: {e}"))?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(format!("`{s}`: prefix longer than {max}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod half_close_tests {
     use super::*;
@@ -491,5 +549,22 @@ mod half_close_tests {
         );
         let e = listener(r#", "half_close": "close""#).unwrap_err();
         assert!(e.to_string().contains("answer"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::*;
+
+    #[test]
+    fn cidr_contains() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let h: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(h.contains("127.0.0.1".parse().unwrap()));
+        assert!(!h.contains("127.0.0.2".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
     }
 }

@@ -10,6 +10,10 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::record::Outcome;
 
+/// An error of any kind, boxed: the error of every body brownout passes on
+/// (request and response alike), whichever stage or leg it came from.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

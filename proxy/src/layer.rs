@@ -26,15 +26,16 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 
-use crate::body::{BoxError, ProxyBody, ReqBody};
+use crate::body::ProxyBody;
+use crate::conn::ConnInfo;
 use crate::control::state::{ProfileSource, Shared};
-use crate::error::ProxyError;
-use crate::pipeline::call::{gateway_error, Call, Listener, Reply};
-use crate::pipeline::stack::{open, pipeline, take_ready, BoxFuture, Pipeline};
+use crate::error::{BoxError, ProxyError};
+use crate::exchange::Listener;
+use crate::pipeline::call::{gateway_error, take_ready, BoxFuture, Call, Reply};
+use crate::pipeline::stack::{open, pipeline, Pipeline};
 use crate::record::metrics::Metrics;
 use crate::record::{Record, Recorder};
-use crate::server::net::ConnInfo;
-use crate::upstream::UpBody;
+use crate::upstream::{ReqBody, UpBody};
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// Records waiting for the recorder's thread at most (as a proxy's default

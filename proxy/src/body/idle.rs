@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{BodyEnd, BoxError};
+use crate::body::BodyEnd;
+use crate::error::BoxError;
 
 /// A body whose frames must come no more than `timeout` apart.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::body::decode::TapDecoder;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 
 /// Stream state carried by [`crate::body::ProxyBody`].
 #[derive(Debug)]

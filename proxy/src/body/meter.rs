@@ -12,11 +12,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::body::grpc::GrpcTap;
 use crate::body::llm::{JsonTap, LlmStream, Next};
-use crate::body::{BodyEnd, BoxError, Stage};
+use crate::body::{BodyEnd, Stage};
 use crate::control::state::Shared;
-use crate::pipeline::exchange::Exchange;
-use crate::pipeline::grpc::GrpcTap;
+use crate::error::BoxError;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
 
 /// Longest single sleep while shaping, so the kill switch is noticed promptly.

@@ -1,8 +1,7 @@
-//! Bodies, frame by frame, in both directions.
+//! The response body, frame by frame.
 //!
-//! [`ReqBody`] forwards the client's body to the upstream unchanged (after the
-//! inspected prefix, if matching read one). [`ProxyBody`] carries every response to
-//! the client: the upstream's body as it arrives, or an injected/gateway answer.
+//! (The request body, [`crate::upstream::ReqBody`], lives with the upstream legs
+//! that send it.) [`ProxyBody`] carries every response to the client: the upstream's body as it arrives, or an injected/gateway answer.
 //! It is a fixed stack of single-purpose stages, each a [`Body`] around the next,
 //! none of which buffers:
 //!
@@ -20,14 +19,12 @@
 //! ended, failed, or the client went away.
 
 pub mod decode;
+pub mod grpc;
 mod idle;
 pub mod llm;
 mod meter;
 mod pace;
-mod request;
 mod source;
-
-pub use request::{Hold, ReqBody, CLIENT_BODY_FAILED};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,12 +39,11 @@ use crate::body::llm::{JsonTap, LlmStream};
 use crate::body::meter::{Meter, Metered};
 use crate::body::pace::Paced;
 use crate::body::source::{Kind, Source};
-use crate::pipeline::exchange::Exchange;
+use crate::conn::ConnInfo;
+use crate::error::BoxError;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
-use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Faults that act on the response body.
 #[derive(Debug, Default)]
@@ -212,7 +208,7 @@ impl ProxyBody {
     }
 
     /// Read this gRPC response's messages on the side (in-message errors, framing).
-    pub fn with_grpc_tap(mut self, tap: crate::pipeline::grpc::GrpcTap) -> Self {
+    pub fn with_grpc_tap(mut self, tap: crate::body::grpc::GrpcTap) -> Self {
         self.meter(Meter::Grpc(Box::new(tap)));
         self
     }
@@ -283,7 +279,7 @@ impl Body for ProxyBody {
                         ex.on_body_bytes(d.len());
                     } else if let Some(t) = frame.trailers_ref() {
                         // A gRPC call's status is read from its trailers.
-                        if let Some(code) = crate::pipeline::grpc::status_of(t) {
+                        if let Some(code) = crate::body::grpc::status_of(t) {
                             ex.grpc_status(code);
                         }
                     }

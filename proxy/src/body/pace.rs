@@ -12,9 +12,10 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::meter::MAX_PACE_SLEEP;
-use crate::body::{BodyEnd, BodyFaults, BoxError, Stage};
+use crate::body::{BodyEnd, BodyFaults, Stage};
 use crate::control::state::Shared;
-use crate::pipeline::exchange::Exchange;
+use crate::error::BoxError;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
 
 /// The state of a body's byte faults.

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::body::BoxError;
+use crate::error::BoxError;
 use crate::upstream::UpBody;
 
 /// What a body carries.

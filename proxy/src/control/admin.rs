@@ -28,14 +28,14 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,
-    mut stop: crate::server::StopRx,
+    mut stop: crate::control::shutdown::StopRx,
 ) {
     let token: Option<Arc<str>> = token.map(Arc::from);
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             // Keep answering /readyz (503) during a graceful stop; end only on abort.
-            r = stop.changed() => { if r.is_err() || *stop.borrow() == crate::server::Shutdown::Abort { return } else { continue } }
+            r = stop.changed() => { if r.is_err() || *stop.borrow() == crate::control::shutdown::Shutdown::Abort { return } else { continue } }
         };
         let (shared, token) = (shared.clone(), token.clone());
         tokio::spawn(async move {

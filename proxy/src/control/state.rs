@@ -11,9 +11,9 @@ use brownout_faults::profile::Profile;
 use brownout_faults::release::Release;
 use tokio::time::Instant;
 
+use crate::config::Cidr;
 use crate::record::metrics::Metrics;
 use crate::record::Recorder;
-use crate::server::net::Cidr;
 
 /// Where the profile in force came from (the last write wins between file and API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

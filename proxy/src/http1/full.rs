@@ -23,10 +23,11 @@ use http_body::Body;
 use tokio::io::AsyncWriteExt;
 
 use super::{FastConn, MAX_HEAD, READ_ROOM};
-use crate::body::{ProxyBody, ReqBody};
+use crate::body::ProxyBody;
+use crate::conn::{ConnInfo, HoldWatch};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::stack::{open, pipeline};
-use crate::server::net::{ConnInfo, HoldWatch};
+use crate::upstream::ReqBody;
 use crate::wire::h1::{
     connection_close, parse_length, span, write_chunk, write_field, write_last_chunk,
     write_status_line,
@@ -286,7 +287,7 @@ impl FastConn {
     pub(super) async fn full_exchange(
         &mut self,
         req: Box<FullReq>,
-        stop: &crate::server::StopRx,
+        stop: &crate::control::shutdown::StopRx,
     ) -> After {
         let FullReq {
             parts,
@@ -320,7 +321,8 @@ impl FastConn {
 
         // The head, then the body frame by frame.
         let (head, mut body) = resp.into_parts();
-        let mut keep = !client_close && *stop.borrow() == crate::server::Shutdown::Running;
+        let mut keep =
+            !client_close && *stop.borrow() == crate::control::shutdown::Shutdown::Running;
         let size = if body.is_end_stream() {
             None
         } else {

@@ -38,11 +38,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::llm::{passive_tap, Tap};
+use crate::conn::{ConnInfo, ConnIo};
 use crate::error::ProxyError;
+use crate::exchange::{Exchange, Opening};
 use crate::pipeline::call::ListenerCtx;
-use crate::pipeline::exchange::{Exchange, Opening};
 use crate::record::{Outcome, CLIENT_HEADERS};
-use crate::server::net::{ConnInfo, ConnIo};
 use crate::upstream::{DirectPool, RawConn, Resend, MAX_RESPONSE_HEAD};
 use crate::wire;
 use crate::wire::h1::{
@@ -77,8 +77,8 @@ pub(crate) fn serve<G: Send + 'static>(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     pool: Arc<DirectPool>,
-    settings: Arc<crate::server::ConnSettings>,
-    stop: crate::server::StopRx,
+    settings: Arc<crate::pipeline::serve::ConnSettings>,
+    stop: crate::control::shutdown::StopRx,
     guard: G,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
@@ -127,7 +127,7 @@ pub(crate) fn serve<G: Send + 'static>(
                     inner: ConnIo::new(io, info.clone()),
                 };
                 // Boxed: a connection the fast path keeps carries no room for hyper's.
-                let full = crate::server::serve_full(h2, io, ctx, info, &settings, stop);
+                let full = crate::pipeline::serve::serve_full(h2, io, ctx, info, &settings, stop);
                 Box::pin(full).await;
             }
         }
@@ -145,14 +145,15 @@ pub(crate) fn serve<G: Send + 'static>(
     reason = "an async fn keeps a second copy of its arguments in every idle connection"
 )]
 fn stop_signal<'a>(
-    stop: &'a mut crate::server::StopRx,
+    stop: &'a mut crate::control::shutdown::StopRx,
     busy: &'a AtomicBool,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         loop {
             let v = *stop.borrow_and_update();
-            if v == crate::server::Shutdown::Abort
-                || (v == crate::server::Shutdown::Draining && !busy.load(Ordering::Relaxed))
+            if v == crate::control::shutdown::Shutdown::Abort
+                || (v == crate::control::shutdown::Shutdown::Draining
+                    && !busy.load(Ordering::Relaxed))
             {
                 return;
             }
@@ -336,8 +337,8 @@ impl FastConn {
     )]
     fn run<'a>(
         &'a mut self,
-        settings: &'a crate::server::ConnSettings,
-        stop: &'a crate::server::StopRx,
+        settings: &'a crate::pipeline::serve::ConnSettings,
+        stop: &'a crate::control::shutdown::StopRx,
         busy: &'a AtomicBool,
     ) -> impl std::future::Future<Output = Ended> + 'a {
         async move {
@@ -386,7 +387,8 @@ impl FastConn {
                 busy.store(false, Ordering::Relaxed);
                 self.last_done = Instant::now();
                 match keep {
-                    full::After::Keep if *stop.borrow() == crate::server::Shutdown::Running => {}
+                    full::After::Keep
+                        if *stop.borrow() == crate::control::shutdown::Shutdown::Running => {}
                     full::After::Abort => return Ended::Closed,
                     _ => {
                         let _ = self.io.shutdown().await;
@@ -403,7 +405,7 @@ impl FastConn {
     fn read_head_bytes<'a>(
         &'a mut self,
         timers: &'a mut Timers,
-        settings: &crate::server::ConnSettings,
+        settings: &crate::pipeline::serve::ConnSettings,
     ) -> impl std::future::Future<Output = Option<Ended>> + 'a {
         let too_long = self.buf.len() > MAX_HEAD;
         let limit = if self.served == 0 {
@@ -642,7 +644,7 @@ impl FastConn {
         &mut self,
         fwd: Forward,
         timers: &mut Timers,
-        stop: &crate::server::StopRx,
+        stop: &crate::control::shutdown::StopRx,
     ) -> bool {
         let Forward {
             head_len,
@@ -769,7 +771,7 @@ impl FastConn {
         ex.upstream_headers(resp.status);
 
         // The answer: head, then the body as it comes.
-        let stopping = *stop.borrow() != crate::server::Shutdown::Running;
+        let stopping = *stop.borrow() != crate::control::shutdown::Shutdown::Running;
         let close = client_close || resp.framing == Framing::Close || stopping;
         self.out.clear();
         write_status_line(&mut self.out, resp.status, &up.buf[resp.reason.clone()]);
@@ -1136,7 +1138,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-crate::server::net::write_through!(Rewind, inner);
+crate::conn::write_through!(Rewind, inner);
 
 #[cfg(test)]
 mod tests {

@@ -1,40 +1,30 @@
 //! What travels down the full path's stack ([`crate::pipeline::stack`]): a
 //! [`Call`] on the way in, a [`Reply`] on the way out of the upstream service, and
-//! the listener facts every layer reads.
+//! the proxy listener a call came to ([`ListenerCtx`]: its [`Listener`] facts and
+//! where it forwards to). Also what every layer's call is made of: its future
+//! ([`BoxFuture`], failing with [`ResetAbort`]) and the next service, taken ready
+//! (`take_ready`). The layers import these from here, not from the stack that
+//! assembles them.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use brownout_faults::matcher::{CompiledProfile, CompiledRule};
-use brownout_faults::{ApiKind, Endpoint, RequestFacts};
+use brownout_faults::{Endpoint, RequestFacts};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use rand_chacha::ChaCha8Rng;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::config::UpstreamProtocol;
-use crate::control::state::Shared;
+use crate::conn::ConnInfo;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
-use crate::server::net::ConnInfo;
+use crate::exchange::{Exchange, Listener};
 use crate::upstream::h2::H2Dialer;
-use crate::upstream::{UpBody, Upstream, UpstreamClient};
+use crate::upstream::{ReqBody, UpBody, Upstream, UpstreamClient};
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
-
-/// What the pipeline's layers know of the listener a request came to: enough to
-/// open its record, match its rules and carry out their faults. Forwarding is
-/// [`ListenerCtx`]'s; an in-process stack ([`crate::layer`]) has a listener and
-/// no upstream.
-#[derive(Debug)]
-pub struct Listener {
-    pub name: Arc<str>,
-    pub api: ApiKind,
-    pub shared: Arc<Shared>,
-    /// Exchanges in flight on this listener (`/metrics`).
-    pub active: Arc<AtomicI64>,
-}
 
 /// One proxy listener: its [`Listener`] and where it forwards to.
 #[derive(Debug)]
@@ -64,6 +54,16 @@ impl ResetAbort {
     pub fn with_reason(reason: h2::Reason) -> Self {
         ResetAbort(Some(h2::Error::from(reason)))
     }
+}
+
+/// The future of a layer that awaits: boxed, one allocation per layer and call.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T, ResetAbort>> + Send>>;
+
+/// The service to call next, leaving a clone in its place: every service of the
+/// stack is always ready, so the clone is as ready as the original.
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// A rule that fired for a request. It owns its way to the rule (the profile it

@@ -6,6 +6,7 @@
 //! call and its client in the record by keyed hashes. It changes nothing: the
 //! layers below carry out what it decided.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,16 +18,17 @@ use brownout_faults::schedule::{fingerprint, CallId};
 use brownout_faults::RequestFacts;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
+use http::HeaderMap;
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::body::{BoxError, ReqBody};
-use crate::pipeline::call::{Call, CallState, Decided, ResetAbort, RuleRef};
-use crate::pipeline::exchange::Exchange;
-use crate::pipeline::stack::BoxFuture;
+use crate::config::Cidr;
+use crate::error::BoxError;
+use crate::exchange::Exchange;
+use crate::pipeline::call::{BoxFuture, Call, CallState, Decided, ResetAbort, RuleRef};
 use crate::record::Outcome;
-use crate::server::net::client_ip;
+use crate::upstream::ReqBody;
 use crate::wire::{FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// [`tower::Layer`] of [`Decide`].
@@ -62,7 +64,7 @@ where
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         if nothing_to_decide(&mut call) {
             return Either::Left(inner.call(call));
         }
@@ -343,4 +345,53 @@ fn header_faults(headers: &http::HeaderMap) -> Option<CompiledRule> {
         tracing::warn!(items = ?bad, "ignoring x-brownout-fault items that are not understood");
     }
     (!faults.is_empty()).then(|| CompiledRule::adhoc("header", faults))
+}
+
+/// The client's address: the peer, or the nearest untrusted hop of
+/// `X-Forwarded-For` when the peer is a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    if trusted.is_empty() || !trusted.iter().any(|c| c.contains(peer)) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else { return peer };
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    // Walk from the nearest hop back; the first untrusted one is the client.
+    for ip in hops.iter().rev() {
+        if !trusted.iter().any(|c| c.contains(*ip)) {
+            return *ip;
+        }
+    }
+    hops.first().copied().unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xff_believed_only_from_trusted() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.5".parse().unwrap());
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &[]),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
 }

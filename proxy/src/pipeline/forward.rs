@@ -11,12 +11,11 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, StatusCode, Version};
 
-use crate::body::{ReqBody, CLIENT_BODY_FAILED};
 use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
-use crate::pipeline::call::{gateway_error, Call, Reply, ResetAbort};
-use crate::pipeline::stack::BoxFuture;
+use crate::pipeline::call::{gateway_error, BoxFuture, Call, Reply, ResetAbort};
 use crate::record::Outcome;
+use crate::upstream::{ReqBody, CLIENT_BODY_FAILED};
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// Sends calls to their listener's upstream ([`crate::pipeline::call::CallState::upstream`]).
@@ -83,7 +82,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     // A WebSocket upgrade keeps its upgrade headers and becomes a tunnel (tunnel.rs).
     let upgrade = match h2 {
         Some(_) => None,
-        None => crate::server::tunnel::take(&mut parts),
+        None => crate::pipeline::tunnel::take(&mut parts),
     };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(up) = &upgrade {
@@ -163,13 +162,13 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     st.ex.upstream_headers(rparts.status.as_u16());
     if grpc {
         // A trailers-only answer carries the call's status in its headers.
-        if let Some(code) = crate::pipeline::grpc::status_of(&rparts.headers) {
+        if let Some(code) = crate::body::grpc::status_of(&rparts.headers) {
             st.ex.grpc_status(code);
         }
     }
     if let Some(up) = upgrade {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Reply::Done(crate::server::tunnel::switch(
+            return Ok(Reply::Done(crate::pipeline::tunnel::switch(
                 shared,
                 &st.conn,
                 up,

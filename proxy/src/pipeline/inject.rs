@@ -28,12 +28,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
+use crate::body::{BodyFaults, ProxyBody};
 use crate::control::state::Shared;
-use crate::pipeline::call::{Call, Decided, ResetAbort};
-use crate::pipeline::exchange::Exchange;
-use crate::pipeline::stack::BoxFuture;
+use crate::exchange::Exchange;
+use crate::pipeline::call::{BoxFuture, Call, Decided, ResetAbort};
+use crate::pipeline::grpc::GrpcAnswer;
 use crate::record::Outcome;
+use crate::upstream::ReqBody;
 use crate::wire::FAULT_NAME as X_BROWNOUT_FAULT;
 
 /// [`tower::Layer`] of [`RequestFaults`].
@@ -73,7 +74,7 @@ where
 
     fn call(&mut self, call: Call) -> Self::Future {
         use futures_util::future::Either;
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         if call.state.decided.is_empty() {
             // Nothing fired: no future of this layer's own.
             return Either::Left(inner.call(call));
@@ -115,7 +116,7 @@ async fn inject(mut call: Call) -> Result<Result<Call, Response<ProxyBody>>, Res
         }),
     };
     // While the faults hold the request, a FIN is the client giving up, not a
-    // half-close (`half_close: answer`; see `net::HoldWatch`).
+    // half-close (`half_close: answer`; see `conn::HoldWatch`).
     let held = st.conn.holding();
     let step = request_side(
         shared,
@@ -179,7 +180,7 @@ async fn inject(mut call: Call) -> Result<Result<Call, Response<ProxyBody>>, Res
                 // The stream dies with its connection (GOAWAY first, for
                 // `goaway`): a reset of its own would reach the client first
                 // and read as CANCELLED, not the UNAVAILABLE of a lost server.
-                tokio::time::sleep(crate::server::GOAWAY_CLOSE * 3).await;
+                tokio::time::sleep(crate::conn::GOAWAY_CLOSE * 3).await;
             }
             return Err(ResetAbort::with_reason(how.reason()));
         }
@@ -294,32 +295,6 @@ impl ResetHow {
             ResetCode::InternalError => h2::Reason::INTERNAL_ERROR,
             ResetCode::RefusedStream => h2::Reason::REFUSED_STREAM,
             ResetCode::EnhanceYourCalm => h2::Reason::ENHANCE_YOUR_CALM,
-        }
-    }
-}
-
-/// An answer to a gRPC call that brownout makes itself.
-#[derive(Debug)]
-pub struct GrpcAnswer {
-    /// The call's status, as recorded (0 for an in-message error).
-    pub code: u32,
-    pub headers: HeaderMap,
-    /// One length-prefixed response message (in-message errors), else empty.
-    pub body: Bytes,
-    pub trailers: Option<HeaderMap>,
-    /// The error a response message carries under `grpc-status: 0`.
-    pub in_message: Option<String>,
-}
-
-impl GrpcAnswer {
-    /// A trailers-only answer.
-    pub fn status(code: u32, message: &str) -> Self {
-        GrpcAnswer {
-            code,
-            headers: crate::pipeline::grpc::trailers_only(code, message),
-            body: Bytes::new(),
-            trailers: None,
-            in_message: None,
         }
     }
 }

@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use crate::body::decode::TapDecoder;
 use crate::body::llm::{passive_tap, LlmStream, Tap};
 use crate::body::{BodyFaults, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
+use crate::exchange::Exchange;
 use crate::pipeline::call::{gateway_error, Call, CallState, Reply, ResetAbort};
 use crate::pipeline::decide::read_prefix;
-use crate::pipeline::exchange::Exchange;
-use crate::server::net::ConnInfo;
 use crate::upstream::UpBody;
 
 /// [`tower::Layer`] of [`Respond`].
@@ -63,7 +63,7 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let mut inner = crate::pipeline::stack::take_ready(&mut self.inner);
+        let mut inner = crate::pipeline::call::take_ready(&mut self.inner);
         Responding::Upstream(inner.call(call))
     }
 }
@@ -597,7 +597,7 @@ impl GrpcResponse<'_> {
             }
             vector.clear();
         }
-        let tap = crate::pipeline::grpc::GrpcTap::new(self.path);
+        let tap = crate::body::grpc::GrpcTap::new(self.path);
         if vector.is_empty() || !rparts.status.is_success() {
             let body =
                 ProxyBody::upstream(rbody, ex, body_faults, self.conn, self.http2, self.idle)

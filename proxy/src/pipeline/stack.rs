@@ -9,7 +9,6 @@
 //! where the faults that own them can record the wait), so a layer clones its
 //! inner service for each call without losing a reservation.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use brownout_faults::api::classify;
@@ -19,14 +18,15 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
-use crate::body::{BodyFaults, ProxyBody, ReqBody};
-use crate::pipeline::call::{Call, CallState, Listener, ListenerCtx, ResetAbort};
+use crate::body::{BodyFaults, ProxyBody};
+use crate::conn::ConnInfo;
+use crate::exchange::{Exchange, Listener, Opening};
+use crate::pipeline::call::{Call, CallState, ListenerCtx, ResetAbort};
 use crate::pipeline::decide::{Decide, DecideLayer};
-use crate::pipeline::exchange::{Exchange, Opening};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::inject::{RequestFaults, RequestFaultsLayer};
 use crate::pipeline::respond::{Respond, RespondLayer};
-use crate::server::net::ConnInfo;
+use crate::upstream::ReqBody;
 use crate::wire::RETRY_COUNT_NAME as X_STAINLESS_RETRY_COUNT;
 
 /// The layers between opening a call's record and its upstream, innermost last.
@@ -60,13 +60,6 @@ pub fn full_path(ctx: Arc<ListenerCtx>, conn: Arc<ConnInfo>) -> ProxyService {
         conn,
         pipeline: pipeline(Forward),
     }
-}
-
-/// The service to call next, leaving a clone in its place: every service of the
-/// stack is always ready, so the clone is as ready as the original.
-pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
 
 /// A request's record opened, and the request made a [`Call`].
@@ -136,6 +129,3 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         tower::Service::call(&mut self.pipeline.clone(), call)
     }
 }
-
-/// The future of a layer that awaits: boxed, one allocation per layer and call.
-pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T, ResetAbort>> + Send>>;

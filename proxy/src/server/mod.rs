@@ -1,13 +1,10 @@
 //! Start-up and shutdown: parse → validate → build everything, then bind and serve.
 //!
 //! Each listener accepts TCP (optionally TLS with ALPN) and serves HTTP/1.1 and
-//! HTTP/2 on the same port (h2c is detected from the connection preface). Shutdown
-//! is graceful: readiness fails at once, accepting stops, in-flight exchanges get
+//! HTTP/2 on the same port (h2c is detected from the connection preface): a plain
+//! connection to a plain-HTTP upstream goes to the fast loop ([`crate::http1`]),
+//! every other to hyper ([`crate::pipeline::serve`]). Shutdown is graceful: readiness fails at once, accepting stops, in-flight exchanges get
 //! `shutdown_grace` to finish, the rest are cut, and then every record is flushed.
-
-pub mod net;
-pub mod tls;
-pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,20 +12,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{parse_addr, relative_to, FileConfig, HalfClose};
+use crate::config::{parse_addr, relative_to, Cidr, FileConfig, HalfClose};
+use crate::conn::{ConnInfo, ConnIo};
+use crate::control::shutdown::{Shutdown, StopRx};
 use crate::control::state::{ProfileSource, Shared};
-use crate::pipeline::call::{Listener, ListenerCtx};
-use crate::pipeline::stack::ProxyService;
+use crate::exchange::Listener;
+use crate::pipeline::call::ListenerCtx;
+use crate::pipeline::serve::{serve_full, ConnSettings};
 use crate::record::metrics::{Metrics, Rejection};
 use crate::record::Recorder;
-use crate::server::net::{Cidr, ConnInfo, ConnIo};
 
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -79,24 +78,6 @@ pub struct Running {
     workers: Vec<std::thread::JoinHandle<()>>,
     _watcher: Option<crate::control::reload::Watcher>,
 }
-
-/// How far a shutdown has gone, broadcast to every listener, connection and tunnel.
-///
-/// Ordered: each stage includes the ones before it, so `stage >= Draining` means
-/// "stop taking new work".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) enum Shutdown {
-    /// Serving.
-    #[default]
-    Running,
-    /// Not accepting; connections finish the exchange in flight and close.
-    Draining,
-    /// The grace period is over: everything still open is cut.
-    Abort,
-}
-
-/// The receiving side of [`Shutdown`], held by every task that must stop.
-pub(crate) type StopRx = watch::Receiver<Shutdown>;
 
 impl Running {
     /// The address of listener `name` (or the first listener).
@@ -190,11 +171,8 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
             .map_err(|e| cerr(e.to_string()))?;
         let tls = match &l.tls {
             Some(t) => Some(TlsAcceptor::from(
-                crate::server::tls::server_config(
-                    &relative_to(base, &t.cert),
-                    &relative_to(base, &t.key),
-                )
-                .map_err(|e| cerr(e.to_string()))?,
+                crate::tls::server_config(&relative_to(base, &t.cert), &relative_to(base, &t.key))
+                    .map_err(|e| cerr(e.to_string()))?,
             )),
             None => None,
         };
@@ -276,7 +254,7 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
         .keep_alive(true);
     // `half_close: answer`: hyper then keeps serving a request after the client's
     // FIN instead of treating it as the end (its default); holds watch for a FIN
-    // themselves (`net::HoldWatch`). `abort` keeps hyper's default.
+    // themselves (`conn::HoldWatch`). `abort` keeps hyper's default.
     let h1_abort = Arc::new(h1.clone());
     h1.half_close(true);
     let h1_answer = Arc::new(h1);
@@ -472,7 +450,7 @@ fn spawn_worker(
     (load, i): (Arc<WorkerLoad>, usize),
     listeners: Vec<WorkerListener>,
     conns: Arc<Semaphore>,
-    mut stop: crate::server::StopRx,
+    mut stop: StopRx,
 ) -> Result<std::thread::JoinHandle<()>, StartError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -513,26 +491,6 @@ fn diag(d: Vec<brownout_faults::yaml::Diagnostic>) -> StartError {
             .collect::<Vec<_>>()
             .join("\n"),
     )
-}
-
-/// How a listener serves each accepted connection.
-pub(crate) struct ConnSettings {
-    tls: Option<TlsAcceptor>,
-    /// hyper's HTTP/1.1 builder for this listener's `half_close`.
-    h1: Arc<hyper::server::conn::http1::Builder>,
-    pub(crate) half_close: HalfClose,
-    /// Room for connections accepted over `max_connections` to wait for a slot,
-    /// shared by every listener ([`WAITING_ROOM`]).
-    waiting: Arc<Semaphore>,
-    h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
-    handshake_timeout: Duration,
-    pub(crate) header_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    /// Plain-text connections to a plain-HTTP upstream are served by
-    /// [`crate::http1`]'s loop (HTTP/1.1 upstream only).
-    pub(crate) own_h1: bool,
-    /// On that loop, requests no rule could touch skip the pipeline.
-    pub(crate) fast_path: bool,
 }
 
 /// Open connections per worker, so that the workers share connections evenly.
@@ -619,7 +577,7 @@ async fn accept_loop(
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
     conns: Arc<Semaphore>,
-    mut stop: crate::server::StopRx,
+    mut stop: StopRx,
     load: Option<(Arc<WorkerLoad>, usize)>,
 ) {
     loop {
@@ -710,7 +668,7 @@ async fn wait_for_slot(
     ctx: &ListenerCtx,
     settings: &ConnSettings,
     peer: SocketAddr,
-    stop: &mut crate::server::StopRx,
+    stop: &mut StopRx,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let wait = settings.header_timeout;
     let p = tokio::select! {
@@ -741,7 +699,7 @@ fn serve_conn(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: Arc<ConnSettings>,
-    stop: crate::server::StopRx,
+    stop: StopRx,
     guard: SlotGuard,
 ) -> futures_util::future::Either<
     impl std::future::Future<Output = ()> + Send + 'static,
@@ -768,7 +726,7 @@ async fn serve_other(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     settings: &ConnSettings,
-    stop: crate::server::StopRx,
+    stop: StopRx,
 ) {
     let _ = stream.set_nodelay(true);
     let info = ConnInfo::new(peer);
@@ -842,93 +800,6 @@ async fn serve_other(
     }
 }
 
-/// Serve a connection on the full (hyper) path for the rest of its life: a TLS or
-/// plain connection the fast path does not take, or one it hands over with the
-/// bytes it read first.
-pub(crate) async fn serve_full<I>(
-    h2: bool,
-    io: I,
-    ctx: Arc<ListenerCtx>,
-    info: Arc<ConnInfo>,
-    settings: &ConnSettings,
-    stop: crate::server::StopRx,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = crate::pipeline::stack::full_path(ctx.clone(), info.clone());
-    // A WebSocket tunnel is parked on the connection while its 101 goes out, and
-    // runs here, on the connection's task, once hyper has handed the socket over.
-    let tunnel = crate::server::tunnel::Slot::new(info.clone());
-    let first = FirstRequest {
-        info,
-        timeout: settings.header_timeout,
-        idle_timeout: settings.idle_timeout,
-        // HTTP/2 has no half-close of the connection (a stream ends with END_STREAM,
-        // which hyper handles), and under `abort` hyper sees every FIN itself.
-        watch_holds: !h2 && settings.half_close == HalfClose::Answer,
-        ctx,
-    };
-    serve_as(h2, io, svc, settings, stop.clone(), first).await;
-    tunnel.run(settings.idle_timeout, stop).await
-}
-
-/// Serve a connection with one protocol's builder. Boxed: each protocol's (and
-/// TLS's) connection state takes only the room it needs, instead of sizing the
-/// task of every connection for the largest.
-async fn serve_as<I>(
-    h2: bool,
-    io: I,
-    svc: ProxyService,
-    settings: &ConnSettings,
-    stop: crate::server::StopRx,
-    first: FirstRequest,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    if h2 {
-        Box::pin(drive(
-            settings.h2.serve_connection(TokioIo::new(io), svc),
-            stop,
-            first,
-        ))
-        .await
-    } else {
-        Box::pin(drive(
-            settings
-                .h1
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades(),
-            stop,
-            first,
-        ))
-        .await
-    }
-}
-
-/// A connection [`drive`] can stop gracefully. hyper-util's `GracefulConnection`
-/// does not cover an HTTP/1.1 connection with upgrades (WebSocket) enabled.
-trait Graceful: std::future::Future {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I> Graceful for hyper::server::conn::http1::UpgradeableConnection<TokioIo<I>, ProxyService>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
-    }
-}
-
-impl<I> Graceful for hyper::server::conn::http2::Connection<TokioIo<I>, ProxyService, TokioExecutor>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http2::Connection::graceful_shutdown(self);
-    }
-}
-
 /// Whether a plain connection opens with HTTP/2's client preface (h2c with prior
 /// knowledge), from the first bytes, without consuming them; `None` when it closed
 /// before sending any.
@@ -945,111 +816,6 @@ async fn speaks_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
         // Part of the preface so far (rare: it is one small write): peeking again
         // would see the same bytes at once, so wait a moment for the rest.
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// How long a connection given an injected GOAWAY stays open: long enough for
-/// the GOAWAY to reach the client before the close.
-pub(crate) const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
-
-/// `header_timeout` for a connection's first request.
-struct FirstRequest {
-    info: Arc<ConnInfo>,
-    timeout: Duration,
-    /// A connection with nothing in flight this long is closed (GOAWAY on HTTP/2).
-    idle_timeout: Duration,
-    /// End the connection when the client's FIN arrives while a fault holds its
-    /// request ([`crate::server::net::HoldWatch`]).
-    watch_holds: bool,
-    /// The listener, for the rejection counter.
-    ctx: Arc<ListenerCtx>,
-}
-
-/// Poll a connection until it ends, shutting it down gracefully on stop, dropping
-/// it on abort, and dropping it when no first request arrives within `header_timeout`.
-async fn drive<C>(conn: C, mut stop: crate::server::StopRx, first: FirstRequest)
-where
-    C: Graceful + std::future::Future<Output = Result<(), hyper::Error>>,
-{
-    let mut conn = std::pin::pin!(conn);
-    let mut graceful = false;
-    let first_deadline = tokio::time::sleep(first.timeout);
-    tokio::pin!(first_deadline);
-    let mut waiting_first = true;
-    // Idle checks a few times per idle_timeout (HTTP/1.1 also has hyper's own timer).
-    let mut idle_tick =
-        tokio::time::interval((first.idle_timeout / 4).max(Duration::from_millis(250)));
-    idle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // After an injected GOAWAY, the connection closes this soon (in-flight calls
-    // fail as on a server going away).
-    let going = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(going);
-    let mut going_away = false;
-    let hold_watch = crate::server::net::HoldWatch::new(&first.info);
-    tokio::pin!(hold_watch);
-    let reject = |reason, why: &dyn std::fmt::Display| {
-        let (ctx, peer) = (&first.ctx, first.info.peer);
-        ctx.listener
-            .shared
-            .metrics
-            .rejected(reason, &ctx.listener.name, peer, why)
-    };
-    loop {
-        if *stop.borrow() == Shutdown::Abort {
-            return;
-        }
-        if *stop.borrow() == Shutdown::Draining && !graceful {
-            conn.as_mut().graceful_shutdown();
-            graceful = true;
-        }
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    if e.is_parse() {
-                        // hyper answered 400 (431 for an oversized head) and closed.
-                        reject(Rejection::BadRequest, &e);
-                    } else if e.is_timeout() && !first.info.first_request.load(Ordering::Relaxed) {
-                        reject(Rejection::HeaderTimeout, &e);
-                    }
-                }
-                return;
-            }
-            _ = &mut hold_watch, if first.watch_holds => {
-                tracing::debug!(peer = %first.info.peer, "the client closed while a fault held its request");
-                return;
-            }
-            r = stop.changed() => if r.is_err() { return },
-            _ = idle_tick.tick(), if !graceful => {
-                if first.info.idle_for() >= first.idle_timeout {
-                    tracing::debug!(peer = %first.info.peer, "closing idle connection (idle_timeout)");
-                    conn.as_mut().graceful_shutdown();
-                    graceful = true;
-                }
-            }
-            _ = first.info.kill.notified() => {
-                if !first.info.goaway.load(Ordering::Acquire) {
-                    return;
-                }
-                if !graceful {
-                    conn.as_mut().graceful_shutdown();
-                    graceful = true;
-                }
-                going.as_mut().reset(tokio::time::Instant::now() + GOAWAY_CLOSE);
-                going_away = true;
-            }
-            _ = &mut going, if going_away => return,
-            _ = &mut first_deadline, if waiting_first => {
-                if !first.info.first_request.load(Ordering::Relaxed) {
-                    let t = first.timeout;
-                    reject(
-                        Rejection::HeaderTimeout,
-                        &format_args!("no request headers within header_timeout ({t:?})"),
-                    );
-                    return;
-                }
-                waiting_first = false;
-            }
-        }
     }
 }
 

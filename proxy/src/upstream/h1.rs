@@ -26,8 +26,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 
-use crate::body::{BoxError, ReqBody};
-use crate::upstream::{has_input, DirectPool, RawConn, Resend, SendError, UpBody};
+use crate::error::BoxError;
+use crate::upstream::{has_input, DirectPool, RawConn, ReqBody, Resend, SendError, UpBody};
 use crate::wire::h1::{
     parse_length, parse_response_with, span, trim, write_chunk, write_field, write_last_chunk,
     ChunkError, Framing, Relay, RespHead, RespParse, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,

@@ -25,8 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::body::ReqBody;
-use crate::upstream::{SendError, UpBody, Upstream, UpstreamError};
+use crate::upstream::{ReqBody, SendError, UpBody, Upstream, UpstreamError};
 
 /// The largest header list accepted from the upstream and announced to it:
 /// grpc-go's default (16 MiB), so no header set a gRPC server sends is refused
@@ -63,7 +62,7 @@ impl H2Dialer {
         let host = upstream.authority.host();
         let addr = format!("{host}:{port}");
         let tls = if https {
-            let mut cfg = crate::server::tls::client_config(extra_ca)?;
+            let mut cfg = crate::tls::client_config(extra_ca)?;
             cfg.alpn_protocols = vec![b"h2".to_vec()];
             let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
                 .map_err(|_| UpstreamError::BadUrl(upstream.display.clone()))?

@@ -7,6 +7,9 @@
 
 pub mod h1;
 pub mod h2;
+mod request;
+
+pub use request::{Hold, ReqBody, CLIENT_BODY_FAILED};
 
 use std::path::Path;
 use std::pin::Pin;
@@ -28,8 +31,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::body::ReqBody;
-use crate::server::tls::{client_config, TlsError};
+use crate::tls::{client_config, TlsError};
+use crate::wire::h1::keep_alive_timeout;
 
 /// Where a listener forwards, parsed once at start-up.
 #[derive(Debug, Clone)]
@@ -141,7 +144,7 @@ pub enum SendError {
     Invalid(String),
     /// The client's request body failed on its way.
     #[error("request body: {0}")]
-    Body(#[source] crate::body::BoxError),
+    Body(#[source] crate::error::BoxError),
     /// The pooled (TLS) client failed.
     #[error(transparent)]
     Pooled(#[from] hyper_util::client::legacy::Error),
@@ -415,18 +418,6 @@ impl Retire {
     }
 }
 
-/// `timeout=N` of a `Keep-Alive` header value (RFC 2068 §19.7.1.1), in seconds.
-pub(crate) fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(value).ok()?;
-    text.split(',').find_map(|param| {
-        let (k, v) = param.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("timeout") {
-            return None;
-        }
-        v.trim().trim_matches('"').parse().ok()
-    })
-}
-
 /// True while an idle connection is open and silent: no EOF, no reset, no
 /// unasked-for bytes (a server's 408 before it closes). A real, non-blocking
 /// `recv(MSG_PEEK)`, not the runtime's cached readiness, which may not have seen
@@ -558,7 +549,7 @@ pub enum UpBody {
     Pooled(Incoming),
     /// An application's own response body, when brownout's faults run in-process
     /// ([`crate::layer`]).
-    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, crate::body::BoxError>),
+    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, crate::error::BoxError>),
 }
 
 impl std::fmt::Debug for UpBody {
@@ -573,12 +564,12 @@ impl std::fmt::Debug for UpBody {
 
 impl Body for UpBody {
     type Data = Bytes;
-    type Error = crate::body::BoxError;
+    type Error = crate::error::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::error::BoxError>>> {
         match self.get_mut() {
             UpBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             UpBody::Boxed(b) => Pin::new(b).poll_frame(cx),

@@ -58,6 +58,18 @@ pub(crate) fn connection_close(v: &[u8]) -> Option<bool> {
     Some(close)
 }
 
+/// `timeout=N` of a `Keep-Alive` header value (RFC 2068 §19.7.1.1), in seconds.
+pub(crate) fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.split(',').find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        v.trim().trim_matches('"').parse().ok()
+    })
+}
+
 /// A parsed response head: where its parts are in the upstream buffer.
 pub(crate) struct RespHead<T> {
     pub(crate) status: u16,
@@ -169,7 +181,7 @@ pub(crate) fn parse_response_with<T>(
         } else if n.eq_ignore_ascii_case("content-encoding") {
             coding = std::str::from_utf8(h.value).ok();
         } else if n.eq_ignore_ascii_case("keep-alive") {
-            keep_alive = crate::upstream::keep_alive_timeout(h.value);
+            keep_alive = keep_alive_timeout(h.value);
         }
     }
     let framing = if head_method || status == 204 || status == 304 {

@@ -4,19 +4,35 @@
 //! client vanished and hyper dropped our future), the guard's `Drop` writes exactly
 //! one record. That is how "records equal exchanges" holds without every code path
 //! having to remember to log.
+//!
+//! Both data paths open their exchanges here, and the response body and the
+//! WebSocket tunnel carry them to their end, so the guard sits below all of them,
+//! with the [`Listener`] facts a record is opened with.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brownout_faults::matcher::RuleState;
-use brownout_faults::Endpoint;
+use brownout_faults::{ApiKind, Endpoint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::conn::ConnInfo;
 use crate::control::state::Shared;
-use crate::pipeline::call::Listener;
 use crate::record::{FaultRef, Outcome, Record, UpstreamTiming};
-use crate::server::net::ConnInfo;
+
+/// What the pipeline's layers know of the listener a request came to: enough to
+/// open its record, match its rules and carry out their faults. Forwarding is
+/// [`ListenerCtx`](crate::pipeline::call::ListenerCtx)'s; an in-process stack
+/// ([`crate::layer`]) has a listener and no upstream.
+#[derive(Debug)]
+pub struct Listener {
+    pub name: Arc<str>,
+    pub api: ApiKind,
+    pub shared: Arc<Shared>,
+    /// Exchanges in flight on this listener (`/metrics`).
+    pub active: Arc<AtomicI64>,
+}
 
 /// A request in flight and what will be recorded about it.
 #[derive(Debug)]
@@ -285,7 +301,7 @@ impl Drop for Exchange {
         };
         if let Some(n) = &self.bytes_in {
             // What really passed, not what `content-length` promised.
-            rec.bytes_in = n.load(Ordering::Relaxed) & !crate::body::CLIENT_BODY_FAILED;
+            rec.bytes_in = n.load(Ordering::Relaxed) & !crate::upstream::CLIENT_BODY_FAILED;
         }
         if !self.done {
             // hyper dropped the exchange before it ended: the client went away.

@@ -29,10 +29,11 @@
 //!
 //! Why the tunnel runs on the connection's task: hyper hands the client's socket
 //! over only once its HTTP/1.1 connection future has finished writing the `101`.
-//! The exchange is parked on the connection ([`ConnInfo::park_tunnel`]) and the
+//! The exchange is parked on the connection (`ConnInfo::park_tunnel`) and the
 //! connection's task runs it (`Slot::run`), so a tunnel keeps its place in
 //! `max_connections`, and shutdown waits for it as for any connection.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +47,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::body::{BodyFaults, ProxyBody, CLIENT_BODY_FAILED};
+use crate::body::{BodyFaults, ProxyBody};
+use crate::conn::{ConnInfo, Tunnel};
+use crate::control::shutdown::StopRx;
 use crate::control::state::Shared;
 use crate::error::ProxyError;
-use crate::pipeline::exchange::Exchange;
+use crate::exchange::Exchange;
 use crate::record::Outcome;
-use crate::server::net::ConnInfo;
+use crate::upstream::CLIENT_BODY_FAILED;
 use crate::wire::strip_hop_by_hop;
 
 /// Bytes read at once from either side.
@@ -207,10 +210,11 @@ impl Slot {
     }
 
     /// Run the tunnel parked on the connection, if any, until it ends.
-    pub(crate) async fn run(self, idle: Duration, stop: crate::server::StopRx) {
+    pub(crate) async fn run(self, idle: Duration, stop: StopRx) {
         if let Some(t) = self.0.take_tunnel() {
-            // Boxed: a connection without a tunnel carries no room for one.
-            Box::pin(t.run(idle, stop)).await;
+            // Boxed (by `Tunnel::run`): a connection without a tunnel carries no
+            // room for one.
+            t.run(idle, stop).await;
         }
     }
 }
@@ -373,9 +377,23 @@ async fn idle_for(idle: Duration, activity: &AtomicU64, started: Instant) {
     }
 }
 
+impl Tunnel for Parked {
+    fn run(
+        self: Box<Self>,
+        idle: Duration,
+        stop: StopRx,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.relay(idle, stop))
+    }
+
+    fn abandon(self: Box<Self>) {
+        Tally::new(self.ex).finish(End::Shutdown);
+    }
+}
+
 impl Parked {
     /// Relay bytes both ways until the tunnel ends, then write the record.
-    async fn run(self, idle: Duration, mut stop: crate::server::StopRx) {
+    async fn relay(self, idle: Duration, mut stop: StopRx) {
         let Parked {
             ex,
             client,
@@ -388,7 +406,7 @@ impl Parked {
         let mut tally = Tally::new(ex);
         let abort = async move {
             if stop
-                .wait_for(|v| *v == crate::server::Shutdown::Abort)
+                .wait_for(|v| *v == crate::control::shutdown::Shutdown::Abort)
                 .await
                 .is_err()
             {
@@ -455,11 +473,6 @@ impl Parked {
             }
         }
         tally.finish(end);
-    }
-
-    /// Record a tunnel that never ran (its connection's task was dropped first).
-    fn abandon(self) {
-        Tally::new(self.ex).finish(End::Shutdown);
     }
 }
 

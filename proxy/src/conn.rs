@@ -1,18 +1,28 @@
-//! Connection-level plumbing: the accepted socket wrapper that can end in a real TCP
-//! RST, and trusted-proxy CIDRs for `client_ip`.
+//! A client connection as every layer that serves it sees it: the facts its
+//! requests share ([`ConnInfo`]), the watch on it while a fault holds a request
+//! ([`HoldWatch`]), and the accepted socket, which can end in a real TCP RST
+//! ([`ConnIo`]).
+//!
+//! Both data paths, the pipeline's layers and the response body read these, so
+//! they sit below all of them. A connection holds its own HTTP/2 upstream
+//! connection ([`crate::upstream::h2::H2Slot`]), and a WebSocket tunnel parked on
+//! it, which it knows only as a `Tunnel` to run: the tunnel itself is the
+//! pipeline's ([`crate::pipeline::tunnel`]).
 
+use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-
-use http::header::HeaderMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::control::shutdown::StopRx;
 
 /// Per-connection facts shared with every request on it.
 #[derive(Debug)]
@@ -31,8 +41,8 @@ pub struct ConnInfo {
     pub created: tokio::time::Instant,
     /// A WebSocket tunnel whose `101` is on its way to the client: hyper hands the
     /// socket over only once its connection has finished, so the connection's task
-    /// runs the tunnel then ([`crate::server::tunnel`]).
-    pub tunnel: Mutex<Option<Box<crate::server::tunnel::Parked>>>,
+    /// runs the tunnel then ([`crate::pipeline::tunnel`]).
+    tunnel: Mutex<Option<Box<dyn Tunnel>>>,
     /// This connection's own HTTP/2 upstream connection, for gRPC (and every
     /// request under `upstream_protocol: h2c | h2`), dialled on first use.
     pub h2: crate::upstream::h2::H2Slot,
@@ -156,15 +166,35 @@ impl ConnInfo {
     }
 
     /// Keep a tunnel for the connection's task to run once hyper lets go.
-    pub fn park_tunnel(&self, t: Box<crate::server::tunnel::Parked>) {
+    pub(crate) fn park_tunnel(&self, t: Box<dyn Tunnel>) {
         *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
 
     /// The tunnel parked on this connection, if any.
-    pub fn take_tunnel(&self) -> Option<Box<crate::server::tunnel::Parked>> {
+    pub(crate) fn take_tunnel(&self) -> Option<Box<dyn Tunnel>> {
         self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
+
+/// A tunnel parked on a connection ([`ConnInfo::park_tunnel`]): a WebSocket whose
+/// `101` is on its way to the client, for the connection's task to run once hyper
+/// lets go of the socket.
+pub(crate) trait Tunnel: Send + std::fmt::Debug {
+    /// Relay bytes both ways until the tunnel ends, then write the record. Boxed:
+    /// a connection without a tunnel carries no room for one.
+    fn run(
+        self: Box<Self>,
+        idle: Duration,
+        stop: StopRx,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Record a tunnel that never ran (its connection's task was dropped first).
+    fn abandon(self: Box<Self>);
+}
+
+/// How long a connection given an injected GOAWAY stays open: long enough for
+/// the GOAWAY to reach the client before the close.
+pub(crate) const GOAWAY_CLOSE: Duration = Duration::from_millis(100);
 
 /// A request-side fault hold in progress ([`ConnInfo::holding`]).
 #[derive(Debug)]
@@ -446,89 +476,6 @@ macro_rules! write_through {
 }
 pub(crate) use write_through;
 
-/// An IPv4 or IPv6 network, for `trusted_proxies`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.trim().parse().map_err(|e| format!("`{s}`: {e}"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .map_err(|e| format!("`{s}`: prefix: {e}"))?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(format!("`{s}`: prefix longer than {max}"));
-        }
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// The client's address: the peer, or the nearest untrusted hop of
-/// `X-Forwarded-For` when the peer is a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-    if trusted.is_empty() || !trusted.iter().any(|c| c.contains(peer)) {
-        return peer;
-    }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
-        let Ok(v) = v.to_str() else { return peer };
-        for part in v.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                Err(_) => return peer,
-            }
-        }
-    }
-    // Walk from the nearest hop back; the first untrusted one is the client.
-    for ip in hops.iter().rev() {
-        if !trusted.iter().any(|c| c.contains(*ip)) {
-            return *ip;
-        }
-    }
-    hops.first().copied().unwrap_or(peer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,36 +555,5 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "closed while the ConnInfo lives on");
         assert!(info.sock().is_none());
-    }
-
-    #[test]
-    fn cidr_contains() {
-        let c: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(c.contains("10.1.2.3".parse().unwrap()));
-        assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
-        let h: Cidr = "127.0.0.1".parse().unwrap();
-        assert!(h.contains("127.0.0.1".parse().unwrap()));
-        assert!(!h.contains("127.0.0.2".parse().unwrap()));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-    }
-
-    #[test]
-    fn xff_believed_only_from_trusted() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.5".parse().unwrap());
-        assert_eq!(
-            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
-            "198.51.100.1".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip("10.0.0.1".parse().unwrap(), &h, &[]),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
     }
 }

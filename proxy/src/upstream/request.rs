@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::body::BoxError;
+use crate::error::BoxError;
 
 /// The request body sent upstream.
 #[derive(Debug)]
