@@ -267,15 +267,22 @@ pub fn find_chromium() -> Option<std::path::PathBuf> {
 
 /// Debian's Chromium; installed on first use where the test runs as root (as on a
 /// fresh machine of this project's kind), so `cargo test --workspace` needs no
-/// set-up step of its own.
+/// set-up step of its own. The page tests run as separate processes at once, so
+/// the install is taken under one file lock (the first installs, the others wait
+/// and find it installed) and waits for apt's own locks rather than failing on
+/// them.
 pub fn chromium_path() -> std::path::PathBuf {
     if let Some(p) = find_chromium() {
         return p;
     }
-    let installed = std::process::Command::new("sh")
+    let lock = std::env::temp_dir().join("brownout-chromium-install.lock");
+    let installed = std::process::Command::new("flock")
+        .arg(&lock)
         .args([
+            "sh",
             "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+            "command -v chromium >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq \
+             && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }",
         ])
         .status()
         .map(|s| s.success())
