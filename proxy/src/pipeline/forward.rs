@@ -18,6 +18,10 @@ use crate::record::Outcome;
 use crate::upstream::{ReqBody, CLIENT_BODY_FAILED};
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
+/// Where an upstream says how long it keeps an idle connection: a name made once,
+/// not parsed from a string for every answer.
+static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+
 /// Sends calls to their listener's upstream ([`crate::pipeline::call::CallState::upstream`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Forward;
@@ -116,7 +120,9 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     st.ex.upstream_called();
     let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
     let attempt = if let Some(dialer) = h2 {
-        let send = st.conn.h2.send(dialer, up_req, shared.inspect_limit);
+        // Boxed: HTTP/2's send is several times the size of all the rest of this
+        // future, which every HTTP/1.1 call would otherwise allocate and copy.
+        let send = Box::pin(st.conn.h2.send(dialer, up_req, shared.inspect_limit));
         tokio::time::timeout_at(deadline, send).await
     } else if upgrade.is_some() {
         // On a connection of its own: a tunnel never goes back to a pool.
@@ -180,7 +186,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
         }
         // Any other answer to an upgrade request is an ordinary answer.
     }
-    if let Some(v) = rparts.headers.get("keep-alive") {
+    if let Some(v) = rparts.headers.get(&KEEP_ALIVE) {
         ctx.client.announced_keep_alive(v.as_bytes());
     }
     strip_hop_by_hop(&mut rparts.headers);
@@ -192,4 +198,24 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
         head: rparts,
         body: rbody,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(super::Call) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every call allocates and fills the upstream leg's future: one branch's
+    /// large state (HTTP/2's send was 8 KiB of its 10) left inline costs every
+    /// call that copy.
+    #[test]
+    fn the_upstream_legs_future_stays_small() {
+        let size = future_size(super::forward);
+        assert!(size <= 4096, "forward's future is {size} bytes");
+    }
 }
