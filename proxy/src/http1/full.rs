@@ -57,7 +57,9 @@ pub(super) fn request_parts(
 ) -> Option<http::request::Parts> {
     let head = Bytes::copy_from_slice(&buf[..head_len]);
     let uri = http::Uri::from_maybe_shared(head.slice(span(buf, target.as_bytes()))).ok()?;
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for the fields the upstream leg sets (`host`; `accept-encoding` for a
+    // body fault): `insert` grows a full map even to replace a field.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 2);
     for h in fields {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = http::HeaderValue::from_maybe_shared(head.slice(span(buf, h.value))).ok()?;
@@ -286,7 +288,7 @@ impl FastConn {
     /// Serve one request through the pipeline on this connection.
     pub(super) async fn full_exchange(
         &mut self,
-        req: Box<FullReq>,
+        req: FullReq,
         stop: &crate::control::shutdown::StopRx,
     ) -> After {
         let FullReq {
@@ -294,7 +296,7 @@ impl FastConn {
             head_len,
             body_len,
             client_close,
-        } = *req;
+        } = req;
         self.buf.advance(head_len);
         let body = ReqBody::Buffered((body_len > 0).then(|| {
             let b = Bytes::copy_from_slice(&self.buf[..body_len]);

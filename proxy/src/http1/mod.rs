@@ -250,9 +250,10 @@ enum Prep {
     Partial,
     Handoff,
     Forward(Forward),
-    /// Through the pipeline, on this connection (boxed: an idle connection's task
-    /// keeps no room for a typed head).
-    Full(Box<full::FullReq>),
+    /// Through the pipeline, on this connection. The typed head moves at once
+    /// into the exchange's boxed future, so an idle connection's task keeps no
+    /// room for one (a test holds that future's size).
+    Full(full::FullReq),
 }
 
 /// The timer of one connection, reused by every exchange on it.
@@ -559,12 +560,12 @@ impl FastConn {
                 _ => return Prep::Handoff,
             };
             return match full::request_parts(&self.buf, head_len, method_t, target, req.headers) {
-                Some(parts) => Prep::Full(Box::new(full::FullReq {
+                Some(parts) => Prep::Full(full::FullReq {
                     parts,
                     head_len,
                     body_len,
                     client_close,
-                })),
+                }),
                 None => Prep::Handoff,
             };
         }

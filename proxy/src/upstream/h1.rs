@@ -58,12 +58,10 @@ pub(crate) async fn send(
     let (mut parts, body) = req.into_parts();
     let out = framing(&mut parts, &body);
     let trailers = allowed_trailers(&parts.headers, out);
-    let mut head = Vec::with_capacity(256);
-    encode_head(&parts, &mut head);
+    let mut head = Vec::new();
     let head_method = parts.method == Method::HEAD;
-    let (mut body, hold) = body.held(hold_limit);
+    let (mut body, mut hold) = body.held(hold_limit);
     let mut resend = Resend::default();
-    let mut fields = Vec::with_capacity(16);
     loop {
         let taken = if resend.happened() {
             None
@@ -81,6 +79,12 @@ pub(crate) async fn send(
                 None,
             ),
         };
+        if head.is_empty() {
+            // Made again for a second attempt, rather than kept as a copy by
+            // every first one.
+            head.reserve(256);
+            encode_head(&parts, &mut head);
+        }
         hold.sent();
         let mut attempt = Attempt {
             conn: &mut conn,
@@ -91,26 +95,19 @@ pub(crate) async fn send(
                 Out::Chunked => 0,
             },
             trailers: &trailers,
-            // The head is kept to send again only where it may go again: after a
-            // reused connection's loss.
-            pending: if reused.is_some() {
-                head.clone()
-            } else {
-                std::mem::take(&mut head)
-            },
+            pending: std::mem::take(&mut head),
             at: 0,
             body_done: out == Out::Length(0),
             took_body: false,
             wrote: false,
             answered: false,
             head_method,
-            fields: &mut fields,
         };
         let result = std::future::poll_fn(|cx| attempt.poll(cx)).await;
         let (took_body, wrote) = (attempt.took_body, attempt.wrote);
         match result {
             Ok((resp, whole)) => {
-                let resp = response(conn, resp, &fields, whole, pool)?;
+                let resp = response(conn, resp, whole, pool)?;
                 return Ok((resp, resend.happened()));
             }
             Err(Lost::Body(e)) => return Err(SendError::Body(e)),
@@ -161,8 +158,6 @@ struct Attempt<'a> {
     wrote: bool,
     answered: bool,
     head_method: bool,
-    /// Where the answer's header names and values are in the connection's buffer.
-    fields: &'a mut Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Attempt<'_> {
@@ -242,8 +237,7 @@ impl Attempt<'_> {
     /// The answer's head, once whole (interim 1xx answers skipped).
     fn parse(&mut self) -> Result<Option<RespHead<()>>, SendError> {
         loop {
-            let buf = &mut self.conn.buf;
-            let fields = &mut *self.fields;
+            let RawConn { buf, fields, .. } = &mut *self.conn;
             fields.clear();
             let found = parse_response_with(buf, self.head_method, &|_, _| None, |n, v| {
                 fields.push((n, v))
@@ -405,11 +399,11 @@ fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
 fn response(
     mut conn: RawConn,
     h: RespHead<()>,
-    fields: &[(Range<usize>, Range<usize>)],
     whole: bool,
     pool: &Arc<DirectPool>,
 ) -> Result<Response<UpBody>, SendError> {
     let head = conn.buf.split_to(h.head_len).freeze();
+    let fields = std::mem::take(&mut conn.fields);
     let status = StatusCode::from_u16(h.status).map_err(|_| invalid("invalid status code"))?;
     let mut resp = Response::new(());
     *resp.status_mut() = status;
@@ -418,7 +412,8 @@ fn response(
     } else {
         Version::HTTP_11
     };
-    *resp.headers_mut() = typed_fields(&head, fields, h.drop_length)?;
+    *resp.headers_mut() = typed_fields(&head, &fields, h.drop_length)?;
+    conn.fields = fields;
     let reason = &head[h.reason.clone()];
     if status.canonical_reason().map(str::as_bytes) != Some(reason) {
         // Kept as the upstream said it, as on the fast path.
@@ -449,7 +444,9 @@ fn typed_fields(
     fields: &[(Range<usize>, Range<usize>)],
     drop_length: bool,
 ) -> Result<HeaderMap, SendError> {
-    let mut map = HeaderMap::with_capacity(fields.len());
+    // Room for the one field the proxy may add (`x-brownout-fault`): `insert`
+    // grows a full map.
+    let mut map = HeaderMap::with_capacity(fields.len() + 1);
     for (n, v) in fields {
         let name =
             HeaderName::from_bytes(&head[n.clone()]).map_err(|_| invalid("invalid header name"))?;

@@ -157,7 +157,7 @@ impl H2Slot {
         hold_limit: usize,
     ) -> Result<(Response<UpBody>, bool), SendError> {
         let (parts, body) = req.into_parts();
-        let (body, hold) = body.held(hold_limit);
+        let (body, mut hold) = body.held(hold_limit);
         let mut req = Request::from_parts(parts, body);
         let mut resent = false;
         loop {

@@ -439,6 +439,10 @@ pub(crate) fn has_input(stream: &TcpStream) -> bool {
 pub struct RawConn {
     pub stream: TcpStream,
     pub buf: BytesMut,
+    /// Where the last answer's header names and values lie in `buf` (the full
+    /// path's leg, [`h1`]): kept with the connection, so that an exchange on it
+    /// allocates no list of its own.
+    pub fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 /// A connection taken from the pool, with how long it had been idle (what a
@@ -517,6 +521,7 @@ impl DirectPool {
         Ok(RawConn {
             stream,
             buf: BytesMut::new(),
+            fields: Vec::new(),
         })
     }
 

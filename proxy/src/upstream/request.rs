@@ -46,7 +46,17 @@ pub enum ReqBody {
 /// The bytes of a request body as they went upstream, kept while they fit in
 /// `limit` (frames are shared, not copied), and when its last byte went.
 #[derive(Debug, Clone)]
-pub struct Hold(Arc<Mutex<HoldState>>);
+pub struct Hold(Kept);
+
+#[derive(Debug, Clone)]
+enum Kept {
+    /// A body that ended with its head (most requests have none): nothing to
+    /// keep and nobody else to tell, so nothing shared is allocated; only when
+    /// the head went.
+    Nothing { last: Option<std::time::Instant> },
+    /// A body still to be sent: its frames, seen by the body as it is polled.
+    Shared(Arc<Mutex<HoldState>>),
+}
 
 #[derive(Debug)]
 struct HoldState {
@@ -59,12 +69,17 @@ struct HoldState {
 }
 
 impl Hold {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    /// The shared state of a body still to be sent; none for one that ended with
+    /// its head.
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, HoldState>> {
+        match &self.0 {
+            Kept::Nothing { .. } => None,
+            Kept::Shared(s) => Some(s.lock().unwrap_or_else(|p| p.into_inner())),
+        }
     }
 
     fn frame(&self, data: &Bytes) {
-        let mut h = self.lock();
+        let Some(mut h) = self.lock() else { return };
         h.last = Some(std::time::Instant::now());
         if h.overflow {
             return;
@@ -79,22 +94,34 @@ impl Hold {
     }
 
     fn end(&self) {
-        let mut h = self.lock();
+        let Some(mut h) = self.lock() else { return };
         h.ended = true;
         h.last = Some(std::time::Instant::now());
     }
 
     /// The head goes out now (a body with nothing to send ends with it).
-    pub fn sent(&self) {
-        self.lock().last = Some(std::time::Instant::now());
+    pub fn sent(&mut self) {
+        let now = Some(std::time::Instant::now());
+        if let Kept::Nothing { last } = &mut self.0 {
+            *last = now;
+        } else if let Some(mut h) = self.lock() {
+            h.last = now;
+        }
+    }
+
+    /// When the body's last byte (or, with no body, the head) went.
+    fn last(&self) -> Option<std::time::Instant> {
+        match &self.0 {
+            Kept::Nothing { last } => *last,
+            Kept::Shared(_) => self.lock().and_then(|h| h.last),
+        }
     }
 
     /// The whole body again, when every byte of it is held and its last byte went
     /// at most `upstream::RESEND_WINDOW` ago (the resend rule, `upstream::Resend`).
     pub fn replay(&self) -> Option<ReqBody> {
         let recent = self
-            .lock()
-            .last
+            .last()
             .is_some_and(|t| crate::upstream::within_resend_window(t.elapsed()));
         if !recent {
             return None;
@@ -105,7 +132,9 @@ impl Hold {
     /// The whole body again, when every byte of it is held, however long ago it
     /// went: for a request the upstream said it never processed.
     pub fn replay_unprocessed(&self) -> Option<ReqBody> {
-        let h = self.lock();
+        let Some(h) = self.lock() else {
+            return Some(ReqBody::Empty);
+        };
         if !h.ended || h.overflow {
             return None;
         }
@@ -237,19 +266,18 @@ pub const CLIENT_BODY_FAILED: u64 = 1 << 63;
 impl ReqBody {
     /// Keep what passes, up to `limit` bytes, for sending again.
     pub fn held(self, limit: usize) -> (ReqBody, Hold) {
-        let ended = self.is_end_stream();
-        let hold = Hold(Arc::new(Mutex::new(HoldState {
+        if self.is_end_stream() {
+            // Nothing will be polled: the head is the whole request.
+            return (self, Hold(Kept::Nothing { last: None }));
+        }
+        let hold = Hold(Kept::Shared(Arc::new(Mutex::new(HoldState {
             kept: Vec::new(),
             size: 0,
             limit,
             overflow: false,
-            ended,
+            ended: false,
             last: None,
-        })));
-        if ended {
-            // Nothing will be polled: the head is the whole request.
-            return (self, hold);
-        }
+        }))));
         let body = ReqBody::Held {
             inner: Box::new(self),
             hold: hold.clone(),

@@ -78,9 +78,12 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-            // Hop-by-hop names go below, when present.
-            .filter(|n| !HOP_BY_HOP_NAMES.contains(n))
+            .map(str::trim)
+            // Hop-by-hop names go below, when present: the common
+            // `keep-alive` token costs no name of its own.
+            .filter(|t| !t.is_empty() && !is_hop_by_hop(t))
+            // `from_bytes` lowers the case itself.
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             h.remove(n);
