@@ -24,6 +24,8 @@
 #                    `upstream_protocol: h2c`, in part 2 one with `upstream_protocol:
 #                    auto` (gRPC goes over h2c). One upstream HTTP/2 connection per
 #                    client connection
+#   brownout-b       (not in the default sets) the same with the binary $BROWNOUT_B (say,
+#                    the build before a change): an A/B of two builds in one run
 #   haproxy          (not in the default sets) HAProxy 2.x `mode http`, `proto h2` on
 #                    both sides, `http-reuse always`: a second reference
 #
@@ -80,7 +82,8 @@ need_cmds "apt-get install -y nghttp2-client nginx-light haproxy python3 curl ip
 need_brownout
 for t in $TARGETS $GRPC_TARGETS; do
   case $t in direct|nginx-grpc_pass|brownout) ;; haproxy) need_cmds "apt-get install -y haproxy" haproxy ;;
-    *) die "unknown target $t (direct, nginx-grpc_pass, brownout, haproxy)" ;; esac
+    brownout-b) [[ -x ${BROWNOUT_B:-} ]] || die "brownout-b needs BROWNOUT_B, the other build's binary" ;;
+    *) die "unknown target $t (direct, nginx-grpc_pass, brownout, brownout-b, haproxy)" ;; esac
 done
 
 # ---------------------------------------------------------------- gRPC payloads
@@ -187,19 +190,24 @@ EOF
 fi
 # brownout: a config with one listener whose upstream_protocol is set; --listen and
 # --upstream from start_brownout refine it.
-if [[ " $TARGETS " == *" brownout "* ]]; then
-  printf 'listeners:\n  - listen: 127.0.0.1:1\n    upstream: http://127.0.0.1:%s\n    upstream_protocol: h2c\n' "$UP" >"$WORK/bo-h2c.yaml"
-  start_brownout brownout-h2c "http://127.0.0.1:$UP" --config "$WORK/bo-h2c.yaml"
-  PORT[brownout]=$BO_PORT; PPID_OF[brownout]=$BO_PID
-  wait_h2c brownout-h2c "$BO_PORT"
-fi
-if [[ " $GRPC_TARGETS " == *" brownout "* ]]; then
-  printf 'listeners:\n  - listen: 127.0.0.1:1\n    upstream: http://127.0.0.1:%s\n    upstream_protocol: auto\n' "$UP" >"$WORK/bo-auto.yaml"
-  start_brownout brownout-auto "http://127.0.0.1:$UP" --config "$WORK/bo-auto.yaml"
-  GPORT[brownout]=$BO_PORT; GPPID_OF[brownout]=$BO_PID
-  wait_h2c brownout-auto "$BO_PORT" /bench.Bench/Unary --data-binary "@$GRPC_DIR/req.bin" \
-    -H 'content-type: application/grpc' -H 'te: trailers'
-fi
+# brownout-b is the same with $BROWNOUT_B (say, the build before a change): an A/B
+# of two builds in one run.
+printf 'listeners:\n  - listen: 127.0.0.1:1\n    upstream: http://127.0.0.1:%s\n    upstream_protocol: h2c\n' "$UP" >"$WORK/bo-h2c.yaml"
+printf 'listeners:\n  - listen: 127.0.0.1:1\n    upstream: http://127.0.0.1:%s\n    upstream_protocol: auto\n' "$UP" >"$WORK/bo-auto.yaml"
+for b in brownout brownout-b; do
+  bin=$BROWNOUT; [[ $b == brownout-b ]] && bin=${BROWNOUT_B:-}
+  if [[ " $TARGETS " == *" $b "* ]]; then
+    BROWNOUT=$bin start_brownout "$b-h2c" "http://127.0.0.1:$UP" --config "$WORK/bo-h2c.yaml"
+    PORT[$b]=$BO_PORT; PPID_OF[$b]=$BO_PID
+    wait_h2c "$b-h2c" "$BO_PORT"
+  fi
+  if [[ " $GRPC_TARGETS " == *" $b "* ]]; then
+    BROWNOUT=$bin start_brownout "$b-auto" "http://127.0.0.1:$UP" --config "$WORK/bo-auto.yaml"
+    GPORT[$b]=$BO_PORT; GPPID_OF[$b]=$BO_PID
+    wait_h2c "$b-auto" "$BO_PORT" /bench.Bench/Unary --data-binary "@$GRPC_DIR/req.bin" \
+      -H 'content-type: application/grpc' -H 'te: trailers'
+  fi
+done
 
 # ---------------------------------------------------------------- checks before load
 CHECKS=$WORK/checks.jsonl
