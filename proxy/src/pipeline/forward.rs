@@ -19,7 +19,7 @@ use crate::upstream::{ReqBody, CLIENT_BODY_FAILED};
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// Where an upstream says how long it keeps an idle connection: a name made once,
-/// not parsed from a string for every answer.
+/// not parsed from a string for every answer to an upgrade request.
 static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
 
 /// Sends calls to their listener's upstream ([`crate::pipeline::call::CallState::upstream`]).
@@ -172,6 +172,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
             st.ex.grpc_status(code);
         }
     }
+    let upgraded = upgrade.is_some();
     if let Some(up) = upgrade {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             return Ok(Reply::Done(crate::pipeline::tunnel::switch(
@@ -186,8 +187,12 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
         }
         // Any other answer to an upgrade request is an ordinary answer.
     }
-    if let Some(v) = rparts.headers.get(&KEEP_ALIVE) {
-        ctx.client.announced_keep_alive(v.as_bytes());
+    if upgraded {
+        // An answer over the pool's own leg told the pool as it was parsed
+        // (`upstream::h1`); one to an upgrade request came over hyper's.
+        if let Some(v) = rparts.headers.get(&KEEP_ALIVE) {
+            ctx.client.announced_keep_alive(v.as_bytes());
+        }
     }
     strip_hop_by_hop(&mut rparts.headers);
     if let Some(m) = st.mark.take() {

@@ -421,6 +421,11 @@ fn response(
             resp.extensions_mut().insert(r);
         }
     }
+    if let Some(secs) = h.keep_alive {
+        // As the fast path does with the same parse: idle connections are retired
+        // before the upstream's announced keep-alive ends.
+        pool.retire.announce(secs);
+    }
     let reusable = whole && !h.upstream_close && h.framing != Framing::Close;
     let mut body = RawBody {
         conn: Some(conn),
