@@ -404,17 +404,11 @@ impl FastConn {
                 return holds.as_mut().poll(cx).map(|()| None);
             }
             while watch_client {
-                match io.poll_read_ready(cx) {
+                match crate::conn::poll_fill(io, buf, READ_ROOM, cx) {
                     Poll::Pending => break,
-                    Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(())) => {}
-                }
-                buf.reserve(READ_ROOM);
-                match io.try_read_buf(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Ok(0) | Err(_) => return Poll::Ready(None),
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
                     // A pipelined request, kept for after this one.
-                    Ok(_) => watch_client = buf.len() < MAX_HEAD,
+                    Poll::Ready(Ok(_)) => watch_client = buf.len() < MAX_HEAD,
                 }
             }
             Poll::Pending

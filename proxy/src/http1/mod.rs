@@ -168,30 +168,27 @@ fn stop_signal<'a>(
 /// the client has sent nothing, no buffer is held: `buf` and `out` go back to
 /// the thread's spares as the connection waits ([`crate::http1::reuse`]), and a buffer
 /// is taken again once the socket is readable. The same system calls as
-/// `read_buf`: the readiness is tokio's, as that read's would be.
+/// `read_buf` ([`crate::conn::poll_fill`]).
 fn poll_fill(
     io: &TcpStream,
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<usize>> {
-    loop {
-        if io.poll_read_ready(cx)?.is_pending() {
-            if buf.is_empty() {
-                give_back(buf, out);
-            }
-            return Poll::Pending;
+    if io.poll_read_ready(cx)?.is_pending() {
+        if buf.is_empty() {
+            give_back(buf, out);
         }
-        if buf.capacity() == 0 {
-            *buf = crate::http1::reuse::read_buf(READ_ROOM);
-        }
-        buf.reserve(READ_ROOM);
-        match io.try_read_buf(buf) {
-            // Readiness was stale: tokio cleared it, and the next poll waits.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
+        return Poll::Pending;
     }
+    if buf.capacity() == 0 {
+        *buf = crate::http1::reuse::read_buf(READ_ROOM);
+    }
+    let r = crate::conn::poll_fill(io, buf, READ_ROOM, cx);
+    if r.is_pending() && buf.is_empty() {
+        give_back(buf, out);
+    }
+    r
 }
 
 /// Give the connection's buffers to the thread's spares.

@@ -672,23 +672,13 @@ impl Body for RawBody {
     }
 }
 
-/// Read into `buf`: the same system calls as `read_buf`, on a shared socket.
+/// Read into `buf`, on the socket the request's writer shares.
 fn poll_fill(
     io: &TcpStream,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<usize>> {
-    loop {
-        if io.poll_read_ready(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        buf.reserve(READ_ROOM);
-        match io.try_read_buf(buf) {
-            // Readiness was stale: tokio cleared it, and the next poll waits.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
-    }
+    crate::conn::poll_fill(io, buf, READ_ROOM, cx)
 }
 
 fn poll_write(io: &TcpStream, data: &[u8], cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
