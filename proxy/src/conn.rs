@@ -123,9 +123,9 @@ impl ConnInfo {
         self.inflight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// An exchange on this connection ended.
-    pub fn exchange_ended(&self) {
-        let ms = self.created.elapsed().as_millis() as u64;
+    /// An exchange on this connection ended, `now`.
+    pub fn exchange_ended(&self, now: tokio::time::Instant) {
+        let ms = now.saturating_duration_since(self.created).as_millis() as u64;
         self.last_done_ms.store(ms, Ordering::Release);
         self.inflight.fetch_sub(1, Ordering::AcqRel);
     }

@@ -155,8 +155,12 @@ impl Exchange {
         });
     }
 
-    pub fn upstream_called(&mut self) {
-        self.upstream_start = Some(Instant::now());
+    /// The request goes upstream now: the instant, which the caller's upstream
+    /// deadline counts from too (one clock read for both).
+    pub fn upstream_called(&mut self) -> Instant {
+        let now = Instant::now();
+        self.upstream_start = Some(now);
+        now
     }
 
     /// The request was sent upstream again on a new connection.
@@ -293,8 +297,9 @@ impl Drop for Exchange {
             r.deactivate();
         }
         self.active.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
         if let Some(c) = &self.conn {
-            c.exchange_ended();
+            c.exchange_ended(now);
         }
         let Some(mut rec) = self.rec.take() else {
             return;
@@ -307,7 +312,7 @@ impl Drop for Exchange {
             // hyper dropped the exchange before it ended: the client went away.
             rec.outcome = Outcome::ClientClosed;
         }
-        rec.e2e_ms = ms(self.start.elapsed());
+        rec.e2e_ms = ms(now.saturating_duration_since(self.start));
         if rec.ttfb_ms.is_none() && rec.bytes_out > 0 {
             rec.ttfb_ms = Some(rec.e2e_ms);
         }

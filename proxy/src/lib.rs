@@ -52,6 +52,7 @@ pub mod http1;
 pub mod layer;
 pub mod pipeline;
 pub mod record;
+pub mod reuse;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -59,7 +59,7 @@ pub(super) fn request_parts(
     let uri = http::Uri::from_maybe_shared(head.slice(span(buf, target.as_bytes()))).ok()?;
     // Room for the fields the upstream leg sets (`host`; `accept-encoding` for a
     // body fault): `insert` grows a full map even to replace a field.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 2);
+    let mut headers = crate::reuse::header_map(fields.len() + 2);
     for h in fields {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = http::HeaderValue::from_maybe_shared(head.slice(span(buf, h.value))).ok()?;
@@ -331,11 +331,11 @@ impl FastConn {
             Some(body.size_hint().exact())
         };
         if self.out.capacity() == 0 {
-            self.out = crate::http1::reuse::head_buf();
+            self.out = crate::reuse::head_buf();
         }
         self.out.clear();
         let framer = encode_head(&mut self.out, &head, size, head_method, &mut keep);
-        drop(head);
+        crate::reuse::give_header_map(head.headers);
         let mut sent = 0u64;
         let mut ended = matches!(framer, Framer::Length(0));
         while !ended {

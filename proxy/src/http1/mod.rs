@@ -20,7 +20,6 @@
 //! as it always has).
 
 mod full;
-pub mod reuse;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -166,7 +165,7 @@ fn stop_signal<'a>(
 
 /// Read into `buf`, which holds no request bytes yet or part of a head. While
 /// the client has sent nothing, no buffer is held: `buf` and `out` go back to
-/// the thread's spares as the connection waits ([`crate::http1::reuse`]), and a buffer
+/// the thread's spares as the connection waits ([`crate::reuse`]), and a buffer
 /// is taken again once the socket is readable. The same system calls as
 /// `read_buf` ([`crate::conn::poll_fill`]).
 fn poll_fill(
@@ -182,7 +181,7 @@ fn poll_fill(
         return Poll::Pending;
     }
     if buf.capacity() == 0 {
-        *buf = crate::http1::reuse::read_buf(READ_ROOM);
+        *buf = crate::reuse::read_buf(READ_ROOM);
     }
     let r = crate::conn::poll_fill(io, buf, READ_ROOM, cx);
     if r.is_pending() && buf.is_empty() {
@@ -194,10 +193,10 @@ fn poll_fill(
 /// Give the connection's buffers to the thread's spares.
 fn give_back(buf: &mut BytesMut, out: &mut Vec<u8>) {
     if buf.capacity() > 0 {
-        crate::http1::reuse::give_read_buf(std::mem::take(buf));
+        crate::reuse::give_read_buf(std::mem::take(buf));
     }
     if out.capacity() > 0 {
-        crate::http1::reuse::give_head_buf(std::mem::take(out));
+        crate::reuse::give_head_buf(std::mem::take(out));
     }
 }
 
@@ -210,7 +209,7 @@ fn give_back(buf: &mut BytesMut, out: &mut Vec<u8>) {
 struct FastConn {
     io: TcpStream,
     /// Bytes read from the client and not yet used; lent by the thread
-    /// ([`crate::http1::reuse`]), none while the connection idles.
+    /// ([`crate::reuse`]), none while the connection idles.
     buf: BytesMut,
     /// Heads being written (upstream request, client response); lent as `buf` is.
     out: Vec<u8>,
@@ -520,35 +519,41 @@ impl FastConn {
             (false, Some(n)) => Framing::Length(n),
         };
 
-        let endpoint = classify(ctx.listener.api, &method_t, path);
-        let profile = shared.profile.load();
-        let active = profile.active(Instant::now());
-        // A request some rule in force could match goes to the full path, which
-        // decides it; so does one whose match needs headers or a body read.
-        if !full
-            && shared.release.faults_enabled()
-            && !profile.is_empty()
-            && active.rules.clone().next().is_some()
-        {
-            full = profile.needs_headers || (profile.needs_body && !method_t.is_safe());
-            let facts = RequestFacts {
-                api: ctx.listener.api,
-                endpoint,
-                ..Default::default()
-            };
-            let no_headers = http::HeaderMap::new();
-            let input = MatchInput {
-                listener: &ctx.listener.name,
-                method: &method_t,
-                path,
-                headers: &no_headers,
-                facts: &facts,
-                client_ip: Some(self.peer.ip()),
-            };
-            full = full || profile.any_rule_matches(active.phase, &input);
-        }
-        if full {
-            drop(profile);
+        // What the fast path needs when no rule could touch the request: its
+        // endpoint and phase. A request already bound for the full path (every
+        // one under `fast_path: false`) skips this: the pipeline finds both.
+        let fast = if full {
+            None
+        } else {
+            let endpoint = classify(ctx.listener.api, &method_t, path);
+            let profile = shared.profile.load();
+            let active = profile.active(Instant::now());
+            // A request some rule in force could match goes to the full path, which
+            // decides it; so does one whose match needs headers or a body read.
+            if shared.release.faults_enabled()
+                && !profile.is_empty()
+                && active.rules.clone().next().is_some()
+            {
+                full = profile.needs_headers || (profile.needs_body && !method_t.is_safe());
+                let facts = RequestFacts {
+                    api: ctx.listener.api,
+                    endpoint,
+                    ..Default::default()
+                };
+                let no_headers = http::HeaderMap::new();
+                let input = MatchInput {
+                    listener: &ctx.listener.name,
+                    method: &method_t,
+                    path,
+                    headers: &no_headers,
+                    facts: &facts,
+                    client_ip: Some(self.peer.ip()),
+                };
+                full = full || profile.any_rule_matches(active.phase, &input);
+            }
+            (!full).then(|| (endpoint, active.phase.map(|p| p.name.clone())))
+        };
+        let Some((endpoint, phase)) = fast else {
             // Served on this connection when its upload is already here whole;
             // hyper streams any other.
             let body_len = match body {
@@ -565,9 +570,7 @@ impl FastConn {
                 }),
                 None => Prep::Handoff,
             };
-        }
-        let phase = active.phase.map(|p| p.name.clone());
-        drop(profile);
+        };
 
         let head = Opening {
             endpoint,
@@ -590,7 +593,7 @@ impl FastConn {
         // The upstream's request head: the client's, less hop-by-hop headers, with
         // the upstream's `Host`.
         if self.out.capacity() == 0 {
-            self.out = crate::http1::reuse::head_buf();
+            self.out = crate::reuse::head_buf();
         }
         let out = &mut self.out;
         out.clear();
@@ -676,8 +679,7 @@ impl FastConn {
             },
             _ => 0,
         };
-        ex.upstream_called();
-        let deadline = Instant::now() + self.ctx.listener.shared.upstream_timeout;
+        let deadline = ex.upstream_called() + self.ctx.listener.shared.upstream_timeout;
         timers.upstream().reset(deadline);
 
         // Send, and wait for the answer's head. A reused connection that the

@@ -87,7 +87,9 @@ fn nothing_to_decide(call: &mut Call) -> bool {
     if shared.release.faults_enabled() && (!profile.is_empty() || asks) {
         return false;
     }
-    st.ex.rec().phase = profile.active(Instant::now()).phase.map(|p| p.name.clone());
+    // The phase the call came in (its record's start: no clock read of its own).
+    let arrived = st.ex.start();
+    st.ex.rec().phase = profile.active(arrived).phase.map(|p| p.name.clone());
     st.ip = st.conn.peer.ip();
     st.facts = head_facts(st);
     name_call(st, &call.head, None);

@@ -15,7 +15,7 @@ use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::pipeline::call::{gateway_error, BoxFuture, Call, Reply, ResetAbort};
 use crate::record::Outcome;
-use crate::upstream::{ReqBody, CLIENT_BODY_FAILED};
+use crate::upstream::{ReqBody, UpBody, CLIENT_BODY_FAILED};
 use crate::wire::{strip_hop_by_hop, FAULT_NAME as X_BROWNOUT_FAULT, SEQ_NAME as X_BROWNOUT_SEQ};
 
 /// Where an upstream says how long it keeps an idle connection: a name made once,
@@ -117,8 +117,7 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
     let (body, seen) = body.counted();
     st.ex.bytes_in = seen.clone();
     let up_req = Request::from_parts(parts, body);
-    st.ex.upstream_called();
-    let deadline = tokio::time::Instant::now() + shared.upstream_timeout;
+    let deadline = st.ex.upstream_called() + shared.upstream_timeout;
     let attempt = if let Some(dialer) = h2 {
         // Boxed: HTTP/2's send is several times the size of all the rest of this
         // future, which every HTTP/1.1 call would otherwise allocate and copy.
@@ -194,7 +193,10 @@ async fn forward(call: Call) -> Result<Reply, ResetAbort> {
             ctx.client.announced_keep_alive(v.as_bytes());
         }
     }
-    strip_hop_by_hop(&mut rparts.headers);
+    if !matches!(rbody, UpBody::Raw(_)) {
+        // The pool's own leg typed its answer without them (`upstream::h1`).
+        strip_hop_by_hop(&mut rparts.headers);
+    }
     if let Some(m) = st.mark.take() {
         rparts.headers.insert(&X_BROWNOUT_FAULT, m);
     }

@@ -95,14 +95,11 @@ fn asks_for_websocket(h: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
     };
-    let upgrade = tokens(CONNECTION)
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case("upgrade"));
-    upgrade
-        && tokens(UPGRADE).iter().any(|t| {
+    // Most requests carry no `Upgrade`: one lookup says so.
+    h.contains_key(UPGRADE)
+        && tokens(CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(UPGRADE).any(|t| {
             let name = t.split('/').next().unwrap_or("");
             name.trim().eq_ignore_ascii_case("websocket")
         })

@@ -32,6 +32,7 @@ use crate::wire::h1::{
     parse_length, parse_response_with, span, trim, write_chunk, write_field, write_last_chunk,
     ChunkError, Framing, Relay, RespHead, RespParse, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };
+use crate::wire::{is_hop_by_hop_raw, strip_hop_by_hop};
 
 /// Room asked for before each read from the upstream.
 const READ_ROOM: usize = 8192;
@@ -58,7 +59,8 @@ pub(crate) async fn send(
     let (mut parts, body) = req.into_parts();
     let out = framing(&mut parts, &body);
     let trailers = allowed_trailers(&parts.headers, out);
-    let mut head = Vec::new();
+    // Lent per thread, as the fast path's head buffers are (`crate::reuse`).
+    let mut head = crate::reuse::head_buf();
     let head_method = parts.method == Method::HEAD;
     let (mut body, mut hold) = body.held(hold_limit);
     let mut resend = Resend::default();
@@ -105,9 +107,16 @@ pub(crate) async fn send(
         };
         let result = std::future::poll_fn(|cx| attempt.poll(cx)).await;
         let (took_body, wrote) = (attempt.took_body, attempt.wrote);
+        // Emptied, for another attempt's head or to go back.
+        head = std::mem::take(&mut attempt.pending);
+        head.clear();
         match result {
             Ok((resp, whole)) => {
                 let resp = response(conn, resp, whole, pool)?;
+                // Written, and never again: the buffer and the map go back for the
+                // next request's head.
+                crate::reuse::give_head_buf(head);
+                crate::reuse::give_header_map(parts.headers);
                 return Ok((resp, resend.happened()));
             }
             Err(Lost::Body(e)) => return Err(SendError::Body(e)),
@@ -412,7 +421,7 @@ fn response(
     } else {
         Version::HTTP_11
     };
-    *resp.headers_mut() = typed_fields(&head, &fields, h.drop_length)?;
+    *resp.headers_mut() = answer_fields(&head, &fields, &h)?;
     conn.fields = fields;
     let reason = &head[h.reason.clone()];
     if status.canonical_reason().map(str::as_bytes) != Some(reason) {
@@ -442,19 +451,46 @@ fn response(
     Ok(resp.map(|()| UpBody::Raw(body)))
 }
 
-/// The header fields `parse_response_with` found in `head`, as a map whose values
-/// share the head's bytes.
+/// The answer's header fields as they go on to the client: [`typed_fields`] less
+/// the hop-by-hop ones, which no proxy forwards (RFC 9110 7.6.1). The common ones
+/// are skipped by their raw names as the map is made, rather than typed, hashed
+/// and then looked up again to be removed; the rare answer whose `Connection`
+/// names fields of its own, or that carries a `te`, is typed whole and stripped
+/// by the rule every leg shares ([`strip_hop_by_hop`]).
+fn answer_fields(
+    head: &Bytes,
+    fields: &[(Range<usize>, Range<usize>)],
+    h: &RespHead<()>,
+) -> Result<HeaderMap, SendError> {
+    let rare = h.connection_names
+        || fields
+            .iter()
+            .any(|(n, _)| head[n.clone()].eq_ignore_ascii_case(b"te"));
+    if rare {
+        let mut map = typed_fields(head, fields, h.drop_length, |_| true)?;
+        strip_hop_by_hop(&mut map);
+        return Ok(map);
+    }
+    typed_fields(head, fields, h.drop_length, |n| !is_hop_by_hop_raw(n))
+}
+
+/// The header fields `parse_response_with` found in `head` whose raw names `keep`
+/// accepts, as a map whose values share the head's bytes.
 fn typed_fields(
     head: &Bytes,
     fields: &[(Range<usize>, Range<usize>)],
     drop_length: bool,
+    keep: impl Fn(&[u8]) -> bool,
 ) -> Result<HeaderMap, SendError> {
     // Room for the one field the proxy may add (`x-brownout-fault`): `insert`
     // grows a full map.
-    let mut map = HeaderMap::with_capacity(fields.len() + 1);
+    let mut map = crate::reuse::header_map(fields.len() + 1);
     for (n, v) in fields {
-        let name =
-            HeaderName::from_bytes(&head[n.clone()]).map_err(|_| invalid("invalid header name"))?;
+        let raw = &head[n.clone()];
+        if !keep(raw) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|_| invalid("invalid header name"))?;
         if drop_length && name == CONTENT_LENGTH {
             // Transfer-Encoding decides the framing (RFC 9112 §6.3).
             continue;
@@ -602,7 +638,7 @@ fn trailer_map(lines: &[u8]) -> Option<HeaderMap> {
         .iter()
         .map(|f| (span(&section, f.name.as_bytes()), span(&section, f.value)))
         .collect();
-    typed_fields(&section, &fields, false)
+    typed_fields(&section, &fields, false, |_| true)
         .ok()
         .filter(|m| !m.is_empty())
 }
@@ -774,6 +810,37 @@ mod tests {
         );
     }
 
+    /// The answer's fields as the h1 leg types them for the client.
+    fn answer_map(raw: &'static [u8]) -> HeaderMap {
+        let head = Bytes::from_static(raw);
+        let mut fields = Vec::new();
+        let found =
+            parse_response_with(&head, false, &|_, _| None::<()>, |n, v| fields.push((n, v)));
+        let Ok(Some(RespParse::Head(h))) = found else {
+            panic!("a whole head: {:?}", found.err());
+        };
+        answer_fields(&head, &fields, &h).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_answers_hop_by_hop_fields_never_reach_its_typed_head() {
+        // The common case, skipped as the map is made.
+        let map = answer_map(
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+        );
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["server", "x-a"]);
+        // A `Connection` that names a field of its own, and a `te`: the rule
+        // every leg shares, which keeps only `te: trailers`.
+        let map = answer_map(
+            b"HTTP/1.1 200 OK\r\nConnection: x-private, keep-alive\r\nX-Private: s\r\nTE: gzip, trailers\r\nContent-Length: 0\r\nX-B: 2\r\n\r\n",
+        );
+        assert!(map.get("x-private").is_none() && map.get("connection").is_none());
+        assert_eq!(map["te"], "trailers");
+        assert_eq!(map["x-b"], "2");
+        assert_eq!(map[CONTENT_LENGTH], "0");
+    }
+
     #[test]
     fn answer_headers_share_the_head_and_lose_a_length_chunked_overrides() {
         let head = Bytes::from_static(
@@ -786,7 +853,7 @@ mod tests {
             panic!("a whole head: {:?}", found.err());
         };
         assert!(h.drop_length);
-        let map = typed_fields(&head, &fields, h.drop_length).unwrap_or_default();
+        let map = typed_fields(&head, &fields, h.drop_length, |_| true).unwrap_or_default();
         assert!(map.get(CONTENT_LENGTH).is_none());
         assert_eq!(map.get_all("x-a").iter().count(), 2);
         assert_eq!(map[TRANSFER_ENCODING], "chunked");

@@ -81,6 +81,15 @@ impl Upstream {
     /// connection sends). Without a base path the request's path is reused as is
     /// (no copy, no re-parse).
     pub fn uri_for(&self, request: &Uri, absolute: bool) -> Result<Uri, http::Error> {
+        if !absolute
+            && self.base_path.is_empty()
+            && request.scheme().is_none()
+            && request.path_and_query().is_some()
+        {
+            // Already the origin form the upstream gets (every request a client
+            // sends a reverse proxy): the same target, shared, not rebuilt.
+            return Ok(request.clone());
+        }
         let mut parts = http::uri::Parts::default();
         if absolute {
             parts.scheme = Some(self.scheme.clone());
@@ -602,6 +611,26 @@ impl Body for UpBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upstreams_target_keeps_the_path_and_query_under_any_base_path() {
+        let plain = Upstream::parse("http://up:8000").unwrap();
+        let based = Upstream::parse("http://up:8000/v2/").unwrap();
+        let req: Uri = "/v1/chat?x=1".parse().unwrap();
+        assert_eq!(plain.uri_for(&req, false).unwrap(), "/v1/chat?x=1");
+        assert_eq!(
+            plain.uri_for(&req, true).unwrap(),
+            "http://up:8000/v1/chat?x=1"
+        );
+        assert_eq!(
+            based.uri_for(&req, false).unwrap().path(),
+            format!("{}/v1/chat", based.base_path)
+        );
+        assert_eq!(based.uri_for(&req, false).unwrap().query(), Some("x=1"));
+        // A client's absolute form still goes out in origin form.
+        let abs: Uri = "http://elsewhere/p?q".parse().unwrap();
+        assert_eq!(plain.uri_for(&abs, false).unwrap(), "/p?q");
+    }
 
     #[test]
     fn a_lost_request_goes_again_once_and_only_from_a_reused_connection() {

@@ -43,7 +43,15 @@ static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
 /// fast path asks it of every header line of every request and answer.
 #[inline]
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    is_hop_by_hop_raw(name.as_bytes())
+}
+
+/// [`is_hop_by_hop`] of a name as the wire has it, not yet known to be text.
+#[inline]
+pub(crate) fn is_hop_by_hop_raw(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Whether a request's (first) `te` value accepts trailers: the one `te` both

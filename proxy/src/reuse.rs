@@ -1,4 +1,4 @@
-//! Memory a fast-path connection needs only while it is busy, lent per thread.
+//! Memory a request needs only while it is served, lent per thread.
 //!
 //! An idle keep-alive connection should cost little more than its socket: nginx
 //! frees a connection's buffers while it waits for the next request, and HAProxy
@@ -9,21 +9,29 @@
 //! connections busy at the same moment hold any; a burst leaves at most [`SPARE`]
 //! of each kind behind per thread.
 //!
+//! The full path's typed heads are lent the same way: the header maps of a
+//! request and of its answer are taken here as each head is typed and given back
+//! once it is written out, so a request a rule could touch allocates no map.
+//!
 //! Per thread, not shared: each worker is a single-thread runtime, so a connection
 //! gives back on the thread it took from, with no lock and a warm cache.
 
 use std::cell::RefCell;
 
 use bytes::BytesMut;
+use http::HeaderMap;
 
 /// Spares kept per thread, of each kind.
 pub const SPARE: usize = 64;
 /// A buffer grown past this (a large upload or head) is freed instead of kept.
 pub const KEEP_UP_TO: usize = 16 * 1024;
+/// A header map with room for more fields than this is freed instead of kept.
+pub const KEEP_FIELDS_UP_TO: usize = 64;
 
 thread_local! {
     static READ_BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static HEAD_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static HEADER_MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keep `item` among this thread's spares, unless there are enough already.
@@ -72,6 +80,29 @@ pub fn give_head_buf(mut b: Vec<u8>) {
     }
 }
 
+/// An empty header map with room for `fields` fields.
+pub fn header_map(fields: usize) -> HeaderMap {
+    match take(&HEADER_MAPS) {
+        Some(mut m) => {
+            // Only past `http`'s own limit (32768 fields) could this fail, and
+            // then the map grows as fields come, as any map does.
+            let _ = m.try_reserve(fields);
+            m
+        }
+        None => HeaderMap::with_capacity(fields.min(KEEP_FIELDS_UP_TO)),
+    }
+}
+
+/// Give a header map back once its head is written (its values are dropped); as
+/// [`give_read_buf`], one with no room or too much is not kept.
+pub fn give_header_map(mut m: HeaderMap) {
+    m.clear();
+    let cap = m.capacity();
+    if cap > 0 && cap <= KEEP_FIELDS_UP_TO {
+        keep(&HEADER_MAPS, m);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +124,25 @@ mod tests {
         give_head_buf(h);
         let h = head_buf();
         assert!(h.is_empty() && h.capacity() > 0, "the same buffer, emptied");
+    }
+
+    #[test]
+    fn header_maps_come_back_empty_with_their_room() {
+        let mut m = header_map(4);
+        m.insert(http::header::HOST, http::HeaderValue::from_static("a"));
+        let room = m.capacity();
+        give_header_map(m);
+        let m = header_map(2);
+        assert!(
+            m.is_empty(),
+            "a lent map holds none of its last head's fields"
+        );
+        assert!(m.capacity() >= room.min(2));
+        give_header_map(m);
+        let before = HEADER_MAPS.with(|p| p.borrow().len());
+        give_header_map(HeaderMap::with_capacity(KEEP_FIELDS_UP_TO * 4));
+        give_header_map(HeaderMap::new());
+        assert_eq!(HEADER_MAPS.with(|p| p.borrow().len()), before);
     }
 
     #[test]
