@@ -537,6 +537,55 @@ mod tests {
         tokio::time::timeout(d, w.as_mut()).await.is_ok()
     }
 
+    /// One `poll_fill`, awaited.
+    async fn fill(io: &TcpStream, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        std::future::poll_fn(|cx| poll_fill(io, buf, 4096, cx)).await
+    }
+
+    #[tokio::test]
+    async fn a_drained_socket_still_wakes_its_reader_for_the_next_bytes() {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        for round in 0..50u8 {
+            // A short read clears the readiness; the next bytes must set it again,
+            // whether they come before the next wait begins or after.
+            client.write_all(&[round; 10]).await.unwrap();
+            let mut got = 0;
+            while got < 10 {
+                let n = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    fill(&server, &mut buf),
+                )
+                .await
+                .expect("the reader was woken for bytes that came")
+                .unwrap();
+                got += n;
+            }
+            assert_eq!(&buf[..], &[round; 10][..]);
+            buf.clear();
+            if round % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // A buffer filled to the brim is not taken as drained: what is left is
+        // read at once.
+        client.write_all(&[7u8; 10_000]).await.unwrap();
+        let mut total = 0;
+        while total < 10_000 {
+            total += fill(&server, &mut buf).await.unwrap();
+        }
+        assert_eq!(total, 10_000);
+        drop(client);
+        assert_eq!(
+            fill(&server, &mut buf).await.unwrap(),
+            0,
+            "the close is seen"
+        );
+    }
+
     #[tokio::test]
     async fn a_fin_during_a_hold_is_a_client_giving_up() {
         use tokio::io::AsyncWriteExt;
