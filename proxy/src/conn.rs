@@ -484,8 +484,8 @@ pub(crate) use write_through;
 /// readiness is cleared there and the next wait parks at once. `try_read_buf`
 /// alone keeps the readiness, and the next wait on that socket (for the client's
 /// next request, for the upstream's next answer) would begin with a read that
-/// can only say `EAGAIN`: one system call in four, per request, on a keep-alive
-/// connection. Readiness that a newer event set is left alone (tokio compares
+/// can only say `EAGAIN`: one wasted system call per request on each such socket
+/// of a keep-alive connection. Readiness that a newer event set is left alone (tokio compares
 /// the event's tick), so a byte that arrives meanwhile still wakes the reader.
 pub(crate) fn poll_fill(
     io: &TcpStream,
