@@ -485,8 +485,9 @@ pub(crate) use write_through;
 /// alone keeps the readiness, and the next wait on that socket (for the client's
 /// next request, for the upstream's next answer) would begin with a read that
 /// can only say `EAGAIN`: one wasted system call per request on each such socket
-/// of a keep-alive connection. Readiness that a newer event set is left alone (tokio compares
-/// the event's tick), so a byte that arrives meanwhile still wakes the reader.
+/// of a keep-alive connection. Readiness that a newer event set is left alone
+/// (tokio compares the event's tick), so a byte that arrives meanwhile still wakes
+/// the reader.
 pub(crate) fn poll_fill(
     io: &TcpStream,
     buf: &mut bytes::BytesMut,

@@ -89,7 +89,7 @@ pub fn header_map(fields: usize) -> HeaderMap {
             let _ = m.try_reserve(fields);
             m
         }
-        None => HeaderMap::with_capacity(fields.min(KEEP_FIELDS_UP_TO)),
+        None => HeaderMap::with_capacity(fields),
     }
 }
 
